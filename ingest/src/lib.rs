@@ -1,0 +1,22 @@
+//! Getting readings into the log: the [`Source`] trait, the grill [`Simulator`] and the
+//! [`EventSink`] every source writes through.
+//!
+//! A source produces events (probe readings, device registrations and status) and hands them
+//! to an [`EventSink`], which encodes them (Avro, Confluent wire format) and appends them to
+//! the log keyed by device id. An append that fails is retried with exponential backoff until
+//! it succeeds or the source is shut down: a reading is never dropped silently.
+//!
+//! This crate knows the log and the schemas; it knows nothing of processors, projections or
+//! gRPC.
+
+mod backoff;
+mod error;
+mod simulator;
+mod sink;
+mod source;
+
+pub use backoff::Backoff;
+pub use error::IngestError;
+pub use simulator::{Simulator, SimulatorConfig};
+pub use sink::EventSink;
+pub use source::{Source, run_source};

@@ -1,0 +1,126 @@
+//! The event log seam: [`EventLog`] and its two backends.
+//!
+//! Everything downstream of ingest is a pure function of this log, so its contract is the
+//! foundation of Emberline's guarantees:
+//!
+//! * **Topics and partitions.** A topic has a fixed number of partitions, created up front with
+//!   [`EventLog::ensure_topic`]. A record goes to the partition chosen by [`partition_for`] from
+//!   its key (Kafka's murmur2 partitioner), so every event of one device lands in one partition
+//!   on either backend.
+//! * **Order and offsets.** Within a partition, records keep append order and get dense,
+//!   increasing offsets from 0. [`EventLog::append`] returns each record's position once the
+//!   batch is durable (embedded: fsynced; Kafka: acknowledged by all in-sync replicas through
+//!   an idempotent producer).
+//! * **Reading and tailing.** A [`PartitionReader`] reads a partition from any offset and, given
+//!   a wait, tails it: it returns as soon as new records are appended.
+//! * **Positions.** A consumer's positions (the next offset to read, per partition) are stored
+//!   with [`EventLog::store_positions`] and survive a restart. Callers store a position only
+//!   after the effects of everything before it are durable; effects are idempotent, so a
+//!   crash re-processes and never loses. No Kafka transactions are needed.
+//!
+//! Backends: [`EmbeddedLog`] (redb on local disk, the default) and [`KafkaLog`] (rdkafka).
+//! With the `testsuite` feature, [`conformance`] holds the generic suite both must pass.
+//!
+//! This crate knows nothing of what records mean: keys and values are bytes.
+
+mod embedded;
+mod error;
+mod kafka;
+mod partitioner;
+mod record;
+
+#[cfg(any(test, feature = "testsuite"))]
+pub mod conformance;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use embedded::EmbeddedLog;
+pub use error::LogError;
+pub use kafka::{KafkaConfig, KafkaLog};
+pub use partitioner::partition_for;
+pub use record::{NewRecord, Position, Record};
+
+/// The standard topics.
+pub mod topics {
+    /// Probe readings from ingest adapters.
+    pub const PROBE_READINGS: &str = "probe.readings";
+    /// Device status and registration events.
+    pub const DEVICE_EVENTS: &str = "device.events";
+    /// Cook commands.
+    pub const COOK_COMMANDS: &str = "cook.commands";
+    /// Rolling trends derived from readings.
+    pub const DERIVED_TRENDS: &str = "derived.trends";
+    /// Rejected input with the reason.
+    pub const DEAD_LETTER: &str = "dead-letter";
+    /// Every standard topic.
+    pub const ALL: [&str; 5] = [
+        PROBE_READINGS,
+        DEVICE_EVENTS,
+        COOK_COMMANDS,
+        DERIVED_TRENDS,
+        DEAD_LETTER,
+    ];
+}
+
+/// An append-only, partitioned log of byte records. See the crate docs for the contract.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Creates `topic` with `partitions` partitions unless it exists; returns its actual count.
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, LogError>;
+
+    /// Number of partitions of `topic`.
+    async fn partitions(&self, topic: &str) -> Result<u32, LogError>;
+
+    /// Appends `records` (each to the partition of its key) and returns their positions, in
+    /// the same order, once they are durable.
+    async fn append(&self, topic: &str, records: Vec<NewRecord>)
+    -> Result<Vec<Position>, LogError>;
+
+    /// Appends `records` to one given partition, in order.
+    async fn append_to(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<NewRecord>,
+    ) -> Result<Vec<Position>, LogError>;
+
+    /// A reader of `partition` starting at offset `from`.
+    async fn reader(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+    ) -> Result<Box<dyn PartitionReader>, LogError>;
+
+    /// The offset the next append to `partition` will get (the high watermark).
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError>;
+
+    /// Durably stores `consumer`'s positions (next offset to read) for partitions of `topic`.
+    async fn store_positions(
+        &self,
+        consumer: &str,
+        topic: &str,
+        positions: &BTreeMap<u32, u64>,
+    ) -> Result<(), LogError>;
+
+    /// `consumer`'s stored positions for `topic`; partitions never stored are absent.
+    async fn load_positions(
+        &self,
+        consumer: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<u32, u64>, LogError>;
+}
+
+/// Reads one partition forward from an offset.
+#[async_trait]
+pub trait PartitionReader: Send {
+    /// Up to `max` records from the current position. Waits up to `wait` for the first
+    /// record when none is ready; returns an empty batch when none came in time.
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError>;
+
+    /// The offset of the next record this reader will return.
+    fn position(&self) -> u64;
+}

@@ -1,0 +1,77 @@
+//! The conformance suite against both backends.
+//!
+//! The Kafka run needs a Kafka-protocol broker: set `EMBERLINE_TEST_KAFKA` to its bootstrap
+//! address (the test script starts one). Without it the Kafka cases are skipped with a note,
+//! unless `EMBERLINE_REQUIRE_KAFKA=1`, which makes a missing broker a failure.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use emberline_log::conformance::Backend;
+use emberline_log::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog};
+use futures::future::BoxFuture;
+
+struct Embedded {
+    dir: tempfile::TempDir,
+}
+
+impl Backend for Embedded {
+    fn open(&self) -> BoxFuture<'_, Arc<dyn EventLog>> {
+        Box::pin(async move {
+            let log = EmbeddedLog::open(&self.dir.path().join("log.redb")).expect("open");
+            Arc::new(log) as Arc<dyn EventLog>
+        })
+    }
+    fn topic(&self, name: &str) -> String {
+        name.to_owned()
+    }
+}
+
+async fn embedded() -> Option<Embedded> {
+    Some(Embedded {
+        dir: tempfile::tempdir().expect("tempdir"),
+    })
+}
+
+struct Kafka {
+    config: KafkaConfig,
+    run: u64,
+}
+
+static TOPIC_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Backend for Kafka {
+    fn open(&self) -> BoxFuture<'_, Arc<dyn EventLog>> {
+        Box::pin(async move {
+            Arc::new(KafkaLog::connect(self.config.clone()).expect("connect")) as Arc<dyn EventLog>
+        })
+    }
+    fn topic(&self, name: &str) -> String {
+        let seq = TOPIC_SEQ.fetch_add(1, Ordering::Relaxed);
+        format!("conformance.{name}.{}.{seq}", self.run)
+    }
+}
+
+async fn kafka() -> Option<Kafka> {
+    match std::env::var("EMBERLINE_TEST_KAFKA") {
+        Ok(servers) if !servers.is_empty() => Some(Kafka {
+            config: KafkaConfig::new(servers),
+            // Topics of earlier runs stay on the broker: make this run's names unique.
+            run: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or_default(),
+        }),
+        _ => {
+            assert!(
+                std::env::var("EMBERLINE_REQUIRE_KAFKA").as_deref() != Ok("1"),
+                "EMBERLINE_REQUIRE_KAFKA=1 but EMBERLINE_TEST_KAFKA is not set"
+            );
+            eprintln!("skipped: set EMBERLINE_TEST_KAFKA to run against a broker");
+            None
+        }
+    }
+}
+
+emberline_log::conformance_suite!(embedded_log, embedded());
+emberline_log::conformance_suite!(kafka_log, kafka());

@@ -1,0 +1,441 @@
+//! The timely wiring of the trend processor: readers, exchanges, the trend operator, the sink.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use emberline_log::{EventLog, NewRecord, PartitionReader, topics};
+use emberline_projections::ProjectionStore;
+use emberline_schemas::EventCodec;
+use emberline_schemas::events::ProbeReading;
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Input, Operator, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::sink::TrendSink;
+use crate::trend::{TrendFigures, TrendState};
+use crate::ProcessorError;
+
+/// Settings of the trend processor.
+#[derive(Clone, Debug)]
+pub struct TrendConfig {
+    /// Topic read: probe readings.
+    pub input_topic: String,
+    /// Topic written: trend updates (created with the input's partition count).
+    pub output_topic: String,
+    /// Name under which positions are stored in the log.
+    pub consumer: String,
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Most records read from one partition at a time.
+    pub batch_size: usize,
+    /// How long an idle worker waits for input before advancing its round anyway.
+    pub idle_wait: Duration,
+}
+
+impl Default for TrendConfig {
+    fn default() -> Self {
+        Self {
+            input_topic: topics::PROBE_READINGS.into(),
+            output_topic: topics::DERIVED_TRENDS.into(),
+            consumer: "processor.trends".into(),
+            workers: 2,
+            batch_size: 4_096,
+            idle_wait: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Whether the processor follows the log forever or stops once caught up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Tail the input until shut down.
+    Follow,
+    /// Process up to the end offsets seen at start, then stop (replays, benchmarks).
+    CatchUp,
+}
+
+/// A reading as it travels through the dataflow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Reading {
+    pub(crate) partition: u32,
+    pub(crate) offset: u64,
+    /// `None` when the record was rejected (dead-lettered): it only advances positions.
+    pub(crate) event: Option<ProbeReading>,
+}
+
+/// A reading with the trend after it and the probe's state to persist.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Updated {
+    pub(crate) reading: Reading,
+    pub(crate) figures: Option<TrendFigures>,
+    /// Postcard-encoded [`TrendState`] after this reading.
+    pub(crate) state: Vec<u8>,
+}
+
+/// The key that owns a probe's state.
+pub(crate) fn state_key(device: &str, probe: &str) -> String {
+    format!("trend/{device}/{probe}")
+}
+
+fn key_hash(device: &str, probe: &str) -> u64 {
+    // A fixed hasher: the same key must land on the same worker in every process.
+    let mut h = FixedHasher::default();
+    device.hash(&mut h);
+    probe.hash(&mut h);
+    h.finish()
+}
+
+/// FNV-1a: stable across processes and Rust versions, unlike `DefaultHasher`.
+struct FixedHasher(u64);
+impl Default for FixedHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+impl Hasher for FixedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// What a run processed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Input records consumed (including rejected ones).
+    pub records: u64,
+    /// Records sent to the dead-letter topic.
+    pub rejected: u64,
+}
+
+/// Runs the trend dataflow on the calling thread's behalf (it blocks until done).
+///
+/// `runtime` is the tokio runtime the log and store run their I/O on; call this from a
+/// blocking context (`spawn_blocking` or a plain thread), never from an async task.
+pub fn run_trends(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ProjectionStore>,
+    codec: Arc<EventCodec>,
+    config: TrendConfig,
+    mode: Mode,
+    shutdown: CancellationToken,
+    runtime: Handle,
+) -> Result<RunStats, ProcessorError> {
+    let (partitions, starts, ends) = runtime.block_on(async {
+        let partitions = log.partitions(&config.input_topic).await?;
+        let out = log.ensure_topic(&config.output_topic, partitions).await?;
+        if out != partitions {
+            return Err(ProcessorError::PartitionMismatch {
+                input: config.input_topic.clone(),
+                input_partitions: partitions,
+                output: config.output_topic.clone(),
+                output_partitions: out,
+            });
+        }
+        let starts = store.applied_positions(&config.input_topic).await?;
+        let mut ends = BTreeMap::new();
+        if mode == Mode::CatchUp {
+            for p in 0..partitions {
+                ends.insert(p, log.end_offset(&config.input_topic, p).await?);
+            }
+        }
+        Ok::<_, ProcessorError>((partitions, starts, ends))
+    })?;
+    tracing::info!(topic = %config.input_topic, partitions, ?starts, ?mode, "trend processor starting");
+    let records = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    let workers = config.workers.max(1);
+    let counters = (records.clone(), rejected.clone());
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        let peers = worker.peers();
+        let (tx, mut rx) = mpsc::channel::<Result<Vec<Reading>, ProcessorError>>(8);
+        for p in (0..partitions).filter(|p| *p as usize % peers == index) {
+            let reader = PartitionFeed {
+                log: log.clone(),
+                codec: codec.clone(),
+                topic: config.input_topic.clone(),
+                partition: p,
+                from: starts.get(&p).copied().unwrap_or(0),
+                until: ends.get(&p).copied(),
+                batch_size: config.batch_size,
+                tx: tx.clone(),
+                shutdown: shutdown.clone(),
+                rejected: counters.1.clone(),
+            };
+            runtime.spawn(reader.run());
+        }
+        drop(tx);
+
+        let mut input = InputHandle::new();
+        let probe = ProbeHandle::new();
+        let mut sink = TrendSink::new(
+            log.clone(),
+            store.clone(),
+            codec.clone(),
+            config.clone(),
+            runtime.clone(),
+            shutdown.clone(),
+        );
+        let store_for_state = store.clone();
+        let rt = runtime.clone();
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .container::<Vec<Reading>>()
+                .unary(
+                    Exchange::new(|r: &Reading| match &r.event {
+                        Some(e) => key_hash(&e.device_id, &e.probe_id),
+                        None => u64::from(r.partition),
+                    }),
+                    "Trend",
+                    move |_capability, _info| {
+                        let mut states: HashMap<(String, String), TrendState> = HashMap::new();
+                        move |input, output| {
+                            let mut caps = Vec::new();
+                            let mut items: Vec<Reading> = Vec::new();
+                            input.for_each(|cap, data| {
+                                caps.push(cap.retain_least(0));
+                                items.append(data);
+                            });
+                            let Some(cap) = caps.into_iter().flatten().max_by(|a, b| a.time().cmp(b.time())) else {
+                                return;
+                            };
+                            // One probe's readings all come from one partition, in offset order.
+                            items.sort_by_key(|r| (r.partition, r.offset));
+                            let mut session = output.session(&cap);
+                            for reading in items {
+                                let Some(event) = &reading.event else {
+                                    session.give(Updated { reading, figures: None, state: Vec::new() });
+                                    continue;
+                                };
+                                let key = (event.device_id.clone(), event.probe_id.clone());
+                                let state = states.entry(key).or_insert_with(|| {
+                                    load_state(&rt, store_for_state.as_ref(), &event.device_id, &event.probe_id)
+                                });
+                                let figures = state.update(event.event_time, event.temperature_c);
+                                let state = postcard::to_allocvec(&*state).unwrap_or_default();
+                                session.give(Updated { reading, figures, state });
+                            }
+                        }
+                    },
+                )
+                .container::<Vec<Updated>>()
+                .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                    Exchange::new(|u: &Updated| u64::from(u.reading.partition)),
+                    "Sink",
+                    move |_capability, _info| {
+                        let mut pending: BTreeMap<u64, (timely::dataflow::operators::Capability<u64>, Vec<Updated>)> = BTreeMap::new();
+                        move |(input, frontier), output| {
+                            input.for_each(|cap, data| {
+                                let time = cap.least().copied().unwrap_or_default();
+                                if let Some(held) = cap.retain_least(0) {
+                                    pending.entry(time).or_insert_with(|| (held, Vec::new())).1.append(data);
+                                }
+                            });
+                            let ready: Vec<u64> = pending.keys().copied().filter(|t| !frontier.less_equal(t)).collect();
+                            if ready.is_empty() {
+                                return;
+                            }
+                            let mut batch = Vec::new();
+                            let mut held = Vec::new();
+                            for t in ready {
+                                if let Some((cap, items)) = pending.remove(&t) {
+                                    batch.extend(items);
+                                    held.push(cap);
+                                }
+                            }
+                            sink.write(batch);
+                            // Nothing is emitted: the capabilities only tell the probe when
+                            // the writes are done.
+                            let _ = output;
+                            drop(held);
+                        }
+                    },
+                )
+                .container::<Vec<()>>()
+                .probe_with(&probe);
+        });
+
+        let mut epoch: u64 = 0;
+        let mut feeding = true;
+        loop {
+            // Keep at most a few rounds in flight: the sink's writes pace the readers.
+            while probe.less_than(&epoch.saturating_sub(4)) {
+                worker.step_or_park(Some(Duration::from_millis(5)));
+            }
+            if shutdown.is_cancelled() || !feeding {
+                break;
+            }
+            let mut got: Vec<Reading> = Vec::new();
+            loop {
+                match rx.try_recv() {
+                    Ok(Ok(batch)) => got.extend(batch),
+                    Ok(Err(e)) => return Err(e),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        feeding = false;
+                        break;
+                    }
+                }
+                if got.len() >= config.batch_size {
+                    break;
+                }
+            }
+            if got.is_empty() && feeding {
+                worker.step();
+                match runtime.block_on(tokio::time::timeout(config.idle_wait, rx.recv())) {
+                    Ok(Some(Ok(batch))) => got.extend(batch),
+                    Ok(Some(Err(e))) => return Err(e),
+                    Ok(None) => feeding = false,
+                    Err(_) => {}
+                }
+            }
+            counters.0.fetch_add(got.len() as u64, Ordering::Relaxed);
+            for reading in got {
+                input.send(reading);
+            }
+            epoch += 1;
+            input.advance_to(epoch);
+            worker.step();
+        }
+        drop(input);
+        while !probe.done() {
+            worker.step_or_park(Some(Duration::from_millis(5)));
+        }
+        Ok(())
+    })
+    .map_err(ProcessorError::Dataflow)?;
+    for result in guards.join() {
+        result.map_err(ProcessorError::Dataflow)??;
+    }
+    Ok(RunStats {
+        records: records.load(Ordering::Relaxed),
+        rejected: rejected.load(Ordering::Relaxed),
+    })
+}
+
+/// The state persisted for a probe, or a fresh one. A state that cannot be read is a bug
+/// or corruption: it is reported and the probe starts afresh rather than stopping the cook.
+fn load_state(runtime: &Handle, store: &dyn ProjectionStore, device: &str, probe: &str) -> TrendState {
+    let key = state_key(device, probe);
+    match runtime.block_on(store.state(&key)) {
+        Ok(Some(bytes)) => postcard::from_bytes(&bytes).unwrap_or_else(|e| {
+            tracing::error!(%key, error = %e, "unreadable trend state; starting afresh");
+            TrendState::default()
+        }),
+        Ok(None) => TrendState::default(),
+        Err(e) => {
+            tracing::error!(%key, error = %e, "could not load trend state; starting afresh");
+            TrendState::default()
+        }
+    }
+}
+
+/// Reads one input partition, decodes it and feeds a worker.
+struct PartitionFeed {
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    topic: String,
+    partition: u32,
+    from: u64,
+    until: Option<u64>,
+    batch_size: usize,
+    tx: mpsc::Sender<Result<Vec<Reading>, ProcessorError>>,
+    shutdown: CancellationToken,
+    rejected: Arc<AtomicU64>,
+}
+
+impl PartitionFeed {
+    async fn run(self) {
+        if let Err(e) = self.feed().await {
+            let _ = self.tx.send(Err(e)).await;
+        }
+    }
+
+    async fn feed(&self) -> Result<(), ProcessorError> {
+        let mut reader: Box<dyn PartitionReader> =
+            self.log.reader(&self.topic, self.partition, self.from).await?;
+        loop {
+            if self.until.is_some_and(|end| reader.position() >= end) {
+                return Ok(());
+            }
+            let records = tokio::select! {
+                r = reader.next_batch(self.batch_size, Duration::from_millis(500)) => r?,
+                () = self.shutdown.cancelled() => return Ok(()),
+            };
+            let mut batch = Vec::with_capacity(records.len());
+            let mut dead = Vec::new();
+            for record in records {
+                if self.until.is_some_and(|end| record.offset >= end) {
+                    break;
+                }
+                let event = match self.codec.decode::<ProbeReading>(&record.value).await {
+                    Ok(event) => Some(event),
+                    Err(e) => {
+                        dead.push(dead_letter(&self.topic, &record, &e.to_string()));
+                        None
+                    }
+                };
+                batch.push(Reading {
+                    partition: self.partition,
+                    offset: record.offset,
+                    event,
+                });
+            }
+            if !dead.is_empty() {
+                tracing::warn!(topic = %self.topic, partition = self.partition, count = dead.len(), "rejected records sent to the dead-letter topic");
+                self.rejected.fetch_add(dead.len() as u64, Ordering::Relaxed);
+                self.log.append(topics::DEAD_LETTER, dead).await?;
+            }
+            if !batch.is_empty() && self.tx.send(Ok(batch)).await.is_err() {
+                return Ok(()); // the worker has stopped
+            }
+        }
+    }
+}
+
+/// A dead-letter record: JSON with where the record was, why it was rejected and its bytes.
+fn dead_letter(topic: &str, record: &emberline_log::Record, reason: &str) -> NewRecord {
+    let hex: String = record.value.iter().map(|b| format!("{b:02x}")).collect();
+    let body = format!(
+        "{{\"topic\":{},\"partition\":{},\"offset\":{},\"reason\":{},\"payload_hex\":\"{hex}\"}}",
+        json_string(topic),
+        record.partition,
+        record.offset,
+        json_string(reason)
+    );
+    NewRecord {
+        key: record.key.clone(),
+        value: body.into_bytes(),
+        timestamp_ms: record.timestamp_ms,
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

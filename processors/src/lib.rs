@@ -1,0 +1,40 @@
+//! Emberline's processors: timely dataflows that turn the input topics into derived topics
+//! and projections.
+//!
+//! ## The trend dataflow
+//!
+//! ```text
+//!  probe.readings ──(partition p, read by one worker)──► decode
+//!        │ exchange by hash(device, probe)
+//!        ▼
+//!  trend operator: per-probe window state → TrendUpdated
+//!        │ exchange by source partition
+//!        ▼
+//!  sink, once the frontier passes a round: sort by source offset, append to
+//!  derived.trends (same partition p), apply one projection batch (latest, history,
+//!  state, applied position) durably, then store the consumer position in the log.
+//! ```
+//!
+//! ## Exactly-once effects without transactions
+//!
+//! * The projection batch holds the per-probe trend state *and* the applied position of each
+//!   input partition, written atomically: after a crash the processor resumes exactly where its
+//!   state is, so the trend after a restart equals a replay from offset 0.
+//! * `derived.trends` has as many partitions as `probe.readings` and partition p of it holds the
+//!   trends of partition p's readings in offset order. Each `TrendUpdated` carries its source
+//!   offset; on start the sink reads the last one and skips what it already appended, so a
+//!   crash between the append and the projection write repeats nothing.
+//! * Positions in the log (`store_positions`) are written last, for lag monitoring and
+//!   Kafka tooling; the projections' applied positions are what resumption trusts.
+//!
+//! No operator reads the wall clock: all time is event time from the readings.
+//!
+//! This crate knows the log, the schemas and the projection store; it knows nothing of gRPC.
+
+mod dataflow;
+mod error;
+mod sink;
+pub mod trend;
+
+pub use dataflow::{Mode, TrendConfig, run_trends};
+pub use error::ProcessorError;

@@ -1,0 +1,222 @@
+//! Writing a completed round: derived records, then projections, then log positions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use emberline_log::{EventLog, NewRecord};
+use emberline_projections::{HistoryPoint, LatestProbe, ProjectionBatch, ProjectionStore, Trend};
+use emberline_schemas::EventCodec;
+use emberline_schemas::events::TrendUpdated;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::dataflow::{TrendConfig, Updated, state_key};
+use crate::ProcessorError;
+
+/// The sink of one worker. It owns the output partitions whose inputs route to it.
+pub(crate) struct TrendSink {
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ProjectionStore>,
+    codec: Arc<EventCodec>,
+    config: TrendConfig,
+    runtime: Handle,
+    shutdown: CancellationToken,
+    /// Per output partition: the highest source offset already appended.
+    appended_up_to: HashMap<u32, Option<u64>>,
+    /// Set when shutdown interrupted a failing write: later rounds must not be applied
+    /// over the gap, so they are dropped and re-processed after the restart.
+    abandoned: bool,
+}
+
+impl TrendSink {
+    pub(crate) fn new(
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn ProjectionStore>,
+        codec: Arc<EventCodec>,
+        config: TrendConfig,
+        runtime: Handle,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            log,
+            store,
+            codec,
+            config,
+            runtime,
+            shutdown,
+            appended_up_to: HashMap::new(),
+            abandoned: false,
+        }
+    }
+
+    /// Writes one or more completed rounds.
+    pub(crate) fn write(&mut self, mut items: Vec<Updated>) {
+        if self.abandoned || items.is_empty() {
+            return;
+        }
+        items.sort_by_key(|u| (u.reading.partition, u.reading.offset));
+        let mut by_partition: BTreeMap<u32, Vec<Updated>> = BTreeMap::new();
+        for item in items {
+            by_partition.entry(item.reading.partition).or_default().push(item);
+        }
+        let mut batch = ProjectionBatch::default();
+        let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut positions = BTreeMap::new();
+        for (partition, items) in &by_partition {
+            let Some(floor) = self.appended_up_to(*partition) else {
+                return;
+            };
+            let mut records = Vec::new();
+            for item in items {
+                let Some(event) = &item.reading.event else { continue };
+                let offset = item.reading.offset;
+                let trend = item.figures.as_ref().map(|f| Trend {
+                    smoothed_c: f.smoothed_c,
+                    rate_c_per_min: f.rate_c_per_min,
+                    min_c: f.min_c,
+                    max_c: f.max_c,
+                    window_ms: f.window_ms,
+                    samples: f.samples,
+                });
+                if let Some(f) = &item.figures
+                    && floor.is_none_or(|done| offset > done)
+                    && let Some(temperature_c) = event.temperature_c
+                {
+                    let update = TrendUpdated {
+                        device_id: event.device_id.clone(),
+                        probe_id: event.probe_id.clone(),
+                        event_time: event.event_time,
+                        temperature_c,
+                        smoothed_c: f.smoothed_c,
+                        rate_c_per_min: f.rate_c_per_min,
+                        min_c: f.min_c,
+                        max_c: f.max_c,
+                        window_ms: f.window_ms,
+                        samples: f.samples as i32,
+                        source_offset: offset as i64,
+                    };
+                    match self.codec.encode(&update) {
+                        Ok(value) => records.push(NewRecord {
+                            key: event.device_id.as_bytes().to_vec(),
+                            value,
+                            timestamp_ms: event.event_time,
+                        }),
+                        Err(e) => tracing::error!(error = %e, offset, "trend could not be encoded"),
+                    }
+                }
+                batch.latest.push(LatestProbe {
+                    device_id: event.device_id.clone(),
+                    probe_id: event.probe_id.clone(),
+                    event_time: event.event_time,
+                    received_time: event.received_time,
+                    temperature_c: event.temperature_c,
+                    source: event.source.clone(),
+                    trend,
+                    source_partition: *partition,
+                    source_offset: offset,
+                });
+                batch.history.push(HistoryPoint {
+                    device_id: event.device_id.clone(),
+                    probe_id: event.probe_id.clone(),
+                    event_time: event.event_time,
+                    received_time: event.received_time,
+                    temperature_c: event.temperature_c,
+                });
+                states.insert(state_key(&event.device_id, &event.probe_id), item.state.clone());
+            }
+            let last = items.last().map(|u| u.reading.offset).unwrap_or_default();
+            if !records.is_empty() {
+                let (log, topic) = (self.log.clone(), self.config.output_topic.clone());
+                let p = *partition;
+                let appended = self.retry("appending trends", || {
+                    let records = records.clone();
+                    let (log, topic) = (log.clone(), topic.clone());
+                    async move { log.append_to(&topic, p, records).await.map_err(ProcessorError::from) }
+                });
+                if appended.is_none() {
+                    return;
+                }
+                self.appended_up_to.insert(*partition, Some(last));
+            }
+            batch.applied.push((self.config.input_topic.clone(), *partition, last + 1));
+            positions.insert(*partition, last + 1);
+        }
+        batch.state = states.into_iter().collect();
+        let store = self.store.clone();
+        if self
+            .retry("applying projections", || {
+                let (store, batch) = (store.clone(), batch.clone());
+                async move { store.apply(batch).await.map_err(ProcessorError::from) }
+            })
+            .is_none()
+        {
+            return;
+        }
+        // Informational (lag, tooling): resumption trusts the projections' positions.
+        let (log, consumer, topic) = (self.log.clone(), self.config.consumer.clone(), self.config.input_topic.clone());
+        if let Err(e) = self.runtime.block_on(log.store_positions(&consumer, &topic, &positions)) {
+            tracing::warn!(error = %e, "could not store consumer positions in the log");
+        }
+    }
+
+    /// The highest source offset already in output `partition` (read once from the log).
+    /// `None` (outer) when shut down while the log was unreachable.
+    fn appended_up_to(&mut self, partition: u32) -> Option<Option<u64>> {
+        if let Some(known) = self.appended_up_to.get(&partition) {
+            return Some(*known);
+        }
+        let (log, codec, topic) = (self.log.clone(), self.codec.clone(), self.config.output_topic.clone());
+        let found = self.retry("reading the last trend", || {
+            let (log, codec, topic) = (log.clone(), codec.clone(), topic.clone());
+            async move {
+                let end = log.end_offset(&topic, partition).await?;
+                if end == 0 {
+                    return Ok(None);
+                }
+                let mut reader = log.reader(&topic, partition, end - 1).await?;
+                let records = reader.next_batch(1, Duration::from_secs(30)).await?;
+                let Some(last) = records.last() else {
+                    return Err(ProcessorError::Log(emberline_log::LogError::Task(format!(
+                        "{topic}/{partition}: no record at offset {} below the end",
+                        end - 1
+                    ))));
+                };
+                let trend: TrendUpdated = codec.decode(&last.value).await?;
+                Ok(Some(trend.source_offset as u64))
+            }
+        })?;
+        self.appended_up_to.insert(partition, found);
+        Some(found)
+    }
+
+    /// Runs `op` until it succeeds, backing off between failures. Gives up (and abandons
+    /// this sink) only when shutdown is requested.
+    fn retry<T, F, Fut>(&mut self, what: &'static str, mut op: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProcessorError>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.runtime.block_on(op()) {
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    tracing::error!(error = %e, ?delay, "{what} failed; retrying");
+                    let cancelled = self.runtime.block_on(async {
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => false,
+                            () = self.shutdown.cancelled() => true,
+                        }
+                    });
+                    if cancelled {
+                        tracing::warn!("{what} abandoned at shutdown; it will be redone on restart");
+                        self.abandoned = true;
+                        return None;
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}

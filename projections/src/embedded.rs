@@ -1,0 +1,385 @@
+//! The embedded projection store: redb on local disk, beside the embedded log.
+//!
+//! Tables:
+//! * `proj.latest`: (device, probe) → latest reading and trend;
+//! * `proj.history`: (device, probe, event time) → (receive time, temperature);
+//! * `proj.state`: key → processor state;
+//! * `proj.applied`: (topic, partition) → next offset covered.
+//!
+//! Values are postcard-encoded. One [`ProjectionBatch`] is one fsynced write transaction.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+};
+
+use crate::{
+    DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch, ProjectionError, ProjectionStore,
+};
+
+const LATEST: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("proj.latest");
+const HISTORY: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("proj.history");
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.state");
+const APPLIED: TableDefinition<(&str, u32), u64> = TableDefinition::new("proj.applied");
+
+/// History value: (received time, temperature).
+type HistoryValue = (i64, Option<f64>);
+
+/// A [`ProjectionStore`] in one redb file.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn storage(action: &'static str) -> impl Fn(redb::Error) -> ProjectionError {
+    move |e| ProjectionError::Storage {
+        action,
+        reason: e.to_string(),
+    }
+}
+
+fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> ProjectionError {
+    move |e| ProjectionError::Corrupt {
+        table,
+        reason: e.to_string(),
+    }
+}
+
+/// Internal result of a read: storage errors and decode errors kept apart.
+type ReadResult<T> = Result<Result<T, ProjectionError>, redb::Error>;
+
+macro_rules! read_table {
+    ($txn:expr, $def:expr, $empty:expr) => {
+        match $txn.open_table($def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Ok($empty)),
+            Err(e) => return Err(redb::Error::from(e)),
+        }
+    };
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file at `path`.
+    pub fn open(path: &Path) -> Result<Self, ProjectionError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| ProjectionError::Storage {
+                action: "creating the data directory",
+                reason: format!("{}: {e}", parent.display()),
+            })?;
+        }
+        let db = Database::create(path).map_err(|e| ProjectionError::Storage {
+            action: "opening the projection store",
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Database) -> ReadResult<T> + Send + 'static,
+    ) -> Result<T, ProjectionError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| ProjectionError::Task(e.to_string()))?
+            .map_err(storage(action))?
+    }
+
+    fn apply_blocking(db: &Database, batch: &ProjectionBatch) -> ReadResult<()> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut latest = txn.open_table(LATEST)?;
+            // Coalesce within the batch first: one write per probe.
+            let mut newest: BTreeMap<(&str, &str), &LatestProbe> = BTreeMap::new();
+            for value in &batch.latest {
+                let key = (value.device_id.as_str(), value.probe_id.as_str());
+                match newest.get(&key) {
+                    Some(old) if !value.supersedes(old) => {}
+                    _ => {
+                        newest.insert(key, value);
+                    }
+                }
+            }
+            for (key, value) in newest {
+                let stored = latest.get(key)?.map(|g| postcard::from_bytes::<LatestProbe>(g.value()));
+                let keep_stored = match stored {
+                    Some(Ok(old)) => !value.supersedes(&old),
+                    Some(Err(e)) => return Ok(Err(corrupt("proj.latest")(e))),
+                    None => false,
+                };
+                if !keep_stored {
+                    let bytes = match postcard::to_allocvec(value) {
+                        Ok(b) => b,
+                        Err(e) => return Ok(Err(corrupt("proj.latest")(e))),
+                    };
+                    latest.insert(key, bytes.as_slice())?;
+                }
+            }
+            let mut history = txn.open_table(HISTORY)?;
+            for point in &batch.history {
+                let value: HistoryValue = (point.received_time, point.temperature_c);
+                let bytes = match postcard::to_allocvec(&value) {
+                    Ok(b) => b,
+                    Err(e) => return Ok(Err(corrupt("proj.history")(e))),
+                };
+                history.insert(
+                    (point.device_id.as_str(), point.probe_id.as_str(), point.event_time),
+                    bytes.as_slice(),
+                )?;
+            }
+            let mut state = txn.open_table(STATE)?;
+            for (key, value) in &batch.state {
+                state.insert(key.as_str(), value.as_slice())?;
+            }
+            let mut applied = txn.open_table(APPLIED)?;
+            for (topic, partition, next) in &batch.applied {
+                applied.insert((topic.as_str(), *partition), *next)?;
+            }
+        }
+        txn.commit()?;
+        Ok(Ok(()))
+    }
+}
+
+#[async_trait]
+impl ProjectionStore for EmbeddedStore {
+    async fn apply(&self, batch: ProjectionBatch) -> Result<(), ProjectionError> {
+        self.blocking("applying a batch", move |db| Self::apply_blocking(db, &batch))
+            .await
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceSummary>, ProjectionError> {
+        self.blocking("listing devices", |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, LATEST, Vec::new());
+            let mut out: Vec<DeviceSummary> = Vec::new();
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                let latest: LatestProbe = match postcard::from_bytes(value.value()) {
+                    Ok(l) => l,
+                    Err(e) => return Ok(Err(corrupt("proj.latest")(e))),
+                };
+                match out.last_mut() {
+                    Some(d) if d.device_id == latest.device_id => {
+                        d.probes += 1;
+                        d.last_event_time = d.last_event_time.max(latest.event_time);
+                        d.last_received_time = d.last_received_time.max(latest.received_time);
+                    }
+                    _ => out.push(DeviceSummary {
+                        device_id: latest.device_id,
+                        probes: 1,
+                        last_event_time: latest.event_time,
+                        last_received_time: latest.received_time,
+                    }),
+                }
+            }
+            Ok(Ok(out))
+        })
+        .await
+    }
+
+    async fn latest(&self, device_id: &str) -> Result<Vec<LatestProbe>, ProjectionError> {
+        let device = device_id.to_owned();
+        self.blocking("reading latest values", move |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, LATEST, Vec::new());
+            let mut out = Vec::new();
+            let d = device.as_str();
+            for entry in table.range((d, "")..)? {
+                let (key, value) = entry?;
+                if key.value().0 != d {
+                    break;
+                }
+                match postcard::from_bytes(value.value()) {
+                    Ok(l) => out.push(l),
+                    Err(e) => return Ok(Err(corrupt("proj.latest")(e))),
+                }
+            }
+            Ok(Ok(out))
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        device_id: &str,
+        probe_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<HistoryPoint>, ProjectionError> {
+        let (device, probe) = (device_id.to_owned(), probe_id.to_owned());
+        self.blocking("reading history", move |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, HISTORY, Vec::new());
+            let mut out = Vec::new();
+            if from_ms >= to_ms {
+                return Ok(Ok(out));
+            }
+            let (d, p) = (device.as_str(), probe.as_str());
+            for entry in table.range((d, p, from_ms)..(d, p, to_ms))? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, value) = entry?;
+                let (received_time, temperature_c): HistoryValue =
+                    match postcard::from_bytes(value.value()) {
+                        Ok(v) => v,
+                        Err(e) => return Ok(Err(corrupt("proj.history")(e))),
+                    };
+                out.push(HistoryPoint {
+                    device_id: device.clone(),
+                    probe_id: probe.clone(),
+                    event_time: key.value().2,
+                    received_time,
+                    temperature_c,
+                });
+            }
+            Ok(Ok(out))
+        })
+        .await
+    }
+
+    async fn applied_positions(&self, topic: &str) -> Result<BTreeMap<u32, u64>, ProjectionError> {
+        let topic = topic.to_owned();
+        self.blocking("reading applied positions", move |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, APPLIED, BTreeMap::new());
+            let t = topic.as_str();
+            let mut out = BTreeMap::new();
+            for entry in table.range((t, 0)..=(t, u32::MAX))? {
+                let (key, next) = entry?;
+                out.insert(key.value().1, next.value());
+            }
+            Ok(Ok(out))
+        })
+        .await
+    }
+
+    async fn state(&self, key: &str) -> Result<Option<Vec<u8>>, ProjectionError> {
+        let key = key.to_owned();
+        self.blocking("reading processor state", move |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, STATE, None);
+            Ok(Ok(table.get(key.as_str())?.map(|g| g.value().to_vec())))
+        })
+        .await
+    }
+
+    async fn dump(&self) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, ProjectionError> {
+        self.blocking("dumping", |db| {
+            let txn = db.begin_read()?;
+            let mut out = Vec::new();
+            if let Ok(t) = txn.open_table(LATEST) {
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    let (d, p) = k.value();
+                    out.push((LATEST.name().to_owned(), format!("{d}/{p}").into_bytes(), v.value().to_vec()));
+                }
+            }
+            if let Ok(t) = txn.open_table(HISTORY) {
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    let (d, p, ts) = k.value();
+                    out.push((HISTORY.name().to_owned(), format!("{d}/{p}/{ts}").into_bytes(), v.value().to_vec()));
+                }
+            }
+            if let Ok(t) = txn.open_table(STATE) {
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    out.push((STATE.name().to_owned(), k.value().as_bytes().to_vec(), v.value().to_vec()));
+                }
+            }
+            if let Ok(t) = txn.open_table(APPLIED) {
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    let (topic, p) = k.value();
+                    out.push((APPLIED.name().to_owned(), format!("{topic}/{p}").into_bytes(), v.value().to_le_bytes().to_vec()));
+                }
+            }
+            Ok(Ok(out))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn latest(device: &str, probe: &str, t: i64, offset: u64, temp: f64) -> LatestProbe {
+        LatestProbe {
+            device_id: device.into(),
+            probe_id: probe.into(),
+            event_time: t,
+            received_time: t + 5,
+            temperature_c: Some(temp),
+            source: "test".into(),
+            trend: None,
+            source_partition: 0,
+            source_offset: offset,
+        }
+    }
+
+    fn point(device: &str, probe: &str, t: i64, temp: f64) -> HistoryPoint {
+        HistoryPoint {
+            device_id: device.into(),
+            probe_id: probe.into(),
+            event_time: t,
+            received_time: t + 5,
+            temperature_c: Some(temp),
+        }
+    }
+
+    #[tokio::test]
+    async fn latest_moves_forward_only_and_history_is_an_idempotent_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(&dir.path().join("p.redb")).expect("open");
+        let batch = ProjectionBatch {
+            latest: vec![latest("d1", "p1", 2_000, 2, 50.0), latest("d1", "p1", 1_000, 1, 40.0)],
+            history: (0..10).map(|i| point("d1", "p1", i * 1_000, i as f64)).collect(),
+            state: vec![("trend/d1/p1".into(), vec![1, 2])],
+            applied: vec![("probe.readings".into(), 0, 3)],
+        };
+        store.apply(batch.clone()).await.expect("apply");
+        store.apply(batch).await.expect("re-apply is idempotent");
+        // An older value arriving later does not replace the newer one.
+        store
+            .apply(ProjectionBatch {
+                latest: vec![latest("d1", "p1", 500, 0, 10.0), latest("d2", "p9", 1, 9, 1.0)],
+                ..Default::default()
+            })
+            .await
+            .expect("apply");
+        let got = store.latest("d1").await.expect("latest");
+        assert_eq!(got, vec![latest("d1", "p1", 2_000, 2, 50.0)]);
+        let devices = store.devices().await.expect("devices");
+        assert_eq!(devices.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
+        let h = store.history("d1", "p1", 2_000, 5_000, 100).await.expect("history");
+        assert_eq!(h.iter().map(|p| p.event_time).collect::<Vec<_>>(), [2_000, 3_000, 4_000]);
+        assert_eq!(store.history("d1", "p1", 0, 10_000, 4).await.expect("history").len(), 4);
+        assert!(store.history("d1", "p2", 0, 10_000, 4).await.expect("history").is_empty());
+        assert_eq!(store.state("trend/d1/p1").await.expect("state"), Some(vec![1, 2]));
+        assert_eq!(
+            store.applied_positions("probe.readings").await.expect("applied"),
+            BTreeMap::from([(0, 3)])
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_store_answers_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(&dir.path().join("p.redb")).expect("open");
+        assert!(store.devices().await.expect("devices").is_empty());
+        assert!(store.latest("x").await.expect("latest").is_empty());
+        assert!(store.applied_positions("t").await.expect("applied").is_empty());
+        assert_eq!(store.state("k").await.expect("state"), None);
+        assert!(store.dump().await.expect("dump").is_empty());
+    }
+}

@@ -1,0 +1,60 @@
+//! Query-ready projections of the log: the [`ProjectionStore`] seam and the embedded store.
+//!
+//! Projections are a pure function of the log. Processors write them; the gateway reads them.
+//! Contract of every store:
+//!
+//! * [`ProjectionStore::apply`] writes a [`ProjectionBatch`] — latest values, history points,
+//!   processor state and the log positions the batch covers — **atomically and durably**: after
+//!   it returns, a crash loses none of it; before, it leaves none of it.
+//! * Writes are **idempotent upserts** keyed by what they describe (probe; probe and event
+//!   time; state key), and the latest value of a probe only moves forward in (event time,
+//!   source offset), so re-applying a batch after a crash changes nothing.
+//! * [`ProjectionStore::applied_positions`] tells a processor where to resume: the next offset
+//!   per partition of each input topic it has fully applied.
+//!
+//! This crate knows nothing of the log, Avro or gRPC: it stores plain values.
+
+mod embedded;
+mod error;
+mod model;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+pub use embedded::EmbeddedStore;
+pub use error::ProjectionError;
+pub use model::{DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch, Trend};
+
+/// Query-ready state derived from the log. See the crate docs for the contract.
+#[async_trait]
+pub trait ProjectionStore: Send + Sync + 'static {
+    /// Applies a batch atomically and durably.
+    async fn apply(&self, batch: ProjectionBatch) -> Result<(), ProjectionError>;
+
+    /// Every device with at least one probe, ordered by device id.
+    async fn devices(&self) -> Result<Vec<DeviceSummary>, ProjectionError>;
+
+    /// Latest reading and trend of every probe of `device`, ordered by probe id.
+    async fn latest(&self, device_id: &str) -> Result<Vec<LatestProbe>, ProjectionError>;
+
+    /// History of one probe with `from_ms <= event_time < to_ms`, oldest first, at most `limit`.
+    async fn history(
+        &self,
+        device_id: &str,
+        probe_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<HistoryPoint>, ProjectionError>;
+
+    /// Next offset per partition of `topic` that the projections fully cover.
+    async fn applied_positions(&self, topic: &str) -> Result<BTreeMap<u32, u64>, ProjectionError>;
+
+    /// Processor state stored under `key` by an earlier batch.
+    async fn state(&self, key: &str) -> Result<Option<Vec<u8>>, ProjectionError>;
+
+    /// Every stored entry as (table, key, value) bytes in a stable order, for comparing two
+    /// stores (replay determinism checks).
+    async fn dump(&self) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, ProjectionError>;
+}

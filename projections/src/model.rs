@@ -1,0 +1,92 @@
+//! The values projections hold.
+
+use serde::{Deserialize, Serialize};
+
+/// A probe's rolling trend, as of one reading.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trend {
+    /// Smoothed temperature, Celsius.
+    pub smoothed_c: f64,
+    /// Rate of rise, Celsius per minute, once the window spans enough time.
+    pub rate_c_per_min: Option<f64>,
+    /// Lowest reading in the window.
+    pub min_c: f64,
+    /// Highest reading in the window.
+    pub max_c: f64,
+    /// Window length, ms.
+    pub window_ms: i64,
+    /// Readings in the window.
+    pub samples: u32,
+}
+
+/// The latest reading of a probe and its trend.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatestProbe {
+    /// Device id.
+    pub device_id: String,
+    /// Probe id.
+    pub probe_id: String,
+    /// Event time of the reading, epoch ms.
+    pub event_time: i64,
+    /// When Emberline received it, epoch ms.
+    pub received_time: i64,
+    /// Temperature, Celsius; `None` when unplugged.
+    pub temperature_c: Option<f64>,
+    /// Ingest adapter.
+    pub source: String,
+    /// Trend after this reading (`None` while unplugged).
+    pub trend: Option<Trend>,
+    /// Partition of the reading in `probe.readings`.
+    pub source_partition: u32,
+    /// Offset of the reading in `probe.readings`.
+    pub source_offset: u64,
+}
+
+impl LatestProbe {
+    /// Whether this value supersedes `other` for the same probe: later event time, then
+    /// later offset.
+    pub fn supersedes(&self, other: &LatestProbe) -> bool {
+        (self.event_time, self.source_offset) >= (other.event_time, other.source_offset)
+    }
+}
+
+/// One reading in a probe's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    /// Device id.
+    pub device_id: String,
+    /// Probe id.
+    pub probe_id: String,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// Receive time, epoch ms.
+    pub received_time: i64,
+    /// Temperature, Celsius; `None` when unplugged.
+    pub temperature_c: Option<f64>,
+}
+
+/// A device as the overview lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceSummary {
+    /// Device id.
+    pub device_id: String,
+    /// Number of probes seen.
+    pub probes: u32,
+    /// Latest event time over its probes, epoch ms.
+    pub last_event_time: i64,
+    /// Latest receive time over its probes, epoch ms.
+    pub last_received_time: i64,
+}
+
+/// Everything one processor step writes, applied atomically.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProjectionBatch {
+    /// Latest values (a probe may appear more than once; the superseding one wins).
+    pub latest: Vec<LatestProbe>,
+    /// History points (upserted by probe and event time).
+    pub history: Vec<HistoryPoint>,
+    /// Processor state by key (replaced).
+    pub state: Vec<(String, Vec<u8>)>,
+    /// Positions covered: (topic, partition, next offset).
+    pub applied: Vec<(String, u32, u64)>,
+}

@@ -1,0 +1,258 @@
+//! Rust types of the events, one per `schemas/avro/*.avsc` file.
+//!
+//! Field names and types follow the `.avsc` files exactly; a unit test checks every type
+//! against its schema, so a drift between the two fails the build's tests.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use apache_avro::Schema;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// An event type with an Avro schema of its own.
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Which event this is.
+    const KIND: EventKind;
+    /// The record's full Avro name, also its registry subject.
+    const FULL_NAME: &'static str = Self::KIND.full_name();
+}
+
+/// Every event type Emberline writes, with its schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    /// [`ProbeReading`].
+    ProbeReading,
+    /// [`DeviceStatus`].
+    DeviceStatus,
+    /// [`DeviceRegistered`].
+    DeviceRegistered,
+    /// [`CookStarted`].
+    CookStarted,
+    /// [`TargetSet`].
+    TargetSet,
+    /// [`CookEnded`].
+    CookEnded,
+    /// [`TrendUpdated`].
+    TrendUpdated,
+}
+
+impl EventKind {
+    /// All kinds, in a fixed order.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::ProbeReading,
+        EventKind::DeviceStatus,
+        EventKind::DeviceRegistered,
+        EventKind::CookStarted,
+        EventKind::TargetSet,
+        EventKind::CookEnded,
+        EventKind::TrendUpdated,
+    ];
+
+    /// The record's full Avro name.
+    pub const fn full_name(self) -> &'static str {
+        match self {
+            EventKind::ProbeReading => "emberline.events.ProbeReading",
+            EventKind::DeviceStatus => "emberline.events.DeviceStatus",
+            EventKind::DeviceRegistered => "emberline.events.DeviceRegistered",
+            EventKind::CookStarted => "emberline.events.CookStarted",
+            EventKind::TargetSet => "emberline.events.TargetSet",
+            EventKind::CookEnded => "emberline.events.CookEnded",
+            EventKind::TrendUpdated => "emberline.events.TrendUpdated",
+        }
+    }
+
+    /// The `.avsc` text the schema is parsed from.
+    pub const fn schema_text(self) -> &'static str {
+        match self {
+            EventKind::ProbeReading => include_str!("../avro/probe_reading.avsc"),
+            EventKind::DeviceStatus => include_str!("../avro/device_status.avsc"),
+            EventKind::DeviceRegistered => include_str!("../avro/device_registered.avsc"),
+            EventKind::CookStarted => include_str!("../avro/cook_started.avsc"),
+            EventKind::TargetSet => include_str!("../avro/target_set.avsc"),
+            EventKind::CookEnded => include_str!("../avro/cook_ended.avsc"),
+            EventKind::TrendUpdated => include_str!("../avro/trend_updated.avsc"),
+        }
+    }
+
+    /// The parsed schema (parsed once per process).
+    pub fn schema(self) -> &'static Schema {
+        static SCHEMAS: LazyLock<Vec<Schema>> = LazyLock::new(|| {
+            EventKind::ALL
+                .iter()
+                .map(|kind| {
+                    // The texts are compiled in and parsed by a unit test, so this cannot fail
+                    // in a build whose tests passed.
+                    #[allow(clippy::expect_used)]
+                    Schema::parse_str(kind.schema_text()).expect("compiled-in schema parses")
+                })
+                .collect()
+        });
+        &SCHEMAS[self as usize]
+    }
+
+    /// The kind whose full name is `name`.
+    pub fn from_full_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.full_name() == name)
+    }
+}
+
+/// One temperature reading of one probe. See `probe_reading.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeReading {
+    /// Stable device id, unique per source.
+    pub device_id: String,
+    /// Probe (channel) id within the device.
+    pub probe_id: String,
+    /// When the device measured it, epoch ms.
+    pub event_time: i64,
+    /// When Emberline received it, epoch ms.
+    pub received_time: i64,
+    /// Degrees Celsius; `None` when the probe is unplugged.
+    pub temperature_c: Option<f64>,
+    /// The ingest adapter that produced it.
+    pub source: String,
+}
+
+/// Health of a device. See `device_status.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    /// Device id.
+    pub device_id: String,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// Receive time, epoch ms.
+    pub received_time: i64,
+    /// Whether the device is reachable.
+    pub online: bool,
+    /// Battery charge, percent.
+    pub battery_percent: Option<f64>,
+    /// Radio signal, dBm.
+    pub signal_dbm: Option<i32>,
+    /// Firmware version.
+    pub firmware: Option<String>,
+    /// The ingest adapter that produced it.
+    pub source: String,
+}
+
+/// A device became known. See `device_registered.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceRegistered {
+    /// Device id.
+    pub device_id: String,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// Owner of the device.
+    pub tenant: String,
+    /// Model name.
+    pub model: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Probe id to label.
+    pub probe_labels: BTreeMap<String, String>,
+    /// The ingest adapter that produced it.
+    pub source: String,
+}
+
+/// A cook began. See `cook_started.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CookStarted {
+    /// Cook id.
+    pub cook_id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// What is being cooked.
+    pub what: Option<String>,
+    /// Probe id to target, Celsius.
+    pub targets_c: BTreeMap<String, f64>,
+    /// Lower bound of the pit band, Celsius.
+    pub pit_min_c: Option<f64>,
+    /// Upper bound of the pit band, Celsius.
+    pub pit_max_c: Option<f64>,
+}
+
+/// A probe's target changed. See `target_set.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetSet {
+    /// Cook id.
+    pub cook_id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// Probe id.
+    pub probe_id: String,
+    /// New target, Celsius; `None` clears it.
+    pub target_c: Option<f64>,
+}
+
+/// A cook ended. See `cook_ended.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CookEnded {
+    /// Cook id.
+    pub cook_id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+}
+
+/// The rolling trend of one probe after one reading. See `trend_updated.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrendUpdated {
+    /// Device id.
+    pub device_id: String,
+    /// Probe id.
+    pub probe_id: String,
+    /// Event time of the reading behind this update, epoch ms.
+    pub event_time: i64,
+    /// Raw temperature of that reading, Celsius.
+    pub temperature_c: f64,
+    /// Smoothed temperature over the window, Celsius.
+    pub smoothed_c: f64,
+    /// Rate of rise, Celsius per minute.
+    pub rate_c_per_min: Option<f64>,
+    /// Lowest reading in the window.
+    pub min_c: f64,
+    /// Highest reading in the window.
+    pub max_c: f64,
+    /// Length of the window, ms.
+    pub window_ms: i64,
+    /// Readings in the window.
+    pub samples: i32,
+    /// Offset of the reading in `probe.readings`.
+    pub source_offset: i64,
+}
+
+macro_rules! impl_event {
+    ($($ty:ident),*) => {
+        $(impl Event for $ty { const KIND: EventKind = EventKind::$ty; })*
+    };
+}
+impl_event!(
+    ProbeReading,
+    DeviceStatus,
+    DeviceRegistered,
+    CookStarted,
+    TargetSet,
+    CookEnded,
+    TrendUpdated
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_parses_and_carries_its_full_name() {
+        for kind in EventKind::ALL {
+            let schema = Schema::parse_str(kind.schema_text()).expect("schema parses");
+            match schema {
+                Schema::Record(r) => assert_eq!(r.name.fullname(None), kind.full_name()),
+                other => panic!("{kind:?} is not a record: {other:?}"),
+            }
+            assert_eq!(EventKind::from_full_name(kind.full_name()), Some(kind));
+        }
+    }
+}
