@@ -1,1 +1,119 @@
-fn main() {}
+//! The `emberline` command: every role of the platform in one binary.
+//!
+//! * `emberline up` — everything in one process on the embedded default, with a simulated
+//!   grill, so a new user sees live data at once.
+//! * `emberline ingest | process | gateway` — one role each, configured by a TOML file
+//!   (for the distributed deployment on Kafka).
+//! * `emberline registry` — the embedded schema registry's Confluent-compatible REST API.
+//! * `emberline config --print-default` — the whole configuration with its defaults.
+
+mod config;
+mod roles;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+
+/// Emberline: grill and smoker monitoring on an event log.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Environment variables `EMBERLINE__SECTION__KEY` override it.
+    #[arg(long, short, global = true, env = "EMBERLINE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory for the embedded log and projections.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every role in one process (embedded log unless the config says otherwise).
+    Up {
+        /// gRPC / grpc-web address.
+        #[arg(long)]
+        grpc_addr: Option<SocketAddr>,
+        /// Address of the schema registry REST API.
+        #[arg(long)]
+        registry_addr: Option<SocketAddr>,
+    },
+    /// Run the ingest role: configured sources append to the log.
+    Ingest,
+    /// Run the processor role: the trend dataflow.
+    Process,
+    /// Run the gateway role: the gRPC API.
+    Gateway {
+        /// gRPC / grpc-web address.
+        #[arg(long)]
+        grpc_addr: Option<SocketAddr>,
+    },
+    /// Serve the embedded schema registry's Confluent-compatible REST API.
+    Registry {
+        /// Address to listen on.
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+    /// Show configuration.
+    Config {
+        /// Print the built-in defaults as TOML.
+        #[arg(long)]
+        print_default: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Command::Config { print_default } = &cli.command {
+        let config = if *print_default { Config::default() } else { Config::load(cli.config.as_deref())? };
+        let text = toml::to_string_pretty(&config)?;
+        #[allow(clippy::print_stdout)]
+        {
+            print!("{text}");
+        }
+        return Ok(());
+    }
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = Some(dir);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up { grpc_addr, registry_addr } => {
+                if let Some(a) = grpc_addr {
+                    config.gateway.grpc_addr = a;
+                }
+                if registry_addr.is_some() {
+                    config.gateway.registry_addr = registry_addr;
+                }
+                roles::up(config).await
+            }
+            Command::Ingest => roles::ingest(config).await,
+            Command::Process => roles::process(config).await,
+            Command::Gateway { grpc_addr } => {
+                if let Some(a) = grpc_addr {
+                    config.gateway.grpc_addr = a;
+                }
+                roles::gateway(config).await
+            }
+            Command::Registry { addr } => {
+                if addr.is_some() {
+                    config.gateway.registry_addr = addr;
+                }
+                roles::registry(config).await
+            }
+            Command::Config { .. } => Ok(()),
+        }
+    })
+}

@@ -1,1 +1,21 @@
-//! placeholder
+//! Emberline's gateway: the gRPC API (with grpc-web, health and reflection on the same port)
+//! and the Confluent-compatible Schema Registry REST API of the embedded registry.
+//!
+//! * Queries ([`DeviceService`](emberline_proto::v1::device_service_server::DeviceService),
+//!   [`ReadingService`](emberline_proto::v1::reading_service_server::ReadingService)) read the
+//!   projection store.
+//! * Subscriptions ([`TrendService`](emberline_proto::v1::trend_service_server::TrendService))
+//!   tail `derived.trends` from the log, so any number of gateway replicas serve them without
+//!   shared memory. Each update carries its (partition, offset); a client that resumes with
+//!   the next offsets it expects gets exactly the updates after them.
+//!
+//! The gateway knows the log, the projections and the schemas; it computes nothing itself.
+
+mod queries;
+mod registry_api;
+mod server;
+mod status;
+mod subscriptions;
+
+pub use registry_api::{registry_router, serve_registry};
+pub use server::{Gateway, ServeError, serve_grpc};

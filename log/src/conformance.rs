@@ -60,11 +60,15 @@ macro_rules! conformance_suite {
     };
 }
 
+/// Event times in the suite are realistic epoch milliseconds: Kafka clients treat a
+/// timestamp of 0 as "unset" and stamp the append time instead.
+const EPOCH_MS: i64 = 1_700_000_000_000;
+
 fn record(key: &str, value: String, ts: i64) -> NewRecord {
     NewRecord {
         key: key.as_bytes().to_vec(),
         value: value.into_bytes(),
-        timestamp_ms: ts,
+        timestamp_ms: EPOCH_MS + ts,
     }
 }
 
@@ -126,7 +130,7 @@ pub async fn per_partition_order_and_dense_offsets(backend: &impl Backend) {
         let got = by_position[&(pos.partition, pos.offset)];
         assert_eq!(got.value, rec.value, "record at {pos:?}");
         assert_eq!(got.key, rec.key);
-        assert_eq!(got.timestamp_ms, rec.timestamp_ms);
+        assert_eq!(got.timestamp_ms, rec.timestamp_ms, "timestamp of {pos:?}");
         assert_eq!(pos.partition, partition_for(&rec.key, 3));
     }
     for p in 0..3 {

@@ -124,3 +124,5 @@ pub trait PartitionReader: Send {
     /// The offset of the next record this reader will return.
     fn position(&self) -> u64;
 }
+/// The redb database type, for stores that share the embedded log's file.
+pub use redb::Database as RedbDatabase;

@@ -7,7 +7,7 @@ pub struct NewRecord {
     pub key: Vec<u8>,
     /// The payload.
     pub value: Vec<u8>,
-    /// Event time, epoch ms.
+    /// Event time, epoch ms; must be positive (Kafka clients read 0 as "stamp the append time").
     pub timestamp_ms: i64,
 }
 

@@ -1,4 +1,5 @@
 //! The conformance suite against both backends.
+#![allow(clippy::print_stderr)]
 //!
 //! The Kafka run needs a Kafka-protocol broker: set `EMBERLINE_TEST_KAFKA` to its bootstrap
 //! address (the test script starts one). Without it the Kafka cases are skipped with a note,

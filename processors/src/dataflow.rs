@@ -160,6 +160,8 @@ pub fn run_trends(
     let workers = config.workers.max(1);
     let counters = (records.clone(), rejected.clone());
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        // Timers and spawns from this thread belong to the caller's runtime.
+        let _runtime_context = runtime.enter();
         let index = worker.index();
         let peers = worker.peers();
         let (tx, mut rx) = mpsc::channel::<Result<Vec<Reading>, ProcessorError>>(8);

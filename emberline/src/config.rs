@@ -1,0 +1,215 @@
+//! The configuration file: one TOML document, layered over built-in defaults, with
+//! `EMBERLINE__SECTION__KEY` environment overrides (e.g. `EMBERLINE__LOG__BACKEND=kafka`).
+//! Unknown keys are errors. `emberline config --print-default` prints the defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use emberline_ingest::SimulatorConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    /// Where the embedded log and projections live. Default: the user's data directory
+    /// (`~/.local/share/emberline` on Linux).
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The event log.
+    pub(crate) log: LogConfig,
+    /// Schema ids.
+    pub(crate) registry: RegistryConfig,
+    /// The trend processor.
+    pub(crate) processor: ProcessorConfig,
+    /// The gateway.
+    pub(crate) gateway: GatewayConfig,
+    /// The simulated grill(s) that `up` and `ingest` run.
+    pub(crate) simulator: SimulatorSection,
+}
+
+/// Which log backend, and how to reach it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogConfig {
+    /// `embedded` (redb in the data directory) or `kafka`.
+    pub(crate) backend: Backend,
+    /// Partitions of the topics Emberline creates.
+    pub(crate) partitions: u32,
+    /// Kafka settings (used when `backend = "kafka"`).
+    pub(crate) kafka: KafkaSection,
+}
+
+/// The log backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Backend {
+    /// redb in the data directory; every role in one process.
+    Embedded,
+    /// A Kafka-protocol broker.
+    Kafka,
+}
+
+/// Kafka connection settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct KafkaSection {
+    /// `bootstrap.servers`.
+    pub(crate) bootstrap_servers: String,
+    /// Replication factor of created topics.
+    pub(crate) replication_factor: i32,
+    /// Extra librdkafka properties (security.protocol, sasl.*, …).
+    pub(crate) properties: BTreeMap<String, String>,
+}
+
+/// Where schema ids come from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RegistryConfig {
+    /// URL of a Confluent-compatible registry. Required with Kafka; with the embedded log,
+    /// unset means the embedded registry.
+    pub(crate) url: Option<String>,
+}
+
+/// Trend processor settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ProcessorConfig {
+    /// Timely worker threads.
+    pub(crate) workers: usize,
+}
+
+/// Gateway settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct GatewayConfig {
+    /// gRPC and grpc-web address.
+    pub(crate) grpc_addr: SocketAddr,
+    /// Address of the embedded registry's Confluent-compatible REST API (embedded log only).
+    pub(crate) registry_addr: Option<SocketAddr>,
+}
+
+/// Simulator settings, and whether it runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SimulatorSection {
+    /// Run the simulator.
+    pub(crate) enabled: bool,
+    /// Its settings.
+    #[serde(flatten)]
+    pub(crate) settings: SimulatorConfig,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Embedded,
+            partitions: 4,
+            kafka: KafkaSection::default(),
+        }
+    }
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            replication_factor: 1,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self { workers: 2 }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            registry_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+        }
+    }
+}
+
+impl Default for SimulatorSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            settings: SimulatorConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then `EMBERLINE__…` environment variables.
+    pub(crate) fn load(file: Option<&Path>) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = Env::prefixed("EMBERLINE__").split("__").lowercase(true);
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .with_context(|| match file {
+                Some(f) => format!("invalid configuration in {} or EMBERLINE__ variables", f.display()),
+                None => "invalid configuration in EMBERLINE__ variables".to_owned(),
+            })?;
+        Ok(config)
+    }
+
+    /// The data directory, resolved.
+    pub(crate) fn data_dir(&self) -> Result<PathBuf> {
+        match &self.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => dirs::data_dir()
+                .map(|d| d.join("emberline"))
+                .context("no data directory for this user; pass --data-dir"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml_and_files_override_them() {
+        let printed = toml::to_string(&Config::default()).expect("print");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("emberline.toml");
+        std::fs::write(&path, &printed).expect("write");
+        assert_eq!(Config::load(Some(&path)).expect("load"), Config::default());
+
+        std::fs::write(&path, "[log]\nbackend = \"kafka\"\n[log.kafka]\nbootstrap_servers = \"b:9\"\n").expect("write");
+        let c = Config::load(Some(&path)).expect("load");
+        assert_eq!(c.log.backend, Backend::Kafka);
+        assert_eq!(c.log.kafka.bootstrap_servers, "b:9");
+        assert_eq!(c.log.partitions, 4);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("emberline.toml");
+        std::fs::write(&path, "[log]\nbakend = \"kafka\"\n").expect("write");
+        let err = format!("{:#}", Config::load(Some(&path)).expect_err("must fail"));
+        assert!(err.contains("bakend"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_kafka_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kafka.toml");
+        let c = Config::load(Some(&path)).expect("deploy/kafka.toml");
+        assert_eq!(c.log.backend, Backend::Kafka);
+        assert!(c.registry.url.is_some());
+    }
+}

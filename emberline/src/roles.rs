@@ -1,0 +1,260 @@
+//! Wiring the roles from configuration.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use emberline_gateway::Gateway;
+use emberline_ingest::{EventSink, Simulator, run_source};
+use emberline_log::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog, topics};
+use emberline_processors::{Mode, TrendConfig, run_trends};
+use emberline_projections::{EmbeddedStore, ProjectionStore};
+use emberline_schemas::{ConfluentRegistry, EmbeddedRegistry, EventCodec, SchemaRegistry};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Backend, Config};
+
+/// The log, its codec and (when local) the embedded registry.
+struct LogParts {
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    embedded_registry: Option<EmbeddedRegistry>,
+}
+
+async fn open_log(config: &Config) -> Result<LogParts> {
+    let (log, local_db): (Arc<dyn EventLog>, Option<Arc<redb_handle::Database>>) =
+        match config.log.backend {
+            Backend::Embedded => {
+                let path = config.data_dir()?.join("log.redb");
+                let log = EmbeddedLog::open(&path)
+                    .with_context(|| format!("opening the embedded log at {}", path.display()))?;
+                let db = log.database();
+                (Arc::new(log), Some(db))
+            }
+            Backend::Kafka => {
+                let k = &config.log.kafka;
+                let mut kafka = KafkaConfig::new(k.bootstrap_servers.clone());
+                kafka.replication_factor = k.replication_factor;
+                kafka.properties = k.properties.clone();
+                let log = KafkaLog::connect(kafka).context("connecting to Kafka")?;
+                (Arc::new(log), None)
+            }
+        };
+    let (registry, embedded_registry): (Arc<dyn SchemaRegistry>, Option<EmbeddedRegistry>) =
+        match &config.registry.url {
+            Some(url) => (Arc::new(ConfluentRegistry::new(url)), None),
+            None => {
+                let db = match local_db {
+                    Some(db) => db,
+                    None => {
+                        let path = config.data_dir()?.join("registry.redb");
+                        std::fs::create_dir_all(config.data_dir()?)?;
+                        Arc::new(redb_handle::Database::create(&path).with_context(|| {
+                            format!("opening the embedded registry at {}", path.display())
+                        })?)
+                    }
+                };
+                let registry = EmbeddedRegistry::new(db);
+                (Arc::new(registry.clone()), Some(registry))
+            }
+        };
+    let codec = EventCodec::connect(registry)
+        .await
+        .context("registering the event schemas with the schema registry")?;
+    for topic in topics::ALL {
+        let partitions = log
+            .ensure_topic(topic, config.log.partitions)
+            .await
+            .with_context(|| format!("creating topic {topic}"))?;
+        if partitions != config.log.partitions {
+            tracing::warn!(topic, partitions, configured = config.log.partitions, "topic exists with another partition count; keeping it");
+        }
+    }
+    Ok(LogParts {
+        log,
+        codec: Arc::new(codec),
+        embedded_registry,
+    })
+}
+
+/// Re-exported so this module names the redb type it passes around in one place.
+mod redb_handle {
+    pub(crate) use emberline_log::RedbDatabase as Database;
+}
+
+fn open_store(config: &Config) -> Result<Arc<dyn ProjectionStore>> {
+    let path = config.data_dir()?.join("projections.redb");
+    let store = EmbeddedStore::open(&path)
+        .with_context(|| format!("opening the projection store at {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}
+
+/// Runs every task to the end; the first failure cancels the others.
+async fn supervise(mut tasks: JoinSet<Result<()>>, shutdown: CancellationToken) -> Result<()> {
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.context("a role panicked").and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "role failed; stopping");
+            shutdown.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn spawn_simulator(tasks: &mut JoinSet<Result<()>>, config: &Config, parts: &LogParts, shutdown: &CancellationToken) {
+    if !config.simulator.enabled {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let simulator = Simulator::new(config.simulator.settings.clone(), now);
+    let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        run_source(Box::new(simulator), sink, shutdown).await.context("simulator")
+    });
+}
+
+fn spawn_processor(
+    tasks: &mut JoinSet<Result<()>>,
+    config: &Config,
+    parts: &LogParts,
+    store: Arc<dyn ProjectionStore>,
+    shutdown: &CancellationToken,
+) {
+    let trend_config = TrendConfig {
+        workers: config.processor.workers,
+        ..TrendConfig::default()
+    };
+    let (log, codec, shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
+    let runtime = tokio::runtime::Handle::current();
+    tasks.spawn(async move {
+        let stats = tokio::task::spawn_blocking(move || {
+            run_trends(log, store, codec, trend_config, Mode::Follow, shutdown, runtime)
+        })
+        .await
+        .context("the trend processor panicked")?
+        .context("trend processor")?;
+        tracing::info!(records = stats.records, rejected = stats.rejected, "trend processor stopped");
+        Ok(())
+    });
+}
+
+fn spawn_gateway(
+    tasks: &mut JoinSet<Result<()>>,
+    config: &Config,
+    parts: &LogParts,
+    store: Arc<dyn ProjectionStore>,
+    shutdown: &CancellationToken,
+) {
+    let gateway = Gateway::new(parts.log.clone(), store, parts.codec.clone(), shutdown.clone());
+    let addr = config.gateway.grpc_addr;
+    tasks.spawn(async move {
+        emberline_gateway::serve_grpc(gateway, addr, None).await.context("gRPC gateway")
+    });
+}
+
+fn spawn_registry_api(tasks: &mut JoinSet<Result<()>>, config: &Config, parts: &LogParts, shutdown: &CancellationToken) {
+    if let (Some(registry), Some(addr)) = (parts.embedded_registry.clone(), config.gateway.registry_addr) {
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            emberline_gateway::serve_registry(registry, addr, shutdown, None)
+                .await
+                .with_context(|| format!("schema registry REST API on {addr}"))
+        });
+    }
+}
+
+/// Every role in one process.
+pub(crate) async fn up(config: Config) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let parts = open_log(&config).await?;
+    let store = open_store(&config)?;
+    tracing::info!(data_dir = %config.data_dir()?.display(), backend = ?config.log.backend, "emberline up");
+    let mut tasks = JoinSet::new();
+    spawn_simulator(&mut tasks, &config, &parts, &shutdown);
+    spawn_processor(&mut tasks, &config, &parts, store.clone(), &shutdown);
+    spawn_gateway(&mut tasks, &config, &parts, store, &shutdown);
+    spawn_registry_api(&mut tasks, &config, &parts, &shutdown);
+    supervise(tasks, shutdown).await
+}
+
+/// The ingest role.
+pub(crate) async fn ingest(config: Config) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let parts = open_log(&config).await?;
+    anyhow::ensure!(config.simulator.enabled, "no sources are configured: enable [simulator]");
+    let mut tasks = JoinSet::new();
+    spawn_simulator(&mut tasks, &config, &parts, &shutdown);
+    supervise(tasks, shutdown).await
+}
+
+/// The processor role.
+pub(crate) async fn process(config: Config) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let parts = open_log(&config).await?;
+    let store = open_store(&config)?;
+    let mut tasks = JoinSet::new();
+    spawn_processor(&mut tasks, &config, &parts, store, &shutdown);
+    supervise(tasks, shutdown).await
+}
+
+/// The gateway role.
+pub(crate) async fn gateway(config: Config) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let parts = open_log(&config).await?;
+    let store = open_store(&config)?;
+    let mut tasks = JoinSet::new();
+    spawn_gateway(&mut tasks, &config, &parts, store, &shutdown);
+    supervise(tasks, shutdown).await
+}
+
+/// The embedded registry's REST API alone.
+pub(crate) async fn registry(mut config: Config) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    // This process *is* the registry that `registry.url` points the other roles at.
+    config.registry.url = None;
+    let parts = open_log(&config).await?;
+    anyhow::ensure!(config.gateway.registry_addr.is_some(), "no address: set gateway.registry_addr or pass --addr");
+    let mut tasks = JoinSet::new();
+    spawn_registry_api(&mut tasks, &config, &parts, &shutdown);
+    supervise(tasks, shutdown).await
+}

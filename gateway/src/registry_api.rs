@@ -1,0 +1,215 @@
+//! The Confluent Schema Registry REST subset, served from the embedded registry.
+//!
+//! Enough of the API for `schema_registry_converter`, Kafka Connect-style clients and a
+//! user with a bare Kafka cluster: register a subject version, look a schema up under a
+//! subject, fetch a schema by id, read the latest (or a given) version, list subjects and
+//! versions, and check compatibility. Errors use Confluent's JSON shape and codes
+//! (`40401` subject not found, `40402` version not found, `40403` schema not found,
+//! `409` incompatible, `42201` invalid schema).
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use emberline_schemas::{EmbeddedRegistry, RegisteredVersion, RegistryError, SchemaRegistry};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// The REST API over `registry`.
+pub fn registry_router(registry: EmbeddedRegistry) -> Router {
+    Router::new()
+        .route("/subjects", get(subjects))
+        .route("/subjects/{subject}", post(lookup))
+        .route("/subjects/{subject}/versions", get(versions).post(register))
+        .route("/subjects/{subject}/versions/{version}", get(version))
+        .route("/schemas/ids/{id}", get(schema_by_id))
+        .route("/compatibility/subjects/{subject}/versions", post(compatibility))
+        .route("/compatibility/subjects/{subject}/versions/{version}", post(compatibility_with))
+        .route("/config", get(|| async { reply(StatusCode::OK, json!({"compatibilityLevel": "BACKWARD"})) }))
+        .with_state(registry)
+}
+
+/// Serves the REST API on `addr` until `shutdown` is cancelled.
+pub async fn serve_registry(
+    registry: EmbeddedRegistry,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "schema registry REST API listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(local);
+    }
+    axum::serve(listener, registry_router(registry))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
+}
+
+fn error(status: StatusCode, code: u32, message: impl Into<String>) -> Response {
+    reply(status, json!({"error_code": code, "message": message.into()}))
+}
+
+fn from_registry(e: RegistryError) -> Response {
+    match e {
+        RegistryError::InvalidSchema(m) => error(StatusCode::UNPROCESSABLE_ENTITY, 42201, m),
+        RegistryError::Incompatible { .. } => error(StatusCode::CONFLICT, 409, e.to_string()),
+        RegistryError::UnknownId(_) => error(StatusCode::NOT_FOUND, 40403, "Schema not found"),
+        RegistryError::UnknownSubject(_) => error(StatusCode::NOT_FOUND, 40401, "Subject not found"),
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, 50001, other.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SchemaBody {
+    schema: String,
+    #[serde(default)]
+    schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<Value>,
+}
+
+/// Parses a request body into an Avro schema, or the Confluent error to answer with.
+fn parse_body(body: &[u8]) -> Result<apache_avro::Schema, Response> {
+    let body: SchemaBody = serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("invalid request body: {e}")))?;
+    if let Some(t) = body.schema_type.as_deref().filter(|t| !t.eq_ignore_ascii_case("AVRO")) {
+        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("schema type {t} is not supported; only AVRO")));
+    }
+    if !body.references.is_empty() {
+        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, 42201, "schema references are not supported"));
+    }
+    apache_avro::Schema::parse_str(&body.schema)
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("invalid Avro schema: {e}")))
+}
+
+fn version_json(v: &RegisteredVersion) -> Value {
+    json!({"subject": v.subject, "version": v.version, "id": v.id, "schema": v.schema})
+}
+
+async fn subjects(State(registry): State<EmbeddedRegistry>) -> Response {
+    match registry.subjects() {
+        Ok(s) => reply(StatusCode::OK, json!(s)),
+        Err(e) => from_registry(e),
+    }
+}
+
+async fn versions(State(registry): State<EmbeddedRegistry>, Path(subject): Path<String>) -> Response {
+    match registry.versions(&subject) {
+        Ok(v) if v.is_empty() => from_registry(RegistryError::UnknownSubject(subject)),
+        Ok(v) => reply(StatusCode::OK, json!(v.iter().map(|v| v.version).collect::<Vec<_>>())),
+        Err(e) => from_registry(e),
+    }
+}
+
+async fn register(
+    State(registry): State<EmbeddedRegistry>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Response {
+    let schema = match parse_body(&body) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match registry.register(&subject, &schema).await {
+        Ok(id) => reply(StatusCode::OK, json!({"id": id})),
+        Err(e) => from_registry(e),
+    }
+}
+
+async fn lookup(
+    State(registry): State<EmbeddedRegistry>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Response {
+    let schema = match parse_body(&body) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let text = match emberline_schemas::canonical_text(&schema) {
+        Ok(t) => t,
+        Err(e) => return from_registry(e),
+    };
+    match registry.versions(&subject) {
+        Ok(v) if v.is_empty() => from_registry(RegistryError::UnknownSubject(subject)),
+        Ok(v) => match v.iter().find(|v| v.schema == text) {
+            Some(found) => reply(StatusCode::OK, version_json(found)),
+            None => error(StatusCode::NOT_FOUND, 40403, "Schema not found"),
+        },
+        Err(e) => from_registry(e),
+    }
+}
+
+async fn version(
+    State(registry): State<EmbeddedRegistry>,
+    Path((subject, version)): Path<(String, String)>,
+) -> Response {
+    let versions = match registry.versions(&subject) {
+        Ok(v) if v.is_empty() => return from_registry(RegistryError::UnknownSubject(subject)),
+        Ok(v) => v,
+        Err(e) => return from_registry(e),
+    };
+    let found = match version.as_str() {
+        "latest" | "-1" => versions.last(),
+        n => match n.parse::<u32>() {
+            Ok(n) => versions.iter().find(|v| v.version == n),
+            Err(_) => return error(StatusCode::UNPROCESSABLE_ENTITY, 42202, format!("invalid version {n:?}")),
+        },
+    };
+    match found {
+        Some(v) => reply(StatusCode::OK, version_json(v)),
+        None => error(StatusCode::NOT_FOUND, 40402, "Version not found"),
+    }
+}
+
+async fn schema_by_id(State(registry): State<EmbeddedRegistry>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u32>() else {
+        return error(StatusCode::NOT_FOUND, 40403, "Schema not found");
+    };
+    match registry.schema_by_id(id).await {
+        Ok(schema) => reply(StatusCode::OK, json!({"schema": schema})),
+        Err(e) => from_registry(e),
+    }
+}
+
+async fn compatibility(
+    State(registry): State<EmbeddedRegistry>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Response {
+    check(registry, subject, body).await
+}
+
+async fn compatibility_with(
+    State(registry): State<EmbeddedRegistry>,
+    Path((subject, _version)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    // Compatibility is BACKWARD against the latest version, whichever version is named.
+    check(registry, subject, body).await
+}
+
+async fn check(registry: EmbeddedRegistry, subject: String, body: Bytes) -> Response {
+    let schema = match parse_body(&body) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match registry.is_compatible(&subject, &schema).await {
+        Ok(ok) => reply(StatusCode::OK, json!({"is_compatible": ok})),
+        Err(e) => from_registry(e),
+    }
+}

@@ -1,0 +1,107 @@
+//! Serving the gRPC API: the services, grpc-web, health and reflection on one port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use emberline_log::EventLog;
+use emberline_projections::ProjectionStore;
+use emberline_proto::v1::device_service_server::DeviceServiceServer;
+use emberline_proto::v1::reading_service_server::ReadingServiceServer;
+use emberline_proto::v1::trend_service_server::TrendServiceServer;
+use emberline_schemas::EventCodec;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The gateway's shared handles; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) store: Arc<dyn ProjectionStore>,
+    pub(crate) codec: Arc<EventCodec>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Gateway {
+    /// A gateway over these handles; `shutdown` also ends open subscriptions.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn ProjectionStore>,
+        codec: Arc<EventCodec>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            log,
+            store,
+            codec,
+            shutdown,
+        }
+    }
+}
+
+/// Errors starting the gRPC server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The reflection service could not be built.
+    #[error("reflection service: {0}")]
+    Reflection(String),
+    /// The server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Binds `addr` and serves the API until `gateway`'s shutdown token is cancelled.
+/// Returns the bound address through `bound` (useful with port 0) before serving.
+pub async fn serve_grpc(
+    gateway: Gateway,
+    addr: SocketAddr,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(emberline_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(emberline_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<DeviceServiceServer<Gateway>>().await;
+    health.set_serving::<ReadingServiceServer<Gateway>>().await;
+    health.set_serving::<TrendServiceServer<Gateway>>().await;
+    tracing::info!(%local, "gRPC (and grpc-web) listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(local);
+    }
+    let shutdown = gateway.shutdown.clone();
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(DeviceServiceServer::new(gateway.clone()))
+        .add_service(ReadingServiceServer::new(gateway.clone()))
+        .add_service(TrendServiceServer::new(gateway))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move { shutdown.cancelled().await },
+        )
+        .await?;
+    Ok(())
+}

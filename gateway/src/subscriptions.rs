@@ -1,0 +1,125 @@
+//! Live trend subscriptions, tailed from `derived.trends`.
+//!
+//! One reader task per subscribed partition decodes updates and forwards them in offset
+//! order; a slow client applies backpressure to its own readers only. The stream ends when
+//! the client goes away or the gateway shuts down.
+
+use std::time::Duration;
+
+use emberline_log::{partition_for, topics};
+use emberline_proto::v1::trend_service_server::TrendService;
+use emberline_proto::v1::{StartFrom, SubscribeTrendsRequest, TrendEvent};
+use emberline_schemas::events::TrendUpdated;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::Gateway;
+use crate::status::from_log;
+
+/// Updates buffered per subscription before the readers wait for the client.
+const BUFFER: usize = 1_024;
+
+#[tonic::async_trait]
+impl TrendService for Gateway {
+    type SubscribeTrendsStream = ReceiverStream<Result<TrendEvent, Status>>;
+
+    async fn subscribe_trends(
+        &self,
+        request: Request<SubscribeTrendsRequest>,
+    ) -> Result<Response<Self::SubscribeTrendsStream>, Status> {
+        let r = request.into_inner();
+        let topic = topics::DERIVED_TRENDS;
+        let partitions = self.log.partitions(topic).await.map_err(from_log)?;
+        if let Some(p) = r.resume.keys().find(|p| **p >= partitions) {
+            return Err(Status::invalid_argument(format!(
+                "resume names partition {p}, but {topic} has {partitions}"
+            )));
+        }
+        let wanted: Vec<u32> = if r.device_id.is_empty() {
+            (0..partitions).collect()
+        } else {
+            vec![partition_for(r.device_id.as_bytes(), partitions)]
+        };
+        let start = StartFrom::try_from(r.start).unwrap_or(StartFrom::Unspecified);
+        let (tx, rx) = mpsc::channel(BUFFER);
+        for partition in wanted {
+            let end = self.log.end_offset(topic, partition).await.map_err(from_log)?;
+            let from = match (r.resume.get(&partition), start) {
+                (Some(next), _) if *next > end => {
+                    return Err(Status::out_of_range(format!(
+                        "resume offset {next} for partition {partition} is past its end {end}"
+                    )));
+                }
+                (Some(next), _) => *next,
+                (None, StartFrom::Earliest) => 0,
+                (None, _) => end,
+            };
+            let reader = self
+                .log
+                .reader(topic, partition, from)
+                .await
+                .map_err(from_log)?;
+            let (tx, codec, device) = (tx.clone(), self.codec.clone(), r.device_id.clone());
+            let shutdown = self.shutdown.clone();
+            tokio::spawn(async move {
+                let mut reader = reader;
+                loop {
+                    let batch = tokio::select! {
+                        b = reader.next_batch(256, Duration::from_secs(30)) => b,
+                        () = tx.closed() => return,
+                        () = shutdown.cancelled() => return,
+                    };
+                    let records = match batch {
+                        Ok(records) => records,
+                        Err(e) => {
+                            let _ = tx.send(Err(from_log(e))).await;
+                            return;
+                        }
+                    };
+                    for record in records {
+                        let update: TrendUpdated = match codec.decode(&record.value).await {
+                            Ok(u) => u,
+                            Err(e) => {
+                                let status = Status::data_loss(format!(
+                                    "{topic}/{partition} offset {}: {e}",
+                                    record.offset
+                                ));
+                                let _ = tx.send(Err(status)).await;
+                                return;
+                            }
+                        };
+                        if !device.is_empty() && update.device_id != device {
+                            continue;
+                        }
+                        let event = to_event(partition, record.offset, update);
+                        if tx.send(Ok(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn to_event(partition: u32, offset: u64, u: TrendUpdated) -> TrendEvent {
+    TrendEvent {
+        partition,
+        offset,
+        device_id: u.device_id,
+        probe_id: u.probe_id,
+        event_time_ms: u.event_time,
+        temperature_c: u.temperature_c,
+        trend: Some(emberline_proto::v1::Trend {
+            smoothed_c: u.smoothed_c,
+            rate_c_per_min: u.rate_c_per_min,
+            min_c: u.min_c,
+            max_c: u.max_c,
+            window_ms: u.window_ms,
+            samples: u.samples.max(0) as u32,
+        }),
+        source_offset: u.source_offset.max(0) as u64,
+    }
+}
