@@ -207,30 +207,33 @@ pub fn run_trends(
                     move |_capability, _info| {
                         let mut states: HashMap<(String, String), TrendState> = HashMap::new();
                         move |input, output| {
-                            let mut caps = Vec::new();
-                            let mut items: Vec<Reading> = Vec::new();
+                            let mut rounds: BTreeMap<u64, (timely::dataflow::operators::Capability<u64>, Vec<Reading>)> = BTreeMap::new();
                             input.for_each(|cap, data| {
-                                caps.push(cap.retain_least(0));
-                                items.append(data);
+                                if let Some(cap) = cap.retain_least(0) {
+                                    let time = *cap.time();
+                                    rounds.entry(time).or_insert_with(|| (cap, Vec::new())).1.append(data);
+                                }
                             });
-                            let Some(cap) = caps.into_iter().flatten().max_by(|a, b| a.time().cmp(b.time())) else {
-                                return;
-                            };
-                            // One probe's readings all come from one partition, in offset order.
-                            items.sort_by_key(|r| (r.partition, r.offset));
-                            let mut session = output.session(&cap);
-                            for reading in items {
-                                let Some(event) = &reading.event else {
-                                    session.give(Updated { reading, figures: None, state: Vec::new() });
-                                    continue;
-                                };
-                                let key = (event.device_id.clone(), event.probe_id.clone());
-                                let state = states.entry(key).or_insert_with(|| {
-                                    load_state(&rt, store_for_state.as_ref(), &event.device_id, &event.probe_id)
-                                });
-                                let figures = state.update(event.event_time, event.temperature_c);
-                                let state = postcard::to_allocvec(&*state).unwrap_or_default();
-                                session.give(Updated { reading, figures, state });
+                            // Rounds in order, and within a round by source position: one probe's
+                            // readings come from one partition, so this is their log order. Each
+                            // update keeps its round, so the sink sees a partition's offsets in
+                            // order across rounds.
+                            for (_, (cap, mut items)) in rounds {
+                                items.sort_by_key(|r| (r.partition, r.offset));
+                                let mut session = output.session(&cap);
+                                for reading in items {
+                                    let Some(event) = &reading.event else {
+                                        session.give(Updated { reading, figures: None, state: Vec::new() });
+                                        continue;
+                                    };
+                                    let key = (event.device_id.clone(), event.probe_id.clone());
+                                    let state = states.entry(key).or_insert_with(|| {
+                                        load_state(&rt, store_for_state.as_ref(), &event.device_id, &event.probe_id)
+                                    });
+                                    let figures = state.update(event.event_time, event.temperature_c);
+                                    let state = postcard::to_allocvec(&*state).unwrap_or_default();
+                                    session.give(Updated { reading, figures, state });
+                                }
                             }
                         }
                     },
