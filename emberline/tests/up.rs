@@ -1,0 +1,265 @@
+//! End-to-end: the real `emberline up` binary, driven through real gRPC, grpc-web and
+#![allow(clippy::print_stderr)]
+//! reflection clients; then killed with SIGKILL and restarted on the same data directory.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use emberline_log::{EmbeddedLog, EventLog, conformance::read_to_end, topics};
+use emberline_processors::{Mode, TrendConfig, run_trends};
+use emberline_projections::{EmbeddedStore, ProjectionStore};
+use emberline_proto::v1::device_service_client::DeviceServiceClient;
+use emberline_proto::v1::reading_service_client::ReadingServiceClient;
+use emberline_proto::v1::trend_service_client::TrendServiceClient;
+use emberline_proto::v1::{
+    GetHistoryRequest, GetLatestRequest, ListDevicesRequest, StartFrom, SubscribeTrendsRequest, TrendEvent,
+};
+use emberline_schemas::events::ProbeReading;
+use emberline_schemas::{EmbeddedRegistry, EventCodec};
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// Generous bound for anything that should take a second or two; only reached on failure.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+struct Up {
+    child: Child,
+    grpc: SocketAddr,
+}
+
+impl Up {
+    fn start(data_dir: &Path, grpc: SocketAddr) -> Self {
+        let registry = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_emberline"))
+            .args(["--data-dir", &data_dir.display().to_string(), "up"])
+            .args(["--grpc-addr", &grpc.to_string(), "--registry-addr", &registry.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn emberline up");
+        Self { child, grpc }
+    }
+
+    /// Connects once the server accepts connections (polling readiness; no fixed sleeps).
+    async fn channel(&self) -> Channel {
+        let url = format!("http://{}", self.grpc);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match Channel::from_shared(url.clone()).expect("url").connect().await {
+                Ok(c) => return c,
+                Err(e) if tokio::time::Instant::now() > deadline => panic!("gateway never came up: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    fn interrupt(mut self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill -INT");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(exit.success(), "emberline up exited with {exit} after Ctrl-C");
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn take_events(stream: &mut tonic::Streaming<TrendEvent>, n: usize) -> Vec<TrendEvent> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let next = tokio::time::timeout(PATIENCE, stream.next()).await.expect("no update in time");
+        out.push(next.expect("stream ended").expect("stream error"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start(dir.path(), free_port());
+    let channel = up.channel().await;
+
+    // A client that knows only reflection finds the services.
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut reflection = ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = reflection.next().await.expect("answer").expect("ok");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in ["emberline.v1.DeviceService", "emberline.v1.ReadingService", "emberline.v1.TrendService", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == service), "{service} missing from {names:?}");
+    }
+
+    // Live trend updates for the simulated device.
+    let started = std::time::Instant::now();
+    let mut trends = TrendServiceClient::new(channel.clone())
+        .subscribe_trends(SubscribeTrendsRequest { device_id: "sim-1".into(), resume: Default::default(), start: StartFrom::Latest as i32 })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let events = take_events(&mut trends, 10).await;
+    eprintln!("10 live trend updates in {:?}", started.elapsed());
+    assert!(events.iter().all(|e| e.device_id == "sim-1" && e.trend.is_some()));
+    let probes: std::collections::BTreeSet<&str> = events.iter().map(|e| e.probe_id.as_str()).collect();
+    assert!(probes.len() >= 3, "updates from {probes:?}");
+    for pair in events.windows(2) {
+        if pair[0].partition == pair[1].partition {
+            assert_eq!(pair[1].offset, pair[0].offset + 1, "gap or repeat in the live stream");
+        }
+    }
+
+    // Queries answer from projections.
+    let devices = DeviceServiceClient::new(channel.clone()).list_devices(ListDevicesRequest {}).await.expect("list").into_inner();
+    assert_eq!(devices.devices.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(), ["sim-1"]);
+    assert_eq!(devices.devices[0].probe_count, 4);
+    let latest = DeviceServiceClient::new(channel.clone())
+        .get_latest(GetLatestRequest { device_id: "sim-1".into() })
+        .await
+        .expect("latest")
+        .into_inner();
+    assert_eq!(latest.probes.iter().map(|p| p.probe_id.as_str()).collect::<Vec<_>>(), ["meat-1", "meat-2", "meat-3", "pit"]);
+    let missing = DeviceServiceClient::new(channel.clone()).get_latest(GetLatestRequest { device_id: "nope".into() }).await;
+    assert_eq!(missing.expect_err("unknown device").code(), tonic::Code::NotFound);
+    let history = ReadingServiceClient::new(channel.clone())
+        .get_history(GetHistoryRequest { device_id: "sim-1".into(), probe_id: "pit".into(), from_ms: 0, to_ms: i64::MAX, limit: 0 })
+        .await
+        .expect("history")
+        .into_inner();
+    assert!(!history.points.is_empty());
+    assert!(history.points.windows(2).all(|w| w[0].event_time_ms < w[1].event_time_ms));
+    let bad = ReadingServiceClient::new(channel.clone())
+        .get_history(GetHistoryRequest { device_id: "sim-1".into(), probe_id: "pit".into(), from_ms: 10, to_ms: 5, limit: 0 })
+        .await;
+    assert_eq!(bad.expect_err("inverted range").code(), tonic::Code::InvalidArgument);
+
+    // grpc-web over HTTP/1.1 on the same port: a framed empty ListDevicesRequest.
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/emberline.v1.DeviceService/ListDevices", up.grpc))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .expect("grpc-web request");
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.expect("body");
+    assert_eq!(body[0], 0, "first frame is data");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("sim-1"), "device missing from grpc-web answer");
+    assert!(text.contains("grpc-status:0"), "no OK trailer in {text:?}");
+    up.interrupt();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_and_restart_resume_without_gap_or_repeat_and_match_a_fresh_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grpc = free_port();
+    let up = Up::start(dir.path(), grpc);
+    let channel = up.channel().await;
+    let request = |resume: BTreeMap<u32, u64>| SubscribeTrendsRequest {
+        device_id: "sim-1".into(),
+        resume: resume.into_iter().collect(),
+        start: StartFrom::Earliest as i32,
+    };
+    let mut stream = TrendServiceClient::new(channel)
+        .subscribe_trends(request(BTreeMap::new()))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut seen = take_events(&mut stream, 24).await;
+    up.kill_9();
+
+    // The client resumes from the next offset it expects, per partition.
+    let mut resume = BTreeMap::new();
+    for e in &seen {
+        resume.insert(e.partition, e.offset + 1);
+    }
+    let up = Up::start(dir.path(), grpc);
+    let channel = up.channel().await;
+    let mut stream = TrendServiceClient::new(channel)
+        .subscribe_trends(request(resume.clone()))
+        .await
+        .expect("resubscribe")
+        .into_inner();
+    let after = take_events(&mut stream, 24).await;
+    let first = &after[0];
+    assert_eq!(Some(&first.offset), resume.get(&first.partition), "resumed at the wrong offset");
+    seen.extend(after);
+    for pair in seen.windows(2) {
+        assert_eq!(pair[0].partition, pair[1].partition, "one device, one partition");
+        assert_eq!(pair[1].offset, pair[0].offset + 1, "gap or repeat across the restart");
+        assert!(pair[1].source_offset > pair[0].source_offset, "trend repeated for one reading");
+    }
+    up.interrupt();
+
+    // Let the processor finish what the log holds (as a restart would), then compare with
+    // a replay of the whole log from offset 0 into an empty store and a fresh topic.
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
+    let codec = Arc::new(EventCodec::connect(Arc::new(EmbeddedRegistry::new(log.database()))).await.expect("codec"));
+    let live = Arc::new(EmbeddedStore::open(&dir.path().join("projections.redb")).expect("store"));
+    let replay = Arc::new(EmbeddedStore::open(&dir.path().join("replay.redb")).expect("store"));
+    for (store, output) in [(live.clone(), topics::DERIVED_TRENDS), (replay.clone(), "replay.trends")] {
+        let config = TrendConfig { output_topic: output.into(), consumer: format!("check.{output}"), ..TrendConfig::default() };
+        let (log, store, codec) = (log.clone() as Arc<dyn EventLog>, store as Arc<dyn ProjectionStore>, codec.clone());
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || run_trends(log, store, codec, config, Mode::CatchUp, CancellationToken::new(), runtime))
+            .await
+            .expect("join")
+            .expect("catch up");
+    }
+    let live_dump = live.dump().await.expect("dump");
+    let replay_dump = replay.dump().await.expect("dump");
+    assert_eq!(live_dump.len(), replay_dump.len(), "projection sizes differ");
+    if let Some((a, b)) = live_dump.iter().zip(&replay_dump).find(|(a, b)| a != b) {
+        panic!("projection differs from a fresh replay at {} {}", a.0, String::from_utf8_lossy(&a.1).replace('\u{0}', "") + &String::from_utf8_lossy(&b.1));
+    }
+    // Every acknowledged reading is in history, and the derived topic has neither gaps
+    // nor repeats: it equals the replay's byte for byte.
+    let partitions = log.partitions(topics::PROBE_READINGS).await.expect("partitions");
+    let mut readings = 0;
+    for p in 0..partitions {
+        for record in read_to_end(log.as_ref(), topics::PROBE_READINGS, p, 0).await.expect("read") {
+            let r: ProbeReading = codec.decode(&record.value).await.expect("reading");
+            let h = live.history(&r.device_id, &r.probe_id, r.event_time, r.event_time + 1, 1).await.expect("history");
+            assert_eq!(h.len(), 1, "reading at offset {} missing from history", record.offset);
+            assert_eq!(h[0].temperature_c, r.temperature_c);
+            readings += 1;
+        }
+        let live_trends = read_to_end(log.as_ref(), topics::DERIVED_TRENDS, p, 0).await.expect("read");
+        let replay_trends = read_to_end(log.as_ref(), "replay.trends", p, 0).await.expect("read");
+        assert_eq!(live_trends.len(), replay_trends.len(), "partition {p}: trend counts differ");
+        assert!(live_trends.iter().zip(&replay_trends).all(|(a, b)| a.value == b.value), "partition {p}: trends differ");
+    }
+    assert!(readings >= 48, "only {readings} readings in the log");
+}
