@@ -1,1 +1,61 @@
-fn main(){}
+//! Avro codec cost per event: encode and decode of a `ProbeReading` (43-byte body) and a
+//! `TrendUpdated`, through the schema-aware path the log uses.
+//!
+//! Run: `cargo bench -p emberline-benches --bench codec`
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use emberline_benches::{embedded, sample_reading};
+use emberline_schemas::events::{ProbeReading, TrendUpdated};
+
+fn codec(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (_log, codec) = rt.block_on(embedded(dir.path(), 1)).expect("setup");
+    let reading = sample_reading();
+    let bytes = codec.encode(&reading).expect("encode");
+    let trend = TrendUpdated {
+        device_id: "sim-1".into(),
+        probe_id: "meat-1".into(),
+        event_time: 1_790_000_000_000,
+        temperature_c: 71.4,
+        smoothed_c: 71.3,
+        rate_c_per_min: Some(0.42),
+        min_c: 70.9,
+        max_c: 71.6,
+        window_ms: 300_000,
+        samples: 300,
+        source_offset: 123_456,
+    };
+    let trend_bytes = codec.encode(&trend).expect("encode");
+    let mut group = c.benchmark_group("codec");
+    group.bench_function("probe_reading/encode", |b| {
+        b.iter(|| codec.encode(black_box(&reading)))
+    });
+    group.bench_function("probe_reading/decode", |b| {
+        b.iter(|| codec.decode_cached::<ProbeReading>(black_box(&bytes)))
+    });
+    group.bench_function("probe_reading/encode+decode", |b| {
+        b.iter(|| {
+            let bytes = codec.encode(black_box(&reading)).expect("encode");
+            codec.decode_cached::<ProbeReading>(&bytes)
+        })
+    });
+    group.bench_function("trend_updated/encode+decode", |b| {
+        b.iter(|| {
+            let bytes = codec.encode(black_box(&trend)).expect("encode");
+            codec.decode_cached::<TrendUpdated>(&bytes)
+        })
+    });
+    group.finish();
+    assert_eq!(
+        bytes.len() - 5,
+        43,
+        "the sample reading is the 43-byte body the figures assume"
+    );
+    let _ = trend_bytes;
+}
+
+criterion_group!(benches, codec);
+criterion_main!(benches);

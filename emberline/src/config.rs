@@ -152,17 +152,21 @@ impl Config {
     pub(crate) fn load(file: Option<&Path>) -> Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
-            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            anyhow::ensure!(
+                file.exists(),
+                "config file {} does not exist",
+                file.display()
+            );
             figment = figment.merge(Toml::file_exact(file));
         }
         let env = Env::prefixed("EMBERLINE__").split("__").lowercase(true);
-        let config: Config = figment
-            .merge(env)
-            .extract()
-            .with_context(|| match file {
-                Some(f) => format!("invalid configuration in {} or EMBERLINE__ variables", f.display()),
-                None => "invalid configuration in EMBERLINE__ variables".to_owned(),
-            })?;
+        let config: Config = figment.merge(env).extract().with_context(|| match file {
+            Some(f) => format!(
+                "invalid configuration in {} or EMBERLINE__ variables",
+                f.display()
+            ),
+            None => "invalid configuration in EMBERLINE__ variables".to_owned(),
+        })?;
         Ok(config)
     }
 
@@ -189,7 +193,11 @@ mod tests {
         std::fs::write(&path, &printed).expect("write");
         assert_eq!(Config::load(Some(&path)).expect("load"), Config::default());
 
-        std::fs::write(&path, "[log]\nbackend = \"kafka\"\n[log.kafka]\nbootstrap_servers = \"b:9\"\n").expect("write");
+        std::fs::write(
+            &path,
+            "[log]\nbackend = \"kafka\"\n[log.kafka]\nbootstrap_servers = \"b:9\"\n",
+        )
+        .expect("write");
         let c = Config::load(Some(&path)).expect("load");
         assert_eq!(c.log.backend, Backend::Kafka);
         assert_eq!(c.log.kafka.bootstrap_servers, "b:9");

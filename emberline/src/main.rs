@@ -71,11 +71,17 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Command::Config { print_default } = &cli.command {
-        let config = if *print_default { Config::default() } else { Config::load(cli.config.as_deref())? };
+        let config = if *print_default {
+            Config::default()
+        } else {
+            Config::load(cli.config.as_deref())?
+        };
         let text = toml::to_string_pretty(&config)?;
         #[allow(clippy::print_stdout)]
         {
@@ -87,10 +93,15 @@ fn main() -> Result<()> {
     if let Some(dir) = cli.data_dir {
         config.data_dir = Some(dir);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Up { grpc_addr, registry_addr } => {
+            Command::Up {
+                grpc_addr,
+                registry_addr,
+            } => {
                 if let Some(a) = grpc_addr {
                     config.gateway.grpc_addr = a;
                 }

@@ -67,7 +67,12 @@ async fn open_log(config: &Config) -> Result<LogParts> {
             .await
             .with_context(|| format!("creating topic {topic}"))?;
         if partitions != config.log.partitions {
-            tracing::warn!(topic, partitions, configured = config.log.partitions, "topic exists with another partition count; keeping it");
+            tracing::warn!(
+                topic,
+                partitions,
+                configured = config.log.partitions,
+                "topic exists with another partition count; keeping it"
+            );
         }
     }
     Ok(LogParts {
@@ -94,15 +99,16 @@ fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                    let _ = tokio::signal::ctrl_c().await;
-                    token.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                        let _ = tokio::signal::ctrl_c().await;
+                        token.cancel();
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -132,7 +138,12 @@ async fn supervise(mut tasks: JoinSet<Result<()>>, shutdown: CancellationToken) 
     }
 }
 
-fn spawn_simulator(tasks: &mut JoinSet<Result<()>>, config: &Config, parts: &LogParts, shutdown: &CancellationToken) {
+fn spawn_simulator(
+    tasks: &mut JoinSet<Result<()>>,
+    config: &Config,
+    parts: &LogParts,
+    shutdown: &CancellationToken,
+) {
     if !config.simulator.enabled {
         return;
     }
@@ -144,7 +155,9 @@ fn spawn_simulator(tasks: &mut JoinSet<Result<()>>, config: &Config, parts: &Log
     let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
-        run_source(Box::new(simulator), sink, shutdown).await.context("simulator")
+        run_source(Box::new(simulator), sink, shutdown)
+            .await
+            .context("simulator")
     });
 }
 
@@ -163,12 +176,24 @@ fn spawn_processor(
     let runtime = tokio::runtime::Handle::current();
     tasks.spawn(async move {
         let stats = tokio::task::spawn_blocking(move || {
-            run_trends(log, store, codec, trend_config, Mode::Follow, shutdown, runtime)
+            run_trends(
+                log,
+                store,
+                codec,
+                trend_config,
+                Mode::Follow,
+                shutdown,
+                runtime,
+            )
         })
         .await
         .context("the trend processor panicked")?
         .context("trend processor")?;
-        tracing::info!(records = stats.records, rejected = stats.rejected, "trend processor stopped");
+        tracing::info!(
+            records = stats.records,
+            rejected = stats.rejected,
+            "trend processor stopped"
+        );
         Ok(())
     });
 }
@@ -180,15 +205,30 @@ fn spawn_gateway(
     store: Arc<dyn ProjectionStore>,
     shutdown: &CancellationToken,
 ) {
-    let gateway = Gateway::new(parts.log.clone(), store, parts.codec.clone(), shutdown.clone());
+    let gateway = Gateway::new(
+        parts.log.clone(),
+        store,
+        parts.codec.clone(),
+        shutdown.clone(),
+    );
     let addr = config.gateway.grpc_addr;
     tasks.spawn(async move {
-        emberline_gateway::serve_grpc(gateway, addr, None).await.context("gRPC gateway")
+        emberline_gateway::serve_grpc(gateway, addr, None)
+            .await
+            .context("gRPC gateway")
     });
 }
 
-fn spawn_registry_api(tasks: &mut JoinSet<Result<()>>, config: &Config, parts: &LogParts, shutdown: &CancellationToken) {
-    if let (Some(registry), Some(addr)) = (parts.embedded_registry.clone(), config.gateway.registry_addr) {
+fn spawn_registry_api(
+    tasks: &mut JoinSet<Result<()>>,
+    config: &Config,
+    parts: &LogParts,
+    shutdown: &CancellationToken,
+) {
+    if let (Some(registry), Some(addr)) = (
+        parts.embedded_registry.clone(),
+        config.gateway.registry_addr,
+    ) {
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             emberline_gateway::serve_registry(registry, addr, shutdown, None)
@@ -218,7 +258,10 @@ pub(crate) async fn ingest(config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let parts = open_log(&config).await?;
-    anyhow::ensure!(config.simulator.enabled, "no sources are configured: enable [simulator]");
+    anyhow::ensure!(
+        config.simulator.enabled,
+        "no sources are configured: enable [simulator]"
+    );
     let mut tasks = JoinSet::new();
     spawn_simulator(&mut tasks, &config, &parts, &shutdown);
     supervise(tasks, shutdown).await
@@ -253,7 +296,10 @@ pub(crate) async fn registry(mut config: Config) -> Result<()> {
     // This process *is* the registry that `registry.url` points the other roles at.
     config.registry.url = None;
     let parts = open_log(&config).await?;
-    anyhow::ensure!(config.gateway.registry_addr.is_some(), "no address: set gateway.registry_addr or pass --addr");
+    anyhow::ensure!(
+        config.gateway.registry_addr.is_some(),
+        "no address: set gateway.registry_addr or pass --addr"
+    );
     let mut tasks = JoinSet::new();
     spawn_registry_api(&mut tasks, &config, &parts, &shutdown);
     supervise(tasks, shutdown).await

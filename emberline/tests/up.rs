@@ -16,7 +16,8 @@ use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::reading_service_client::ReadingServiceClient;
 use emberline_proto::v1::trend_service_client::TrendServiceClient;
 use emberline_proto::v1::{
-    GetHistoryRequest, GetLatestRequest, ListDevicesRequest, StartFrom, SubscribeTrendsRequest, TrendEvent,
+    GetHistoryRequest, GetLatestRequest, ListDevicesRequest, StartFrom, SubscribeTrendsRequest,
+    TrendEvent,
 };
 use emberline_schemas::events::ProbeReading;
 use emberline_schemas::{EmbeddedRegistry, EventCodec};
@@ -42,7 +43,12 @@ impl Up {
         let registry = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_emberline"))
             .args(["--data-dir", &data_dir.display().to_string(), "up"])
-            .args(["--grpc-addr", &grpc.to_string(), "--registry-addr", &registry.to_string()])
+            .args([
+                "--grpc-addr",
+                &grpc.to_string(),
+                "--registry-addr",
+                &registry.to_string(),
+            ])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
@@ -55,9 +61,15 @@ impl Up {
         let url = format!("http://{}", self.grpc);
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            match Channel::from_shared(url.clone()).expect("url").connect().await {
+            match Channel::from_shared(url.clone())
+                .expect("url")
+                .connect()
+                .await
+            {
                 Ok(c) => return c,
-                Err(e) if tokio::time::Instant::now() > deadline => panic!("gateway never came up: {e}"),
+                Err(e) if tokio::time::Instant::now() > deadline => {
+                    panic!("gateway never came up: {e}")
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
@@ -75,7 +87,10 @@ impl Up {
             .expect("kill -INT");
         assert!(status.success());
         let exit = self.child.wait().expect("wait");
-        assert!(exit.success(), "emberline up exited with {exit} after Ctrl-C");
+        assert!(
+            exit.success(),
+            "emberline up exited with {exit} after Ctrl-C"
+        );
     }
 }
 
@@ -89,7 +104,9 @@ impl Drop for Up {
 async fn take_events(stream: &mut tonic::Streaming<TrendEvent>, n: usize) -> Vec<TrendEvent> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let next = tokio::time::timeout(PATIENCE, stream.next()).await.expect("no update in time");
+        let next = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("no update in time");
         out.push(next.expect("stream ended").expect("stream error"));
     }
     out
@@ -102,11 +119,14 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
     let channel = up.channel().await;
 
     // A client that knows only reflection finds the services.
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut reflection = ServerReflectionClient::new(channel.clone())
         .server_reflection_info(tokio_stream::iter([request]))
         .await
@@ -117,55 +137,126 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
         panic!("unexpected reflection answer {response:?}");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for service in ["emberline.v1.DeviceService", "emberline.v1.ReadingService", "emberline.v1.TrendService", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == service), "{service} missing from {names:?}");
+    for service in [
+        "emberline.v1.DeviceService",
+        "emberline.v1.ReadingService",
+        "emberline.v1.TrendService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == service),
+            "{service} missing from {names:?}"
+        );
     }
 
     // Live trend updates for the simulated device.
     let started = std::time::Instant::now();
     let mut trends = TrendServiceClient::new(channel.clone())
-        .subscribe_trends(SubscribeTrendsRequest { device_id: "sim-1".into(), resume: Default::default(), start: StartFrom::Latest as i32 })
+        .subscribe_trends(SubscribeTrendsRequest {
+            device_id: "sim-1".into(),
+            resume: Default::default(),
+            start: StartFrom::Latest as i32,
+        })
         .await
         .expect("subscribe")
         .into_inner();
     let events = take_events(&mut trends, 10).await;
     eprintln!("10 live trend updates in {:?}", started.elapsed());
-    assert!(events.iter().all(|e| e.device_id == "sim-1" && e.trend.is_some()));
-    let probes: std::collections::BTreeSet<&str> = events.iter().map(|e| e.probe_id.as_str()).collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.device_id == "sim-1" && e.trend.is_some())
+    );
+    let probes: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e.probe_id.as_str()).collect();
     assert!(probes.len() >= 3, "updates from {probes:?}");
     for pair in events.windows(2) {
         if pair[0].partition == pair[1].partition {
-            assert_eq!(pair[1].offset, pair[0].offset + 1, "gap or repeat in the live stream");
+            assert_eq!(
+                pair[1].offset,
+                pair[0].offset + 1,
+                "gap or repeat in the live stream"
+            );
         }
     }
 
     // Queries answer from projections.
-    let devices = DeviceServiceClient::new(channel.clone()).list_devices(ListDevicesRequest {}).await.expect("list").into_inner();
-    assert_eq!(devices.devices.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(), ["sim-1"]);
+    let devices = DeviceServiceClient::new(channel.clone())
+        .list_devices(ListDevicesRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(
+        devices
+            .devices
+            .iter()
+            .map(|d| d.device_id.as_str())
+            .collect::<Vec<_>>(),
+        ["sim-1"]
+    );
     assert_eq!(devices.devices[0].probe_count, 4);
     let latest = DeviceServiceClient::new(channel.clone())
-        .get_latest(GetLatestRequest { device_id: "sim-1".into() })
+        .get_latest(GetLatestRequest {
+            device_id: "sim-1".into(),
+        })
         .await
         .expect("latest")
         .into_inner();
-    assert_eq!(latest.probes.iter().map(|p| p.probe_id.as_str()).collect::<Vec<_>>(), ["meat-1", "meat-2", "meat-3", "pit"]);
-    let missing = DeviceServiceClient::new(channel.clone()).get_latest(GetLatestRequest { device_id: "nope".into() }).await;
-    assert_eq!(missing.expect_err("unknown device").code(), tonic::Code::NotFound);
+    assert_eq!(
+        latest
+            .probes
+            .iter()
+            .map(|p| p.probe_id.as_str())
+            .collect::<Vec<_>>(),
+        ["meat-1", "meat-2", "meat-3", "pit"]
+    );
+    let missing = DeviceServiceClient::new(channel.clone())
+        .get_latest(GetLatestRequest {
+            device_id: "nope".into(),
+        })
+        .await;
+    assert_eq!(
+        missing.expect_err("unknown device").code(),
+        tonic::Code::NotFound
+    );
     let history = ReadingServiceClient::new(channel.clone())
-        .get_history(GetHistoryRequest { device_id: "sim-1".into(), probe_id: "pit".into(), from_ms: 0, to_ms: i64::MAX, limit: 0 })
+        .get_history(GetHistoryRequest {
+            device_id: "sim-1".into(),
+            probe_id: "pit".into(),
+            from_ms: 0,
+            to_ms: i64::MAX,
+            limit: 0,
+        })
         .await
         .expect("history")
         .into_inner();
     assert!(!history.points.is_empty());
-    assert!(history.points.windows(2).all(|w| w[0].event_time_ms < w[1].event_time_ms));
+    assert!(
+        history
+            .points
+            .windows(2)
+            .all(|w| w[0].event_time_ms < w[1].event_time_ms)
+    );
     let bad = ReadingServiceClient::new(channel.clone())
-        .get_history(GetHistoryRequest { device_id: "sim-1".into(), probe_id: "pit".into(), from_ms: 10, to_ms: 5, limit: 0 })
+        .get_history(GetHistoryRequest {
+            device_id: "sim-1".into(),
+            probe_id: "pit".into(),
+            from_ms: 10,
+            to_ms: 5,
+            limit: 0,
+        })
         .await;
-    assert_eq!(bad.expect_err("inverted range").code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        bad.expect_err("inverted range").code(),
+        tonic::Code::InvalidArgument
+    );
 
     // grpc-web over HTTP/1.1 on the same port: a framed empty ListDevicesRequest.
     let response = reqwest::Client::new()
-        .post(format!("http://{}/emberline.v1.DeviceService/ListDevices", up.grpc))
+        .post(format!(
+            "http://{}/emberline.v1.DeviceService/ListDevices",
+            up.grpc
+        ))
         .header("content-type", "application/grpc-web+proto")
         .header("x-grpc-web", "1")
         .body(vec![0u8, 0, 0, 0, 0])
@@ -176,7 +267,10 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
     let body = response.bytes().await.expect("body");
     assert_eq!(body[0], 0, "first frame is data");
     let text = String::from_utf8_lossy(&body);
-    assert!(text.contains("sim-1"), "device missing from grpc-web answer");
+    assert!(
+        text.contains("sim-1"),
+        "device missing from grpc-web answer"
+    );
     assert!(text.contains("grpc-status:0"), "no OK trailer in {text:?}");
     up.interrupt();
 }
@@ -214,52 +308,127 @@ async fn kill_9_and_restart_resume_without_gap_or_repeat_and_match_a_fresh_repla
         .into_inner();
     let after = take_events(&mut stream, 24).await;
     let first = &after[0];
-    assert_eq!(Some(&first.offset), resume.get(&first.partition), "resumed at the wrong offset");
+    assert_eq!(
+        Some(&first.offset),
+        resume.get(&first.partition),
+        "resumed at the wrong offset"
+    );
     seen.extend(after);
     for pair in seen.windows(2) {
-        assert_eq!(pair[0].partition, pair[1].partition, "one device, one partition");
-        assert_eq!(pair[1].offset, pair[0].offset + 1, "gap or repeat across the restart");
-        assert!(pair[1].source_offset > pair[0].source_offset, "trend repeated for one reading");
+        assert_eq!(
+            pair[0].partition, pair[1].partition,
+            "one device, one partition"
+        );
+        assert_eq!(
+            pair[1].offset,
+            pair[0].offset + 1,
+            "gap or repeat across the restart"
+        );
+        assert!(
+            pair[1].source_offset > pair[0].source_offset,
+            "trend repeated for one reading"
+        );
     }
     up.interrupt();
 
     // Let the processor finish what the log holds (as a restart would), then compare with
     // a replay of the whole log from offset 0 into an empty store and a fresh topic.
     let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
-    let codec = Arc::new(EventCodec::connect(Arc::new(EmbeddedRegistry::new(log.database()))).await.expect("codec"));
+    let codec = Arc::new(
+        EventCodec::connect(Arc::new(EmbeddedRegistry::new(log.database())))
+            .await
+            .expect("codec"),
+    );
     let live = Arc::new(EmbeddedStore::open(&dir.path().join("projections.redb")).expect("store"));
     let replay = Arc::new(EmbeddedStore::open(&dir.path().join("replay.redb")).expect("store"));
-    for (store, output) in [(live.clone(), topics::DERIVED_TRENDS), (replay.clone(), "replay.trends")] {
-        let config = TrendConfig { output_topic: output.into(), consumer: format!("check.{output}"), ..TrendConfig::default() };
-        let (log, store, codec) = (log.clone() as Arc<dyn EventLog>, store as Arc<dyn ProjectionStore>, codec.clone());
+    for (store, output) in [
+        (live.clone(), topics::DERIVED_TRENDS),
+        (replay.clone(), "replay.trends"),
+    ] {
+        let config = TrendConfig {
+            output_topic: output.into(),
+            consumer: format!("check.{output}"),
+            ..TrendConfig::default()
+        };
+        let (log, store, codec) = (
+            log.clone() as Arc<dyn EventLog>,
+            store as Arc<dyn ProjectionStore>,
+            codec.clone(),
+        );
         let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || run_trends(log, store, codec, config, Mode::CatchUp, CancellationToken::new(), runtime))
-            .await
-            .expect("join")
-            .expect("catch up");
+        tokio::task::spawn_blocking(move || {
+            run_trends(
+                log,
+                store,
+                codec,
+                config,
+                Mode::CatchUp,
+                CancellationToken::new(),
+                runtime,
+            )
+        })
+        .await
+        .expect("join")
+        .expect("catch up");
     }
     let live_dump = live.dump().await.expect("dump");
     let replay_dump = replay.dump().await.expect("dump");
-    assert_eq!(live_dump.len(), replay_dump.len(), "projection sizes differ");
+    assert_eq!(
+        live_dump.len(),
+        replay_dump.len(),
+        "projection sizes differ"
+    );
     if let Some((a, b)) = live_dump.iter().zip(&replay_dump).find(|(a, b)| a != b) {
-        panic!("projection differs from a fresh replay at {} {}", a.0, String::from_utf8_lossy(&a.1).replace('\u{0}', "") + &String::from_utf8_lossy(&b.1));
+        panic!(
+            "projection differs from a fresh replay at {} {}",
+            a.0,
+            String::from_utf8_lossy(&a.1).replace('\u{0}', "") + &String::from_utf8_lossy(&b.1)
+        );
     }
     // Every acknowledged reading is in history, and the derived topic has neither gaps
     // nor repeats: it equals the replay's byte for byte.
-    let partitions = log.partitions(topics::PROBE_READINGS).await.expect("partitions");
+    let partitions = log
+        .partitions(topics::PROBE_READINGS)
+        .await
+        .expect("partitions");
     let mut readings = 0;
     for p in 0..partitions {
-        for record in read_to_end(log.as_ref(), topics::PROBE_READINGS, p, 0).await.expect("read") {
+        for record in read_to_end(log.as_ref(), topics::PROBE_READINGS, p, 0)
+            .await
+            .expect("read")
+        {
             let r: ProbeReading = codec.decode(&record.value).await.expect("reading");
-            let h = live.history(&r.device_id, &r.probe_id, r.event_time, r.event_time + 1, 1).await.expect("history");
-            assert_eq!(h.len(), 1, "reading at offset {} missing from history", record.offset);
+            let h = live
+                .history(&r.device_id, &r.probe_id, r.event_time, r.event_time + 1, 1)
+                .await
+                .expect("history");
+            assert_eq!(
+                h.len(),
+                1,
+                "reading at offset {} missing from history",
+                record.offset
+            );
             assert_eq!(h[0].temperature_c, r.temperature_c);
             readings += 1;
         }
-        let live_trends = read_to_end(log.as_ref(), topics::DERIVED_TRENDS, p, 0).await.expect("read");
-        let replay_trends = read_to_end(log.as_ref(), "replay.trends", p, 0).await.expect("read");
-        assert_eq!(live_trends.len(), replay_trends.len(), "partition {p}: trend counts differ");
-        assert!(live_trends.iter().zip(&replay_trends).all(|(a, b)| a.value == b.value), "partition {p}: trends differ");
+        let live_trends = read_to_end(log.as_ref(), topics::DERIVED_TRENDS, p, 0)
+            .await
+            .expect("read");
+        let replay_trends = read_to_end(log.as_ref(), "replay.trends", p, 0)
+            .await
+            .expect("read");
+        assert_eq!(
+            live_trends.len(),
+            replay_trends.len(),
+            "partition {p}: trend counts differ"
+        );
+        assert!(
+            live_trends
+                .iter()
+                .zip(&replay_trends)
+                .all(|(a, b)| a.value == b.value),
+            "partition {p}: trends differ"
+        );
     }
     assert!(readings >= 48, "only {readings} readings in the log");
 }

@@ -53,7 +53,11 @@ impl DeviceService for Gateway {
         if device_id.is_empty() {
             return Err(Status::invalid_argument("device_id is required"));
         }
-        let probes = self.store.latest(&device_id).await.map_err(from_projection)?;
+        let probes = self
+            .store
+            .latest(&device_id)
+            .await
+            .map_err(from_projection)?;
         if probes.is_empty() {
             return Err(Status::not_found(format!("no device {device_id:?}")));
         }
@@ -82,7 +86,9 @@ impl ReadingService for Gateway {
     ) -> Result<Response<GetHistoryResponse>, Status> {
         let r = request.into_inner();
         if r.device_id.is_empty() || r.probe_id.is_empty() {
-            return Err(Status::invalid_argument("device_id and probe_id are required"));
+            return Err(Status::invalid_argument(
+                "device_id and probe_id are required",
+            ));
         }
         if r.from_ms > r.to_ms {
             return Err(Status::invalid_argument(format!(

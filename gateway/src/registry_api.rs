@@ -31,9 +31,18 @@ pub fn registry_router(registry: EmbeddedRegistry) -> Router {
         .route("/subjects/{subject}/versions", get(versions).post(register))
         .route("/subjects/{subject}/versions/{version}", get(version))
         .route("/schemas/ids/{id}", get(schema_by_id))
-        .route("/compatibility/subjects/{subject}/versions", post(compatibility))
-        .route("/compatibility/subjects/{subject}/versions/{version}", post(compatibility_with))
-        .route("/config", get(|| async { reply(StatusCode::OK, json!({"compatibilityLevel": "BACKWARD"})) }))
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            post(compatibility),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(compatibility_with),
+        )
+        .route(
+            "/config",
+            get(|| async { reply(StatusCode::OK, json!({"compatibilityLevel": "BACKWARD"})) }),
+        )
         .with_state(registry)
 }
 
@@ -56,11 +65,19 @@ pub async fn serve_registry(
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, code: u32, message: impl Into<String>) -> Response {
-    reply(status, json!({"error_code": code, "message": message.into()}))
+    reply(
+        status,
+        json!({"error_code": code, "message": message.into()}),
+    )
 }
 
 fn from_registry(e: RegistryError) -> Response {
@@ -68,7 +85,9 @@ fn from_registry(e: RegistryError) -> Response {
         RegistryError::InvalidSchema(m) => error(StatusCode::UNPROCESSABLE_ENTITY, 42201, m),
         RegistryError::Incompatible { .. } => error(StatusCode::CONFLICT, 409, e.to_string()),
         RegistryError::UnknownId(_) => error(StatusCode::NOT_FOUND, 40403, "Schema not found"),
-        RegistryError::UnknownSubject(_) => error(StatusCode::NOT_FOUND, 40401, "Subject not found"),
+        RegistryError::UnknownSubject(_) => {
+            error(StatusCode::NOT_FOUND, 40401, "Subject not found")
+        }
         other => error(StatusCode::INTERNAL_SERVER_ERROR, 50001, other.to_string()),
     }
 }
@@ -84,17 +103,25 @@ struct SchemaBody {
 }
 
 /// Parses a request body into an Avro schema, or the Confluent error to answer with.
-fn parse_body(body: &[u8]) -> Result<apache_avro::Schema, Response> {
-    let body: SchemaBody = serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("invalid request body: {e}")))?;
-    if let Some(t) = body.schema_type.as_deref().filter(|t| !t.eq_ignore_ascii_case("AVRO")) {
-        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("schema type {t} is not supported; only AVRO")));
+fn parse_body(body: &[u8]) -> Result<apache_avro::Schema, Box<Response>> {
+    let invalid =
+        |message: String| Box::new(error(StatusCode::UNPROCESSABLE_ENTITY, 42201, message));
+    let body: SchemaBody =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    if let Some(t) = body
+        .schema_type
+        .as_deref()
+        .filter(|t| !t.eq_ignore_ascii_case("AVRO"))
+    {
+        return Err(invalid(format!(
+            "schema type {t} is not supported; only AVRO"
+        )));
     }
     if !body.references.is_empty() {
-        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, 42201, "schema references are not supported"));
+        return Err(invalid("schema references are not supported".into()));
     }
     apache_avro::Schema::parse_str(&body.schema)
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("invalid Avro schema: {e}")))
+        .map_err(|e| invalid(format!("invalid Avro schema: {e}")))
 }
 
 fn version_json(v: &RegisteredVersion) -> Value {
@@ -108,10 +135,16 @@ async fn subjects(State(registry): State<EmbeddedRegistry>) -> Response {
     }
 }
 
-async fn versions(State(registry): State<EmbeddedRegistry>, Path(subject): Path<String>) -> Response {
+async fn versions(
+    State(registry): State<EmbeddedRegistry>,
+    Path(subject): Path<String>,
+) -> Response {
     match registry.versions(&subject) {
         Ok(v) if v.is_empty() => from_registry(RegistryError::UnknownSubject(subject)),
-        Ok(v) => reply(StatusCode::OK, json!(v.iter().map(|v| v.version).collect::<Vec<_>>())),
+        Ok(v) => reply(
+            StatusCode::OK,
+            json!(v.iter().map(|v| v.version).collect::<Vec<_>>()),
+        ),
         Err(e) => from_registry(e),
     }
 }
@@ -123,7 +156,7 @@ async fn register(
 ) -> Response {
     let schema = match parse_body(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match registry.register(&subject, &schema).await {
         Ok(id) => reply(StatusCode::OK, json!({"id": id})),
@@ -138,7 +171,7 @@ async fn lookup(
 ) -> Response {
     let schema = match parse_body(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let text = match emberline_schemas::canonical_text(&schema) {
         Ok(t) => t,
@@ -167,7 +200,13 @@ async fn version(
         "latest" | "-1" => versions.last(),
         n => match n.parse::<u32>() {
             Ok(n) => versions.iter().find(|v| v.version == n),
-            Err(_) => return error(StatusCode::UNPROCESSABLE_ENTITY, 42202, format!("invalid version {n:?}")),
+            Err(_) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    42202,
+                    format!("invalid version {n:?}"),
+                );
+            }
         },
     };
     match found {
@@ -176,7 +215,10 @@ async fn version(
     }
 }
 
-async fn schema_by_id(State(registry): State<EmbeddedRegistry>, Path(id): Path<String>) -> Response {
+async fn schema_by_id(
+    State(registry): State<EmbeddedRegistry>,
+    Path(id): Path<String>,
+) -> Response {
     let Ok(id) = id.parse::<u32>() else {
         return error(StatusCode::NOT_FOUND, 40403, "Schema not found");
     };
@@ -206,7 +248,7 @@ async fn compatibility_with(
 async fn check(registry: EmbeddedRegistry, subject: String, body: Bytes) -> Response {
     let schema = match parse_body(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match registry.is_compatible(&subject, &schema).await {
         Ok(ok) => reply(StatusCode::OK, json!({"is_compatible": ok})),

@@ -44,7 +44,11 @@ impl TrendService for Gateway {
         let start = StartFrom::try_from(r.start).unwrap_or(StartFrom::Unspecified);
         let (tx, rx) = mpsc::channel(BUFFER);
         for partition in wanted {
-            let end = self.log.end_offset(topic, partition).await.map_err(from_log)?;
+            let end = self
+                .log
+                .end_offset(topic, partition)
+                .await
+                .map_err(from_log)?;
             let from = match (r.resume.get(&partition), start) {
                 (Some(next), _) if *next > end => {
                     return Err(Status::out_of_range(format!(

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use apache_avro::Schema;
 use emberline_schemas::events::{EventKind, ProbeReading};
-use emberline_schemas::{ConfluentRegistry, EmbeddedRegistry, Event, EventCodec, RegistryError, SchemaRegistry};
+use emberline_schemas::{
+    ConfluentRegistry, EmbeddedRegistry, Event, EventCodec, RegistryError, SchemaRegistry,
+};
 use tokio_util::sync::CancellationToken;
 
 struct Server {
@@ -23,9 +25,19 @@ async fn start() -> Server {
     let shutdown = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    tokio::spawn(emberline_gateway::serve_registry(embedded.clone(), addr, shutdown.clone(), Some(tx)));
+    tokio::spawn(emberline_gateway::serve_registry(
+        embedded.clone(),
+        addr,
+        shutdown.clone(),
+        Some(tx),
+    ));
     let bound = rx.await.expect("bound");
-    Server { _dir: dir, url: format!("http://{bound}"), embedded, shutdown }
+    Server {
+        _dir: dir,
+        url: format!("http://{bound}"),
+        embedded,
+        shutdown,
+    }
 }
 
 #[tokio::test]
@@ -33,19 +45,39 @@ async fn schema_registry_converter_registers_and_resolves_through_the_rest_api()
     let server = start().await;
     let remote = Arc::new(ConfluentRegistry::new(&server.url));
     // Registering every event schema over HTTP gives the ids the embedded registry holds.
-    let codec = EventCodec::connect(remote.clone()).await.expect("codec over REST");
+    let codec = EventCodec::connect(remote.clone())
+        .await
+        .expect("codec over REST");
     let id = codec.schema_id(EventKind::ProbeReading).expect("id");
-    let local = server.embedded.latest(ProbeReading::FULL_NAME).await.expect("latest");
+    let local = server
+        .embedded
+        .latest(ProbeReading::FULL_NAME)
+        .await
+        .expect("latest");
     assert_eq!((local.id, local.version), (id, 1));
     // Latest by subject and schema by id over HTTP.
-    let latest = remote.latest(ProbeReading::FULL_NAME).await.expect("latest over REST");
+    let latest = remote
+        .latest(ProbeReading::FULL_NAME)
+        .await
+        .expect("latest over REST");
     assert_eq!((latest.id, latest.version), (id, 1));
     let text = remote.schema_by_id(id).await.expect("by id");
-    assert_eq!(Schema::parse_str(&text).expect("parse"), *EventKind::ProbeReading.schema());
-    assert!(matches!(remote.schema_by_id(9_999).await, Err(RegistryError::UnknownId(9_999))));
-    assert!(matches!(remote.latest("no.such.Subject").await, Err(RegistryError::UnknownSubject(_))));
+    assert_eq!(
+        Schema::parse_str(&text).expect("parse"),
+        *EventKind::ProbeReading.schema()
+    );
+    assert!(matches!(
+        remote.schema_by_id(9_999).await,
+        Err(RegistryError::UnknownId(9_999))
+    ));
+    assert!(matches!(
+        remote.latest("no.such.Subject").await,
+        Err(RegistryError::UnknownSubject(_))
+    ));
     // A payload written by the REST-backed codec decodes with a codec on the embedded store.
-    let direct = EventCodec::connect(Arc::new(server.embedded.clone())).await.expect("codec");
+    let direct = EventCodec::connect(Arc::new(server.embedded.clone()))
+        .await
+        .expect("codec");
     let reading = ProbeReading {
         device_id: "dev".into(),
         probe_id: "p".into(),
@@ -55,16 +87,38 @@ async fn schema_registry_converter_registers_and_resolves_through_the_rest_api()
         source: "test".into(),
     };
     let bytes = codec.encode(&reading).expect("encode");
-    assert_eq!(direct.decode::<ProbeReading>(&bytes).await.expect("decode"), reading);
+    assert_eq!(
+        direct.decode::<ProbeReading>(&bytes).await.expect("decode"),
+        reading
+    );
     // Compatibility: the same schema is compatible; a required new field is not, and
     // registering it is refused with 409.
-    assert!(remote.is_compatible(ProbeReading::FULL_NAME, EventKind::ProbeReading.schema()).await.expect("check"));
-    let mut json: serde_json::Value = serde_json::from_str(EventKind::ProbeReading.schema_text()).expect("json");
-    json["fields"].as_array_mut().expect("fields").push(serde_json::json!({"name": "calibration", "type": "double"}));
+    assert!(
+        remote
+            .is_compatible(ProbeReading::FULL_NAME, EventKind::ProbeReading.schema())
+            .await
+            .expect("check")
+    );
+    let mut json: serde_json::Value =
+        serde_json::from_str(EventKind::ProbeReading.schema_text()).expect("json");
+    json["fields"]
+        .as_array_mut()
+        .expect("fields")
+        .push(serde_json::json!({"name": "calibration", "type": "double"}));
     let incompatible = Schema::parse_str(&json.to_string()).expect("schema");
-    assert!(!remote.is_compatible(ProbeReading::FULL_NAME, &incompatible).await.expect("check"));
-    let refused = remote.register(ProbeReading::FULL_NAME, &incompatible).await;
-    assert!(matches!(refused, Err(RegistryError::Incompatible { .. })), "{refused:?}");
+    assert!(
+        !remote
+            .is_compatible(ProbeReading::FULL_NAME, &incompatible)
+            .await
+            .expect("check")
+    );
+    let refused = remote
+        .register(ProbeReading::FULL_NAME, &incompatible)
+        .await;
+    assert!(
+        matches!(refused, Err(RegistryError::Incompatible { .. })),
+        "{refused:?}"
+    );
     server.shutdown.cancel();
 }
 
@@ -73,7 +127,12 @@ async fn rest_errors_use_confluent_codes() {
     let server = start().await;
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{}{path}", server.url)).send();
-    let body = |r: reqwest::Response| async move { (r.status().as_u16(), r.json::<serde_json::Value>().await.expect("json")) };
+    let body = |r: reqwest::Response| async move {
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.expect("json"),
+        )
+    };
     let (status, json) = body(get("/schemas/ids/42").await.expect("get")).await;
     assert_eq!((status, json["error_code"].as_u64()), (404, Some(40403)));
     let (status, json) = body(get("/subjects/nope/versions/latest").await.expect("get")).await;

@@ -24,7 +24,10 @@ impl Backoff {
 
     /// The next delay.
     pub fn next_delay(&mut self) -> Duration {
-        self.seed = self.seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        self.seed = self
+            .seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
         let jitter = (self.seed >> 33) as f64 / (1u64 << 31) as f64; // 0..1
         let delay = self.next.mul_f64(0.75 + 0.5 * jitter);
         self.next = (self.next * 2).min(self.max);

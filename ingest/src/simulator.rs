@@ -174,7 +174,11 @@ impl Simulator {
                 probe_labels: probes
                     .iter()
                     .map(|p| {
-                        let label = if p == "pit" { "Pit".to_owned() } else { p.replace("meat-", "Meat ") };
+                        let label = if p == "pit" {
+                            "Pit".to_owned()
+                        } else {
+                            p.replace("meat-", "Meat ")
+                        };
                         (p.clone(), label)
                     })
                     .collect(),
@@ -219,12 +223,19 @@ impl Simulator {
             device.dip_c *= (-dt / 90.0).exp();
             device.pit_c = setpoint - device.dip_c + 1.5 * rng.normal();
             device.battery = (device.battery - dt / 36_000.0).max(0.0);
-            out.push(reading(&device.id, &probes[0], now, received, Some(device.pit_c)));
+            out.push(reading(
+                &device.id,
+                &probes[0],
+                now,
+                received,
+                Some(device.pit_c),
+            ));
             for (i, meat) in device.meats.iter_mut().enumerate() {
                 let stall = (-((meat.temp_c - STALL_CENTER_C) / STALL_WIDTH_C).powi(2)).exp();
                 let drive = meat.k * (device.pit_c - meat.temp_c);
                 // Evaporation cancels most of the drive at the stall's peak while moist.
-                let evaporation = 0.97 * meat.k * (setpoint - STALL_CENTER_C) * stall * meat.moisture;
+                let evaporation =
+                    0.97 * meat.k * (setpoint - STALL_CENTER_C) * stall * meat.moisture;
                 meat.temp_c += (drive - evaporation) * dt;
                 // About an hour and a half of full evaporation dries the surface.
                 meat.moisture = (meat.moisture - stall * dt / 5_400.0).max(0.0);
@@ -271,7 +282,11 @@ impl Source for Simulator {
         "simulator"
     }
 
-    async fn run(&mut self, sink: EventSink, shutdown: CancellationToken) -> Result<(), IngestError> {
+    async fn run(
+        &mut self,
+        sink: EventSink,
+        shutdown: CancellationToken,
+    ) -> Result<(), IngestError> {
         if self.config.interval_ms == 0 || self.config.speedup == 0 {
             return Err(IngestError::Config {
                 source_name: "simulator".into(),
@@ -288,7 +303,7 @@ impl Source for Simulator {
                 () = shutdown.cancelled() => return Ok(()),
             }
             let received = wall_clock_ms();
-            if self.ticks % STATUS_EVERY_TICKS == 0 {
+            if self.ticks.is_multiple_of(STATUS_EVERY_TICKS) {
                 sink.statuses(&self.statuses(received)).await?;
             }
             let readings = self.tick(Some(received));
@@ -314,7 +329,13 @@ mod tests {
     fn same_seed_same_readings_other_seed_other_readings() {
         let a = run(SimulatorConfig::default(), 500);
         let b = run(SimulatorConfig::default(), 500);
-        let c = run(SimulatorConfig { seed: 7, ..Default::default() }, 500);
+        let c = run(
+            SimulatorConfig {
+                seed: 7,
+                ..Default::default()
+            },
+            500,
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.len(), 500 * 4);
@@ -323,7 +344,11 @@ mod tests {
     #[test]
     fn meat_heats_toward_the_pit_through_a_stall() {
         // 14 simulated hours at one reading a minute.
-        let config = SimulatorConfig { probes: 2, interval_ms: 60_000, ..Default::default() };
+        let config = SimulatorConfig {
+            probes: 2,
+            interval_ms: 60_000,
+            ..Default::default()
+        };
         let readings = run(config, 14 * 60);
         let meat: Vec<(i64, f64)> = readings
             .iter()
@@ -341,20 +366,36 @@ mod tests {
         });
         assert!(stalled, "no stall found");
         // Before the stall it rises faster than that.
-        let early_rise = meat.windows(60).find(|w| w[0].1 > 20.0).map(|w| w[59].1 - w[0].1);
-        assert!(early_rise.unwrap_or(0.0) > 10.0, "early rise {early_rise:?}");
+        let early_rise = meat
+            .windows(60)
+            .find(|w| w[0].1 > 20.0)
+            .map(|w| w[59].1 - w[0].1);
+        assert!(
+            early_rise.unwrap_or(0.0) > 10.0,
+            "early rise {early_rise:?}"
+        );
     }
 
     #[test]
     fn probes_are_unplugged_and_plugged_back_in() {
         let readings = run(SimulatorConfig::default(), 20 * 3_600);
-        let unplugged = readings.iter().filter(|r| r.temperature_c.is_none()).count();
+        let unplugged = readings
+            .iter()
+            .filter(|r| r.temperature_c.is_none())
+            .count();
         assert!(unplugged > 0, "never unplugged");
-        assert!(readings.iter().all(|r| r.probe_id == "pit" || r.probe_id.starts_with("meat-")));
+        assert!(
+            readings
+                .iter()
+                .all(|r| r.probe_id == "pit" || r.probe_id.starts_with("meat-"))
+        );
         // Each unplugged spell ends: the last readings of every probe have a temperature.
         let tail = &readings[readings.len() - 4 * 120..];
         for probe in ["meat-1", "meat-2", "meat-3"] {
-            assert!(tail.iter().any(|r| r.probe_id == probe && r.temperature_c.is_some()));
+            assert!(
+                tail.iter()
+                    .any(|r| r.probe_id == probe && r.temperature_c.is_some())
+            );
         }
     }
 
@@ -366,6 +407,9 @@ mod tests {
             .filter(|r| r.probe_id == "pit")
             .filter_map(|r| r.temperature_c)
             .fold(f64::MAX, f64::min);
-        assert!(pit_min < 100.0, "no lid-open dip in six hours: min {pit_min}");
+        assert!(
+            pit_min < 100.0,
+            "no lid-open dip in six hours: min {pit_min}"
+        );
     }
 }

@@ -36,7 +36,11 @@ keyed!(ProbeReading, DeviceStatus, DeviceRegistered);
 
 impl EventSink {
     /// A sink appending to `log`, giving up retries once `shutdown` is cancelled.
-    pub fn new(log: Arc<dyn EventLog>, codec: Arc<EventCodec>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        codec: Arc<EventCodec>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             log,
             codec,
@@ -62,7 +66,11 @@ impl EventSink {
         self.append(topics::DEVICE_EVENTS, registrations).await
     }
 
-    async fn append<E: Keyed>(&self, topic: &str, events: &[E]) -> Result<Vec<Position>, IngestError> {
+    async fn append<E: Keyed>(
+        &self,
+        topic: &str,
+        events: &[E],
+    ) -> Result<Vec<Position>, IngestError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }

@@ -16,7 +16,11 @@ pub trait Source: Send {
     fn name(&self) -> &str;
 
     /// Runs until `shutdown` is cancelled.
-    async fn run(&mut self, sink: EventSink, shutdown: CancellationToken) -> Result<(), IngestError>;
+    async fn run(
+        &mut self,
+        sink: EventSink,
+        shutdown: CancellationToken,
+    ) -> Result<(), IngestError>;
 }
 
 /// Runs `source` with tracing around it.

@@ -134,8 +134,16 @@ pub async fn per_partition_order_and_dense_offsets(backend: &impl Backend) {
         assert_eq!(pos.partition, partition_for(&rec.key, 3));
     }
     for p in 0..3 {
-        let offsets: Vec<u64> = read.iter().filter(|r| r.partition == p).map(|r| r.offset).collect();
-        assert_eq!(offsets, (0..offsets.len() as u64).collect::<Vec<_>>(), "partition {p}");
+        let offsets: Vec<u64> = read
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(
+            offsets,
+            (0..offsets.len() as u64).collect::<Vec<_>>(),
+            "partition {p}"
+        );
     }
     for key in keys {
         let seen: Vec<&[u8]> = read
@@ -158,12 +166,16 @@ pub async fn read_from_any_offset(backend: &impl Backend) {
     let topic = backend.topic("offsets");
     log.ensure_topic(&topic, 1).await.expect("topic");
     for chunk in 0..5 {
-        let records = (0..10).map(|i| record("k", format!("{}", chunk * 10 + i), 0)).collect();
+        let records = (0..10)
+            .map(|i| record("k", format!("{}", chunk * 10 + i), 0))
+            .collect();
         log.append(&topic, records).await.expect("append");
     }
     assert_eq!(log.end_offset(&topic, 0).await.expect("end"), 50);
     for from in [0u64, 1, 9, 10, 11, 27, 49, 50] {
-        let read = read_to_end(log.as_ref(), &topic, 0, from).await.expect("read");
+        let read = read_to_end(log.as_ref(), &topic, 0, from)
+            .await
+            .expect("read");
         let values: Vec<String> = read
             .iter()
             .map(|r| String::from_utf8_lossy(&r.value).into_owned())
@@ -179,7 +191,9 @@ pub async fn tail_sees_new_appends(backend: &impl Backend) {
     let log = backend.open().await;
     let topic = backend.topic("tail");
     log.ensure_topic(&topic, 1).await.expect("topic");
-    log.append(&topic, vec![record("k", "before".into(), 1)]).await.expect("append");
+    log.append(&topic, vec![record("k", "before".into(), 1)])
+        .await
+        .expect("append");
     let mut reader = log.reader(&topic, 0, 1).await.expect("reader");
     for round in 0..3 {
         let value = format!("live-{round}");
@@ -196,7 +210,10 @@ pub async fn tail_sees_new_appends(backend: &impl Backend) {
         assert_eq!(batch[0].offset, 1 + round);
     }
     // Nothing new: a short wait returns empty rather than repeating.
-    let empty = reader.next_batch(100, Duration::from_millis(50)).await.expect("tail");
+    let empty = reader
+        .next_batch(100, Duration::from_millis(50))
+        .await
+        .expect("tail");
     assert!(empty.is_empty(), "repeated {empty:?}");
 }
 
@@ -206,7 +223,12 @@ pub async fn positions_survive_reopen(backend: &impl Backend) {
     {
         let log = backend.open().await;
         log.ensure_topic(&topic, 4).await.expect("topic");
-        assert!(log.load_positions("proc", &topic).await.expect("load").is_empty());
+        assert!(
+            log.load_positions("proc", &topic)
+                .await
+                .expect("load")
+                .is_empty()
+        );
         log.store_positions("proc", &topic, &BTreeMap::from([(0, 5), (2, 7)]))
             .await
             .expect("store");
@@ -233,7 +255,9 @@ pub async fn many_partitions(backend: &impl Backend) {
     let log = backend.open().await;
     let topic = backend.topic("many");
     assert_eq!(log.ensure_topic(&topic, 32).await.expect("topic"), 32);
-    let records: Vec<_> = (0..640).map(|i| record(&format!("device-{i}"), i.to_string(), i)).collect();
+    let records: Vec<_> = (0..640)
+        .map(|i| record(&format!("device-{i}"), i.to_string(), i))
+        .collect();
     log.append(&topic, records).await.expect("append");
     let mut total = 0;
     let mut nonempty = 0;
@@ -246,7 +270,10 @@ pub async fn many_partitions(backend: &impl Backend) {
         total += read.len();
     }
     assert_eq!(total, 640);
-    assert!(nonempty >= 28, "keys spread over only {nonempty} of 32 partitions");
+    assert!(
+        nonempty >= 28,
+        "keys spread over only {nonempty} of 32 partitions"
+    );
 }
 
 /// A large batch is appended whole and read back byte for byte.
@@ -255,15 +282,29 @@ pub async fn large_batches(backend: &impl Backend) {
     let topic = backend.topic("large");
     log.ensure_topic(&topic, 2).await.expect("topic");
     let records: Vec<_> = (0..20_000)
-        .map(|i| record(if i % 2 == 0 { "even" } else { "odd" }, format!("{i:0>200}"), i))
+        .map(|i| {
+            record(
+                if i % 2 == 0 { "even" } else { "odd" },
+                format!("{i:0>200}"),
+                i,
+            )
+        })
         .collect();
     let positions = log.append(&topic, records.clone()).await.expect("append");
     assert_eq!(positions.len(), 20_000);
     let read = read_all(log.as_ref(), &topic).await;
     assert_eq!(read.len(), 20_000);
     for key in ["even", "odd"] {
-        let got: Vec<&Vec<u8>> = read.iter().filter(|r| r.key == key.as_bytes()).map(|r| &r.value).collect();
-        let want: Vec<&Vec<u8>> = records.iter().filter(|r| r.key == key.as_bytes()).map(|r| &r.value).collect();
+        let got: Vec<&Vec<u8>> = read
+            .iter()
+            .filter(|r| r.key == key.as_bytes())
+            .map(|r| &r.value)
+            .collect();
+        let want: Vec<&Vec<u8>> = records
+            .iter()
+            .filter(|r| r.key == key.as_bytes())
+            .map(|r| &r.value)
+            .collect();
         assert!(got == want, "{key}: read back differs");
     }
 }
@@ -280,7 +321,13 @@ pub async fn concurrent_appenders(backend: &impl Backend) {
         tasks.push(tokio::spawn(async move {
             for batch in 0..25 {
                 let records = (0..8)
-                    .map(|i| record(&format!("dev-{}", i % 3), format!("{writer}:{batch}:{i}"), 0))
+                    .map(|i| {
+                        record(
+                            &format!("dev-{}", i % 3),
+                            format!("{writer}:{batch}:{i}"),
+                            0,
+                        )
+                    })
                     .collect();
                 log.append(&topic, records).await.expect("append");
             }
@@ -293,17 +340,28 @@ pub async fn concurrent_appenders(backend: &impl Backend) {
     assert_eq!(read.len(), 4 * 25 * 8);
     let mut seen = std::collections::HashSet::new();
     for r in &read {
-        assert!(seen.insert(r.value.clone()), "duplicate {:?}", String::from_utf8_lossy(&r.value));
+        assert!(
+            seen.insert(r.value.clone()),
+            "duplicate {:?}",
+            String::from_utf8_lossy(&r.value)
+        );
     }
     for p in 0..2 {
-        let offsets: Vec<u64> = read.iter().filter(|r| r.partition == p).map(|r| r.offset).collect();
+        let offsets: Vec<u64> = read
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect();
         assert_eq!(offsets, (0..offsets.len() as u64).collect::<Vec<_>>());
     }
     // Per writer and key, (batch, i) must increase.
     let mut last: HashMap<(String, Vec<u8>), (u32, u32)> = HashMap::new();
     for r in &read {
         let text = String::from_utf8_lossy(&r.value).into_owned();
-        let parts: Vec<u32> = text.split(':').map(|s| s.parse().expect("number")).collect();
+        let parts: Vec<u32> = text
+            .split(':')
+            .map(|s| s.parse().expect("number"))
+            .collect();
         let key = (parts[0].to_string(), r.key.clone());
         let now = (parts[1], parts[2]);
         if let Some(prev) = last.insert(key, now) {
@@ -316,16 +374,28 @@ pub async fn concurrent_appenders(backend: &impl Backend) {
 pub async fn unknown_topics_and_partitions_are_errors(backend: &impl Backend) {
     let log = backend.open().await;
     let missing = backend.topic("missing");
-    assert!(matches!(log.partitions(&missing).await, Err(LogError::UnknownTopic(_))));
-    assert!(log.append(&missing, vec![record("k", "v".into(), 0)]).await.is_err());
+    assert!(matches!(
+        log.partitions(&missing).await,
+        Err(LogError::UnknownTopic(_))
+    ));
+    assert!(
+        log.append(&missing, vec![record("k", "v".into(), 0)])
+            .await
+            .is_err()
+    );
     let topic = backend.topic("bounded");
     log.ensure_topic(&topic, 2).await.expect("topic");
     assert!(matches!(
         log.reader(&topic, 2, 0).await.err(),
-        Some(LogError::UnknownPartition { partition: 2, partitions: 2, .. })
+        Some(LogError::UnknownPartition {
+            partition: 2,
+            partitions: 2,
+            ..
+        })
     ));
     assert!(matches!(
-        log.append_to(&topic, 5, vec![record("k", "v".into(), 0)]).await,
+        log.append_to(&topic, 5, vec![record("k", "v".into(), 0)])
+            .await,
         Err(LogError::UnknownPartition { .. })
     ));
 }

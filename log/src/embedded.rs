@@ -130,7 +130,10 @@ impl EmbeddedLog {
                 let mut heads = txn.open_table(HEADS)?;
                 let mut batches = txn.open_table(BATCHES)?;
                 for (partition, records) in &groups {
-                    let first = heads.get((topic, *partition))?.map(|g| g.value()).unwrap_or(0);
+                    let first = heads
+                        .get((topic, *partition))?
+                        .map(|g| g.value())
+                        .unwrap_or(0);
                     let encoded = batch::encode(records.iter().map(|(_, r)| r));
                     batches.insert((topic, *partition, first), encoded.as_slice())?;
                     for (i, (index, _)) in records.iter().enumerate() {
@@ -213,7 +216,10 @@ impl EmbeddedLog {
             let Some(table) = read_table!(txn, HEADS) else {
                 return Ok(0);
             };
-            Ok(table.get((topic, partition))?.map(|g| g.value()).unwrap_or(0))
+            Ok(table
+                .get((topic, partition))?
+                .map(|g| g.value())
+                .unwrap_or(0))
         };
         read().map_err(storage("reading the end offset"))
     }
@@ -269,7 +275,8 @@ impl EventLog for EmbeddedLog {
 
     async fn partitions(&self, topic: &str) -> Result<u32, LogError> {
         let topic = topic.to_owned();
-        self.blocking(move |log| log.partitions_blocking(&topic)).await
+        self.blocking(move |log| log.partitions_blocking(&topic))
+            .await
     }
 
     async fn append(

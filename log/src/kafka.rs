@@ -256,7 +256,8 @@ impl EventLog for KafkaLog {
 
     async fn partitions(&self, topic: &str) -> Result<u32, LogError> {
         let topic = topic.to_owned();
-        self.blocking(move |log| log.partitions_blocking(&topic)).await
+        self.blocking(move |log| log.partitions_blocking(&topic))
+            .await
     }
 
     async fn append(
@@ -405,18 +406,18 @@ struct KafkaReader {
 
 /// Keeps `message` unless it was returned already; advances `next` past it.
 fn take(next: &mut u64, message: &rdkafka::message::BorrowedMessage<'_>, out: &mut Vec<Record>) {
-        let offset = message.offset().max(0) as u64;
-        if offset < *next {
-            return; // a re-fetch after a reconnect: already returned
-        }
-        out.push(Record {
-            partition: message.partition() as u32,
-            offset,
-            key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
-            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
-        });
-        *next = offset + 1;
+    let offset = message.offset().max(0) as u64;
+    if offset < *next {
+        return; // a re-fetch after a reconnect: already returned
+    }
+    out.push(Record {
+        partition: message.partition() as u32,
+        offset,
+        key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
+        value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+    });
+    *next = offset + 1;
 }
 
 #[async_trait]

@@ -19,9 +19,9 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::ProcessorError;
 use crate::sink::TrendSink;
 use crate::trend::{TrendFigures, TrendState};
-use crate::ProcessorError;
 
 /// Settings of the trend processor.
 #[derive(Clone, Debug)]
@@ -207,11 +207,18 @@ pub fn run_trends(
                     move |_capability, _info| {
                         let mut states: HashMap<(String, String), TrendState> = HashMap::new();
                         move |input, output| {
-                            let mut rounds: BTreeMap<u64, (timely::dataflow::operators::Capability<u64>, Vec<Reading>)> = BTreeMap::new();
+                            let mut rounds: BTreeMap<
+                                u64,
+                                (timely::dataflow::operators::Capability<u64>, Vec<Reading>),
+                            > = BTreeMap::new();
                             input.for_each(|cap, data| {
                                 if let Some(cap) = cap.retain_least(0) {
                                     let time = *cap.time();
-                                    rounds.entry(time).or_insert_with(|| (cap, Vec::new())).1.append(data);
+                                    rounds
+                                        .entry(time)
+                                        .or_insert_with(|| (cap, Vec::new()))
+                                        .1
+                                        .append(data);
                                 }
                             });
                             // Rounds in order, and within a round by source position: one probe's
@@ -223,16 +230,30 @@ pub fn run_trends(
                                 let mut session = output.session(&cap);
                                 for reading in items {
                                     let Some(event) = &reading.event else {
-                                        session.give(Updated { reading, figures: None, state: Vec::new() });
+                                        session.give(Updated {
+                                            reading,
+                                            figures: None,
+                                            state: Vec::new(),
+                                        });
                                         continue;
                                     };
                                     let key = (event.device_id.clone(), event.probe_id.clone());
                                     let state = states.entry(key).or_insert_with(|| {
-                                        load_state(&rt, store_for_state.as_ref(), &event.device_id, &event.probe_id)
+                                        load_state(
+                                            &rt,
+                                            store_for_state.as_ref(),
+                                            &event.device_id,
+                                            &event.probe_id,
+                                        )
                                     });
-                                    let figures = state.update(event.event_time, event.temperature_c);
+                                    let figures =
+                                        state.update(event.event_time, event.temperature_c);
                                     let state = postcard::to_allocvec(&*state).unwrap_or_default();
-                                    session.give(Updated { reading, figures, state });
+                                    session.give(Updated {
+                                        reading,
+                                        figures,
+                                        state,
+                                    });
                                 }
                             }
                         }
@@ -243,15 +264,26 @@ pub fn run_trends(
                     Exchange::new(|u: &Updated| u64::from(u.reading.partition)),
                     "Sink",
                     move |_capability, _info| {
-                        let mut pending: BTreeMap<u64, (timely::dataflow::operators::Capability<u64>, Vec<Updated>)> = BTreeMap::new();
+                        let mut pending: BTreeMap<
+                            u64,
+                            (timely::dataflow::operators::Capability<u64>, Vec<Updated>),
+                        > = BTreeMap::new();
                         move |(input, frontier), output| {
                             input.for_each(|cap, data| {
                                 let time = cap.least().copied().unwrap_or_default();
                                 if let Some(held) = cap.retain_least(0) {
-                                    pending.entry(time).or_insert_with(|| (held, Vec::new())).1.append(data);
+                                    pending
+                                        .entry(time)
+                                        .or_insert_with(|| (held, Vec::new()))
+                                        .1
+                                        .append(data);
                                 }
                             });
-                            let ready: Vec<u64> = pending.keys().copied().filter(|t| !frontier.less_equal(t)).collect();
+                            let ready: Vec<u64> = pending
+                                .keys()
+                                .copied()
+                                .filter(|t| !frontier.less_equal(t))
+                                .collect();
                             if ready.is_empty() {
                                 return;
                             }
@@ -335,7 +367,12 @@ pub fn run_trends(
 
 /// The state persisted for a probe, or a fresh one. A state that cannot be read is a bug
 /// or corruption: it is reported and the probe starts afresh rather than stopping the cook.
-fn load_state(runtime: &Handle, store: &dyn ProjectionStore, device: &str, probe: &str) -> TrendState {
+fn load_state(
+    runtime: &Handle,
+    store: &dyn ProjectionStore,
+    device: &str,
+    probe: &str,
+) -> TrendState {
     let key = state_key(device, probe);
     match runtime.block_on(store.state(&key)) {
         Ok(Some(bytes)) => postcard::from_bytes(&bytes).unwrap_or_else(|e| {
@@ -372,8 +409,10 @@ impl PartitionFeed {
     }
 
     async fn feed(&self) -> Result<(), ProcessorError> {
-        let mut reader: Box<dyn PartitionReader> =
-            self.log.reader(&self.topic, self.partition, self.from).await?;
+        let mut reader: Box<dyn PartitionReader> = self
+            .log
+            .reader(&self.topic, self.partition, self.from)
+            .await?;
         loop {
             if self.until.is_some_and(|end| reader.position() >= end) {
                 return Ok(());
@@ -403,7 +442,8 @@ impl PartitionFeed {
             }
             if !dead.is_empty() {
                 tracing::warn!(topic = %self.topic, partition = self.partition, count = dead.len(), "rejected records sent to the dead-letter topic");
-                self.rejected.fetch_add(dead.len() as u64, Ordering::Relaxed);
+                self.rejected
+                    .fetch_add(dead.len() as u64, Ordering::Relaxed);
                 self.log.append(topics::DEAD_LETTER, dead).await?;
             }
             if !batch.is_empty() && self.tx.send(Ok(batch)).await.is_err() {

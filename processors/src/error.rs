@@ -17,7 +17,9 @@ pub enum ProcessorError {
     #[error("codec: {0}")]
     Codec(#[from] CodecError),
     /// The input and output topics disagree on partitioning.
-    #[error("{output} has {output_partitions} partitions but {input} has {input_partitions}; they must match")]
+    #[error(
+        "{output} has {output_partitions} partitions but {input} has {input_partitions}; they must match"
+    )]
     PartitionMismatch {
         /// Input topic.
         input: String,

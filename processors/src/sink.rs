@@ -11,8 +11,8 @@ use emberline_schemas::events::TrendUpdated;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use crate::dataflow::{TrendConfig, Updated, state_key};
 use crate::ProcessorError;
+use crate::dataflow::{TrendConfig, Updated, state_key};
 
 /// The sink of one worker. It owns the output partitions whose inputs route to it.
 pub(crate) struct TrendSink {
@@ -58,7 +58,10 @@ impl TrendSink {
         items.sort_by_key(|u| (u.reading.partition, u.reading.offset));
         let mut by_partition: BTreeMap<u32, Vec<Updated>> = BTreeMap::new();
         for item in items {
-            by_partition.entry(item.reading.partition).or_default().push(item);
+            by_partition
+                .entry(item.reading.partition)
+                .or_default()
+                .push(item);
         }
         let mut batch = ProjectionBatch::default();
         let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -69,7 +72,9 @@ impl TrendSink {
             };
             let mut records = Vec::new();
             for item in items {
-                let Some(event) = &item.reading.event else { continue };
+                let Some(event) = &item.reading.event else {
+                    continue;
+                };
                 let offset = item.reading.offset;
                 let trend = item.figures.as_ref().map(|f| Trend {
                     smoothed_c: f.smoothed_c,
@@ -123,7 +128,10 @@ impl TrendSink {
                     received_time: event.received_time,
                     temperature_c: event.temperature_c,
                 });
-                states.insert(state_key(&event.device_id, &event.probe_id), item.state.clone());
+                states.insert(
+                    state_key(&event.device_id, &event.probe_id),
+                    item.state.clone(),
+                );
             }
             let last = items.last().map(|u| u.reading.offset).unwrap_or_default();
             if !records.is_empty() {
@@ -132,14 +140,20 @@ impl TrendSink {
                 let appended = self.retry("appending trends", || {
                     let records = records.clone();
                     let (log, topic) = (log.clone(), topic.clone());
-                    async move { log.append_to(&topic, p, records).await.map_err(ProcessorError::from) }
+                    async move {
+                        log.append_to(&topic, p, records)
+                            .await
+                            .map_err(ProcessorError::from)
+                    }
                 });
                 if appended.is_none() {
                     return;
                 }
                 self.appended_up_to.insert(*partition, Some(last));
             }
-            batch.applied.push((self.config.input_topic.clone(), *partition, last + 1));
+            batch
+                .applied
+                .push((self.config.input_topic.clone(), *partition, last + 1));
             positions.insert(*partition, last + 1);
         }
         batch.state = states.into_iter().collect();
@@ -154,8 +168,15 @@ impl TrendSink {
             return;
         }
         // Informational (lag, tooling): resumption trusts the projections' positions.
-        let (log, consumer, topic) = (self.log.clone(), self.config.consumer.clone(), self.config.input_topic.clone());
-        if let Err(e) = self.runtime.block_on(log.store_positions(&consumer, &topic, &positions)) {
+        let (log, consumer, topic) = (
+            self.log.clone(),
+            self.config.consumer.clone(),
+            self.config.input_topic.clone(),
+        );
+        if let Err(e) = self
+            .runtime
+            .block_on(log.store_positions(&consumer, &topic, &positions))
+        {
             tracing::warn!(error = %e, "could not store consumer positions in the log");
         }
     }
@@ -166,7 +187,11 @@ impl TrendSink {
         if let Some(known) = self.appended_up_to.get(&partition) {
             return Some(*known);
         }
-        let (log, codec, topic) = (self.log.clone(), self.codec.clone(), self.config.output_topic.clone());
+        let (log, codec, topic) = (
+            self.log.clone(),
+            self.codec.clone(),
+            self.config.output_topic.clone(),
+        );
         let found = self.retry("reading the last trend", || {
             let (log, codec, topic) = (log.clone(), codec.clone(), topic.clone());
             async move {
@@ -210,7 +235,9 @@ impl TrendSink {
                         }
                     });
                     if cancelled {
-                        tracing::warn!("{what} abandoned at shutdown; it will be redone on restart");
+                        tracing::warn!(
+                            "{what} abandoned at shutdown; it will be redone on restart"
+                        );
                         self.abandoned = true;
                         return None;
                     }

@@ -56,7 +56,10 @@ impl TrendState {
             self.window.clear();
             return None;
         };
-        let newest = self.window.back().map_or(event_time, |(t, _)| (*t).max(event_time));
+        let newest = self
+            .window
+            .back()
+            .map_or(event_time, |(t, _)| (*t).max(event_time));
         if event_time <= newest - WINDOW_MS {
             return None;
         }
@@ -109,7 +112,9 @@ fn trimmed_mean(values: &[f64]) -> f64 {
     if values.len() >= 5 {
         let (min, max) = values
             .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(*v), hi.max(*v))
+            });
         let sum: f64 = values.iter().sum::<f64>() - min - max;
         sum / (values.len() - 2) as f64
     } else {
@@ -165,7 +170,10 @@ mod tests {
             }
             let window: VecDeque<(i64, f64)> = kept.iter().copied().collect();
             let min_c = kept.iter().map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
-            let max_c = kept.iter().map(|(_, v)| *v).fold(f64::NEG_INFINITY, f64::max);
+            let max_c = kept
+                .iter()
+                .map(|(_, v)| *v)
+                .fold(f64::NEG_INFINITY, f64::max);
             let mut recent: Vec<f64> = kept
                 .iter()
                 .filter(|(t, _)| *t > newest - SMOOTHING_MS)
@@ -216,17 +224,23 @@ mod tests {
 
     fn readings() -> impl Strategy<Value = Vec<(i64, Option<f64>)>> {
         // Mostly advancing time with jitter (late readings), occasional unplugs.
-        prop::collection::vec((-20_000i64..30_000, prop::option::weighted(0.97, -20.0f64..300.0)), 1..400)
-            .prop_map(|steps| {
-                let mut t = 1_700_000_000_000i64;
-                steps
-                    .into_iter()
-                    .map(|(dt, v)| {
-                        t += dt.max(0);
-                        (t + dt.min(0), v)
-                    })
-                    .collect()
-            })
+        prop::collection::vec(
+            (
+                -20_000i64..30_000,
+                prop::option::weighted(0.97, -20.0f64..300.0),
+            ),
+            1..400,
+        )
+        .prop_map(|steps| {
+            let mut t = 1_700_000_000_000i64;
+            steps
+                .into_iter()
+                .map(|(dt, v)| {
+                    t += dt.max(0);
+                    (t + dt.min(0), v)
+                })
+                .collect()
+        })
     }
 
     proptest! {
@@ -254,7 +268,11 @@ mod tests {
         assert!((rate - 0.5).abs() < 1e-9, "rate {rate}");
         let before = figures.smoothed_c;
         let spiked = state.update(120 * 5_000, Some(500.0)).expect("figures");
-        assert!((spiked.smoothed_c - before).abs() < 0.5, "{before} -> {}", spiked.smoothed_c);
+        assert!(
+            (spiked.smoothed_c - before).abs() < 0.5,
+            "{before} -> {}",
+            spiked.smoothed_c
+        );
         assert!(state.update(121 * 5_000, None).is_none());
         let fresh = state.update(122 * 5_000, Some(25.0)).expect("figures");
         assert_eq!((fresh.samples, fresh.rate_c_per_min), (1, None));

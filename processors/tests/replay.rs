@@ -26,7 +26,11 @@ async fn world() -> World {
     for topic in topics::ALL {
         log.ensure_topic(topic, 4).await.expect("topic");
     }
-    World { dir, log: Arc::new(log), codec: Arc::new(codec) }
+    World {
+        dir,
+        log: Arc::new(log),
+        codec: Arc::new(codec),
+    }
 }
 
 /// Appends `ticks` of a 3-device simulation, in batches per tick.
@@ -42,18 +46,31 @@ async fn simulate(w: &World, sim: &mut Simulator, ticks: usize) -> Vec<ProbeRead
                 timestamp_ms: r.event_time,
             })
             .collect();
-        w.log.append(topics::PROBE_READINGS, records).await.expect("append");
+        w.log
+            .append(topics::PROBE_READINGS, records)
+            .await
+            .expect("append");
         all.extend(readings);
     }
     all
 }
 
 fn simulator() -> Simulator {
-    let config = SimulatorConfig { devices: 3, probes: 4, interval_ms: 5_000, ..Default::default() };
+    let config = SimulatorConfig {
+        devices: 3,
+        probes: 4,
+        interval_ms: 5_000,
+        ..Default::default()
+    };
     Simulator::new(config, 1_790_000_000_000)
 }
 
-async fn process(w: &World, store: &str, output: &str, workers: usize) -> (Arc<EmbeddedStore>, u64) {
+async fn process(
+    w: &World,
+    store: &str,
+    output: &str,
+    workers: usize,
+) -> (Arc<EmbeddedStore>, u64) {
     let store = Arc::new(EmbeddedStore::open(&w.dir.path().join(store)).expect("store"));
     let config = TrendConfig {
         output_topic: output.into(),
@@ -62,10 +79,22 @@ async fn process(w: &World, store: &str, output: &str, workers: usize) -> (Arc<E
         batch_size: 97, // small, odd batches: many rounds
         ..TrendConfig::default()
     };
-    let (log, s, codec) = (w.log.clone() as Arc<dyn EventLog>, store.clone() as Arc<dyn ProjectionStore>, w.codec.clone());
+    let (log, s, codec) = (
+        w.log.clone() as Arc<dyn EventLog>,
+        store.clone() as Arc<dyn ProjectionStore>,
+        w.codec.clone(),
+    );
     let runtime = tokio::runtime::Handle::current();
     let stats = tokio::task::spawn_blocking(move || {
-        run_trends(log, s, codec, config, Mode::CatchUp, CancellationToken::new(), runtime)
+        run_trends(
+            log,
+            s,
+            codec,
+            config,
+            Mode::CatchUp,
+            CancellationToken::new(),
+            runtime,
+        )
     })
     .await
     .expect("join")
@@ -74,7 +103,10 @@ async fn process(w: &World, store: &str, output: &str, workers: usize) -> (Arc<E
 }
 
 /// Compares two dumps, naming the first difference instead of printing both.
-fn same_dump(a: &[(String, Vec<u8>, Vec<u8>)], b: &[(String, Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+fn same_dump(
+    a: &[(String, Vec<u8>, Vec<u8>)],
+    b: &[(String, Vec<u8>, Vec<u8>)],
+) -> Result<(), String> {
     if a.len() != b.len() {
         return Err(format!("{} entries vs {}", a.len(), b.len()));
     }
@@ -90,11 +122,18 @@ fn same_dump(a: &[(String, Vec<u8>, Vec<u8>)], b: &[(String, Vec<u8>, Vec<u8>)])
     }
 }
 
-fn same_topic(a: &BTreeMap<u32, Vec<Vec<u8>>>, b: &BTreeMap<u32, Vec<Vec<u8>>>) -> Result<(), String> {
+fn same_topic(
+    a: &BTreeMap<u32, Vec<Vec<u8>>>,
+    b: &BTreeMap<u32, Vec<Vec<u8>>>,
+) -> Result<(), String> {
     for (p, records) in a {
         let other = b.get(p).map(Vec::as_slice).unwrap_or_default();
         if records.len() != other.len() {
-            return Err(format!("partition {p}: {} records vs {}", records.len(), other.len()));
+            return Err(format!(
+                "partition {p}: {} records vs {}",
+                records.len(),
+                other.len()
+            ));
         }
         if let Some(i) = records.iter().zip(other).position(|(x, y)| x != y) {
             return Err(format!("partition {p}: record {i} differs"));
@@ -106,7 +145,9 @@ fn same_topic(a: &BTreeMap<u32, Vec<Vec<u8>>>, b: &BTreeMap<u32, Vec<Vec<u8>>>) 
 async fn topic_bytes(w: &World, topic: &str) -> BTreeMap<u32, Vec<Vec<u8>>> {
     let mut out = BTreeMap::new();
     for p in 0..4 {
-        let records = read_to_end(w.log.as_ref(), topic, p, 0).await.expect("read");
+        let records = read_to_end(w.log.as_ref(), topic, p, 0)
+            .await
+            .expect("read");
         out.insert(p, records.into_iter().map(|r| r.value).collect());
     }
     out
@@ -123,25 +164,42 @@ async fn replaying_twice_gives_identical_projections_and_trends() {
     let dump = a.dump().await.expect("dump");
     assert!(!dump.is_empty());
     same_dump(&dump, &b.dump().await.expect("dump")).expect("projections differ between replays");
-    same_dump(&dump, &c.dump().await.expect("dump")).expect("projections depend on the worker count");
+    same_dump(&dump, &c.dump().await.expect("dump"))
+        .expect("projections depend on the worker count");
     let trends = topic_bytes(&w, topics::DERIVED_TRENDS).await;
-    same_topic(&trends, &topic_bytes(&w, "replay.trends").await).expect("trends differ between replays");
-    same_topic(&trends, &topic_bytes(&w, "single.trends").await).expect("trends depend on the worker count");
+    same_topic(&trends, &topic_bytes(&w, "replay.trends").await)
+        .expect("trends differ between replays");
+    same_topic(&trends, &topic_bytes(&w, "single.trends").await)
+        .expect("trends depend on the worker count");
     // One trend per plugged-in reading, in source-offset order per partition.
-    let plugged = readings.iter().filter(|r| r.temperature_c.is_some()).count();
+    let plugged = readings
+        .iter()
+        .filter(|r| r.temperature_c.is_some())
+        .count();
     assert_eq!(trends.values().map(Vec::len).sum::<usize>(), plugged);
     for values in trends.values() {
         let offsets: Vec<i64> = values
             .iter()
-            .map(|v| w.codec.decode_cached::<TrendUpdated>(v).expect("trend").source_offset)
+            .map(|v| {
+                w.codec
+                    .decode_cached::<TrendUpdated>(v)
+                    .expect("trend")
+                    .source_offset
+            })
             .collect();
-        assert!(offsets.windows(2).all(|o| o[0] < o[1]), "trends out of source order");
+        assert!(
+            offsets.windows(2).all(|o| o[0] < o[1]),
+            "trends out of source order"
+        );
     }
     // Every reading is in history, and latest values are the last reading per probe.
     let last = readings.last().expect("readings");
     let latest = a.latest(&last.device_id).await.expect("latest");
     assert_eq!(latest.len(), 4);
-    let history = a.history(&last.device_id, "pit", 0, i64::MAX, 10_000).await.expect("history");
+    let history = a
+        .history(&last.device_id, "pit", 0, i64::MAX, 10_000)
+        .await
+        .expect("history");
     assert_eq!(history.len(), 400);
 }
 
@@ -155,8 +213,16 @@ async fn resuming_after_a_stop_equals_one_uninterrupted_run() {
     simulate(&w, &mut sim, 150).await;
     let (split, _) = process(&w, "split.redb", "split.trends", 2).await;
     let (whole, _) = process(&w, "whole.redb", topics::DERIVED_TRENDS, 2).await;
-    same_dump(&split.dump().await.expect("dump"), &whole.dump().await.expect("dump")).expect("projections");
-    same_topic(&topic_bytes(&w, "split.trends").await, &topic_bytes(&w, topics::DERIVED_TRENDS).await).expect("trends");
+    same_dump(
+        &split.dump().await.expect("dump"),
+        &whole.dump().await.expect("dump"),
+    )
+    .expect("projections");
+    same_topic(
+        &topic_bytes(&w, "split.trends").await,
+        &topic_bytes(&w, topics::DERIVED_TRENDS).await,
+    )
+    .expect("trends");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,9 +234,14 @@ async fn trends_already_appended_are_not_appended_again() {
     process(&w, "first.redb", topics::DERIVED_TRENDS, 2).await;
     let before = topic_bytes(&w, topics::DERIVED_TRENDS).await;
     let (again, _) = process(&w, "lost.redb", topics::DERIVED_TRENDS, 2).await;
-    same_topic(&topic_bytes(&w, topics::DERIVED_TRENDS).await, &before).expect("trends were repeated");
+    same_topic(&topic_bytes(&w, topics::DERIVED_TRENDS).await, &before)
+        .expect("trends were repeated");
     let (fresh, _) = process(&w, "fresh.redb", "fresh.trends", 2).await;
-    same_dump(&again.dump().await.expect("dump"), &fresh.dump().await.expect("dump")).expect("projections");
+    same_dump(
+        &again.dump().await.expect("dump"),
+        &fresh.dump().await.expect("dump"),
+    )
+    .expect("projections");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +251,11 @@ async fn undecodable_readings_go_to_the_dead_letter_topic_with_the_reason() {
     w.log
         .append(
             topics::PROBE_READINGS,
-            vec![NewRecord { key: b"sim-1".to_vec(), value: vec![0, 0, 0, 0, 1, 0xff], timestamp_ms: 1_790_000_000_000 }],
+            vec![NewRecord {
+                key: b"sim-1".to_vec(),
+                value: vec![0, 0, 0, 0, 1, 0xff],
+                timestamp_ms: 1_790_000_000_000,
+            }],
         )
         .await
         .expect("append");
@@ -195,6 +270,11 @@ async fn undecodable_readings_go_to_the_dead_letter_topic_with_the_reason() {
     assert!(text.contains("malformed Avro body"), "{text}");
     assert!(text.contains("0000000001ff"), "{text}");
     // The rejected record's position is covered: a second run has nothing left to do.
-    let applied: u64 = store.applied_positions(topics::PROBE_READINGS).await.expect("applied").values().sum();
+    let applied: u64 = store
+        .applied_positions(topics::PROBE_READINGS)
+        .await
+        .expect("applied")
+        .values()
+        .sum();
     assert_eq!(applied, 15 * 12 + 1);
 }

@@ -13,9 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::{
     DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch, ProjectionError, ProjectionStore,
@@ -107,7 +105,9 @@ impl EmbeddedStore {
                 }
             }
             for (key, value) in newest {
-                let stored = latest.get(key)?.map(|g| postcard::from_bytes::<LatestProbe>(g.value()));
+                let stored = latest
+                    .get(key)?
+                    .map(|g| postcard::from_bytes::<LatestProbe>(g.value()));
                 let keep_stored = match stored {
                     Some(Ok(old)) => !value.supersedes(&old),
                     Some(Err(e)) => return Ok(Err(corrupt("proj.latest")(e))),
@@ -129,7 +129,11 @@ impl EmbeddedStore {
                     Err(e) => return Ok(Err(corrupt("proj.history")(e))),
                 };
                 history.insert(
-                    (point.device_id.as_str(), point.probe_id.as_str(), point.event_time),
+                    (
+                        point.device_id.as_str(),
+                        point.probe_id.as_str(),
+                        point.event_time,
+                    ),
                     bytes.as_slice(),
                 )?;
             }
@@ -150,8 +154,10 @@ impl EmbeddedStore {
 #[async_trait]
 impl ProjectionStore for EmbeddedStore {
     async fn apply(&self, batch: ProjectionBatch) -> Result<(), ProjectionError> {
-        self.blocking("applying a batch", move |db| Self::apply_blocking(db, &batch))
-            .await
+        self.blocking("applying a batch", move |db| {
+            Self::apply_blocking(db, &batch)
+        })
+        .await
     }
 
     async fn devices(&self) -> Result<Vec<DeviceSummary>, ProjectionError> {
@@ -280,27 +286,43 @@ impl ProjectionStore for EmbeddedStore {
                 for e in t.iter()? {
                     let (k, v) = e?;
                     let (d, p) = k.value();
-                    out.push((LATEST.name().to_owned(), format!("{d}/{p}").into_bytes(), v.value().to_vec()));
+                    out.push((
+                        LATEST.name().to_owned(),
+                        format!("{d}/{p}").into_bytes(),
+                        v.value().to_vec(),
+                    ));
                 }
             }
             if let Ok(t) = txn.open_table(HISTORY) {
                 for e in t.iter()? {
                     let (k, v) = e?;
                     let (d, p, ts) = k.value();
-                    out.push((HISTORY.name().to_owned(), format!("{d}/{p}/{ts}").into_bytes(), v.value().to_vec()));
+                    out.push((
+                        HISTORY.name().to_owned(),
+                        format!("{d}/{p}/{ts}").into_bytes(),
+                        v.value().to_vec(),
+                    ));
                 }
             }
             if let Ok(t) = txn.open_table(STATE) {
                 for e in t.iter()? {
                     let (k, v) = e?;
-                    out.push((STATE.name().to_owned(), k.value().as_bytes().to_vec(), v.value().to_vec()));
+                    out.push((
+                        STATE.name().to_owned(),
+                        k.value().as_bytes().to_vec(),
+                        v.value().to_vec(),
+                    ));
                 }
             }
             if let Ok(t) = txn.open_table(APPLIED) {
                 for e in t.iter()? {
                     let (k, v) = e?;
                     let (topic, p) = k.value();
-                    out.push((APPLIED.name().to_owned(), format!("{topic}/{p}").into_bytes(), v.value().to_le_bytes().to_vec()));
+                    out.push((
+                        APPLIED.name().to_owned(),
+                        format!("{topic}/{p}").into_bytes(),
+                        v.value().to_le_bytes().to_vec(),
+                    ));
                 }
             }
             Ok(Ok(out))
@@ -342,8 +364,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(&dir.path().join("p.redb")).expect("open");
         let batch = ProjectionBatch {
-            latest: vec![latest("d1", "p1", 2_000, 2, 50.0), latest("d1", "p1", 1_000, 1, 40.0)],
-            history: (0..10).map(|i| point("d1", "p1", i * 1_000, i as f64)).collect(),
+            latest: vec![
+                latest("d1", "p1", 2_000, 2, 50.0),
+                latest("d1", "p1", 1_000, 1, 40.0),
+            ],
+            history: (0..10)
+                .map(|i| point("d1", "p1", i * 1_000, i as f64))
+                .collect(),
             state: vec![("trend/d1/p1".into(), vec![1, 2])],
             applied: vec![("probe.readings".into(), 0, 3)],
         };
@@ -352,7 +379,10 @@ mod tests {
         // An older value arriving later does not replace the newer one.
         store
             .apply(ProjectionBatch {
-                latest: vec![latest("d1", "p1", 500, 0, 10.0), latest("d2", "p9", 1, 9, 1.0)],
+                latest: vec![
+                    latest("d1", "p1", 500, 0, 10.0),
+                    latest("d2", "p9", 1, 9, 1.0),
+                ],
                 ..Default::default()
             })
             .await
@@ -360,14 +390,45 @@ mod tests {
         let got = store.latest("d1").await.expect("latest");
         assert_eq!(got, vec![latest("d1", "p1", 2_000, 2, 50.0)]);
         let devices = store.devices().await.expect("devices");
-        assert_eq!(devices.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
-        let h = store.history("d1", "p1", 2_000, 5_000, 100).await.expect("history");
-        assert_eq!(h.iter().map(|p| p.event_time).collect::<Vec<_>>(), [2_000, 3_000, 4_000]);
-        assert_eq!(store.history("d1", "p1", 0, 10_000, 4).await.expect("history").len(), 4);
-        assert!(store.history("d1", "p2", 0, 10_000, 4).await.expect("history").is_empty());
-        assert_eq!(store.state("trend/d1/p1").await.expect("state"), Some(vec![1, 2]));
         assert_eq!(
-            store.applied_positions("probe.readings").await.expect("applied"),
+            devices
+                .iter()
+                .map(|d| d.device_id.as_str())
+                .collect::<Vec<_>>(),
+            ["d1", "d2"]
+        );
+        let h = store
+            .history("d1", "p1", 2_000, 5_000, 100)
+            .await
+            .expect("history");
+        assert_eq!(
+            h.iter().map(|p| p.event_time).collect::<Vec<_>>(),
+            [2_000, 3_000, 4_000]
+        );
+        assert_eq!(
+            store
+                .history("d1", "p1", 0, 10_000, 4)
+                .await
+                .expect("history")
+                .len(),
+            4
+        );
+        assert!(
+            store
+                .history("d1", "p2", 0, 10_000, 4)
+                .await
+                .expect("history")
+                .is_empty()
+        );
+        assert_eq!(
+            store.state("trend/d1/p1").await.expect("state"),
+            Some(vec![1, 2])
+        );
+        assert_eq!(
+            store
+                .applied_positions("probe.readings")
+                .await
+                .expect("applied"),
             BTreeMap::from([(0, 3)])
         );
     }
@@ -378,7 +439,13 @@ mod tests {
         let store = EmbeddedStore::open(&dir.path().join("p.redb")).expect("open");
         assert!(store.devices().await.expect("devices").is_empty());
         assert!(store.latest("x").await.expect("latest").is_empty());
-        assert!(store.applied_positions("t").await.expect("applied").is_empty());
+        assert!(
+            store
+                .applied_positions("t")
+                .await
+                .expect("applied")
+                .is_empty()
+        );
         assert_eq!(store.state("k").await.expect("state"), None);
         assert!(store.dump().await.expect("dump").is_empty());
     }

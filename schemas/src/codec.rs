@@ -55,8 +55,18 @@ impl EventCodec {
                 record: kind.full_name(),
                 reason: e.to_string(),
             };
-            writers.insert(kind, GenericDatumWriter::builder(schema).build().map_err(encode)?);
-            readers.insert(kind, GenericDatumReader::builder(schema).build().map_err(encode)?);
+            writers.insert(
+                kind,
+                GenericDatumWriter::builder(schema)
+                    .build()
+                    .map_err(encode)?,
+            );
+            readers.insert(
+                kind,
+                GenericDatumReader::builder(schema)
+                    .build()
+                    .map_err(encode)?,
+            );
             known.insert(
                 id,
                 Arc::new(WriterSchema {
@@ -115,9 +125,12 @@ impl EventCodec {
             reason: e.to_string(),
         };
         let value: E = if self.schema_id(E::KIND) == Some(id) {
-            let reader = self.readers.get(&E::KIND).ok_or(CodecError::NotRegistered {
-                record: E::FULL_NAME,
-            })?;
+            let reader = self
+                .readers
+                .get(&E::KIND)
+                .ok_or(CodecError::NotRegistered {
+                    record: E::FULL_NAME,
+                })?;
             reader.read_deser(&mut body).map_err(malformed)?
         } else {
             let writer = self.writer_schema(id)?;
@@ -163,7 +176,9 @@ impl EventCodec {
     /// Which event a payload holds, if its schema id is known.
     pub fn kind_of(&self, payload: &[u8]) -> Result<Option<EventKind>, CodecError> {
         let (id, _) = wire::split(payload)?;
-        Ok(EventKind::from_full_name(&self.writer_schema(id)?.full_name))
+        Ok(EventKind::from_full_name(
+            &self.writer_schema(id)?.full_name,
+        ))
     }
 
     /// Fetches the schema with `id` from the registry and remembers it.

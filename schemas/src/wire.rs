@@ -35,8 +35,14 @@ mod tests {
         start_frame(0x0102_0304, &mut buf);
         buf.push(9);
         assert_eq!(split(&buf).ok(), Some((0x0102_0304, &[9u8][..])));
-        assert!(matches!(split(&buf[..4]), Err(CodecError::Truncated { len: 4 })));
+        assert!(matches!(
+            split(&buf[..4]),
+            Err(CodecError::Truncated { len: 4 })
+        ));
         buf[0] = 1;
-        assert!(matches!(split(&buf), Err(CodecError::BadMagic { found: 1 })));
+        assert!(matches!(
+            split(&buf),
+            Err(CodecError::BadMagic { found: 1 })
+        ));
     }
 }

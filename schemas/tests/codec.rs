@@ -8,11 +8,15 @@ use std::sync::Arc;
 use apache_avro::Schema;
 use apache_avro::writer::datum::GenericDatumWriter;
 use emberline_schemas::events::*;
-use emberline_schemas::{CodecError, EmbeddedRegistry, Event, EventCodec, RegistryError, SchemaRegistry, wire};
+use emberline_schemas::{
+    CodecError, EmbeddedRegistry, Event, EventCodec, RegistryError, SchemaRegistry, wire,
+};
 use proptest::prelude::*;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
 }
 
 struct Fixture {
@@ -28,7 +32,11 @@ fn fixture() -> Fixture {
     let codec = runtime()
         .block_on(EventCodec::connect(Arc::new(registry.clone())))
         .expect("codec");
-    Fixture { _dir: dir, registry, codec }
+    Fixture {
+        _dir: dir,
+        registry,
+        codec,
+    }
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -37,7 +45,9 @@ fn text() -> impl Strategy<Value = String> {
 fn finite() -> impl Strategy<Value = f64> {
     prop::num::f64::NORMAL | prop::num::f64::ZERO | prop::num::f64::SUBNORMAL
 }
-fn labels<V: std::fmt::Debug + Clone>(v: impl Strategy<Value = V>) -> impl Strategy<Value = BTreeMap<String, V>> {
+fn labels<V: std::fmt::Debug + Clone>(
+    v: impl Strategy<Value = V>,
+) -> impl Strategy<Value = BTreeMap<String, V>> {
     prop::collection::btree_map(text(), v, 0..4)
 }
 
@@ -87,12 +97,20 @@ prop_compose! {
 
 /// Encodes through the codec and through apache-avro's `Value` writer; both must agree,
 /// and decoding must give the event back.
-fn check<E: Event + PartialEq + std::fmt::Debug>(f: &Fixture, event: &E) -> Result<(), TestCaseError> {
-    let framed = f.codec.encode(event).map_err(|e| TestCaseError::fail(e.to_string()))?;
+fn check<E: Event + PartialEq + std::fmt::Debug>(
+    f: &Fixture,
+    event: &E,
+) -> Result<(), TestCaseError> {
+    let framed = f
+        .codec
+        .encode(event)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let (id, body) = wire::split(&framed).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(Some(id), f.codec.schema_id(E::KIND));
     let value = apache_avro::to_value(event).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let value = value.resolve(E::KIND.schema()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let value = value
+        .resolve(E::KIND.schema())
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let reference = GenericDatumWriter::builder(E::KIND.schema())
         .build()
         .and_then(|w| w.write_value_to_vec(value))
@@ -101,18 +119,36 @@ fn check<E: Event + PartialEq + std::fmt::Debug>(f: &Fixture, event: &E) -> Resu
         // Avro maps are unordered: the codec writes them in key order (deterministic, so a
         // replay gives identical bytes), apache-avro's `Value` writer in hash order. Only
         // then may the bytes differ — same length, same decoded event.
-        prop_assert_eq!(body.len(), reference.len(), "schema-aware and Value writers differ");
+        prop_assert_eq!(
+            body.len(),
+            reference.len(),
+            "schema-aware and Value writers differ"
+        );
         let mut reframed = Vec::new();
         wire::start_frame(id, &mut reframed);
         reframed.extend_from_slice(&reference);
-        let via_value: E = f.codec.decode_cached(&reframed).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(&via_value, event, "the Value writer's bytes decode differently");
+        let via_value: E = f
+            .codec
+            .decode_cached(&reframed)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(
+            &via_value,
+            event,
+            "the Value writer's bytes decode differently"
+        );
     }
-    let back: E = f.codec.decode_cached(&framed).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let back: E = f
+        .codec
+        .decode_cached(&framed)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&back, event);
     // Every truncation is a typed error.
     for cut in 0..framed.len() {
-        prop_assert!(f.codec.decode_cached::<E>(&framed[..cut]).is_err(), "truncated at {} decoded", cut);
+        prop_assert!(
+            f.codec.decode_cached::<E>(&framed[..cut]).is_err(),
+            "truncated at {} decoded",
+            cut
+        );
     }
     Ok(())
 }
@@ -152,8 +188,14 @@ proptest! {
 #[test]
 fn header_problems_and_unknown_ids_are_typed() {
     let f = fixture();
-    assert!(matches!(f.codec.decode_cached::<ProbeReading>(&[0, 0, 0]), Err(CodecError::Truncated { len: 3 })));
-    assert!(matches!(f.codec.decode_cached::<ProbeReading>(&[7, 0, 0, 0, 1, 2]), Err(CodecError::BadMagic { found: 7 })));
+    assert!(matches!(
+        f.codec.decode_cached::<ProbeReading>(&[0, 0, 0]),
+        Err(CodecError::Truncated { len: 3 })
+    ));
+    assert!(matches!(
+        f.codec.decode_cached::<ProbeReading>(&[7, 0, 0, 0, 1, 2]),
+        Err(CodecError::BadMagic { found: 7 })
+    ));
     assert!(matches!(
         runtime().block_on(f.codec.decode::<ProbeReading>(&[0, 0, 0, 0x27, 0x0f, 2])),
         Err(CodecError::UnknownSchemaId { id: 9999 })
@@ -167,10 +209,16 @@ fn header_problems_and_unknown_ids_are_typed() {
         source: "s".into(),
     };
     let framed = f.codec.encode(&reading).expect("encode");
-    assert!(matches!(f.codec.decode_cached::<TrendUpdated>(&framed), Err(CodecError::WrongType { .. })));
+    assert!(matches!(
+        f.codec.decode_cached::<TrendUpdated>(&framed),
+        Err(CodecError::WrongType { .. })
+    ));
     let mut long = framed.clone();
     long.push(0);
-    assert!(matches!(f.codec.decode_cached::<ProbeReading>(&long), Err(CodecError::TrailingBytes { extra: 1, .. })));
+    assert!(matches!(
+        f.codec.decode_cached::<ProbeReading>(&long),
+        Err(CodecError::TrailingBytes { extra: 1, .. })
+    ));
 }
 
 /// `ProbeReading` as it might have been before `temperature_c` existed.
@@ -188,29 +236,59 @@ const OLD_PROBE_READING: &str = r#"{
 #[test]
 fn old_data_is_read_after_a_backward_compatible_evolution() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let registry = EmbeddedRegistry::new(Arc::new(redb::Database::create(dir.path().join("r.redb")).expect("db")));
+    let registry = EmbeddedRegistry::new(Arc::new(
+        redb::Database::create(dir.path().join("r.redb")).expect("db"),
+    ));
     let rt = runtime();
     let old = Schema::parse_str(OLD_PROBE_READING).expect("old schema");
-    let old_id = rt.block_on(registry.register(ProbeReading::FULL_NAME, &old)).expect("register old");
+    let old_id = rt
+        .block_on(registry.register(ProbeReading::FULL_NAME, &old))
+        .expect("register old");
     // The current schema adds `temperature_c` with a default: accepted as version 2.
-    let codec = rt.block_on(EventCodec::connect(Arc::new(registry.clone()))).expect("codec");
+    let codec = rt
+        .block_on(EventCodec::connect(Arc::new(registry.clone())))
+        .expect("codec");
     let new_id = codec.schema_id(EventKind::ProbeReading).expect("id");
     assert_ne!(old_id, new_id);
-    let latest = rt.block_on(registry.latest(ProbeReading::FULL_NAME)).expect("latest");
+    let latest = rt
+        .block_on(registry.latest(ProbeReading::FULL_NAME))
+        .expect("latest");
     assert_eq!((latest.version, latest.id), (2, new_id));
     // Data written with the old schema.
     let record = apache_avro::types::Value::Record(vec![
-        ("device_id".into(), apache_avro::types::Value::String("dev".into())),
-        ("probe_id".into(), apache_avro::types::Value::String("p1".into())),
-        ("event_time".into(), apache_avro::types::Value::TimestampMillis(10)),
-        ("received_time".into(), apache_avro::types::Value::TimestampMillis(11)),
-        ("source".into(), apache_avro::types::Value::String("old".into())),
+        (
+            "device_id".into(),
+            apache_avro::types::Value::String("dev".into()),
+        ),
+        (
+            "probe_id".into(),
+            apache_avro::types::Value::String("p1".into()),
+        ),
+        (
+            "event_time".into(),
+            apache_avro::types::Value::TimestampMillis(10),
+        ),
+        (
+            "received_time".into(),
+            apache_avro::types::Value::TimestampMillis(11),
+        ),
+        (
+            "source".into(),
+            apache_avro::types::Value::String("old".into()),
+        ),
     ]);
     let mut framed = Vec::new();
     wire::start_frame(old_id, &mut framed);
-    framed.extend(GenericDatumWriter::builder(&old).build().and_then(|w| w.write_value_to_vec(record)).expect("write"));
+    framed.extend(
+        GenericDatumWriter::builder(&old)
+            .build()
+            .and_then(|w| w.write_value_to_vec(record))
+            .expect("write"),
+    );
     // A fresh codec learns the old schema from the registry and resolves it.
-    let fresh = rt.block_on(EventCodec::connect(Arc::new(registry))).expect("codec");
+    let fresh = rt
+        .block_on(EventCodec::connect(Arc::new(registry)))
+        .expect("codec");
     let read: ProbeReading = rt.block_on(fresh.decode(&framed)).expect("old data reads");
     assert_eq!(read.device_id, "dev");
     assert_eq!(read.temperature_c, None);
@@ -222,14 +300,39 @@ fn an_incompatible_change_is_refused() {
     let f = fixture();
     let rt = runtime();
     // A new required field without a default cannot read existing data.
-    let mut json: serde_json::Value = serde_json::from_str(EventKind::ProbeReading.schema_text()).expect("json");
-    json["fields"].as_array_mut().expect("fields").push(serde_json::json!({"name": "calibration", "type": "double"}));
+    let mut json: serde_json::Value =
+        serde_json::from_str(EventKind::ProbeReading.schema_text()).expect("json");
+    json["fields"]
+        .as_array_mut()
+        .expect("fields")
+        .push(serde_json::json!({"name": "calibration", "type": "double"}));
     let incompatible = Schema::parse_str(&json.to_string()).expect("schema");
-    assert!(!rt.block_on(f.registry.is_compatible(ProbeReading::FULL_NAME, &incompatible)).expect("check"));
+    assert!(
+        !rt.block_on(
+            f.registry
+                .is_compatible(ProbeReading::FULL_NAME, &incompatible)
+        )
+        .expect("check")
+    );
     let refused = rt.block_on(f.registry.register(ProbeReading::FULL_NAME, &incompatible));
-    assert!(matches!(refused, Err(RegistryError::Incompatible { version: 1, .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(RegistryError::Incompatible { version: 1, .. })),
+        "{refused:?}"
+    );
     // Re-registering the same schema is idempotent.
     let id = f.codec.schema_id(EventKind::ProbeReading).expect("id");
-    assert_eq!(rt.block_on(f.registry.register(ProbeReading::FULL_NAME, EventKind::ProbeReading.schema())).expect("again"), id);
-    assert_eq!(rt.block_on(f.registry.latest(ProbeReading::FULL_NAME)).expect("latest").version, 1);
+    assert_eq!(
+        rt.block_on(
+            f.registry
+                .register(ProbeReading::FULL_NAME, EventKind::ProbeReading.schema())
+        )
+        .expect("again"),
+        id
+    );
+    assert_eq!(
+        rt.block_on(f.registry.latest(ProbeReading::FULL_NAME))
+            .expect("latest")
+            .version,
+        1
+    );
 }

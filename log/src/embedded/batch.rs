@@ -25,7 +25,10 @@ pub(super) fn decode(mut bytes: &[u8]) -> Result<Vec<NewRecord>, String> {
     let count = take_u32(&mut bytes)? as usize;
     // Each record needs at least 16 bytes; do not trust a count the bytes cannot hold.
     if count > bytes.len() / 16 + 1 {
-        return Err(format!("count {count} exceeds what {} bytes can hold", bytes.len()));
+        return Err(format!(
+            "count {count} exceeds what {} bytes can hold",
+            bytes.len()
+        ));
     }
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {

@@ -6,9 +6,7 @@ use apache_avro::Schema;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{
-    RegisteredVersion, SchemaRegistry, backward_compatible, canonical_text, parse_schema,
-};
+use super::{RegisteredVersion, SchemaRegistry, backward_compatible, canonical_text, parse_schema};
 use crate::RegistryError;
 
 /// Schema id → schema text.
