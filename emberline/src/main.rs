@@ -5,10 +5,12 @@
 //! * `emberline ingest | process | gateway` — one role each, configured by a TOML file
 //!   (for the distributed deployment on Kafka).
 //! * `emberline registry` — the embedded schema registry's Confluent-compatible REST API.
+//! * `emberline watch` — print live trend updates from a gateway.
 //! * `emberline config --print-default` — the whole configuration with its defaults.
 
 mod config;
 mod roles;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +61,18 @@ enum Command {
         /// Address to listen on.
         #[arg(long)]
         addr: Option<SocketAddr>,
+    },
+    /// Print live trend updates from a gateway (resumes after disconnects).
+    Watch {
+        /// Gateway address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// Only this device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Start from the oldest update in the log instead of new ones.
+        #[arg(long)]
+        from_start: bool,
     },
     /// Show configuration.
     Config {
@@ -124,6 +138,11 @@ fn main() -> Result<()> {
                 }
                 roles::registry(config).await
             }
+            Command::Watch {
+                addr,
+                device,
+                from_start,
+            } => watch::watch(addr, device, from_start).await,
             Command::Config { .. } => Ok(()),
         }
     })

@@ -1,0 +1,69 @@
+//! `emberline watch`: print live trend updates from a gateway, resuming after disconnects.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use emberline_proto::v1::trend_service_client::TrendServiceClient;
+use emberline_proto::v1::{StartFrom, SubscribeTrendsRequest};
+use tokio_stream::StreamExt;
+
+/// Streams updates to stdout until Ctrl-C; reconnects with backoff and resumes exactly
+/// after the last update printed.
+pub(crate) async fn watch(addr: String, device: Option<String>, from_start: bool) -> Result<()> {
+    let url = if addr.starts_with("http") {
+        addr
+    } else {
+        format!("http://{addr}")
+    };
+    let mut resume: HashMap<u32, u64> = HashMap::new();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let mut client = TrendServiceClient::connect(url.clone())
+                .await
+                .with_context(|| format!("connecting to {url}"))?;
+            let start = if from_start {
+                StartFrom::Earliest
+            } else {
+                StartFrom::Latest
+            };
+            let request = SubscribeTrendsRequest {
+                device_id: device.clone().unwrap_or_default(),
+                resume: resume.clone(),
+                start: start as i32,
+            };
+            let mut stream = client.subscribe_trends(request).await?.into_inner();
+            while let Some(event) = stream.next().await {
+                let e = event?;
+                resume.insert(e.partition, e.offset + 1);
+                let rate = e
+                    .trend
+                    .as_ref()
+                    .and_then(|t| t.rate_c_per_min)
+                    .map_or_else(|| "    —".to_owned(), |r| format!("{r:+5.2}"));
+                let smoothed = e.trend.as_ref().map_or(e.temperature_c, |t| t.smoothed_c);
+                #[allow(clippy::print_stdout)]
+                {
+                    println!(
+                        "{}  {:<10} {:<8} {:6.1} °C  smoothed {:6.1} °C  {} °C/min",
+                        e.event_time_ms, e.device_id, e.probe_id, e.temperature_c, smoothed, rate
+                    );
+                }
+            }
+            anyhow::Ok(())
+        };
+        tokio::select! {
+            result = attempt => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %format!("{e:#}"), ?delay, "stream interrupted; reconnecting");
+                } else {
+                    tracing::warn!(?delay, "stream ended; reconnecting");
+                }
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
