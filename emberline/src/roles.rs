@@ -219,11 +219,14 @@ fn spawn_gateway(
     });
 }
 
+/// Serves the embedded registry's REST API. `optional`: a busy port is a warning, not a
+/// failure (`up` works without it; only external Kafka clients need it).
 fn spawn_registry_api(
     tasks: &mut JoinSet<Result<()>>,
     config: &Config,
     parts: &LogParts,
     shutdown: &CancellationToken,
+    optional: bool,
 ) {
     if let (Some(registry), Some(addr)) = (
         parts.embedded_registry.clone(),
@@ -231,9 +234,13 @@ fn spawn_registry_api(
     ) {
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            emberline_gateway::serve_registry(registry, addr, shutdown, None)
-                .await
-                .with_context(|| format!("schema registry REST API on {addr}"))
+            match emberline_gateway::serve_registry(registry, addr, shutdown, None).await {
+                Err(e) if optional && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tracing::warn!(%addr, "schema registry REST API not served: the address is in use (set gateway.registry_addr or --registry-addr)");
+                    Ok(())
+                }
+                result => result.with_context(|| format!("schema registry REST API on {addr}")),
+            }
         });
     }
 }
@@ -249,7 +256,7 @@ pub(crate) async fn up(config: Config) -> Result<()> {
     spawn_simulator(&mut tasks, &config, &parts, &shutdown);
     spawn_processor(&mut tasks, &config, &parts, store.clone(), &shutdown);
     spawn_gateway(&mut tasks, &config, &parts, store, &shutdown);
-    spawn_registry_api(&mut tasks, &config, &parts, &shutdown);
+    spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true);
     supervise(tasks, shutdown).await
 }
 
@@ -301,6 +308,6 @@ pub(crate) async fn registry(mut config: Config) -> Result<()> {
         "no address: set gateway.registry_addr or pass --addr"
     );
     let mut tasks = JoinSet::new();
-    spawn_registry_api(&mut tasks, &config, &parts, &shutdown);
+    spawn_registry_api(&mut tasks, &config, &parts, &shutdown, false);
     supervise(tasks, shutdown).await
 }
