@@ -3,9 +3,10 @@
 //! Each simulated device has a pit probe and `probes - 1` meat probes. The pit holds a set
 //! point with noise and now and then a lid-open dip (a sudden drop that recovers
 //! exponentially). Meat heats toward the pit by Newton's law, `dT/dt = k (T_pit - T)`, minus
-//! evaporative cooling that peaks around 70 °C and weakens as the surface dries — the
-//! *stall*: a plateau of an hour or more before the temperature climbs again. Meat probes are
-//! occasionally unplugged (readings with no temperature) and plugged back in.
+//! evaporative cooling that sets in above about 62 °C and absorbs almost all of the heat flow
+//! while the surface is wet — the *stall*: a plateau of two hours or more in the mid-60s —
+//! until the surface dries and the temperature climbs again. Meat probes are occasionally
+//! unplugged for 10–60 s (readings with no temperature) and plugged back in.
 //!
 //! Everything random comes from one seeded generator in a fixed order, so a seed and a start
 //! time determine every reading. In real-time mode ticks follow the wall clock; otherwise
@@ -80,8 +81,8 @@ struct Meat {
     k: f64,
     /// Surface moisture left, 1 → 0; drives the stall.
     moisture: f64,
-    /// Ticks left unplugged.
-    unplugged_for: u32,
+    /// Simulated milliseconds left unplugged.
+    unplugged_ms: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -105,9 +106,13 @@ pub struct Simulator {
     ticks: u64,
 }
 
-/// Peak of the evaporative cooling, °C, and its width.
-const STALL_CENTER_C: f64 = 70.0;
-const STALL_WIDTH_C: f64 = 7.0;
+/// Where evaporative cooling sets in, °C, and how sharply.
+const STALL_ONSET_C: f64 = 62.0;
+const STALL_SHARPNESS_C: f64 = 1.0;
+/// Share of the heat flow that evaporation absorbs while the surface is fully moist.
+const STALL_DEPTH: f64 = 0.97;
+/// Seconds of full evaporation that dry the surface.
+const DRYING_S: f64 = 3.0 * 3_600.0;
 
 impl Simulator {
     /// A simulator whose first tick is at `start_ms`.
@@ -118,10 +123,10 @@ impl Simulator {
                 let meats = (1..config.probes.max(1))
                     .map(|_| Meat {
                         temp_c: 3.0 + 3.0 * rng.unit(),
-                        // Time constant 1.5–3 h: bigger cuts heat more slowly.
-                        k: 1.0 / ((1.5 + 1.5 * rng.unit()) * 3_600.0),
+                        // Time constant 2–3.5 h: bigger cuts heat more slowly.
+                        k: 1.0 / ((2.0 + 1.5 * rng.unit()) * 3_600.0),
                         moisture: 1.0,
-                        unplugged_for: 0,
+                        unplugged_ms: 0,
                     })
                     .collect();
                 Device {
@@ -231,20 +236,24 @@ impl Simulator {
                 Some(device.pit_c),
             ));
             for (i, meat) in device.meats.iter_mut().enumerate() {
-                let stall = (-((meat.temp_c - STALL_CENTER_C) / STALL_WIDTH_C).powi(2)).exp();
+                // Evaporation sets in above the onset and absorbs most of the heat flow while
+                // the surface is moist: the stall. It ends as the surface dries.
+                let onset =
+                    1.0 / (1.0 + (-(meat.temp_c - STALL_ONSET_C) / STALL_SHARPNESS_C).exp());
                 let drive = meat.k * (device.pit_c - meat.temp_c);
-                // Evaporation cancels most of the drive at the stall's peak while moist.
-                let evaporation =
-                    0.97 * meat.k * (setpoint - STALL_CENTER_C) * stall * meat.moisture;
+                // The surface stays wet until the last fifth of its moisture is gone.
+                let wet = (meat.moisture / 0.2).min(1.0);
+                let evaporation = STALL_DEPTH * drive.max(0.0) * onset * wet;
                 meat.temp_c += (drive - evaporation) * dt;
-                // About an hour and a half of full evaporation dries the surface.
-                meat.moisture = (meat.moisture - stall * dt / 5_400.0).max(0.0);
-                if meat.unplugged_for > 0 {
-                    meat.unplugged_for -= 1;
+                meat.moisture = (meat.moisture - onset * dt / DRYING_S).max(0.0);
+                let dt_ms = self.config.interval_ms as i64;
+                if meat.unplugged_ms > 0 {
+                    meat.unplugged_ms -= dt_ms;
                 } else if rng.unit() < dt / 7_200.0 {
-                    meat.unplugged_for = 10 + (rng.unit() * 50.0) as u32;
+                    // Unplugged for 10–60 s (at least one reading).
+                    meat.unplugged_ms = ((10.0 + rng.unit() * 50.0) * 1_000.0) as i64;
                 }
-                let measured = (meat.unplugged_for == 0)
+                let measured = (meat.unplugged_ms <= 0)
                     .then(|| ((meat.temp_c + 0.05 * rng.normal()) * 10.0).round() / 10.0);
                 out.push(reading(&device.id, &probes[i + 1], now, received, measured));
             }
