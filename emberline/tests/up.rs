@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emberline_log::{EmbeddedLog, EventLog, conformance::read_to_end, topics};
-use emberline_processors::{Mode, TrendConfig, run_trends};
+use emberline_processors::{TrendConfig, catch_up};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::reading_service_client::ReadingServiceClient;
@@ -22,7 +22,6 @@ use emberline_proto::v1::{
 use emberline_schemas::events::ProbeReading;
 use emberline_schemas::{EmbeddedRegistry, EventCodec};
 use tokio_stream::StreamExt;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 /// Generous bound for anything that should take a second or two; only reached on failure.
@@ -350,26 +349,9 @@ async fn kill_9_and_restart_resume_without_gap_or_repeat_and_match_a_fresh_repla
             consumer: format!("check.{output}"),
             ..TrendConfig::default()
         };
-        let (log, store, codec) = (
-            log.clone() as Arc<dyn EventLog>,
-            store as Arc<dyn ProjectionStore>,
-            codec.clone(),
-        );
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            run_trends(
-                log,
-                store,
-                codec,
-                config,
-                Mode::CatchUp,
-                CancellationToken::new(),
-                runtime,
-            )
-        })
-        .await
-        .expect("join")
-        .expect("catch up");
+        catch_up(log.clone(), store, codec.clone(), config)
+            .await
+            .expect("catch up");
     }
     let live_dump = live.dump().await.expect("dump");
     let replay_dump = replay.dump().await.expect("dump");

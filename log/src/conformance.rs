@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::{EventLog, LogError, NewRecord, Record, partition_for};
+use crate::{EventLog, KafkaConfig, LogError, NewRecord, Record, partition_for};
 
 /// How long a read may wait for records the test knows are there (a broker round trip).
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -26,6 +26,23 @@ pub trait Backend: Send + Sync {
     fn open(&self) -> BoxFuture<'_, Arc<dyn EventLog>>;
     /// A topic name that no other test of this backend uses.
     fn topic(&self, name: &str) -> String;
+}
+
+/// The test broker from `EMBERLINE_TEST_KAFKA` (a bootstrap address), or `None` to skip
+/// Kafka tests — unless `EMBERLINE_REQUIRE_KAFKA=1`, which makes a missing broker a failure
+/// (the test script sets both).
+pub fn kafka_from_env() -> Option<KafkaConfig> {
+    match std::env::var("EMBERLINE_TEST_KAFKA") {
+        Ok(servers) if !servers.is_empty() => Some(KafkaConfig::new(servers)),
+        _ => {
+            assert!(
+                std::env::var("EMBERLINE_REQUIRE_KAFKA").as_deref() != Ok("1"),
+                "EMBERLINE_REQUIRE_KAFKA=1 but EMBERLINE_TEST_KAFKA is not set"
+            );
+            tracing::warn!("skipped: set EMBERLINE_TEST_KAFKA to run against a broker");
+            None
+        }
+    }
 }
 
 /// Expands to one `#[tokio::test]` per conformance check, inside a module named `$name`.

@@ -1,9 +1,7 @@
 //! The conformance suite against both backends.
-#![allow(clippy::print_stderr)]
 //!
-//! The Kafka run needs a Kafka-protocol broker: set `EMBERLINE_TEST_KAFKA` to its bootstrap
-//! address (the test script starts one). Without it the Kafka cases are skipped with a note,
-//! unless `EMBERLINE_REQUIRE_KAFKA=1`, which makes a missing broker a failure.
+//! The Kafka run needs a Kafka-protocol broker: see
+//! [`emberline_log::conformance::kafka_from_env`] (the test script starts one).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,24 +52,14 @@ impl Backend for Kafka {
 }
 
 async fn kafka() -> Option<Kafka> {
-    match std::env::var("EMBERLINE_TEST_KAFKA") {
-        Ok(servers) if !servers.is_empty() => Some(Kafka {
-            config: KafkaConfig::new(servers),
-            // Topics of earlier runs stay on the broker: make this run's names unique.
-            run: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or_default(),
-        }),
-        _ => {
-            assert!(
-                std::env::var("EMBERLINE_REQUIRE_KAFKA").as_deref() != Ok("1"),
-                "EMBERLINE_REQUIRE_KAFKA=1 but EMBERLINE_TEST_KAFKA is not set"
-            );
-            eprintln!("skipped: set EMBERLINE_TEST_KAFKA to run against a broker");
-            None
-        }
-    }
+    Some(Kafka {
+        config: emberline_log::conformance::kafka_from_env()?,
+        // Topics of earlier runs stay on the broker: make this run's names unique.
+        run: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default(),
+    })
 }
 
 emberline_log::conformance_suite!(embedded_log, embedded());

@@ -365,6 +365,30 @@ pub fn run_trends(
     })
 }
 
+/// Processes `config.input_topic` up to its current end on a blocking thread and returns
+/// when the projections and the output topic cover it (replays, rebuilds, tests).
+pub async fn catch_up(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ProjectionStore>,
+    codec: Arc<EventCodec>,
+    config: TrendConfig,
+) -> Result<RunStats, ProcessorError> {
+    let runtime = Handle::current();
+    tokio::task::spawn_blocking(move || {
+        run_trends(
+            log,
+            store,
+            codec,
+            config,
+            Mode::CatchUp,
+            CancellationToken::new(),
+            runtime,
+        )
+    })
+    .await
+    .map_err(|e| ProcessorError::Dataflow(format!("the catch-up thread failed: {e}")))?
+}
+
 /// The state persisted for a probe, or a fresh one. A state that cannot be read is a bug
 /// or corruption: it is reported and the probe starts afresh rather than stopping the cook.
 fn load_state(

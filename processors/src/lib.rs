@@ -36,5 +36,5 @@ mod error;
 mod sink;
 pub mod trend;
 
-pub use dataflow::{Mode, TrendConfig, run_trends};
+pub use dataflow::{Mode, RunStats, TrendConfig, catch_up, run_trends};
 pub use error::ProcessorError;

@@ -1,32 +1,14 @@
 //! The trend processor on the Kafka backend (a real broker; see `log/tests/conformance.rs`
 //! for the environment variables): same results as on the embedded log, and a second run
 //! appends nothing twice.
-#![allow(clippy::print_stderr)]
 
 use std::sync::Arc;
 
 use emberline_ingest::{Simulator, SimulatorConfig};
-use emberline_log::{
-    EmbeddedLog, EventLog, KafkaConfig, KafkaLog, NewRecord, conformance::read_to_end,
-};
-use emberline_processors::{Mode, TrendConfig, run_trends};
+use emberline_log::{EmbeddedLog, EventLog, KafkaLog, NewRecord, conformance::read_to_end};
+use emberline_processors::{TrendConfig, catch_up};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
 use emberline_schemas::{EmbeddedRegistry, EventCodec};
-use tokio_util::sync::CancellationToken;
-
-fn broker() -> Option<String> {
-    match std::env::var("EMBERLINE_TEST_KAFKA") {
-        Ok(s) if !s.is_empty() => Some(s),
-        _ => {
-            assert!(
-                std::env::var("EMBERLINE_REQUIRE_KAFKA").as_deref() != Ok("1"),
-                "EMBERLINE_REQUIRE_KAFKA=1 but EMBERLINE_TEST_KAFKA is not set"
-            );
-            eprintln!("skipped: set EMBERLINE_TEST_KAFKA to run against a broker");
-            None
-        }
-    }
-}
 
 async fn process(
     log: Arc<dyn EventLog>,
@@ -41,28 +23,17 @@ async fn process(
         consumer: format!("test.{output}"),
         ..TrendConfig::default()
     };
-    let runtime = tokio::runtime::Handle::current();
-    let store = store as Arc<dyn ProjectionStore>;
-    tokio::task::spawn_blocking(move || {
-        run_trends(
-            log,
-            store,
-            codec,
-            config,
-            Mode::CatchUp,
-            CancellationToken::new(),
-            runtime,
-        )
-    })
-    .await
-    .expect("join")
-    .expect("run")
-    .records
+    catch_up(log, store, codec, config)
+        .await
+        .expect("run")
+        .records
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trends_on_kafka_equal_trends_on_the_embedded_log() {
-    let Some(servers) = broker() else { return };
+    let Some(kafka_config) = emberline_log::conformance::kafka_from_env() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let embedded = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
     let codec = Arc::new(
@@ -70,8 +41,7 @@ async fn trends_on_kafka_equal_trends_on_the_embedded_log() {
             .await
             .expect("codec"),
     );
-    let kafka: Arc<dyn EventLog> =
-        Arc::new(KafkaLog::connect(KafkaConfig::new(servers)).expect("kafka"));
+    let kafka: Arc<dyn EventLog> = Arc::new(KafkaLog::connect(kafka_config).expect("kafka"));
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use emberline_ingest::{Simulator, SimulatorConfig};
 use emberline_log::{EmbeddedLog, EventLog, NewRecord, conformance::read_to_end, topics};
-use emberline_processors::{Mode, TrendConfig, run_trends};
+use emberline_processors::{TrendConfig, catch_up};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
 use emberline_schemas::events::{ProbeReading, TrendUpdated};
 use emberline_schemas::{EmbeddedRegistry, EventCodec};
-use tokio_util::sync::CancellationToken;
 
 struct World {
     dir: tempfile::TempDir,
@@ -79,26 +78,9 @@ async fn process(
         batch_size: 97, // small, odd batches: many rounds
         ..TrendConfig::default()
     };
-    let (log, s, codec) = (
-        w.log.clone() as Arc<dyn EventLog>,
-        store.clone() as Arc<dyn ProjectionStore>,
-        w.codec.clone(),
-    );
-    let runtime = tokio::runtime::Handle::current();
-    let stats = tokio::task::spawn_blocking(move || {
-        run_trends(
-            log,
-            s,
-            codec,
-            config,
-            Mode::CatchUp,
-            CancellationToken::new(),
-            runtime,
-        )
-    })
-    .await
-    .expect("join")
-    .expect("run");
+    let stats = catch_up(w.log.clone(), store.clone(), w.codec.clone(), config)
+        .await
+        .expect("run");
     (store, stats.records)
 }
 
