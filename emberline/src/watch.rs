@@ -46,8 +46,13 @@ pub(crate) async fn watch(addr: String, device: Option<String>, from_start: bool
                 #[allow(clippy::print_stdout)]
                 {
                     println!(
-                        "{}  {:<10} {:<8} {:6.1} °C  smoothed {:6.1} °C  {} °C/min",
-                        e.event_time_ms, e.device_id, e.probe_id, e.temperature_c, smoothed, rate
+                        "{} UTC  {:<10} {:<8} {:6.1} °C  smoothed {:6.1} °C  {} °C/min",
+                        time_of_day(e.event_time_ms),
+                        e.device_id,
+                        e.probe_id,
+                        e.temperature_c,
+                        smoothed,
+                        rate
                     );
                 }
             }
@@ -65,5 +70,21 @@ pub(crate) async fn watch(addr: String, device: Option<String>, from_start: bool
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// `HH:MM:SS` (UTC) of an epoch-millisecond time.
+fn time_of_day(ms: i64) -> String {
+    let secs = ms.div_euclid(1_000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", secs / 3_600, secs / 60 % 60, secs % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn time_of_day_is_utc_wall_time() {
+        assert_eq!(super::time_of_day(0), "00:00:00");
+        assert_eq!(super::time_of_day(1_795_764_387_840), "07:26:27");
+        assert_eq!(super::time_of_day(-1_000), "23:59:59");
     }
 }
