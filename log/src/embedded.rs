@@ -39,6 +39,10 @@ use tokio::sync::watch;
 
 use crate::{EventLog, LogError, NewRecord, PartitionReader, Position, Record, partition_for};
 
+/// Page cache of the log file: recent batches are what readers tail, so a modest cache
+/// serves them; the OS page cache holds the rest.
+const CACHE_BYTES: usize = 64 << 20;
+
 const TOPICS: TableDefinition<&str, u32> = TableDefinition::new("log.topics");
 const HEADS: TableDefinition<(&str, u32), u64> = TableDefinition::new("log.heads");
 const BATCHES: TableDefinition<(&str, u32, u64), &[u8]> = TableDefinition::new("log.batches");
@@ -83,10 +87,13 @@ impl EmbeddedLog {
                 reason: format!("{}: {e}", parent.display()),
             })?;
         }
-        let db = Database::create(path).map_err(|e| LogError::Storage {
-            action: "opening the log",
-            reason: format!("{}: {e}", path.display()),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| LogError::Storage {
+                action: "opening the log",
+                reason: format!("{}: {e}", path.display()),
+            })?;
         Ok(Self::from_database(Arc::new(db)))
     }
 

@@ -227,10 +227,13 @@ pub fn run_trends(
                             // order across rounds.
                             for (_, (cap, mut items)) in rounds {
                                 items.sort_by_key(|r| (r.partition, r.offset));
-                                let mut session = output.session(&cap);
+                                let mut updates = Vec::with_capacity(items.len());
+                                // Index of each probe's last update in this round: only it
+                                // carries the probe's state (the sink keeps the last anyway).
+                                let mut last: HashMap<(String, String), usize> = HashMap::new();
                                 for reading in items {
                                     let Some(event) = &reading.event else {
-                                        session.give(Updated {
+                                        updates.push(Updated {
                                             reading,
                                             figures: None,
                                             state: Vec::new(),
@@ -238,7 +241,7 @@ pub fn run_trends(
                                         continue;
                                     };
                                     let key = (event.device_id.clone(), event.probe_id.clone());
-                                    let state = states.entry(key).or_insert_with(|| {
+                                    let state = states.entry(key.clone()).or_insert_with(|| {
                                         load_state(
                                             &rt,
                                             store_for_state.as_ref(),
@@ -248,13 +251,20 @@ pub fn run_trends(
                                     });
                                     let figures =
                                         state.update(event.event_time, event.temperature_c);
-                                    let state = postcard::to_allocvec(&*state).unwrap_or_default();
-                                    session.give(Updated {
+                                    last.insert(key, updates.len());
+                                    updates.push(Updated {
                                         reading,
                                         figures,
-                                        state,
+                                        state: Vec::new(),
                                     });
                                 }
+                                for (key, index) in last {
+                                    if let Some(state) = states.get(&key) {
+                                        updates[index].state =
+                                            postcard::to_allocvec(state).unwrap_or_default();
+                                    }
+                                }
+                                output.session(&cap).give_iterator(updates.into_iter());
                             }
                         }
                     },

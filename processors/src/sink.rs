@@ -128,10 +128,12 @@ impl TrendSink {
                     received_time: event.received_time,
                     temperature_c: event.temperature_c,
                 });
-                states.insert(
-                    state_key(&event.device_id, &event.probe_id),
-                    item.state.clone(),
-                );
+                if !item.state.is_empty() {
+                    states.insert(
+                        state_key(&event.device_id, &event.probe_id),
+                        item.state.clone(),
+                    );
+                }
             }
             let last = items.last().map(|u| u.reading.offset).unwrap_or_default();
             if !records.is_empty() {

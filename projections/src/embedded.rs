@@ -19,6 +19,9 @@ use crate::{
     DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch, ProjectionError, ProjectionStore,
 };
 
+/// Page cache of the store file (the OS page cache holds the rest).
+const CACHE_BYTES: usize = 64 << 20;
+
 const LATEST: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("proj.latest");
 const HISTORY: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("proj.history");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.state");
@@ -69,10 +72,13 @@ impl EmbeddedStore {
                 reason: format!("{}: {e}", parent.display()),
             })?;
         }
-        let db = Database::create(path).map_err(|e| ProjectionError::Storage {
-            action: "opening the projection store",
-            reason: format!("{}: {e}", path.display()),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| ProjectionError::Storage {
+                action: "opening the projection store",
+                reason: format!("{}: {e}", path.display()),
+            })?;
         Ok(Self { db: Arc::new(db) })
     }
 
