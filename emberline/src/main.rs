@@ -12,6 +12,7 @@ mod config;
 mod roles;
 mod watch;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -89,6 +90,7 @@ fn main() -> Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Command::Config { print_default } = &cli.command {
         let config = if *print_default {

@@ -3,6 +3,7 @@
 //! reflection clients; then killed with SIGKILL and restarted on the same data directory.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -35,7 +36,12 @@ fn free_port() -> SocketAddr {
 struct Up {
     child: Child,
     grpc: SocketAddr,
+    /// Becomes true when the process logs that gRPC is listening.
+    ready: tokio::sync::watch::Receiver<bool>,
 }
+
+/// The log line `emberline up` writes once its gRPC port accepts connections.
+const LISTENING: &str = "gRPC (and grpc-web) listening";
 
 impl Up {
     fn start(data_dir: &Path, grpc: SocketAddr) -> Self {
@@ -45,7 +51,7 @@ impl Up {
     /// Starts `emberline up` with extra `EMBERLINE__…` configuration.
     fn start_with(data_dir: &Path, grpc: SocketAddr, env: &[(&str, &str)]) -> Self {
         let registry = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_emberline"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_emberline"))
             .args(["--data-dir", &data_dir.display().to_string(), "up"])
             .envs(env.iter().copied())
             .args([
@@ -54,30 +60,37 @@ impl Up {
                 "--registry-addr",
                 &registry.to_string(),
             ])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,emberline_gateway=info")
             .stdin(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn emberline up");
-        Self { child, grpc }
+        // Forward the child's log (for failure reports) and watch for the listening line.
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, ready) = tokio::sync::watch::channel(false);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(LISTENING) {
+                    let _ = tx.send(true);
+                }
+                eprintln!("[emberline up] {line}");
+            }
+        });
+        Self { child, grpc, ready }
     }
 
-    /// Connects once the server accepts connections (polling readiness; no fixed sleeps).
+    /// Connects once the process has said its gRPC port is listening.
     async fn channel(&self) -> Channel {
-        let url = format!("http://{}", self.grpc);
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            match Channel::from_shared(url.clone())
-                .expect("url")
-                .connect()
-                .await
-            {
-                Ok(c) => return c,
-                Err(e) if tokio::time::Instant::now() > deadline => {
-                    panic!("gateway never came up: {e}")
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        let mut ready = self.ready.clone();
+        tokio::time::timeout(PATIENCE, ready.wait_for(|r| *r))
+            .await
+            .expect("emberline up did not start listening in time")
+            .expect("emberline up exited before listening");
+        Channel::from_shared(format!("http://{}", self.grpc))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to a listening gateway")
     }
 
     fn kill_9(mut self) {
