@@ -119,6 +119,26 @@ impl Drop for Up {
     }
 }
 
+/// One device's updates, across any restarts: one partition, consecutive offsets (no gap,
+/// no repeat) and strictly increasing source readings (no trend twice).
+fn assert_continuous(events: &[TrendEvent]) {
+    for pair in events.windows(2) {
+        assert_eq!(
+            pair[1].partition, pair[0].partition,
+            "one device, one partition"
+        );
+        assert_eq!(
+            pair[1].offset,
+            pair[0].offset + 1,
+            "gap or repeat in the stream"
+        );
+        assert!(
+            pair[1].source_offset > pair[0].source_offset,
+            "trend repeated for one reading"
+        );
+    }
+}
+
 async fn take_events(stream: &mut tonic::Streaming<TrendEvent>, n: usize) -> Vec<TrendEvent> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
@@ -188,15 +208,7 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
     let probes: std::collections::BTreeSet<&str> =
         events.iter().map(|e| e.probe_id.as_str()).collect();
     assert!(probes.len() >= 3, "updates from {probes:?}");
-    for pair in events.windows(2) {
-        if pair[0].partition == pair[1].partition {
-            assert_eq!(
-                pair[1].offset,
-                pair[0].offset + 1,
-                "gap or repeat in the live stream"
-            );
-        }
-    }
+    assert_continuous(&events);
 
     // Queries answer from projections.
     let devices = DeviceServiceClient::new(channel.clone())
@@ -332,21 +344,7 @@ async fn kill_9_and_restart_resume_without_gap_or_repeat_and_match_a_fresh_repla
         "resumed at the wrong offset"
     );
     seen.extend(after);
-    for pair in seen.windows(2) {
-        assert_eq!(
-            pair[0].partition, pair[1].partition,
-            "one device, one partition"
-        );
-        assert_eq!(
-            pair[1].offset,
-            pair[0].offset + 1,
-            "gap or repeat across the restart"
-        );
-        assert!(
-            pair[1].source_offset > pair[0].source_offset,
-            "trend repeated for one reading"
-        );
-    }
+    assert_continuous(&seen);
     up.interrupt();
 
     // Let the processor finish what the log holds (as a restart would), then compare with
@@ -472,18 +470,7 @@ async fn up_on_kafka_streams_and_resumes_after_kill_9() {
         .expect("resubscribe")
         .into_inner();
     seen.extend(take_events(&mut stream, 12).await);
-    for pair in seen.windows(2) {
-        assert_eq!(pair[1].partition, pair[0].partition);
-        assert_eq!(
-            pair[1].offset,
-            pair[0].offset + 1,
-            "gap or repeat across the restart"
-        );
-        assert!(
-            pair[1].source_offset > pair[0].source_offset,
-            "trend repeated for one reading"
-        );
-    }
+    assert_continuous(&seen);
     let devices = DeviceServiceClient::new(up.channel().await)
         .list_devices(ListDevicesRequest {})
         .await
