@@ -18,6 +18,9 @@ mod embedded;
 mod error;
 mod model;
 
+#[cfg(any(test, feature = "testsuite"))]
+pub mod conformance;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;

@@ -1,0 +1,267 @@
+//! The conformance suite every [`ProjectionStore`] must pass.
+//!
+//! Each check is an async function over a [`Backend`] that opens the store under test;
+//! [`projection_suite!`](crate::projection_suite) turns them into one `#[tokio::test]` each.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::{HistoryPoint, LatestProbe, ProjectionBatch, ProjectionStore};
+
+/// A boxed, sendable future (spelled out to keep a futures crate out of the store).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A store under test.
+pub trait Backend: Send + Sync {
+    /// Opens the store. Opening again after every handle is dropped sees the same data.
+    fn open(&self) -> BoxFuture<'_, Arc<dyn ProjectionStore>>;
+}
+
+/// Expands to one `#[tokio::test]` per check, inside a module named `$name`.
+/// `$backend` is an async expression yielding `Option<impl Backend>`; `None` skips.
+#[macro_export]
+macro_rules! projection_suite {
+    ($name:ident, $backend:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::projection_suite!(@case $backend;
+                latest_moves_forward_only,
+                batches_are_idempotent,
+                history_is_a_half_open_range_with_a_limit,
+                state_and_positions_survive_reopen,
+                an_empty_store_answers_empty);
+        }
+    };
+    (@case $backend:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(backend) = $backend.await {
+                    $crate::conformance::$case(&backend).await;
+                }
+            }
+        )*
+    };
+}
+
+fn latest(device: &str, probe: &str, t: i64, offset: u64, temp: f64) -> LatestProbe {
+    LatestProbe {
+        device_id: device.into(),
+        probe_id: probe.into(),
+        event_time: t,
+        received_time: t + 5,
+        temperature_c: Some(temp),
+        source: "test".into(),
+        trend: None,
+        source_partition: 0,
+        source_offset: offset,
+    }
+}
+
+fn point(device: &str, probe: &str, t: i64, temp: f64) -> HistoryPoint {
+    HistoryPoint {
+        device_id: device.into(),
+        probe_id: probe.into(),
+        event_time: t,
+        received_time: t + 5,
+        temperature_c: Some(temp),
+    }
+}
+
+/// Within a batch and across batches, the latest value of a probe only moves forward in
+/// (event time, source offset); devices list every device with a probe.
+pub async fn latest_moves_forward_only(backend: &impl Backend) {
+    let store = backend.open().await;
+    let batch = ProjectionBatch {
+        latest: vec![
+            latest("d1", "p1", 2_000, 2, 50.0),
+            latest("d1", "p1", 1_000, 1, 40.0),
+        ],
+        ..Default::default()
+    };
+    store.apply(batch).await.expect("apply");
+    store
+        .apply(ProjectionBatch {
+            latest: vec![
+                latest("d1", "p1", 500, 0, 10.0),
+                latest("d2", "p9", 1, 9, 1.0),
+            ],
+            ..Default::default()
+        })
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.latest("d1").await.expect("latest"),
+        vec![latest("d1", "p1", 2_000, 2, 50.0)]
+    );
+    store
+        .apply(ProjectionBatch {
+            latest: vec![latest("d1", "p1", 2_000, 3, 51.0)],
+            ..Default::default()
+        })
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.latest("d1").await.expect("latest"),
+        vec![latest("d1", "p1", 2_000, 3, 51.0)]
+    );
+    let devices = store.devices().await.expect("devices");
+    assert_eq!(
+        devices
+            .iter()
+            .map(|d| (d.device_id.as_str(), d.probes))
+            .collect::<Vec<_>>(),
+        [("d1", 1), ("d2", 1)]
+    );
+    assert_eq!(devices[0].last_event_time, 2_000);
+}
+
+/// Applying the same batch twice leaves the store as applying it once.
+pub async fn batches_are_idempotent(backend: &impl Backend) {
+    let store = backend.open().await;
+    let batch = ProjectionBatch {
+        latest: vec![latest("d1", "p1", 2_000, 2, 50.0)],
+        history: (0..10)
+            .map(|i| point("d1", "p1", i * 1_000, i as f64))
+            .collect(),
+        state: vec![("trend/d1/p1".into(), vec![1, 2])],
+        applied: vec![("probe.readings".into(), 0, 3)],
+    };
+    store.apply(batch.clone()).await.expect("apply");
+    let once = store.dump().await.expect("dump");
+    store.apply(batch).await.expect("apply again");
+    assert!(
+        store.dump().await.expect("dump") == once,
+        "a repeated batch changed the store"
+    );
+}
+
+/// History answers `from <= t < to`, oldest first, at most `limit`, per probe.
+pub async fn history_is_a_half_open_range_with_a_limit(backend: &impl Backend) {
+    let store = backend.open().await;
+    let mut history: Vec<_> = (0..10)
+        .map(|i| point("d1", "p1", i * 1_000, i as f64))
+        .collect();
+    history.push(point("d1", "p2", 3_000, 99.0));
+    history.push(point("d0", "p1", 3_000, 98.0));
+    store
+        .apply(ProjectionBatch {
+            history,
+            ..Default::default()
+        })
+        .await
+        .expect("apply");
+    let times =
+        |points: Vec<HistoryPoint>| points.into_iter().map(|p| p.event_time).collect::<Vec<_>>();
+    assert_eq!(
+        times(
+            store
+                .history("d1", "p1", 2_000, 5_000, 100)
+                .await
+                .expect("history")
+        ),
+        [2_000, 3_000, 4_000]
+    );
+    assert_eq!(
+        times(
+            store
+                .history("d1", "p1", 0, 10_000, 4)
+                .await
+                .expect("history")
+        ),
+        [0, 1_000, 2_000, 3_000]
+    );
+    assert_eq!(
+        times(
+            store
+                .history("d1", "p2", 0, 10_000, 4)
+                .await
+                .expect("history")
+        ),
+        [3_000]
+    );
+    assert!(
+        store
+            .history("d1", "p1", 5_000, 5_000, 4)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    assert!(
+        store
+            .history("d1", "p3", 0, i64::MAX, 4)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+}
+
+/// State and applied positions are durable: a reopened store has them.
+pub async fn state_and_positions_survive_reopen(backend: &impl Backend) {
+    {
+        let store = backend.open().await;
+        store
+            .apply(ProjectionBatch {
+                state: vec![
+                    ("trend/d1/p1".into(), vec![1, 2]),
+                    ("trend/d1/p2".into(), vec![3]),
+                ],
+                applied: vec![
+                    ("probe.readings".into(), 0, 3),
+                    ("probe.readings".into(), 2, 7),
+                    ("other".into(), 0, 1),
+                ],
+                ..Default::default()
+            })
+            .await
+            .expect("apply");
+        store
+            .apply(ProjectionBatch {
+                state: vec![("trend/d1/p1".into(), vec![9])],
+                applied: vec![("probe.readings".into(), 0, 4)],
+                ..Default::default()
+            })
+            .await
+            .expect("apply");
+    }
+    let store = backend.open().await;
+    assert_eq!(
+        store.state("trend/d1/p1").await.expect("state"),
+        Some(vec![9])
+    );
+    assert_eq!(
+        store.state("trend/d1/p2").await.expect("state"),
+        Some(vec![3])
+    );
+    assert_eq!(
+        store
+            .applied_positions("probe.readings")
+            .await
+            .expect("applied"),
+        BTreeMap::from([(0, 4), (2, 7)])
+    );
+}
+
+/// A new store answers every query with nothing, not an error.
+pub async fn an_empty_store_answers_empty(backend: &impl Backend) {
+    let store = backend.open().await;
+    assert!(store.devices().await.expect("devices").is_empty());
+    assert!(store.latest("x").await.expect("latest").is_empty());
+    assert!(
+        store
+            .applied_positions("t")
+            .await
+            .expect("applied")
+            .is_empty()
+    );
+    assert_eq!(store.state("k").await.expect("state"), None);
+    assert!(
+        store
+            .history("d", "p", 0, i64::MAX, 10)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    assert!(store.dump().await.expect("dump").is_empty());
+}
