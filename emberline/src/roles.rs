@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use emberline_gateway::Gateway;
 use emberline_ingest::{EventSink, Simulator, run_source};
-use emberline_log::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog, topics};
+use emberline_log::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog, RedbDatabase, topics};
 use emberline_processors::{Mode, TrendConfig, run_trends};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
 use emberline_schemas::{ConfluentRegistry, EmbeddedRegistry, EventCodec, SchemaRegistry};
@@ -22,24 +22,23 @@ struct LogParts {
 }
 
 async fn open_log(config: &Config) -> Result<LogParts> {
-    let (log, local_db): (Arc<dyn EventLog>, Option<Arc<redb_handle::Database>>) =
-        match config.log.backend {
-            Backend::Embedded => {
-                let path = config.data_dir()?.join("log.redb");
-                let log = EmbeddedLog::open(&path)
-                    .with_context(|| format!("opening the embedded log at {}", path.display()))?;
-                let db = log.database();
-                (Arc::new(log), Some(db))
-            }
-            Backend::Kafka => {
-                let k = &config.log.kafka;
-                let mut kafka = KafkaConfig::new(k.bootstrap_servers.clone());
-                kafka.replication_factor = k.replication_factor;
-                kafka.properties = k.properties.clone();
-                let log = KafkaLog::connect(kafka).context("connecting to Kafka")?;
-                (Arc::new(log), None)
-            }
-        };
+    let (log, local_db): (Arc<dyn EventLog>, Option<Arc<RedbDatabase>>) = match config.log.backend {
+        Backend::Embedded => {
+            let path = config.data_dir()?.join("log.redb");
+            let log = EmbeddedLog::open(&path)
+                .with_context(|| format!("opening the embedded log at {}", path.display()))?;
+            let db = log.database();
+            (Arc::new(log), Some(db))
+        }
+        Backend::Kafka => {
+            let k = &config.log.kafka;
+            let mut kafka = KafkaConfig::new(k.bootstrap_servers.clone());
+            kafka.replication_factor = k.replication_factor;
+            kafka.properties = k.properties.clone();
+            let log = KafkaLog::connect(kafka).context("connecting to Kafka")?;
+            (Arc::new(log), None)
+        }
+    };
     let (registry, embedded_registry): (Arc<dyn SchemaRegistry>, Option<EmbeddedRegistry>) =
         match &config.registry.url {
             Some(url) => (Arc::new(ConfluentRegistry::new(url)), None),
@@ -49,7 +48,7 @@ async fn open_log(config: &Config) -> Result<LogParts> {
                     None => {
                         let path = config.data_dir()?.join("registry.redb");
                         std::fs::create_dir_all(config.data_dir()?)?;
-                        Arc::new(redb_handle::Database::create(&path).with_context(|| {
+                        Arc::new(RedbDatabase::create(&path).with_context(|| {
                             format!("opening the embedded registry at {}", path.display())
                         })?)
                     }
@@ -80,11 +79,6 @@ async fn open_log(config: &Config) -> Result<LogParts> {
         codec: Arc::new(codec),
         embedded_registry,
     })
-}
-
-/// Re-exported so this module names the redb type it passes around in one place.
-mod redb_handle {
-    pub(crate) use emberline_log::RedbDatabase as Database;
 }
 
 fn open_store(config: &Config) -> Result<Arc<dyn ProjectionStore>> {
