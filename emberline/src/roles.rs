@@ -132,6 +132,35 @@ async fn supervise(mut tasks: JoinSet<Result<()>>, shutdown: CancellationToken) 
     }
 }
 
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Simulated cooks last at most this long; after that a restart begins a new one.
+const SIMULATED_COOK_MS: i64 = 24 * 3_600 * 1_000;
+
+/// When the simulated cook began, kept in the data directory so a restarted `up` carries
+/// on with the same cook instead of putting cold meat back on the grill.
+fn simulated_cook_start(config: &Config, now: i64) -> Result<i64> {
+    let dir = config.data_dir()?;
+    let path = dir.join("simulator-cook-start");
+    let stored = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok());
+    match stored {
+        Some(start) if start <= now && now - start < SIMULATED_COOK_MS => Ok(start),
+        _ => {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(&path, now.to_string())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(now)
+        }
+    }
+}
+
 fn spawn_simulator(
     tasks: &mut JoinSet<Result<()>>,
     config: &Config,
@@ -141,11 +170,17 @@ fn spawn_simulator(
     if !config.simulator.enabled {
         return;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
-    let simulator = Simulator::new(config.simulator.settings.clone(), now);
+    let now = wall_clock_ms();
+    let start = match simulated_cook_start(config, now) {
+        Ok(start) => start,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot keep the simulated cook's start time; starting a new cook");
+            now
+        }
+    };
+    let mut simulator = Simulator::new(config.simulator.settings.clone(), start);
+    simulator.skip_to(now);
+    tracing::info!(cook_started_ms = start, "simulated cook running");
     let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -251,6 +286,10 @@ pub(crate) async fn up(config: Config) -> Result<()> {
     spawn_processor(&mut tasks, &config, &parts, store.clone(), &shutdown);
     spawn_gateway(&mut tasks, &config, &parts, store, &shutdown);
     spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true);
+    tracing::info!(
+        "Emberline is starting on http://{}: try `emberline watch --device sim-1`; Ctrl-C stops it",
+        config.gateway.grpc_addr
+    );
     supervise(tasks, shutdown).await
 }
 

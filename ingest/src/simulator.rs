@@ -209,6 +209,15 @@ impl Simulator {
             .collect()
     }
 
+    /// Runs the simulation forward, without producing readings, until the next tick is at or
+    /// after `until_ms`: a restarted simulator continues its cook where it would be now
+    /// (the time it was down is a gap in the data, as with a real thermometer).
+    pub fn skip_to(&mut self, until_ms: i64) {
+        while self.now_ms < until_ms {
+            self.tick(None);
+        }
+    }
+
     /// Advances one interval and returns the readings taken at the new time; `received_ms`
     /// is stamped as the receive time (pass the event time for fully deterministic output).
     pub fn tick(&mut self, received_ms: Option<i64>) -> Vec<ProbeReading> {
@@ -383,6 +392,22 @@ mod tests {
             early_rise.unwrap_or(0.0) > 10.0,
             "early rise {early_rise:?}"
         );
+    }
+
+    #[test]
+    fn skipping_ahead_continues_the_same_cook() {
+        let config = SimulatorConfig {
+            devices: 2,
+            ..Default::default()
+        };
+        let mut continuous = Simulator::new(config.clone(), 0);
+        let mut restarted = Simulator::new(config, 0);
+        for _ in 0..600 {
+            continuous.tick(None);
+        }
+        restarted.skip_to(599_500);
+        assert_eq!(restarted.now_ms(), 600_000);
+        assert_eq!(restarted.tick(None), continuous.tick(None));
     }
 
     #[test]
