@@ -221,49 +221,13 @@ pub fn run_trends(
                                         .append(data);
                                 }
                             });
-                            // Rounds in order, and within a round by source position: one probe's
-                            // readings come from one partition, so this is their log order. Each
-                            // update keeps its round, so the sink sees a partition's offsets in
-                            // order across rounds.
-                            for (_, (cap, mut items)) in rounds {
-                                items.sort_by_key(|r| (r.partition, r.offset));
-                                let mut updates = Vec::with_capacity(items.len());
-                                // Index of each probe's last update in this round: only it
-                                // carries the probe's state (the sink keeps the last anyway).
-                                let mut last: HashMap<(String, String), usize> = HashMap::new();
-                                for reading in items {
-                                    let Some(event) = &reading.event else {
-                                        updates.push(Updated {
-                                            reading,
-                                            figures: None,
-                                            state: Vec::new(),
-                                        });
-                                        continue;
-                                    };
-                                    let key = (event.device_id.clone(), event.probe_id.clone());
-                                    let state = states.entry(key.clone()).or_insert_with(|| {
-                                        load_state(
-                                            &rt,
-                                            store_for_state.as_ref(),
-                                            &event.device_id,
-                                            &event.probe_id,
-                                        )
-                                    });
-                                    let figures =
-                                        state.update(event.event_time, event.temperature_c);
-                                    last.insert(key, updates.len());
-                                    updates.push(Updated {
-                                        reading,
-                                        figures,
-                                        state: Vec::new(),
-                                    });
-                                }
-                                for (key, index) in last {
-                                    if let Some(state) = states.get(&key) {
-                                        updates[index].state =
-                                            postcard::to_allocvec(state).unwrap_or_default();
-                                    }
-                                }
+                            // Rounds in order; within a round `trend_round` keeps log order.
+                            // Each update keeps its round, so the sink sees a partition's
+                            // offsets in order across rounds.
+                            for (_, (cap, items)) in rounds {
+                                let updates = trend_round(&mut states, items, |device, probe| {
+                                    load_state(&rt, store_for_state.as_ref(), device, probe)
+                                });
                                 output.session(&cap).give_iterator(updates.into_iter());
                             }
                         }
@@ -399,6 +363,47 @@ pub async fn catch_up(
     .map_err(|e| ProcessorError::Dataflow(format!("the catch-up thread failed: {e}")))?
 }
 
+/// Applies one round of readings to the probes' states, in log order (by partition and
+/// offset: one probe's readings all come from one partition). `load` supplies the state of
+/// a probe seen for the first time. Only a probe's last update in the round carries its
+/// serialised state — the sink persists the last one anyway.
+fn trend_round(
+    states: &mut HashMap<(String, String), TrendState>,
+    mut items: Vec<Reading>,
+    mut load: impl FnMut(&str, &str) -> TrendState,
+) -> Vec<Updated> {
+    items.sort_by_key(|r| (r.partition, r.offset));
+    let mut updates = Vec::with_capacity(items.len());
+    let mut last: HashMap<(String, String), usize> = HashMap::new();
+    for reading in items {
+        let Some(event) = &reading.event else {
+            updates.push(Updated {
+                reading,
+                figures: None,
+                state: Vec::new(),
+            });
+            continue;
+        };
+        let key = (event.device_id.clone(), event.probe_id.clone());
+        let state = states
+            .entry(key.clone())
+            .or_insert_with(|| load(&event.device_id, &event.probe_id));
+        let figures = state.update(event.event_time, event.temperature_c);
+        last.insert(key, updates.len());
+        updates.push(Updated {
+            reading,
+            figures,
+            state: Vec::new(),
+        });
+    }
+    for (key, index) in last {
+        if let Some(state) = states.get(&key) {
+            updates[index].state = postcard::to_allocvec(state).unwrap_or_default();
+        }
+    }
+    updates
+}
+
 /// The state persisted for a probe, or a fresh one. A state that cannot be read is a bug
 /// or corruption: it is reported and the probe starts afresh rather than stopping the cook.
 fn load_state(
@@ -517,4 +522,64 @@ fn json_string(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(offset: u64, probe: &str, t: i64, temp: Option<f64>) -> Reading {
+        Reading {
+            partition: 0,
+            offset,
+            event: Some(ProbeReading {
+                device_id: "d".into(),
+                probe_id: probe.into(),
+                event_time: t,
+                received_time: t,
+                temperature_c: temp,
+                source: "test".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_round_runs_in_log_order_and_ships_each_probes_state_once() {
+        let mut states = HashMap::new();
+        let mut loads = Vec::new();
+        // Arrives shuffled, as an exchange may deliver it; offset 2 was rejected.
+        let items = vec![
+            reading(3, "a", 3_000, Some(12.0)),
+            Reading {
+                partition: 0,
+                offset: 2,
+                event: None,
+            },
+            reading(0, "a", 1_000, Some(10.0)),
+            reading(1, "b", 1_000, Some(50.0)),
+            reading(4, "b", 4_000, None),
+        ];
+        let updates = trend_round(&mut states, items, |d, p| {
+            loads.push(format!("{d}/{p}"));
+            TrendState::default()
+        });
+        let offsets: Vec<u64> = updates.iter().map(|u| u.reading.offset).collect();
+        assert_eq!(offsets, [0, 1, 2, 3, 4]);
+        assert_eq!(loads, ["d/a", "d/b"], "each probe's state is loaded once");
+        let with_state: Vec<u64> = updates
+            .iter()
+            .filter(|u| !u.state.is_empty())
+            .map(|u| u.reading.offset)
+            .collect();
+        assert_eq!(
+            with_state,
+            [3, 4],
+            "only each probe's last update carries state"
+        );
+        let a: TrendState = postcard::from_bytes(&updates[3].state).expect("state");
+        assert_eq!(&a, &states[&("d".to_owned(), "a".to_owned())]);
+        assert_eq!(updates[3].figures.as_ref().map(|f| f.samples), Some(2));
+        assert!(updates[4].figures.is_none(), "unplugged: no trend");
+        assert!(updates[2].figures.is_none() && updates[2].reading.event.is_none());
+    }
 }
