@@ -10,7 +10,9 @@
 //! * Transactions are not used (some Kafka-protocol brokers lack `EndTxn`); exactly-once
 //!   effects come from committing positions after idempotent effects are durable.
 //! * Topics are created up front by [`EventLog::ensure_topic`]; brokers that auto-create
-//!   topics are not relied on.
+//!   topics are not relied on. A topic's partition count is looked up once per process and
+//!   cached (keys map to partitions by that count, so growing a topic needs a restart of
+//!   its producers anyway).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -83,6 +85,8 @@ struct Inner {
     admin: AdminClient<DefaultClientContext>,
     /// One committing consumer per consumer name.
     committers: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    /// Partition counts already looked up: an append must not cost a metadata round trip.
+    partitions: Mutex<HashMap<String, u32>>,
 }
 
 impl KafkaLog {
@@ -107,6 +111,7 @@ impl KafkaLog {
                 producer,
                 admin,
                 committers: Mutex::new(HashMap::new()),
+                partitions: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -116,6 +121,15 @@ impl KafkaLog {
     }
 
     fn partitions_blocking(&self, topic: &str) -> Result<u32, LogError> {
+        let cache = || {
+            self.inner
+                .partitions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if let Some(n) = cache().get(topic) {
+            return Ok(*n);
+        }
         let metadata = self
             .inner
             .producer
@@ -125,7 +139,9 @@ impl KafkaLog {
         let found = metadata.topics().iter().find(|t| t.name() == topic);
         match found {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                Ok(t.partitions().len() as u32)
+                let n = t.partitions().len() as u32;
+                cache().insert(topic.to_owned(), n);
+                Ok(n)
             }
             _ => Err(LogError::UnknownTopic(topic.to_owned())),
         }
