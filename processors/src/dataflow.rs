@@ -493,7 +493,7 @@ impl PartitionFeed {
 }
 
 /// A dead-letter record: JSON with where the record was, why it was rejected and its bytes.
-fn dead_letter(topic: &str, record: &emberline_log::Record, reason: &str) -> NewRecord {
+pub(crate) fn dead_letter(topic: &str, record: &emberline_log::Record, reason: &str) -> NewRecord {
     let hex: String = record.value.iter().map(|b| format!("{b:02x}")).collect();
     let body = format!(
         "{{\"topic\":{},\"partition\":{},\"offset\":{},\"reason\":{},\"payload_hex\":\"{hex}\"}}",

@@ -29,12 +29,19 @@
 //!
 //! No operator reads the wall clock: all time is event time from the readings.
 //!
+//! ## The device projector
+//!
+//! [`devices`] folds `device.events` and `cook.commands` into one description per device
+//! (names, health, targets, removal) with the same resume-from-applied-positions rule.
+//!
 //! This crate knows the log, the schemas and the projection store; it knows nothing of gRPC.
 
 mod dataflow;
+pub mod devices;
 mod error;
 mod sink;
 pub mod trend;
 
 pub use dataflow::{Mode, RunStats, TrendConfig, catch_up, run_trends};
+pub use devices::run_devices;
 pub use error::ProcessorError;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::{HistoryPoint, LatestProbe, ProjectionBatch, ProjectionStore};
+use crate::{DeviceInfo, HistoryPoint, LatestProbe, ProjectionBatch, ProjectionStore};
 
 /// A boxed, sendable future (spelled out to keep a futures crate out of the store).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -30,7 +30,8 @@ macro_rules! projection_suite {
                 batches_are_idempotent,
                 history_is_a_half_open_range_with_a_limit,
                 state_and_positions_survive_reopen,
-                an_empty_store_answers_empty);
+                an_empty_store_answers_empty,
+                device_descriptions_are_replaced_whole_and_survive_reopen);
         }
     };
     (@case $backend:expr; $($case:ident),*) => {
@@ -126,6 +127,7 @@ pub async fn batches_are_idempotent(backend: &impl Backend) {
             .map(|i| point("d1", "p1", i * 1_000, i as f64))
             .collect(),
         state: vec![("trend/d1/p1".into(), vec![1, 2])],
+        devices: vec![DeviceInfo::new("d1")],
         applied: vec![("probe.readings".into(), 0, 3)],
     };
     store.apply(batch.clone()).await.expect("apply");
@@ -247,6 +249,7 @@ pub async fn state_and_positions_survive_reopen(backend: &impl Backend) {
 pub async fn an_empty_store_answers_empty(backend: &impl Backend) {
     let store = backend.open().await;
     assert!(store.devices().await.expect("devices").is_empty());
+    assert!(store.device_infos().await.expect("infos").is_empty());
     assert!(store.latest("x").await.expect("latest").is_empty());
     assert!(
         store
@@ -264,4 +267,44 @@ pub async fn an_empty_store_answers_empty(backend: &impl Backend) {
             .is_empty()
     );
     assert!(store.dump().await.expect("dump").is_empty());
+}
+
+/// A device description is replaced whole by a later batch (fields cleared there stay
+/// cleared), descriptions list in device order, and they survive a reopen.
+pub async fn device_descriptions_are_replaced_whole_and_survive_reopen(backend: &impl Backend) {
+    let mut first = DeviceInfo::new("d2");
+    first.name = Some("Kamado".into());
+    first.battery_percent = Some(80.0);
+    first.targets_c.insert("meat-1".into(), 93.0);
+    let other = DeviceInfo::new("d1");
+    {
+        let store = backend.open().await;
+        store
+            .apply(ProjectionBatch {
+                devices: vec![first.clone(), other.clone()],
+                ..Default::default()
+            })
+            .await
+            .expect("apply");
+        let mut second = first.clone();
+        second.battery_percent = None;
+        second.targets_c.clear();
+        second.removed_time = Some(5);
+        store
+            .apply(ProjectionBatch {
+                devices: vec![second],
+                ..Default::default()
+            })
+            .await
+            .expect("apply");
+    }
+    let store = backend.open().await;
+    let infos = store.device_infos().await.expect("infos");
+    let ids: Vec<&str> = infos.iter().map(|i| i.device_id.as_str()).collect();
+    assert_eq!(ids, ["d1", "d2"]);
+    assert_eq!(infos[0], other);
+    assert_eq!(infos[1].name.as_deref(), Some("Kamado"));
+    assert_eq!(infos[1].battery_percent, None);
+    assert!(infos[1].targets_c.is_empty());
+    assert!(infos[1].is_removed());
 }

@@ -4,6 +4,7 @@
 //! * `proj.latest`: (device, probe) → latest reading and trend;
 //! * `proj.history`: (device, probe, event time) → (receive time, temperature);
 //! * `proj.state`: key → processor state;
+//! * `proj.devices`: device → [`DeviceInfo`] (names, health, targets, removal);
 //! * `proj.applied`: (topic, partition) → next offset covered.
 //!
 //! Values are postcard-encoded. One [`ProjectionBatch`] is one fsynced write transaction.
@@ -16,7 +17,8 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::{
-    DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch, ProjectionError, ProjectionStore,
+    DeviceInfo, DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch, ProjectionError,
+    ProjectionStore,
 };
 
 /// Page cache of the store file (the OS page cache holds the rest).
@@ -25,6 +27,7 @@ const CACHE_BYTES: usize = 64 << 20;
 const LATEST: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("proj.latest");
 const HISTORY: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("proj.history");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.state");
+const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.devices");
 const APPLIED: TableDefinition<(&str, u32), u64> = TableDefinition::new("proj.applied");
 
 /// History value: (received time, temperature).
@@ -147,6 +150,14 @@ impl EmbeddedStore {
             for (key, value) in &batch.state {
                 state.insert(key.as_str(), value.as_slice())?;
             }
+            let mut devices = txn.open_table(DEVICES)?;
+            for info in &batch.devices {
+                let bytes = match postcard::to_allocvec(info) {
+                    Ok(b) => b,
+                    Err(e) => return Ok(Err(corrupt("proj.devices")(e))),
+                };
+                devices.insert(info.device_id.as_str(), bytes.as_slice())?;
+            }
             let mut applied = txn.open_table(APPLIED)?;
             for (topic, partition, next) in &batch.applied {
                 applied.insert((topic.as_str(), *partition), *next)?;
@@ -189,6 +200,23 @@ impl ProjectionStore for EmbeddedStore {
                         last_event_time: latest.event_time,
                         last_received_time: latest.received_time,
                     }),
+                }
+            }
+            Ok(Ok(out))
+        })
+        .await
+    }
+
+    async fn device_infos(&self) -> Result<Vec<DeviceInfo>, ProjectionError> {
+        self.blocking("reading device descriptions", |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, DEVICES, Vec::new());
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                match postcard::from_bytes(value.value()) {
+                    Ok(info) => out.push(info),
+                    Err(e) => return Ok(Err(corrupt("proj.devices")(e))),
                 }
             }
             Ok(Ok(out))
@@ -315,6 +343,16 @@ impl ProjectionStore for EmbeddedStore {
                     let (k, v) = e?;
                     out.push((
                         STATE.name().to_owned(),
+                        k.value().as_bytes().to_vec(),
+                        v.value().to_vec(),
+                    ));
+                }
+            }
+            if let Ok(t) = txn.open_table(DEVICES) {
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    out.push((
+                        DEVICES.name().to_owned(),
                         k.value().as_bytes().to_vec(),
                         v.value().to_vec(),
                     ));

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 
 pub use embedded::EmbeddedStore;
 pub use error::ProjectionError;
-pub use model::{DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch, Trend};
+pub use model::{DeviceInfo, DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch, Trend};
 
 /// Query-ready state derived from the log. See the crate docs for the contract.
 #[async_trait]
@@ -37,6 +37,9 @@ pub trait ProjectionStore: Send + Sync + 'static {
 
     /// Every device with at least one probe, ordered by device id.
     async fn devices(&self) -> Result<Vec<DeviceSummary>, ProjectionError>;
+
+    /// Every device's description (removed ones included), ordered by device id.
+    async fn device_infos(&self) -> Result<Vec<DeviceInfo>, ProjectionError>;
 
     /// Latest reading and trend of every probe of `device`, ordered by probe id.
     async fn latest(&self, device_id: &str) -> Result<Vec<LatestProbe>, ProjectionError>;

@@ -1,5 +1,7 @@
 //! The values projections hold.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// A probe's rolling trend, as of one reading.
@@ -78,6 +80,57 @@ pub struct DeviceSummary {
     pub last_received_time: i64,
 }
 
+/// What Emberline knows of a device besides its readings: the names its user gave it, its
+/// health as its source reports it, the probes' targets, and whether it was removed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Device id.
+    pub device_id: String,
+    /// Display name, once the source registered the device.
+    pub name: Option<String>,
+    /// Model name.
+    pub model: Option<String>,
+    /// Owner.
+    pub tenant: Option<String>,
+    /// Ingest adapter that registered it.
+    pub source: Option<String>,
+    /// Probe id to label.
+    pub probe_labels: BTreeMap<String, String>,
+    /// Event time of the registration in force, epoch ms.
+    pub registered_time: Option<i64>,
+    /// Latest status: reachable or not.
+    pub online: Option<bool>,
+    /// Latest battery charge, percent.
+    pub battery_percent: Option<f64>,
+    /// Latest radio signal, dBm.
+    pub signal_dbm: Option<i32>,
+    /// Firmware version.
+    pub firmware: Option<String>,
+    /// Event time of the latest status, epoch ms.
+    pub status_time: Option<i64>,
+    /// Probe id to target temperature, Celsius.
+    pub targets_c: BTreeMap<String, f64>,
+    /// The cook in progress, if any.
+    pub cook_id: Option<String>,
+    /// Event time of the removal, while the device is removed.
+    pub removed_time: Option<i64>,
+}
+
+impl DeviceInfo {
+    /// A device nothing is known of yet.
+    pub fn new(device_id: &str) -> Self {
+        Self {
+            device_id: device_id.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Whether a user removed the device (and its source has not registered it since).
+    pub fn is_removed(&self) -> bool {
+        self.removed_time.is_some()
+    }
+}
+
 /// Everything one processor step writes, applied atomically.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProjectionBatch {
@@ -87,6 +140,8 @@ pub struct ProjectionBatch {
     pub history: Vec<HistoryPoint>,
     /// Processor state by key (replaced).
     pub state: Vec<(String, Vec<u8>)>,
+    /// Device descriptions (replaced whole, by device id).
+    pub devices: Vec<DeviceInfo>,
     /// Positions covered: (topic, partition, next offset).
     pub applied: Vec<(String, u32, u64)>,
 }

@@ -34,11 +34,13 @@ pub enum EventKind {
     CookEnded,
     /// [`TrendUpdated`].
     TrendUpdated,
+    /// [`DeviceRemoved`].
+    DeviceRemoved,
 }
 
 impl EventKind {
     /// All kinds, in a fixed order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::ProbeReading,
         EventKind::DeviceStatus,
         EventKind::DeviceRegistered,
@@ -46,6 +48,7 @@ impl EventKind {
         EventKind::TargetSet,
         EventKind::CookEnded,
         EventKind::TrendUpdated,
+        EventKind::DeviceRemoved,
     ];
 
     /// The record's full Avro name.
@@ -58,6 +61,7 @@ impl EventKind {
             EventKind::TargetSet => "emberline.events.TargetSet",
             EventKind::CookEnded => "emberline.events.CookEnded",
             EventKind::TrendUpdated => "emberline.events.TrendUpdated",
+            EventKind::DeviceRemoved => "emberline.events.DeviceRemoved",
         }
     }
 
@@ -71,6 +75,7 @@ impl EventKind {
             EventKind::TargetSet => include_str!("../avro/target_set.avsc"),
             EventKind::CookEnded => include_str!("../avro/cook_ended.avsc"),
             EventKind::TrendUpdated => include_str!("../avro/trend_updated.avsc"),
+            EventKind::DeviceRemoved => include_str!("../avro/device_removed.avsc"),
         }
     }
 
@@ -225,6 +230,17 @@ pub struct TrendUpdated {
     pub source_offset: i64,
 }
 
+/// A user removed a device. See `device_removed.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceRemoved {
+    /// Device id.
+    pub device_id: String,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// Why, as the user or client said it.
+    pub reason: Option<String>,
+}
+
 macro_rules! impl_event {
     ($($ty:ident),*) => {
         $(impl Event for $ty { const KIND: EventKind = EventKind::$ty; })*
@@ -237,7 +253,8 @@ impl_event!(
     CookStarted,
     TargetSet,
     CookEnded,
-    TrendUpdated
+    TrendUpdated,
+    DeviceRemoved
 );
 
 #[cfg(test)]

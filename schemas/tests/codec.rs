@@ -94,6 +94,11 @@ prop_compose! {
         TrendUpdated { device_id, probe_id, event_time, temperature_c, smoothed_c, rate_c_per_min, min_c, max_c, window_ms, samples, source_offset }
     }
 }
+prop_compose! {
+    fn device_removed()(device_id in text(), event_time in any::<i64>(), reason in prop::option::of(text())) -> DeviceRemoved {
+        DeviceRemoved { device_id, event_time, reason }
+    }
+}
 
 /// Encodes through the codec and through apache-avro's `Value` writer; both must agree,
 /// and decoding must give the event back.
@@ -158,7 +163,7 @@ proptest! {
     #[test]
     fn every_event_round_trips_and_matches_the_value_writer(
         a in probe_reading(), b in device_status(), c in device_registered(), d in cook_started(),
-        e in target_set(), g in cook_ended(), h in trend_updated(),
+        e in target_set(), g in cook_ended(), h in trend_updated(), i in device_removed(),
     ) {
         let f = fixture();
         check(&f, &a)?;
@@ -168,6 +173,7 @@ proptest! {
         check(&f, &e)?;
         check(&f, &g)?;
         check(&f, &h)?;
+        check(&f, &i)?;
     }
 
     #[test]

@@ -1,0 +1,427 @@
+//! The device projector: folds `device.events` and `cook.commands` into one [`DeviceInfo`]
+//! per device — names and probe labels, health, the probes' targets, removal.
+//!
+//! ```text
+//!  device.events  p0..pn ─┐
+//!  cook.commands  p0..pn ─┴─► one fold loop: load info, apply events in log order,
+//!                             write infos + applied positions in one projection batch
+//! ```
+//!
+//! The fold is keyed by device and both topics are keyed by device id, so a device's events
+//! arrive in log order per topic. The two topics touch disjoint fields of an info (commands
+//! only targets and the cook, device events the rest), so the result does not depend on how
+//! reads of the two topics interleave: a replay gives the same projections. Applied
+//! positions are written with the infos, so a restart resumes exactly after the last batch.
+//! This needs no exchange and no timely worker: one async loop keeps up with any realistic
+//! rate of device events (they arrive per minute, not per second).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use emberline_log::{EventLog, PartitionReader, Record, topics};
+use emberline_projections::{DeviceInfo, ProjectionBatch, ProjectionStore};
+use emberline_schemas::events::{
+    CookEnded, CookStarted, DeviceRegistered, DeviceRemoved, DeviceStatus, TargetSet,
+};
+use emberline_schemas::{CodecError, EventCodec, EventKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::dataflow::dead_letter;
+use crate::{Mode, ProcessorError, RunStats};
+
+/// The topics the projector reads.
+pub const DEVICE_INPUTS: [&str; 2] = [topics::DEVICE_EVENTS, topics::COOK_COMMANDS];
+
+/// An event that changes a device's description.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeviceEvent {
+    /// A source registered the device (and un-removes it).
+    Registered(DeviceRegistered),
+    /// Its health changed.
+    Status(DeviceStatus),
+    /// A user removed it.
+    Removed(DeviceRemoved),
+    /// A cook began, with its targets.
+    CookStarted(CookStarted),
+    /// A probe's target changed.
+    TargetSet(TargetSet),
+    /// A cook ended: its targets no longer apply.
+    CookEnded(CookEnded),
+}
+
+impl DeviceEvent {
+    /// The device it concerns.
+    pub fn device_id(&self) -> &str {
+        match self {
+            DeviceEvent::Registered(e) => &e.device_id,
+            DeviceEvent::Status(e) => &e.device_id,
+            DeviceEvent::Removed(e) => &e.device_id,
+            DeviceEvent::CookStarted(e) => &e.device_id,
+            DeviceEvent::TargetSet(e) => &e.device_id,
+            DeviceEvent::CookEnded(e) => &e.device_id,
+        }
+    }
+
+    /// Decodes any event of the two input topics, learning unseen writer schemas.
+    pub async fn decode(codec: &EventCodec, payload: &[u8]) -> Result<Self, DeviceDecodeError> {
+        let kind = match codec.kind_of(payload) {
+            Err(CodecError::UnknownSchemaId { id }) => {
+                codec.learn(id).await?;
+                codec.kind_of(payload)?
+            }
+            other => other?,
+        };
+        Ok(match kind {
+            Some(EventKind::DeviceRegistered) => {
+                DeviceEvent::Registered(codec.decode(payload).await?)
+            }
+            Some(EventKind::DeviceStatus) => DeviceEvent::Status(codec.decode(payload).await?),
+            Some(EventKind::DeviceRemoved) => DeviceEvent::Removed(codec.decode(payload).await?),
+            Some(EventKind::CookStarted) => DeviceEvent::CookStarted(codec.decode(payload).await?),
+            Some(EventKind::TargetSet) => DeviceEvent::TargetSet(codec.decode(payload).await?),
+            Some(EventKind::CookEnded) => DeviceEvent::CookEnded(codec.decode(payload).await?),
+            other => {
+                return Err(DeviceDecodeError::NotADeviceEvent(
+                    other.map_or("an unknown record", |k| k.full_name()),
+                ));
+            }
+        })
+    }
+}
+
+/// Why a record of an input topic is not a device event.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceDecodeError {
+    /// The bytes do not decode.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The record decodes but is of another type.
+    #[error("{0} does not describe a device")]
+    NotADeviceEvent(&'static str),
+}
+
+/// Applies one event to a device's description. Events of one topic must come in log order.
+pub fn apply(info: &mut DeviceInfo, event: &DeviceEvent) {
+    match event {
+        DeviceEvent::Registered(r) => {
+            info.name = Some(r.name.clone());
+            info.model = r.model.clone();
+            info.tenant = Some(r.tenant.clone());
+            info.source = Some(r.source.clone());
+            info.probe_labels = r.probe_labels.clone();
+            info.registered_time = Some(r.event_time);
+            info.removed_time = None;
+        }
+        DeviceEvent::Status(s) => {
+            // A status delayed in transit must not overwrite a newer one.
+            if info.status_time.is_none_or(|t| s.event_time >= t) {
+                info.online = Some(s.online);
+                info.battery_percent = s.battery_percent;
+                info.signal_dbm = s.signal_dbm;
+                info.firmware = s.firmware.clone();
+                info.status_time = Some(s.event_time);
+            }
+        }
+        DeviceEvent::Removed(r) => info.removed_time = Some(r.event_time),
+        DeviceEvent::CookStarted(c) => {
+            info.cook_id = Some(c.cook_id.clone());
+            info.targets_c = c.targets_c.clone();
+        }
+        DeviceEvent::TargetSet(t) => match t.target_c {
+            Some(target) => {
+                info.targets_c.insert(t.probe_id.clone(), target);
+            }
+            None => {
+                info.targets_c.remove(&t.probe_id);
+            }
+        },
+        DeviceEvent::CookEnded(c) => {
+            if info.cook_id.as_deref() == Some(c.cook_id.as_str()) {
+                info.cook_id = None;
+                info.targets_c.clear();
+            }
+        }
+    }
+}
+
+/// One batch read from one partition, decoded.
+struct Chunk {
+    topic: &'static str,
+    partition: u32,
+    next_offset: u64,
+    events: Vec<DeviceEvent>,
+}
+
+/// Folds the device topics into projections until shut down ([`Mode::Follow`]) or until
+/// the ends seen at start are applied ([`Mode::CatchUp`]).
+pub async fn run_devices(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ProjectionStore>,
+    codec: Arc<EventCodec>,
+    mode: Mode,
+    shutdown: CancellationToken,
+) -> Result<RunStats, ProcessorError> {
+    let (tx, mut rx) = mpsc::channel::<Result<Chunk, ProcessorError>>(16);
+    let mut feeds = Vec::new();
+    for topic in DEVICE_INPUTS {
+        let partitions = log.partitions(topic).await?;
+        let applied = store.applied_positions(topic).await?;
+        for partition in 0..partitions {
+            let from = applied.get(&partition).copied().unwrap_or(0);
+            let until = match mode {
+                Mode::Follow => None,
+                Mode::CatchUp => Some(log.end_offset(topic, partition).await?),
+            };
+            if until.is_some_and(|end| from >= end) {
+                continue;
+            }
+            let feed = Feed {
+                log: log.clone(),
+                codec: codec.clone(),
+                topic,
+                partition,
+                from,
+                until,
+                tx: tx.clone(),
+                shutdown: shutdown.clone(),
+            };
+            feeds.push(tokio::spawn(feed.run()));
+        }
+    }
+    drop(tx);
+
+    let mut infos: HashMap<String, DeviceInfo> = store
+        .device_infos()
+        .await?
+        .into_iter()
+        .map(|i| (i.device_id.clone(), i))
+        .collect();
+    let mut stats = RunStats::default();
+    let result = loop {
+        let chunk = tokio::select! {
+            chunk = rx.recv() => chunk,
+            () = shutdown.cancelled() => break Ok(()),
+        };
+        let chunk = match chunk {
+            None => break Ok(()),
+            Some(Err(e)) => break Err(e),
+            Some(Ok(chunk)) => chunk,
+        };
+        let mut changed: BTreeMap<String, ()> = BTreeMap::new();
+        for event in &chunk.events {
+            let id = event.device_id();
+            let info = infos
+                .entry(id.to_owned())
+                .or_insert_with(|| DeviceInfo::new(id));
+            apply(info, event);
+            changed.insert(id.to_owned(), ());
+        }
+        stats.records += chunk.events.len() as u64;
+        let batch = ProjectionBatch {
+            devices: changed
+                .keys()
+                .filter_map(|id| infos.get(id).cloned())
+                .collect(),
+            applied: vec![(chunk.topic.to_owned(), chunk.partition, chunk.next_offset)],
+            ..Default::default()
+        };
+        if !write_with_retry(store.as_ref(), batch, &shutdown).await {
+            break Ok(()); // shut down while the store was failing: replayed on restart
+        }
+    };
+    for feed in feeds {
+        feed.abort();
+    }
+    result.map(|()| stats)
+}
+
+/// Applies a batch, retrying a failing store with backoff until it works or shutdown.
+async fn write_with_retry(
+    store: &dyn ProjectionStore,
+    batch: ProjectionBatch,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match store.apply(batch.clone()).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, ?delay, "applying device projections failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return false,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Reads one partition of one input topic and hands decoded chunks to the fold loop.
+struct Feed {
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    topic: &'static str,
+    partition: u32,
+    from: u64,
+    until: Option<u64>,
+    tx: mpsc::Sender<Result<Chunk, ProcessorError>>,
+    shutdown: CancellationToken,
+}
+
+impl Feed {
+    async fn run(self) {
+        if let Err(e) = self.feed().await {
+            let _ = self.tx.send(Err(e)).await;
+        }
+    }
+
+    async fn feed(&self) -> Result<(), ProcessorError> {
+        let mut reader: Box<dyn PartitionReader> = self
+            .log
+            .reader(self.topic, self.partition, self.from)
+            .await?;
+        loop {
+            if self.until.is_some_and(|end| reader.position() >= end) {
+                return Ok(());
+            }
+            let records: Vec<Record> = tokio::select! {
+                r = reader.next_batch(1_024, Duration::from_millis(500)) => r?,
+                () = self.shutdown.cancelled() => return Ok(()),
+            };
+            let Some(last) = records
+                .iter()
+                .map(|r| r.offset)
+                .filter(|&o| self.until.is_none_or(|end| o < end))
+                .max()
+            else {
+                continue;
+            };
+            let mut events = Vec::with_capacity(records.len());
+            let mut dead = Vec::new();
+            for record in records.iter().filter(|r| r.offset <= last) {
+                match DeviceEvent::decode(&self.codec, &record.value).await {
+                    Ok(event) => events.push(event),
+                    Err(e) => dead.push(dead_letter(self.topic, record, &e.to_string())),
+                }
+            }
+            if !dead.is_empty() {
+                tracing::warn!(
+                    topic = self.topic,
+                    partition = self.partition,
+                    count = dead.len(),
+                    "rejected records sent to the dead-letter topic"
+                );
+                self.log.append(topics::DEAD_LETTER, dead).await?;
+            }
+            let chunk = Chunk {
+                topic: self.topic,
+                partition: self.partition,
+                next_offset: last + 1,
+                events,
+            };
+            if self.tx.send(Ok(chunk)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(t: i64, battery: f64) -> DeviceEvent {
+        DeviceEvent::Status(DeviceStatus {
+            device_id: "d".into(),
+            event_time: t,
+            received_time: t,
+            online: true,
+            battery_percent: Some(battery),
+            signal_dbm: None,
+            firmware: None,
+            source: "test".into(),
+        })
+    }
+
+    fn target(probe: &str, target_c: Option<f64>) -> DeviceEvent {
+        DeviceEvent::TargetSet(TargetSet {
+            cook_id: String::new(),
+            device_id: "d".into(),
+            event_time: 1,
+            probe_id: probe.into(),
+            target_c,
+        })
+    }
+
+    #[test]
+    fn a_late_status_does_not_overwrite_a_newer_one() {
+        let mut info = DeviceInfo::new("d");
+        apply(&mut info, &status(2_000, 50.0));
+        apply(&mut info, &status(1_000, 90.0));
+        assert_eq!(info.battery_percent, Some(50.0));
+        assert_eq!(info.status_time, Some(2_000));
+    }
+
+    #[test]
+    fn targets_are_set_cleared_and_dropped_when_the_cook_ends() {
+        let mut info = DeviceInfo::new("d");
+        apply(
+            &mut info,
+            &DeviceEvent::CookStarted(CookStarted {
+                cook_id: "c1".into(),
+                device_id: "d".into(),
+                event_time: 1,
+                what: None,
+                targets_c: BTreeMap::from([("meat-1".into(), 90.0)]),
+                pit_min_c: None,
+                pit_max_c: None,
+            }),
+        );
+        apply(&mut info, &target("meat-2", Some(70.0)));
+        apply(&mut info, &target("meat-1", None));
+        assert_eq!(info.targets_c, BTreeMap::from([("meat-2".into(), 70.0)]));
+        let ended = |cook: &str| {
+            DeviceEvent::CookEnded(CookEnded {
+                cook_id: cook.into(),
+                device_id: "d".into(),
+                event_time: 2,
+            })
+        };
+        apply(&mut info, &ended("another cook"));
+        assert_eq!(info.targets_c.len(), 1);
+        apply(&mut info, &ended("c1"));
+        assert!(info.targets_c.is_empty());
+        assert_eq!(info.cook_id, None);
+    }
+
+    #[test]
+    fn a_removed_device_returns_when_its_source_registers_it_again() {
+        let mut info = DeviceInfo::new("d");
+        apply(
+            &mut info,
+            &DeviceEvent::Removed(DeviceRemoved {
+                device_id: "d".into(),
+                event_time: 5,
+                reason: None,
+            }),
+        );
+        assert!(info.is_removed());
+        apply(
+            &mut info,
+            &DeviceEvent::Registered(DeviceRegistered {
+                device_id: "d".into(),
+                event_time: 1,
+                tenant: "t".into(),
+                model: None,
+                name: "Grill".into(),
+                probe_labels: BTreeMap::from([("pit".into(), "Pit".into())]),
+                source: "test".into(),
+            }),
+        );
+        assert!(!info.is_removed());
+        assert_eq!(info.name.as_deref(), Some("Grill"));
+    }
+}
