@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use emberline_gateway::Gateway;
 use emberline_ingest::{EventSink, Simulator, run_source};
 use emberline_log::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog, RedbDatabase, topics};
-use emberline_processors::{Mode, TrendConfig, run_trends};
+use emberline_processors::{Mode, TrendConfig, run_devices, run_trends};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
 use emberline_schemas::{ConfluentRegistry, EmbeddedRegistry, EventCodec, SchemaRegistry};
 use tokio::task::JoinSet;
@@ -201,6 +201,15 @@ fn spawn_processor(
         workers: config.processor.workers,
         ..TrendConfig::default()
     };
+    let (log, codec, devices_shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
+    let devices_store = store.clone();
+    tasks.spawn(async move {
+        let stats = run_devices(log, devices_store, codec, Mode::Follow, devices_shutdown)
+            .await
+            .context("device projector")?;
+        tracing::info!(records = stats.records, "device projector stopped");
+        Ok(())
+    });
     let (log, codec, shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
     let runtime = tokio::runtime::Handle::current();
     tasks.spawn(async move {

@@ -9,8 +9,13 @@
 //!   shared memory. Each update carries its (partition, offset); a client that resumes with
 //!   the next offsets it expects gets exactly the updates after them.
 //!
+//! * Commands ([`CookService`](emberline_proto::v1::cook_service_server::CookService), and
+//!   `DeleteDevice`) validate against the projections and append one event to the log;
+//!   the processors fold it like any other event.
+//!
 //! The gateway knows the log, the projections and the schemas; it computes nothing itself.
 
+mod commands;
 mod queries;
 mod registry_api;
 mod server;

@@ -3,9 +3,13 @@
 use emberline_proto::v1::device_service_server::DeviceService;
 use emberline_proto::v1::reading_service_server::ReadingService;
 use emberline_proto::v1::{
-    Device, GetHistoryRequest, GetHistoryResponse, GetLatestRequest, GetLatestResponse,
-    HistoryPoint, ListDevicesRequest, ListDevicesResponse, ProbeState, Trend,
+    DeleteDeviceRequest, DeleteDeviceResponse, Device, GetHistoryRequest, GetHistoryResponse,
+    GetLatestRequest, GetLatestResponse, HistoryPoint, ListDevicesRequest, ListDevicesResponse,
+    ProbeState, Trend,
 };
+use std::collections::BTreeMap;
+
+use emberline_projections::{DeviceInfo, DeviceSummary};
 use tonic::{Request, Response, Status};
 
 use crate::Gateway;
@@ -13,6 +17,31 @@ use crate::status::from_projection;
 
 /// Largest history answer, points.
 const MAX_HISTORY_POINTS: usize = 100_000;
+
+fn device_to_proto(
+    info: DeviceInfo,
+    summary: Option<&DeviceSummary>,
+    probe_ids: Vec<String>,
+) -> Device {
+    Device {
+        name: info.name.unwrap_or_else(|| info.device_id.clone()),
+        removed: info.removed_time.is_some(),
+        device_id: info.device_id,
+        probe_count: summary.map_or(0, |s| s.probes),
+        last_event_time_ms: summary.map_or(0, |s| s.last_event_time),
+        last_received_time_ms: summary.map_or(0, |s| s.last_received_time),
+        model: info.model,
+        probe_ids,
+        probe_labels: info.probe_labels.into_iter().collect(),
+        online: info.online,
+        battery_percent: info.battery_percent,
+        signal_dbm: info.signal_dbm,
+        firmware: info.firmware,
+        status_time_ms: info.status_time.unwrap_or(0),
+        targets_c: info.targets_c.into_iter().collect(),
+        cook_id: info.cook_id,
+    }
+}
 
 pub(crate) fn trend_to_proto(t: &emberline_projections::Trend) -> Trend {
     Trend {
@@ -29,20 +58,51 @@ pub(crate) fn trend_to_proto(t: &emberline_projections::Trend) -> Trend {
 impl DeviceService for Gateway {
     async fn list_devices(
         &self,
-        _request: Request<ListDevicesRequest>,
+        request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
-        let devices = self.store.devices().await.map_err(from_projection)?;
-        Ok(Response::new(ListDevicesResponse {
-            devices: devices
+        let include_removed = request.into_inner().include_removed;
+        let summaries = self.store.devices().await.map_err(from_projection)?;
+        let mut infos: BTreeMap<String, DeviceInfo> = self
+            .store
+            .device_infos()
+            .await
+            .map_err(from_projection)?
+            .into_iter()
+            .map(|i| (i.device_id.clone(), i))
+            .collect();
+        let mut devices = Vec::new();
+        for summary in summaries {
+            let info = infos
+                .remove(&summary.device_id)
+                .unwrap_or_else(|| DeviceInfo::new(&summary.device_id));
+            let probe_ids = self
+                .store
+                .latest(&summary.device_id)
+                .await
+                .map_err(from_projection)?
                 .into_iter()
-                .map(|d| Device {
-                    device_id: d.device_id,
-                    probe_count: d.probes,
-                    last_event_time_ms: d.last_event_time,
-                    last_received_time_ms: d.last_received_time,
-                })
-                .collect(),
-        }))
+                .map(|p| p.probe_id)
+                .collect();
+            devices.push(device_to_proto(info, Some(&summary), probe_ids));
+        }
+        // Registered devices that have not sent a reading yet.
+        devices.extend(
+            infos
+                .into_values()
+                .map(|info| device_to_proto(info, None, Vec::new())),
+        );
+        devices.retain(|d| include_removed || !d.removed);
+        devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        Ok(Response::new(ListDevicesResponse { devices }))
+    }
+
+    async fn delete_device(
+        &self,
+        request: Request<DeleteDeviceRequest>,
+    ) -> Result<Response<DeleteDeviceResponse>, Status> {
+        let r = request.into_inner();
+        self.delete_device(&r.device_id, &r.reason).await?;
+        Ok(Response::new(DeleteDeviceResponse {}))
     }
 
     async fn get_latest(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use emberline_log::EventLog;
 use emberline_projections::ProjectionStore;
+use emberline_proto::v1::cook_service_server::CookServiceServer;
 use emberline_proto::v1::device_service_server::DeviceServiceServer;
 use emberline_proto::v1::reading_service_server::ReadingServiceServer;
 use emberline_proto::v1::trend_service_server::TrendServiceServer;
@@ -84,6 +85,7 @@ pub async fn serve_grpc(
     health.set_serving::<DeviceServiceServer<Gateway>>().await;
     health.set_serving::<ReadingServiceServer<Gateway>>().await;
     health.set_serving::<TrendServiceServer<Gateway>>().await;
+    health.set_serving::<CookServiceServer<Gateway>>().await;
     tracing::info!(%local, "gRPC (and grpc-web) listening");
     if let Some(tx) = bound {
         let _ = tx.send(local);
@@ -97,6 +99,7 @@ pub async fn serve_grpc(
         .add_service(reflection_alpha)
         .add_service(DeviceServiceServer::new(gateway.clone()))
         .add_service(ReadingServiceServer::new(gateway.clone()))
+        .add_service(CookServiceServer::new(gateway.clone()))
         .add_service(TrendServiceServer::new(gateway))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -1,0 +1,30 @@
+//! Emberline's Home Assistant connector.
+//!
+//! A client of the gateway (gRPC) and of an MQTT broker; it reads nothing from the log or
+//! the stores. For every device it publishes Home Assistant MQTT discovery configs — a
+//! temperature and a rate-of-rise sensor, a probe-health binary sensor and a target number
+//! per probe, battery and signal per device — keeps their states and availability in step
+//! with the gateway, and turns targets set in Home Assistant into cook commands.
+//!
+//! * [`topics`]: topic names and the ids Home Assistant sees (from device and probe ids,
+//!   never labels).
+//! * [`discovery`]: the discovery configs.
+//! * [`throttle`]: per-entity rate limiting that always delivers the newest value.
+//! * [`checkpoint`]: the subscription position kept between runs, saved only once the
+//!   broker has the states it covers.
+//! * [`bridge::run`]: the loop tying the gateway and the broker together.
+
+pub mod bridge;
+pub mod checkpoint;
+pub mod config;
+pub mod discovery;
+mod error;
+pub mod format;
+pub mod mqtt;
+pub mod throttle;
+pub mod topics;
+pub mod upstream;
+
+pub use bridge::run;
+pub use config::{HomeAssistantConfig, MqttConfig, TemperatureUnit};
+pub use error::ConnectorError;

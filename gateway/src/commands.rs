@@ -1,0 +1,162 @@
+//! Command RPCs: each validates its request against the projections and appends one event.
+//!
+//! The gateway does not change projections itself; the processors fold the appended event
+//! like any other, so a command and a replay of it give the same state.
+
+use emberline_log::{NewRecord, topics};
+use emberline_proto::v1::cook_service_server::CookService;
+use emberline_proto::v1::{SetTargetRequest, SetTargetResponse};
+use emberline_schemas::Event;
+use emberline_schemas::events::{DeviceRemoved, TargetSet};
+use tonic::{Request, Response, Status};
+
+use crate::Gateway;
+use crate::status::{from_log, from_projection};
+
+/// Targets outside this range are refused: no food or pit is meant to reach them.
+pub(crate) const TARGET_RANGE_C: std::ops::RangeInclusive<f64> = 0.0..=500.0;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as i64)
+}
+
+impl Gateway {
+    /// Encodes `event` and appends it to `topic` keyed by `device_id`.
+    async fn append_command<E: Event>(
+        &self,
+        topic: &str,
+        device_id: &str,
+        event: &E,
+        event_time: i64,
+    ) -> Result<emberline_log::Position, Status> {
+        let value = self
+            .codec
+            .encode(event)
+            .map_err(|e| Status::internal(format!("encoding the command: {e}")))?;
+        let record = NewRecord {
+            key: device_id.as_bytes().to_vec(),
+            value,
+            timestamp_ms: event_time,
+        };
+        let positions = self
+            .log
+            .append(topic, vec![record])
+            .await
+            .map_err(from_log)?;
+        positions
+            .into_iter()
+            .next()
+            .ok_or_else(|| Status::internal("the log returned no position for the command"))
+    }
+
+    /// Removes a device, after checking that it exists and is not removed already.
+    pub(crate) async fn delete_device(&self, device_id: &str, reason: &str) -> Result<(), Status> {
+        if device_id.is_empty() {
+            return Err(Status::invalid_argument("device_id is required"));
+        }
+        let info = self.device_info(device_id).await?;
+        let has_readings = !self
+            .store
+            .latest(device_id)
+            .await
+            .map_err(from_projection)?
+            .is_empty();
+        match info {
+            Some(info) if info.is_removed() => {
+                return Err(Status::failed_precondition(format!(
+                    "device {device_id:?} is already removed"
+                )));
+            }
+            None if !has_readings => {
+                return Err(Status::not_found(format!("no device {device_id:?}")));
+            }
+            _ => {}
+        }
+        let event_time = now_ms();
+        let event = DeviceRemoved {
+            device_id: device_id.to_owned(),
+            event_time,
+            reason: (!reason.is_empty()).then(|| reason.to_owned()),
+        };
+        self.append_command(topics::DEVICE_EVENTS, device_id, &event, event_time)
+            .await?;
+        tracing::info!(device_id, reason, "device removed");
+        Ok(())
+    }
+
+    async fn device_info(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<emberline_projections::DeviceInfo>, Status> {
+        Ok(self
+            .store
+            .device_infos()
+            .await
+            .map_err(from_projection)?
+            .into_iter()
+            .find(|i| i.device_id == device_id))
+    }
+}
+
+#[tonic::async_trait]
+impl CookService for Gateway {
+    async fn set_target(
+        &self,
+        request: Request<SetTargetRequest>,
+    ) -> Result<Response<SetTargetResponse>, Status> {
+        let r = request.into_inner();
+        if r.device_id.is_empty() || r.probe_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "device_id and probe_id are required",
+            ));
+        }
+        if let Some(t) = r.target_c
+            && !(t.is_finite() && TARGET_RANGE_C.contains(&t))
+        {
+            return Err(Status::invalid_argument(format!(
+                "target {t} °C is outside {}…{} °C",
+                TARGET_RANGE_C.start(),
+                TARGET_RANGE_C.end()
+            )));
+        }
+        let info = self.device_info(&r.device_id).await?;
+        if info.as_ref().is_some_and(|i| i.is_removed()) {
+            return Err(Status::not_found(format!(
+                "device {:?} was removed",
+                r.device_id
+            )));
+        }
+        let probes = self
+            .store
+            .latest(&r.device_id)
+            .await
+            .map_err(from_projection)?;
+        let labelled = info
+            .as_ref()
+            .is_some_and(|i| i.probe_labels.contains_key(&r.probe_id));
+        if !labelled && !probes.iter().any(|p| p.probe_id == r.probe_id) {
+            return Err(Status::not_found(format!(
+                "device {:?} has no probe {:?}",
+                r.device_id, r.probe_id
+            )));
+        }
+        let event_time = now_ms();
+        let event = TargetSet {
+            cook_id: info.and_then(|i| i.cook_id).unwrap_or_default(),
+            device_id: r.device_id.clone(),
+            event_time,
+            probe_id: r.probe_id.clone(),
+            target_c: r.target_c,
+        };
+        let at = self
+            .append_command(topics::COOK_COMMANDS, &r.device_id, &event, event_time)
+            .await?;
+        tracing::info!(device_id = %r.device_id, probe_id = %r.probe_id, target_c = ?r.target_c, "target set");
+        Ok(Response::new(SetTargetResponse {
+            partition: at.partition,
+            offset: at.offset,
+        }))
+    }
+}
