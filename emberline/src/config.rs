@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use emberline_home_assistant::HomeAssistantConfig;
 use emberline_ingest::SimulatorConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -29,6 +30,8 @@ pub(crate) struct Config {
     pub(crate) gateway: GatewayConfig,
     /// The simulated grill(s) that `up` and `ingest` run.
     pub(crate) simulator: SimulatorSection,
+    /// The Home Assistant connector; `up` starts it when `home_assistant.mqtt` is set.
+    pub(crate) home_assistant: HomeAssistantConfig,
 }
 
 /// Which log backend, and how to reach it.

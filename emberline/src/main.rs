@@ -5,6 +5,7 @@
 //! * `emberline ingest | process | gateway` — one role each, configured by a TOML file
 //!   (for the distributed deployment on Kafka).
 //! * `emberline registry` — the embedded schema registry's Confluent-compatible REST API.
+//! * `emberline connect-ha` — the Home Assistant connector (MQTT discovery) for a gateway.
 //! * `emberline watch` — print live trend updates from a gateway.
 //! * `emberline config --print-default` — the whole configuration with its defaults.
 
@@ -62,6 +63,15 @@ enum Command {
         /// Address to listen on.
         #[arg(long)]
         addr: Option<SocketAddr>,
+    },
+    /// Bridge a gateway to Home Assistant through an MQTT broker (MQTT discovery).
+    ConnectHa {
+        /// Gateway URL (default: home_assistant.gateway_url).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// MQTT broker, mqtt://host:port or mqtts://host:port (default: home_assistant.mqtt.url).
+        #[arg(long)]
+        mqtt_url: Option<String>,
     },
     /// Print live trend updates from a gateway (resumes after disconnects).
     Watch {
@@ -139,6 +149,16 @@ fn main() -> Result<()> {
                     config.gateway.registry_addr = addr;
                 }
                 roles::registry(config).await
+            }
+            Command::ConnectHa { gateway, mqtt_url } => {
+                let ha = &mut config.home_assistant;
+                if let Some(url) = gateway {
+                    ha.gateway_url = url;
+                }
+                if let Some(url) = mqtt_url {
+                    ha.mqtt.get_or_insert_with(Default::default).url = url;
+                }
+                roles::connect_ha(config).await
             }
             Command::Watch {
                 addr,

@@ -283,6 +283,26 @@ fn spawn_registry_api(
     }
 }
 
+/// Starts the Home Assistant connector against the gateway at `gateway_url`.
+fn spawn_home_assistant(
+    tasks: &mut JoinSet<Result<()>>,
+    config: &Config,
+    gateway_url: String,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let mut ha = config.home_assistant.clone();
+    ha.gateway_url = gateway_url;
+    ha.validate().context("home_assistant settings")?;
+    let data_dir = config.data_dir()?;
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        emberline_home_assistant::run(ha, data_dir, shutdown)
+            .await
+            .context("Home Assistant connector")
+    });
+    Ok(())
+}
+
 /// Every role in one process.
 pub(crate) async fn up(config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
@@ -295,6 +315,10 @@ pub(crate) async fn up(config: Config) -> Result<()> {
     spawn_processor(&mut tasks, &config, &parts, store.clone(), &shutdown);
     spawn_gateway(&mut tasks, &config, &parts, store, &shutdown);
     spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true);
+    if config.home_assistant.mqtt.is_some() {
+        let url = format!("http://{}", config.gateway.grpc_addr);
+        spawn_home_assistant(&mut tasks, &config, url, &shutdown)?;
+    }
     tracing::info!(
         "Emberline is starting on http://{}: try `emberline watch --device sim-1`; Ctrl-C stops it",
         config.gateway.grpc_addr
@@ -335,6 +359,20 @@ pub(crate) async fn gateway(config: Config) -> Result<()> {
     let store = open_store(&config)?;
     let mut tasks = JoinSet::new();
     spawn_gateway(&mut tasks, &config, &parts, store, &shutdown);
+    supervise(tasks, shutdown).await
+}
+
+/// The Home Assistant connector alone, a client of a gateway and an MQTT broker.
+pub(crate) async fn connect_ha(config: Config) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    anyhow::ensure!(
+        config.home_assistant.mqtt.is_some(),
+        "no MQTT broker: set home_assistant.mqtt.url (or pass --mqtt-url)"
+    );
+    let mut tasks = JoinSet::new();
+    let url = config.home_assistant.gateway_url.clone();
+    spawn_home_assistant(&mut tasks, &config, url, &shutdown)?;
     supervise(tasks, shutdown).await
 }
 

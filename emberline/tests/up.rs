@@ -1,14 +1,9 @@
 //! End-to-end: the real `emberline up` binary, driven through real gRPC, grpc-web and
-#![allow(clippy::print_stderr)]
 //! reflection clients; then killed with SIGKILL and restarted on the same data directory.
+#![allow(clippy::print_stderr)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use emberline_log::{EmbeddedLog, EventLog, conformance::read_to_end, topics};
 use emberline_processors::{TrendConfig, catch_up};
@@ -23,101 +18,10 @@ use emberline_proto::v1::{
 use emberline_schemas::events::ProbeReading;
 use emberline_schemas::{EmbeddedRegistry, EventCodec};
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
-/// Generous bound for anything that should take a second or two; only reached on failure.
-const PATIENCE: Duration = Duration::from_secs(60);
+mod support;
 
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
-
-struct Up {
-    child: Child,
-    grpc: SocketAddr,
-    /// Becomes true when the process logs that gRPC is listening.
-    ready: tokio::sync::watch::Receiver<bool>,
-}
-
-/// The log line `emberline up` writes once its gRPC port accepts connections.
-const LISTENING: &str = "gRPC (and grpc-web) listening";
-
-impl Up {
-    fn start(data_dir: &Path, grpc: SocketAddr) -> Self {
-        Self::start_with(data_dir, grpc, &[])
-    }
-
-    /// Starts `emberline up` with extra `EMBERLINE__…` configuration.
-    fn start_with(data_dir: &Path, grpc: SocketAddr, env: &[(&str, &str)]) -> Self {
-        let registry = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_emberline"))
-            .args(["--data-dir", &data_dir.display().to_string(), "up"])
-            .envs(env.iter().copied())
-            .args([
-                "--grpc-addr",
-                &grpc.to_string(),
-                "--registry-addr",
-                &registry.to_string(),
-            ])
-            .env("RUST_LOG", "warn,emberline_gateway=info")
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn emberline up");
-        // Forward the child's log (for failure reports) and watch for the listening line.
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, ready) = tokio::sync::watch::channel(false);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains(LISTENING) {
-                    let _ = tx.send(true);
-                }
-                eprintln!("[emberline up] {line}");
-            }
-        });
-        Self { child, grpc, ready }
-    }
-
-    /// Connects once the process has said its gRPC port is listening.
-    async fn channel(&self) -> Channel {
-        let mut ready = self.ready.clone();
-        tokio::time::timeout(PATIENCE, ready.wait_for(|r| *r))
-            .await
-            .expect("emberline up did not start listening in time")
-            .expect("emberline up exited before listening");
-        Channel::from_shared(format!("http://{}", self.grpc))
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect to a listening gateway")
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-
-    fn interrupt(mut self) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("kill -INT");
-        assert!(status.success());
-        let exit = self.child.wait().expect("wait");
-        assert!(
-            exit.success(),
-            "emberline up exited with {exit} after Ctrl-C"
-        );
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{PATIENCE, Up, free_port};
 
 /// One device's updates, across any restarts: one partition, consecutive offsets (no gap,
 /// no repeat) and strictly increasing source readings (no trend twice).
@@ -212,7 +116,7 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
 
     // Queries answer from projections.
     let devices = DeviceServiceClient::new(channel.clone())
-        .list_devices(ListDevicesRequest {})
+        .list_devices(ListDevicesRequest::default())
         .await
         .expect("list")
         .into_inner();
@@ -472,7 +376,7 @@ async fn up_on_kafka_streams_and_resumes_after_kill_9() {
     seen.extend(take_events(&mut stream, 12).await);
     assert_continuous(&seen);
     let devices = DeviceServiceClient::new(up.channel().await)
-        .list_devices(ListDevicesRequest {})
+        .list_devices(ListDevicesRequest::default())
         .await
         .expect("list")
         .into_inner();

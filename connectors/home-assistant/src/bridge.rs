@@ -104,7 +104,7 @@ pub async fn run(
     let refresh_every = Duration::from_millis(bridge.config.refresh_interval_ms);
     let mut refresh = tokio::time::interval(refresh_every);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut checkpoint = tokio::time::interval(Duration::from_secs(1));
+    let mut checkpoint = tokio::time::interval(Duration::from_secs(2));
     checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refresh_soon: Option<tokio::time::Instant> = None;
     loop {
@@ -304,15 +304,15 @@ impl Bridge {
             // A device not described yet: the next refresh brings it with its latest value.
             return;
         };
+        // Updates are applied in log order even when older than a value read from the
+        // gateway: after a resume they replay what Home Assistant has not seen yet, and the
+        // last of them is the newest value again.
         let probe = view.probes.entry(event.probe_id.clone()).or_default();
-        if event.event_time_ms < probe.event_time_ms {
-            return; // older than what was already shown
-        }
         learn_interval(probe, event.event_time_ms);
         probe.temperature_c = Some(event.temperature_c);
         probe.rate_c_per_min = event.trend.as_ref().and_then(|t| t.rate_c_per_min);
         probe.event_time_ms = event.event_time_ms;
-        probe.received_ms = probe.received_ms.max(now_ms());
+        probe.received_ms = probe.received_ms.max(event.event_time_ms);
         let (device, probe_id) = (event.device_id, event.probe_id);
         self.publish_probe(&device, &probe_id, Some((event.partition, event.offset)));
     }

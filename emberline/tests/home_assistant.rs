@@ -1,0 +1,774 @@
+//! End-to-end: the Home Assistant connector between a real `emberline up` and a real
+//! Mosquitto broker, watched by an MQTT client the way Home Assistant would see it.
+//!
+//! Needs Debian's `mosquitto` (the test command installs it). Without it these tests are
+//! skipped — unless `EMBERLINE_REQUIRE_MOSQUITTO=1`, which makes that a failure.
+#![allow(clippy::print_stderr)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use emberline_home_assistant::format::rfc3339_ms;
+use emberline_proto::v1::cook_service_client::CookServiceClient;
+use emberline_proto::v1::device_service_client::DeviceServiceClient;
+use emberline_proto::v1::trend_service_client::TrendServiceClient;
+use emberline_proto::v1::{
+    DeleteDeviceRequest, ListDevicesRequest, SetTargetRequest, StartFrom, SubscribeTrendsRequest,
+    TrendEvent,
+};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use support::{PATIENCE, Up, free_port};
+use tokio_stream::StreamExt;
+
+// --- the broker ---------------------------------------------------------------------------
+
+fn mosquitto_binary() -> Option<PathBuf> {
+    let candidate = std::env::var_os("EMBERLINE_TEST_MOSQUITTO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"));
+    if candidate.exists() {
+        return Some(candidate);
+    }
+    assert!(
+        std::env::var("EMBERLINE_REQUIRE_MOSQUITTO").as_deref() != Ok("1"),
+        "mosquitto not found at {} but EMBERLINE_REQUIRE_MOSQUITTO=1",
+        candidate.display()
+    );
+    eprintln!("SKIP: mosquitto not installed (apt-get install mosquitto)");
+    None
+}
+
+/// A Mosquitto broker on a loopback port, without persistence: a restart forgets every
+/// retained message, the hardest case for the connector.
+struct Broker {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn start(binary: PathBuf) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port().port();
+        let mut broker = Self {
+            binary,
+            dir,
+            port,
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
+                self.port
+            ),
+        )
+        .expect("write conf");
+        let child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        self.child = Some(child);
+        // Ready when the port accepts connections.
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// --- a client that records what Home Assistant would see ---------------------------------
+
+#[derive(Clone, Debug)]
+struct Msg {
+    topic: String,
+    payload: String,
+}
+
+/// Records every message on its filters; reconnects (and re-subscribes) after a broker
+/// restart.
+struct Recorder {
+    client: AsyncClient,
+    log: Arc<Mutex<Vec<Msg>>>,
+    changed: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Recorder {
+    async fn connect(port: u16, id: &str, filters: &[&str]) -> Self {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 1_024);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, changed) = tokio::sync::watch::channel(0u64);
+        let (sub, sink) = (client.clone(), log.clone());
+        let filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for f in &filters {
+                            let _ = sub.subscribe(f, QoS::AtLeastOnce).await;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        sink.lock().expect("lock").push(Msg {
+                            topic: p.topic.clone(),
+                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                        });
+                        tx.send_modify(|n| *n += 1);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        Self {
+            client,
+            log,
+            changed,
+        }
+    }
+
+    fn messages(&self) -> Vec<Msg> {
+        self.log.lock().expect("lock").clone()
+    }
+
+    /// Waits until `check` finds what it looks for in the messages so far.
+    async fn wait_for<T>(&self, what: &str, check: impl Fn(&[Msg]) -> Option<T>) -> T {
+        let mut changed = self.changed.clone();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(found) = check(&self.messages()) {
+                return found;
+            }
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => {}
+                _ => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    async fn publish(&self, topic: &str, payload: &str) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+            .await
+            .expect("publish");
+    }
+}
+
+/// Every retained message under `filter` as a new subscriber gets it: subscribes, then
+/// sends itself a marker; the broker delivers retained messages before the marker.
+async fn retained(port: u16, filter: &str) -> BTreeMap<String, String> {
+    let id = format!("snapshot-{}", std::process::id());
+    let marker = format!("test/marker/{id}");
+    let recorder = Recorder::connect(port, &id, &[filter, &marker]).await;
+    // The marker is sent once the subscriptions are in place (the first SUBACK-visible
+    // effect is that retained messages start arriving; sending repeatedly covers the case
+    // of no retained message at all).
+    let mut n = 0;
+    loop {
+        n += 1;
+        recorder.publish(&marker, &n.to_string()).await;
+        let got = tokio::time::timeout(
+            Duration::from_millis(500),
+            recorder.wait_for("marker", |m| {
+                m.iter().any(|m| m.topic == marker).then_some(())
+            }),
+        )
+        .await;
+        if got.is_ok() {
+            break;
+        }
+    }
+    let _ = recorder.client.disconnect().await;
+    recorder
+        .messages()
+        .into_iter()
+        .filter(|m| m.topic != marker && !m.payload.is_empty())
+        .map(|m| (m.topic, m.payload))
+        .collect()
+}
+
+// --- what Home Assistant requires of a discovery config -----------------------------------
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Checks a discovery message against the keys and types Home Assistant's MQTT discovery
+/// requires for the component in its topic.
+fn validate_config(topic: &str, payload: &str) -> Value {
+    let parts: Vec<&str> = topic.split('/').collect();
+    assert_eq!(
+        parts.len(),
+        5,
+        "{topic}: <prefix>/<component>/<node>/<object>/config"
+    );
+    assert_eq!(parts[0], "homeassistant");
+    assert_eq!(parts[4], "config");
+    let component = parts[1];
+    assert!(
+        ["sensor", "binary_sensor", "number"].contains(&component),
+        "{topic}: unexpected component"
+    );
+    assert!(
+        is_id(parts[2]) && is_id(parts[3]),
+        "{topic}: ids must be [a-zA-Z0-9_-]"
+    );
+    let c: Value = serde_json::from_str(payload).unwrap_or_else(|e| panic!("{topic}: {e}"));
+    let text = |key: &str| {
+        c[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{topic}: {key} must be a string: {c}"))
+            .to_owned()
+    };
+    assert!(is_id(&text("unique_id")), "{topic}: unique_id");
+    text("name");
+    text("state_topic");
+    let device = &c["device"];
+    assert!(
+        device["identifiers"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{topic}: device.identifiers"
+    );
+    assert!(device["name"].is_string(), "{topic}: device.name");
+    assert!(c["origin"]["name"].is_string(), "{topic}: origin.name");
+    let availability = c["availability"].as_array().expect("availability list");
+    assert!(availability.iter().all(|a| a["topic"].is_string()));
+    match component {
+        "sensor" => {
+            if c["device_class"] == "temperature" {
+                assert_eq!(c["state_class"], "measurement", "{topic}");
+                assert_eq!(c["unit_of_measurement"], "°C", "{topic}");
+                assert!(
+                    c["expire_after"].as_u64().is_some_and(|s| s > 0),
+                    "{topic}: expire_after"
+                );
+                text("value_template");
+            }
+        }
+        "binary_sensor" => {
+            assert_eq!(c["payload_on"], "ON");
+            assert_eq!(c["payload_off"], "OFF");
+        }
+        "number" => {
+            text("command_topic");
+            let (min, max) = (
+                c["min"].as_f64().expect("min"),
+                c["max"].as_f64().expect("max"),
+            );
+            assert!(min < max, "{topic}: min < max");
+            assert!(c["step"].as_f64().is_some_and(|s| s > 0.0));
+        }
+        _ => unreachable!(),
+    }
+    c
+}
+
+// --- helpers over the gateway --------------------------------------------------------------
+
+/// Every trend update of `device` from the start of the log until one at or after `until_ms`.
+async fn trends_until(grpc: std::net::SocketAddr, device: &str, until_ms: i64) -> Vec<TrendEvent> {
+    let mut client = TrendServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .expect("connect");
+    let mut stream = client
+        .subscribe_trends(SubscribeTrendsRequest {
+            device_id: device.into(),
+            resume: Default::default(),
+            start: StartFrom::Earliest as i32,
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(event) = tokio::time::timeout(PATIENCE, stream.next())
+        .await
+        .expect("trend update in time")
+    {
+        let event = event.expect("event");
+        let done = event.event_time_ms >= until_ms;
+        out.push(event);
+        if done {
+            break;
+        }
+    }
+    out
+}
+
+/// (event time, temperature) of every state message of one probe, in arrival order.
+fn probe_states(messages: &[Msg], topic: &str) -> Vec<(String, f64)> {
+    messages
+        .iter()
+        .filter(|m| m.topic == topic && !m.payload.is_empty())
+        .filter_map(|m| {
+            let v: Value = serde_json::from_str(&m.payload).ok()?;
+            Some((
+                v["event_time"].as_str()?.to_owned(),
+                v["temperature"].as_f64()?,
+            ))
+        })
+        .collect()
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Every trend update of `probe` with event time in `[from, to]` was published as a state
+/// with the same temperature.
+fn assert_every_update_published(
+    trends: &[TrendEvent],
+    probe: &str,
+    states: &[(String, f64)],
+    from: &str,
+    to: &str,
+) -> usize {
+    let published: BTreeMap<&str, f64> = states.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+    let mut checked = 0;
+    for t in trends.iter().filter(|t| t.probe_id == probe) {
+        let at = rfc3339_ms(t.event_time_ms);
+        if at.as_str() < from || at.as_str() > to {
+            continue;
+        }
+        let got = published.get(at.as_str()).unwrap_or_else(|| {
+            panic!(
+                "the update at {at} ({} °C) never reached MQTT",
+                t.temperature_c
+            )
+        });
+        assert_eq!(
+            *got,
+            round2(t.temperature_c),
+            "state at {at} differs from the trend"
+        );
+        checked += 1;
+    }
+    checked
+}
+
+fn ha_env(broker: &Broker) -> Vec<(&'static str, String)> {
+    vec![
+        ("EMBERLINE__HOME_ASSISTANT__MQTT__URL", broker.url()),
+        (
+            "EMBERLINE__HOME_ASSISTANT__MIN_STATE_INTERVAL_MS",
+            "0".into(),
+        ),
+        (
+            "EMBERLINE__HOME_ASSISTANT__REFRESH_INTERVAL_MS",
+            "200".into(),
+        ),
+    ]
+}
+
+const PROBES: [&str; 4] = ["pit", "meat-1", "meat-2", "meat-3"];
+
+// --- the tests ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_publishes_discovery_and_states_takes_targets_and_deletes_devices() {
+    let Some(binary) = mosquitto_binary() else {
+        return;
+    };
+    let broker = Broker::start(binary);
+    let watcher =
+        Recorder::connect(broker.port, "watcher", &["homeassistant/#", "emberline/#"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grpc = free_port();
+    let mut env = ha_env(&broker);
+    env.push(("EMBERLINE__SIMULATOR__DEVICES", "2".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let started = Instant::now();
+    let up = Up::start_with(dir.path(), grpc, &env);
+
+    // Discovery and a state for every probe of sim-1.
+    let configs = watcher
+        .wait_for("sim-1's discovery configs and states", |m| {
+            let configs: BTreeMap<String, String> = m
+                .iter()
+                .filter(|m| {
+                    m.topic.starts_with("homeassistant/") && m.topic.contains("/emberline_sim-1/")
+                })
+                .map(|m| (m.topic.clone(), m.payload.clone()))
+                .collect();
+            let states = PROBES.iter().all(|p| {
+                m.iter()
+                    .any(|m| m.topic == format!("emberline/sim-1/{p}/state"))
+            });
+            (configs.len() == 4 * PROBES.len() + 2 && states).then_some(configs)
+        })
+        .await;
+    eprintln!(
+        "MEASURED: discovery configs and live states of sim-1 under homeassistant/ {:.2} s after spawning `emberline up` (debug build)",
+        started.elapsed().as_secs_f64()
+    );
+    let mut names = BTreeSet::new();
+    for (topic, payload) in &configs {
+        let c = validate_config(topic, payload);
+        assert_eq!(c["device"]["name"], "Simulated grill 1");
+        names.insert(c["name"].as_str().expect("name").to_owned());
+    }
+    for expected in [
+        "Pit",
+        "Meat 1",
+        "Pit rate of rise",
+        "Meat 3 target",
+        "Battery",
+        "Signal",
+    ] {
+        assert!(
+            names.contains(expected),
+            "no entity named {expected}: {names:?}"
+        );
+    }
+
+    // States track the probes: each is a trend update's temperature at its event time.
+    let pit = "emberline/sim-1/pit/state";
+    let last = watcher
+        .wait_for("five pit states", |m| {
+            let s = probe_states(m, pit);
+            (s.len() >= 5).then(|| s.last().cloned().expect("some"))
+        })
+        .await;
+    let states = probe_states(&watcher.messages(), pit);
+    let until = states.iter().map(|s| s.0.clone()).max().expect("states");
+    let trends = trends_until(grpc, "sim-1", ms_of_rfc3339(&until)).await;
+    let first = states.iter().map(|s| s.0.clone()).min().expect("states");
+    let checked = assert_every_update_published(&trends, "pit", &states, &first, &last.0);
+    assert!(checked >= 5, "only {checked} updates compared");
+
+    // A target set in Home Assistant becomes a cook command and comes back as the state.
+    let channel = up.channel().await;
+    watcher
+        .publish("emberline/sim-1/meat-1/target/set", "93")
+        .await;
+    watcher
+        .wait_for("target 93 on the number entity", |m| {
+            m.iter()
+                .any(|m| m.topic == "emberline/sim-1/meat-1/target" && m.payload == "93")
+                .then_some(())
+        })
+        .await;
+    let devices = DeviceServiceClient::new(channel.clone())
+        .list_devices(ListDevicesRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .devices;
+    assert_eq!(devices[0].targets_c.get("meat-1"), Some(&93.0));
+
+    // Invalid values are refused and the entity is put back to the target in force.
+    for bad in ["abc", "600", "-5"] {
+        let count = |m: &[Msg]| {
+            m.iter()
+                .filter(|m| m.topic == "emberline/sim-1/meat-1/target" && m.payload == "93")
+                .count()
+        };
+        let before = count(&watcher.messages());
+        watcher
+            .publish("emberline/sim-1/meat-1/target/set", bad)
+            .await;
+        watcher
+            .wait_for("the target put back after an invalid command", |m| {
+                (count(m) > before).then_some(())
+            })
+            .await;
+    }
+    // The gateway itself refuses what the connector would: a direct call is checked too.
+    let refused = CookServiceClient::new(channel.clone())
+        .set_target(SetTargetRequest {
+            device_id: "sim-1".into(),
+            probe_id: "meat-1".into(),
+            target_c: Some(f64::NAN),
+        })
+        .await
+        .expect_err("NaN target accepted");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let devices = DeviceServiceClient::new(channel.clone())
+        .list_devices(ListDevicesRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .devices;
+    assert_eq!(
+        devices[0].targets_c.get("meat-1"),
+        Some(&93.0),
+        "a refused target changed it"
+    );
+
+    // Deleting a device removes its entities.
+    let sim2: BTreeSet<String> = watcher
+        .wait_for("sim-2's configs", |m| {
+            let c: BTreeSet<String> = m
+                .iter()
+                .filter(|m| m.topic.contains("/emberline_sim-2/") && !m.payload.is_empty())
+                .map(|m| m.topic.clone())
+                .collect();
+            (c.len() == 4 * PROBES.len() + 2).then_some(c)
+        })
+        .await;
+    DeviceServiceClient::new(channel.clone())
+        .delete_device(DeleteDeviceRequest {
+            device_id: "sim-2".into(),
+            reason: "test".into(),
+        })
+        .await
+        .expect("delete");
+    watcher
+        .wait_for("empty configs for every sim-2 entity", |m| {
+            sim2.iter()
+                .all(|t| m.iter().any(|m| &m.topic == t && m.payload.is_empty()))
+                .then_some(())
+        })
+        .await;
+    let held = retained(broker.port, "homeassistant/#").await;
+    assert!(
+        !held.keys().any(|t| t.contains("emberline_sim-2")),
+        "a deleted device's config is still retained"
+    );
+    assert_eq!(
+        held.keys()
+            .filter(|t| t.contains("emberline_sim-1"))
+            .count(),
+        4 * PROBES.len() + 2
+    );
+    let listed = DeviceServiceClient::new(channel)
+        .list_devices(ListDevicesRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .devices;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|d| d.device_id.as_str())
+            .collect::<Vec<_>>(),
+        ["sim-1"]
+    );
+    drop(up);
+}
+
+/// Epoch ms of an RFC 3339 time the connector wrote (inverse of `rfc3339_ms`, by search:
+/// the function under test is only trusted for formatting).
+fn ms_of_rfc3339(at: &str) -> i64 {
+    let (mut lo, mut hi) = (0i64, 4_102_444_800_000i64);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if rfc3339_ms(mid).as_str() < at {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// `emberline connect-ha` as its own process.
+struct Connector {
+    child: Child,
+}
+
+impl Connector {
+    fn start(data_dir: &Path, grpc: std::net::SocketAddr, broker: &Broker) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_emberline"))
+            .args(["--data-dir", &data_dir.display().to_string(), "connect-ha"])
+            .args([
+                "--gateway",
+                &format!("http://{grpc}"),
+                "--mqtt-url",
+                &broker.url(),
+            ])
+            .envs(ha_env(broker).into_iter().skip(1))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn connect-ha");
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[connect-ha] {line}");
+            }
+        });
+        Self { child }
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_of_the_connector_the_gateway_and_the_broker_lose_no_state_change() {
+    let Some(binary) = mosquitto_binary() else {
+        return;
+    };
+    let mut broker = Broker::start(binary);
+    let watcher =
+        Recorder::connect(broker.port, "watcher", &["homeassistant/#", "emberline/#"]).await;
+    let (up_dir, ha_dir) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let grpc = free_port();
+    let up = Up::start(up_dir.path(), grpc);
+    up.channel().await;
+    let connector = Connector::start(ha_dir.path(), grpc, &broker);
+    let pit = "emberline/sim-1/pit/state";
+    let bridge = "emberline/bridge/emberline/availability";
+    let states_after = |n: usize| {
+        move |m: &[Msg]| {
+            let s = probe_states(m, pit);
+            (s.len() >= n).then(|| s.last().cloned().expect("some"))
+        }
+    };
+    let (first, _) = watcher.wait_for("three pit states", states_after(3)).await;
+
+    // 1. The connector is killed; the broker announces it offline (its last will); pit
+    //    updates go on meanwhile; restarted, it resumes and publishes every one of them.
+    let seen = probe_states(&watcher.messages(), pit).len();
+    connector.kill_9();
+    watcher
+        .wait_for("the connector's last will", |m| {
+            m.iter()
+                .rev()
+                .find(|m| m.topic == bridge)
+                .is_some_and(|m| m.payload == "offline")
+                .then_some(())
+        })
+        .await;
+    let mut client = TrendServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .expect("connect");
+    let mut live = client
+        .subscribe_trends(SubscribeTrendsRequest {
+            device_id: "sim-1".into(),
+            resume: Default::default(),
+            start: StartFrom::Latest as i32,
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut missed = 0;
+    let mut newest = 0;
+    while missed < 3 {
+        let e = live.next().await.expect("stream").expect("event");
+        if e.probe_id == "pit" {
+            missed += 1;
+            newest = e.event_time_ms;
+        }
+    }
+    drop(live);
+    let connector = Connector::start(ha_dir.path(), grpc, &broker);
+    let newest_at = rfc3339_ms(newest);
+    watcher
+        .wait_for("the pit states missed while the connector was down", |m| {
+            let s = probe_states(m, pit);
+            (s.len() >= seen + 3 && s.iter().any(|(t, _)| *t >= newest_at)).then_some(())
+        })
+        .await;
+
+    // 2. The gateway (the whole `emberline up`) is killed and restarted on its data.
+    up.kill_9();
+    let before_gateway = probe_states(&watcher.messages(), pit).len();
+    let up = Up::start(up_dir.path(), grpc);
+    up.channel().await;
+    let (after_gateway, _) = watcher
+        .wait_for(
+            "pit states after the gateway restart",
+            states_after(before_gateway + 3),
+        )
+        .await;
+
+    // Everything so far: every pit update from the first state on reached MQTT.
+    let states = probe_states(&watcher.messages(), pit);
+    let trends = trends_until(grpc, "sim-1", ms_of_rfc3339(&after_gateway)).await;
+    let checked = assert_every_update_published(&trends, "pit", &states, &first, &after_gateway);
+    assert!(checked >= 6, "only {checked} updates compared");
+    eprintln!(
+        "MEASURED: {checked} pit updates across a connector kill -9 and a gateway kill -9, none lost"
+    );
+
+    // 3. The broker restarts and forgets every retained message; the connector republishes
+    //    discovery, availability and states, and carries on.
+    broker.kill();
+    broker.restart();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let held = retained(broker.port, "#").await;
+        let configs = held
+            .keys()
+            .filter(|t| t.contains("emberline_sim-1"))
+            .count();
+        let online = |t: &str| held.get(t).map(String::as_str) == Some("online");
+        if configs == 4 * PROBES.len() + 2
+            && online(bridge)
+            && online("emberline/sim-1/availability")
+            && online("emberline/sim-1/pit/availability")
+            && held.contains_key(pit)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the connector did not republish after the broker restart: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let count = probe_states(&watcher.messages(), pit).len();
+    watcher
+        .wait_for(
+            "pit states after the broker restart",
+            states_after(count + 3),
+        )
+        .await;
+    drop(connector);
+    drop(up);
+}

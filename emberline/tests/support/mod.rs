@@ -1,0 +1,104 @@
+//! Helpers shared by the end-to-end tests: running the real binary and waiting for it.
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+/// Generous bound for anything that should take a second or two; only reached on failure.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+pub struct Up {
+    pub child: Child,
+    pub grpc: SocketAddr,
+    /// Becomes true when the process logs that gRPC is listening.
+    pub ready: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The log line `emberline up` writes once its gRPC port accepts connections.
+pub const LISTENING: &str = "gRPC (and grpc-web) listening";
+
+impl Up {
+    pub fn start(data_dir: &Path, grpc: SocketAddr) -> Self {
+        Self::start_with(data_dir, grpc, &[])
+    }
+
+    /// Starts `emberline up` with extra `EMBERLINE__…` configuration.
+    pub fn start_with(data_dir: &Path, grpc: SocketAddr, env: &[(&str, &str)]) -> Self {
+        let registry = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_emberline"))
+            .args(["--data-dir", &data_dir.display().to_string(), "up"])
+            .envs(env.iter().copied())
+            .args([
+                "--grpc-addr",
+                &grpc.to_string(),
+                "--registry-addr",
+                &registry.to_string(),
+            ])
+            .env("RUST_LOG", "warn,emberline_gateway=info")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn emberline up");
+        // Forward the child's log (for failure reports) and watch for the listening line.
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, ready) = tokio::sync::watch::channel(false);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(LISTENING) {
+                    let _ = tx.send(true);
+                }
+                eprintln!("[emberline up] {line}");
+            }
+        });
+        Self { child, grpc, ready }
+    }
+
+    /// Connects once the process has said its gRPC port is listening.
+    pub async fn channel(&self) -> Channel {
+        let mut ready = self.ready.clone();
+        tokio::time::timeout(PATIENCE, ready.wait_for(|r| *r))
+            .await
+            .expect("emberline up did not start listening in time")
+            .expect("emberline up exited before listening");
+        Channel::from_shared(format!("http://{}", self.grpc))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to a listening gateway")
+    }
+
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    pub fn interrupt(mut self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill -INT");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(
+            exit.success(),
+            "emberline up exited with {exit} after Ctrl-C"
+        );
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
