@@ -476,6 +476,18 @@ async fn up_publishes_discovery_and_states_takes_targets_and_deletes_devices() {
     let checked = assert_every_update_published(&trends, "pit", &states, &first, &last.0);
     assert!(checked >= 5, "only {checked} updates compared");
 
+    // Home Assistant restarting (its birth message) gets every config again.
+    let pit_config = "homeassistant/sensor/emberline_sim-1/pit_temperature/config";
+    let sent = |m: &[Msg]| m.iter().filter(|m| m.topic == pit_config).count();
+    let before = sent(&watcher.messages());
+    watcher.publish("homeassistant/status", "online").await;
+    watcher
+        .wait_for(
+            "configs re-sent after Home Assistant's birth message",
+            |m| (sent(m) > before).then_some(()),
+        )
+        .await;
+
     // A target set in Home Assistant becomes a cook command and comes back as the state.
     let channel = up.channel().await;
     watcher

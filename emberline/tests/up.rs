@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use emberline_log::{EmbeddedLog, EventLog, conformance::read_to_end, topics};
-use emberline_processors::{TrendConfig, catch_up};
+use emberline_processors::{Mode, TrendConfig, catch_up, run_devices};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::reading_service_client::ReadingServiceClient;
@@ -270,9 +270,18 @@ async fn kill_9_and_restart_resume_without_gap_or_repeat_and_match_a_fresh_repla
             consumer: format!("check.{output}"),
             ..TrendConfig::default()
         };
-        catch_up(log.clone(), store, codec.clone(), config)
+        catch_up(log.clone(), store.clone(), codec.clone(), config)
             .await
             .expect("catch up");
+        run_devices(
+            log.clone(),
+            store,
+            codec.clone(),
+            Mode::CatchUp,
+            Default::default(),
+        )
+        .await
+        .expect("device projections");
     }
     let live_dump = live.dump().await.expect("dump");
     let replay_dump = replay.dump().await.expect("dump");
