@@ -51,18 +51,26 @@ fn mosquitto_binary() -> Option<PathBuf> {
 struct Broker {
     binary: PathBuf,
     dir: tempfile::TempDir,
+    /// The anonymous plain-MQTT listener.
     port: u16,
+    /// More configuration (other listeners).
+    extra: String,
     child: Option<Child>,
 }
 
 impl Broker {
     fn start(binary: PathBuf) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_with(binary, tempfile::tempdir().expect("tempdir"), String::new())
+    }
+
+    /// A broker whose config also holds `extra` (files it names live in `dir`).
+    fn start_with(binary: PathBuf, dir: tempfile::TempDir, extra: String) -> Self {
         let port = free_port().port();
         let mut broker = Self {
             binary,
             dir,
             port,
+            extra,
             child: None,
         };
         broker.restart();
@@ -78,8 +86,8 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
-                self.port
+                "per_listener_settings true\npersistence false\nlistener {} 127.0.0.1\nallow_anonymous true\n{}",
+                self.port, self.extra
             ),
         )
         .expect("write conf");
@@ -617,31 +625,57 @@ fn ms_of_rfc3339(at: &str) -> i64 {
 /// `emberline connect-ha` as its own process.
 struct Connector {
     child: Child,
+    log: tokio::sync::watch::Receiver<Vec<String>>,
 }
 
 impl Connector {
     fn start(data_dir: &Path, grpc: std::net::SocketAddr, broker: &Broker) -> Self {
+        Self::start_with(data_dir, grpc, &broker.url(), &[])
+    }
+
+    fn start_with(
+        data_dir: &Path,
+        grpc: std::net::SocketAddr,
+        mqtt_url: &str,
+        env: &[(&str, String)],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_emberline"))
             .args(["--data-dir", &data_dir.display().to_string(), "connect-ha"])
             .args([
                 "--gateway",
                 &format!("http://{grpc}"),
                 "--mqtt-url",
-                &broker.url(),
+                mqtt_url,
             ])
-            .envs(ha_env(broker).into_iter().skip(1))
+            .env("EMBERLINE__HOME_ASSISTANT__MIN_STATE_INTERVAL_MS", "0")
+            .env("EMBERLINE__HOME_ASSISTANT__REFRESH_INTERVAL_MS", "200")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn connect-ha");
         let stderr = child.stderr.take().expect("stderr");
+        let (tx, log) = tokio::sync::watch::channel(Vec::new());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[connect-ha] {line}");
+                tx.send_modify(|l| l.push(line));
             }
         });
-        Self { child }
+        Self { child, log }
+    }
+
+    /// Waits until the connector logs a line containing `needle`.
+    async fn wait_for_line(&self, needle: &str) {
+        let mut log = self.log.clone();
+        tokio::time::timeout(
+            PATIENCE,
+            log.wait_for(|l| l.iter().any(|l| l.contains(needle))),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the connector never logged {needle:?}"))
+        .expect("log");
     }
 
     fn kill_9(mut self) {
@@ -782,5 +816,119 @@ async fn restarts_of_the_connector_the_gateway_and_the_broker_lose_no_state_chan
         )
         .await;
     drop(connector);
+    drop(up);
+}
+
+/// A CA, and a certificate for `localhost` it signed, as PEM files in `dir`.
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
+        .expect("cert");
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&files.0, ca_cert.pem()).expect("write");
+    std::fs::write(&files.1, cert.pem()).expect("write");
+    std::fs::write(&files.2, key.serialize_pem()).expect("write");
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_login_and_tls_are_used_and_a_rejected_password_is_reported() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(binary) = mosquitto_binary() else {
+        return;
+    };
+    // The broker drops root privileges unless told otherwise: keep its files readable.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (ca, cert, key) = tls_files(dir.path());
+    let passwd = dir.path().join("passwd");
+    std::fs::write(&passwd, "grill:s3cret\n").expect("write");
+    let hashed = Command::new(binary.with_file_name("mosquitto_passwd"))
+        .arg("-U")
+        .arg(&passwd)
+        .status()
+        .or_else(|_| {
+            Command::new("mosquitto_passwd")
+                .arg("-U")
+                .arg(&passwd)
+                .status()
+        })
+        .expect("mosquitto_passwd");
+    assert!(hashed.success());
+    for f in [&ca, &cert, &key, &passwd] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    let tls_port = free_port().port();
+    let extra = format!(
+        "{}listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous false\npassword_file {}\n",
+        if root { "user root\n" } else { "" },
+        ca.display(),
+        cert.display(),
+        key.display(),
+        passwd.display()
+    );
+    let broker = Broker::start_with(binary, dir, extra);
+    while TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+        tokio::task::yield_now().await;
+    }
+    let watcher = Recorder::connect(broker.port, "watcher", &["homeassistant/#"]).await;
+    let up_dir = tempfile::tempdir().expect("tmp");
+    let grpc = free_port();
+    let up = Up::start(up_dir.path(), grpc);
+    up.channel().await;
+    let url = format!("mqtts://localhost:{tls_port}");
+    let password_file = broker.dir.path().join("password");
+    std::fs::write(&password_file, "wrong\n").expect("write");
+    let env = |password_file: &Path| {
+        vec![
+            (
+                "EMBERLINE__HOME_ASSISTANT__MQTT__USERNAME",
+                "grill".to_owned(),
+            ),
+            (
+                "EMBERLINE__HOME_ASSISTANT__MQTT__PASSWORD_FILE",
+                password_file.display().to_string(),
+            ),
+            (
+                "EMBERLINE__HOME_ASSISTANT__MQTT__CA_FILE",
+                ca.display().to_string(),
+            ),
+        ]
+    };
+
+    let ha_dir = tempfile::tempdir().expect("tmp");
+    let rejected = Connector::start_with(ha_dir.path(), grpc, &url, &env(&password_file));
+    rejected.wait_for_line("rejected the credentials").await;
+    rejected.kill_9();
+
+    std::fs::write(&password_file, "s3cret\n").expect("write");
+    let accepted = Connector::start_with(ha_dir.path(), grpc, &url, &env(&password_file));
+    accepted.wait_for_line("connected to the MQTT broker").await;
+    watcher
+        .wait_for("discovery through the TLS listener with a login", |m| {
+            m.iter()
+                .any(|m| m.topic.contains("emberline_sim-1") && !m.payload.is_empty())
+                .then_some(())
+        })
+        .await;
+    drop(accepted);
     drop(up);
 }

@@ -25,7 +25,7 @@ use crate::mqtt::{self, MqttEvent};
 use crate::throttle::Throttle;
 use crate::topics::{Topics, safe_id};
 use crate::upstream::{self, Feed, Upstream};
-use crate::{ConnectorError, format};
+use crate::{ConnectorError, format, freshness};
 
 /// A probe as the connector last saw it.
 #[derive(Clone, Debug, Default)]
@@ -308,7 +308,8 @@ impl Bridge {
         // gateway: after a resume they replay what Home Assistant has not seen yet, and the
         // last of them is the newest value again.
         let probe = view.probes.entry(event.probe_id.clone()).or_default();
-        learn_interval(probe, event.event_time_ms);
+        probe.interval_ms =
+            freshness::learn_interval(probe.interval_ms, probe.event_time_ms, event.event_time_ms);
         probe.temperature_c = Some(event.temperature_c);
         probe.rate_c_per_min = event.trend.as_ref().and_then(|t| t.rate_c_per_min);
         probe.event_time_ms = event.event_time_ms;
@@ -456,20 +457,15 @@ impl Bridge {
         }
     }
 
-    /// Milliseconds without a reading after which a probe is stale.
     fn stale_after_ms(&self, probe: &ProbeView) -> i64 {
-        let floor = self.config.stale_after_s as f64 * 1_000.0;
-        probe.interval_ms.map_or(floor, |i| floor.max(5.0 * i)) as i64
+        freshness::stale_after_ms(self.config.stale_after_s, probe.interval_ms)
     }
 
-    /// Home Assistant's own expiry: past the stale threshold and past the state rate limit,
-    /// rounded up to whole minutes so small changes in the learned interval do not
-    /// re-publish the config.
     fn expire_after_s(&self, probe: &ProbeView) -> u64 {
-        let ms = self
-            .stale_after_ms(probe)
-            .max(2 * self.config.min_state_interval_ms as i64);
-        (ms as u64).div_ceil(60_000) * 60 + 60
+        freshness::expire_after_s(
+            self.stale_after_ms(probe),
+            self.config.min_state_interval_ms,
+        )
     }
 
     fn publish_device(&mut self, id: &str) {
@@ -661,19 +657,4 @@ impl Bridge {
             }
         }
     }
-}
-
-/// Learns a probe's usual reporting interval from consecutive event times (moving average).
-fn learn_interval(probe: &mut ProbeView, event_time_ms: i64) {
-    if probe.event_time_ms == 0 {
-        return;
-    }
-    let gap = (event_time_ms - probe.event_time_ms) as f64;
-    if gap <= 0.0 {
-        return;
-    }
-    probe.interval_ms = Some(match probe.interval_ms {
-        Some(i) => 0.8 * i + 0.2 * gap,
-        None => gap,
-    });
 }

@@ -9,6 +9,7 @@
 //! * [`topics`]: topic names and the ids Home Assistant sees (from device and probe ids,
 //!   never labels).
 //! * [`discovery`]: the discovery configs.
+//! * [`freshness`]: when a probe counts as stale, without flapping for rare reporters.
 //! * [`throttle`]: per-entity rate limiting that always delivers the newest value.
 //! * [`checkpoint`]: the subscription position kept between runs, saved only once the
 //!   broker has the states it covers.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod discovery;
 mod error;
 pub mod format;
+pub mod freshness;
 pub mod mqtt;
 pub mod throttle;
 pub mod topics;
