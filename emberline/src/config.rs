@@ -93,6 +93,8 @@ pub(crate) struct GatewayConfig {
     pub(crate) grpc_addr: SocketAddr,
     /// Address of the embedded registry's Confluent-compatible REST API (embedded log only).
     pub(crate) registry_addr: Option<SocketAddr>,
+    /// Address of the web UI (with grpc-web on the same origin); unset serves none.
+    pub(crate) web_addr: Option<SocketAddr>,
 }
 
 /// Simulator settings, and whether it runs.
@@ -137,6 +139,7 @@ impl Default for GatewayConfig {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             registry_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            web_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
         }
     }
 }

@@ -47,6 +47,9 @@ enum Command {
         /// Address of the schema registry REST API.
         #[arg(long)]
         registry_addr: Option<SocketAddr>,
+        /// Address of the web UI.
+        #[arg(long)]
+        web_addr: Option<SocketAddr>,
     },
     /// Run the ingest role: configured sources append to the log.
     Ingest,
@@ -57,6 +60,9 @@ enum Command {
         /// gRPC / grpc-web address.
         #[arg(long)]
         grpc_addr: Option<SocketAddr>,
+        /// Address of the web UI.
+        #[arg(long)]
+        web_addr: Option<SocketAddr>,
     },
     /// Serve the embedded schema registry's Confluent-compatible REST API.
     Registry {
@@ -127,7 +133,11 @@ fn main() -> Result<()> {
             Command::Up {
                 grpc_addr,
                 registry_addr,
+                web_addr,
             } => {
+                if web_addr.is_some() {
+                    config.gateway.web_addr = web_addr;
+                }
                 if let Some(a) = grpc_addr {
                     config.gateway.grpc_addr = a;
                 }
@@ -138,7 +148,13 @@ fn main() -> Result<()> {
             }
             Command::Ingest => roles::ingest(config).await,
             Command::Process => roles::process(config).await,
-            Command::Gateway { grpc_addr } => {
+            Command::Gateway {
+                grpc_addr,
+                web_addr,
+            } => {
+                if web_addr.is_some() {
+                    config.gateway.web_addr = web_addr;
+                }
                 if let Some(a) = grpc_addr {
                     config.gateway.grpc_addr = a;
                 }

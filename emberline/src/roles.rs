@@ -250,6 +250,14 @@ fn spawn_gateway(
         shutdown.clone(),
     );
     let addr = config.gateway.grpc_addr;
+    if let Some(web) = config.gateway.web_addr {
+        let gateway = gateway.clone();
+        tasks.spawn(async move {
+            emberline_gateway::serve_web(gateway, web, None)
+                .await
+                .with_context(|| format!("web UI on {web} (set gateway.web_addr or --web-addr)"))
+        });
+    }
     tasks.spawn(async move {
         emberline_gateway::serve_grpc(gateway, addr, None)
             .await
@@ -319,10 +327,16 @@ pub(crate) async fn up(config: Config) -> Result<()> {
         let url = format!("http://{}", config.gateway.grpc_addr);
         spawn_home_assistant(&mut tasks, &config, url, &shutdown)?;
     }
-    tracing::info!(
-        "Emberline is starting on http://{}: try `emberline watch --device sim-1`; Ctrl-C stops it",
-        config.gateway.grpc_addr
-    );
+    match config.gateway.web_addr {
+        Some(web) if emberline_gateway::has_web_ui() => tracing::info!(
+            "Emberline is starting: open http://{web}/ in a browser (gRPC on {}); Ctrl-C stops it",
+            config.gateway.grpc_addr
+        ),
+        _ => tracing::info!(
+            "Emberline is starting on http://{}: try `emberline watch --device sim-1`; Ctrl-C stops it",
+            config.gateway.grpc_addr
+        ),
+    }
     supervise(tasks, shutdown).await
 }
 

@@ -185,27 +185,62 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
         tonic::Code::InvalidArgument
     );
 
-    // grpc-web over HTTP/1.1 on the same port: a framed empty ListDevicesRequest.
-    let response = reqwest::Client::new()
-        .post(format!(
-            "http://{}/emberline.v1.DeviceService/ListDevices",
-            up.grpc
-        ))
-        .header("content-type", "application/grpc-web+proto")
-        .header("x-grpc-web", "1")
-        .body(vec![0u8, 0, 0, 0, 0])
+    // grpc-web over HTTP/1.1, on the gRPC port and on the web UI's origin: a framed empty
+    // ListDevicesRequest.
+    for addr in [up.grpc, up.web] {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "http://{addr}/emberline.v1.DeviceService/ListDevices"
+            ))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .body(vec![0u8, 0, 0, 0, 0])
+            .send()
+            .await
+            .expect("grpc-web request");
+        assert_eq!(response.status(), 200);
+        let body = response.bytes().await.expect("body");
+        assert_eq!(body[0], 0, "first frame is data");
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("sim-1"),
+            "device missing from grpc-web answer"
+        );
+        assert!(text.contains("grpc-status:0"), "no OK trailer in {text:?}");
+    }
+
+    // The web UI: the page (also for client-side routes), assets, and a 404 for a missing one.
+    let http = reqwest::Client::new();
+    for path in ["/", "/device/sim-1"] {
+        let page = http
+            .get(format!("http://{}{path}", up.web))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(page.status(), 200, "{path}");
+        assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+        assert_eq!(page.headers()["cache-control"], "no-cache");
+        let html = page.text().await.expect("html");
+        assert!(html.contains("<script type=\"module\""), "{html}");
+    }
+    let missing = http
+        .get(format!("http://{}/assets/missing.js", up.web))
         .send()
         .await
-        .expect("grpc-web request");
-    assert_eq!(response.status(), 200);
-    let body = response.bytes().await.expect("body");
-    assert_eq!(body[0], 0, "first frame is data");
-    let text = String::from_utf8_lossy(&body);
-    assert!(
-        text.contains("sim-1"),
-        "device missing from grpc-web answer"
+        .expect("missing asset");
+    assert_eq!(missing.status(), 404);
+    let manifest = http
+        .get(format!("http://{}/manifest.webmanifest", up.web))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("manifest");
+    assert_eq!(manifest.status(), 200);
+    assert_eq!(manifest.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        manifest.headers()["content-type"],
+        "application/manifest+json"
     );
-    assert!(text.contains("grpc-status:0"), "no OK trailer in {text:?}");
     up.interrupt();
 }
 

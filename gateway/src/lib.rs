@@ -13,6 +13,8 @@
 //!   `DeleteDevice`) validate against the projections and append one event to the log;
 //!   the processors fold it like any other event.
 //!
+//! * The web UI ([`serve_web`]): the embedded page and grpc-web on one origin.
+//!
 //! The gateway knows the log, the projections and the schemas; it computes nothing itself.
 
 mod commands;
@@ -21,6 +23,8 @@ mod registry_api;
 mod server;
 mod status;
 mod subscriptions;
+mod web;
 
 pub use registry_api::{registry_router, serve_registry};
 pub use server::{Gateway, ServeError, serve_grpc};
+pub use web::{has_web_ui, serve_web, web_router};

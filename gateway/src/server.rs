@@ -58,19 +58,9 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Binds `addr` and serves the API until `gateway`'s shutdown token is cancelled.
-/// Returns the bound address through `bound` (useful with port 0) before serving.
-pub async fn serve_grpc(
-    gateway: Gateway,
-    addr: SocketAddr,
-    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
-) -> Result<(), ServeError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr, source })?;
+/// Every API service — the Emberline services, health, and reflection (v1 and v1alpha) —
+/// as one set of routes, for the gRPC port and the web origin alike.
+pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Routes, ServeError> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(emberline_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -86,21 +76,38 @@ pub async fn serve_grpc(
     health.set_serving::<ReadingServiceServer<Gateway>>().await;
     health.set_serving::<TrendServiceServer<Gateway>>().await;
     health.set_serving::<CookServiceServer<Gateway>>().await;
-    tracing::info!(%local, "gRPC (and grpc-web) listening");
-    if let Some(tx) = bound {
-        let _ = tx.send(local);
-    }
-    let shutdown = gateway.shutdown.clone();
-    tonic::transport::Server::builder()
-        .accept_http1(true)
-        .layer(tonic_web::GrpcWebLayer::new())
-        .add_service(health_service)
+    Ok(tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(DeviceServiceServer::new(gateway.clone()))
         .add_service(ReadingServiceServer::new(gateway.clone()))
         .add_service(CookServiceServer::new(gateway.clone()))
-        .add_service(TrendServiceServer::new(gateway))
+        .add_service(TrendServiceServer::new(gateway)))
+}
+
+/// Binds `addr` and serves the API until `gateway`'s shutdown token is cancelled.
+/// Returns the bound address through `bound` (useful with port 0) before serving.
+pub async fn serve_grpc(
+    gateway: Gateway,
+    addr: SocketAddr,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let shutdown = gateway.shutdown.clone();
+    let routes = api_routes(gateway).await?;
+    tracing::info!(%local, "gRPC (and grpc-web) listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(local);
+    }
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move { shutdown.cancelled().await },

@@ -20,6 +20,7 @@ pub fn free_port() -> SocketAddr {
 pub struct Up {
     pub child: Child,
     pub grpc: SocketAddr,
+    pub web: SocketAddr,
     /// Becomes true when the process logs that gRPC is listening.
     pub ready: tokio::sync::watch::Receiver<bool>,
 }
@@ -34,6 +35,16 @@ impl Up {
 
     /// Starts `emberline up` with extra `EMBERLINE__…` configuration.
     pub fn start_with(data_dir: &Path, grpc: SocketAddr, env: &[(&str, &str)]) -> Self {
+        Self::start_full(data_dir, grpc, free_port(), env)
+    }
+
+    /// Starts `emberline up` with the web UI on `web`.
+    pub fn start_full(
+        data_dir: &Path,
+        grpc: SocketAddr,
+        web: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Self {
         let registry = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_emberline"))
             .args(["--data-dir", &data_dir.display().to_string(), "up"])
@@ -43,6 +54,8 @@ impl Up {
                 &grpc.to_string(),
                 "--registry-addr",
                 &registry.to_string(),
+                "--web-addr",
+                &web.to_string(),
             ])
             .env("RUST_LOG", "warn,emberline_gateway=info")
             .stdin(Stdio::null())
@@ -60,7 +73,12 @@ impl Up {
                 eprintln!("[emberline up] {line}");
             }
         });
-        Self { child, grpc, ready }
+        Self {
+            child,
+            grpc,
+            web,
+            ready,
+        }
     }
 
     /// Connects once the process has said its gRPC port is listening.

@@ -1,0 +1,143 @@
+// End-to-end test of the web UI in headless Chromium against a real `emberline up`.
+//
+//   node e2e/run.mjs --binary ../target/debug/emberline
+//
+// Checks: the overview lists the simulated device; the device chart gains points live;
+// after `emberline up` is killed (SIGKILL) and restarted, the page says so, reconnects, and
+// its series has neither a gap nor a duplicate. Saves screenshots at 390×844 and 1440×900
+// in e2e/artifacts/ and prints the page's transferred size and time to first chart.
+
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const binary = args[args.indexOf("--binary") + 1];
+if (!binary || args.indexOf("--binary") < 0) throw new Error("usage: run.mjs --binary PATH");
+const chromiumPath = process.env.EMBERLINE_CHROMIUM ?? "/usr/bin/chromium";
+const artifacts = join(here, "artifacts");
+mkdirSync(artifacts, { recursive: true });
+const PATIENCE = 60_000;
+
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+
+const dataDir = mkdtempSync(join(tmpdir(), "emberline-e2e-"));
+const [grpcPort, webPort, registryPort] = [await freePort(), await freePort(), await freePort()];
+const url = `http://127.0.0.1:${webPort}/`;
+
+/** Starts `emberline up`; resolves once the web UI listens. */
+function startUp() {
+  const child = spawn(
+    binary,
+    ["--data-dir", dataDir, "up", "--grpc-addr", `127.0.0.1:${grpcPort}`, "--web-addr", `127.0.0.1:${webPort}`, "--registry-addr", `127.0.0.1:${registryPort}`],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, RUST_LOG: "warn,emberline_gateway=info" } },
+  );
+  const ready = new Promise((resolve, reject) => {
+    let buffer = "";
+    child.stderr.on("data", (chunk) => {
+      buffer += chunk;
+      process.stderr.write(`[emberline up] ${chunk}`);
+      if (buffer.includes("web UI listening")) resolve();
+    });
+    child.on("exit", (code) => reject(new Error(`emberline up exited (${code}) before listening`)));
+  });
+  return { child, ready };
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(`FAILED: ${message}`);
+  console.log(`PASS ${message}`);
+}
+
+let up = startUp();
+let browser;
+try {
+  await up.ready;
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+  const page = await context.newPage();
+  page.setDefaultTimeout(PATIENCE);
+  page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
+
+  // Overview: the simulated device with live numbers.
+  const t0 = Date.now();
+  await page.goto(url);
+  await page.locator('[data-device="sim-1"] [data-probe="pit"] .temp').filter({ hasText: "°" }).waitFor();
+  const overviewMs = Date.now() - t0;
+  check(await page.locator('[data-device="sim-1"] h2').innerText().then((t) => t.includes("Simulated grill 1")), "the overview lists the simulated device by its name");
+  check((await page.locator('[data-device="sim-1"] .probe').count()) === 4, "the overview shows its four probes");
+  const ageText = await page.locator('[data-device="sim-1"] [data-probe="pit"] .age').innerText();
+  check(/just now|s ago/.test(ageText), `each reading says how old it is ("${ageText}")`);
+  const transferred = await page.evaluate(() =>
+    [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
+      .filter((e) => !e.name.includes("emberline.v1."))
+      .reduce((sum, e) => sum + e.transferSize, 0),
+  );
+  await page.screenshot({ path: join(artifacts, "overview-390x844.png"), fullPage: true });
+
+  // Device page: the chart gains points live.
+  const t1 = Date.now();
+  await page.locator('[data-device="sim-1"] h2 a').click();
+  await page.waitForFunction(() => (window.__emberline.chart().pit ?? []).length >= 2);
+  await page.locator(".chart canvas").waitFor();
+  const firstChartMs = Date.now() - t1;
+  const before = await page.evaluate(() => window.__emberline.chart().pit.length);
+  await page.waitForFunction((n) => window.__emberline.chart().pit.length >= n + 3, before);
+  check(true, `the chart gains points live (${before} → ≥${before + 3})`);
+  await page.screenshot({ path: join(artifacts, "device-390x844.png"), fullPage: true });
+
+  // °C/°F toggle is remembered per browser.
+  await page.locator("button.unit").click();
+  await page.reload();
+  check((await page.locator("button.unit").innerText()) === "°F", "the °F choice survives a reload");
+  await page.locator("button.unit").click();
+  await page.waitForFunction(() => (window.__emberline.chart().pit ?? []).length >= 2);
+
+  // The gateway dies: the page says so; it comes back: the page reconnects and fills the gap.
+  await page.waitForFunction(() => window.__emberline.chart().pit.length >= 10);
+  up.child.kill("SIGKILL");
+  await page.locator('.status[data-state="reconnecting"]').waitFor();
+  check(true, "the page says the connection is lost");
+  const lastBefore = await page.evaluate(() => window.__emberline.chart().pit.at(-1));
+  up = startUp();
+  await up.ready;
+  await page.locator('.status[data-state="live"]').waitFor();
+  await page.waitForFunction((t) => window.__emberline.chart().pit.filter((x) => x > t).length >= 5, lastBefore);
+  const times = await page.evaluate(() => window.__emberline.chart().pit);
+  const sorted = times.every((t, i) => i === 0 || t > times[i - 1]);
+  check(sorted, `no duplicate points (${times.length} pit points, strictly increasing)`);
+  const stored = await page.evaluate(([from, to]) => window.__emberline.stored("pit", from, to), [times[0], times.at(-1) + 1]);
+  const have = new Set(times);
+  const missing = stored.filter((t) => !have.has(t));
+  check(missing.length === 0 && stored.length >= 5, `no gap: all ${stored.length} stored pit readings in the charted span are on the chart${missing.length ? ` (missing ${missing.slice(0, 5)})` : ""}`);
+
+  // Desktop layout.
+  await page.setViewportSize({ width: 1440, height: 900 });
+  await page.screenshot({ path: join(artifacts, "device-1440x900.png"), fullPage: true });
+  await page.goto(url);
+  await page.locator('[data-device="sim-1"] [data-probe="pit"] .temp').filter({ hasText: "°" }).waitFor();
+  await page.screenshot({ path: join(artifacts, "overview-1440x900.png"), fullPage: true });
+
+  console.log(`MEASURED transferred ${(transferred / 1024).toFixed(1)} KiB for the first load; overview with live numbers ${overviewMs} ms; first chart ${firstChartMs} ms after opening the device`);
+  console.log(`screenshots in ${artifacts}`);
+} finally {
+  await browser?.close();
+  up.child.kill("SIGKILL");
+  rmSync(dataDir, { recursive: true, force: true });
+}

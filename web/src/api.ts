@@ -1,0 +1,30 @@
+// Typed clients of the gateway over grpc-web on the page's own origin.
+
+import { createClient } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import {
+  DeviceService,
+  ReadingService,
+  StartFrom,
+  TrendService,
+  type TrendEvent,
+} from "./gen/emberline/v1/emberline_pb";
+
+const transport = createGrpcWebTransport({ baseUrl: window.location.origin });
+
+export const devices = createClient(DeviceService, transport);
+export const readings = createClient(ReadingService, transport);
+const trends = createClient(TrendService, transport);
+
+/** Opens a trend subscription (all devices, or one) from `resume`. */
+export function subscribeTrends(
+  deviceId: string,
+  resume: { [partition: number]: bigint },
+  signal: AbortSignal,
+  opened: () => void,
+): AsyncIterable<TrendEvent> {
+  return trends.subscribeTrends(
+    { deviceId, resume, start: StartFrom.LATEST },
+    { signal, onHeader: opened },
+  );
+}

@@ -1,0 +1,54 @@
+// Times, ages and CSV as the UI shows them.
+
+/** How old a reading is, in words a glance can take in: "just now", "12 s ago", "3 min ago". */
+export function formatAge(ageMs: number): string {
+  if (!Number.isFinite(ageMs)) return "never";
+  const s = Math.max(0, Math.floor(ageMs / 1000));
+  if (s < 2) return "just now";
+  if (s < 60) return `${s} s ago`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h} h ago`;
+  return `${Math.floor(h / 24)} d ago`;
+}
+
+/** The usual gap between readings, from recent event times (median; undefined with <2). */
+export function expectedInterval(times: readonly number[]): number | undefined {
+  const recent = times.slice(-21);
+  const gaps: number[] = [];
+  for (let i = 1; i < recent.length; i++) {
+    const g = recent[i]! - recent[i - 1]!;
+    if (g > 0) gaps.push(g);
+  }
+  if (gaps.length === 0) return undefined;
+  gaps.sort((a, b) => a - b);
+  return gaps[Math.floor(gaps.length / 2)];
+}
+
+/**
+ * A reading is stale once its device has missed its expected interval a few times: three
+ * intervals, and never less than 10 s (so a 1 Hz probe is not flagged by one late packet).
+ */
+export function isStale(ageMs: number, expectedMs: number | undefined): boolean {
+  const interval = expectedMs ?? 60_000;
+  return ageMs > Math.max(3 * interval, 10_000);
+}
+
+/** "14:05" (or "14:05:09" with seconds) in local time. */
+export function formatClock(ms: number, seconds = false): string {
+  const d = new Date(ms);
+  const two = (n: number) => String(n).padStart(2, "0");
+  const hm = `${two(d.getHours())}:${two(d.getMinutes())}`;
+  return seconds ? `${hm}:${two(d.getSeconds())}` : hm;
+}
+
+/** RFC 4180 CSV: fields with commas, quotes or newlines are quoted. */
+export function toCsv(rows: readonly (readonly (string | number | null | undefined)[])[]): string {
+  const field = (v: string | number | null | undefined) => {
+    if (v === null || v === undefined) return "";
+    const s = String(v);
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return rows.map((r) => r.map(field).join(",")).join("\r\n") + "\r\n";
+}

@@ -1,0 +1,77 @@
+import { describe, expect, it } from "vitest";
+import { backoffDelay, type FeedStatus, LiveFeed, ResumeTracker } from "./live";
+
+interface Ev {
+  partition: number;
+  offset: bigint;
+}
+
+const ev = (partition: number, offset: number): Ev => ({ partition, offset: BigInt(offset) });
+
+describe("ResumeTracker", () => {
+  it("drops repeats and asks for the next offsets", () => {
+    const r = new ResumeTracker();
+    expect(r.empty).toBe(true);
+    expect(r.accept(ev(0, 5))).toBe(true);
+    expect(r.accept(ev(1, 2))).toBe(true);
+    expect(r.accept(ev(0, 5))).toBe(false);
+    expect(r.accept(ev(0, 4))).toBe(false);
+    expect(r.accept(ev(0, 6))).toBe(true);
+    expect(r.toRequest()).toEqual({ 0: 7n, 1: 3n });
+  });
+});
+
+describe("backoffDelay", () => {
+  it("grows exponentially with jitter up to a cap", () => {
+    expect(backoffDelay(0, 500, 15_000, () => 0.999)).toBeLessThan(500);
+    expect(backoffDelay(3, 500, 15_000, () => 0.999)).toBeGreaterThan(3_900);
+    expect(backoffDelay(30, 500, 15_000, () => 0.999)).toBeLessThanOrEqual(15_000);
+    expect(backoffDelay(30, 500, 15_000, () => 0)).toBe(250);
+  });
+});
+
+describe("LiveFeed", () => {
+  it("reconnects from the resume position and delivers every update exactly once", async () => {
+    // The server's log: partition 0 offsets 0..29. Each connection serves from the resume
+    // position (re-sending the two before it, as an overlapping replay would), then breaks
+    // after a few updates; the last one ends cleanly when everything is sent.
+    const log = Array.from({ length: 30 }, (_, i) => ev(0, i));
+    const resumes: ({ [p: number]: bigint })[] = [];
+    const statuses: FeedStatus[] = [];
+    const delivered: number[] = [];
+    const delays: number[] = [];
+    let connection = 0;
+    let feed: LiveFeed<Ev> | undefined;
+    const done = new Promise<void>((resolve) => {
+      feed = new LiveFeed<Ev>({
+        open: async function* (resume, _signal, opened) {
+          resumes.push(resume);
+          connection++;
+          opened();
+          const from = Number(resume[0] ?? 0n);
+          const slice = log.slice(Math.max(0, from - 2), from + 7);
+          for (const e of slice) yield e;
+          if (from + 7 >= log.length) {
+            resolve();
+            await new Promise(() => {});
+          }
+          throw new Error(`connection ${connection} dropped`);
+        },
+        onEvent: (e) => delivered.push(Number(e.offset)),
+        onStatus: (s) => statuses.push(s),
+        sleep: async (ms) => void delays.push(ms),
+        random: () => 0.5,
+      }).start();
+    });
+    await done;
+    expect(delivered).toEqual(log.map((e) => Number(e.offset)));
+    expect(resumes[0]).toEqual({});
+    expect(resumes[1]).toEqual({ 0: 7n });
+    expect(statuses[0]).toBe("connecting");
+    expect(statuses).toContain("reconnecting");
+    expect(statuses.at(-1)).toBe("live");
+    // Each drop after a successful open starts the backoff again.
+    expect(new Set(delays).size).toBe(1);
+    void feed?.stop();
+  });
+});

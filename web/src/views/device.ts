@@ -1,0 +1,190 @@
+// One device: its probes, a live chart over a chosen range, CSV export.
+
+import { readings } from "../api";
+import { ProbeChart } from "../chart";
+import { h } from "../dom";
+import { formatClock, toCsv } from "../format";
+import { DeviceSeries } from "../series";
+import type { LiveStore } from "../store";
+import type { Unit } from "../units";
+import { deviceFacts, probeLabel, probeTiles } from "./probes";
+
+const RANGES: [string, number][] = [
+  ["30 min", 30 * 60_000],
+  ["3 h", 3 * 3_600_000],
+  ["12 h", 12 * 3_600_000],
+  ["All", Number.POSITIVE_INFINITY],
+];
+
+export class DeviceView {
+  readonly series = new DeviceSeries();
+  private readonly chart: ProbeChart;
+  private readonly tiles = h("div", { class: "tiles" });
+  private readonly head = h("header", { class: "device-head" });
+  private rangeMs = RANGES[0]![1];
+  /** Following the newest data (false after the user zoomed or panned). */
+  private following = true;
+  private pending = false;
+  private readonly unsubscribe: () => void;
+  private readonly offStore: () => void;
+  private loaded = false;
+
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly store: LiveStore,
+    private readonly deviceId: string,
+    private unit: Unit,
+  ) {
+    const chartHost = h("div", { class: "chart", "data-testid": "chart" });
+    this.chart = new ProbeChart(chartHost);
+    const rangeButtons = RANGES.map(([label, ms]) =>
+      h("button", { type: "button", "aria-pressed": ms === this.rangeMs ? "true" : "false", onclick: () => void this.setRange(ms) }, label),
+    );
+    const controls = h(
+      "div",
+      { class: "controls" },
+      h("div", { class: "ranges", role: "group", "aria-label": "Range" }, rangeButtons),
+      h(
+        "div",
+        { class: "pan" },
+        h("button", { type: "button", "aria-label": "Earlier", onclick: () => this.pan(-0.5) }, "◀"),
+        h("button", { type: "button", "aria-label": "Later", onclick: () => this.pan(0.5) }, "▶"),
+        h("button", { type: "button", onclick: () => this.follow() }, "Live"),
+        h("button", { type: "button", onclick: () => this.exportCsv() }, "CSV"),
+      ),
+    );
+    chartHost.addEventListener("mouseup", () => (this.following = false));
+    chartHost.addEventListener("dblclick", () => this.follow());
+    root.replaceChildren(
+      h("p", { class: "back" }, h("a", { href: "#/" }, "← All devices")),
+      this.head,
+      this.tiles,
+      controls,
+      chartHost,
+    );
+    const onUpdate = (ev: { deviceId: string; probeId: string; eventTimeMs: bigint; temperatureC: number }) => {
+      if (ev.deviceId !== this.deviceId) return;
+      this.series.probe(ev.probeId).add(Number(ev.eventTimeMs), ev.temperatureC);
+      this.schedule();
+    };
+    store.updateListeners.add(onUpdate);
+    this.unsubscribe = () => store.updateListeners.delete(onUpdate);
+    this.offStore = store.on(() => this.renderTiles());
+    this.renderTiles();
+    void this.setRange(this.rangeMs, rangeButtons);
+  }
+
+  setUnit(unit: Unit): void {
+    this.unit = unit;
+    this.renderTiles();
+    this.draw();
+  }
+
+  destroy(): void {
+    this.unsubscribe();
+    this.offStore();
+    this.chart.destroy();
+  }
+
+  renderTiles(): void {
+    const d = this.store.devices.get(this.deviceId);
+    if (!d) {
+      this.head.replaceChildren(h("h2", {}, this.deviceId), h("p", { class: "facts" }, this.store.error || "Loading…"));
+      return;
+    }
+    this.head.replaceChildren(h("h2", {}, d.device.name || d.device.deviceId), deviceFacts(d));
+    this.tiles.replaceChildren(probeTiles(d, this.unit, Date.now()));
+    if (this.loaded) this.schedule();
+  }
+
+  private async setRange(ms: number, buttons?: HTMLButtonElement[]): Promise<void> {
+    this.rangeMs = ms;
+    for (const b of buttons ?? [...this.root.querySelectorAll<HTMLButtonElement>(".ranges button")]) {
+      b.setAttribute("aria-pressed", b.textContent === RANGES.find((r) => r[1] === ms)?.[0] ? "true" : "false");
+    }
+    this.following = true;
+    await this.loadHistory();
+    this.draw();
+  }
+
+  /** Fills the series from stored history for the range (live updates merge in by time). */
+  private async loadHistory(): Promise<void> {
+    const to = Date.now() + 60_000;
+    const from = Number.isFinite(this.rangeMs) ? to - this.rangeMs - 60_000 : 0;
+    const d = this.store.devices.get(this.deviceId);
+    const probes = d ? [...d.probes.keys()] : [];
+    await Promise.all(
+      probes.map(async (probeId) => {
+        try {
+          const r = await readings.getHistory({ deviceId: this.deviceId, probeId, fromMs: BigInt(from), toMs: BigInt(to) });
+          const s = this.series.probe(probeId);
+          for (const p of r.points) s.add(Number(p.eventTimeMs), p.temperatureC ?? null);
+        } catch {
+          // The live feed shows the outage; the next range change retries.
+        }
+      }),
+    );
+    this.loaded = true;
+  }
+
+  private schedule(): void {
+    if (this.pending) return;
+    this.pending = true;
+    setTimeout(() => {
+      this.pending = false;
+      this.draw();
+    }, 250);
+  }
+
+  private draw(): void {
+    const d = this.store.devices.get(this.deviceId);
+    const ids = this.series.ids();
+    const from = Number.isFinite(this.rangeMs) ? Date.now() - this.rangeMs : -Infinity;
+    const data = this.series.aligned(this.following ? from : -Infinity);
+    this.chart.update(
+      data,
+      {
+        labels: ids.map((id) => (d ? probeLabel(d, id) : id)),
+        targets: ids.map((id) => d?.device.targetsC[id]),
+        unit: this.unit,
+      },
+      !this.following,
+    );
+  }
+
+  private pan(fraction: number): void {
+    const w = this.chart.window();
+    if (!w) return;
+    const shift = (w.max - w.min) * fraction;
+    this.following = false;
+    this.chart.setWindow(w.min + shift, w.max + shift);
+  }
+
+  private follow(): void {
+    this.following = true;
+    this.draw();
+  }
+
+  private exportCsv(): void {
+    const d = this.store.devices.get(this.deviceId);
+    const ids = this.series.ids();
+    const [xs, ...cols] = this.series.aligned();
+    const rows: (string | number | null)[][] = [["time", ...ids.map((id) => `${d ? probeLabel(d, id) : id} (°C)`)]];
+    xs.forEach((x, i) => rows.push([new Date(x * 1000).toISOString(), ...cols.map((c) => c[i] ?? null)]));
+    const url = URL.createObjectURL(new Blob([toCsv(rows)], { type: "text/csv" }));
+    const a = h("a", { href: url, download: `${this.deviceId}-${formatClock(Date.now()).replace(":", "")}.csv` });
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+
+  /** Test hook: event times of the stored readings (with a temperature) of one probe. */
+  async storedTimes(probeId: string, fromMs: number, toMs: number): Promise<number[]> {
+    const r = await readings.getHistory({ deviceId: this.deviceId, probeId, fromMs: BigInt(fromMs), toMs: BigInt(toMs) });
+    return r.points.filter((p) => p.temperatureC !== undefined).map((p) => Number(p.eventTimeMs));
+  }
+
+  /** Test hook: the event times per probe the chart holds. */
+  snapshot(): Record<string, number[]> {
+    return Object.fromEntries(this.series.ids().map((id) => [id, [...this.series.probe(id).times]]));
+  }
+}
