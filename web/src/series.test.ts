@@ -40,3 +40,31 @@ describe("DeviceSeries", () => {
     expect(d.aligned(1_500)).toEqual([[2], [111], [50]]);
   });
 });
+
+describe("DeviceSeries.alignedAll", () => {
+  it("equals a fresh alignment after live appends, late arrivals and new probes", () => {
+    const d = new DeviceSeries();
+    const fresh = () => {
+      const copy = new DeviceSeries();
+      for (const id of d.ids()) {
+        const s = d.probe(id);
+        s.times.forEach((t, i) => copy.probe(id).add(t, s.values[i]!));
+      }
+      return copy.aligned();
+    };
+    let t = 0;
+    for (let step = 0; step < 300; step++) {
+      const r = Math.random();
+      if (r < 0.7) {
+        t += 1 + Math.floor(Math.random() * 3);
+        d.probe(Math.random() < 0.5 ? "pit" : "meat-1").add(t, t);
+      } else if (r < 0.8) {
+        d.probe("meat-1").add(Math.floor(Math.random() * (t + 1)), -1); // a late point
+      } else if (r < 0.82) {
+        d.probe(`meat-${2 + Math.floor(Math.random() * 2)}`).add(t + 1, 0); // a new probe
+      }
+      if (step % 7 === 0) expect(d.alignedAll()).toEqual(fresh());
+    }
+    expect(d.alignedAll()).toEqual(fresh());
+  });
+});

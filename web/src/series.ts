@@ -3,6 +3,8 @@
 export class Series {
   readonly times: number[] = [];
   readonly values: (number | null)[] = [];
+  /** Bumped by every insertion that is not at the end (cached alignments are then stale). */
+  reshaped = 0;
 
   /** Adds a point; false when the time is already there (a duplicate). */
   add(timeMs: number, value: number | null): boolean {
@@ -20,6 +22,7 @@ export class Series {
       else hi = mid;
     }
     if (t[lo] === timeMs) return false;
+    this.reshaped++;
     t.splice(lo, 0, timeMs);
     this.values.splice(lo, 0, value);
     return true;
@@ -31,8 +34,57 @@ export class Series {
 }
 
 /** The probes of one device, aligned on the union of their times (uPlot's data shape). */
+interface Alignment {
+  ids: string[];
+  reshaped: number[];
+  lengths: number[];
+  data: [number[], ...(number | null)[][]];
+}
+
 export class DeviceSeries {
   readonly probes = new Map<string, Series>();
+  private cache: Alignment | undefined;
+
+  /**
+   * Everything, aligned, reusing the previous alignment when the series only grew at the
+   * end since (the live case): then only the new points are merged, so a 12-hour chart
+   * costs no more per update than a 5-minute one.
+   */
+  alignedAll(): [number[], ...(number | null)[][]] {
+    const ids = this.ids();
+    const series = ids.map((id) => this.probes.get(id)!);
+    const c = this.cache;
+    const lastX = c ? (c.data[0].at(-1) ?? -Infinity) * 1000 : -Infinity;
+    const reusable =
+      c !== undefined &&
+      c.ids.length === ids.length &&
+      c.ids.every((id, i) => id === ids[i]) &&
+      series.every((s, i) => s.reshaped === c.reshaped[i] && s.length >= c.lengths[i]! && (s.length === c.lengths[i] || s.times[c.lengths[i]!]! > lastX));
+    if (!reusable) {
+      const data = this.aligned();
+      this.cache = { ids, reshaped: series.map((s) => s.reshaped), lengths: series.map((s) => s.length), data };
+      return data;
+    }
+    const tail = new DeviceSeries();
+    series.forEach((s, i) => {
+      const t = tail.probe(ids[i]!);
+      for (let k = c.lengths[i]!; k < s.length; k++) t.add(s.times[k]!, s.values[k]!);
+    });
+    // Same order as `ids` (the tail has every id, possibly empty).
+    const [xs, ...cols] = tail.alignedIn(ids);
+    for (const x of xs) c.data[0].push(x);
+    cols.forEach((col, i) => {
+      const target = c.data[i + 1] as (number | null)[];
+      for (const v of col) target.push(v);
+    });
+    c.lengths = series.map((s) => s.length);
+    return c.data;
+  }
+
+  /** Aligned columns for `ids` in that order. */
+  private alignedIn(ids: string[]): [number[], ...(number | null)[][]] {
+    return alignSeries(ids.map((id) => this.probe(id)), -Infinity);
+  }
 
   probe(id: string): Series {
     let s = this.probes.get(id);
@@ -50,22 +102,64 @@ export class DeviceSeries {
     );
   }
 
-  /** [x in seconds, ...one column per probe in `ids()` order], nulls where a probe has no point. */
+  /** [x in seconds, ...one column per probe in `ids()` order], nulls where a probe has no point.
+   * A k-way merge of the sorted series (no sorting, no hashing): linear in the points. */
   aligned(fromMs = -Infinity): [number[], ...(number | null)[][]] {
-    const ids = this.ids();
-    const all = new Set<number>();
-    for (const id of ids) for (const t of this.probes.get(id)!.times) if (t >= fromMs) all.add(t);
-    const xs = [...all].sort((a, b) => a - b);
-    const index = new Map(xs.map((t, i) => [t, i]));
-    const columns = ids.map((id) => {
-      const col: (number | null)[] = new Array(xs.length).fill(null);
-      const s = this.probes.get(id)!;
-      for (let i = 0; i < s.times.length; i++) {
-        const at = index.get(s.times[i]!);
-        if (at !== undefined) col[at] = s.values[i]!;
-      }
-      return col;
-    });
-    return [xs.map((t) => t / 1000), ...columns];
+    return alignSeries(
+      this.ids().map((id) => this.probes.get(id)!),
+      fromMs,
+    );
   }
+}
+
+function alignSeries(series: Series[], fromMs: number): [number[], ...(number | null)[][]] {
+  const cursors = series.map((s) => lowerBound(s.times, fromMs));
+  // Common case: every probe reports at the same instants.
+  const first = series[0];
+  if (first && series.every((s, i) => sameTail(s.times, cursors[i]!, first.times, cursors[0]!))) {
+    const from = cursors[0]!;
+    const xs = first.times.slice(from).map((t) => t / 1000);
+    return [xs, ...series.map((s, i) => s.values.slice(cursors[i]!))];
+  }
+  const xs: number[] = [];
+  const columns: (number | null)[][] = series.map(() => []);
+  for (;;) {
+    let next = Infinity;
+    for (let i = 0; i < series.length; i++) {
+      const t = series[i]!.times[cursors[i]!];
+      if (t !== undefined && t < next) next = t;
+    }
+    if (next === Infinity) break;
+    xs.push(next / 1000);
+    for (let i = 0; i < series.length; i++) {
+      const s = series[i]!;
+      const c = cursors[i]!;
+      if (s.times[c] === next) {
+        columns[i]!.push(s.values[c]!);
+        cursors[i] = c + 1;
+      } else {
+        columns[i]!.push(null);
+      }
+    }
+  }
+  return [xs, ...columns];
+}
+
+/** First index with `times[i] >= t`. */
+function lowerBound(times: readonly number[], t: number): number {
+  let lo = 0;
+  let hi = times.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (times[mid]! < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Whether `a` from `ia` and `b` from `ib` hold the same times. */
+function sameTail(a: readonly number[], ia: number, b: readonly number[], ib: number): boolean {
+  if (a.length - ia !== b.length - ib) return false;
+  for (let k = 0; k < a.length - ia; k++) if (a[ia + k] !== b[ib + k]) return false;
+  return true;
 }

@@ -139,8 +139,7 @@ export class DeviceView {
   private draw(): void {
     const d = this.store.devices.get(this.deviceId);
     const ids = this.series.ids();
-    const from = Number.isFinite(this.rangeMs) ? Date.now() - this.rangeMs : -Infinity;
-    const data = this.series.aligned(this.following ? from : -Infinity);
+    const data = this.series.alignedAll();
     this.chart.update(
       data,
       {
@@ -148,8 +147,15 @@ export class DeviceView {
         targets: ids.map((id) => d?.device.targetsC[id]),
         unit: this.unit,
       },
-      !this.following,
+      true,
     );
+    if (this.following) {
+      const xs = data[0];
+      const last = xs.at(-1) ?? Date.now() / 1000;
+      const first = xs[0] ?? last;
+      const from = Number.isFinite(this.rangeMs) ? last - this.rangeMs / 1000 : first;
+      this.chart.setWindow(Math.max(from, first), last);
+    }
   }
 
   private pan(fraction: number): void {
