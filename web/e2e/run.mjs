@@ -102,12 +102,15 @@ try {
   check(true, `the chart gains points live (${before} → ≥${before + 3})`);
   await page.screenshot({ path: join(artifacts, "device-390x844.png"), fullPage: true });
 
-  // °C/°F toggle is remembered per browser.
+  // °C/°F toggle is remembered per browser; a reopened page charts the stored history.
   await page.locator("button.unit").click();
+  const charted = await page.evaluate(() => window.__emberline.chart().pit);
   await page.reload();
   check((await page.locator("button.unit").innerText()) === "°F", "the °F choice survives a reload");
+  // Only stored history can bring back points older than the reload.
+  await page.waitForFunction((first) => (window.__emberline.chart().pit ?? [])[0] <= first, charted[0]);
+  check(true, `the reopened chart starts from stored history (the first of ${charted.length} earlier points is back)`);
   await page.locator("button.unit").click();
-  await page.waitForFunction(() => (window.__emberline.chart().pit ?? []).length >= 2);
 
   // The gateway dies: the page says so; it comes back: the page reconnects and fills the gap.
   await page.waitForFunction(() => window.__emberline.chart().pit.length >= 10);

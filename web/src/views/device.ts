@@ -28,6 +28,7 @@ export class DeviceView {
   private readonly unsubscribe: () => void;
   private readonly offStore: () => void;
   private loaded = false;
+  private loading = false;
 
   constructor(
     private readonly root: HTMLElement,
@@ -95,6 +96,7 @@ export class DeviceView {
     this.head.replaceChildren(h("h2", {}, d.device.name || d.device.deviceId), deviceFacts(d));
     this.tiles.replaceChildren(probeTiles(d, this.unit, Date.now()));
     if (this.loaded) this.schedule();
+    else if (!this.loading) void this.setRange(this.rangeMs); // the device is known now
   }
 
   private async setRange(ms: number, buttons?: HTMLButtonElement[]): Promise<void> {
@@ -109,10 +111,12 @@ export class DeviceView {
 
   /** Fills the series from stored history for the range (live updates merge in by time). */
   private async loadHistory(): Promise<void> {
+    const d = this.store.devices.get(this.deviceId);
+    if (!d) return; // not known yet: loaded when the store first has it
+    this.loading = true;
     const to = Date.now() + 60_000;
     const from = Number.isFinite(this.rangeMs) ? to - this.rangeMs - 60_000 : 0;
-    const d = this.store.devices.get(this.deviceId);
-    const probes = d ? [...d.probes.keys()] : [];
+    const probes = [...new Set([...d.probes.keys(), ...d.device.probeIds])];
     await Promise.all(
       probes.map(async (probeId) => {
         try {
@@ -124,6 +128,7 @@ export class DeviceView {
         }
       }),
     );
+    this.loading = false;
     this.loaded = true;
   }
 
