@@ -130,6 +130,13 @@ try {
   const missing = stored.filter((t) => !have.has(t));
   check(missing.length === 0 && stored.length >= 5, `no gap: all ${stored.length} stored pit readings in the charted span are on the chart${missing.length ? ` (missing ${missing.slice(0, 5)})` : ""}`);
 
+  // Installable: the service worker controls the page; at 360 px nothing scrolls sideways.
+  const sw = await page.evaluate(async () => (await navigator.serviceWorker.ready).active?.scriptURL ?? "");
+  check(sw.endsWith("/sw.js"), "the service worker is active (installable app shell)");
+  await page.setViewportSize({ width: 360, height: 740 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `no sideways scrolling at 360 px (${overflow} px overflow)`);
+
   // Desktop layout.
   await page.setViewportSize({ width: 1440, height: 900 });
   await page.screenshot({ path: join(artifacts, "device-1440x900.png"), fullPage: true });
