@@ -11,9 +11,11 @@
 
 mod backoff;
 mod error;
+pub mod http_push;
 mod simulator;
 mod sink;
 mod source;
+pub mod validate;
 
 pub use backoff::Backoff;
 pub use error::IngestError;

@@ -8,6 +8,7 @@ use emberline_schemas::events::{DeviceRegistered, DeviceStatus, ProbeReading};
 use emberline_schemas::{Event, EventCodec};
 use tokio_util::sync::CancellationToken;
 
+use crate::validate::{Admitted, Rejected};
 use crate::{Backoff, IngestError};
 
 /// Where sources put their events.
@@ -66,6 +67,60 @@ impl EventSink {
         self.append(topics::DEVICE_EVENTS, registrations).await
     }
 
+    /// Appends what a [`Gate`](crate::validate::Gate) admitted and sends what it rejected
+    /// to `dead-letter`, each with its reason and raw payload.
+    pub async fn deliver(
+        &self,
+        source: &str,
+        admitted: &Admitted,
+        received_ms: i64,
+    ) -> Result<(), IngestError> {
+        self.readings(&admitted.readings).await?;
+        self.dead_letters(source, &admitted.rejected, received_ms)
+            .await
+    }
+
+    /// Sends rejected readings (or whole unreadable payloads) to `dead-letter`.
+    pub async fn dead_letters(
+        &self,
+        source: &str,
+        rejected: &[Rejected],
+        received_ms: i64,
+    ) -> Result<(), IngestError> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<NewRecord> = rejected
+            .iter()
+            .map(|r| {
+                let payload = match std::str::from_utf8(&r.raw) {
+                    Ok(text) => serde_json::json!({ "payload": text }),
+                    Err(_) => serde_json::json!({
+                        "payload_hex": r.raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    }),
+                };
+                let mut body = serde_json::json!({
+                    "source": source,
+                    "device_id": r.device_id,
+                    "probe_id": r.probe_id,
+                    "reason": r.reason.to_string(),
+                    "received_time": received_ms,
+                });
+                if let (Some(body), Some(payload)) = (body.as_object_mut(), payload.as_object()) {
+                    body.extend(payload.clone());
+                }
+                NewRecord {
+                    key: r.device_id.as_bytes().to_vec(),
+                    value: body.to_string().into_bytes(),
+                    timestamp_ms: received_ms.max(1),
+                }
+            })
+            .collect();
+        tracing::warn!(source, count = records.len(), first = %rejected[0].reason, "readings rejected; sent to the dead-letter topic");
+        self.append_records(topics::DEAD_LETTER, records).await?;
+        Ok(())
+    }
+
     async fn append<E: Keyed>(
         &self,
         topic: &str,
@@ -82,6 +137,14 @@ impl EventSink {
                 timestamp_ms: event.event_time(),
             });
         }
+        self.append_records(topic, records).await
+    }
+
+    async fn append_records(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+    ) -> Result<Vec<Position>, IngestError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         loop {
             match self.log.append(topic, records.clone()).await {
