@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use emberline_home_assistant::HomeAssistantConfig;
-use emberline_ingest::SimulatorConfig;
+use emberline_ingest::{SimulatorConfig, SourceConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,9 @@ pub(crate) struct Config {
     pub(crate) simulator: SimulatorSection,
     /// The Home Assistant connector; `up` starts it when `home_assistant.mqtt` is set.
     pub(crate) home_assistant: HomeAssistantConfig,
+    /// Configured sources (`[[sources]]` with a `kind`); when any are listed, `up` runs them
+    /// instead of `[simulator]`.
+    pub(crate) sources: Vec<SourceConfig>,
 }
 
 /// Which log backend, and how to reach it.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use emberline_gateway::Gateway;
-use emberline_ingest::{EventSink, Simulator, run_source};
+use emberline_ingest::{EventSink, Simulator, SimulatorConfig, SourceConfig, run_source};
 use emberline_log::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog, RedbDatabase, topics};
 use emberline_processors::{Mode, TrendConfig, run_devices, run_trends};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
@@ -161,15 +161,51 @@ fn simulated_cook_start(config: &Config, now: i64) -> Result<i64> {
     }
 }
 
-fn spawn_simulator(
+/// Runs the configured sources, or the `[simulator]` when none are listed.
+fn spawn_sources(
     tasks: &mut JoinSet<Result<()>>,
     config: &Config,
     parts: &LogParts,
     shutdown: &CancellationToken,
 ) {
-    if !config.simulator.enabled {
+    if config.sources.is_empty() {
+        if config.simulator.enabled {
+            spawn_simulator(
+                tasks,
+                config,
+                config.simulator.settings.clone(),
+                parts,
+                shutdown,
+            );
+        }
         return;
     }
+    for source in &config.sources {
+        match source {
+            SourceConfig::Simulator(settings) => {
+                spawn_simulator(tasks, config, settings.clone(), parts, shutdown);
+            }
+            other => {
+                let source = other.build(wall_clock_ms());
+                let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
+                let (shutdown, kind) = (shutdown.clone(), other.kind());
+                tasks.spawn(async move {
+                    run_source(source, sink, shutdown)
+                        .await
+                        .with_context(|| format!("{kind} source"))
+                });
+            }
+        }
+    }
+}
+
+fn spawn_simulator(
+    tasks: &mut JoinSet<Result<()>>,
+    config: &Config,
+    settings: SimulatorConfig,
+    parts: &LogParts,
+    shutdown: &CancellationToken,
+) {
     let now = wall_clock_ms();
     let start = match simulated_cook_start(config, now) {
         Ok(start) => start,
@@ -178,7 +214,7 @@ fn spawn_simulator(
             now
         }
     };
-    let mut simulator = Simulator::new(config.simulator.settings.clone(), start);
+    let mut simulator = Simulator::new(settings, start);
     simulator.skip_to(now);
     tracing::info!(cook_started_ms = start, "simulated cook running");
     let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
@@ -319,7 +355,7 @@ pub(crate) async fn up(config: Config) -> Result<()> {
     let store = open_store(&config)?;
     tracing::info!(data_dir = %config.data_dir()?.display(), backend = ?config.log.backend, "emberline up");
     let mut tasks = JoinSet::new();
-    spawn_simulator(&mut tasks, &config, &parts, &shutdown);
+    spawn_sources(&mut tasks, &config, &parts, &shutdown);
     spawn_processor(&mut tasks, &config, &parts, store.clone(), &shutdown);
     spawn_gateway(&mut tasks, &config, &parts, store, &shutdown);
     spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true);
@@ -346,11 +382,11 @@ pub(crate) async fn ingest(config: Config) -> Result<()> {
     cancel_on_signal(shutdown.clone());
     let parts = open_log(&config).await?;
     anyhow::ensure!(
-        config.simulator.enabled,
-        "no sources are configured: enable [simulator]"
+        config.simulator.enabled || !config.sources.is_empty(),
+        "no sources are configured: add [[sources]] or enable [simulator]"
     );
     let mut tasks = JoinSet::new();
-    spawn_simulator(&mut tasks, &config, &parts, &shutdown);
+    spawn_sources(&mut tasks, &config, &parts, &shutdown);
     supervise(tasks, shutdown).await
 }
 

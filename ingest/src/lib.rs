@@ -1,5 +1,6 @@
-//! Getting readings into the log: the [`Source`] trait, the grill [`Simulator`] and the
-//! [`EventSink`] every source writes through.
+//! Getting readings into the log: the [`Source`] trait, the sources ([`Simulator`],
+//! [`mqtt`], [`http_push`]; the registry of kinds is [`SourceConfig`]), the [`validate`]
+//! gate every reading passes, and the [`EventSink`] every source writes through.
 //!
 //! A source produces events (probe readings, device registrations and status) and hands them
 //! to an [`EventSink`], which encodes them (Avro, Confluent wire format) and appends them to
@@ -12,6 +13,8 @@
 mod backoff;
 mod error;
 pub mod http_push;
+pub mod mqtt;
+mod registry;
 mod simulator;
 mod sink;
 mod source;
@@ -19,6 +22,7 @@ pub mod validate;
 
 pub use backoff::Backoff;
 pub use error::IngestError;
+pub use registry::SourceConfig;
 pub use simulator::{Simulator, SimulatorConfig};
 pub use sink::EventSink;
 pub use source::{Source, run_source};

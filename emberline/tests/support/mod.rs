@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
+pub mod mosquitto;
+
 /// Generous bound for anything that should take a second or two; only reached on failure.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
