@@ -40,6 +40,8 @@ fn device_to_proto(
         status_time_ms: info.status_time.unwrap_or(0),
         targets_c: info.targets_c.into_iter().collect(),
         cook_id: info.cook_id,
+        status_note: info.status_note,
+        attributes: info.attributes.into_iter().collect(),
     }
 }
 

@@ -205,6 +205,12 @@ impl Simulator {
                 signal_dbm: Some(-55),
                 firmware: Some("sim-1".into()),
                 source: "simulator".into(),
+                note: None,
+                attributes: [(
+                    "simulator.interval_ms".to_owned(),
+                    self.config.interval_ms.to_string(),
+                )]
+                .into(),
             })
             .collect()
     }

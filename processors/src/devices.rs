@@ -122,6 +122,8 @@ pub fn apply(info: &mut DeviceInfo, event: &DeviceEvent) {
                 info.signal_dbm = s.signal_dbm;
                 info.firmware = s.firmware.clone();
                 info.status_time = Some(s.event_time);
+                info.status_note = s.note.clone();
+                info.attributes = s.attributes.clone();
             }
         }
         DeviceEvent::Removed(r) => info.removed_time = Some(r.event_time),
@@ -343,6 +345,8 @@ mod tests {
             signal_dbm: None,
             firmware: None,
             source: "test".into(),
+            note: None,
+            attributes: BTreeMap::new(),
         })
     }
 

@@ -80,6 +80,8 @@ fn status(device: &str, t: i64, battery: f64) -> DeviceStatus {
         signal_dbm: Some(-60),
         firmware: None,
         source: "test".into(),
+        note: None,
+        attributes: BTreeMap::new(),
     }
 }
 

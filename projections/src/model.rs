@@ -108,6 +108,10 @@ pub struct DeviceInfo {
     pub firmware: Option<String>,
     /// Event time of the latest status, epoch ms.
     pub status_time: Option<i64>,
+    /// Why the device is quiet or unreachable, from its latest status.
+    pub status_note: Option<String>,
+    /// Source facts from the latest status (upload interval, alarms, vendor prediction).
+    pub attributes: BTreeMap<String, String>,
     /// Probe id to target temperature, Celsius.
     pub targets_c: BTreeMap<String, f64>,
     /// The cook in progress, if any.

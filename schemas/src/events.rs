@@ -137,6 +137,12 @@ pub struct DeviceStatus {
     pub firmware: Option<String>,
     /// The ingest adapter that produced it.
     pub source: String,
+    /// Why the device is quiet or unreachable, for the user.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Source facts: upload interval, alarm thresholds, the vendor's prediction (namespaced keys).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// A device became known. See `device_registered.avsc`.

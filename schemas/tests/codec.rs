@@ -60,8 +60,8 @@ prop_compose! {
 prop_compose! {
     fn device_status()(device_id in text(), event_time in any::<i64>(), received_time in any::<i64>(), online in any::<bool>(),
         battery_percent in prop::option::of(finite()), signal_dbm in prop::option::of(any::<i32>()),
-        firmware in prop::option::of(text()), source in text()) -> DeviceStatus {
-        DeviceStatus { device_id, event_time, received_time, online, battery_percent, signal_dbm, firmware, source }
+        firmware in prop::option::of(text()), source in text(), note in prop::option::of(text()), attributes in labels(text())) -> DeviceStatus {
+        DeviceStatus { device_id, event_time, received_time, online, battery_percent, signal_dbm, firmware, source, note, attributes }
     }
 }
 prop_compose! {

@@ -53,5 +53,6 @@ export function deviceFacts(d: DeviceNow): HTMLElement {
   if (dev.online === false) facts.push("offline");
   if (dev.batteryPercent !== undefined) facts.push(`battery ${Math.round(dev.batteryPercent)} %`);
   if (dev.signalDbm !== undefined) facts.push(`signal ${dev.signalDbm} dBm`);
+  if (dev.statusNote) facts.push(dev.statusNote);
   return h("p", { class: "facts" }, facts.join(" · "));
 }
