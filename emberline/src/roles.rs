@@ -186,7 +186,13 @@ fn spawn_sources(
                 spawn_simulator(tasks, config, settings.clone(), parts, shutdown);
             }
             other => {
-                let source = other.build(wall_clock_ms());
+                let source = match other.build(wall_clock_ms()) {
+                    Ok(source) => source,
+                    Err(e) => {
+                        tasks.spawn(async move { Err(anyhow::Error::new(e)) });
+                        continue;
+                    }
+                };
                 let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
                 let (shutdown, kind) = (shutdown.clone(), other.kind());
                 tasks.spawn(async move {

@@ -11,6 +11,7 @@
 //! gRPC.
 
 mod backoff;
+pub mod cloud;
 mod error;
 pub mod http_push;
 pub mod mqtt;

@@ -16,9 +16,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::thermoworks::{Thermoworks, ThermoworksConfig};
+use crate::cloud::{CloudError, CloudPoller};
 use crate::http_push::{HttpPush, HttpPushConfig};
 use crate::mqtt::{MqttSource, MqttSourceConfig};
-use crate::{Simulator, SimulatorConfig, Source};
+use crate::{IngestError, Simulator, SimulatorConfig, Source};
 
 /// One configured source, by kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,6 +32,8 @@ pub enum SourceConfig {
     Mqtt(MqttSourceConfig),
     /// The HTTP push endpoint.
     HttpPush(HttpPushConfig),
+    /// ThermoWorks Cloud (or ETI Cloud).
+    Thermoworks(ThermoworksConfig),
 }
 
 impl SourceConfig {
@@ -39,16 +43,25 @@ impl SourceConfig {
             SourceConfig::Simulator(_) => "simulator",
             SourceConfig::Mqtt(_) => "mqtt",
             SourceConfig::HttpPush(_) => "http_push",
+            SourceConfig::Thermoworks(_) => "thermoworks",
         }
     }
 
     /// The source, ready to run. `start_ms` starts a simulated cook.
-    pub fn build(&self, start_ms: i64) -> Box<dyn Source> {
-        match self {
+    pub fn build(&self, start_ms: i64) -> Result<Box<dyn Source>, IngestError> {
+        let config_error = |source_name: &str, e: CloudError| IngestError::Config {
+            source_name: source_name.to_owned(),
+            reason: e.to_string(),
+        };
+        Ok(match self {
             SourceConfig::Simulator(c) => Box::new(Simulator::new(c.clone(), start_ms)),
             SourceConfig::Mqtt(c) => Box::new(MqttSource::new(c.clone())),
             SourceConfig::HttpPush(c) => Box::new(HttpPush::new(c.clone())),
-        }
+            SourceConfig::Thermoworks(c) => Box::new(CloudPoller::new(
+                Thermoworks::new(c.clone()).map_err(|e| config_error(&c.name, e))?,
+                c.retention_days,
+            )),
+        })
     }
 }
 
