@@ -21,6 +21,9 @@ mod sink;
 mod source;
 pub mod validate;
 
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testing;
+
 pub use backoff::Backoff;
 pub use error::IngestError;
 pub use registry::SourceConfig;
