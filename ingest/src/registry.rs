@@ -16,6 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::meater::{Meater, MeaterConfig};
 use crate::cloud::thermoworks::{Thermoworks, ThermoworksConfig};
 use crate::cloud::{CloudError, CloudPoller};
 use crate::http_push::{HttpPush, HttpPushConfig};
@@ -34,6 +35,8 @@ pub enum SourceConfig {
     HttpPush(HttpPushConfig),
     /// ThermoWorks Cloud (or ETI Cloud).
     Thermoworks(ThermoworksConfig),
+    /// MEATER Cloud.
+    Meater(MeaterConfig),
 }
 
 impl SourceConfig {
@@ -44,6 +47,7 @@ impl SourceConfig {
             SourceConfig::Mqtt(_) => "mqtt",
             SourceConfig::HttpPush(_) => "http_push",
             SourceConfig::Thermoworks(_) => "thermoworks",
+            SourceConfig::Meater(_) => "meater",
         }
     }
 
@@ -59,6 +63,10 @@ impl SourceConfig {
             SourceConfig::HttpPush(c) => Box::new(HttpPush::new(c.clone())),
             SourceConfig::Thermoworks(c) => Box::new(CloudPoller::new(
                 Thermoworks::new(c.clone()).map_err(|e| config_error(&c.name, e))?,
+                c.retention_days,
+            )),
+            SourceConfig::Meater(c) => Box::new(CloudPoller::new(
+                Meater::new(c.clone()).map_err(|e| config_error(&c.name, e))?,
                 c.retention_days,
             )),
         })

@@ -16,6 +16,7 @@
 //! * passwords are [`Secret`]s: never printed by `Debug`, never logged.
 
 pub mod firestore;
+pub mod meater;
 pub mod thermoworks;
 
 use std::path::PathBuf;

@@ -1,5 +1,48 @@
 //! Local stand-ins for the thermometer clouds, answering as the protocol reference says
 //! (feature `testsuite`). They let the adapters run unchanged — only their base URL set —
 //! in tests and by hand.
+#![allow(missing_docs)]
 
+pub mod meater;
 pub mod thermoworks;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// A failure a stand-in injects into its next data answer.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// This HTTP status with a Google error body.
+    Status(u16),
+    /// 429, with or without `Retry-After` seconds.
+    TooMany(Option<u64>),
+    /// A 200 whose JSON is cut off.
+    Truncated,
+    /// A 200 with an HTML error page.
+    NotJson,
+    /// An answer after this long (for timeouts).
+    Slow(Duration),
+}
+
+impl Fault {
+    /// The answer a real service gives in this failure.
+    pub async fn respond(self) -> Response {
+        match self {
+            Fault::Status(s) => (
+                StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                axum::Json(serde_json::json!({"error": {"code": s, "message": "backend error"}})),
+            )
+                .into_response(),
+            Fault::TooMany(Some(s)) => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", s.to_string())], "slow down").into_response(),
+            Fault::TooMany(None) => (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response(),
+            Fault::Truncated => (StatusCode::OK, [("content-type", "application/json")], r#"[{"document": {"name": "projects/x/databases/(default)/documents/devices/A1", "fields": {"serial": {"stri"#).into_response(),
+            Fault::NotJson => (StatusCode::OK, [("content-type", "text/html")], "<html>Service Unavailable</html>").into_response(),
+            Fault::Slow(d) => {
+                tokio::time::sleep(d).await;
+                (StatusCode::OK, "[]").into_response()
+            }
+        }
+    }
+}

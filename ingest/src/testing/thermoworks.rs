@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -17,27 +16,14 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+pub use super::Fault;
+
 /// ThermoWorks' public web-client API key.
 pub const KEY: &str = "AIzaSyCf079iccUFc1k7VHdGXng22zXDy8Y3KEY";
 /// ThermoWorks' web app id.
 pub const APP: &str = "1:78998049458:web:b41e9d405d8c7de95eefab";
 /// The project id the server reports.
 pub const PROJECT: &str = "smoke-cloud-test";
-
-/// A failure the server injects into the next Firestore answer.
-#[derive(Clone, Debug)]
-pub enum Fault {
-    /// This HTTP status with a Google error body.
-    Status(u16),
-    /// 429, with or without `Retry-After` seconds.
-    TooMany(Option<u64>),
-    /// A 200 whose JSON is cut off.
-    Truncated,
-    /// A 200 with an HTML error page.
-    NotJson,
-    /// An answer after this long (for timeouts).
-    Slow(Duration),
-}
 
 /// The server's state; tests change it to act as the cloud would.
 #[derive(Default)]
@@ -106,15 +92,7 @@ async fn handle(
 ) -> Response {
     match route(&cloud, &method, &uri, &headers, &body) {
         Ok(response) => response,
-        Err(Fault::Slow(d)) => {
-            tokio::time::sleep(d).await;
-            (StatusCode::OK, "[]").into_response()
-        }
-        Err(Fault::Status(s)) => google_error(StatusCode::from_u16(s).expect("status"), "backend error"),
-        Err(Fault::TooMany(Some(s))) => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", s.to_string())], "slow down").into_response(),
-        Err(Fault::TooMany(None)) => (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response(),
-        Err(Fault::Truncated) => (StatusCode::OK, [("content-type", "application/json")], r#"[{"document": {"name": "projects/x/databases/(default)/documents/devices/A1", "fields": {"serial": {"stri"#).into_response(),
-        Err(Fault::NotJson) => (StatusCode::OK, [("content-type", "text/html")], "<html>Service Unavailable</html>").into_response(),
+        Err(fault) => fault.respond().await,
     }
 }
 
