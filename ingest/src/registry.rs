@@ -16,6 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::fireboard::{Fireboard, FireboardConfig};
 use crate::cloud::meater::{Meater, MeaterConfig};
 use crate::cloud::thermoworks::{Thermoworks, ThermoworksConfig};
 use crate::cloud::{CloudError, CloudPoller};
@@ -37,6 +38,8 @@ pub enum SourceConfig {
     Thermoworks(ThermoworksConfig),
     /// MEATER Cloud.
     Meater(MeaterConfig),
+    /// FireBoard Cloud.
+    Fireboard(FireboardConfig),
 }
 
 impl SourceConfig {
@@ -48,6 +51,7 @@ impl SourceConfig {
             SourceConfig::HttpPush(_) => "http_push",
             SourceConfig::Thermoworks(_) => "thermoworks",
             SourceConfig::Meater(_) => "meater",
+            SourceConfig::Fireboard(_) => "fireboard",
         }
     }
 
@@ -67,6 +71,10 @@ impl SourceConfig {
             )),
             SourceConfig::Meater(c) => Box::new(CloudPoller::new(
                 Meater::new(c.clone()).map_err(|e| config_error(&c.name, e))?,
+                c.retention_days,
+            )),
+            SourceConfig::Fireboard(c) => Box::new(CloudPoller::new(
+                Fireboard::new(c.clone()).map_err(|e| config_error(&c.name, e))?,
                 c.retention_days,
             )),
         })

@@ -15,6 +15,7 @@
 //!   and an error in the log — once, then a retry only every hour: no retry storm;
 //! * passwords are [`Secret`]s: never printed by `Debug`, never logged.
 
+pub mod fireboard;
 pub mod firestore;
 pub mod meater;
 pub mod thermoworks;
@@ -275,6 +276,9 @@ async fn wait(d: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
+/// How often a poller logs its counters.
+const HEALTH_EVERY: Duration = Duration::from_secs(600);
+
 /// How long a rejected login waits before trying again.
 const CREDENTIALS_RETRY: Duration = Duration::from_secs(3_600);
 
@@ -294,7 +298,12 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
         let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(600));
         let mut breaker = CircuitBreaker::new(5, Duration::from_secs(300));
         let m = self.metrics.clone();
+        let mut reported = Instant::now();
         loop {
+            if reported.elapsed() >= HEALTH_EVERY {
+                reported = Instant::now();
+                tracing::info!(source = %name, metrics = %m.to_json(), "source health");
+            }
             if let Some(until) = breaker.open_until(Instant::now()) {
                 tracing::warn!(source = %name, wait_s = (until - Instant::now()).as_secs(), "circuit open after repeated failures; pausing calls");
                 if !wait(until - Instant::now(), &shutdown).await {

@@ -3,6 +3,7 @@
 //! in tests and by hand.
 #![allow(missing_docs)]
 
+pub mod fireboard;
 pub mod meater;
 pub mod thermoworks;
 
