@@ -101,6 +101,7 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    emberline_schemas::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -178,13 +178,6 @@ struct Shared {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Batch {
-    device_id: String,
-    readings: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Item {
     probe_id: String,
     value: Option<f64>,
@@ -244,7 +237,7 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             "send Content-Type: application/json",
         );
     }
-    let batch: Batch = match serde_json::from_slice(&body) {
+    let batch = match parse_batch(&body) {
         Ok(b) => b,
         Err(e) => {
             let reason = format!("not a readings batch: {e}");
@@ -261,33 +254,7 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             ),
         );
     }
-    let mut raws = Vec::new();
-    let mut malformed = Vec::new();
-    for (index, value) in batch.readings.iter().enumerate() {
-        let raw = value.to_string().into_bytes();
-        match serde_json::from_value::<Item>(value.clone()) {
-            Ok(item) => raws.push((
-                index,
-                RawReading {
-                    device_id: batch.device_id.clone(),
-                    probe_id: item.probe_id,
-                    device_time_ms: item.time.map(epoch_ms),
-                    value: item.value,
-                    unit: item.unit,
-                    raw,
-                },
-            )),
-            Err(e) => malformed.push((
-                index,
-                Rejected {
-                    device_id: batch.device_id.clone(),
-                    probe_id: String::new(),
-                    reason: Rejection::Malformed(e.to_string()),
-                    raw,
-                },
-            )),
-        }
-    }
+    let (raws, malformed) = split_batch(&batch);
     // Validate one by one to report each rejection's index.
     let mut readings = Vec::new();
     let mut rejected = malformed;
@@ -354,6 +321,57 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         axum::Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": details })),
     )
         .into_response()
+}
+
+/// A readings batch as posted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// The device the readings are from.
+    pub device_id: String,
+    /// The readings, each checked on its own.
+    pub readings: Vec<serde_json::Value>,
+}
+
+/// Parses a posted body. Never panics, whatever the bytes (a fuzz target checks).
+pub fn parse_batch(body: &[u8]) -> Result<Batch, serde_json::Error> {
+    serde_json::from_slice(body)
+}
+
+/// A reading with its place in the batch.
+pub type Indexed<T> = (usize, T);
+
+/// The batch's readings, each parsed on its own: readable ones (with their index) and
+/// refused ones (with theirs). Never panics.
+pub fn split_batch(batch: &Batch) -> (Vec<Indexed<RawReading>>, Vec<Indexed<Rejected>>) {
+    let mut raws = Vec::new();
+    let mut malformed = Vec::new();
+    for (index, value) in batch.readings.iter().enumerate() {
+        let raw = value.to_string().into_bytes();
+        match serde_json::from_value::<Item>(value.clone()) {
+            Ok(item) => raws.push((
+                index,
+                RawReading {
+                    device_id: batch.device_id.clone(),
+                    probe_id: item.probe_id,
+                    device_time_ms: item.time.map(epoch_ms),
+                    value: item.value,
+                    unit: item.unit,
+                    raw,
+                },
+            )),
+            Err(e) => malformed.push((
+                index,
+                Rejected {
+                    device_id: batch.device_id.clone(),
+                    probe_id: String::new(),
+                    reason: Rejection::Malformed(e.to_string()),
+                    raw,
+                },
+            )),
+        }
+    }
+    (raws, malformed)
 }
 
 async fn dead_letter_body(shared: &Shared, device: &str, reason: &str, body: &[u8], received: i64) {

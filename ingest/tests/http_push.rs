@@ -21,6 +21,7 @@ struct World {
 }
 
 async fn world() -> World {
+    emberline_schemas::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
     let codec = Arc::new(

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::{EventLog, KafkaConfig, LogError, NewRecord, Record, partition_for};
+#[cfg(feature = "kafka")]
+use crate::KafkaConfig;
+use crate::{EventLog, LogError, NewRecord, Record, partition_for};
 
 /// How long a read may wait for records the test knows are there (a broker round trip).
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -28,6 +30,7 @@ pub trait Backend: Send + Sync {
     fn topic(&self, name: &str) -> String;
 }
 
+#[cfg(feature = "kafka")]
 /// The test broker from `EMBERLINE_TEST_KAFKA` (a bootstrap address), or `None` to skip
 /// Kafka tests — unless `EMBERLINE_REQUIRE_KAFKA=1`, which makes a missing broker a failure
 /// (the test script sets both).

@@ -25,6 +25,7 @@
 
 mod embedded;
 mod error;
+#[cfg(feature = "kafka")]
 mod kafka;
 mod partitioner;
 mod record;
@@ -39,6 +40,7 @@ use async_trait::async_trait;
 
 pub use embedded::EmbeddedLog;
 pub use error::LogError;
+#[cfg(feature = "kafka")]
 pub use kafka::{KafkaConfig, KafkaLog};
 pub use partitioner::partition_for;
 pub use record::{NewRecord, Position, Record};

@@ -300,6 +300,46 @@ impl CloudAdapter for Fireboard {
             });
         }
         let body = self.get("devices.json", "/api/v1/devices.json").await?;
+        let (mut out, drives) = self.digest(&body, now_ms)?;
+        for uuid in &drives {
+            let drive = self
+                .get(
+                    "drivelog.json",
+                    &format!("/api/v1/devices/{uuid}/drivelog.json"),
+                )
+                .await?;
+            apply_drivelog(&mut out, uuid, &drive)?;
+        }
+        self.drives = drives;
+        Ok(out)
+    }
+}
+
+/// Adds a fan controller's drive log to its device's status attributes. Never panics.
+pub fn apply_drivelog(out: &mut PollOutput, uuid: &str, body: &[u8]) -> Result<(), CloudError> {
+    let v: Value = json("drivelog.json", body)?;
+    let latest = if v.is_array() { v[0].clone() } else { v };
+    if let Some(status) = out.statuses.iter_mut().find(|s| s.device_id == uuid) {
+        for key in ["setpoint", "driveper", "lidpaused", "drivetype"] {
+            if !latest[key].is_null() {
+                status
+                    .attributes
+                    .insert(format!("fireboard.drive.{key}"), latest[key].to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Fireboard {
+    /// Turns a `devices.json` answer into events; returns them and the devices whose drive
+    /// log to read. Never panics, whatever the bytes (a fuzz target checks).
+    pub fn digest(
+        &mut self,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<(PollOutput, Vec<String>), CloudError> {
+        let body = body.to_vec();
         let devices: Vec<Value> = json("devices.json", &body)?;
         let mut out = PollOutput::default();
         let mut drives = Vec::new();
@@ -387,20 +427,6 @@ impl CloudAdapter for Fireboard {
             );
             if self.has_drive(&uuid, &model) {
                 drives.push(uuid.clone());
-                let drive = self
-                    .get(
-                        "drivelog.json",
-                        &format!("/api/v1/devices/{uuid}/drivelog.json"),
-                    )
-                    .await?;
-                let v: Value = json("drivelog.json", &drive)?;
-                let latest = if v.is_array() { v[0].clone() } else { v };
-                for key in ["setpoint", "driveper", "lidpaused", "drivetype"] {
-                    if !latest[key].is_null() {
-                        attributes
-                            .insert(format!("fireboard.drive.{key}"), latest[key].to_string());
-                    }
-                }
             }
             out.statuses.push(DeviceStatus {
                 device_id: uuid.clone(),
@@ -420,8 +446,7 @@ impl CloudAdapter for Fireboard {
                 attributes,
             });
         }
-        self.drives = drives;
-        Ok(out)
+        Ok((out, drives))
     }
 }
 

@@ -208,6 +208,15 @@ impl CloudAdapter for Meater {
 
     async fn poll(&mut self, now_ms: i64) -> Result<PollOutput, CloudError> {
         let body = self.devices().await?;
+        self.digest(&body, now_ms)
+    }
+}
+
+impl Meater {
+    /// Turns a `/devices` answer into events, remembering which probes are cooking.
+    /// Never panics, whatever the bytes (a fuzz target checks).
+    pub fn digest(&mut self, body: &[u8], now_ms: i64) -> Result<PollOutput, CloudError> {
+        let body = body.to_vec();
         let v: Value = json("devices", &body)?;
         let devices = v["data"]["devices"]
             .as_array()

@@ -179,7 +179,7 @@ impl CircuitBreaker {
 /// An HTTP client for clouds: TLS with the system's roots, timeouts, no redirects across
 /// hosts. Installs the ring crypto provider for the process the first time.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, CloudError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    emberline_schemas::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(timeout)

@@ -523,6 +523,39 @@ impl Thermoworks {
     }
 }
 
+/// The reading a channel document gives, unless it is humidity or has not advanced past
+/// `last_stamp`; with the stamp to remember. Never panics, whatever the document (a fuzz
+/// target checks).
+pub fn channel_reading(
+    serial: &str,
+    number: &str,
+    channel: &serde_json::Map<String, Value>,
+    last_stamp: Option<&String>,
+) -> Option<(RawReading, Option<String>)> {
+    let unit = match channel.get("units").and_then(Value::as_str).unwrap_or("F") {
+        "C" | "c" => Unit::C,
+        "F" | "f" => Unit::F,
+        _ => return None, // "H" is humidity, not a temperature
+    };
+    let stamp = channel
+        .get("lastTelemetrySaved")
+        .or_else(|| channel.get("lastSeen"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if stamp.is_some() && last_stamp == stamp.as_ref() {
+        return None; // nothing new since the last poll
+    }
+    let reading = RawReading {
+        device_id: serial.to_owned(),
+        probe_id: number.to_owned(),
+        device_time_ms: stamp.as_deref().and_then(rfc3339_ms),
+        value: channel.get("value").and_then(Value::as_f64),
+        unit,
+        raw: serde_json::to_vec(&Value::Object(channel.clone())).unwrap_or_default(),
+    };
+    Some((reading, stamp))
+}
+
 fn malformed(what: &str, reason: &str, body: &[u8]) -> CloudError {
     CloudError::Malformed {
         what: what.to_owned(),
@@ -597,31 +630,14 @@ impl CloudAdapter for Thermoworks {
                 channels.push((n.to_string(), fields(&json::<Value>("channel", &body)?)));
             }
             for (n, c) in &channels {
-                let units = c.get("units").and_then(Value::as_str).unwrap_or("F");
-                let unit = match units {
-                    "C" | "c" => Unit::C,
-                    "F" | "f" => Unit::F,
-                    _ => continue, // "H" is humidity, not a temperature
-                };
-                let stamp = c
-                    .get("lastTelemetrySaved")
-                    .or_else(|| c.get("lastSeen"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
                 let key = (serial.clone(), n.clone());
-                if stamp.is_some() && self.last_seen.get(&key) == stamp.as_ref() {
-                    continue; // nothing new since the last poll
-                }
-                out.readings.push(RawReading {
-                    device_id: serial.clone(),
-                    probe_id: n.clone(),
-                    device_time_ms: stamp.as_deref().and_then(rfc3339_ms),
-                    value: c.get("value").and_then(Value::as_f64),
-                    unit,
-                    raw: serde_json::to_vec(&Value::Object(c.clone())).unwrap_or_default(),
-                });
-                if let Some(stamp) = stamp {
-                    self.last_seen.insert(key, stamp);
+                if let Some((reading, stamp)) =
+                    channel_reading(&serial, n, c, self.last_seen.get(&key))
+                {
+                    out.readings.push(reading);
+                    if let Some(stamp) = stamp {
+                        self.last_seen.insert(key, stamp);
+                    }
                 }
             }
             self.device_event(&serial, &device, &channels, now_ms, &mut out);
