@@ -4,11 +4,10 @@
 //! like any other, so a command and a replay of it give the same state.
 
 use emberline_log::{NewRecord, topics};
-use emberline_proto::v1::cook_service_server::CookService;
 use emberline_proto::v1::{SetTargetRequest, SetTargetResponse};
 use emberline_schemas::Event;
 use emberline_schemas::events::{DeviceRemoved, TargetSet};
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use crate::Gateway;
 use crate::status::{from_log, from_projection};
@@ -16,7 +15,7 @@ use crate::status::{from_log, from_projection};
 /// Targets outside this range are refused: no food or pit is meant to reach them.
 pub(crate) const TARGET_RANGE_C: std::ops::RangeInclusive<f64> = 0.0..=500.0;
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_millis() as i64)
@@ -24,7 +23,7 @@ fn now_ms() -> i64 {
 
 impl Gateway {
     /// Encodes `event` and appends it to `topic` keyed by `device_id`.
-    async fn append_command<E: Event>(
+    pub(crate) async fn append_command<E: Event>(
         &self,
         topic: &str,
         device_id: &str,
@@ -86,7 +85,7 @@ impl Gateway {
         Ok(())
     }
 
-    async fn device_info(
+    pub(crate) async fn device_info(
         &self,
         device_id: &str,
     ) -> Result<Option<emberline_projections::DeviceInfo>, Status> {
@@ -100,13 +99,12 @@ impl Gateway {
     }
 }
 
-#[tonic::async_trait]
-impl CookService for Gateway {
-    async fn set_target(
+impl Gateway {
+    /// `CookService/SetTarget`.
+    pub(crate) async fn set_target_command(
         &self,
-        request: Request<SetTargetRequest>,
-    ) -> Result<Response<SetTargetResponse>, Status> {
-        let r = request.into_inner();
+        r: SetTargetRequest,
+    ) -> Result<SetTargetResponse, Status> {
         if r.device_id.is_empty() || r.probe_id.is_empty() {
             return Err(Status::invalid_argument(
                 "device_id and probe_id are required",
@@ -154,9 +152,9 @@ impl CookService for Gateway {
             .append_command(topics::COOK_COMMANDS, &r.device_id, &event, event_time)
             .await?;
         tracing::info!(device_id = %r.device_id, probe_id = %r.probe_id, target_c = ?r.target_c, "target set");
-        Ok(Response::new(SetTargetResponse {
+        Ok(SetTargetResponse {
             partition: at.partition,
             offset: at.offset,
-        }))
+        })
     }
 }

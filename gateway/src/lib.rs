@@ -18,6 +18,7 @@
 //! The gateway knows the log, the projections and the schemas; it computes nothing itself.
 
 mod commands;
+mod cooks;
 mod queries;
 mod registry_api;
 mod server;

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emberline_log::{EventLog, PartitionReader, Record, topics};
-use emberline_projections::{DeviceInfo, ProjectionBatch, ProjectionStore};
+use emberline_projections::{CookNote, CookSession, DeviceInfo, ProjectionBatch, ProjectionStore};
 use emberline_schemas::events::{
-    CookEnded, CookStarted, DeviceRegistered, DeviceRemoved, DeviceStatus, TargetSet,
+    CookEnded, CookNoteAdded, CookStarted, DeviceRegistered, DeviceRemoved, DeviceStatus, TargetSet,
 };
 use emberline_schemas::{CodecError, EventCodec, EventKind};
 use tokio::sync::mpsc;
@@ -49,6 +49,8 @@ pub enum DeviceEvent {
     TargetSet(TargetSet),
     /// A cook ended: its targets no longer apply.
     CookEnded(CookEnded),
+    /// A note on a cook.
+    NoteAdded(CookNoteAdded),
 }
 
 impl DeviceEvent {
@@ -61,6 +63,18 @@ impl DeviceEvent {
             DeviceEvent::CookStarted(e) => &e.device_id,
             DeviceEvent::TargetSet(e) => &e.device_id,
             DeviceEvent::CookEnded(e) => &e.device_id,
+            DeviceEvent::NoteAdded(e) => &e.device_id,
+        }
+    }
+
+    /// The cook it concerns, if any.
+    pub fn cook_id(&self) -> Option<&str> {
+        match self {
+            DeviceEvent::CookStarted(e) => Some(&e.cook_id),
+            DeviceEvent::TargetSet(e) if !e.cook_id.is_empty() => Some(&e.cook_id),
+            DeviceEvent::CookEnded(e) => Some(&e.cook_id),
+            DeviceEvent::NoteAdded(e) => Some(&e.cook_id),
+            _ => None,
         }
     }
 
@@ -82,6 +96,7 @@ impl DeviceEvent {
             Some(EventKind::CookStarted) => DeviceEvent::CookStarted(codec.decode(payload).await?),
             Some(EventKind::TargetSet) => DeviceEvent::TargetSet(codec.decode(payload).await?),
             Some(EventKind::CookEnded) => DeviceEvent::CookEnded(codec.decode(payload).await?),
+            Some(EventKind::CookNoteAdded) => DeviceEvent::NoteAdded(codec.decode(payload).await?),
             other => {
                 return Err(DeviceDecodeError::NotADeviceEvent(
                     other.map_or("an unknown record", |k| k.full_name()),
@@ -145,6 +160,44 @@ pub fn apply(info: &mut DeviceInfo, event: &DeviceEvent) {
                 info.targets_c.clear();
             }
         }
+        DeviceEvent::NoteAdded(_) => {}
+    }
+}
+
+/// Applies one event to the cook it concerns: a start creates it, a target, a note or the
+/// end changes it. `cook` is the stored cook (`None` when unknown); returns the new one.
+pub fn apply_to_cook(cook: Option<CookSession>, event: &DeviceEvent) -> Option<CookSession> {
+    match event {
+        DeviceEvent::CookStarted(c) => Some(CookSession {
+            cook_id: c.cook_id.clone(),
+            device_id: c.device_id.clone(),
+            what: c.what.clone(),
+            started_time: c.event_time,
+            ended_time: None,
+            targets_c: c.targets_c.clone(),
+            pit_min_c: c.pit_min_c,
+            pit_max_c: c.pit_max_c,
+            notes: Vec::new(),
+        }),
+        DeviceEvent::TargetSet(t) => cook.map(|mut c| {
+            match t.target_c {
+                Some(v) => c.targets_c.insert(t.probe_id.clone(), v),
+                None => c.targets_c.remove(&t.probe_id),
+            };
+            c
+        }),
+        DeviceEvent::NoteAdded(n) => cook.map(|mut c| {
+            c.notes.push(CookNote {
+                time: n.event_time,
+                text: n.text.clone(),
+            });
+            c
+        }),
+        DeviceEvent::CookEnded(e) => cook.map(|mut c| {
+            c.ended_time.get_or_insert(e.event_time);
+            c
+        }),
+        _ => cook,
     }
 }
 
@@ -212,7 +265,17 @@ pub async fn run_devices(
             Some(Ok(chunk)) => chunk,
         };
         let mut changed: BTreeMap<String, ()> = BTreeMap::new();
+        let mut cooks_changed: BTreeMap<String, CookSession> = BTreeMap::new();
         for event in &chunk.events {
+            if let Some(cook_id) = event.cook_id() {
+                let current = match cooks_changed.remove(cook_id) {
+                    Some(c) => Some(c),
+                    None => store.cook(cook_id).await?,
+                };
+                if let Some(next) = apply_to_cook(current, event) {
+                    cooks_changed.insert(cook_id.to_owned(), next);
+                }
+            }
             let id = event.device_id();
             let info = infos
                 .entry(id.to_owned())
@@ -226,6 +289,7 @@ pub async fn run_devices(
                 .keys()
                 .filter_map(|id| infos.get(id).cloned())
                 .collect(),
+            cooks: cooks_changed.into_values().collect(),
             applied: vec![(chunk.topic.to_owned(), chunk.partition, chunk.next_offset)],
             ..Default::default()
         };

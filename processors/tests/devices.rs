@@ -7,7 +7,9 @@ use std::sync::Arc;
 use emberline_log::{EmbeddedLog, EventLog, NewRecord, conformance::read_to_end, topics};
 use emberline_processors::{Mode, run_devices};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
-use emberline_schemas::events::{DeviceRegistered, DeviceRemoved, DeviceStatus, TargetSet};
+use emberline_schemas::events::{
+    CookEnded, CookNoteAdded, CookStarted, DeviceRegistered, DeviceRemoved, DeviceStatus, TargetSet,
+};
 use emberline_schemas::{EmbeddedRegistry, Event, EventCodec};
 use tokio_util::sync::CancellationToken;
 
@@ -224,4 +226,63 @@ async fn records_that_are_not_device_events_go_to_the_dead_letter_topic() {
         "{reasons:?}"
     );
     assert!(reasons[1].contains("magic byte"), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cook_is_started_changed_noted_and_ended() {
+    let w = world().await;
+    w.append(topics::DEVICE_EVENTS, "a", &registered("a", "Grill"))
+        .await;
+    let start = CookStarted {
+        cook_id: "a-100".into(),
+        device_id: "a".into(),
+        event_time: 100,
+        what: Some("Brisket".into()),
+        targets_c: BTreeMap::from([("meat-1".into(), 93.0)]),
+        pit_min_c: Some(105.0),
+        pit_max_c: Some(125.0),
+    };
+    w.append(topics::COOK_COMMANDS, "a", &start).await;
+    let mut target = target("a", "meat-2", Some(70.0));
+    target.cook_id = "a-100".into();
+    w.append(topics::COOK_COMMANDS, "a", &target).await;
+    let note = CookNoteAdded {
+        cook_id: "a-100".into(),
+        device_id: "a".into(),
+        event_time: 150,
+        text: "wrapped".into(),
+    };
+    w.append(topics::COOK_COMMANDS, "a", &note).await;
+    let store = w.project("p.redb").await;
+    let cook = store.cook("a-100").await.expect("read").expect("the cook");
+    assert_eq!(
+        cook.targets_c,
+        BTreeMap::from([("meat-1".into(), 93.0), ("meat-2".into(), 70.0)])
+    );
+    assert_eq!(
+        (cook.ended_time, cook.notes.len(), cook.what.as_deref()),
+        (None, 1, Some("Brisket"))
+    );
+    assert_eq!(
+        store.device_infos().await.expect("infos")[0]
+            .cook_id
+            .as_deref(),
+        Some("a-100")
+    );
+    let end = CookEnded {
+        cook_id: "a-100".into(),
+        device_id: "a".into(),
+        event_time: 200,
+    };
+    w.append(topics::COOK_COMMANDS, "a", &end).await;
+    drop(store);
+    let store = w.project("p.redb").await;
+    let cook = store.cook("a-100").await.expect("read").expect("the cook");
+    assert_eq!(cook.ended_time, Some(200));
+    assert_eq!(store.device_infos().await.expect("infos")[0].cook_id, None);
+    let replay = w.project("replay.redb").await;
+    assert_eq!(
+        store.dump().await.expect("dump"),
+        replay.dump().await.expect("dump")
+    );
 }

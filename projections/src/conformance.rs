@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::{DeviceInfo, HistoryPoint, LatestProbe, ProjectionBatch, ProjectionStore};
+use crate::{
+    CookNote, CookSession, DeviceInfo, HistoryPoint, LatestProbe, ProjectionBatch, ProjectionStore,
+};
 
 /// A boxed, sendable future (spelled out to keep a futures crate out of the store).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -31,7 +33,8 @@ macro_rules! projection_suite {
                 history_is_a_half_open_range_with_a_limit,
                 state_and_positions_survive_reopen,
                 an_empty_store_answers_empty,
-                device_descriptions_are_replaced_whole_and_survive_reopen);
+                device_descriptions_are_replaced_whole_and_survive_reopen,
+                cooks_list_newest_first_by_device_and_are_replaced_whole);
         }
     };
     (@case $backend:expr; $($case:ident),*) => {
@@ -128,6 +131,7 @@ pub async fn batches_are_idempotent(backend: &impl Backend) {
             .collect(),
         state: vec![("trend/d1/p1".into(), vec![1, 2])],
         devices: vec![DeviceInfo::new("d1")],
+        cooks: vec![cook("c1", "d1", 5)],
         applied: vec![("probe.readings".into(), 0, 3)],
     };
     store.apply(batch.clone()).await.expect("apply");
@@ -250,6 +254,8 @@ pub async fn an_empty_store_answers_empty(backend: &impl Backend) {
     let store = backend.open().await;
     assert!(store.devices().await.expect("devices").is_empty());
     assert!(store.device_infos().await.expect("infos").is_empty());
+    assert!(store.cooks(None).await.expect("cooks").is_empty());
+    assert_eq!(store.cook("c").await.expect("cook"), None);
     assert!(store.latest("x").await.expect("latest").is_empty());
     assert!(
         store
@@ -307,4 +313,68 @@ pub async fn device_descriptions_are_replaced_whole_and_survive_reopen(backend: 
     assert_eq!(infos[1].battery_percent, None);
     assert!(infos[1].targets_c.is_empty());
     assert!(infos[1].is_removed());
+}
+
+fn cook(id: &str, device: &str, started: i64) -> CookSession {
+    CookSession {
+        cook_id: id.into(),
+        device_id: device.into(),
+        what: Some("brisket".into()),
+        started_time: started,
+        ended_time: None,
+        targets_c: BTreeMap::from([("meat-1".into(), 93.0)]),
+        pit_min_c: Some(105.0),
+        pit_max_c: Some(125.0),
+        notes: Vec::new(),
+    }
+}
+
+/// Cooks list newest first, filter by device, are replaced whole by id, and survive a reopen.
+pub async fn cooks_list_newest_first_by_device_and_are_replaced_whole(backend: &impl Backend) {
+    {
+        let store = backend.open().await;
+        store
+            .apply(ProjectionBatch {
+                cooks: vec![
+                    cook("a", "d1", 10),
+                    cook("b", "d1", 30),
+                    cook("c", "d2", 20),
+                ],
+                ..Default::default()
+            })
+            .await
+            .expect("apply");
+        let mut ended = cook("a", "d1", 10);
+        ended.ended_time = Some(15);
+        ended.notes.push(CookNote {
+            time: 12,
+            text: "wrapped".into(),
+        });
+        store
+            .apply(ProjectionBatch {
+                cooks: vec![ended],
+                ..Default::default()
+            })
+            .await
+            .expect("apply");
+    }
+    let store = backend.open().await;
+    let all: Vec<String> = store
+        .cooks(None)
+        .await
+        .expect("cooks")
+        .into_iter()
+        .map(|c| c.cook_id)
+        .collect();
+    assert_eq!(all, ["b", "c", "a"]);
+    let d1: Vec<String> = store
+        .cooks(Some("d1"))
+        .await
+        .expect("cooks")
+        .into_iter()
+        .map(|c| c.cook_id)
+        .collect();
+    assert_eq!(d1, ["b", "a"]);
+    let a = store.cook("a").await.expect("cook").expect("present");
+    assert_eq!((a.ended_time, a.notes.len()), (Some(15), 1));
 }

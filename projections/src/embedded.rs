@@ -5,6 +5,7 @@
 //! * `proj.history`: (device, probe, event time) → (receive time, temperature);
 //! * `proj.state`: key → processor state;
 //! * `proj.devices`: device → [`DeviceInfo`] (names, health, targets, removal);
+//! * `proj.cooks`: cook id → [`CookSession`];
 //! * `proj.applied`: (topic, partition) → next offset covered.
 //!
 //! Values are postcard-encoded. One [`ProjectionBatch`] is one fsynced write transaction.
@@ -17,8 +18,8 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::{
-    DeviceInfo, DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch, ProjectionError,
-    ProjectionStore,
+    CookSession, DeviceInfo, DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch,
+    ProjectionError, ProjectionStore,
 };
 
 /// Page cache of the store file (the OS page cache holds the rest).
@@ -28,6 +29,7 @@ const LATEST: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("proj.
 const HISTORY: TableDefinition<(&str, &str, i64), &[u8]> = TableDefinition::new("proj.history");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.state");
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.devices");
+const COOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.cooks");
 const APPLIED: TableDefinition<(&str, u32), u64> = TableDefinition::new("proj.applied");
 
 /// History value: (received time, temperature).
@@ -158,6 +160,14 @@ impl EmbeddedStore {
                 };
                 devices.insert(info.device_id.as_str(), bytes.as_slice())?;
             }
+            let mut cooks = txn.open_table(COOKS)?;
+            for cook in &batch.cooks {
+                let bytes = match postcard::to_allocvec(cook) {
+                    Ok(b) => b,
+                    Err(e) => return Ok(Err(corrupt("proj.cooks")(e))),
+                };
+                cooks.insert(cook.cook_id.as_str(), bytes.as_slice())?;
+            }
             let mut applied = txn.open_table(APPLIED)?;
             for (topic, partition, next) in &batch.applied {
                 applied.insert((topic.as_str(), *partition), *next)?;
@@ -220,6 +230,42 @@ impl ProjectionStore for EmbeddedStore {
                 }
             }
             Ok(Ok(out))
+        })
+        .await
+    }
+
+    async fn cooks(&self, device_id: Option<&str>) -> Result<Vec<CookSession>, ProjectionError> {
+        let device = device_id.map(str::to_owned);
+        self.blocking("listing cooks", move |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, COOKS, Vec::new());
+            let mut out: Vec<CookSession> = Vec::new();
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                match postcard::from_bytes::<CookSession>(value.value()) {
+                    Ok(c) if device.as_deref().is_none_or(|d| d == c.device_id) => out.push(c),
+                    Ok(_) => {}
+                    Err(e) => return Ok(Err(corrupt("proj.cooks")(e))),
+                }
+            }
+            out.sort_by(|a, b| (b.started_time, &b.cook_id).cmp(&(a.started_time, &a.cook_id)));
+            Ok(Ok(out))
+        })
+        .await
+    }
+
+    async fn cook(&self, cook_id: &str) -> Result<Option<CookSession>, ProjectionError> {
+        let id = cook_id.to_owned();
+        self.blocking("reading a cook", move |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, COOKS, None);
+            let Some(value) = table.get(id.as_str())? else {
+                return Ok(Ok(None));
+            };
+            match postcard::from_bytes(value.value()) {
+                Ok(c) => Ok(Ok(Some(c))),
+                Err(e) => Ok(Err(corrupt("proj.cooks")(e))),
+            }
         })
         .await
     }
@@ -353,6 +399,16 @@ impl ProjectionStore for EmbeddedStore {
                     let (k, v) = e?;
                     out.push((
                         DEVICES.name().to_owned(),
+                        k.value().as_bytes().to_vec(),
+                        v.value().to_vec(),
+                    ));
+                }
+            }
+            if let Ok(t) = txn.open_table(COOKS) {
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    out.push((
+                        COOKS.name().to_owned(),
                         k.value().as_bytes().to_vec(),
                         v.value().to_vec(),
                     ));

@@ -27,7 +27,10 @@ use async_trait::async_trait;
 
 pub use embedded::EmbeddedStore;
 pub use error::ProjectionError;
-pub use model::{DeviceInfo, DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch, Trend};
+pub use model::{
+    CookNote, CookSession, DeviceInfo, DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch,
+    Trend,
+};
 
 /// Query-ready state derived from the log. See the crate docs for the contract.
 #[async_trait]
@@ -40,6 +43,12 @@ pub trait ProjectionStore: Send + Sync + 'static {
 
     /// Every device's description (removed ones included), ordered by device id.
     async fn device_infos(&self) -> Result<Vec<DeviceInfo>, ProjectionError>;
+
+    /// Cooks, newest first; only `device`'s when given.
+    async fn cooks(&self, device_id: Option<&str>) -> Result<Vec<CookSession>, ProjectionError>;
+
+    /// One cook.
+    async fn cook(&self, cook_id: &str) -> Result<Option<CookSession>, ProjectionError>;
 
     /// Latest reading and trend of every probe of `device`, ordered by probe id.
     async fn latest(&self, device_id: &str) -> Result<Vec<LatestProbe>, ProjectionError>;

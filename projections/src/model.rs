@@ -135,6 +135,38 @@ impl DeviceInfo {
     }
 }
 
+/// A note on a cook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CookNote {
+    /// When, epoch ms.
+    pub time: i64,
+    /// What the user wrote.
+    pub text: String,
+}
+
+/// A cook: what was cooked on which device, when, to what targets, with the user's notes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CookSession {
+    /// Cook id.
+    pub cook_id: String,
+    /// Device id.
+    pub device_id: String,
+    /// What is being cooked.
+    pub what: Option<String>,
+    /// When it started, epoch ms.
+    pub started_time: i64,
+    /// When it ended, epoch ms; `None` while in progress.
+    pub ended_time: Option<i64>,
+    /// Probe id to target, Celsius.
+    pub targets_c: BTreeMap<String, f64>,
+    /// Pit band, Celsius.
+    pub pit_min_c: Option<f64>,
+    /// Pit band, Celsius.
+    pub pit_max_c: Option<f64>,
+    /// Notes, oldest first.
+    pub notes: Vec<CookNote>,
+}
+
 /// Everything one processor step writes, applied atomically.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProjectionBatch {
@@ -146,6 +178,8 @@ pub struct ProjectionBatch {
     pub state: Vec<(String, Vec<u8>)>,
     /// Device descriptions (replaced whole, by device id).
     pub devices: Vec<DeviceInfo>,
+    /// Cooks (replaced whole, by cook id).
+    pub cooks: Vec<CookSession>,
     /// Positions covered: (topic, partition, next offset).
     pub applied: Vec<(String, u32, u64)>,
 }

@@ -36,11 +36,13 @@ pub enum EventKind {
     TrendUpdated,
     /// [`DeviceRemoved`].
     DeviceRemoved,
+    /// [`CookNoteAdded`].
+    CookNoteAdded,
 }
 
 impl EventKind {
     /// All kinds, in a fixed order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::ProbeReading,
         EventKind::DeviceStatus,
         EventKind::DeviceRegistered,
@@ -49,6 +51,7 @@ impl EventKind {
         EventKind::CookEnded,
         EventKind::TrendUpdated,
         EventKind::DeviceRemoved,
+        EventKind::CookNoteAdded,
     ];
 
     /// The record's full Avro name.
@@ -62,6 +65,7 @@ impl EventKind {
             EventKind::CookEnded => "emberline.events.CookEnded",
             EventKind::TrendUpdated => "emberline.events.TrendUpdated",
             EventKind::DeviceRemoved => "emberline.events.DeviceRemoved",
+            EventKind::CookNoteAdded => "emberline.events.CookNoteAdded",
         }
     }
 
@@ -76,6 +80,7 @@ impl EventKind {
             EventKind::CookEnded => include_str!("../avro/cook_ended.avsc"),
             EventKind::TrendUpdated => include_str!("../avro/trend_updated.avsc"),
             EventKind::DeviceRemoved => include_str!("../avro/device_removed.avsc"),
+            EventKind::CookNoteAdded => include_str!("../avro/cook_note_added.avsc"),
         }
     }
 
@@ -247,6 +252,19 @@ pub struct DeviceRemoved {
     pub reason: Option<String>,
 }
 
+/// A note on a cook. See `cook_note_added.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CookNoteAdded {
+    /// Cook id.
+    pub cook_id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// The note.
+    pub text: String,
+}
+
 macro_rules! impl_event {
     ($($ty:ident),*) => {
         $(impl Event for $ty { const KIND: EventKind = EventKind::$ty; })*
@@ -260,7 +278,8 @@ impl_event!(
     TargetSet,
     CookEnded,
     TrendUpdated,
-    DeviceRemoved
+    DeviceRemoved,
+    CookNoteAdded
 );
 
 #[cfg(test)]

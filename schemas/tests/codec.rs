@@ -100,6 +100,12 @@ prop_compose! {
     }
 }
 
+prop_compose! {
+    fn cook_note_added()(cook_id in text(), device_id in text(), event_time in any::<i64>(), text in text()) -> CookNoteAdded {
+        CookNoteAdded { cook_id, device_id, event_time, text }
+    }
+}
+
 /// Encodes through the codec and through apache-avro's `Value` writer; both must agree,
 /// and decoding must give the event back.
 fn check<E: Event + PartialEq + std::fmt::Debug>(
@@ -163,7 +169,7 @@ proptest! {
     #[test]
     fn every_event_round_trips_and_matches_the_value_writer(
         a in probe_reading(), b in device_status(), c in device_registered(), d in cook_started(),
-        e in target_set(), g in cook_ended(), h in trend_updated(), i in device_removed(),
+        e in target_set(), g in cook_ended(), h in trend_updated(), i in device_removed(), j in cook_note_added(),
     ) {
         let f = fixture();
         check(&f, &a)?;
@@ -174,6 +180,7 @@ proptest! {
         check(&f, &g)?;
         check(&f, &h)?;
         check(&f, &i)?;
+        check(&f, &j)?;
     }
 
     #[test]

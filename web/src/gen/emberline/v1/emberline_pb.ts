@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emberline/v1/emberline.proto.
  */
 export const file_emberline_v1_emberline: GenFile = /*@__PURE__*/
-  fileDesc("ChxlbWJlcmxpbmUvdjEvZW1iZXJsaW5lLnByb3RvEgxlbWJlcmxpbmUudjEiLQoSTGlzdERldmljZXNSZXF1ZXN0EhcKD2luY2x1ZGVfcmVtb3ZlZBgBIAEoCCKDBgoGRGV2aWNlEhEKCWRldmljZV9pZBgBIAEoCRITCgtwcm9iZV9jb3VudBgCIAEoDRIaChJsYXN0X2V2ZW50X3RpbWVfbXMYAyABKAMSHQoVbGFzdF9yZWNlaXZlZF90aW1lX21zGAQgASgDEgwKBG5hbWUYBSABKAkSEgoFbW9kZWwYBiABKAlIAIgBARIRCglwcm9iZV9pZHMYByADKAkSOwoMcHJvYmVfbGFiZWxzGAggAygLMiUuZW1iZXJsaW5lLnYxLkRldmljZS5Qcm9iZUxhYmVsc0VudHJ5EhMKBm9ubGluZRgJIAEoCEgBiAEBEhwKD2JhdHRlcnlfcGVyY2VudBgKIAEoAUgCiAEBEhcKCnNpZ25hbF9kYm0YCyABKAVIA4gBARIVCghmaXJtd2FyZRgMIAEoCUgEiAEBEhYKDnN0YXR1c190aW1lX21zGA0gASgDEjUKCXRhcmdldHNfYxgOIAMoCzIiLmVtYmVybGluZS52MS5EZXZpY2UuVGFyZ2V0c0NFbnRyeRIUCgdjb29rX2lkGA8gASgJSAWIAQESDwoHcmVtb3ZlZBgQIAEoCBIYCgtzdGF0dXNfbm90ZRgRIAEoCUgGiAEBEjgKCmF0dHJpYnV0ZXMYEiADKAsyJC5lbWJlcmxpbmUudjEuRGV2aWNlLkF0dHJpYnV0ZXNFbnRyeRoyChBQcm9iZUxhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQggKBl9tb2RlbEIJCgdfb25saW5lQhIKEF9iYXR0ZXJ5X3BlcmNlbnRCDQoLX3NpZ25hbF9kYm1CCwoJX2Zpcm13YXJlQgoKCF9jb29rX2lkQg4KDF9zdGF0dXNfbm90ZSI8ChNMaXN0RGV2aWNlc1Jlc3BvbnNlEiUKB2RldmljZXMYASADKAsyFC5lbWJlcmxpbmUudjEuRGV2aWNlIiUKEEdldExhdGVzdFJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJIo0BCgVUcmVuZBISCgpzbW9vdGhlZF9jGAEgASgBEhsKDnJhdGVfY19wZXJfbWluGAIgASgBSACIAQESDQoFbWluX2MYAyABKAESDQoFbWF4X2MYBCABKAESEQoJd2luZG93X21zGAUgASgDEg8KB3NhbXBsZXMYBiABKA1CEQoPX3JhdGVfY19wZXJfbWluIsQBCgpQcm9iZVN0YXRlEhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIVCg1ldmVudF90aW1lX21zGAMgASgDEhgKEHJlY2VpdmVkX3RpbWVfbXMYBCABKAMSGgoNdGVtcGVyYXR1cmVfYxgFIAEoAUgAiAEBEg4KBnNvdXJjZRgGIAEoCRIiCgV0cmVuZBgHIAEoCzITLmVtYmVybGluZS52MS5UcmVuZEIQCg5fdGVtcGVyYXR1cmVfYyI9ChFHZXRMYXRlc3RSZXNwb25zZRIoCgZwcm9iZXMYASADKAsyGC5lbWJlcmxpbmUudjEuUHJvYmVTdGF0ZSI4ChNEZWxldGVEZXZpY2VSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiFgoURGVsZXRlRGV2aWNlUmVzcG9uc2UiWwoQU2V0VGFyZ2V0UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSEAoIcHJvYmVfaWQYAiABKAkSFQoIdGFyZ2V0X2MYAyABKAFIAIgBAUILCglfdGFyZ2V0X2MiNgoRU2V0VGFyZ2V0UmVzcG9uc2USEQoJcGFydGl0aW9uGAEgASgNEg4KBm9mZnNldBgCIAEoBCJnChFHZXRIaXN0b3J5UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSEAoIcHJvYmVfaWQYAiABKAkSDwoHZnJvbV9tcxgDIAEoAxINCgV0b19tcxgEIAEoAxINCgVsaW1pdBgFIAEoDSJtCgxIaXN0b3J5UG9pbnQSFQoNZXZlbnRfdGltZV9tcxgBIAEoAxIYChByZWNlaXZlZF90aW1lX21zGAIgASgDEhoKDXRlbXBlcmF0dXJlX2MYAyABKAFIAIgBAUIQCg5fdGVtcGVyYXR1cmVfYyJAChJHZXRIaXN0b3J5UmVzcG9uc2USKgoGcG9pbnRzGAEgAygLMhouZW1iZXJsaW5lLnYxLkhpc3RvcnlQb2ludCLEAQoWU3Vic2NyaWJlVHJlbmRzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSQAoGcmVzdW1lGAIgAygLMjAuZW1iZXJsaW5lLnYxLlN1YnNjcmliZVRyZW5kc1JlcXVlc3QuUmVzdW1lRW50cnkSJgoFc3RhcnQYAyABKA4yFy5lbWJlcmxpbmUudjEuU3RhcnRGcm9tGi0KC1Jlc3VtZUVudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoBDoCOAEivQEKClRyZW5kRXZlbnQSEQoJcGFydGl0aW9uGAEgASgNEg4KBm9mZnNldBgCIAEoBBIRCglkZXZpY2VfaWQYAyABKAkSEAoIcHJvYmVfaWQYBCABKAkSFQoNZXZlbnRfdGltZV9tcxgFIAEoAxIVCg10ZW1wZXJhdHVyZV9jGAYgASgBEiIKBXRyZW5kGAcgASgLMhMuZW1iZXJsaW5lLnYxLlRyZW5kEhUKDXNvdXJjZV9vZmZzZXQYCCABKAQqVwoJU3RhcnRGcm9tEhoKFlNUQVJUX0ZST01fVU5TUEVDSUZJRUQQABIVChFTVEFSVF9GUk9NX0xBVEVTVBABEhcKE1NUQVJUX0ZST01fRUFSTElFU1QQAjKIAgoNRGV2aWNlU2VydmljZRJSCgtMaXN0RGV2aWNlcxIgLmVtYmVybGluZS52MS5MaXN0RGV2aWNlc1JlcXVlc3QaIS5lbWJlcmxpbmUudjEuTGlzdERldmljZXNSZXNwb25zZRJMCglHZXRMYXRlc3QSHi5lbWJlcmxpbmUudjEuR2V0TGF0ZXN0UmVxdWVzdBofLmVtYmVybGluZS52MS5HZXRMYXRlc3RSZXNwb25zZRJVCgxEZWxldGVEZXZpY2USIS5lbWJlcmxpbmUudjEuRGVsZXRlRGV2aWNlUmVxdWVzdBoiLmVtYmVybGluZS52MS5EZWxldGVEZXZpY2VSZXNwb25zZTJbCgtDb29rU2VydmljZRJMCglTZXRUYXJnZXQSHi5lbWJlcmxpbmUudjEuU2V0VGFyZ2V0UmVxdWVzdBofLmVtYmVybGluZS52MS5TZXRUYXJnZXRSZXNwb25zZTJhCg5SZWFkaW5nU2VydmljZRJPCgpHZXRIaXN0b3J5Eh8uZW1iZXJsaW5lLnYxLkdldEhpc3RvcnlSZXF1ZXN0GiAuZW1iZXJsaW5lLnYxLkdldEhpc3RvcnlSZXNwb25zZTJjCgxUcmVuZFNlcnZpY2USUwoPU3Vic2NyaWJlVHJlbmRzEiQuZW1iZXJsaW5lLnYxLlN1YnNjcmliZVRyZW5kc1JlcXVlc3QaGC5lbWJlcmxpbmUudjEuVHJlbmRFdmVudDABYgZwcm90bzM");
+  fileDesc("ChxlbWJlcmxpbmUvdjEvZW1iZXJsaW5lLnByb3RvEgxlbWJlcmxpbmUudjEiLQoSTGlzdERldmljZXNSZXF1ZXN0EhcKD2luY2x1ZGVfcmVtb3ZlZBgBIAEoCCKDBgoGRGV2aWNlEhEKCWRldmljZV9pZBgBIAEoCRITCgtwcm9iZV9jb3VudBgCIAEoDRIaChJsYXN0X2V2ZW50X3RpbWVfbXMYAyABKAMSHQoVbGFzdF9yZWNlaXZlZF90aW1lX21zGAQgASgDEgwKBG5hbWUYBSABKAkSEgoFbW9kZWwYBiABKAlIAIgBARIRCglwcm9iZV9pZHMYByADKAkSOwoMcHJvYmVfbGFiZWxzGAggAygLMiUuZW1iZXJsaW5lLnYxLkRldmljZS5Qcm9iZUxhYmVsc0VudHJ5EhMKBm9ubGluZRgJIAEoCEgBiAEBEhwKD2JhdHRlcnlfcGVyY2VudBgKIAEoAUgCiAEBEhcKCnNpZ25hbF9kYm0YCyABKAVIA4gBARIVCghmaXJtd2FyZRgMIAEoCUgEiAEBEhYKDnN0YXR1c190aW1lX21zGA0gASgDEjUKCXRhcmdldHNfYxgOIAMoCzIiLmVtYmVybGluZS52MS5EZXZpY2UuVGFyZ2V0c0NFbnRyeRIUCgdjb29rX2lkGA8gASgJSAWIAQESDwoHcmVtb3ZlZBgQIAEoCBIYCgtzdGF0dXNfbm90ZRgRIAEoCUgGiAEBEjgKCmF0dHJpYnV0ZXMYEiADKAsyJC5lbWJlcmxpbmUudjEuRGV2aWNlLkF0dHJpYnV0ZXNFbnRyeRoyChBQcm9iZUxhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQggKBl9tb2RlbEIJCgdfb25saW5lQhIKEF9iYXR0ZXJ5X3BlcmNlbnRCDQoLX3NpZ25hbF9kYm1CCwoJX2Zpcm13YXJlQgoKCF9jb29rX2lkQg4KDF9zdGF0dXNfbm90ZSI8ChNMaXN0RGV2aWNlc1Jlc3BvbnNlEiUKB2RldmljZXMYASADKAsyFC5lbWJlcmxpbmUudjEuRGV2aWNlIiUKEEdldExhdGVzdFJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJIo0BCgVUcmVuZBISCgpzbW9vdGhlZF9jGAEgASgBEhsKDnJhdGVfY19wZXJfbWluGAIgASgBSACIAQESDQoFbWluX2MYAyABKAESDQoFbWF4X2MYBCABKAESEQoJd2luZG93X21zGAUgASgDEg8KB3NhbXBsZXMYBiABKA1CEQoPX3JhdGVfY19wZXJfbWluIsQBCgpQcm9iZVN0YXRlEhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIVCg1ldmVudF90aW1lX21zGAMgASgDEhgKEHJlY2VpdmVkX3RpbWVfbXMYBCABKAMSGgoNdGVtcGVyYXR1cmVfYxgFIAEoAUgAiAEBEg4KBnNvdXJjZRgGIAEoCRIiCgV0cmVuZBgHIAEoCzITLmVtYmVybGluZS52MS5UcmVuZEIQCg5fdGVtcGVyYXR1cmVfYyI9ChFHZXRMYXRlc3RSZXNwb25zZRIoCgZwcm9iZXMYASADKAsyGC5lbWJlcmxpbmUudjEuUHJvYmVTdGF0ZSI4ChNEZWxldGVEZXZpY2VSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiFgoURGVsZXRlRGV2aWNlUmVzcG9uc2UiWwoQU2V0VGFyZ2V0UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSEAoIcHJvYmVfaWQYAiABKAkSFQoIdGFyZ2V0X2MYAyABKAFIAIgBAUILCglfdGFyZ2V0X2MiNgoRU2V0VGFyZ2V0UmVzcG9uc2USEQoJcGFydGl0aW9uGAEgASgNEg4KBm9mZnNldBgCIAEoBCJnChFHZXRIaXN0b3J5UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSEAoIcHJvYmVfaWQYAiABKAkSDwoHZnJvbV9tcxgDIAEoAxINCgV0b19tcxgEIAEoAxINCgVsaW1pdBgFIAEoDSJtCgxIaXN0b3J5UG9pbnQSFQoNZXZlbnRfdGltZV9tcxgBIAEoAxIYChByZWNlaXZlZF90aW1lX21zGAIgASgDEhoKDXRlbXBlcmF0dXJlX2MYAyABKAFIAIgBAUIQCg5fdGVtcGVyYXR1cmVfYyJAChJHZXRIaXN0b3J5UmVzcG9uc2USKgoGcG9pbnRzGAEgAygLMhouZW1iZXJsaW5lLnYxLkhpc3RvcnlQb2ludCLEAQoWU3Vic2NyaWJlVHJlbmRzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSQAoGcmVzdW1lGAIgAygLMjAuZW1iZXJsaW5lLnYxLlN1YnNjcmliZVRyZW5kc1JlcXVlc3QuUmVzdW1lRW50cnkSJgoFc3RhcnQYAyABKA4yFy5lbWJlcmxpbmUudjEuU3RhcnRGcm9tGi0KC1Jlc3VtZUVudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoBDoCOAEivQEKClRyZW5kRXZlbnQSEQoJcGFydGl0aW9uGAEgASgNEg4KBm9mZnNldBgCIAEoBBIRCglkZXZpY2VfaWQYAyABKAkSEAoIcHJvYmVfaWQYBCABKAkSFQoNZXZlbnRfdGltZV9tcxgFIAEoAxIVCg10ZW1wZXJhdHVyZV9jGAYgASgBEiIKBXRyZW5kGAcgASgLMhMuZW1iZXJsaW5lLnYxLlRyZW5kEhUKDXNvdXJjZV9vZmZzZXQYCCABKAQi8QEKEFN0YXJ0Q29va1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEgwKBHdoYXQYAiABKAkSPwoJdGFyZ2V0c19jGAMgAygLMiwuZW1iZXJsaW5lLnYxLlN0YXJ0Q29va1JlcXVlc3QuVGFyZ2V0c0NFbnRyeRIWCglwaXRfbWluX2MYBCABKAFIAIgBARIWCglwaXRfbWF4X2MYBSABKAFIAYgBARovCg1UYXJnZXRzQ0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAFCDAoKX3BpdF9taW5fY0IMCgpfcGl0X21heF9jIiQKEVN0YXJ0Q29va1Jlc3BvbnNlEg8KB2Nvb2tfaWQYASABKAkiLwoOQWRkTm90ZVJlcXVlc3QSDwoHY29va19pZBgBIAEoCRIMCgR0ZXh0GAIgASgJIhEKD0FkZE5vdGVSZXNwb25zZSIhCg5FbmRDb29rUmVxdWVzdBIPCgdjb29rX2lkGAEgASgJIhEKD0VuZENvb2tSZXNwb25zZSIpCghDb29rTm90ZRIPCgd0aW1lX21zGAEgASgDEgwKBHRleHQYAiABKAkiyQIKBENvb2sSDwoHY29va19pZBgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSDAoEd2hhdBgDIAEoCRISCgpzdGFydGVkX21zGAQgASgDEhUKCGVuZGVkX21zGAUgASgDSACIAQESMwoJdGFyZ2V0c19jGAYgAygLMiAuZW1iZXJsaW5lLnYxLkNvb2suVGFyZ2V0c0NFbnRyeRIWCglwaXRfbWluX2MYByABKAFIAYgBARIWCglwaXRfbWF4X2MYCCABKAFIAogBARIlCgVub3RlcxgJIAMoCzIWLmVtYmVybGluZS52MS5Db29rTm90ZRovCg1UYXJnZXRzQ0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAFCCwoJX2VuZGVkX21zQgwKCl9waXRfbWluX2NCDAoKX3BpdF9tYXhfYyIlChBMaXN0Q29va3NSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCSI2ChFMaXN0Q29va3NSZXNwb25zZRIhCgVjb29rcxgBIAMoCzISLmVtYmVybGluZS52MS5Db29rIiEKDkdldENvb2tSZXF1ZXN0Eg8KB2Nvb2tfaWQYASABKAkiTAoMUHJvYmVIaXN0b3J5EhAKCHByb2JlX2lkGAEgASgJEioKBnBvaW50cxgCIAMoCzIaLmVtYmVybGluZS52MS5IaXN0b3J5UG9pbnQiXwoPR2V0Q29va1Jlc3BvbnNlEiAKBGNvb2sYASABKAsyEi5lbWJlcmxpbmUudjEuQ29vaxIqCgZwcm9iZXMYAiADKAsyGi5lbWJlcmxpbmUudjEuUHJvYmVIaXN0b3J5KlcKCVN0YXJ0RnJvbRIaChZTVEFSVF9GUk9NX1VOU1BFQ0lGSUVEEAASFQoRU1RBUlRfRlJPTV9MQVRFU1QQARIXChNTVEFSVF9GUk9NX0VBUkxJRVNUEAIyiAIKDURldmljZVNlcnZpY2USUgoLTGlzdERldmljZXMSIC5lbWJlcmxpbmUudjEuTGlzdERldmljZXNSZXF1ZXN0GiEuZW1iZXJsaW5lLnYxLkxpc3REZXZpY2VzUmVzcG9uc2USTAoJR2V0TGF0ZXN0Eh4uZW1iZXJsaW5lLnYxLkdldExhdGVzdFJlcXVlc3QaHy5lbWJlcmxpbmUudjEuR2V0TGF0ZXN0UmVzcG9uc2USVQoMRGVsZXRlRGV2aWNlEiEuZW1iZXJsaW5lLnYxLkRlbGV0ZURldmljZVJlcXVlc3QaIi5lbWJlcmxpbmUudjEuRGVsZXRlRGV2aWNlUmVzcG9uc2UyzwMKC0Nvb2tTZXJ2aWNlEkwKCVNldFRhcmdldBIeLmVtYmVybGluZS52MS5TZXRUYXJnZXRSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLlNldFRhcmdldFJlc3BvbnNlEkwKCVN0YXJ0Q29vaxIeLmVtYmVybGluZS52MS5TdGFydENvb2tSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLlN0YXJ0Q29va1Jlc3BvbnNlEkYKB0FkZE5vdGUSHC5lbWJlcmxpbmUudjEuQWRkTm90ZVJlcXVlc3QaHS5lbWJlcmxpbmUudjEuQWRkTm90ZVJlc3BvbnNlEkYKB0VuZENvb2sSHC5lbWJlcmxpbmUudjEuRW5kQ29va1JlcXVlc3QaHS5lbWJlcmxpbmUudjEuRW5kQ29va1Jlc3BvbnNlEkwKCUxpc3RDb29rcxIeLmVtYmVybGluZS52MS5MaXN0Q29va3NSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLkxpc3RDb29rc1Jlc3BvbnNlEkYKB0dldENvb2sSHC5lbWJlcmxpbmUudjEuR2V0Q29va1JlcXVlc3QaHS5lbWJlcmxpbmUudjEuR2V0Q29va1Jlc3BvbnNlMmEKDlJlYWRpbmdTZXJ2aWNlEk8KCkdldEhpc3RvcnkSHy5lbWJlcmxpbmUudjEuR2V0SGlzdG9yeVJlcXVlc3QaIC5lbWJlcmxpbmUudjEuR2V0SGlzdG9yeVJlc3BvbnNlMmMKDFRyZW5kU2VydmljZRJTCg9TdWJzY3JpYmVUcmVuZHMSJC5lbWJlcmxpbmUudjEuU3Vic2NyaWJlVHJlbmRzUmVxdWVzdBoYLmVtYmVybGluZS52MS5UcmVuZEV2ZW50MAFiBnByb3RvMw");
 
 /**
  * @generated from message emberline.v1.ListDevicesRequest
@@ -572,6 +572,307 @@ export const TrendEventSchema: GenMessage<TrendEvent> = /*@__PURE__*/
   messageDesc(file_emberline_v1_emberline, 15);
 
 /**
+ * @generated from message emberline.v1.StartCookRequest
+ */
+export type StartCookRequest = Message<"emberline.v1.StartCookRequest"> & {
+  /**
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+
+  /**
+   * What is cooking, as the user says it.
+   *
+   * @generated from field: string what = 2;
+   */
+  what: string;
+
+  /**
+   * Probe id to target, Celsius (0 to 500).
+   *
+   * @generated from field: map<string, double> targets_c = 3;
+   */
+  targetsC: { [key: string]: number };
+
+  /**
+   * @generated from field: optional double pit_min_c = 4;
+   */
+  pitMinC?: number | undefined;
+
+  /**
+   * @generated from field: optional double pit_max_c = 5;
+   */
+  pitMaxC?: number | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.StartCookRequest.
+ * Use `create(StartCookRequestSchema)` to create a new message.
+ */
+export const StartCookRequestSchema: GenMessage<StartCookRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 16);
+
+/**
+ * @generated from message emberline.v1.StartCookResponse
+ */
+export type StartCookResponse = Message<"emberline.v1.StartCookResponse"> & {
+  /**
+   * @generated from field: string cook_id = 1;
+   */
+  cookId: string;
+};
+
+/**
+ * Describes the message emberline.v1.StartCookResponse.
+ * Use `create(StartCookResponseSchema)` to create a new message.
+ */
+export const StartCookResponseSchema: GenMessage<StartCookResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 17);
+
+/**
+ * @generated from message emberline.v1.AddNoteRequest
+ */
+export type AddNoteRequest = Message<"emberline.v1.AddNoteRequest"> & {
+  /**
+   * @generated from field: string cook_id = 1;
+   */
+  cookId: string;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message emberline.v1.AddNoteRequest.
+ * Use `create(AddNoteRequestSchema)` to create a new message.
+ */
+export const AddNoteRequestSchema: GenMessage<AddNoteRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 18);
+
+/**
+ * @generated from message emberline.v1.AddNoteResponse
+ */
+export type AddNoteResponse = Message<"emberline.v1.AddNoteResponse"> & {
+};
+
+/**
+ * Describes the message emberline.v1.AddNoteResponse.
+ * Use `create(AddNoteResponseSchema)` to create a new message.
+ */
+export const AddNoteResponseSchema: GenMessage<AddNoteResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 19);
+
+/**
+ * @generated from message emberline.v1.EndCookRequest
+ */
+export type EndCookRequest = Message<"emberline.v1.EndCookRequest"> & {
+  /**
+   * @generated from field: string cook_id = 1;
+   */
+  cookId: string;
+};
+
+/**
+ * Describes the message emberline.v1.EndCookRequest.
+ * Use `create(EndCookRequestSchema)` to create a new message.
+ */
+export const EndCookRequestSchema: GenMessage<EndCookRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 20);
+
+/**
+ * @generated from message emberline.v1.EndCookResponse
+ */
+export type EndCookResponse = Message<"emberline.v1.EndCookResponse"> & {
+};
+
+/**
+ * Describes the message emberline.v1.EndCookResponse.
+ * Use `create(EndCookResponseSchema)` to create a new message.
+ */
+export const EndCookResponseSchema: GenMessage<EndCookResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 21);
+
+/**
+ * @generated from message emberline.v1.CookNote
+ */
+export type CookNote = Message<"emberline.v1.CookNote"> & {
+  /**
+   * @generated from field: int64 time_ms = 1;
+   */
+  timeMs: bigint;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message emberline.v1.CookNote.
+ * Use `create(CookNoteSchema)` to create a new message.
+ */
+export const CookNoteSchema: GenMessage<CookNote> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 22);
+
+/**
+ * @generated from message emberline.v1.Cook
+ */
+export type Cook = Message<"emberline.v1.Cook"> & {
+  /**
+   * @generated from field: string cook_id = 1;
+   */
+  cookId: string;
+
+  /**
+   * @generated from field: string device_id = 2;
+   */
+  deviceId: string;
+
+  /**
+   * @generated from field: string what = 3;
+   */
+  what: string;
+
+  /**
+   * @generated from field: int64 started_ms = 4;
+   */
+  startedMs: bigint;
+
+  /**
+   * Absent while the cook is in progress.
+   *
+   * @generated from field: optional int64 ended_ms = 5;
+   */
+  endedMs?: bigint | undefined;
+
+  /**
+   * @generated from field: map<string, double> targets_c = 6;
+   */
+  targetsC: { [key: string]: number };
+
+  /**
+   * @generated from field: optional double pit_min_c = 7;
+   */
+  pitMinC?: number | undefined;
+
+  /**
+   * @generated from field: optional double pit_max_c = 8;
+   */
+  pitMaxC?: number | undefined;
+
+  /**
+   * @generated from field: repeated emberline.v1.CookNote notes = 9;
+   */
+  notes: CookNote[];
+};
+
+/**
+ * Describes the message emberline.v1.Cook.
+ * Use `create(CookSchema)` to create a new message.
+ */
+export const CookSchema: GenMessage<Cook> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 23);
+
+/**
+ * @generated from message emberline.v1.ListCooksRequest
+ */
+export type ListCooksRequest = Message<"emberline.v1.ListCooksRequest"> & {
+  /**
+   * Only this device's cooks; empty for all.
+   *
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+};
+
+/**
+ * Describes the message emberline.v1.ListCooksRequest.
+ * Use `create(ListCooksRequestSchema)` to create a new message.
+ */
+export const ListCooksRequestSchema: GenMessage<ListCooksRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 24);
+
+/**
+ * @generated from message emberline.v1.ListCooksResponse
+ */
+export type ListCooksResponse = Message<"emberline.v1.ListCooksResponse"> & {
+  /**
+   * @generated from field: repeated emberline.v1.Cook cooks = 1;
+   */
+  cooks: Cook[];
+};
+
+/**
+ * Describes the message emberline.v1.ListCooksResponse.
+ * Use `create(ListCooksResponseSchema)` to create a new message.
+ */
+export const ListCooksResponseSchema: GenMessage<ListCooksResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 25);
+
+/**
+ * @generated from message emberline.v1.GetCookRequest
+ */
+export type GetCookRequest = Message<"emberline.v1.GetCookRequest"> & {
+  /**
+   * @generated from field: string cook_id = 1;
+   */
+  cookId: string;
+};
+
+/**
+ * Describes the message emberline.v1.GetCookRequest.
+ * Use `create(GetCookRequestSchema)` to create a new message.
+ */
+export const GetCookRequestSchema: GenMessage<GetCookRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 26);
+
+/**
+ * @generated from message emberline.v1.ProbeHistory
+ */
+export type ProbeHistory = Message<"emberline.v1.ProbeHistory"> & {
+  /**
+   * @generated from field: string probe_id = 1;
+   */
+  probeId: string;
+
+  /**
+   * @generated from field: repeated emberline.v1.HistoryPoint points = 2;
+   */
+  points: HistoryPoint[];
+};
+
+/**
+ * Describes the message emberline.v1.ProbeHistory.
+ * Use `create(ProbeHistorySchema)` to create a new message.
+ */
+export const ProbeHistorySchema: GenMessage<ProbeHistory> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 27);
+
+/**
+ * @generated from message emberline.v1.GetCookResponse
+ */
+export type GetCookResponse = Message<"emberline.v1.GetCookResponse"> & {
+  /**
+   * @generated from field: emberline.v1.Cook cook = 1;
+   */
+  cook?: Cook | undefined;
+
+  /**
+   * @generated from field: repeated emberline.v1.ProbeHistory probes = 2;
+   */
+  probes: ProbeHistory[];
+};
+
+/**
+ * Describes the message emberline.v1.GetCookResponse.
+ * Use `create(GetCookResponseSchema)` to create a new message.
+ */
+export const GetCookResponseSchema: GenMessage<GetCookResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 28);
+
+/**
  * Where a subscription starts in partitions the resume map does not mention.
  *
  * @generated from enum emberline.v1.StartFrom
@@ -653,7 +954,7 @@ export const DeviceService: GenService<{
  */
 export const CookService: GenService<{
   /**
-   * Sets or clears one probe's target temperature.
+   * Sets or clears one probe's target temperature (of the cook in progress, if any).
    *
    * @generated from rpc emberline.v1.CookService.SetTarget
    */
@@ -661,6 +962,56 @@ export const CookService: GenService<{
     methodKind: "unary";
     input: typeof SetTargetRequestSchema;
     output: typeof SetTargetResponseSchema;
+  },
+  /**
+   * Starts a cook on a device: what is cooking, per-probe targets, the pit band.
+   *
+   * @generated from rpc emberline.v1.CookService.StartCook
+   */
+  startCook: {
+    methodKind: "unary";
+    input: typeof StartCookRequestSchema;
+    output: typeof StartCookResponseSchema;
+  },
+  /**
+   * Adds a note to a cook.
+   *
+   * @generated from rpc emberline.v1.CookService.AddNote
+   */
+  addNote: {
+    methodKind: "unary";
+    input: typeof AddNoteRequestSchema;
+    output: typeof AddNoteResponseSchema;
+  },
+  /**
+   * Ends a cook.
+   *
+   * @generated from rpc emberline.v1.CookService.EndCook
+   */
+  endCook: {
+    methodKind: "unary";
+    input: typeof EndCookRequestSchema;
+    output: typeof EndCookResponseSchema;
+  },
+  /**
+   * Cooks, newest first, of one device or all.
+   *
+   * @generated from rpc emberline.v1.CookService.ListCooks
+   */
+  listCooks: {
+    methodKind: "unary";
+    input: typeof ListCooksRequestSchema;
+    output: typeof ListCooksResponseSchema;
+  },
+  /**
+   * One cook with its probes' readings from its start to its end (or now).
+   *
+   * @generated from rpc emberline.v1.CookService.GetCook
+   */
+  getCook: {
+    methodKind: "unary";
+    input: typeof GetCookRequestSchema;
+    output: typeof GetCookResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_emberline_v1_emberline, 1);

@@ -1,0 +1,251 @@
+//! Cook sessions: start, note, end, list and fetch cooks; targets within them.
+//!
+//! Starting, noting and ending append `CookStarted`, `CookNoteAdded` and `CookEnded` to
+//! `cook.commands`; the device projector folds them into sessions. A cook id is the device id
+//! and the start time, so it is known at once, before the projection catches up.
+
+use std::collections::BTreeMap;
+
+use emberline_log::topics;
+use emberline_projections::CookSession;
+use emberline_proto::v1::cook_service_server::CookService;
+use emberline_proto::v1::{
+    AddNoteRequest, AddNoteResponse, Cook, CookNote, EndCookRequest, EndCookResponse,
+    GetCookRequest, GetCookResponse, HistoryPoint, ListCooksRequest, ListCooksResponse,
+    ProbeHistory, SetTargetRequest, SetTargetResponse, StartCookRequest, StartCookResponse,
+};
+use emberline_schemas::events::{CookEnded, CookNoteAdded, CookStarted};
+use tonic::{Request, Response, Status};
+
+use crate::Gateway;
+use crate::commands::{TARGET_RANGE_C, now_ms};
+use crate::status::from_projection;
+
+/// Longest "what is cooking", characters.
+const MAX_WHAT: usize = 200;
+/// Longest note, characters.
+const MAX_NOTE: usize = 2_000;
+/// Most readings returned per probe of a cook.
+const MAX_POINTS: usize = 100_000;
+
+fn cook_to_proto(c: CookSession) -> Cook {
+    Cook {
+        cook_id: c.cook_id,
+        device_id: c.device_id,
+        what: c.what.unwrap_or_default(),
+        started_ms: c.started_time,
+        ended_ms: c.ended_time,
+        targets_c: c.targets_c.into_iter().collect(),
+        pit_min_c: c.pit_min_c,
+        pit_max_c: c.pit_max_c,
+        notes: c
+            .notes
+            .into_iter()
+            .map(|n| CookNote {
+                time_ms: n.time,
+                text: n.text,
+            })
+            .collect(),
+    }
+}
+
+fn check_temperature(what: &str, t: f64) -> Result<(), Status> {
+    if t.is_finite() && TARGET_RANGE_C.contains(&t) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "{what} {t} °C is outside {}…{} °C",
+            TARGET_RANGE_C.start(),
+            TARGET_RANGE_C.end()
+        )))
+    }
+}
+
+impl Gateway {
+    async fn existing_cook(&self, cook_id: &str) -> Result<CookSession, Status> {
+        if cook_id.is_empty() {
+            return Err(Status::invalid_argument("cook_id is required"));
+        }
+        self.store
+            .cook(cook_id)
+            .await
+            .map_err(from_projection)?
+            .ok_or_else(|| Status::not_found(format!("no cook {cook_id:?}")))
+    }
+}
+
+#[tonic::async_trait]
+impl CookService for Gateway {
+    async fn set_target(
+        &self,
+        request: Request<SetTargetRequest>,
+    ) -> Result<Response<SetTargetResponse>, Status> {
+        Ok(Response::new(
+            self.set_target_command(request.into_inner()).await?,
+        ))
+    }
+
+    async fn start_cook(
+        &self,
+        request: Request<StartCookRequest>,
+    ) -> Result<Response<StartCookResponse>, Status> {
+        let r = request.into_inner();
+        if r.device_id.is_empty() {
+            return Err(Status::invalid_argument("device_id is required"));
+        }
+        if r.what.chars().count() > MAX_WHAT {
+            return Err(Status::invalid_argument(format!(
+                "what is longer than {MAX_WHAT} characters"
+            )));
+        }
+        for (probe, t) in &r.targets_c {
+            check_temperature(&format!("the target of {probe}"), *t)?;
+        }
+        for t in r.pit_min_c.iter().chain(&r.pit_max_c) {
+            check_temperature("the pit band", *t)?;
+        }
+        if let (Some(lo), Some(hi)) = (r.pit_min_c, r.pit_max_c)
+            && lo >= hi
+        {
+            return Err(Status::invalid_argument(format!(
+                "the pit band {lo}…{hi} °C is empty"
+            )));
+        }
+        let info = self.device_info(&r.device_id).await?;
+        let known = info.as_ref().is_some_and(|i| !i.is_removed())
+            || !self
+                .store
+                .latest(&r.device_id)
+                .await
+                .map_err(from_projection)?
+                .is_empty();
+        if !known {
+            return Err(Status::not_found(format!("no device {:?}", r.device_id)));
+        }
+        if let Some(active) = info.and_then(|i| i.cook_id) {
+            return Err(Status::failed_precondition(format!(
+                "device {:?} already has a cook in progress ({active}); end it first",
+                r.device_id
+            )));
+        }
+        let event_time = now_ms();
+        let cook_id = format!("{}-{event_time}", r.device_id);
+        let event = CookStarted {
+            cook_id: cook_id.clone(),
+            device_id: r.device_id.clone(),
+            event_time,
+            what: (!r.what.is_empty()).then_some(r.what),
+            targets_c: r.targets_c.into_iter().collect::<BTreeMap<_, _>>(),
+            pit_min_c: r.pit_min_c,
+            pit_max_c: r.pit_max_c,
+        };
+        self.append_command(topics::COOK_COMMANDS, &r.device_id, &event, event_time)
+            .await?;
+        tracing::info!(%cook_id, "cook started");
+        Ok(Response::new(StartCookResponse { cook_id }))
+    }
+
+    async fn add_note(
+        &self,
+        request: Request<AddNoteRequest>,
+    ) -> Result<Response<AddNoteResponse>, Status> {
+        let r = request.into_inner();
+        let text = r.text.trim();
+        if text.is_empty() || text.chars().count() > MAX_NOTE {
+            return Err(Status::invalid_argument(format!(
+                "a note needs 1 to {MAX_NOTE} characters"
+            )));
+        }
+        let cook = self.existing_cook(&r.cook_id).await?;
+        let event_time = now_ms();
+        let event = CookNoteAdded {
+            cook_id: cook.cook_id,
+            device_id: cook.device_id.clone(),
+            event_time,
+            text: text.to_owned(),
+        };
+        self.append_command(topics::COOK_COMMANDS, &cook.device_id, &event, event_time)
+            .await?;
+        Ok(Response::new(AddNoteResponse {}))
+    }
+
+    async fn end_cook(
+        &self,
+        request: Request<EndCookRequest>,
+    ) -> Result<Response<EndCookResponse>, Status> {
+        let cook = self.existing_cook(&request.into_inner().cook_id).await?;
+        if cook.ended_time.is_some() {
+            return Err(Status::failed_precondition(format!(
+                "cook {:?} has already ended",
+                cook.cook_id
+            )));
+        }
+        let event_time = now_ms();
+        let event = CookEnded {
+            cook_id: cook.cook_id.clone(),
+            device_id: cook.device_id.clone(),
+            event_time,
+        };
+        self.append_command(topics::COOK_COMMANDS, &cook.device_id, &event, event_time)
+            .await?;
+        tracing::info!(cook_id = %cook.cook_id, "cook ended");
+        Ok(Response::new(EndCookResponse {}))
+    }
+
+    async fn list_cooks(
+        &self,
+        request: Request<ListCooksRequest>,
+    ) -> Result<Response<ListCooksResponse>, Status> {
+        let device = request.into_inner().device_id;
+        let cooks = self
+            .store
+            .cooks((!device.is_empty()).then_some(device.as_str()))
+            .await
+            .map_err(from_projection)?;
+        Ok(Response::new(ListCooksResponse {
+            cooks: cooks.into_iter().map(cook_to_proto).collect(),
+        }))
+    }
+
+    async fn get_cook(
+        &self,
+        request: Request<GetCookRequest>,
+    ) -> Result<Response<GetCookResponse>, Status> {
+        let cook = self.existing_cook(&request.into_inner().cook_id).await?;
+        let to = cook.ended_time.map_or(i64::MAX, |t| t.saturating_add(1));
+        let mut probes = Vec::new();
+        for latest in self
+            .store
+            .latest(&cook.device_id)
+            .await
+            .map_err(from_projection)?
+        {
+            let points = self
+                .store
+                .history(
+                    &cook.device_id,
+                    &latest.probe_id,
+                    cook.started_time,
+                    to,
+                    MAX_POINTS,
+                )
+                .await
+                .map_err(from_projection)?;
+            probes.push(ProbeHistory {
+                probe_id: latest.probe_id,
+                points: points
+                    .into_iter()
+                    .map(|p| HistoryPoint {
+                        event_time_ms: p.event_time,
+                        received_time_ms: p.received_time,
+                        temperature_c: p.temperature_c,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(Response::new(GetCookResponse {
+            cook: Some(cook_to_proto(cook)),
+            probes,
+        }))
+    }
+}
