@@ -3,6 +3,7 @@
 import { createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import {
+  CookService,
   DeviceService,
   ReadingService,
   StartFrom,
@@ -14,6 +15,7 @@ const transport = createGrpcWebTransport({ baseUrl: window.location.origin });
 
 export const devices = createClient(DeviceService, transport);
 export const readings = createClient(ReadingService, transport);
+export const cooks = createClient(CookService, transport);
 const trends = createClient(TrendService, transport);
 
 /** Opens a trend subscription (all devices, or one) from `resume`. */

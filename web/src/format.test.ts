@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { expectedInterval, formatAge, isStale, toCsv } from "./format";
+import { expectedInterval, formatAge, formatDuration, isStale, toCsv } from "./format";
 
 describe("format", () => {
   it("says how old a reading is", () => {
@@ -22,6 +22,13 @@ describe("format", () => {
     // A device that uploads every 10 minutes is fine at 20 minutes, stale at 31.
     expect(isStale(20 * 60_000, 600_000)).toBe(false);
     expect(isStale(31 * 60_000, 600_000)).toBe(true);
+  });
+
+  it("says how long a cook took", () => {
+    expect(formatDuration(45_000)).toBe("45 s");
+    expect(formatDuration(12 * 60_000)).toBe("12 min");
+    expect(formatDuration((3 * 60 + 25) * 60_000)).toBe("3 h 25 min");
+    expect(formatDuration(2 * 3_600_000)).toBe("2 h");
   });
 
   it("writes RFC 4180 CSV", () => {

@@ -43,6 +43,16 @@ export function formatClock(ms: number, seconds = false): string {
   return seconds ? `${hm}:${two(d.getSeconds())}` : hm;
 }
 
+/** "3 h 25 min", "12 min", "45 s". */
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+}
+
 /** RFC 4180 CSV: fields with commas, quotes or newlines are quoted. */
 export function toCsv(rows: readonly (readonly (string | number | null | undefined)[])[]): string {
   const field = (v: string | number | null | undefined) => {
@@ -51,4 +61,20 @@ export function toCsv(rows: readonly (readonly (string | number | null | undefin
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
   return rows.map((r) => r.map(field).join(",")).join("\r\n") + "\r\n";
+}
+
+/** Every reading of a cook, one row per time, one column per probe (°C). */
+export function cookCsv(probes: { probeId: string; points: { eventTimeMs: bigint; temperatureC?: number }[] }[]): string {
+  const ids = probes.map((p) => p.probeId);
+  const rows = new Map<number, (number | null)[]>();
+  probes.forEach((p, i) => {
+    for (const point of p.points) {
+      const t = Number(point.eventTimeMs);
+      const row = rows.get(t) ?? new Array<number | null>(ids.length).fill(null);
+      row[i] = point.temperatureC ?? null;
+      rows.set(t, row);
+    }
+  });
+  const body = [...rows.entries()].sort((a, b) => a[0] - b[0]).map(([t, row]) => [new Date(t).toISOString(), ...row]);
+  return toCsv([["time", ...ids.map((id) => `${id} (°C)`)], ...body]);
 }

@@ -7,6 +7,7 @@ import { formatClock, toCsv } from "../format";
 import { DeviceSeries } from "../series";
 import type { LiveStore } from "../store";
 import type { Unit } from "../units";
+import { renderCooks } from "./cooks";
 import { deviceFacts, probeLabel, probeTiles } from "./probes";
 
 const RANGES: [string, number][] = [
@@ -21,6 +22,7 @@ export class DeviceView {
   private readonly chart: ProbeChart;
   private readonly tiles = h("div", { class: "tiles" });
   private readonly head = h("header", { class: "device-head" });
+  private readonly cooks = h("section", { class: "cook-history" });
   private rangeMs = RANGES[0]![1];
   /** Following the newest data (false after the user zoomed or panned). */
   private following = true;
@@ -62,7 +64,9 @@ export class DeviceView {
       this.tiles,
       controls,
       chartHost,
+      this.cooks,
     );
+    void renderCooks(this.cooks, deviceId, unit);
     const onUpdate = (ev: { deviceId: string; probeId: string; eventTimeMs: bigint; temperatureC: number }) => {
       if (ev.deviceId !== this.deviceId) return;
       this.series.probe(ev.probeId).add(Number(ev.eventTimeMs), ev.temperatureC);
@@ -77,6 +81,7 @@ export class DeviceView {
 
   setUnit(unit: Unit): void {
     this.unit = unit;
+    void renderCooks(this.cooks, this.deviceId, unit);
     this.renderTiles();
     this.draw();
   }
