@@ -3,13 +3,14 @@
 
 use std::sync::{Mutex, OnceLock};
 
+use emberline_ingest::cloud::Credentials;
 use emberline_ingest::cloud::fireboard::{Fireboard, FireboardConfig, apply_drivelog};
 use libfuzzer_sys::fuzz_target;
 
 fn adapter() -> &'static Mutex<Fireboard> {
     static ADAPTER: OnceLock<Mutex<Fireboard>> = OnceLock::new();
     ADAPTER.get_or_init(|| {
-        let config = FireboardConfig { username: "fuzz".into(), ..FireboardConfig::default() };
+        let config = FireboardConfig { credentials: Credentials::with_password("fuzz", ""), ..FireboardConfig::default() };
         Mutex::new(Fireboard::new(config).expect("valid config"))
     })
 }

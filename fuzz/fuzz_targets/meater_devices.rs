@@ -3,13 +3,14 @@
 
 use std::sync::{Mutex, OnceLock};
 
+use emberline_ingest::cloud::Credentials;
 use emberline_ingest::cloud::meater::{Meater, MeaterConfig};
 use libfuzzer_sys::fuzz_target;
 
 fn adapter() -> &'static Mutex<Meater> {
     static ADAPTER: OnceLock<Mutex<Meater>> = OnceLock::new();
     ADAPTER.get_or_init(|| {
-        let config = MeaterConfig { username: "fuzz@example.com".into(), ..MeaterConfig::default() };
+        let config = MeaterConfig { credentials: Credentials::with_password("fuzz@example.com", ""), ..MeaterConfig::default() };
         Mutex::new(Meater::new(config).expect("valid config"))
     })
 }

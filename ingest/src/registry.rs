@@ -96,12 +96,23 @@ mod tests {
             r#"{"sources": [
                 {"kind": "mqtt", "url": "mqtt://broker:1884", "topics": [{"filter": "bbq/#", "format": "json"}]},
                 {"kind": "http_push", "tokens": {"smoker": "t"}},
-                {"kind": "simulator", "devices": 2}
+                {"kind": "simulator", "devices": 2},
+                {"kind": "thermoworks", "username": "a@b.c", "password_env": "TW", "poll_interval_s": 30}
             ]}"#,
         )
         .expect("parses");
         let kinds: Vec<&str> = doc.sources.iter().map(SourceConfig::kind).collect();
-        assert_eq!(kinds, ["mqtt", "http_push", "simulator"]);
+        assert_eq!(kinds, ["mqtt", "http_push", "simulator", "thermoworks"]);
+        match &doc.sources[3] {
+            SourceConfig::Thermoworks(t) => {
+                assert_eq!(
+                    (t.credentials.username.as_str(), t.poll_interval_s),
+                    ("a@b.c", 30)
+                );
+                assert_eq!(t.credentials.password_env.as_deref(), Some("TW"));
+            }
+            other => panic!("{other:?}"),
+        }
         match &doc.sources[0] {
             SourceConfig::Mqtt(m) => assert_eq!(m.topics[0].filter, "bbq/#"),
             other => panic!("{other:?}"),
@@ -110,6 +121,7 @@ mod tests {
             r#"{"sources": [{"kind": "pigeon"}]}"#,
             r#"{"sources": [{"kind": "mqtt", "uri": "x"}]}"#,
             r#"{"sources": [{"url": "mqtt://x"}]}"#,
+            r#"{"sources": [{"kind": "thermoworks", "username": "a", "pasword": "typo"}]}"#,
         ] {
             assert!(serde_json::from_str::<Doc>(bad).is_err(), "{bad}");
         }

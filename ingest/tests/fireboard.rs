@@ -3,7 +3,7 @@
 
 use emberline_ingest::cloud::fireboard::{Fireboard, FireboardConfig};
 use emberline_ingest::cloud::firestore::rfc3339_ms;
-use emberline_ingest::cloud::{CloudAdapter, CloudError, Secret};
+use emberline_ingest::cloud::{CloudAdapter, CloudError, Credentials};
 use emberline_ingest::testing::fireboard::{FakeFireboard, Fault, fireboard_drive};
 use emberline_ingest::validate::Unit;
 use serde_json::json;
@@ -27,8 +27,7 @@ async fn server() -> FakeFireboard {
 
 fn adapter(s: &FakeFireboard, password: &str, budget: u32) -> Fireboard {
     Fireboard::new(FireboardConfig {
-        username: "cook@example.com".into(),
-        password: Some(Secret(password.into())),
+        credentials: Credentials::with_password("cook@example.com", password),
         base_url: s.url.clone(),
         budget_per_hour: budget,
         request_timeout_s: 1,

@@ -2,7 +2,7 @@
 //! REST API's documentation describes.
 
 use emberline_ingest::cloud::meater::{Meater, MeaterConfig};
-use emberline_ingest::cloud::{CloudAdapter, CloudError, Secret};
+use emberline_ingest::cloud::{CloudAdapter, CloudError, Credentials};
 use emberline_ingest::testing::meater::{FakeMeater, Fault, probe};
 use emberline_ingest::validate::Unit;
 
@@ -16,8 +16,7 @@ async fn server() -> FakeMeater {
 
 fn adapter(s: &FakeMeater, password: &str) -> Meater {
     Meater::new(MeaterConfig {
-        username: "cook@example.com".into(),
-        password: Some(Secret(password.into())),
+        credentials: Credentials::with_password("cook@example.com", password),
         base_url: s.url.clone(),
         request_timeout_s: 1,
         ..MeaterConfig::default()
@@ -133,7 +132,7 @@ async fn tokens_are_re_obtained_and_failures_are_typed() {
 #[test]
 fn polling_faster_than_meater_allows_is_refused() {
     let err = Meater::new(MeaterConfig {
-        username: "a@b.c".into(),
+        credentials: Credentials::with_password("a@b.c", ""),
         poll_interval_s: 10,
         ..MeaterConfig::default()
     });

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emberline_ingest::cloud::thermoworks::{Thermoworks, ThermoworksConfig};
-use emberline_ingest::cloud::{CloudAdapter, CloudError, CloudPoller, Secret};
+use emberline_ingest::cloud::{CloudAdapter, CloudError, CloudPoller, Credentials};
 use emberline_ingest::testing::thermoworks::{FakeThermoworks, Fault, node, stamp};
 use emberline_ingest::validate::Unit;
 use emberline_ingest::{EventSink, run_source};
@@ -28,8 +28,7 @@ async fn server() -> FakeThermoworks {
 
 fn config(s: &FakeThermoworks, password: &str) -> ThermoworksConfig {
     ThermoworksConfig {
-        username: "cook@example.com".into(),
-        password: Some(Secret(password.into())),
+        credentials: Credentials::with_password("cook@example.com", password),
         base_url: Some(s.url.clone()),
         poll_interval_s: 5,
         request_timeout_s: 1,

@@ -31,14 +31,9 @@ use crate::validate::{RawReading, Unit};
 pub struct FireboardConfig {
     /// Name in logs and on readings.
     pub name: String,
-    /// The account's user name (e-mail).
-    pub username: String,
-    /// Its password, written here (prefer `password_env` or `password_file`).
-    pub password: Option<Secret>,
-    /// An environment variable holding the password.
-    pub password_env: Option<String>,
-    /// A file holding the password.
-    pub password_file: Option<std::path::PathBuf>,
+    /// The account: `username`, and `password`, `password_env` or `password_file`.
+    #[serde(flatten)]
+    pub credentials: Credentials,
     /// Site base (a local test server instead of fireboard.io).
     pub base_url: String,
     /// Seconds between polls; stretched when the call budget needs it.
@@ -58,10 +53,7 @@ impl Default for FireboardConfig {
     fn default() -> Self {
         Self {
             name: "fireboard".into(),
-            username: String::new(),
-            password: None,
-            password_env: None,
-            password_file: None,
+            credentials: Credentials::default(),
             base_url: "https://fireboard.io".into(),
             poll_interval_s: 60,
             budget_per_hour: 200,
@@ -148,7 +140,7 @@ pub struct Fireboard {
 impl Fireboard {
     /// An adapter for `config`; checks the settings.
     pub fn new(config: FireboardConfig) -> Result<Self, CloudError> {
-        if config.username.is_empty() {
+        if config.credentials.username.is_empty() {
             return Err(CloudError::Config("username is required".into()));
         }
         if config.budget_per_hour <= RESERVE {
@@ -186,17 +178,15 @@ impl Fireboard {
 
     async fn login(&mut self) -> Result<Secret, CloudError> {
         self.spend(1)?;
-        let credentials = Credentials {
-            username: self.config.username.clone(),
-            password: self.config.password.clone(),
-            password_env: self.config.password_env.clone(),
-            password_file: self.config.password_file.clone(),
-        };
-        let password = credentials.password().map_err(CloudError::Config)?;
+        let password = self
+            .config
+            .credentials
+            .password()
+            .map_err(CloudError::Config)?;
         let response = self
             .http
             .post(self.url("/api/rest-auth/login/"))
-            .json(&json!({"username": self.config.username, "password": password.0}))
+            .json(&json!({"username": self.config.credentials.username, "password": password.0}))
             .send()
             .await;
         let (status, body) = read_body("login", response).await?;
@@ -363,7 +353,7 @@ impl Fireboard {
             let registration = DeviceRegistered {
                 device_id: uuid.clone(),
                 event_time: now_ms,
-                tenant: self.config.username.clone(),
+                tenant: self.config.credentials.username.clone(),
                 model: (!model.is_empty()).then(|| model.clone()),
                 name: d["title"].as_str().unwrap_or(&uuid).to_owned(),
                 probe_labels: channels
@@ -494,7 +484,7 @@ mod tests {
     #[test]
     fn the_interval_stretches_with_fan_controllers() {
         let mut f = Fireboard::new(FireboardConfig {
-            username: "u".into(),
+            credentials: Credentials::with_password("u", ""),
             poll_interval_s: 5,
             ..FireboardConfig::default()
         })

@@ -29,14 +29,9 @@ use crate::validate::{RawReading, Unit};
 pub struct MeaterConfig {
     /// Name in logs and on readings.
     pub name: String,
-    /// The account's e-mail.
-    pub username: String,
-    /// Its password, written here (prefer `password_env` or `password_file`).
-    pub password: Option<Secret>,
-    /// An environment variable holding the password.
-    pub password_env: Option<String>,
-    /// A file holding the password.
-    pub password_file: Option<std::path::PathBuf>,
+    /// The account: `username`, and `password`, `password_env` or `password_file`.
+    #[serde(flatten)]
+    pub credentials: Credentials,
     /// API base (a local test server instead of MEATER's).
     pub base_url: String,
     /// Seconds between polls (at least 30: MEATER asks for no more than 2 requests a minute).
@@ -51,10 +46,7 @@ impl Default for MeaterConfig {
     fn default() -> Self {
         Self {
             name: "meater".into(),
-            username: String::new(),
-            password: None,
-            password_env: None,
-            password_file: None,
+            credentials: Credentials::default(),
             base_url: "https://public-api.cloud.meater.com/v1".into(),
             poll_interval_s: 30,
             retention_days: 30,
@@ -83,7 +75,7 @@ impl Meater {
                 "poll_interval_s must be at least {MIN_INTERVAL_S}: MEATER allows 2 requests a minute"
             )));
         }
-        if config.username.is_empty() {
+        if config.credentials.username.is_empty() {
             return Err(CloudError::Config(
                 "username (the account e-mail) is required".into(),
             ));
@@ -101,14 +93,12 @@ impl Meater {
     }
 
     async fn login(&mut self) -> Result<Secret, CloudError> {
-        let credentials = Credentials {
-            username: self.config.username.clone(),
-            password: self.config.password.clone(),
-            password_env: self.config.password_env.clone(),
-            password_file: self.config.password_file.clone(),
-        };
-        let password = credentials.password().map_err(CloudError::Config)?;
-        let body = json!({"email": self.config.username, "password": password.0});
+        let password = self
+            .config
+            .credentials
+            .password()
+            .map_err(CloudError::Config)?;
+        let body = json!({"email": self.config.credentials.username, "password": password.0});
         let response = self.http.post(self.url("/login")).json(&body).send().await;
         let (status, body) = read_body("login", response).await?;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::BAD_REQUEST
@@ -248,7 +238,7 @@ impl Meater {
                 out.registrations.push(DeviceRegistered {
                     device_id: id.clone(),
                     event_time: now_ms,
-                    tenant: self.config.username.clone(),
+                    tenant: self.config.credentials.username.clone(),
                     model: Some("MEATER".into()),
                     name: format!("MEATER {short}"),
                     probe_labels: BTreeMap::from([

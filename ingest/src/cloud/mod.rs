@@ -60,6 +60,15 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// A user name with the password written out.
+    pub fn with_password(username: &str, password: &str) -> Self {
+        Self {
+            username: username.to_owned(),
+            password: Some(Secret(password.to_owned())),
+            ..Self::default()
+        }
+    }
+
     /// The password, from wherever it is configured.
     pub fn password(&self) -> Result<Secret, String> {
         if let Some(p) = &self.password {

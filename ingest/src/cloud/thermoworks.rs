@@ -42,14 +42,9 @@ pub enum Brand {
 pub struct ThermoworksConfig {
     /// Name in logs and on readings.
     pub name: String,
-    /// The account's e-mail.
-    pub username: String,
-    /// Its password, written here (prefer `password_env` or `password_file`).
-    pub password: Option<Secret>,
-    /// An environment variable holding the password.
-    pub password_env: Option<String>,
-    /// A file holding the password.
-    pub password_file: Option<std::path::PathBuf>,
+    /// The account: `username`, and `password`, `password_env` or `password_file`.
+    #[serde(flatten)]
+    pub credentials: Credentials,
     /// ThermoWorks or ETI.
     pub brand: Brand,
     /// Firebase web API key (the brand's public web-client key by default).
@@ -70,10 +65,7 @@ impl Default for ThermoworksConfig {
     fn default() -> Self {
         Self {
             name: "thermoworks".into(),
-            username: String::new(),
-            password: None,
-            password_env: None,
-            password_file: None,
+            credentials: Credentials::default(),
             brand: Brand::Thermoworks,
             api_key: None,
             app_id: None,
@@ -81,18 +73,6 @@ impl Default for ThermoworksConfig {
             poll_interval_s: 60,
             retention_days: 30,
             request_timeout_s: 30,
-        }
-    }
-}
-
-impl ThermoworksConfig {
-    /// Where the password comes from.
-    pub fn credentials(&self) -> Credentials {
-        Credentials {
-            username: self.username.clone(),
-            password: self.password.clone(),
-            password_env: self.password_env.clone(),
-            password_file: self.password_file.clone(),
         }
     }
 }
@@ -166,7 +146,7 @@ impl Thermoworks {
                 "poll_interval_s must be at least 5".into(),
             ));
         }
-        if config.username.is_empty() {
+        if config.credentials.username.is_empty() {
             return Err(CloudError::Config(
                 "username (the account e-mail) is required".into(),
             ));
@@ -246,14 +226,14 @@ impl Thermoworks {
     async fn sign_in(&mut self) -> Result<(), CloudError> {
         let password = self
             .config
-            .credentials()
+            .credentials
             .password()
             .map_err(CloudError::Config)?;
         let url = format!(
             "{}/v1/accounts:signInWithPassword?key={}",
             self.endpoints.identity, self.api_key
         );
-        let body = json!({"email": self.config.username, "password": password.0, "returnSecureToken": true});
+        let body = json!({"email": self.config.credentials.username, "password": password.0, "returnSecureToken": true});
         let response = self
             .http
             .post(url)
