@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +41,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
+use crate::metrics::SourceMetrics;
 use crate::validate::{Gate, RawReading, Rejected, Rejection, Unit};
 use crate::{EventSink, IngestError, Source};
 
@@ -136,38 +138,6 @@ fn toml_lines(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-/// Counters of one source, for health reports.
-#[derive(Debug, Default)]
-pub struct SourceMetrics {
-    /// Requests or polls handled.
-    pub polls: AtomicU64,
-    /// Readings appended.
-    pub readings: AtomicU64,
-    /// Readings or payloads rejected.
-    pub rejects: AtomicU64,
-    /// Repeats discarded.
-    pub duplicates: AtomicU64,
-    /// Failures (log unavailable, upstream errors).
-    pub errors: AtomicU64,
-    /// Epoch ms of the last delivery that succeeded.
-    pub last_success_ms: AtomicU64,
-}
-
-impl SourceMetrics {
-    /// The counters as JSON.
-    pub fn to_json(&self) -> serde_json::Value {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        json!({
-            "polls": get(&self.polls),
-            "readings": get(&self.readings),
-            "rejects": get(&self.rejects),
-            "duplicates": get(&self.duplicates),
-            "errors": get(&self.errors),
-            "last_success_ms": get(&self.last_success_ms),
-        })
-    }
-}
-
 struct Shared {
     name: String,
     tokens: BTreeMap<String, String>,
@@ -184,12 +154,6 @@ struct Item {
     #[serde(default)]
     unit: Unit,
     time: Option<i64>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_millis() as i64)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -11,9 +11,11 @@
 //! gRPC.
 
 mod backoff;
+mod clock;
 pub mod cloud;
 mod error;
 pub mod http_push;
+pub mod metrics;
 pub mod mqtt;
 mod registry;
 mod simulator;

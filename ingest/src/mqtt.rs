@@ -19,6 +19,7 @@ use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOption
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::validate::{Gate, RawReading, Rejected, Rejection, Unit};
 use crate::{Backoff, EventSink, IngestError, Source};
 
@@ -292,12 +293,6 @@ impl MqttSource {
         }
         Ok(options)
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_millis() as i64)
 }
 
 #[async_trait]

@@ -19,6 +19,7 @@ use emberline_schemas::events::{DeviceRegistered, DeviceStatus, ProbeReading};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::{EventSink, IngestError, Source};
 
 /// Settings of the simulator source.
@@ -290,13 +291,6 @@ fn reading(device: &str, probe: &str, now: i64, received: i64, temp: Option<f64>
     }
 }
 
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// Device status is re-sent this often (ticks).
 const STATUS_EVERY_TICKS: u64 = 60;
 
@@ -326,7 +320,7 @@ impl Source for Simulator {
                 _ = ticker.tick() => {}
                 () = shutdown.cancelled() => return Ok(()),
             }
-            let received = wall_clock_ms();
+            let received = now_ms();
             if self.ticks.is_multiple_of(STATUS_EVERY_TICKS) {
                 sink.statuses(&self.statuses(received)).await?;
             }

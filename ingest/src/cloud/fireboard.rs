@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 
 use super::firestore::rfc3339_ms;
 use super::{
-    CloudAdapter, CloudError, Credentials, PollOutput, Secret, http_client, json, read_body,
+    CloudAdapter, CloudError, Credentials, PollOutput, Secret, http_client, json, malformed,
+    read_body,
 };
 use crate::validate::{RawReading, Unit};
 
@@ -116,12 +117,6 @@ impl CallBudget {
             .map_or(HOUR, |t| HOUR.saturating_sub(now.duration_since(*t)));
         Err(wait.max(Duration::from_secs(1)))
     }
-
-    /// Calls made in the last hour.
-    pub fn used(&mut self, now: Instant) -> u32 {
-        self.forget_old(now);
-        self.calls.len() as u32
-    }
 }
 
 /// The adapter.
@@ -200,11 +195,9 @@ impl Fireboard {
             return Err(CloudError::Upstream(format!("login: HTTP {status}")));
         }
         let v: Value = json("login", &body)?;
-        let key = v["key"].as_str().ok_or_else(|| CloudError::Malformed {
-            what: "login".into(),
-            reason: "no key".into(),
-            body: body.clone(),
-        })?;
+        let key = v["key"]
+            .as_str()
+            .ok_or_else(|| malformed("login", "no key", &body))?;
         tracing::info!(source = %self.config.name, "signed in to FireBoard");
         Ok(Secret(key.to_owned()))
     }
@@ -329,17 +322,12 @@ impl Fireboard {
         body: &[u8],
         now_ms: i64,
     ) -> Result<(PollOutput, Vec<String>), CloudError> {
-        let body = body.to_vec();
-        let devices: Vec<Value> = json("devices.json", &body)?;
+        let devices: Vec<Value> = json("devices.json", body)?;
         let mut out = PollOutput::default();
         let mut drives = Vec::new();
         for d in &devices {
             let Some(uuid) = d["uuid"].as_str().map(str::to_owned) else {
-                return Err(CloudError::Malformed {
-                    what: "devices.json".into(),
-                    reason: "a device without uuid".into(),
-                    body: body.clone(),
-                });
+                return Err(malformed("devices.json", "a device without uuid", body));
             };
             let model = d["model"].as_str().unwrap_or("").to_owned();
             let device_unit = unit_of(d["degreetype"].as_i64());

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    CloudAdapter, CloudError, Credentials, PollOutput, Secret, http_client, json, read_body,
+    CloudAdapter, CloudError, Credentials, PollOutput, Secret, http_client, json, malformed,
+    read_body,
 };
 use crate::validate::{RawReading, Unit};
 
@@ -116,11 +117,7 @@ impl Meater {
         let v: Value = json("login", &body)?;
         let token = v["data"]["token"]
             .as_str()
-            .ok_or_else(|| CloudError::Malformed {
-                what: "login".into(),
-                reason: "no data.token".into(),
-                body: body.clone(),
-            })?;
+            .ok_or_else(|| malformed("login", "no data.token", &body))?;
         tracing::info!(source = %self.config.name, "signed in to MEATER Cloud");
         Ok(Secret(token.to_owned()))
     }
@@ -206,24 +203,15 @@ impl Meater {
     /// Turns a `/devices` answer into events, remembering which probes are cooking.
     /// Never panics, whatever the bytes (a fuzz target checks).
     pub fn digest(&mut self, body: &[u8], now_ms: i64) -> Result<PollOutput, CloudError> {
-        let body = body.to_vec();
-        let v: Value = json("devices", &body)?;
+        let v: Value = json("devices", body)?;
         let devices = v["data"]["devices"]
             .as_array()
-            .ok_or_else(|| CloudError::Malformed {
-                what: "devices".into(),
-                reason: "no data.devices list".into(),
-                body: body.clone(),
-            })?;
+            .ok_or_else(|| malformed("devices", "no data.devices list", body))?;
         let mut out = PollOutput::default();
         let mut present = Vec::new();
         for d in devices {
             let Some(id) = d["id"].as_str().map(str::to_owned) else {
-                return Err(CloudError::Malformed {
-                    what: "devices".into(),
-                    reason: "a device without id".into(),
-                    body: body.clone(),
-                });
+                return Err(malformed("devices", "a device without id", body));
             };
             present.push(id.clone());
             if !self.cooking.contains_key(&id) {

@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::http_push::SourceMetrics;
+use crate::clock::now_ms;
+use crate::metrics::SourceMetrics;
 use crate::validate::{Gate, RawReading, Rejected, Rejection};
 use crate::{Backoff, EventSink, IngestError, Source};
 
@@ -239,20 +240,25 @@ fn transport_reason(e: &reqwest::Error) -> String {
     }
 }
 
+/// An answer that does not follow the protocol, with its body for the dead-letter topic.
+pub fn malformed(what: &str, reason: &str, body: &[u8]) -> CloudError {
+    CloudError::Malformed {
+        what: what.to_owned(),
+        reason: reason.to_owned(),
+        body: body.to_vec(),
+    }
+}
+
 /// Parses a JSON body, or says it is malformed (with the body, for the dead-letter topic).
 pub fn json<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, CloudError> {
-    serde_json::from_slice(body).map_err(|e| CloudError::Malformed {
-        what: what.to_owned(),
-        reason: e.to_string(),
-        body: body.to_vec(),
-    })
+    serde_json::from_slice(body).map_err(|e| malformed(what, &e.to_string(), body))
 }
 
 /// Runs a [`CloudAdapter`] as a source. See the module docs for what it guarantees.
 pub struct CloudPoller<A> {
     adapter: A,
     retention_ms: i64,
-    metrics: std::sync::Arc<SourceMetrics>,
+    metrics: SourceMetrics,
 }
 
 impl<A: CloudAdapter> CloudPoller<A> {
@@ -261,20 +267,9 @@ impl<A: CloudAdapter> CloudPoller<A> {
         Self {
             adapter,
             retention_ms: i64::from(retention_days) * 86_400_000,
-            metrics: std::sync::Arc::default(),
+            metrics: SourceMetrics::default(),
         }
     }
-
-    /// The counters (polls, readings, rejects, errors, last success).
-    pub fn metrics(&self) -> std::sync::Arc<SourceMetrics> {
-        self.metrics.clone()
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_millis() as i64)
 }
 
 /// Waits `d` unless shut down first; false when shut down.
@@ -306,7 +301,7 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
         let mut gate = Gate::new(&name, self.retention_ms);
         let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(600));
         let mut breaker = CircuitBreaker::new(5, Duration::from_secs(300));
-        let m = self.metrics.clone();
+        let m = &self.metrics;
         let mut reported = Instant::now();
         loop {
             if reported.elapsed() >= HEALTH_EVERY {

@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 
 use super::firestore::{fields, rfc3339_ms};
 use super::{
-    CloudAdapter, CloudError, Credentials, PollOutput, Secret, http_client, json, read_body,
+    CloudAdapter, CloudError, Credentials, PollOutput, Secret, http_client, json, malformed,
+    read_body,
 };
 use crate::validate::{RawReading, Unit};
 
@@ -534,14 +535,6 @@ pub fn channel_reading(
         raw: serde_json::to_vec(&Value::Object(channel.clone())).unwrap_or_default(),
     };
     Some((reading, stamp))
-}
-
-fn malformed(what: &str, reason: &str, body: &[u8]) -> CloudError {
-    CloudError::Malformed {
-        what: what.to_owned(),
-        reason: reason.to_owned(),
-        body: body.to_vec(),
-    }
 }
 
 #[async_trait]
