@@ -111,6 +111,29 @@ pub fn rfc3339_ms(s: &str) -> Option<i64> {
     Some(((days * 86_400 + h * 3_600 + mi * 60 + sec) - offset_min * 60) * 1_000 + millis)
 }
 
+/// Epoch milliseconds as RFC 3339 in UTC with milliseconds (`2026-11-27T08:00:00.250Z`).
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1_000);
+    let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from a day count (the inverse of `days_from_civil`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        tod / 3_600,
+        tod / 60 % 60,
+        tod % 60,
+        ms.rem_euclid(1_000)
+    )
+}
+
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -173,6 +196,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn formatted_times_parse_back(ms in -62_000_000_000_000i64..250_000_000_000_000) {
+            prop_assert_eq!(rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
+        }
+
         #[test]
         fn no_string_or_value_makes_them_panic(s in "\\PC{0,40}", n in any::<i64>()) {
             let _ = rfc3339_ms(&s);

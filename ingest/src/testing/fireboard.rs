@@ -42,6 +42,12 @@ pub struct Cloud {
 
 type Shared = Arc<Mutex<Cloud>>;
 
+impl super::Counted for Cloud {
+    fn calls(&self) -> &HashMap<&'static str, u32> {
+        &self.calls
+    }
+}
+
 /// A FireBoard 2 Drive: two channels (°F), the second disabled, battery 82 %.
 pub fn fireboard_drive(uuid: &str, pit_f: f64, created: &str) -> Value {
     json!({
@@ -151,33 +157,18 @@ async fn handle(
 }
 
 /// A running fake FireBoard Cloud.
-pub struct FakeFireboard {
-    cloud: Shared,
-    /// Its base URL (the `base_url` setting of the source).
-    pub url: String,
-}
+pub type FakeFireboard = super::Stand<Cloud>;
 
 impl FakeFireboard {
     /// Serves on `addr` an account ([`USERNAME`], `password`) with no devices yet.
     pub async fn start(addr: std::net::SocketAddr, password: &str) -> std::io::Result<Self> {
-        let cloud: Shared = Arc::new(Mutex::new(Cloud {
+        let cloud = Cloud {
             password: password.into(),
             ..Cloud::default()
-        }));
-        let app = Router::new().fallback(handle).with_state(cloud.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { cloud, url })
-    }
-
-    /// Requests received by one endpoint.
-    pub fn calls(&self, what: &str) -> u32 {
-        self.with(|c| c.calls.get(what).copied().unwrap_or(0))
-    }
-
-    /// Changes (or reads) the cloud's state.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Cloud) -> T) -> T {
-        f(&mut self.cloud.lock().unwrap_or_else(|p| p.into_inner()))
+        };
+        Self::serve(addr, cloud, "", |state| {
+            Router::new().fallback(handle).with_state(state)
+        })
+        .await
     }
 }

@@ -7,10 +7,53 @@ pub mod fireboard;
 pub mod meater;
 pub mod thermoworks;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+
+/// A stand-in's state: what it counts.
+pub trait Counted {
+    /// Requests received, per endpoint.
+    fn calls(&self) -> &HashMap<&'static str, u32>;
+}
+
+/// A running stand-in: its state, shared with its handlers, and its base URL.
+pub struct Stand<C> {
+    state: Arc<Mutex<C>>,
+    /// The base URL to give the adapter (its `base_url` setting).
+    pub url: String,
+}
+
+impl<C: Counted + Send + 'static> Stand<C> {
+    /// Serves `app` (given the shared state) on `addr`; the base URL is the address plus `path`.
+    async fn serve(
+        addr: std::net::SocketAddr,
+        state: C,
+        path: &str,
+        app: impl FnOnce(Arc<Mutex<C>>) -> Router,
+    ) -> std::io::Result<Self> {
+        let state = Arc::new(Mutex::new(state));
+        let router = app(state.clone());
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let url = format!("http://{}{path}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(Self { state, url })
+    }
+
+    /// Requests received by one endpoint.
+    pub fn calls(&self, what: &str) -> u32 {
+        self.with(|c| c.calls().get(what).copied().unwrap_or(0))
+    }
+
+    /// Changes (or reads) the stand-in's state.
+    pub fn with<T>(&self, f: impl FnOnce(&mut C) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
 
 /// A failure a stand-in injects into its next data answer.
 #[derive(Clone, Debug)]

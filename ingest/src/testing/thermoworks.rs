@@ -51,6 +51,12 @@ pub const EMAIL: &str = "cook@example.com";
 
 type Shared = Arc<Mutex<Cloud>>;
 
+impl super::Counted for Cloud {
+    fn calls(&self) -> &HashMap<&'static str, u32> {
+        &self.calls
+    }
+}
+
 /// A plain JSON value in Firestore's typed encoding.
 pub fn typed(v: &Value) -> Value {
     match v {
@@ -207,28 +213,7 @@ fn route(
 }
 
 /// Epoch ms as the RFC 3339 string Firestore uses.
-pub fn stamp(ms: i64) -> String {
-    let secs = ms / 1000;
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    // Days to a civil date (inverse of days_from_civil).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        tod / 3600,
-        tod / 60 % 60,
-        tod % 60,
-        ms % 1000
-    )
-}
+pub use crate::cloud::firestore::format_rfc3339_ms as stamp;
 
 /// A ThermoWorks Node last seen at `seen_ms`: a pit channel in °F with a high alarm, a
 /// meat channel in °C, and a humidity channel.
@@ -260,11 +245,7 @@ pub fn node(seen_ms: i64) -> (Value, BTreeMap<u32, Value>) {
 }
 
 /// A running fake ThermoWorks Cloud.
-pub struct FakeThermoworks {
-    cloud: Shared,
-    /// Its base URL (the `base_url` setting of the source).
-    pub url: String,
-}
+pub type FakeThermoworks = super::Stand<Cloud>;
 
 impl FakeThermoworks {
     /// Serves on `addr` an account ([`EMAIL`], `password`) owning one Node, serial `A1`,
@@ -274,26 +255,15 @@ impl FakeThermoworks {
         password: &str,
         seen_ms: i64,
     ) -> std::io::Result<Self> {
-        let cloud: Shared = Arc::new(Mutex::new(Cloud {
+        let cloud = Cloud {
             password: password.into(),
             expires_in: 3_600,
             devices: BTreeMap::from([("A1".to_owned(), node(seen_ms))]),
             ..Cloud::default()
-        }));
-        let app = Router::new().fallback(handle).with_state(cloud.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { cloud, url })
-    }
-
-    /// Requests received by one endpoint.
-    pub fn calls(&self, what: &str) -> u32 {
-        self.with(|c| c.calls.get(what).copied().unwrap_or(0))
-    }
-
-    /// Changes (or reads) the cloud's state.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Cloud) -> T) -> T {
-        f(&mut self.cloud.lock().unwrap_or_else(|p| p.into_inner()))
+        };
+        Self::serve(addr, cloud, "", |state| {
+            Router::new().fallback(handle).with_state(state)
+        })
+        .await
     }
 }
