@@ -89,13 +89,10 @@ impl Gateway {
         &self,
         device_id: &str,
     ) -> Result<Option<emberline_projections::DeviceInfo>, Status> {
-        Ok(self
-            .store
-            .device_infos()
+        self.store
+            .device_info(device_id)
             .await
-            .map_err(from_projection)?
-            .into_iter()
-            .find(|i| i.device_id == device_id))
+            .map_err(from_projection)
     }
 }
 

@@ -11,14 +11,15 @@ use emberline_projections::CookSession;
 use emberline_proto::v1::cook_service_server::CookService;
 use emberline_proto::v1::{
     AddNoteRequest, AddNoteResponse, Cook, CookNote, EndCookRequest, EndCookResponse,
-    GetCookRequest, GetCookResponse, HistoryPoint, ListCooksRequest, ListCooksResponse,
-    ProbeHistory, SetTargetRequest, SetTargetResponse, StartCookRequest, StartCookResponse,
+    GetCookRequest, GetCookResponse, ListCooksRequest, ListCooksResponse, ProbeHistory,
+    SetTargetRequest, SetTargetResponse, StartCookRequest, StartCookResponse,
 };
 use emberline_schemas::events::{CookEnded, CookNoteAdded, CookStarted};
 use tonic::{Request, Response, Status};
 
 use crate::Gateway;
 use crate::commands::{TARGET_RANGE_C, now_ms};
+use crate::queries::history_to_proto;
 use crate::status::from_projection;
 
 /// Longest "what is cooking", characters.
@@ -233,14 +234,7 @@ impl CookService for Gateway {
                 .map_err(from_projection)?;
             probes.push(ProbeHistory {
                 probe_id: latest.probe_id,
-                points: points
-                    .into_iter()
-                    .map(|p| HistoryPoint {
-                        event_time_ms: p.event_time,
-                        received_time_ms: p.received_time,
-                        temperature_c: p.temperature_c,
-                    })
-                    .collect(),
+                points: points.into_iter().map(history_to_proto).collect(),
             });
         }
         Ok(Response::new(GetCookResponse {

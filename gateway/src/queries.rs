@@ -45,6 +45,14 @@ fn device_to_proto(
     }
 }
 
+pub(crate) fn history_to_proto(p: emberline_projections::HistoryPoint) -> HistoryPoint {
+    HistoryPoint {
+        event_time_ms: p.event_time,
+        received_time_ms: p.received_time,
+        temperature_c: p.temperature_c,
+    }
+}
+
 pub(crate) fn trend_to_proto(t: &emberline_projections::Trend) -> Trend {
     Trend {
         smoothed_c: t.smoothed_c,
@@ -168,14 +176,7 @@ impl ReadingService for Gateway {
             .await
             .map_err(from_projection)?;
         Ok(Response::new(GetHistoryResponse {
-            points: points
-                .into_iter()
-                .map(|p| HistoryPoint {
-                    event_time_ms: p.event_time,
-                    received_time_ms: p.received_time,
-                    temperature_c: p.temperature_c,
-                })
-                .collect(),
+            points: points.into_iter().map(history_to_proto).collect(),
         }))
     }
 }

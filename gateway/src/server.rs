@@ -56,6 +56,9 @@ pub enum ServeError {
     /// The server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The web server failed while serving.
+    #[error("web server: {0}")]
+    Serve(std::io::Error),
 }
 
 /// Every API service — the Emberline services, health, and reflection (v1 and v1alpha) —
@@ -85,6 +88,17 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         .add_service(TrendServiceServer::new(gateway)))
 }
 
+/// Binds `addr`; returns the listener and the address it got (the port, when 0 was asked).
+pub(crate) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
 /// Binds `addr` and serves the API until `gateway`'s shutdown token is cancelled.
 /// Returns the bound address through `bound` (useful with port 0) before serving.
 pub async fn serve_grpc(
@@ -92,12 +106,7 @@ pub async fn serve_grpc(
     addr: SocketAddr,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let (listener, local) = bind(addr).await?;
     let shutdown = gateway.shutdown.clone();
     let routes = api_routes(gateway).await?;
     tracing::info!(%local, "gRPC (and grpc-web) listening");

@@ -12,9 +12,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use tokio::net::TcpListener;
 
-use crate::server::{Gateway, ServeError, api_routes};
+use crate::server::{Gateway, ServeError, api_routes, bind};
 
 /// One embedded file.
 pub(crate) struct Asset {
@@ -99,12 +98,7 @@ pub async fn serve_web(
     addr: SocketAddr,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let (listener, local) = bind(addr).await?;
     let shutdown = gateway.shutdown.clone();
     let router = web_router(gateway).await?;
     tracing::info!(url = %format!("http://{local}/"), "web UI listening");
@@ -114,5 +108,5 @@ pub async fn serve_web(
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
-        .map_err(|source| ServeError::Bind { addr, source })
+        .map_err(ServeError::Serve)
 }

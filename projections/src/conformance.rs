@@ -313,6 +313,11 @@ pub async fn device_descriptions_are_replaced_whole_and_survive_reopen(backend: 
     assert_eq!(infos[1].battery_percent, None);
     assert!(infos[1].targets_c.is_empty());
     assert!(infos[1].is_removed());
+    assert_eq!(
+        store.device_info("d2").await.expect("info").as_ref(),
+        Some(&infos[1])
+    );
+    assert_eq!(store.device_info("d9").await.expect("info"), None);
 }
 
 fn cook(id: &str, device: &str, started: i64) -> CookSession {

@@ -99,6 +99,28 @@ impl EmbeddedStore {
             .map_err(storage(action))?
     }
 
+    /// The postcard value under `key` in a table keyed by string.
+    async fn get_decoded<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        action: &'static str,
+        def: TableDefinition<'static, &'static str, &'static [u8]>,
+        name: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, ProjectionError> {
+        let key = key.to_owned();
+        self.blocking(action, move |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, def, None);
+            let Some(value) = table.get(key.as_str())? else {
+                return Ok(Ok(None));
+            };
+            Ok(postcard::from_bytes(value.value())
+                .map(Some)
+                .map_err(corrupt(name)))
+        })
+        .await
+    }
+
     fn apply_blocking(db: &Database, batch: &ProjectionBatch) -> ReadResult<()> {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -234,6 +256,16 @@ impl ProjectionStore for EmbeddedStore {
         .await
     }
 
+    async fn device_info(&self, device_id: &str) -> Result<Option<DeviceInfo>, ProjectionError> {
+        self.get_decoded(
+            "reading a device description",
+            DEVICES,
+            "proj.devices",
+            device_id,
+        )
+        .await
+    }
+
     async fn cooks(&self, device_id: Option<&str>) -> Result<Vec<CookSession>, ProjectionError> {
         let device = device_id.map(str::to_owned);
         self.blocking("listing cooks", move |db| {
@@ -255,19 +287,8 @@ impl ProjectionStore for EmbeddedStore {
     }
 
     async fn cook(&self, cook_id: &str) -> Result<Option<CookSession>, ProjectionError> {
-        let id = cook_id.to_owned();
-        self.blocking("reading a cook", move |db| {
-            let txn = db.begin_read()?;
-            let table = read_table!(txn, COOKS, None);
-            let Some(value) = table.get(id.as_str())? else {
-                return Ok(Ok(None));
-            };
-            match postcard::from_bytes(value.value()) {
-                Ok(c) => Ok(Ok(Some(c))),
-                Err(e) => Ok(Err(corrupt("proj.cooks")(e))),
-            }
-        })
-        .await
+        self.get_decoded("reading a cook", COOKS, "proj.cooks", cook_id)
+            .await
     }
 
     async fn latest(&self, device_id: &str) -> Result<Vec<LatestProbe>, ProjectionError> {

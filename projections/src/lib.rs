@@ -44,6 +44,9 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// Every device's description (removed ones included), ordered by device id.
     async fn device_infos(&self) -> Result<Vec<DeviceInfo>, ProjectionError>;
 
+    /// One device's description.
+    async fn device_info(&self, device_id: &str) -> Result<Option<DeviceInfo>, ProjectionError>;
+
     /// Cooks, newest first; only `device`'s when given.
     async fn cooks(&self, device_id: Option<&str>) -> Result<Vec<CookSession>, ProjectionError>;
 
