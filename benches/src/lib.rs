@@ -5,12 +5,7 @@
 //! * `src/bin/e2e.rs` — simulator → log → trend processor → projections, N events,
 //!   printing events per second and peak memory.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use emberline_log::{EmbeddedLog, EventLog, topics};
 use emberline_schemas::events::ProbeReading;
-use emberline_schemas::{EmbeddedRegistry, EventCodec};
 
 /// A typical reading: 43 bytes of Avro body.
 pub fn sample_reading() -> ProbeReading {
@@ -24,18 +19,8 @@ pub fn sample_reading() -> ProbeReading {
     }
 }
 
-/// An embedded log in `dir` with the standard topics and a codec on its registry.
-pub async fn embedded(
-    dir: &Path,
-    partitions: u32,
-) -> anyhow::Result<(Arc<EmbeddedLog>, Arc<EventCodec>)> {
-    let log = EmbeddedLog::open(&dir.join("log.redb"))?;
-    let codec = EventCodec::connect(Arc::new(EmbeddedRegistry::new(log.database()))).await?;
-    for topic in topics::ALL {
-        log.ensure_topic(topic, partitions).await?;
-    }
-    Ok((Arc::new(log), Arc::new(codec)))
-}
+/// An embedded log in a directory with the standard topics and a codec on its registry.
+pub use emberline_ingest::testing::embedded_log as embedded;
 
 /// Peak resident memory of this process, from `/proc/self/status` (Linux), in KiB.
 pub fn peak_rss_kib() -> Option<u64> {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use emberline_log::{EmbeddedLog, EventLog, conformance::read_to_end, topics};
+use emberline_log::{EventLog, conformance::read_to_end, topics};
 use emberline_processors::{Mode, TrendConfig, catch_up, run_devices};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
@@ -16,7 +16,6 @@ use emberline_proto::v1::{
     TrendEvent,
 };
 use emberline_schemas::events::ProbeReading;
-use emberline_schemas::{EmbeddedRegistry, EventCodec};
 use tokio_stream::StreamExt;
 
 mod support;
@@ -289,12 +288,9 @@ async fn kill_9_and_restart_resume_without_gap_or_repeat_and_match_a_fresh_repla
 
     // Let the processor finish what the log holds (as a restart would), then compare with
     // a replay of the whole log from offset 0 into an empty store and a fresh topic.
-    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
-    let codec = Arc::new(
-        EventCodec::connect(Arc::new(EmbeddedRegistry::new(log.database())))
-            .await
-            .expect("codec"),
-    );
+    let (log, codec) = emberline_ingest::testing::embedded_log(dir.path(), 4)
+        .await
+        .expect("log");
     let live = Arc::new(EmbeddedStore::open(&dir.path().join("projections.redb")).expect("store"));
     let replay = Arc::new(EmbeddedStore::open(&dir.path().join("replay.redb")).expect("store"));
     for (store, output) in [

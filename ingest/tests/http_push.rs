@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use emberline_ingest::http_push::{HttpPush, HttpPushConfig};
+use emberline_ingest::testing::embedded_log;
 use emberline_ingest::{EventSink, run_source};
-use emberline_log::{EmbeddedLog, EventLog, conformance::read_to_end, topics};
+use emberline_log::{EmbeddedLog, conformance::read_to_end, topics};
+use emberline_schemas::EventCodec;
 use emberline_schemas::events::ProbeReading;
-use emberline_schemas::{EmbeddedRegistry, EventCodec};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -23,15 +24,7 @@ struct World {
 async fn world() -> World {
     emberline_schemas::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
-    let codec = Arc::new(
-        EventCodec::connect(Arc::new(EmbeddedRegistry::new(log.database())))
-            .await
-            .expect("codec"),
-    );
-    for topic in topics::ALL {
-        log.ensure_topic(topic, 2).await.expect("topic");
-    }
+    let (log, codec) = embedded_log(dir.path(), 2).await.expect("log");
     let shutdown = CancellationToken::new();
     let config = HttpPushConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),

@@ -4,17 +4,16 @@
 //! real services produce.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use emberline_ingest::cloud::thermoworks::{Thermoworks, ThermoworksConfig};
 use emberline_ingest::cloud::{CloudAdapter, CloudError, CloudPoller, Credentials};
+use emberline_ingest::testing::embedded_log;
 use emberline_ingest::testing::thermoworks::{FakeThermoworks, Fault, node, stamp};
 use emberline_ingest::validate::Unit;
 use emberline_ingest::{EventSink, run_source};
-use emberline_log::{EmbeddedLog, EventLog, conformance::read_to_end, topics};
+use emberline_log::{EventLog, conformance::read_to_end, topics};
 use emberline_schemas::events::{DeviceStatus, ProbeReading};
-use emberline_schemas::{EmbeddedRegistry, EventCodec};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -219,15 +218,7 @@ async fn the_poller_delivers_celsius_readings_dead_letters_bad_answers_and_repor
  {
     let s = server().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
-    let codec = Arc::new(
-        EventCodec::connect(Arc::new(EmbeddedRegistry::new(log.database())))
-            .await
-            .expect("codec"),
-    );
-    for topic in topics::ALL {
-        log.ensure_topic(topic, 1).await.expect("topic");
-    }
+    let (log, codec) = embedded_log(dir.path(), 1).await.expect("log");
     // A fresh stamp so the readings are inside the retention.
     let fresh = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use emberline_ingest::testing::embedded_log;
 use emberline_log::{EmbeddedLog, EventLog, NewRecord, conformance::read_to_end, topics};
 use emberline_processors::{Mode, run_devices};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
 use emberline_schemas::events::{
     CookEnded, CookNoteAdded, CookStarted, DeviceRegistered, DeviceRemoved, DeviceStatus, TargetSet,
 };
-use emberline_schemas::{EmbeddedRegistry, Event, EventCodec};
+use emberline_schemas::{Event, EventCodec};
 use tokio_util::sync::CancellationToken;
 
 struct World {
@@ -21,18 +22,8 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = EmbeddedLog::open(&dir.path().join("log.redb")).expect("log");
-    let codec = EventCodec::connect(Arc::new(EmbeddedRegistry::new(log.database())))
-        .await
-        .expect("codec");
-    for topic in topics::ALL {
-        log.ensure_topic(topic, 3).await.expect("topic");
-    }
-    World {
-        dir,
-        log: Arc::new(log),
-        codec: Arc::new(codec),
-    }
+    let (log, codec) = embedded_log(dir.path(), 3).await.expect("log");
+    World { dir, log, codec }
 }
 
 impl World {

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use emberline_ingest::testing::embedded_log;
 use emberline_ingest::{Simulator, SimulatorConfig};
 use emberline_log::{EmbeddedLog, EventLog, NewRecord, conformance::read_to_end, topics};
 use emberline_processors::{TrendConfig, catch_up};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
+use emberline_schemas::EventCodec;
 use emberline_schemas::events::{ProbeReading, TrendUpdated};
-use emberline_schemas::{EmbeddedRegistry, EventCodec};
 
 struct World {
     dir: tempfile::TempDir,
@@ -18,18 +19,8 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = EmbeddedLog::open(&dir.path().join("log.redb")).expect("log");
-    let codec = EventCodec::connect(Arc::new(EmbeddedRegistry::new(log.database())))
-        .await
-        .expect("codec");
-    for topic in topics::ALL {
-        log.ensure_topic(topic, 4).await.expect("topic");
-    }
-    World {
-        dir,
-        log: Arc::new(log),
-        codec: Arc::new(codec),
-    }
+    let (log, codec) = embedded_log(dir.path(), 4).await.expect("log");
+    World { dir, log, codec }
 }
 
 /// Appends `ticks` of a 3-device simulation, in batches per tick.

@@ -32,7 +32,9 @@ fn main() -> anyhow::Result<()> {
     let workers = arg(3, 2)? as usize;
     let rt = tokio::runtime::Runtime::new()?;
     let dir = tempfile::tempdir()?;
-    let (log, codec) = rt.block_on(embedded(dir.path(), 8))?;
+    let (log, codec) = rt
+        .block_on(embedded(dir.path(), 8))
+        .map_err(|e| anyhow::anyhow!(e))?;
     let config = SimulatorConfig {
         devices,
         probes: 4,

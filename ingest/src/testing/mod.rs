@@ -15,6 +15,28 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+/// An embedded log in `dir` with every standard topic at `partitions`, and a codec on its
+/// registry: the world most tests and benchmarks start from.
+pub async fn embedded_log(
+    dir: &std::path::Path,
+    partitions: u32,
+) -> Result<
+    (
+        Arc<emberline_log::EmbeddedLog>,
+        Arc<emberline_schemas::EventCodec>,
+    ),
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use emberline_log::EventLog;
+    let log = emberline_log::EmbeddedLog::open(&dir.join("log.redb"))?;
+    let registry = emberline_schemas::EmbeddedRegistry::new(log.database());
+    let codec = emberline_schemas::EventCodec::connect(Arc::new(registry)).await?;
+    for topic in emberline_log::topics::ALL {
+        log.ensure_topic(topic, partitions).await?;
+    }
+    Ok((Arc::new(log), Arc::new(codec)))
+}
+
 /// A stand-in's state: what it counts.
 pub trait Counted {
     /// Requests received, per endpoint.
