@@ -15,7 +15,7 @@
 //! This needs no exchange and no timely worker: one async loop keeps up with any realistic
 //! rate of device events (they arrive per minute, not per second).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,7 +264,7 @@ pub async fn run_devices(
             Some(Err(e)) => break Err(e),
             Some(Ok(chunk)) => chunk,
         };
-        let mut changed: BTreeMap<String, ()> = BTreeMap::new();
+        let mut changed: BTreeSet<String> = BTreeSet::new();
         let mut cooks_changed: BTreeMap<String, CookSession> = BTreeMap::new();
         for event in &chunk.events {
             if let Some(cook_id) = event.cook_id() {
@@ -281,12 +281,12 @@ pub async fn run_devices(
                 .entry(id.to_owned())
                 .or_insert_with(|| DeviceInfo::new(id));
             apply(info, event);
-            changed.insert(id.to_owned(), ());
+            changed.insert(id.to_owned());
         }
         stats.records += chunk.events.len() as u64;
         let batch = ProjectionBatch {
             devices: changed
-                .keys()
+                .iter()
                 .filter_map(|id| infos.get(id).cloned())
                 .collect(),
             cooks: cooks_changed.into_values().collect(),
