@@ -315,7 +315,9 @@ async fn the_poller_delivers_celsius_readings_dead_letters_bad_answers_and_repor
     ));
     let note = loop {
         let mut found = None;
-        for r in read(topics::DEVICE_EVENTS).await {
+        let records = read(topics::DEVICE_EVENTS).await;
+        let seen = records.len() as u64;
+        for r in records {
             if let Ok(status) = codec.decode::<DeviceStatus>(&r.value).await
                 && let Some(note) = status.note
             {
@@ -325,8 +327,9 @@ async fn the_poller_delivers_celsius_readings_dead_letters_bad_answers_and_repor
         if let Some(note) = found {
             break note;
         }
-        let end = log.end_offset(topics::DEVICE_EVENTS, 0).await.expect("end");
-        log.reader(topics::DEVICE_EVENTS, 0, end)
+        // Wait for a record after the ones just read (not after the end now: one may have
+        // arrived in between).
+        log.reader(topics::DEVICE_EVENTS, 0, seen)
             .await
             .expect("reader")
             .next_batch(1, Duration::from_secs(30))
