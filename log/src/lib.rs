@@ -55,14 +55,20 @@ pub mod topics {
     pub const COOK_COMMANDS: &str = "cook.commands";
     /// Rolling trends derived from readings.
     pub const DERIVED_TRENDS: &str = "derived.trends";
+    /// Predictions derived by the cook processor.
+    pub const DERIVED_PREDICTIONS: &str = "derived.predictions";
+    /// Alerts raised and cleared by the cook processor.
+    pub const ALERTS: &str = "alerts";
     /// Rejected input with the reason.
     pub const DEAD_LETTER: &str = "dead-letter";
     /// Every standard topic.
-    pub const ALL: [&str; 5] = [
+    pub const ALL: [&str; 7] = [
         PROBE_READINGS,
         DEVICE_EVENTS,
         COOK_COMMANDS,
         DERIVED_TRENDS,
+        DERIVED_PREDICTIONS,
+        ALERTS,
         DEAD_LETTER,
     ];
 }

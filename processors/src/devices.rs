@@ -78,8 +78,12 @@ impl DeviceEvent {
         }
     }
 
-    /// Decodes any event of the two input topics, learning unseen writer schemas.
-    pub async fn decode(codec: &EventCodec, payload: &[u8]) -> Result<Self, DeviceDecodeError> {
+    /// Decodes any event of the two input topics, learning unseen writer schemas. Events of
+    /// known kinds that do not describe a device (alert rules, clock ticks) are `None`.
+    pub async fn decode(
+        codec: &EventCodec,
+        payload: &[u8],
+    ) -> Result<Option<Self>, DeviceDecodeError> {
         let kind = match codec.kind_of(payload) {
             Err(CodecError::UnknownSchemaId { id }) => {
                 codec.learn(id).await?;
@@ -87,7 +91,10 @@ impl DeviceEvent {
             }
             other => other?,
         };
-        Ok(match kind {
+        Ok(Some(match kind {
+            Some(EventKind::AlertRuleSet | EventKind::AlertAcknowledged | EventKind::ClockTick) => {
+                return Ok(None);
+            }
             Some(EventKind::DeviceRegistered) => {
                 DeviceEvent::Registered(codec.decode(payload).await?)
             }
@@ -102,7 +109,7 @@ impl DeviceEvent {
                     other.map_or("an unknown record", |k| k.full_name()),
                 ));
             }
-        })
+        }))
     }
 }
 
@@ -304,7 +311,7 @@ pub async fn run_devices(
 }
 
 /// Applies a batch, retrying a failing store with backoff until it works or shutdown.
-async fn write_with_retry(
+pub(crate) async fn write_with_retry(
     store: &dyn ProjectionStore,
     batch: ProjectionBatch,
     shutdown: &CancellationToken,
@@ -369,7 +376,8 @@ impl Feed {
             let mut dead = Vec::new();
             for record in records.iter().filter(|r| r.offset <= last) {
                 match DeviceEvent::decode(&self.codec, &record.value).await {
-                    Ok(event) => events.push(event),
+                    Ok(Some(event)) => events.push(event),
+                    Ok(None) => {}
                     Err(e) => dead.push(dead_letter(self.topic, record, &e.to_string())),
                 }
             }

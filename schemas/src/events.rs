@@ -38,11 +38,23 @@ pub enum EventKind {
     DeviceRemoved,
     /// [`CookNoteAdded`].
     CookNoteAdded,
+    /// [`PredictionUpdated`].
+    PredictionUpdated,
+    /// [`AlertRuleSet`].
+    AlertRuleSet,
+    /// [`AlertAcknowledged`].
+    AlertAcknowledged,
+    /// [`AlertRaised`].
+    AlertRaised,
+    /// [`AlertCleared`].
+    AlertCleared,
+    /// [`ClockTick`].
+    ClockTick,
 }
 
 impl EventKind {
     /// All kinds, in a fixed order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::ProbeReading,
         EventKind::DeviceStatus,
         EventKind::DeviceRegistered,
@@ -52,6 +64,12 @@ impl EventKind {
         EventKind::TrendUpdated,
         EventKind::DeviceRemoved,
         EventKind::CookNoteAdded,
+        EventKind::PredictionUpdated,
+        EventKind::AlertRuleSet,
+        EventKind::AlertAcknowledged,
+        EventKind::AlertRaised,
+        EventKind::AlertCleared,
+        EventKind::ClockTick,
     ];
 
     /// The record's full Avro name.
@@ -66,6 +84,12 @@ impl EventKind {
             EventKind::TrendUpdated => "emberline.events.TrendUpdated",
             EventKind::DeviceRemoved => "emberline.events.DeviceRemoved",
             EventKind::CookNoteAdded => "emberline.events.CookNoteAdded",
+            EventKind::PredictionUpdated => "emberline.events.PredictionUpdated",
+            EventKind::AlertRuleSet => "emberline.events.AlertRuleSet",
+            EventKind::AlertAcknowledged => "emberline.events.AlertAcknowledged",
+            EventKind::AlertRaised => "emberline.events.AlertRaised",
+            EventKind::AlertCleared => "emberline.events.AlertCleared",
+            EventKind::ClockTick => "emberline.events.ClockTick",
         }
     }
 
@@ -81,6 +105,12 @@ impl EventKind {
             EventKind::TrendUpdated => include_str!("../avro/trend_updated.avsc"),
             EventKind::DeviceRemoved => include_str!("../avro/device_removed.avsc"),
             EventKind::CookNoteAdded => include_str!("../avro/cook_note_added.avsc"),
+            EventKind::PredictionUpdated => include_str!("../avro/prediction_updated.avsc"),
+            EventKind::AlertRuleSet => include_str!("../avro/alert_rule_set.avsc"),
+            EventKind::AlertAcknowledged => include_str!("../avro/alert_acknowledged.avsc"),
+            EventKind::AlertRaised => include_str!("../avro/alert_raised.avsc"),
+            EventKind::AlertCleared => include_str!("../avro/alert_cleared.avsc"),
+            EventKind::ClockTick => include_str!("../avro/clock_tick.avsc"),
         }
     }
 
@@ -265,6 +295,182 @@ pub struct CookNoteAdded {
     pub text: String,
 }
 
+/// When a probe will reach its target. See `prediction_updated.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PredictionUpdated {
+    /// Device id.
+    pub device_id: String,
+    /// Probe id.
+    pub probe_id: String,
+    /// Cook id; empty outside a cook.
+    pub cook_id: String,
+    /// Event time of the reading behind it, epoch ms.
+    pub event_time: i64,
+    /// Smoothed probe temperature, Celsius.
+    pub temperature_c: f64,
+    /// Target, Celsius.
+    pub target_c: f64,
+    /// Smoothed pit temperature, Celsius.
+    pub pit_c: Option<f64>,
+    /// Estimated seconds to target.
+    pub remaining_s: Option<f64>,
+    /// Lower end of the 80 % interval, seconds.
+    pub low_s: Option<f64>,
+    /// Upper end of the 80 % interval, seconds; `None` when unbounded.
+    pub high_s: Option<f64>,
+    /// Estimated done time, epoch ms.
+    pub done_at: Option<i64>,
+    /// In the evaporative stall.
+    pub stall: bool,
+    /// Probe phase.
+    pub phase: String,
+    /// Pit phase.
+    pub pit_phase: String,
+    /// Estimation method.
+    pub method: String,
+    /// Position in the processor's merged input order.
+    pub source_seq: i64,
+}
+
+/// An alert rule was set or removed. See `alert_rule_set.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRuleSet {
+    /// Rule id.
+    pub rule_id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// Probe watched; `None` for device rules.
+    pub probe_id: Option<String>,
+    /// Cook the rule belongs to.
+    pub cook_id: Option<String>,
+    /// Rule kind (see the schema).
+    pub kind: String,
+    /// Threshold, in the kind's unit.
+    pub threshold: Option<f64>,
+    /// Band low end, Celsius.
+    pub low: Option<f64>,
+    /// Band high end, Celsius.
+    pub high: Option<f64>,
+    /// Minimum duration before raising, seconds.
+    #[serde(default)]
+    pub for_s: f64,
+    /// Hysteresis, in the threshold's unit.
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis: f64,
+    /// Repeat interval while unacknowledged, seconds.
+    pub repeat_every_s: Option<f64>,
+    /// `false` removes the rule.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// User's label.
+    pub label: Option<String>,
+}
+
+impl AlertRuleSet {
+    /// The rule kinds the cook processor evaluates.
+    pub const KINDS: [&'static str; 11] = [
+        "above",
+        "below",
+        "outside_band",
+        "rate_above",
+        "rate_below",
+        "probe_disconnected",
+        "battery_below",
+        "device_offline",
+        "fire_out",
+        "target_reached",
+        "predicted_done_within",
+    ];
+
+    /// Kinds that watch the device, not a probe.
+    pub const DEVICE_KINDS: [&'static str; 3] = ["battery_below", "device_offline", "fire_out"];
+}
+
+fn default_hysteresis() -> f64 {
+    1.0
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// An alert was acknowledged or snoozed. See `alert_acknowledged.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertAcknowledged {
+    /// Alert id.
+    pub alert_id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// Snoozed until, epoch ms.
+    pub snooze_until: Option<i64>,
+}
+
+/// An alert was raised. See `alert_raised.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRaised {
+    /// Alert id: rule id and episode.
+    pub alert_id: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule kind.
+    pub kind: String,
+    /// Device id.
+    pub device_id: String,
+    /// Probe id.
+    pub probe_id: Option<String>,
+    /// Cook id.
+    pub cook_id: Option<String>,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// The value that triggered it.
+    pub value: Option<f64>,
+    /// The rule's threshold.
+    pub threshold: Option<f64>,
+    /// For people.
+    pub message: String,
+    /// 0 for the first raise of the episode.
+    #[serde(default)]
+    pub repeat: i32,
+    /// Position in the processor's merged input order.
+    pub source_seq: i64,
+}
+
+/// An alert episode ended. See `alert_cleared.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertCleared {
+    /// Alert id.
+    pub alert_id: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule kind.
+    pub kind: String,
+    /// Device id.
+    pub device_id: String,
+    /// Probe id.
+    pub probe_id: Option<String>,
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// Value at clearing.
+    pub value: Option<f64>,
+    /// Why it cleared.
+    pub reason: String,
+    /// Position in the processor's merged input order.
+    pub source_seq: i64,
+}
+
+/// Wall-clock time passing. See `clock_tick.avsc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClockTick {
+    /// Event time, epoch ms.
+    pub event_time: i64,
+    /// Who wrote it.
+    pub source: String,
+}
+
 macro_rules! impl_event {
     ($($ty:ident),*) => {
         $(impl Event for $ty { const KIND: EventKind = EventKind::$ty; })*
@@ -279,7 +485,13 @@ impl_event!(
     CookEnded,
     TrendUpdated,
     DeviceRemoved,
-    CookNoteAdded
+    CookNoteAdded,
+    PredictionUpdated,
+    AlertRuleSet,
+    AlertAcknowledged,
+    AlertRaised,
+    AlertCleared,
+    ClockTick
 );
 
 #[cfg(test)]

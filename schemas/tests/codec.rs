@@ -106,6 +106,46 @@ prop_compose! {
     }
 }
 
+prop_compose! {
+    fn prediction_updated()(device_id in text(), probe_id in text(), cook_id in text(), event_time in any::<i64>(),
+        temperature_c in finite(), target_c in finite(), pit_c in prop::option::of(finite()),
+        remaining_s in prop::option::of(finite()), low_s in prop::option::of(finite()), high_s in prop::option::of(finite()),
+        done_at in prop::option::of(any::<i64>()), stall in any::<bool>(), phase in text(), pit_phase in text(),
+        method in text(), source_seq in any::<i64>()) -> PredictionUpdated {
+        PredictionUpdated { device_id, probe_id, cook_id, event_time, temperature_c, target_c, pit_c, remaining_s,
+            low_s, high_s, done_at, stall, phase, pit_phase, method, source_seq }
+    }
+}
+
+prop_compose! {
+    fn alert_rule_set()(rule_id in text(), device_id in text(), event_time in any::<i64>(),
+        probe_id in prop::option::of(text()), cook_id in prop::option::of(text()), kind in text(),
+        threshold in prop::option::of(finite()), low in prop::option::of(finite()), high in prop::option::of(finite()),
+        for_s in finite(), hysteresis in finite(), repeat_every_s in prop::option::of(finite()), enabled in any::<bool>(),
+        label in prop::option::of(text())) -> AlertRuleSet {
+        AlertRuleSet { rule_id, device_id, event_time, probe_id, cook_id, kind, threshold, low, high, for_s,
+            hysteresis, repeat_every_s, enabled, label }
+    }
+}
+
+prop_compose! {
+    fn alert_events()(alert_id in text(), rule_id in text(), kind in text(), device_id in text(),
+        probe_id in prop::option::of(text()), cook_id in prop::option::of(text()), event_time in any::<i64>(),
+        value in prop::option::of(finite()), threshold in prop::option::of(finite()), message in text(),
+        repeat in any::<i32>(), source_seq in any::<i64>(), snooze_until in prop::option::of(any::<i64>()))
+        -> (AlertRaised, AlertCleared, AlertAcknowledged, ClockTick) {
+        (
+            AlertRaised { alert_id: alert_id.clone(), rule_id: rule_id.clone(), kind: kind.clone(),
+                device_id: device_id.clone(), probe_id: probe_id.clone(), cook_id, event_time, value, threshold,
+                message: message.clone(), repeat, source_seq },
+            AlertCleared { alert_id: alert_id.clone(), rule_id, kind, device_id: device_id.clone(), probe_id,
+                event_time, value, reason: message.clone(), source_seq },
+            AlertAcknowledged { alert_id, device_id, event_time, snooze_until },
+            ClockTick { event_time, source: message },
+        )
+    }
+}
+
 /// Encodes through the codec and through apache-avro's `Value` writer; both must agree,
 /// and decoding must give the event back.
 fn check<E: Event + PartialEq + std::fmt::Debug>(
@@ -170,6 +210,7 @@ proptest! {
     fn every_event_round_trips_and_matches_the_value_writer(
         a in probe_reading(), b in device_status(), c in device_registered(), d in cook_started(),
         e in target_set(), g in cook_ended(), h in trend_updated(), i in device_removed(), j in cook_note_added(),
+        k in prediction_updated(), l in alert_rule_set(), m in alert_events(),
     ) {
         let f = fixture();
         check(&f, &a)?;
@@ -181,6 +222,12 @@ proptest! {
         check(&f, &h)?;
         check(&f, &i)?;
         check(&f, &j)?;
+        check(&f, &k)?;
+        check(&f, &l)?;
+        check(&f, &m.0)?;
+        check(&f, &m.1)?;
+        check(&f, &m.2)?;
+        check(&f, &m.3)?;
     }
 
     #[test]
