@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::{
-    CookNote, CookSession, DeviceInfo, HistoryPoint, LatestProbe, ProjectionBatch, ProjectionStore,
+    AlertRecord, AlertRuleRecord, CookNote, CookSession, DeviceInfo, HistoryPoint, LatestProbe,
+    ProbePrediction, ProjectionBatch, ProjectionStore,
 };
 
 /// A boxed, sendable future (spelled out to keep a futures crate out of the store).
@@ -34,7 +35,8 @@ macro_rules! projection_suite {
                 state_and_positions_survive_reopen,
                 an_empty_store_answers_empty,
                 device_descriptions_are_replaced_whole_and_survive_reopen,
-                cooks_list_newest_first_by_device_and_are_replaced_whole);
+                cooks_list_newest_first_by_device_and_are_replaced_whole,
+                predictions_alerts_and_rules_are_kept_listed_and_removed);
         }
     };
     (@case $backend:expr; $($case:ident),*) => {
@@ -132,6 +134,10 @@ pub async fn batches_are_idempotent(backend: &impl Backend) {
         state: vec![("trend/d1/p1".into(), vec![1, 2])],
         devices: vec![DeviceInfo::new("d1")],
         cooks: vec![cook("c1", "d1", 5)],
+        predictions: Vec::new(),
+        alerts: vec![alert("r#1", "d1", 10, None)],
+        alert_rules: vec![rule("r", "d1")],
+        removed_rules: vec!["gone".into()],
         applied: vec![("probe.readings".into(), 0, 3)],
     };
     store.apply(batch.clone()).await.expect("apply");
@@ -382,4 +388,118 @@ pub async fn cooks_list_newest_first_by_device_and_are_replaced_whole(backend: &
     assert_eq!(d1, ["b", "a"]);
     let a = store.cook("a").await.expect("cook").expect("present");
     assert_eq!((a.ended_time, a.notes.len()), (Some(15), 1));
+}
+
+fn alert(id: &str, device: &str, raised: i64, cleared: Option<i64>) -> AlertRecord {
+    AlertRecord {
+        alert_id: id.into(),
+        rule_id: id.split('#').next().unwrap_or(id).into(),
+        kind: "above".into(),
+        device_id: device.into(),
+        probe_id: Some("p".into()),
+        cook_id: None,
+        raised_time: raised,
+        last_raised_time: raised,
+        repeats: 0,
+        value: Some(101.0),
+        threshold: Some(100.0),
+        message: "hot".into(),
+        cleared_time: cleared,
+        cleared_reason: cleared.map(|_| "back to normal".into()),
+        acknowledged_time: None,
+        snoozed_until: None,
+    }
+}
+
+fn rule(id: &str, device: &str) -> AlertRuleRecord {
+    AlertRuleRecord {
+        rule_id: id.into(),
+        device_id: device.into(),
+        probe_id: None,
+        cook_id: None,
+        kind: "battery_below".into(),
+        threshold: Some(20.0),
+        low: None,
+        high: None,
+        for_s: 0.0,
+        hysteresis: 1.0,
+        repeat_every_s: None,
+        label: None,
+        set_time: 1,
+    }
+}
+
+/// Predictions are one per probe (replaced), alert episodes list newest first and filter by
+/// device and activity, rules are replaced and removed by id; all survive a reopen.
+pub async fn predictions_alerts_and_rules_are_kept_listed_and_removed(backend: &impl Backend) {
+    let prediction = |device: &str, t: i64| ProbePrediction {
+        device_id: device.into(),
+        probe_id: "meat".into(),
+        cook_id: None,
+        event_time: t,
+        temperature_c: 60.0,
+        target_c: 93.0,
+        pit_c: Some(120.0),
+        remaining_s: Some(3_600.0),
+        low_s: Some(3_000.0),
+        high_s: None,
+        done_at: Some(t + 3_600_000),
+        stall: t > 5,
+        phase: "heating".into(),
+        pit_phase: "holding".into(),
+        method: "newton".into(),
+    };
+    {
+        let store = backend.open().await;
+        store
+            .apply(ProjectionBatch {
+                predictions: vec![prediction("d1", 1), prediction("d2", 2)],
+                alerts: vec![
+                    alert("r#1", "d1", 10, Some(20)),
+                    alert("r#2", "d1", 30, None),
+                ],
+                alert_rules: vec![rule("x", "d1"), rule("y", "d2")],
+                ..Default::default()
+            })
+            .await
+            .expect("apply");
+        store
+            .apply(ProjectionBatch {
+                predictions: vec![prediction("d1", 9)],
+                alerts: vec![alert("s#1", "d2", 40, None)],
+                removed_rules: vec!["y".into()],
+                ..Default::default()
+            })
+            .await
+            .expect("apply");
+    }
+    let store = backend.open().await;
+    let d1 = store.predictions(Some("d1")).await.expect("predictions");
+    assert_eq!(d1, [prediction("d1", 9)]);
+    assert_eq!(store.predictions(None).await.expect("all").len(), 2);
+    let ids = |v: Vec<AlertRecord>| v.into_iter().map(|a| a.alert_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.alerts(None, false).await.expect("alerts")),
+        ["s#1", "r#2", "r#1"]
+    );
+    assert_eq!(
+        ids(store.alerts(Some("d1"), true).await.expect("alerts")),
+        ["r#2"]
+    );
+    assert_eq!(
+        store
+            .alert("r#1")
+            .await
+            .expect("alert")
+            .map(|a| a.cleared_time),
+        Some(Some(20))
+    );
+    let rules: Vec<String> = store
+        .alert_rules(None)
+        .await
+        .expect("rules")
+        .into_iter()
+        .map(|r| r.rule_id)
+        .collect();
+    assert_eq!(rules, ["x"]);
 }

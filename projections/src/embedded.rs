@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::{
-    CookSession, DeviceInfo, DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch,
-    ProjectionError, ProjectionStore,
+    AlertRecord, AlertRuleRecord, CookSession, DeviceInfo, DeviceSummary, HistoryPoint,
+    LatestProbe, ProbePrediction, ProjectionBatch, ProjectionError, ProjectionStore,
 };
 
 /// Page cache of the store file (the OS page cache holds the rest).
@@ -31,6 +31,27 @@ const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.state");
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.devices");
 const COOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.cooks");
 const APPLIED: TableDefinition<(&str, u32), u64> = TableDefinition::new("proj.applied");
+const PREDICTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.predictions");
+const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.alerts");
+const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.alert_rules");
+
+/// Writes `items` as postcard values into a string-keyed table.
+fn put_all<'a, T: serde::Serialize + 'a>(
+    txn: &redb::WriteTransaction,
+    def: TableDefinition<'static, &'static str, &'static [u8]>,
+    name: &'static str,
+    items: impl Iterator<Item = (String, &'a T)>,
+) -> ReadResult<()> {
+    let mut table = txn.open_table(def)?;
+    for (key, item) in items {
+        let bytes = match postcard::to_allocvec(item) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(corrupt(name)(e))),
+        };
+        table.insert(key.as_str(), bytes.as_slice())?;
+    }
+    Ok(Ok(()))
+}
 
 /// History value: (received time, temperature).
 type HistoryValue = (i64, Option<f64>);
@@ -121,6 +142,31 @@ impl EmbeddedStore {
         .await
     }
 
+    /// Every postcard value of a string-keyed table that passes `keep`, in key order.
+    async fn list<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        action: &'static str,
+        def: TableDefinition<'static, &'static str, &'static [u8]>,
+        name: &'static str,
+        keep: impl Fn(&T) -> bool + Send + 'static,
+    ) -> Result<Vec<T>, ProjectionError> {
+        self.blocking(action, move |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, def, Vec::new());
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                match postcard::from_bytes::<T>(value.value()) {
+                    Ok(v) if keep(&v) => out.push(v),
+                    Ok(_) => {}
+                    Err(e) => return Ok(Err(corrupt(name)(e))),
+                }
+            }
+            Ok(Ok(out))
+        })
+        .await
+    }
+
     fn apply_blocking(db: &Database, batch: &ProjectionBatch) -> ReadResult<()> {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -189,6 +235,25 @@ impl EmbeddedStore {
                     Err(e) => return Ok(Err(corrupt("proj.cooks")(e))),
                 };
                 cooks.insert(cook.cook_id.as_str(), bytes.as_slice())?;
+            }
+            let predictions = batch
+                .predictions
+                .iter()
+                .map(|p| (format!("{}/{}", p.device_id, p.probe_id), p));
+            if let Err(e) = put_all(&txn, PREDICTIONS, "proj.predictions", predictions)? {
+                return Ok(Err(e));
+            }
+            let alerts = batch.alerts.iter().map(|a| (a.alert_id.clone(), a));
+            if let Err(e) = put_all(&txn, ALERTS, "proj.alerts", alerts)? {
+                return Ok(Err(e));
+            }
+            let rules = batch.alert_rules.iter().map(|r| (r.rule_id.clone(), r));
+            if let Err(e) = put_all(&txn, RULES, "proj.alert_rules", rules)? {
+                return Ok(Err(e));
+            }
+            let mut rules = txn.open_table(RULES)?;
+            for id in &batch.removed_rules {
+                rules.remove(id.as_str())?;
             }
             let mut applied = txn.open_table(APPLIED)?;
             for (topic, partition, next) in &batch.applied {
@@ -289,6 +354,60 @@ impl ProjectionStore for EmbeddedStore {
     async fn cook(&self, cook_id: &str) -> Result<Option<CookSession>, ProjectionError> {
         self.get_decoded("reading a cook", COOKS, "proj.cooks", cook_id)
             .await
+    }
+
+    async fn predictions(
+        &self,
+        device_id: Option<&str>,
+    ) -> Result<Vec<ProbePrediction>, ProjectionError> {
+        let device = device_id.map(str::to_owned);
+        self.list(
+            "listing predictions",
+            PREDICTIONS,
+            "proj.predictions",
+            move |p: &ProbePrediction| device.as_deref().is_none_or(|d| d == p.device_id),
+        )
+        .await
+    }
+
+    async fn alerts(
+        &self,
+        device_id: Option<&str>,
+        active_only: bool,
+    ) -> Result<Vec<AlertRecord>, ProjectionError> {
+        let device = device_id.map(str::to_owned);
+        let mut out = self
+            .list(
+                "listing alerts",
+                ALERTS,
+                "proj.alerts",
+                move |a: &AlertRecord| {
+                    device.as_deref().is_none_or(|d| d == a.device_id)
+                        && (!active_only || a.is_active())
+                },
+            )
+            .await?;
+        out.sort_by(|a, b| (b.raised_time, &b.alert_id).cmp(&(a.raised_time, &a.alert_id)));
+        Ok(out)
+    }
+
+    async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, ProjectionError> {
+        self.get_decoded("reading an alert", ALERTS, "proj.alerts", alert_id)
+            .await
+    }
+
+    async fn alert_rules(
+        &self,
+        device_id: Option<&str>,
+    ) -> Result<Vec<AlertRuleRecord>, ProjectionError> {
+        let device = device_id.map(str::to_owned);
+        self.list(
+            "listing alert rules",
+            RULES,
+            "proj.alert_rules",
+            move |r: &AlertRuleRecord| device.as_deref().is_none_or(|d| d == r.device_id),
+        )
+        .await
     }
 
     async fn latest(&self, device_id: &str) -> Result<Vec<LatestProbe>, ProjectionError> {
@@ -405,34 +524,16 @@ impl ProjectionStore for EmbeddedStore {
                     ));
                 }
             }
-            if let Ok(t) = txn.open_table(STATE) {
-                for e in t.iter()? {
-                    let (k, v) = e?;
-                    out.push((
-                        STATE.name().to_owned(),
-                        k.value().as_bytes().to_vec(),
-                        v.value().to_vec(),
-                    ));
-                }
-            }
-            if let Ok(t) = txn.open_table(DEVICES) {
-                for e in t.iter()? {
-                    let (k, v) = e?;
-                    out.push((
-                        DEVICES.name().to_owned(),
-                        k.value().as_bytes().to_vec(),
-                        v.value().to_vec(),
-                    ));
-                }
-            }
-            if let Ok(t) = txn.open_table(COOKS) {
-                for e in t.iter()? {
-                    let (k, v) = e?;
-                    out.push((
-                        COOKS.name().to_owned(),
-                        k.value().as_bytes().to_vec(),
-                        v.value().to_vec(),
-                    ));
+            for def in [STATE, DEVICES, COOKS, PREDICTIONS, ALERTS, RULES] {
+                if let Ok(t) = txn.open_table(def) {
+                    for e in t.iter()? {
+                        let (k, v) = e?;
+                        out.push((
+                            def.name().to_owned(),
+                            k.value().as_bytes().to_vec(),
+                            v.value().to_vec(),
+                        ));
+                    }
                 }
             }
             if let Ok(t) = txn.open_table(APPLIED) {

@@ -28,8 +28,8 @@ use async_trait::async_trait;
 pub use embedded::EmbeddedStore;
 pub use error::ProjectionError;
 pub use model::{
-    CookNote, CookSession, DeviceInfo, DeviceSummary, HistoryPoint, LatestProbe, ProjectionBatch,
-    Trend,
+    AlertRecord, AlertRuleRecord, CookNote, CookSession, DeviceInfo, DeviceSummary, HistoryPoint,
+    LatestProbe, ProbePrediction, ProjectionBatch, Trend,
 };
 
 /// Query-ready state derived from the log. See the crate docs for the contract.
@@ -55,6 +55,28 @@ pub trait ProjectionStore: Send + Sync + 'static {
 
     /// Latest reading and trend of every probe of `device`, ordered by probe id.
     async fn latest(&self, device_id: &str) -> Result<Vec<LatestProbe>, ProjectionError>;
+
+    /// The latest prediction of every probe with a target, of one device or all.
+    async fn predictions(
+        &self,
+        device_id: Option<&str>,
+    ) -> Result<Vec<ProbePrediction>, ProjectionError>;
+
+    /// Alert episodes, newest first, of one device or all; only active ones if asked.
+    async fn alerts(
+        &self,
+        device_id: Option<&str>,
+        active_only: bool,
+    ) -> Result<Vec<AlertRecord>, ProjectionError>;
+
+    /// One alert episode.
+    async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, ProjectionError>;
+
+    /// The alert rules users set, of one device or all.
+    async fn alert_rules(
+        &self,
+        device_id: Option<&str>,
+    ) -> Result<Vec<AlertRuleRecord>, ProjectionError>;
 
     /// History of one probe with `from_ms <= event_time < to_ms`, oldest first, at most `limit`.
     async fn history(

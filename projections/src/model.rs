@@ -180,6 +180,124 @@ pub struct ProjectionBatch {
     pub devices: Vec<DeviceInfo>,
     /// Cooks (replaced whole, by cook id).
     pub cooks: Vec<CookSession>,
+    /// Predictions (replaced, by device and probe).
+    pub predictions: Vec<ProbePrediction>,
+    /// Alert episodes (replaced, by alert id).
+    pub alerts: Vec<AlertRecord>,
+    /// Alert rules (replaced, by rule id).
+    pub alert_rules: Vec<AlertRuleRecord>,
+    /// Alert rules removed, by rule id.
+    pub removed_rules: Vec<String>,
     /// Positions covered: (topic, partition, next offset).
     pub applied: Vec<(String, u32, u64)>,
+}
+
+/// The latest time-to-target prediction of a probe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbePrediction {
+    /// Device id.
+    pub device_id: String,
+    /// Probe id.
+    pub probe_id: String,
+    /// Cook id, when in a cook.
+    pub cook_id: Option<String>,
+    /// Event time of the reading behind it, epoch ms.
+    pub event_time: i64,
+    /// Smoothed temperature, Celsius.
+    pub temperature_c: f64,
+    /// Target, Celsius.
+    pub target_c: f64,
+    /// Pit level heated toward, Celsius.
+    pub pit_c: Option<f64>,
+    /// Seconds to target.
+    pub remaining_s: Option<f64>,
+    /// 80 % interval, seconds.
+    pub low_s: Option<f64>,
+    /// 80 % interval, seconds (`None`: unbounded).
+    pub high_s: Option<f64>,
+    /// Estimated done time, epoch ms.
+    pub done_at: Option<i64>,
+    /// In the stall.
+    pub stall: bool,
+    /// Probe phase.
+    pub phase: String,
+    /// Pit phase.
+    pub pit_phase: String,
+    /// Estimation method.
+    pub method: String,
+}
+
+/// One alert episode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Alert id (rule id and episode).
+    pub alert_id: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule kind.
+    pub kind: String,
+    /// Device id.
+    pub device_id: String,
+    /// Probe id.
+    pub probe_id: Option<String>,
+    /// Cook id.
+    pub cook_id: Option<String>,
+    /// First raised, epoch ms.
+    pub raised_time: i64,
+    /// Last raised (repeats), epoch ms.
+    pub last_raised_time: i64,
+    /// Raises after the first.
+    pub repeats: u32,
+    /// The value that triggered it.
+    pub value: Option<f64>,
+    /// The rule's threshold.
+    pub threshold: Option<f64>,
+    /// For people.
+    pub message: String,
+    /// When it cleared, epoch ms.
+    pub cleared_time: Option<i64>,
+    /// Why it cleared.
+    pub cleared_reason: Option<String>,
+    /// When a user acknowledged it.
+    pub acknowledged_time: Option<i64>,
+    /// Snoozed until, epoch ms.
+    pub snoozed_until: Option<i64>,
+}
+
+impl AlertRecord {
+    /// Raised and not cleared.
+    pub fn is_active(&self) -> bool {
+        self.cleared_time.is_none()
+    }
+}
+
+/// An alert rule a user set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRuleRecord {
+    /// Rule id.
+    pub rule_id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Probe id.
+    pub probe_id: Option<String>,
+    /// Cook id.
+    pub cook_id: Option<String>,
+    /// Kind.
+    pub kind: String,
+    /// Threshold.
+    pub threshold: Option<f64>,
+    /// Band low end.
+    pub low: Option<f64>,
+    /// Band high end.
+    pub high: Option<f64>,
+    /// Minimum duration, seconds.
+    pub for_s: f64,
+    /// Hysteresis.
+    pub hysteresis: f64,
+    /// Repeat interval, seconds.
+    pub repeat_every_s: Option<f64>,
+    /// Label.
+    pub label: Option<String>,
+    /// When it was set, epoch ms.
+    pub set_time: i64,
 }
