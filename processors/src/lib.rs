@@ -34,14 +34,22 @@
 //! [`devices`] folds `device.events` and `cook.commands` into one description per device
 //! (names, health, targets, removal) with the same resume-from-applied-positions rule.
 //!
+//! ## The cook processor
+//!
+//! [`cook`] merges readings, device events and cook commands into phases, predictions
+//! (`derived.predictions`) and alerts (`alerts`); see its docs for how it stays
+//! deterministic and exactly-once.
+//!
 //! This crate knows the log, the schemas and the projection store; it knows nothing of gRPC.
 
+pub mod cook;
 mod dataflow;
 pub mod devices;
 mod error;
 mod sink;
 pub mod trend;
 
+pub use cook::run::run_cook;
 pub use dataflow::{Mode, RunStats, TrendConfig, catch_up, run_trends};
 pub use devices::run_devices;
 pub use error::ProcessorError;

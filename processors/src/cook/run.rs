@@ -1,0 +1,719 @@
+//! The cook processor loop: read the input topics, merge them deterministically, fold them
+//! through [`CookBrain`], and write outputs, projections and positions exactly once.
+//!
+//! * **Merge**: one lane per input partition; the next input is the lane head with the least
+//!   (server time, topic, partition, offset). In [`Mode::CatchUp`] the merge waits for every
+//!   unfinished lane, so a replay of a fixed log always sees one order. Following a live log it
+//!   does not wait for a quiet lane (that would stall every alert behind an idle partition);
+//!   then the order is by arrival, which equals the replay order unless two inputs race.
+//! * **Exactly once**: every output carries the sequence number of the input behind it.
+//!   Outputs go to the partition of their device key, in sequence order; on start the last
+//!   record of each output partition says up to where it was written, and re-emitted outputs
+//!   at or below that are skipped. The fold's state and the applied input positions are
+//!   written in one projection batch after the outputs, so a crash anywhere replays the batch
+//!   with the same result and no duplicate.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use emberline_log::{EventLog, NewRecord, PartitionReader, partition_for, topics};
+use emberline_projections::{
+    AlertRecord, AlertRuleRecord, ProbePrediction, ProjectionBatch, ProjectionStore,
+};
+use emberline_schemas::events::{AlertCleared, AlertRaised, PredictionUpdated};
+use emberline_schemas::{CodecError, EventCodec, EventKind};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::intel::{CookBrain, CookInput, CookOutput, DeviceIntel};
+use crate::devices::write_with_retry;
+use crate::{Mode, ProcessorError, RunStats};
+
+/// The topics the cook processor reads, in tie-break order.
+pub const COOK_INPUTS: [&str; 3] = [
+    topics::PROBE_READINGS,
+    topics::DEVICE_EVENTS,
+    topics::COOK_COMMANDS,
+];
+const HEADER_KEY: &str = "cook/header";
+
+/// The key of this processor's applied positions of `topic` in the projection store: its
+/// own, apart from the other processors reading the same topics.
+fn applied_key(topic: &str) -> String {
+    format!("cook/{topic}")
+}
+/// Inputs folded between two writes.
+const BATCH_INPUTS: usize = 2_048;
+
+fn device_key(id: &str) -> String {
+    format!("cook/device/{id}")
+}
+
+/// The persisted part of [`CookBrain`] besides the devices.
+#[derive(Default, Serialize, Deserialize)]
+struct Header {
+    now: i64,
+    seq: u64,
+    devices: BTreeSet<String>,
+}
+
+/// One decoded input record (`None`: not for this processor; it only advances the lane).
+struct Item {
+    offset: u64,
+    input: Option<CookInput>,
+}
+
+impl Item {
+    fn time(&self) -> i64 {
+        self.input.as_ref().map_or(i64::MIN, CookInput::merge_time)
+    }
+}
+
+struct Lane {
+    topic: &'static str,
+    rank: usize,
+    partition: u32,
+    rx: mpsc::Receiver<Result<Vec<Item>, ProcessorError>>,
+    buf: VecDeque<Item>,
+    closed: bool,
+    next_offset: u64,
+}
+
+impl Lane {
+    /// Moves whatever the feed has sent into the buffer, without waiting.
+    fn refill(&mut self) -> Result<(), ProcessorError> {
+        while self.buf.is_empty() && !self.closed {
+            match self.rx.try_recv() {
+                Ok(Ok(items)) => self.buf.extend(items),
+                Ok(Err(e)) => return Err(e),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => self.closed = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the feed's next chunk (catch-up mode).
+    async fn wait(&mut self) -> Result<(), ProcessorError> {
+        match self.rx.recv().await {
+            Some(Ok(items)) => self.buf.extend(items),
+            Some(Err(e)) => return Err(e),
+            None => self.closed = true,
+        }
+        Ok(())
+    }
+
+    fn key(&self) -> Option<(i64, usize, u32, u64)> {
+        self.buf
+            .front()
+            .map(|i| (i.time(), self.rank, self.partition, i.offset))
+    }
+}
+
+/// Runs the cook processor until shut down ([`Mode::Follow`]) or until the ends seen at
+/// start are folded ([`Mode::CatchUp`]).
+pub async fn run_cook(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ProjectionStore>,
+    codec: Arc<EventCodec>,
+    mode: Mode,
+    shutdown: CancellationToken,
+) -> Result<RunStats, ProcessorError> {
+    let partitions = log.partitions(topics::PROBE_READINGS).await?;
+    let mut out_partitions = BTreeMap::new();
+    for topic in [topics::DERIVED_PREDICTIONS, topics::ALERTS] {
+        out_partitions.insert(topic, log.ensure_topic(topic, partitions).await?);
+    }
+    let notify = Arc::new(Notify::new());
+    let mut lanes = Vec::new();
+    let mut feeds = Vec::new();
+    for (rank, topic) in COOK_INPUTS.into_iter().enumerate() {
+        let count = log.partitions(topic).await?;
+        let applied = store.applied_positions(&applied_key(topic)).await?;
+        for partition in 0..count {
+            let from = applied.get(&partition).copied().unwrap_or(0);
+            let until = match mode {
+                Mode::Follow => None,
+                Mode::CatchUp => Some(log.end_offset(topic, partition).await?),
+            };
+            let (tx, rx) = mpsc::channel(4);
+            let feed = Feed {
+                log: log.clone(),
+                codec: codec.clone(),
+                topic,
+                partition,
+                from,
+                until,
+                tx,
+                notify: notify.clone(),
+                shutdown: shutdown.clone(),
+            };
+            feeds.push(tokio::spawn(feed.run()));
+            lanes.push(Lane {
+                topic,
+                rank,
+                partition,
+                rx,
+                buf: VecDeque::new(),
+                closed: false,
+                next_offset: from,
+            });
+        }
+    }
+    let mut writer = Writer::start(log.clone(), store.clone(), codec, out_partitions).await?;
+    let mut brain = writer.load_brain().await?;
+    tracing::info!(
+        seq = brain.seq,
+        devices = brain.devices.len(),
+        ?mode,
+        "cook processor starting"
+    );
+    let result = merge_loop(
+        &mut lanes,
+        &mut brain,
+        &mut writer,
+        mode,
+        &notify,
+        &shutdown,
+    )
+    .await;
+    for feed in feeds {
+        feed.abort();
+    }
+    result
+}
+
+async fn merge_loop(
+    lanes: &mut [Lane],
+    brain: &mut CookBrain,
+    writer: &mut Writer,
+    mode: Mode,
+    notify: &Notify,
+    shutdown: &CancellationToken,
+) -> Result<RunStats, ProcessorError> {
+    let mut stats = RunStats::default();
+    let mut pending = Pending::default();
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(stats);
+        }
+        let notified = notify.notified();
+        for lane in lanes.iter_mut() {
+            lane.refill()?;
+            if mode == Mode::CatchUp {
+                while lane.buf.is_empty() && !lane.closed {
+                    tokio::select! {
+                        r = lane.wait() => r?,
+                        () = shutdown.cancelled() => return Ok(stats),
+                    }
+                }
+            }
+        }
+        let next = lanes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.key().map(|k| (k, i)))
+            .min()
+            .map(|(_, i)| i);
+        let Some(index) = next else {
+            if !pending.is_empty() && !writer.flush(brain, lanes, &mut pending, shutdown).await? {
+                return Ok(stats);
+            }
+            if lanes.iter().all(|l| l.closed) {
+                return Ok(stats);
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = shutdown.cancelled() => return Ok(stats),
+            }
+            continue;
+        };
+        let lane = &mut lanes[index];
+        let Some(item) = lane.buf.pop_front() else {
+            continue;
+        };
+        lane.next_offset = item.offset + 1;
+        stats.records += 1;
+        if let Some(input) = &item.input {
+            pending.fold(brain, input);
+        }
+        if pending.inputs >= BATCH_INPUTS
+            && !writer.flush(brain, lanes, &mut pending, shutdown).await?
+        {
+            return Ok(stats);
+        }
+    }
+}
+
+/// What the inputs folded since the last write produced.
+#[derive(Default)]
+struct Pending {
+    inputs: usize,
+    outputs: Vec<CookOutput>,
+    changed: BTreeSet<String>,
+    /// Acknowledgements to show on the alert records: (alert id, time, snooze until).
+    acks: Vec<(String, i64, Option<i64>)>,
+    /// Rules set (`Some`) or removed (`None`), by rule id, in order.
+    rules: Vec<(String, Option<AlertRuleRecord>)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.inputs == 0
+    }
+
+    fn fold(&mut self, brain: &mut CookBrain, input: &CookInput) {
+        let device = input.device_id().map(str::to_owned);
+        let rules_before = device
+            .as_deref()
+            .and_then(|d| brain.devices.get(d))
+            .map(|d| d.rules.keys().cloned().collect::<BTreeSet<_>>())
+            .unwrap_or_default();
+        let (outputs, changed) = brain.apply(input);
+        self.inputs += 1;
+        self.outputs.extend(outputs);
+        self.changed.extend(changed);
+        if let CookInput::Acknowledged(a) = input {
+            self.acks
+                .push((a.alert_id.clone(), a.event_time, a.snooze_until));
+        }
+        if let Some(dev) = device.as_deref().and_then(|d| brain.devices.get(d)) {
+            let set_time = input.merge_time();
+            for gone in rules_before
+                .iter()
+                .filter(|id| !dev.rules.contains_key(*id))
+            {
+                self.rules.push((gone.clone(), None));
+            }
+            if let CookInput::RuleSet(r) = input
+                && let Some(rule) = dev.rules.get(&r.rule_id)
+            {
+                self.rules.push((
+                    rule.id.clone(),
+                    Some(AlertRuleRecord {
+                        rule_id: rule.id.clone(),
+                        device_id: dev.device_id.clone(),
+                        probe_id: rule.probe_id.clone(),
+                        cook_id: rule.cook_id.clone(),
+                        kind: rule.kind.as_str().to_owned(),
+                        threshold: rule.threshold,
+                        low: rule.low,
+                        high: rule.high,
+                        for_s: rule.for_ms as f64 / 1_000.0,
+                        hysteresis: rule.hysteresis,
+                        repeat_every_s: rule.repeat_every_ms.map(|ms| ms as f64 / 1_000.0),
+                        label: rule.label.clone(),
+                        set_time,
+                    }),
+                ));
+            }
+        }
+    }
+}
+
+/// Writes outputs, projections and positions.
+struct Writer {
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ProjectionStore>,
+    codec: Arc<EventCodec>,
+    partitions: BTreeMap<&'static str, u32>,
+    /// Per (output topic, partition): the highest input sequence number already written.
+    written: HashMap<(&'static str, u32), i64>,
+}
+
+impl Writer {
+    async fn start(
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn ProjectionStore>,
+        codec: Arc<EventCodec>,
+        partitions: BTreeMap<&'static str, u32>,
+    ) -> Result<Self, ProcessorError> {
+        let mut written = HashMap::new();
+        for (topic, count) in &partitions {
+            for p in 0..*count {
+                if let Some(seq) = last_seq(log.as_ref(), &codec, topic, p).await? {
+                    written.insert((*topic, p), seq);
+                }
+            }
+        }
+        Ok(Self {
+            log,
+            store,
+            codec,
+            partitions,
+            written,
+        })
+    }
+
+    async fn load_brain(&self) -> Result<CookBrain, ProcessorError> {
+        let Some(bytes) = self.store.state(HEADER_KEY).await? else {
+            return Ok(CookBrain::default());
+        };
+        let header: Header = decode_state(HEADER_KEY, &bytes)?;
+        let mut brain = CookBrain {
+            now: header.now,
+            seq: header.seq,
+            devices: BTreeMap::new(),
+        };
+        for id in header.devices {
+            let key = device_key(&id);
+            let Some(bytes) = self.store.state(&key).await? else {
+                continue;
+            };
+            let device: DeviceIntel = decode_state(&key, &bytes)?;
+            brain.devices.insert(id, device);
+        }
+        Ok(brain)
+    }
+
+    /// Writes what `pending` holds; `false` when shut down while the store was failing.
+    async fn flush(
+        &mut self,
+        brain: &CookBrain,
+        lanes: &[Lane],
+        pending: &mut Pending,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, ProcessorError> {
+        let pending = std::mem::take(pending);
+        tracing::debug!(
+            seq = brain.seq,
+            inputs = pending.inputs,
+            outputs = pending.outputs.len(),
+            "cook processor writing a batch"
+        );
+        self.append_outputs(&pending.outputs).await?;
+        let mut batch = ProjectionBatch::default();
+        let header = Header {
+            now: brain.now,
+            seq: brain.seq,
+            devices: brain.devices.keys().cloned().collect(),
+        };
+        batch
+            .state
+            .push((HEADER_KEY.to_owned(), encode_state(&header)));
+        for id in &pending.changed {
+            if let Some(dev) = brain.devices.get(id) {
+                batch.state.push((device_key(id), encode_state(dev)));
+            }
+        }
+        let mut predictions: BTreeMap<(String, String), ProbePrediction> = BTreeMap::new();
+        let mut alerts: BTreeMap<String, AlertRecord> = BTreeMap::new();
+        for output in &pending.outputs {
+            match output {
+                CookOutput::Prediction(p) => {
+                    predictions.insert((p.device_id.clone(), p.probe_id.clone()), prediction(p));
+                }
+                CookOutput::Raised(r) => {
+                    let existing = self.alert(&alerts, &r.alert_id).await?;
+                    alerts.insert(r.alert_id.clone(), raise(existing, r));
+                }
+                CookOutput::Cleared(c) => {
+                    if let Some(mut a) = self.alert(&alerts, &c.alert_id).await? {
+                        a.cleared_time = Some(c.event_time);
+                        a.cleared_reason = Some(c.reason.clone());
+                        alerts.insert(c.alert_id.clone(), a);
+                    }
+                }
+            }
+        }
+        for (id, time, until) in &pending.acks {
+            if let Some(mut a) = self.alert(&alerts, id).await?
+                && a.is_active()
+            {
+                a.acknowledged_time = Some(*time);
+                a.snoozed_until = *until;
+                alerts.insert(id.clone(), a);
+            }
+        }
+        batch.predictions = predictions.into_values().collect();
+        batch.alerts = alerts.into_values().collect();
+        let mut rules: BTreeMap<String, Option<AlertRuleRecord>> = BTreeMap::new();
+        for (id, rule) in pending.rules {
+            rules.insert(id, rule);
+        }
+        for (id, rule) in rules {
+            match rule {
+                Some(r) => batch.alert_rules.push(r),
+                None => batch.removed_rules.push(id),
+            }
+        }
+        batch.applied = lanes
+            .iter()
+            .map(|l| (applied_key(l.topic), l.partition, l.next_offset))
+            .collect();
+        Ok(write_with_retry(self.store.as_ref(), batch, shutdown).await)
+    }
+
+    /// The alert record as this batch or the store has it.
+    async fn alert(
+        &self,
+        batch: &BTreeMap<String, AlertRecord>,
+        id: &str,
+    ) -> Result<Option<AlertRecord>, ProcessorError> {
+        if let Some(a) = batch.get(id) {
+            return Ok(Some(a.clone()));
+        }
+        Ok(self.store.alert(id).await?)
+    }
+
+    /// Appends outputs to their partitions in sequence order, skipping what was written
+    /// before a restart.
+    async fn append_outputs(&mut self, outputs: &[CookOutput]) -> Result<(), ProcessorError> {
+        let mut groups: BTreeMap<(&'static str, u32), Vec<(i64, NewRecord)>> = BTreeMap::new();
+        for output in outputs {
+            let (topic, device, time, seq, value) = match output {
+                CookOutput::Prediction(p) => (
+                    topics::DERIVED_PREDICTIONS,
+                    &p.device_id,
+                    p.event_time,
+                    p.source_seq,
+                    self.codec.encode(p)?,
+                ),
+                CookOutput::Raised(r) => (
+                    topics::ALERTS,
+                    &r.device_id,
+                    r.event_time,
+                    r.source_seq,
+                    self.codec.encode(r)?,
+                ),
+                CookOutput::Cleared(c) => (
+                    topics::ALERTS,
+                    &c.device_id,
+                    c.event_time,
+                    c.source_seq,
+                    self.codec.encode(c)?,
+                ),
+            };
+            let count = self.partitions.get(topic).copied().unwrap_or(1);
+            let partition = partition_for(device.as_bytes(), count);
+            if self
+                .written
+                .get(&(topic, partition))
+                .is_some_and(|done| seq <= *done)
+            {
+                continue;
+            }
+            groups.entry((topic, partition)).or_default().push((
+                seq,
+                NewRecord {
+                    key: device.as_bytes().to_vec(),
+                    value,
+                    timestamp_ms: time,
+                },
+            ));
+        }
+        for ((topic, partition), records) in groups {
+            let Some(last) = records.last().map(|(seq, _)| *seq) else {
+                continue;
+            };
+            let records = records.into_iter().map(|(_, r)| r).collect();
+            self.log.append_to(topic, partition, records).await?;
+            self.written.insert((topic, partition), last);
+        }
+        Ok(())
+    }
+}
+
+fn prediction(p: &PredictionUpdated) -> ProbePrediction {
+    ProbePrediction {
+        device_id: p.device_id.clone(),
+        probe_id: p.probe_id.clone(),
+        cook_id: (!p.cook_id.is_empty()).then(|| p.cook_id.clone()),
+        event_time: p.event_time,
+        temperature_c: p.temperature_c,
+        target_c: p.target_c,
+        pit_c: p.pit_c,
+        remaining_s: p.remaining_s,
+        low_s: p.low_s,
+        high_s: p.high_s,
+        done_at: p.done_at,
+        stall: p.stall,
+        phase: p.phase.clone(),
+        pit_phase: p.pit_phase.clone(),
+        method: p.method.clone(),
+    }
+}
+
+fn raise(existing: Option<AlertRecord>, r: &AlertRaised) -> AlertRecord {
+    match existing {
+        Some(mut a) => {
+            a.last_raised_time = r.event_time;
+            a.repeats = r.repeat.max(0) as u32;
+            a.value = r.value;
+            a.message = r.message.clone();
+            a.acknowledged_time = None;
+            a.snoozed_until = None;
+            a
+        }
+        None => AlertRecord {
+            alert_id: r.alert_id.clone(),
+            rule_id: r.rule_id.clone(),
+            kind: r.kind.clone(),
+            device_id: r.device_id.clone(),
+            probe_id: r.probe_id.clone(),
+            cook_id: r.cook_id.clone(),
+            raised_time: r.event_time,
+            last_raised_time: r.event_time,
+            repeats: r.repeat.max(0) as u32,
+            value: r.value,
+            threshold: r.threshold,
+            message: r.message.clone(),
+            cleared_time: None,
+            cleared_reason: None,
+            acknowledged_time: None,
+            snoozed_until: None,
+        },
+    }
+}
+
+fn encode_state<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising plain structs of numbers, strings and maps into a Vec cannot fail.
+    postcard::to_allocvec(value).unwrap_or_default()
+}
+
+fn decode_state<T: serde::de::DeserializeOwned>(
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, ProcessorError> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        ProcessorError::Dataflow(format!(
+            "the cook processor's saved state {key} is unreadable ({e}); rebuild the projections to replay the log"
+        ))
+    })
+}
+
+/// The input sequence number of the last record of an output partition.
+async fn last_seq(
+    log: &dyn EventLog,
+    codec: &EventCodec,
+    topic: &str,
+    partition: u32,
+) -> Result<Option<i64>, ProcessorError> {
+    let end = log.end_offset(topic, partition).await?;
+    if end == 0 {
+        return Ok(None);
+    }
+    let mut reader = log.reader(topic, partition, end - 1).await?;
+    let records = reader.next_batch(1, Duration::from_secs(5)).await?;
+    let Some(record) = records.first() else {
+        return Ok(None);
+    };
+    let kind = match codec.kind_of(&record.value) {
+        Err(CodecError::UnknownSchemaId { id }) => {
+            codec.learn(id).await?;
+            codec.kind_of(&record.value)?
+        }
+        other => other?,
+    };
+    Ok(match kind {
+        Some(EventKind::PredictionUpdated) => Some(
+            codec
+                .decode::<PredictionUpdated>(&record.value)
+                .await?
+                .source_seq,
+        ),
+        Some(EventKind::AlertRaised) => {
+            Some(codec.decode::<AlertRaised>(&record.value).await?.source_seq)
+        }
+        Some(EventKind::AlertCleared) => Some(
+            codec
+                .decode::<AlertCleared>(&record.value)
+                .await?
+                .source_seq,
+        ),
+        _ => None,
+    })
+}
+
+/// Decodes a record of an input topic into a cook input; `None` for events the cook
+/// processor does not use. Undecodable records are the other processors' to dead-letter.
+async fn decode_input(codec: &EventCodec, payload: &[u8]) -> Result<Option<CookInput>, CodecError> {
+    let kind = match codec.kind_of(payload) {
+        Err(CodecError::UnknownSchemaId { id }) => {
+            codec.learn(id).await?;
+            codec.kind_of(payload)?
+        }
+        other => other?,
+    };
+    Ok(Some(match kind {
+        Some(EventKind::ProbeReading) => CookInput::Reading(codec.decode(payload).await?),
+        Some(EventKind::DeviceStatus) => CookInput::Status(codec.decode(payload).await?),
+        Some(EventKind::DeviceRegistered) => CookInput::Registered(codec.decode(payload).await?),
+        Some(EventKind::DeviceRemoved) => CookInput::Removed(codec.decode(payload).await?),
+        Some(EventKind::CookStarted) => CookInput::CookStarted(codec.decode(payload).await?),
+        Some(EventKind::TargetSet) => CookInput::TargetSet(codec.decode(payload).await?),
+        Some(EventKind::CookEnded) => CookInput::CookEnded(codec.decode(payload).await?),
+        Some(EventKind::AlertRuleSet) => CookInput::RuleSet(codec.decode(payload).await?),
+        Some(EventKind::AlertAcknowledged) => CookInput::Acknowledged(codec.decode(payload).await?),
+        Some(EventKind::ClockTick) => CookInput::Tick(codec.decode(payload).await?),
+        _ => return Ok(None),
+    }))
+}
+
+/// Reads one input partition and hands decoded chunks to its lane.
+struct Feed {
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    topic: &'static str,
+    partition: u32,
+    from: u64,
+    until: Option<u64>,
+    tx: mpsc::Sender<Result<Vec<Item>, ProcessorError>>,
+    notify: Arc<Notify>,
+    shutdown: CancellationToken,
+}
+
+impl Feed {
+    async fn run(self) {
+        if let Err(e) = self.feed().await {
+            let _ = self.tx.send(Err(e)).await;
+            self.notify.notify_one();
+        }
+    }
+
+    async fn feed(&self) -> Result<(), ProcessorError> {
+        if self.until.is_some_and(|end| self.from >= end) {
+            return Ok(());
+        }
+        let mut reader: Box<dyn PartitionReader> = self
+            .log
+            .reader(self.topic, self.partition, self.from)
+            .await?;
+        loop {
+            if self.until.is_some_and(|end| reader.position() >= end) {
+                return Ok(());
+            }
+            let records = tokio::select! {
+                r = reader.next_batch(1_024, Duration::from_millis(500)) => r?,
+                () = self.shutdown.cancelled() => return Ok(()),
+            };
+            let mut items = Vec::with_capacity(records.len());
+            for record in records {
+                if self.until.is_some_and(|end| record.offset >= end) {
+                    break;
+                }
+                let input = match decode_input(&self.codec, &record.value).await {
+                    Ok(input) => input,
+                    Err(e) => {
+                        tracing::debug!(topic = self.topic, offset = record.offset, error = %e, "record skipped by the cook processor");
+                        None
+                    }
+                };
+                items.push(Item {
+                    offset: record.offset,
+                    input,
+                });
+            }
+            if items.is_empty() {
+                continue;
+            }
+            if self.tx.send(Ok(items)).await.is_err() {
+                return Ok(());
+            }
+            self.notify.notify_one();
+        }
+    }
+}
