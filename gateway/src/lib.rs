@@ -9,14 +9,18 @@
 //!   shared memory. Each update carries its (partition, offset); a client that resumes with
 //!   the next offsets it expects gets exactly the updates after them.
 //!
-//! * Commands ([`CookService`](emberline_proto::v1::cook_service_server::CookService), and
-//!   `DeleteDevice`) validate against the projections and append one event to the log;
+//!   [`PredictionService`](emberline_proto::v1::prediction_service_server::PredictionService)
+//!   and `AlertService/SubscribeAlerts` tail `derived.predictions` and `alerts` the same way.
+//!
+//! * Commands ([`CookService`](emberline_proto::v1::cook_service_server::CookService),
+//!   alert rules, acknowledgements and snoozes, and `DeleteDevice`) validate against the projections and append one event to the log;
 //!   the processors fold it like any other event.
 //!
 //! * The web UI ([`serve_web`]): the embedded page and grpc-web on one origin.
 //!
 //! The gateway knows the log, the projections and the schemas; it computes nothing itself.
 
+mod alerts;
 mod commands;
 mod cooks;
 mod queries;

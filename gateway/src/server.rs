@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use emberline_log::EventLog;
 use emberline_projections::ProjectionStore;
+use emberline_proto::v1::alert_service_server::AlertServiceServer;
 use emberline_proto::v1::cook_service_server::CookServiceServer;
 use emberline_proto::v1::device_service_server::DeviceServiceServer;
+use emberline_proto::v1::prediction_service_server::PredictionServiceServer;
 use emberline_proto::v1::reading_service_server::ReadingServiceServer;
 use emberline_proto::v1::trend_service_server::TrendServiceServer;
 use emberline_schemas::EventCodec;
@@ -79,12 +81,18 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
     health.set_serving::<ReadingServiceServer<Gateway>>().await;
     health.set_serving::<TrendServiceServer<Gateway>>().await;
     health.set_serving::<CookServiceServer<Gateway>>().await;
+    health
+        .set_serving::<PredictionServiceServer<Gateway>>()
+        .await;
+    health.set_serving::<AlertServiceServer<Gateway>>().await;
     Ok(tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(DeviceServiceServer::new(gateway.clone()))
         .add_service(ReadingServiceServer::new(gateway.clone()))
         .add_service(CookServiceServer::new(gateway.clone()))
+        .add_service(PredictionServiceServer::new(gateway.clone()))
+        .add_service(AlertServiceServer::new(gateway.clone()))
         .add_service(TrendServiceServer::new(gateway)))
 }
 

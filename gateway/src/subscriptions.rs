@@ -1,15 +1,20 @@
-//! Live trend subscriptions, tailed from `derived.trends`.
+//! Live subscriptions, tailed from the derived topics and `alerts`.
 //!
-//! One reader task per subscribed partition decodes updates and forwards them in offset
+//! One reader task per subscribed partition decodes records and forwards them in offset
 //! order; a slow client applies backpressure to its own readers only. The stream ends when
-//! the client goes away or the gateway shuts down.
+//! the client goes away or the gateway shuts down. Every event carries its position, and a
+//! `resume` map of next offsets continues after a disconnect with nothing skipped or
+//! repeated. The three subscriptions differ only in the topic and how a record becomes an
+//! event ([`Tailed`]).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use emberline_log::{partition_for, topics};
 use emberline_proto::v1::trend_service_server::TrendService;
 use emberline_proto::v1::{StartFrom, SubscribeTrendsRequest, TrendEvent};
 use emberline_schemas::events::TrendUpdated;
+use emberline_schemas::{CodecError, EventCodec};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -20,16 +25,34 @@ use crate::status::from_log;
 /// Updates buffered per subscription before the readers wait for the client.
 const BUFFER: usize = 1_024;
 
+/// An event a subscription streams, made from one record of its topic.
 #[tonic::async_trait]
-impl TrendService for Gateway {
-    type SubscribeTrendsStream = ReceiverStream<Result<TrendEvent, Status>>;
+pub(crate) trait Tailed: Sized + Send + 'static {
+    /// Decodes the record at (`partition`, `offset`).
+    async fn decode(
+        codec: &EventCodec,
+        partition: u32,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<Self, CodecError>;
+    /// The device it concerns.
+    fn device_id(&self) -> &str;
+}
 
-    async fn subscribe_trends(
+/// What to tail: which device (empty: all), from where.
+pub(crate) struct Tail {
+    pub(crate) device_id: String,
+    pub(crate) resume: HashMap<u32, u64>,
+    pub(crate) start: i32,
+}
+
+impl Gateway {
+    /// Streams `topic` as `E` events.
+    pub(crate) async fn tail<E: Tailed>(
         &self,
-        request: Request<SubscribeTrendsRequest>,
-    ) -> Result<Response<Self::SubscribeTrendsStream>, Status> {
-        let r = request.into_inner();
-        let topic = topics::DERIVED_TRENDS;
+        topic: &'static str,
+        r: Tail,
+    ) -> Result<ReceiverStream<Result<E, Status>>, Status> {
         let partitions = self.log.partitions(topic).await.map_err(from_log)?;
         if let Some(p) = r.resume.keys().find(|p| **p >= partitions) {
             return Err(Status::invalid_argument(format!(
@@ -82,8 +105,10 @@ impl TrendService for Gateway {
                         }
                     };
                     for record in records {
-                        let update: TrendUpdated = match codec.decode(&record.value).await {
-                            Ok(u) => u,
+                        let event = match E::decode(&codec, partition, record.offset, &record.value)
+                            .await
+                        {
+                            Ok(event) => event,
                             Err(e) => {
                                 let status = Status::data_loss(format!(
                                     "{topic}/{partition} offset {}: {e}",
@@ -93,10 +118,9 @@ impl TrendService for Gateway {
                                 return;
                             }
                         };
-                        if !device.is_empty() && update.device_id != device {
+                        if !device.is_empty() && event.device_id() != device {
                             continue;
                         }
-                        let event = to_event(partition, record.offset, update);
                         if tx.send(Ok(event)).await.is_err() {
                             return;
                         }
@@ -104,26 +128,59 @@ impl TrendService for Gateway {
                 }
             });
         }
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(ReceiverStream::new(rx))
     }
 }
 
-fn to_event(partition: u32, offset: u64, u: TrendUpdated) -> TrendEvent {
-    TrendEvent {
-        partition,
-        offset,
-        device_id: u.device_id,
-        probe_id: u.probe_id,
-        event_time_ms: u.event_time,
-        temperature_c: u.temperature_c,
-        trend: Some(emberline_proto::v1::Trend {
-            smoothed_c: u.smoothed_c,
-            rate_c_per_min: u.rate_c_per_min,
-            min_c: u.min_c,
-            max_c: u.max_c,
-            window_ms: u.window_ms,
-            samples: u.samples.max(0) as u32,
-        }),
-        source_offset: u.source_offset.max(0) as u64,
+#[tonic::async_trait]
+impl TrendService for Gateway {
+    type SubscribeTrendsStream = ReceiverStream<Result<TrendEvent, Status>>;
+
+    async fn subscribe_trends(
+        &self,
+        request: Request<SubscribeTrendsRequest>,
+    ) -> Result<Response<Self::SubscribeTrendsStream>, Status> {
+        let r = request.into_inner();
+        let tail = Tail {
+            device_id: r.device_id,
+            resume: r.resume,
+            start: r.start,
+        };
+        Ok(Response::new(
+            self.tail(topics::DERIVED_TRENDS, tail).await?,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl Tailed for TrendEvent {
+    async fn decode(
+        codec: &EventCodec,
+        partition: u32,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<Self, CodecError> {
+        let u: TrendUpdated = codec.decode(bytes).await?;
+        Ok(TrendEvent {
+            partition,
+            offset,
+            device_id: u.device_id,
+            probe_id: u.probe_id,
+            event_time_ms: u.event_time,
+            temperature_c: u.temperature_c,
+            trend: Some(emberline_proto::v1::Trend {
+                smoothed_c: u.smoothed_c,
+                rate_c_per_min: u.rate_c_per_min,
+                min_c: u.min_c,
+                max_c: u.max_c,
+                window_ms: u.window_ms,
+                samples: u.samples.max(0) as u32,
+            }),
+            source_offset: u.source_offset.max(0) as u64,
+        })
+    }
+
+    fn device_id(&self) -> &str {
+        &self.device_id
     }
 }

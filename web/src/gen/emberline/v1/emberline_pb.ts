@@ -12,7 +12,720 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emberline/v1/emberline.proto.
  */
 export const file_emberline_v1_emberline: GenFile = /*@__PURE__*/
-  fileDesc("ChxlbWJlcmxpbmUvdjEvZW1iZXJsaW5lLnByb3RvEgxlbWJlcmxpbmUudjEiLQoSTGlzdERldmljZXNSZXF1ZXN0EhcKD2luY2x1ZGVfcmVtb3ZlZBgBIAEoCCKDBgoGRGV2aWNlEhEKCWRldmljZV9pZBgBIAEoCRITCgtwcm9iZV9jb3VudBgCIAEoDRIaChJsYXN0X2V2ZW50X3RpbWVfbXMYAyABKAMSHQoVbGFzdF9yZWNlaXZlZF90aW1lX21zGAQgASgDEgwKBG5hbWUYBSABKAkSEgoFbW9kZWwYBiABKAlIAIgBARIRCglwcm9iZV9pZHMYByADKAkSOwoMcHJvYmVfbGFiZWxzGAggAygLMiUuZW1iZXJsaW5lLnYxLkRldmljZS5Qcm9iZUxhYmVsc0VudHJ5EhMKBm9ubGluZRgJIAEoCEgBiAEBEhwKD2JhdHRlcnlfcGVyY2VudBgKIAEoAUgCiAEBEhcKCnNpZ25hbF9kYm0YCyABKAVIA4gBARIVCghmaXJtd2FyZRgMIAEoCUgEiAEBEhYKDnN0YXR1c190aW1lX21zGA0gASgDEjUKCXRhcmdldHNfYxgOIAMoCzIiLmVtYmVybGluZS52MS5EZXZpY2UuVGFyZ2V0c0NFbnRyeRIUCgdjb29rX2lkGA8gASgJSAWIAQESDwoHcmVtb3ZlZBgQIAEoCBIYCgtzdGF0dXNfbm90ZRgRIAEoCUgGiAEBEjgKCmF0dHJpYnV0ZXMYEiADKAsyJC5lbWJlcmxpbmUudjEuRGV2aWNlLkF0dHJpYnV0ZXNFbnRyeRoyChBQcm9iZUxhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQggKBl9tb2RlbEIJCgdfb25saW5lQhIKEF9iYXR0ZXJ5X3BlcmNlbnRCDQoLX3NpZ25hbF9kYm1CCwoJX2Zpcm13YXJlQgoKCF9jb29rX2lkQg4KDF9zdGF0dXNfbm90ZSI8ChNMaXN0RGV2aWNlc1Jlc3BvbnNlEiUKB2RldmljZXMYASADKAsyFC5lbWJlcmxpbmUudjEuRGV2aWNlIiUKEEdldExhdGVzdFJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJIo0BCgVUcmVuZBISCgpzbW9vdGhlZF9jGAEgASgBEhsKDnJhdGVfY19wZXJfbWluGAIgASgBSACIAQESDQoFbWluX2MYAyABKAESDQoFbWF4X2MYBCABKAESEQoJd2luZG93X21zGAUgASgDEg8KB3NhbXBsZXMYBiABKA1CEQoPX3JhdGVfY19wZXJfbWluIsQBCgpQcm9iZVN0YXRlEhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIVCg1ldmVudF90aW1lX21zGAMgASgDEhgKEHJlY2VpdmVkX3RpbWVfbXMYBCABKAMSGgoNdGVtcGVyYXR1cmVfYxgFIAEoAUgAiAEBEg4KBnNvdXJjZRgGIAEoCRIiCgV0cmVuZBgHIAEoCzITLmVtYmVybGluZS52MS5UcmVuZEIQCg5fdGVtcGVyYXR1cmVfYyI9ChFHZXRMYXRlc3RSZXNwb25zZRIoCgZwcm9iZXMYASADKAsyGC5lbWJlcmxpbmUudjEuUHJvYmVTdGF0ZSI4ChNEZWxldGVEZXZpY2VSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiFgoURGVsZXRlRGV2aWNlUmVzcG9uc2UiWwoQU2V0VGFyZ2V0UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSEAoIcHJvYmVfaWQYAiABKAkSFQoIdGFyZ2V0X2MYAyABKAFIAIgBAUILCglfdGFyZ2V0X2MiNgoRU2V0VGFyZ2V0UmVzcG9uc2USEQoJcGFydGl0aW9uGAEgASgNEg4KBm9mZnNldBgCIAEoBCJnChFHZXRIaXN0b3J5UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSEAoIcHJvYmVfaWQYAiABKAkSDwoHZnJvbV9tcxgDIAEoAxINCgV0b19tcxgEIAEoAxINCgVsaW1pdBgFIAEoDSJtCgxIaXN0b3J5UG9pbnQSFQoNZXZlbnRfdGltZV9tcxgBIAEoAxIYChByZWNlaXZlZF90aW1lX21zGAIgASgDEhoKDXRlbXBlcmF0dXJlX2MYAyABKAFIAIgBAUIQCg5fdGVtcGVyYXR1cmVfYyJAChJHZXRIaXN0b3J5UmVzcG9uc2USKgoGcG9pbnRzGAEgAygLMhouZW1iZXJsaW5lLnYxLkhpc3RvcnlQb2ludCLEAQoWU3Vic2NyaWJlVHJlbmRzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSQAoGcmVzdW1lGAIgAygLMjAuZW1iZXJsaW5lLnYxLlN1YnNjcmliZVRyZW5kc1JlcXVlc3QuUmVzdW1lRW50cnkSJgoFc3RhcnQYAyABKA4yFy5lbWJlcmxpbmUudjEuU3RhcnRGcm9tGi0KC1Jlc3VtZUVudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoBDoCOAEivQEKClRyZW5kRXZlbnQSEQoJcGFydGl0aW9uGAEgASgNEg4KBm9mZnNldBgCIAEoBBIRCglkZXZpY2VfaWQYAyABKAkSEAoIcHJvYmVfaWQYBCABKAkSFQoNZXZlbnRfdGltZV9tcxgFIAEoAxIVCg10ZW1wZXJhdHVyZV9jGAYgASgBEiIKBXRyZW5kGAcgASgLMhMuZW1iZXJsaW5lLnYxLlRyZW5kEhUKDXNvdXJjZV9vZmZzZXQYCCABKAQi8QEKEFN0YXJ0Q29va1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEgwKBHdoYXQYAiABKAkSPwoJdGFyZ2V0c19jGAMgAygLMiwuZW1iZXJsaW5lLnYxLlN0YXJ0Q29va1JlcXVlc3QuVGFyZ2V0c0NFbnRyeRIWCglwaXRfbWluX2MYBCABKAFIAIgBARIWCglwaXRfbWF4X2MYBSABKAFIAYgBARovCg1UYXJnZXRzQ0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAFCDAoKX3BpdF9taW5fY0IMCgpfcGl0X21heF9jIiQKEVN0YXJ0Q29va1Jlc3BvbnNlEg8KB2Nvb2tfaWQYASABKAkiLwoOQWRkTm90ZVJlcXVlc3QSDwoHY29va19pZBgBIAEoCRIMCgR0ZXh0GAIgASgJIhEKD0FkZE5vdGVSZXNwb25zZSIhCg5FbmRDb29rUmVxdWVzdBIPCgdjb29rX2lkGAEgASgJIhEKD0VuZENvb2tSZXNwb25zZSIpCghDb29rTm90ZRIPCgd0aW1lX21zGAEgASgDEgwKBHRleHQYAiABKAkiyQIKBENvb2sSDwoHY29va19pZBgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSDAoEd2hhdBgDIAEoCRISCgpzdGFydGVkX21zGAQgASgDEhUKCGVuZGVkX21zGAUgASgDSACIAQESMwoJdGFyZ2V0c19jGAYgAygLMiAuZW1iZXJsaW5lLnYxLkNvb2suVGFyZ2V0c0NFbnRyeRIWCglwaXRfbWluX2MYByABKAFIAYgBARIWCglwaXRfbWF4X2MYCCABKAFIAogBARIlCgVub3RlcxgJIAMoCzIWLmVtYmVybGluZS52MS5Db29rTm90ZRovCg1UYXJnZXRzQ0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAFCCwoJX2VuZGVkX21zQgwKCl9waXRfbWluX2NCDAoKX3BpdF9tYXhfYyIlChBMaXN0Q29va3NSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCSI2ChFMaXN0Q29va3NSZXNwb25zZRIhCgVjb29rcxgBIAMoCzISLmVtYmVybGluZS52MS5Db29rIiEKDkdldENvb2tSZXF1ZXN0Eg8KB2Nvb2tfaWQYASABKAkiTAoMUHJvYmVIaXN0b3J5EhAKCHByb2JlX2lkGAEgASgJEioKBnBvaW50cxgCIAMoCzIaLmVtYmVybGluZS52MS5IaXN0b3J5UG9pbnQiXwoPR2V0Q29va1Jlc3BvbnNlEiAKBGNvb2sYASABKAsyEi5lbWJlcmxpbmUudjEuQ29vaxIqCgZwcm9iZXMYAiADKAsyGi5lbWJlcmxpbmUudjEuUHJvYmVIaXN0b3J5KlcKCVN0YXJ0RnJvbRIaChZTVEFSVF9GUk9NX1VOU1BFQ0lGSUVEEAASFQoRU1RBUlRfRlJPTV9MQVRFU1QQARIXChNTVEFSVF9GUk9NX0VBUkxJRVNUEAIyiAIKDURldmljZVNlcnZpY2USUgoLTGlzdERldmljZXMSIC5lbWJlcmxpbmUudjEuTGlzdERldmljZXNSZXF1ZXN0GiEuZW1iZXJsaW5lLnYxLkxpc3REZXZpY2VzUmVzcG9uc2USTAoJR2V0TGF0ZXN0Eh4uZW1iZXJsaW5lLnYxLkdldExhdGVzdFJlcXVlc3QaHy5lbWJlcmxpbmUudjEuR2V0TGF0ZXN0UmVzcG9uc2USVQoMRGVsZXRlRGV2aWNlEiEuZW1iZXJsaW5lLnYxLkRlbGV0ZURldmljZVJlcXVlc3QaIi5lbWJlcmxpbmUudjEuRGVsZXRlRGV2aWNlUmVzcG9uc2UyzwMKC0Nvb2tTZXJ2aWNlEkwKCVNldFRhcmdldBIeLmVtYmVybGluZS52MS5TZXRUYXJnZXRSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLlNldFRhcmdldFJlc3BvbnNlEkwKCVN0YXJ0Q29vaxIeLmVtYmVybGluZS52MS5TdGFydENvb2tSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLlN0YXJ0Q29va1Jlc3BvbnNlEkYKB0FkZE5vdGUSHC5lbWJlcmxpbmUudjEuQWRkTm90ZVJlcXVlc3QaHS5lbWJlcmxpbmUudjEuQWRkTm90ZVJlc3BvbnNlEkYKB0VuZENvb2sSHC5lbWJlcmxpbmUudjEuRW5kQ29va1JlcXVlc3QaHS5lbWJlcmxpbmUudjEuRW5kQ29va1Jlc3BvbnNlEkwKCUxpc3RDb29rcxIeLmVtYmVybGluZS52MS5MaXN0Q29va3NSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLkxpc3RDb29rc1Jlc3BvbnNlEkYKB0dldENvb2sSHC5lbWJlcmxpbmUudjEuR2V0Q29va1JlcXVlc3QaHS5lbWJlcmxpbmUudjEuR2V0Q29va1Jlc3BvbnNlMmEKDlJlYWRpbmdTZXJ2aWNlEk8KCkdldEhpc3RvcnkSHy5lbWJlcmxpbmUudjEuR2V0SGlzdG9yeVJlcXVlc3QaIC5lbWJlcmxpbmUudjEuR2V0SGlzdG9yeVJlc3BvbnNlMmMKDFRyZW5kU2VydmljZRJTCg9TdWJzY3JpYmVUcmVuZHMSJC5lbWJlcmxpbmUudjEuU3Vic2NyaWJlVHJlbmRzUmVxdWVzdBoYLmVtYmVybGluZS52MS5UcmVuZEV2ZW50MAFiBnByb3RvMw");
+  fileDesc("ChxlbWJlcmxpbmUvdjEvZW1iZXJsaW5lLnByb3RvEgxlbWJlcmxpbmUudjEiggMKClByZWRpY3Rpb24SEQoJZGV2aWNlX2lkGAEgASgJEhAKCHByb2JlX2lkGAIgASgJEhQKB2Nvb2tfaWQYAyABKAlIAIgBARIVCg1ldmVudF90aW1lX21zGAQgASgDEhUKDXRlbXBlcmF0dXJlX2MYBSABKAESEAoIdGFyZ2V0X2MYBiABKAESEgoFcGl0X2MYByABKAFIAYgBARIYCgtyZW1haW5pbmdfcxgIIAEoAUgCiAEBEhIKBWxvd19zGAkgASgBSAOIAQESEwoGaGlnaF9zGAogASgBSASIAQESFwoKZG9uZV9hdF9tcxgLIAEoA0gFiAEBEg0KBXN0YWxsGAwgASgIEg0KBXBoYXNlGA0gASgJEhEKCXBpdF9waGFzZRgOIAEoCRIOCgZtZXRob2QYDyABKAlCCgoIX2Nvb2tfaWRCCAoGX3BpdF9jQg4KDF9yZW1haW5pbmdfc0IICgZfbG93X3NCCQoHX2hpZ2hfc0INCgtfZG9uZV9hdF9tcyIrChZMaXN0UHJlZGljdGlvbnNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCSJIChdMaXN0UHJlZGljdGlvbnNSZXNwb25zZRItCgtwcmVkaWN0aW9ucxgBIAMoCzIYLmVtYmVybGluZS52MS5QcmVkaWN0aW9uIs4BChtTdWJzY3JpYmVQcmVkaWN0aW9uc1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEkUKBnJlc3VtZRgCIAMoCzI1LmVtYmVybGluZS52MS5TdWJzY3JpYmVQcmVkaWN0aW9uc1JlcXVlc3QuUmVzdW1lRW50cnkSJgoFc3RhcnQYAyABKA4yFy5lbWJlcmxpbmUudjEuU3RhcnRGcm9tGi0KC1Jlc3VtZUVudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoBDoCOAEiYgoPUHJlZGljdGlvbkV2ZW50EhEKCXBhcnRpdGlvbhgBIAEoDRIOCgZvZmZzZXQYAiABKAQSLAoKcHJlZGljdGlvbhgDIAEoCzIYLmVtYmVybGluZS52MS5QcmVkaWN0aW9uIuQCCglBbGVydFJ1bGUSDwoHcnVsZV9pZBgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSFQoIcHJvYmVfaWQYAyABKAlIAIgBARIUCgdjb29rX2lkGAQgASgJSAGIAQESDAoEa2luZBgFIAEoCRIWCgl0aHJlc2hvbGQYBiABKAFIAogBARIQCgNsb3cYByABKAFIA4gBARIRCgRoaWdoGAggASgBSASIAQESDQoFZm9yX3MYCSABKAESFwoKaHlzdGVyZXNpcxgKIAEoAUgFiAEBEhsKDnJlcGVhdF9ldmVyeV9zGAsgASgBSAaIAQESEgoFbGFiZWwYDCABKAlIB4gBAUILCglfcHJvYmVfaWRCCgoIX2Nvb2tfaWRCDAoKX3RocmVzaG9sZEIGCgRfbG93QgcKBV9oaWdoQg0KC19oeXN0ZXJlc2lzQhEKD19yZXBlYXRfZXZlcnlfc0IICgZfbGFiZWwiPAoTU2V0QWxlcnRSdWxlUmVxdWVzdBIlCgRydWxlGAEgASgLMhcuZW1iZXJsaW5lLnYxLkFsZXJ0UnVsZSInChRTZXRBbGVydFJ1bGVSZXNwb25zZRIPCgdydWxlX2lkGAEgASgJIjwKFkRlbGV0ZUFsZXJ0UnVsZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEg8KB3J1bGVfaWQYAiABKAkiGQoXRGVsZXRlQWxlcnRSdWxlUmVzcG9uc2UiKgoVTGlzdEFsZXJ0UnVsZXNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCSJAChZMaXN0QWxlcnRSdWxlc1Jlc3BvbnNlEiYKBXJ1bGVzGAEgAygLMhcuZW1iZXJsaW5lLnYxLkFsZXJ0UnVsZSLwAwoFQWxlcnQSEAoIYWxlcnRfaWQYASABKAkSDwoHcnVsZV9pZBgCIAEoCRIMCgRraW5kGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIVCghwcm9iZV9pZBgFIAEoCUgAiAEBEhQKB2Nvb2tfaWQYBiABKAlIAYgBARIRCglyYWlzZWRfbXMYByABKAMSFgoObGFzdF9yYWlzZWRfbXMYCCABKAMSDwoHcmVwZWF0cxgJIAEoDRISCgV2YWx1ZRgKIAEoAUgCiAEBEhYKCXRocmVzaG9sZBgLIAEoAUgDiAEBEg8KB21lc3NhZ2UYDCABKAkSDgoGYWN0aXZlGA0gASgIEhcKCmNsZWFyZWRfbXMYDiABKANIBIgBARIbCg5jbGVhcmVkX3JlYXNvbhgPIAEoCUgFiAEBEhwKD2Fja25vd2xlZGdlZF9tcxgQIAEoA0gGiAEBEh0KEHNub296ZWRfdW50aWxfbXMYESABKANIB4gBAUILCglfcHJvYmVfaWRCCgoIX2Nvb2tfaWRCCAoGX3ZhbHVlQgwKCl90aHJlc2hvbGRCDQoLX2NsZWFyZWRfbXNCEQoPX2NsZWFyZWRfcmVhc29uQhIKEF9hY2tub3dsZWRnZWRfbXNCEwoRX3Nub296ZWRfdW50aWxfbXMiOwoRTGlzdEFsZXJ0c1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEhMKC2FjdGl2ZV9vbmx5GAIgASgIIjkKEkxpc3RBbGVydHNSZXNwb25zZRIjCgZhbGVydHMYASADKAsyEy5lbWJlcmxpbmUudjEuQWxlcnQiKwoXQWNrbm93bGVkZ2VBbGVydFJlcXVlc3QSEAoIYWxlcnRfaWQYASABKAkiGgoYQWNrbm93bGVkZ2VBbGVydFJlc3BvbnNlIjcKElNub296ZUFsZXJ0UmVxdWVzdBIQCghhbGVydF9pZBgBIAEoCRIPCgdtaW51dGVzGAIgASgNIi8KE1Nub296ZUFsZXJ0UmVzcG9uc2USGAoQc25vb3plZF91bnRpbF9tcxgBIAEoAyLEAQoWU3Vic2NyaWJlQWxlcnRzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSQAoGcmVzdW1lGAIgAygLMjAuZW1iZXJsaW5lLnYxLlN1YnNjcmliZUFsZXJ0c1JlcXVlc3QuUmVzdW1lRW50cnkSJgoFc3RhcnQYAyABKA4yFy5lbWJlcmxpbmUudjEuU3RhcnRGcm9tGi0KC1Jlc3VtZUVudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoBDoCOAEixQIKCkFsZXJ0RXZlbnQSEQoJcGFydGl0aW9uGAEgASgNEg4KBm9mZnNldBgCIAEoBBIOCgZyYWlzZWQYAyABKAgSEAoIYWxlcnRfaWQYBCABKAkSDwoHcnVsZV9pZBgFIAEoCRIMCgRraW5kGAYgASgJEhEKCWRldmljZV9pZBgHIAEoCRIVCghwcm9iZV9pZBgIIAEoCUgAiAEBEhQKB2Nvb2tfaWQYCSABKAlIAYgBARIVCg1ldmVudF90aW1lX21zGAogASgDEhIKBXZhbHVlGAsgASgBSAKIAQESFgoJdGhyZXNob2xkGAwgASgBSAOIAQESDwoHbWVzc2FnZRgNIAEoCRIOCgZyZXBlYXQYDiABKA1CCwoJX3Byb2JlX2lkQgoKCF9jb29rX2lkQggKBl92YWx1ZUIMCgpfdGhyZXNob2xkIi0KEkxpc3REZXZpY2VzUmVxdWVzdBIXCg9pbmNsdWRlX3JlbW92ZWQYASABKAgigwYKBkRldmljZRIRCglkZXZpY2VfaWQYASABKAkSEwoLcHJvYmVfY291bnQYAiABKA0SGgoSbGFzdF9ldmVudF90aW1lX21zGAMgASgDEh0KFWxhc3RfcmVjZWl2ZWRfdGltZV9tcxgEIAEoAxIMCgRuYW1lGAUgASgJEhIKBW1vZGVsGAYgASgJSACIAQESEQoJcHJvYmVfaWRzGAcgAygJEjsKDHByb2JlX2xhYmVscxgIIAMoCzIlLmVtYmVybGluZS52MS5EZXZpY2UuUHJvYmVMYWJlbHNFbnRyeRITCgZvbmxpbmUYCSABKAhIAYgBARIcCg9iYXR0ZXJ5X3BlcmNlbnQYCiABKAFIAogBARIXCgpzaWduYWxfZGJtGAsgASgFSAOIAQESFQoIZmlybXdhcmUYDCABKAlIBIgBARIWCg5zdGF0dXNfdGltZV9tcxgNIAEoAxI1Cgl0YXJnZXRzX2MYDiADKAsyIi5lbWJlcmxpbmUudjEuRGV2aWNlLlRhcmdldHNDRW50cnkSFAoHY29va19pZBgPIAEoCUgFiAEBEg8KB3JlbW92ZWQYECABKAgSGAoLc3RhdHVzX25vdGUYESABKAlIBogBARI4CgphdHRyaWJ1dGVzGBIgAygLMiQuZW1iZXJsaW5lLnYxLkRldmljZS5BdHRyaWJ1dGVzRW50cnkaMgoQUHJvYmVMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi8KDVRhcmdldHNDRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ARoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIICgZfbW9kZWxCCQoHX29ubGluZUISChBfYmF0dGVyeV9wZXJjZW50Qg0KC19zaWduYWxfZGJtQgsKCV9maXJtd2FyZUIKCghfY29va19pZEIOCgxfc3RhdHVzX25vdGUiPAoTTGlzdERldmljZXNSZXNwb25zZRIlCgdkZXZpY2VzGAEgAygLMhQuZW1iZXJsaW5lLnYxLkRldmljZSIlChBHZXRMYXRlc3RSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCSKNAQoFVHJlbmQSEgoKc21vb3RoZWRfYxgBIAEoARIbCg5yYXRlX2NfcGVyX21pbhgCIAEoAUgAiAEBEg0KBW1pbl9jGAMgASgBEg0KBW1heF9jGAQgASgBEhEKCXdpbmRvd19tcxgFIAEoAxIPCgdzYW1wbGVzGAYgASgNQhEKD19yYXRlX2NfcGVyX21pbiLEAQoKUHJvYmVTdGF0ZRIRCglkZXZpY2VfaWQYASABKAkSEAoIcHJvYmVfaWQYAiABKAkSFQoNZXZlbnRfdGltZV9tcxgDIAEoAxIYChByZWNlaXZlZF90aW1lX21zGAQgASgDEhoKDXRlbXBlcmF0dXJlX2MYBSABKAFIAIgBARIOCgZzb3VyY2UYBiABKAkSIgoFdHJlbmQYByABKAsyEy5lbWJlcmxpbmUudjEuVHJlbmRCEAoOX3RlbXBlcmF0dXJlX2MiPQoRR2V0TGF0ZXN0UmVzcG9uc2USKAoGcHJvYmVzGAEgAygLMhguZW1iZXJsaW5lLnYxLlByb2JlU3RhdGUiOAoTRGVsZXRlRGV2aWNlUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIhYKFERlbGV0ZURldmljZVJlc3BvbnNlIlsKEFNldFRhcmdldFJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEhAKCHByb2JlX2lkGAIgASgJEhUKCHRhcmdldF9jGAMgASgBSACIAQFCCwoJX3RhcmdldF9jIjYKEVNldFRhcmdldFJlc3BvbnNlEhEKCXBhcnRpdGlvbhgBIAEoDRIOCgZvZmZzZXQYAiABKAQiZwoRR2V0SGlzdG9yeVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEhAKCHByb2JlX2lkGAIgASgJEg8KB2Zyb21fbXMYAyABKAMSDQoFdG9fbXMYBCABKAMSDQoFbGltaXQYBSABKA0ibQoMSGlzdG9yeVBvaW50EhUKDWV2ZW50X3RpbWVfbXMYASABKAMSGAoQcmVjZWl2ZWRfdGltZV9tcxgCIAEoAxIaCg10ZW1wZXJhdHVyZV9jGAMgASgBSACIAQFCEAoOX3RlbXBlcmF0dXJlX2MiQAoSR2V0SGlzdG9yeVJlc3BvbnNlEioKBnBvaW50cxgBIAMoCzIaLmVtYmVybGluZS52MS5IaXN0b3J5UG9pbnQixAEKFlN1YnNjcmliZVRyZW5kc1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEkAKBnJlc3VtZRgCIAMoCzIwLmVtYmVybGluZS52MS5TdWJzY3JpYmVUcmVuZHNSZXF1ZXN0LlJlc3VtZUVudHJ5EiYKBXN0YXJ0GAMgASgOMhcuZW1iZXJsaW5lLnYxLlN0YXJ0RnJvbRotCgtSZXN1bWVFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAQ6AjgBIr0BCgpUcmVuZEV2ZW50EhEKCXBhcnRpdGlvbhgBIAEoDRIOCgZvZmZzZXQYAiABKAQSEQoJZGV2aWNlX2lkGAMgASgJEhAKCHByb2JlX2lkGAQgASgJEhUKDWV2ZW50X3RpbWVfbXMYBSABKAMSFQoNdGVtcGVyYXR1cmVfYxgGIAEoARIiCgV0cmVuZBgHIAEoCzITLmVtYmVybGluZS52MS5UcmVuZBIVCg1zb3VyY2Vfb2Zmc2V0GAggASgEIvEBChBTdGFydENvb2tSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIMCgR3aGF0GAIgASgJEj8KCXRhcmdldHNfYxgDIAMoCzIsLmVtYmVybGluZS52MS5TdGFydENvb2tSZXF1ZXN0LlRhcmdldHNDRW50cnkSFgoJcGl0X21pbl9jGAQgASgBSACIAQESFgoJcGl0X21heF9jGAUgASgBSAGIAQEaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBQgwKCl9waXRfbWluX2NCDAoKX3BpdF9tYXhfYyIkChFTdGFydENvb2tSZXNwb25zZRIPCgdjb29rX2lkGAEgASgJIi8KDkFkZE5vdGVSZXF1ZXN0Eg8KB2Nvb2tfaWQYASABKAkSDAoEdGV4dBgCIAEoCSIRCg9BZGROb3RlUmVzcG9uc2UiIQoORW5kQ29va1JlcXVlc3QSDwoHY29va19pZBgBIAEoCSIRCg9FbmRDb29rUmVzcG9uc2UiKQoIQ29va05vdGUSDwoHdGltZV9tcxgBIAEoAxIMCgR0ZXh0GAIgASgJIskCCgRDb29rEg8KB2Nvb2tfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEgwKBHdoYXQYAyABKAkSEgoKc3RhcnRlZF9tcxgEIAEoAxIVCghlbmRlZF9tcxgFIAEoA0gAiAEBEjMKCXRhcmdldHNfYxgGIAMoCzIgLmVtYmVybGluZS52MS5Db29rLlRhcmdldHNDRW50cnkSFgoJcGl0X21pbl9jGAcgASgBSAGIAQESFgoJcGl0X21heF9jGAggASgBSAKIAQESJQoFbm90ZXMYCSADKAsyFi5lbWJlcmxpbmUudjEuQ29va05vdGUaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBQgsKCV9lbmRlZF9tc0IMCgpfcGl0X21pbl9jQgwKCl9waXRfbWF4X2MiJQoQTGlzdENvb2tzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkiNgoRTGlzdENvb2tzUmVzcG9uc2USIQoFY29va3MYASADKAsyEi5lbWJlcmxpbmUudjEuQ29vayIhCg5HZXRDb29rUmVxdWVzdBIPCgdjb29rX2lkGAEgASgJIkwKDFByb2JlSGlzdG9yeRIQCghwcm9iZV9pZBgBIAEoCRIqCgZwb2ludHMYAiADKAsyGi5lbWJlcmxpbmUudjEuSGlzdG9yeVBvaW50Il8KD0dldENvb2tSZXNwb25zZRIgCgRjb29rGAEgASgLMhIuZW1iZXJsaW5lLnYxLkNvb2sSKgoGcHJvYmVzGAIgAygLMhouZW1iZXJsaW5lLnYxLlByb2JlSGlzdG9yeSpXCglTdGFydEZyb20SGgoWU1RBUlRfRlJPTV9VTlNQRUNJRklFRBAAEhUKEVNUQVJUX0ZST01fTEFURVNUEAESFwoTU1RBUlRfRlJPTV9FQVJMSUVTVBACMogCCg1EZXZpY2VTZXJ2aWNlElIKC0xpc3REZXZpY2VzEiAuZW1iZXJsaW5lLnYxLkxpc3REZXZpY2VzUmVxdWVzdBohLmVtYmVybGluZS52MS5MaXN0RGV2aWNlc1Jlc3BvbnNlEkwKCUdldExhdGVzdBIeLmVtYmVybGluZS52MS5HZXRMYXRlc3RSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLkdldExhdGVzdFJlc3BvbnNlElUKDERlbGV0ZURldmljZRIhLmVtYmVybGluZS52MS5EZWxldGVEZXZpY2VSZXF1ZXN0GiIuZW1iZXJsaW5lLnYxLkRlbGV0ZURldmljZVJlc3BvbnNlMs8DCgtDb29rU2VydmljZRJMCglTZXRUYXJnZXQSHi5lbWJlcmxpbmUudjEuU2V0VGFyZ2V0UmVxdWVzdBofLmVtYmVybGluZS52MS5TZXRUYXJnZXRSZXNwb25zZRJMCglTdGFydENvb2sSHi5lbWJlcmxpbmUudjEuU3RhcnRDb29rUmVxdWVzdBofLmVtYmVybGluZS52MS5TdGFydENvb2tSZXNwb25zZRJGCgdBZGROb3RlEhwuZW1iZXJsaW5lLnYxLkFkZE5vdGVSZXF1ZXN0Gh0uZW1iZXJsaW5lLnYxLkFkZE5vdGVSZXNwb25zZRJGCgdFbmRDb29rEhwuZW1iZXJsaW5lLnYxLkVuZENvb2tSZXF1ZXN0Gh0uZW1iZXJsaW5lLnYxLkVuZENvb2tSZXNwb25zZRJMCglMaXN0Q29va3MSHi5lbWJlcmxpbmUudjEuTGlzdENvb2tzUmVxdWVzdBofLmVtYmVybGluZS52MS5MaXN0Q29va3NSZXNwb25zZRJGCgdHZXRDb29rEhwuZW1iZXJsaW5lLnYxLkdldENvb2tSZXF1ZXN0Gh0uZW1iZXJsaW5lLnYxLkdldENvb2tSZXNwb25zZTJhCg5SZWFkaW5nU2VydmljZRJPCgpHZXRIaXN0b3J5Eh8uZW1iZXJsaW5lLnYxLkdldEhpc3RvcnlSZXF1ZXN0GiAuZW1iZXJsaW5lLnYxLkdldEhpc3RvcnlSZXNwb25zZTJjCgxUcmVuZFNlcnZpY2USUwoPU3Vic2NyaWJlVHJlbmRzEiQuZW1iZXJsaW5lLnYxLlN1YnNjcmliZVRyZW5kc1JlcXVlc3QaGC5lbWJlcmxpbmUudjEuVHJlbmRFdmVudDABMtcBChFQcmVkaWN0aW9uU2VydmljZRJeCg9MaXN0UHJlZGljdGlvbnMSJC5lbWJlcmxpbmUudjEuTGlzdFByZWRpY3Rpb25zUmVxdWVzdBolLmVtYmVybGluZS52MS5MaXN0UHJlZGljdGlvbnNSZXNwb25zZRJiChRTdWJzY3JpYmVQcmVkaWN0aW9ucxIpLmVtYmVybGluZS52MS5TdWJzY3JpYmVQcmVkaWN0aW9uc1JlcXVlc3QaHS5lbWJlcmxpbmUudjEuUHJlZGljdGlvbkV2ZW50MAEy/wQKDEFsZXJ0U2VydmljZRJVCgxTZXRBbGVydFJ1bGUSIS5lbWJlcmxpbmUudjEuU2V0QWxlcnRSdWxlUmVxdWVzdBoiLmVtYmVybGluZS52MS5TZXRBbGVydFJ1bGVSZXNwb25zZRJeCg9EZWxldGVBbGVydFJ1bGUSJC5lbWJlcmxpbmUudjEuRGVsZXRlQWxlcnRSdWxlUmVxdWVzdBolLmVtYmVybGluZS52MS5EZWxldGVBbGVydFJ1bGVSZXNwb25zZRJbCg5MaXN0QWxlcnRSdWxlcxIjLmVtYmVybGluZS52MS5MaXN0QWxlcnRSdWxlc1JlcXVlc3QaJC5lbWJlcmxpbmUudjEuTGlzdEFsZXJ0UnVsZXNSZXNwb25zZRJPCgpMaXN0QWxlcnRzEh8uZW1iZXJsaW5lLnYxLkxpc3RBbGVydHNSZXF1ZXN0GiAuZW1iZXJsaW5lLnYxLkxpc3RBbGVydHNSZXNwb25zZRJhChBBY2tub3dsZWRnZUFsZXJ0EiUuZW1iZXJsaW5lLnYxLkFja25vd2xlZGdlQWxlcnRSZXF1ZXN0GiYuZW1iZXJsaW5lLnYxLkFja25vd2xlZGdlQWxlcnRSZXNwb25zZRJSCgtTbm9vemVBbGVydBIgLmVtYmVybGluZS52MS5Tbm9vemVBbGVydFJlcXVlc3QaIS5lbWJlcmxpbmUudjEuU25vb3plQWxlcnRSZXNwb25zZRJTCg9TdWJzY3JpYmVBbGVydHMSJC5lbWJlcmxpbmUudjEuU3Vic2NyaWJlQWxlcnRzUmVxdWVzdBoYLmVtYmVybGluZS52MS5BbGVydEV2ZW50MAFiBnByb3RvMw");
+
+/**
+ * @generated from message emberline.v1.Prediction
+ */
+export type Prediction = Message<"emberline.v1.Prediction"> & {
+  /**
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+
+  /**
+   * @generated from field: string probe_id = 2;
+   */
+  probeId: string;
+
+  /**
+   * @generated from field: optional string cook_id = 3;
+   */
+  cookId?: string | undefined;
+
+  /**
+   * Event time of the reading behind it.
+   *
+   * @generated from field: int64 event_time_ms = 4;
+   */
+  eventTimeMs: bigint;
+
+  /**
+   * Smoothed probe temperature.
+   *
+   * @generated from field: double temperature_c = 5;
+   */
+  temperatureC: number;
+
+  /**
+   * @generated from field: double target_c = 6;
+   */
+  targetC: number;
+
+  /**
+   * Pit level heated toward.
+   *
+   * @generated from field: optional double pit_c = 7;
+   */
+  pitC?: number | undefined;
+
+  /**
+   * Seconds to target; unset when it cannot be estimated (no fit yet, target above the pit).
+   *
+   * @generated from field: optional double remaining_s = 8;
+   */
+  remainingS?: number | undefined;
+
+  /**
+   * 80 % interval, seconds; high unset = unbounded.
+   *
+   * @generated from field: optional double low_s = 9;
+   */
+  lowS?: number | undefined;
+
+  /**
+   * @generated from field: optional double high_s = 10;
+   */
+  highS?: number | undefined;
+
+  /**
+   * event_time_ms + remaining.
+   *
+   * @generated from field: optional int64 done_at_ms = 11;
+   */
+  doneAtMs?: bigint | undefined;
+
+  /**
+   * In the evaporative stall.
+   *
+   * @generated from field: bool stall = 12;
+   */
+  stall: boolean;
+
+  /**
+   * idle, heating, stall, done, probe_out.
+   *
+   * @generated from field: string phase = 13;
+   */
+  phase: string;
+
+  /**
+   * none, heating, holding, lid_open, fire_out.
+   *
+   * @generated from field: string pit_phase = 14;
+   */
+  pitPhase: string;
+
+  /**
+   * newton, asymptote, reached, none.
+   *
+   * @generated from field: string method = 15;
+   */
+  method: string;
+};
+
+/**
+ * Describes the message emberline.v1.Prediction.
+ * Use `create(PredictionSchema)` to create a new message.
+ */
+export const PredictionSchema: GenMessage<Prediction> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 0);
+
+/**
+ * @generated from message emberline.v1.ListPredictionsRequest
+ */
+export type ListPredictionsRequest = Message<"emberline.v1.ListPredictionsRequest"> & {
+  /**
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+};
+
+/**
+ * Describes the message emberline.v1.ListPredictionsRequest.
+ * Use `create(ListPredictionsRequestSchema)` to create a new message.
+ */
+export const ListPredictionsRequestSchema: GenMessage<ListPredictionsRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 1);
+
+/**
+ * @generated from message emberline.v1.ListPredictionsResponse
+ */
+export type ListPredictionsResponse = Message<"emberline.v1.ListPredictionsResponse"> & {
+  /**
+   * @generated from field: repeated emberline.v1.Prediction predictions = 1;
+   */
+  predictions: Prediction[];
+};
+
+/**
+ * Describes the message emberline.v1.ListPredictionsResponse.
+ * Use `create(ListPredictionsResponseSchema)` to create a new message.
+ */
+export const ListPredictionsResponseSchema: GenMessage<ListPredictionsResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 2);
+
+/**
+ * @generated from message emberline.v1.SubscribePredictionsRequest
+ */
+export type SubscribePredictionsRequest = Message<"emberline.v1.SubscribePredictionsRequest"> & {
+  /**
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+
+  /**
+   * @generated from field: map<uint32, uint64> resume = 2;
+   */
+  resume: { [key: number]: bigint };
+
+  /**
+   * @generated from field: emberline.v1.StartFrom start = 3;
+   */
+  start: StartFrom;
+};
+
+/**
+ * Describes the message emberline.v1.SubscribePredictionsRequest.
+ * Use `create(SubscribePredictionsRequestSchema)` to create a new message.
+ */
+export const SubscribePredictionsRequestSchema: GenMessage<SubscribePredictionsRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 3);
+
+/**
+ * @generated from message emberline.v1.PredictionEvent
+ */
+export type PredictionEvent = Message<"emberline.v1.PredictionEvent"> & {
+  /**
+   * @generated from field: uint32 partition = 1;
+   */
+  partition: number;
+
+  /**
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: emberline.v1.Prediction prediction = 3;
+   */
+  prediction?: Prediction | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.PredictionEvent.
+ * Use `create(PredictionEventSchema)` to create a new message.
+ */
+export const PredictionEventSchema: GenMessage<PredictionEvent> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 4);
+
+/**
+ * @generated from message emberline.v1.AlertRule
+ */
+export type AlertRule = Message<"emberline.v1.AlertRule"> & {
+  /**
+   * Empty in SetAlertRule: a new id is made.
+   *
+   * @generated from field: string rule_id = 1;
+   */
+  ruleId: string;
+
+  /**
+   * @generated from field: string device_id = 2;
+   */
+  deviceId: string;
+
+  /**
+   * Required for probe rules (all but battery_below, device_offline, fire_out).
+   *
+   * @generated from field: optional string probe_id = 3;
+   */
+  probeId?: string | undefined;
+
+  /**
+   * When set, the rule ends with that cook.
+   *
+   * @generated from field: optional string cook_id = 4;
+   */
+  cookId?: string | undefined;
+
+  /**
+   * above, below, outside_band, rate_above, rate_below, probe_disconnected, battery_below,
+   * device_offline, fire_out, target_reached, predicted_done_within.
+   *
+   * @generated from field: string kind = 5;
+   */
+  kind: string;
+
+  /**
+   * Celsius (above, below, target_reached: the probe's target when unset), Celsius per
+   * minute (rate_*), seconds (probe_disconnected, device_offline), percent (battery_below),
+   * minutes (predicted_done_within).
+   *
+   * @generated from field: optional double threshold = 6;
+   */
+  threshold?: number | undefined;
+
+  /**
+   * outside_band.
+   *
+   * @generated from field: optional double low = 7;
+   */
+  low?: number | undefined;
+
+  /**
+   * @generated from field: optional double high = 8;
+   */
+  high?: number | undefined;
+
+  /**
+   * The condition must hold this long before the alert is raised.
+   *
+   * @generated from field: double for_s = 9;
+   */
+  forS: number;
+
+  /**
+   * How far back past the threshold the value must go to clear (default 1).
+   *
+   * @generated from field: optional double hysteresis = 10;
+   */
+  hysteresis?: number | undefined;
+
+  /**
+   * Raise again this often while active and not acknowledged (at least 30 s).
+   *
+   * @generated from field: optional double repeat_every_s = 11;
+   */
+  repeatEveryS?: number | undefined;
+
+  /**
+   * @generated from field: optional string label = 12;
+   */
+  label?: string | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.AlertRule.
+ * Use `create(AlertRuleSchema)` to create a new message.
+ */
+export const AlertRuleSchema: GenMessage<AlertRule> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 5);
+
+/**
+ * @generated from message emberline.v1.SetAlertRuleRequest
+ */
+export type SetAlertRuleRequest = Message<"emberline.v1.SetAlertRuleRequest"> & {
+  /**
+   * @generated from field: emberline.v1.AlertRule rule = 1;
+   */
+  rule?: AlertRule | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.SetAlertRuleRequest.
+ * Use `create(SetAlertRuleRequestSchema)` to create a new message.
+ */
+export const SetAlertRuleRequestSchema: GenMessage<SetAlertRuleRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 6);
+
+/**
+ * @generated from message emberline.v1.SetAlertRuleResponse
+ */
+export type SetAlertRuleResponse = Message<"emberline.v1.SetAlertRuleResponse"> & {
+  /**
+   * @generated from field: string rule_id = 1;
+   */
+  ruleId: string;
+};
+
+/**
+ * Describes the message emberline.v1.SetAlertRuleResponse.
+ * Use `create(SetAlertRuleResponseSchema)` to create a new message.
+ */
+export const SetAlertRuleResponseSchema: GenMessage<SetAlertRuleResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 7);
+
+/**
+ * @generated from message emberline.v1.DeleteAlertRuleRequest
+ */
+export type DeleteAlertRuleRequest = Message<"emberline.v1.DeleteAlertRuleRequest"> & {
+  /**
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+
+  /**
+   * @generated from field: string rule_id = 2;
+   */
+  ruleId: string;
+};
+
+/**
+ * Describes the message emberline.v1.DeleteAlertRuleRequest.
+ * Use `create(DeleteAlertRuleRequestSchema)` to create a new message.
+ */
+export const DeleteAlertRuleRequestSchema: GenMessage<DeleteAlertRuleRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 8);
+
+/**
+ * @generated from message emberline.v1.DeleteAlertRuleResponse
+ */
+export type DeleteAlertRuleResponse = Message<"emberline.v1.DeleteAlertRuleResponse"> & {
+};
+
+/**
+ * Describes the message emberline.v1.DeleteAlertRuleResponse.
+ * Use `create(DeleteAlertRuleResponseSchema)` to create a new message.
+ */
+export const DeleteAlertRuleResponseSchema: GenMessage<DeleteAlertRuleResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 9);
+
+/**
+ * @generated from message emberline.v1.ListAlertRulesRequest
+ */
+export type ListAlertRulesRequest = Message<"emberline.v1.ListAlertRulesRequest"> & {
+  /**
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+};
+
+/**
+ * Describes the message emberline.v1.ListAlertRulesRequest.
+ * Use `create(ListAlertRulesRequestSchema)` to create a new message.
+ */
+export const ListAlertRulesRequestSchema: GenMessage<ListAlertRulesRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 10);
+
+/**
+ * @generated from message emberline.v1.ListAlertRulesResponse
+ */
+export type ListAlertRulesResponse = Message<"emberline.v1.ListAlertRulesResponse"> & {
+  /**
+   * @generated from field: repeated emberline.v1.AlertRule rules = 1;
+   */
+  rules: AlertRule[];
+};
+
+/**
+ * Describes the message emberline.v1.ListAlertRulesResponse.
+ * Use `create(ListAlertRulesResponseSchema)` to create a new message.
+ */
+export const ListAlertRulesResponseSchema: GenMessage<ListAlertRulesResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 11);
+
+/**
+ * @generated from message emberline.v1.Alert
+ */
+export type Alert = Message<"emberline.v1.Alert"> & {
+  /**
+   * Rule id and episode number.
+   *
+   * @generated from field: string alert_id = 1;
+   */
+  alertId: string;
+
+  /**
+   * @generated from field: string rule_id = 2;
+   */
+  ruleId: string;
+
+  /**
+   * @generated from field: string kind = 3;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string device_id = 4;
+   */
+  deviceId: string;
+
+  /**
+   * @generated from field: optional string probe_id = 5;
+   */
+  probeId?: string | undefined;
+
+  /**
+   * @generated from field: optional string cook_id = 6;
+   */
+  cookId?: string | undefined;
+
+  /**
+   * @generated from field: int64 raised_ms = 7;
+   */
+  raisedMs: bigint;
+
+  /**
+   * @generated from field: int64 last_raised_ms = 8;
+   */
+  lastRaisedMs: bigint;
+
+  /**
+   * @generated from field: uint32 repeats = 9;
+   */
+  repeats: number;
+
+  /**
+   * @generated from field: optional double value = 10;
+   */
+  value?: number | undefined;
+
+  /**
+   * @generated from field: optional double threshold = 11;
+   */
+  threshold?: number | undefined;
+
+  /**
+   * @generated from field: string message = 12;
+   */
+  message: string;
+
+  /**
+   * @generated from field: bool active = 13;
+   */
+  active: boolean;
+
+  /**
+   * @generated from field: optional int64 cleared_ms = 14;
+   */
+  clearedMs?: bigint | undefined;
+
+  /**
+   * @generated from field: optional string cleared_reason = 15;
+   */
+  clearedReason?: string | undefined;
+
+  /**
+   * @generated from field: optional int64 acknowledged_ms = 16;
+   */
+  acknowledgedMs?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 snoozed_until_ms = 17;
+   */
+  snoozedUntilMs?: bigint | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.Alert.
+ * Use `create(AlertSchema)` to create a new message.
+ */
+export const AlertSchema: GenMessage<Alert> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 12);
+
+/**
+ * @generated from message emberline.v1.ListAlertsRequest
+ */
+export type ListAlertsRequest = Message<"emberline.v1.ListAlertsRequest"> & {
+  /**
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+
+  /**
+   * @generated from field: bool active_only = 2;
+   */
+  activeOnly: boolean;
+};
+
+/**
+ * Describes the message emberline.v1.ListAlertsRequest.
+ * Use `create(ListAlertsRequestSchema)` to create a new message.
+ */
+export const ListAlertsRequestSchema: GenMessage<ListAlertsRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 13);
+
+/**
+ * @generated from message emberline.v1.ListAlertsResponse
+ */
+export type ListAlertsResponse = Message<"emberline.v1.ListAlertsResponse"> & {
+  /**
+   * @generated from field: repeated emberline.v1.Alert alerts = 1;
+   */
+  alerts: Alert[];
+};
+
+/**
+ * Describes the message emberline.v1.ListAlertsResponse.
+ * Use `create(ListAlertsResponseSchema)` to create a new message.
+ */
+export const ListAlertsResponseSchema: GenMessage<ListAlertsResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 14);
+
+/**
+ * @generated from message emberline.v1.AcknowledgeAlertRequest
+ */
+export type AcknowledgeAlertRequest = Message<"emberline.v1.AcknowledgeAlertRequest"> & {
+  /**
+   * @generated from field: string alert_id = 1;
+   */
+  alertId: string;
+};
+
+/**
+ * Describes the message emberline.v1.AcknowledgeAlertRequest.
+ * Use `create(AcknowledgeAlertRequestSchema)` to create a new message.
+ */
+export const AcknowledgeAlertRequestSchema: GenMessage<AcknowledgeAlertRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 15);
+
+/**
+ * @generated from message emberline.v1.AcknowledgeAlertResponse
+ */
+export type AcknowledgeAlertResponse = Message<"emberline.v1.AcknowledgeAlertResponse"> & {
+};
+
+/**
+ * Describes the message emberline.v1.AcknowledgeAlertResponse.
+ * Use `create(AcknowledgeAlertResponseSchema)` to create a new message.
+ */
+export const AcknowledgeAlertResponseSchema: GenMessage<AcknowledgeAlertResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 16);
+
+/**
+ * @generated from message emberline.v1.SnoozeAlertRequest
+ */
+export type SnoozeAlertRequest = Message<"emberline.v1.SnoozeAlertRequest"> & {
+  /**
+   * @generated from field: string alert_id = 1;
+   */
+  alertId: string;
+
+  /**
+   * 1 to 1440.
+   *
+   * @generated from field: uint32 minutes = 2;
+   */
+  minutes: number;
+};
+
+/**
+ * Describes the message emberline.v1.SnoozeAlertRequest.
+ * Use `create(SnoozeAlertRequestSchema)` to create a new message.
+ */
+export const SnoozeAlertRequestSchema: GenMessage<SnoozeAlertRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 17);
+
+/**
+ * @generated from message emberline.v1.SnoozeAlertResponse
+ */
+export type SnoozeAlertResponse = Message<"emberline.v1.SnoozeAlertResponse"> & {
+  /**
+   * @generated from field: int64 snoozed_until_ms = 1;
+   */
+  snoozedUntilMs: bigint;
+};
+
+/**
+ * Describes the message emberline.v1.SnoozeAlertResponse.
+ * Use `create(SnoozeAlertResponseSchema)` to create a new message.
+ */
+export const SnoozeAlertResponseSchema: GenMessage<SnoozeAlertResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 18);
+
+/**
+ * @generated from message emberline.v1.SubscribeAlertsRequest
+ */
+export type SubscribeAlertsRequest = Message<"emberline.v1.SubscribeAlertsRequest"> & {
+  /**
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+
+  /**
+   * @generated from field: map<uint32, uint64> resume = 2;
+   */
+  resume: { [key: number]: bigint };
+
+  /**
+   * @generated from field: emberline.v1.StartFrom start = 3;
+   */
+  start: StartFrom;
+};
+
+/**
+ * Describes the message emberline.v1.SubscribeAlertsRequest.
+ * Use `create(SubscribeAlertsRequestSchema)` to create a new message.
+ */
+export const SubscribeAlertsRequestSchema: GenMessage<SubscribeAlertsRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 19);
+
+/**
+ * @generated from message emberline.v1.AlertEvent
+ */
+export type AlertEvent = Message<"emberline.v1.AlertEvent"> & {
+  /**
+   * @generated from field: uint32 partition = 1;
+   */
+  partition: number;
+
+  /**
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * True for a raise (repeat 0: a new episode), false for a clear.
+   *
+   * @generated from field: bool raised = 3;
+   */
+  raised: boolean;
+
+  /**
+   * @generated from field: string alert_id = 4;
+   */
+  alertId: string;
+
+  /**
+   * @generated from field: string rule_id = 5;
+   */
+  ruleId: string;
+
+  /**
+   * @generated from field: string kind = 6;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string device_id = 7;
+   */
+  deviceId: string;
+
+  /**
+   * @generated from field: optional string probe_id = 8;
+   */
+  probeId?: string | undefined;
+
+  /**
+   * @generated from field: optional string cook_id = 9;
+   */
+  cookId?: string | undefined;
+
+  /**
+   * @generated from field: int64 event_time_ms = 10;
+   */
+  eventTimeMs: bigint;
+
+  /**
+   * @generated from field: optional double value = 11;
+   */
+  value?: number | undefined;
+
+  /**
+   * @generated from field: optional double threshold = 12;
+   */
+  threshold?: number | undefined;
+
+  /**
+   * The message of a raise, the reason of a clear.
+   *
+   * @generated from field: string message = 13;
+   */
+  message: string;
+
+  /**
+   * @generated from field: uint32 repeat = 14;
+   */
+  repeat: number;
+};
+
+/**
+ * Describes the message emberline.v1.AlertEvent.
+ * Use `create(AlertEventSchema)` to create a new message.
+ */
+export const AlertEventSchema: GenMessage<AlertEvent> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 20);
 
 /**
  * @generated from message emberline.v1.ListDevicesRequest
@@ -31,7 +744,7 @@ export type ListDevicesRequest = Message<"emberline.v1.ListDevicesRequest"> & {
  * Use `create(ListDevicesRequestSchema)` to create a new message.
  */
 export const ListDevicesRequestSchema: GenMessage<ListDevicesRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 0);
+  messageDesc(file_emberline_v1_emberline, 21);
 
 /**
  * @generated from message emberline.v1.Device
@@ -158,7 +871,7 @@ export type Device = Message<"emberline.v1.Device"> & {
  * Use `create(DeviceSchema)` to create a new message.
  */
 export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 1);
+  messageDesc(file_emberline_v1_emberline, 22);
 
 /**
  * @generated from message emberline.v1.ListDevicesResponse
@@ -175,7 +888,7 @@ export type ListDevicesResponse = Message<"emberline.v1.ListDevicesResponse"> & 
  * Use `create(ListDevicesResponseSchema)` to create a new message.
  */
 export const ListDevicesResponseSchema: GenMessage<ListDevicesResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 2);
+  messageDesc(file_emberline_v1_emberline, 23);
 
 /**
  * @generated from message emberline.v1.GetLatestRequest
@@ -192,7 +905,7 @@ export type GetLatestRequest = Message<"emberline.v1.GetLatestRequest"> & {
  * Use `create(GetLatestRequestSchema)` to create a new message.
  */
 export const GetLatestRequestSchema: GenMessage<GetLatestRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 3);
+  messageDesc(file_emberline_v1_emberline, 24);
 
 /**
  * @generated from message emberline.v1.Trend
@@ -236,7 +949,7 @@ export type Trend = Message<"emberline.v1.Trend"> & {
  * Use `create(TrendSchema)` to create a new message.
  */
 export const TrendSchema: GenMessage<Trend> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 4);
+  messageDesc(file_emberline_v1_emberline, 25);
 
 /**
  * @generated from message emberline.v1.ProbeState
@@ -287,7 +1000,7 @@ export type ProbeState = Message<"emberline.v1.ProbeState"> & {
  * Use `create(ProbeStateSchema)` to create a new message.
  */
 export const ProbeStateSchema: GenMessage<ProbeState> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 5);
+  messageDesc(file_emberline_v1_emberline, 26);
 
 /**
  * @generated from message emberline.v1.GetLatestResponse
@@ -304,7 +1017,7 @@ export type GetLatestResponse = Message<"emberline.v1.GetLatestResponse"> & {
  * Use `create(GetLatestResponseSchema)` to create a new message.
  */
 export const GetLatestResponseSchema: GenMessage<GetLatestResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 6);
+  messageDesc(file_emberline_v1_emberline, 27);
 
 /**
  * @generated from message emberline.v1.DeleteDeviceRequest
@@ -328,7 +1041,7 @@ export type DeleteDeviceRequest = Message<"emberline.v1.DeleteDeviceRequest"> & 
  * Use `create(DeleteDeviceRequestSchema)` to create a new message.
  */
 export const DeleteDeviceRequestSchema: GenMessage<DeleteDeviceRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 7);
+  messageDesc(file_emberline_v1_emberline, 28);
 
 /**
  * @generated from message emberline.v1.DeleteDeviceResponse
@@ -341,7 +1054,7 @@ export type DeleteDeviceResponse = Message<"emberline.v1.DeleteDeviceResponse"> 
  * Use `create(DeleteDeviceResponseSchema)` to create a new message.
  */
 export const DeleteDeviceResponseSchema: GenMessage<DeleteDeviceResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 8);
+  messageDesc(file_emberline_v1_emberline, 29);
 
 /**
  * @generated from message emberline.v1.SetTargetRequest
@@ -370,7 +1083,7 @@ export type SetTargetRequest = Message<"emberline.v1.SetTargetRequest"> & {
  * Use `create(SetTargetRequestSchema)` to create a new message.
  */
 export const SetTargetRequestSchema: GenMessage<SetTargetRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 9);
+  messageDesc(file_emberline_v1_emberline, 30);
 
 /**
  * @generated from message emberline.v1.SetTargetResponse
@@ -394,7 +1107,7 @@ export type SetTargetResponse = Message<"emberline.v1.SetTargetResponse"> & {
  * Use `create(SetTargetResponseSchema)` to create a new message.
  */
 export const SetTargetResponseSchema: GenMessage<SetTargetResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 10);
+  messageDesc(file_emberline_v1_emberline, 31);
 
 /**
  * @generated from message emberline.v1.GetHistoryRequest
@@ -437,7 +1150,7 @@ export type GetHistoryRequest = Message<"emberline.v1.GetHistoryRequest"> & {
  * Use `create(GetHistoryRequestSchema)` to create a new message.
  */
 export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 11);
+  messageDesc(file_emberline_v1_emberline, 32);
 
 /**
  * @generated from message emberline.v1.HistoryPoint
@@ -464,7 +1177,7 @@ export type HistoryPoint = Message<"emberline.v1.HistoryPoint"> & {
  * Use `create(HistoryPointSchema)` to create a new message.
  */
 export const HistoryPointSchema: GenMessage<HistoryPoint> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 12);
+  messageDesc(file_emberline_v1_emberline, 33);
 
 /**
  * @generated from message emberline.v1.GetHistoryResponse
@@ -481,7 +1194,7 @@ export type GetHistoryResponse = Message<"emberline.v1.GetHistoryResponse"> & {
  * Use `create(GetHistoryResponseSchema)` to create a new message.
  */
 export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 13);
+  messageDesc(file_emberline_v1_emberline, 34);
 
 /**
  * @generated from message emberline.v1.SubscribeTrendsRequest
@@ -513,7 +1226,7 @@ export type SubscribeTrendsRequest = Message<"emberline.v1.SubscribeTrendsReques
  * Use `create(SubscribeTrendsRequestSchema)` to create a new message.
  */
 export const SubscribeTrendsRequestSchema: GenMessage<SubscribeTrendsRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 14);
+  messageDesc(file_emberline_v1_emberline, 35);
 
 /**
  * @generated from message emberline.v1.TrendEvent
@@ -569,7 +1282,7 @@ export type TrendEvent = Message<"emberline.v1.TrendEvent"> & {
  * Use `create(TrendEventSchema)` to create a new message.
  */
 export const TrendEventSchema: GenMessage<TrendEvent> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 15);
+  messageDesc(file_emberline_v1_emberline, 36);
 
 /**
  * @generated from message emberline.v1.StartCookRequest
@@ -610,7 +1323,7 @@ export type StartCookRequest = Message<"emberline.v1.StartCookRequest"> & {
  * Use `create(StartCookRequestSchema)` to create a new message.
  */
 export const StartCookRequestSchema: GenMessage<StartCookRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 16);
+  messageDesc(file_emberline_v1_emberline, 37);
 
 /**
  * @generated from message emberline.v1.StartCookResponse
@@ -627,7 +1340,7 @@ export type StartCookResponse = Message<"emberline.v1.StartCookResponse"> & {
  * Use `create(StartCookResponseSchema)` to create a new message.
  */
 export const StartCookResponseSchema: GenMessage<StartCookResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 17);
+  messageDesc(file_emberline_v1_emberline, 38);
 
 /**
  * @generated from message emberline.v1.AddNoteRequest
@@ -649,7 +1362,7 @@ export type AddNoteRequest = Message<"emberline.v1.AddNoteRequest"> & {
  * Use `create(AddNoteRequestSchema)` to create a new message.
  */
 export const AddNoteRequestSchema: GenMessage<AddNoteRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 18);
+  messageDesc(file_emberline_v1_emberline, 39);
 
 /**
  * @generated from message emberline.v1.AddNoteResponse
@@ -662,7 +1375,7 @@ export type AddNoteResponse = Message<"emberline.v1.AddNoteResponse"> & {
  * Use `create(AddNoteResponseSchema)` to create a new message.
  */
 export const AddNoteResponseSchema: GenMessage<AddNoteResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 19);
+  messageDesc(file_emberline_v1_emberline, 40);
 
 /**
  * @generated from message emberline.v1.EndCookRequest
@@ -679,7 +1392,7 @@ export type EndCookRequest = Message<"emberline.v1.EndCookRequest"> & {
  * Use `create(EndCookRequestSchema)` to create a new message.
  */
 export const EndCookRequestSchema: GenMessage<EndCookRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 20);
+  messageDesc(file_emberline_v1_emberline, 41);
 
 /**
  * @generated from message emberline.v1.EndCookResponse
@@ -692,7 +1405,7 @@ export type EndCookResponse = Message<"emberline.v1.EndCookResponse"> & {
  * Use `create(EndCookResponseSchema)` to create a new message.
  */
 export const EndCookResponseSchema: GenMessage<EndCookResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 21);
+  messageDesc(file_emberline_v1_emberline, 42);
 
 /**
  * @generated from message emberline.v1.CookNote
@@ -714,7 +1427,7 @@ export type CookNote = Message<"emberline.v1.CookNote"> & {
  * Use `create(CookNoteSchema)` to create a new message.
  */
 export const CookNoteSchema: GenMessage<CookNote> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 22);
+  messageDesc(file_emberline_v1_emberline, 43);
 
 /**
  * @generated from message emberline.v1.Cook
@@ -773,7 +1486,7 @@ export type Cook = Message<"emberline.v1.Cook"> & {
  * Use `create(CookSchema)` to create a new message.
  */
 export const CookSchema: GenMessage<Cook> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 23);
+  messageDesc(file_emberline_v1_emberline, 44);
 
 /**
  * @generated from message emberline.v1.ListCooksRequest
@@ -792,7 +1505,7 @@ export type ListCooksRequest = Message<"emberline.v1.ListCooksRequest"> & {
  * Use `create(ListCooksRequestSchema)` to create a new message.
  */
 export const ListCooksRequestSchema: GenMessage<ListCooksRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 24);
+  messageDesc(file_emberline_v1_emberline, 45);
 
 /**
  * @generated from message emberline.v1.ListCooksResponse
@@ -809,7 +1522,7 @@ export type ListCooksResponse = Message<"emberline.v1.ListCooksResponse"> & {
  * Use `create(ListCooksResponseSchema)` to create a new message.
  */
 export const ListCooksResponseSchema: GenMessage<ListCooksResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 25);
+  messageDesc(file_emberline_v1_emberline, 46);
 
 /**
  * @generated from message emberline.v1.GetCookRequest
@@ -826,7 +1539,7 @@ export type GetCookRequest = Message<"emberline.v1.GetCookRequest"> & {
  * Use `create(GetCookRequestSchema)` to create a new message.
  */
 export const GetCookRequestSchema: GenMessage<GetCookRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 26);
+  messageDesc(file_emberline_v1_emberline, 47);
 
 /**
  * @generated from message emberline.v1.ProbeHistory
@@ -848,7 +1561,7 @@ export type ProbeHistory = Message<"emberline.v1.ProbeHistory"> & {
  * Use `create(ProbeHistorySchema)` to create a new message.
  */
 export const ProbeHistorySchema: GenMessage<ProbeHistory> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 27);
+  messageDesc(file_emberline_v1_emberline, 48);
 
 /**
  * @generated from message emberline.v1.GetCookResponse
@@ -870,7 +1583,7 @@ export type GetCookResponse = Message<"emberline.v1.GetCookResponse"> & {
  * Use `create(GetCookResponseSchema)` to create a new message.
  */
 export const GetCookResponseSchema: GenMessage<GetCookResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 28);
+  messageDesc(file_emberline_v1_emberline, 49);
 
 /**
  * Where a subscription starts in partitions the resume map does not mention.
@@ -1055,4 +1768,115 @@ export const TrendService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_emberline_v1_emberline, 3);
+
+/**
+ * Time-to-target predictions, from the cook processor (derived.predictions).
+ *
+ * @generated from service emberline.v1.PredictionService
+ */
+export const PredictionService: GenService<{
+  /**
+   * The latest prediction of every probe with a target, of one device or all.
+   *
+   * @generated from rpc emberline.v1.PredictionService.ListPredictions
+   */
+  listPredictions: {
+    methodKind: "unary";
+    input: typeof ListPredictionsRequestSchema;
+    output: typeof ListPredictionsResponseSchema;
+  },
+  /**
+   * Streams predictions as they are made, with the same resume rules as SubscribeTrends.
+   *
+   * @generated from rpc emberline.v1.PredictionService.SubscribePredictions
+   */
+  subscribePredictions: {
+    methodKind: "server_streaming";
+    input: typeof SubscribePredictionsRequestSchema;
+    output: typeof PredictionEventSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_emberline_v1_emberline, 4);
+
+/**
+ * Alert rules, alerts, acknowledgements and snoozes. Rules and acknowledgements are
+ * commands on cook.commands; alerts are raised and cleared by the cook processor on the
+ * alerts topic, once per episode.
+ *
+ * @generated from service emberline.v1.AlertService
+ */
+export const AlertService: GenService<{
+  /**
+   * Creates or replaces a rule (an empty rule_id makes a new one).
+   *
+   * @generated from rpc emberline.v1.AlertService.SetAlertRule
+   */
+  setAlertRule: {
+    methodKind: "unary";
+    input: typeof SetAlertRuleRequestSchema;
+    output: typeof SetAlertRuleResponseSchema;
+  },
+  /**
+   * Removes a rule; an active alert of it is cleared.
+   *
+   * @generated from rpc emberline.v1.AlertService.DeleteAlertRule
+   */
+  deleteAlertRule: {
+    methodKind: "unary";
+    input: typeof DeleteAlertRuleRequestSchema;
+    output: typeof DeleteAlertRuleResponseSchema;
+  },
+  /**
+   * The rules users set, of one device or all. (Every probe with a target also has an
+   * implicit target_reached rule, and a cook on a device with a pit a fire_out rule.)
+   *
+   * @generated from rpc emberline.v1.AlertService.ListAlertRules
+   */
+  listAlertRules: {
+    methodKind: "unary";
+    input: typeof ListAlertRulesRequestSchema;
+    output: typeof ListAlertRulesResponseSchema;
+  },
+  /**
+   * Alerts, newest first: active ones, or the history too.
+   *
+   * @generated from rpc emberline.v1.AlertService.ListAlerts
+   */
+  listAlerts: {
+    methodKind: "unary";
+    input: typeof ListAlertsRequestSchema;
+    output: typeof ListAlertsResponseSchema;
+  },
+  /**
+   * Acknowledges an active alert: it is not repeated any more.
+   *
+   * @generated from rpc emberline.v1.AlertService.AcknowledgeAlert
+   */
+  acknowledgeAlert: {
+    methodKind: "unary";
+    input: typeof AcknowledgeAlertRequestSchema;
+    output: typeof AcknowledgeAlertResponseSchema;
+  },
+  /**
+   * Snoozes an active alert: raised again when the snooze ends, if still active.
+   *
+   * @generated from rpc emberline.v1.AlertService.SnoozeAlert
+   */
+  snoozeAlert: {
+    methodKind: "unary";
+    input: typeof SnoozeAlertRequestSchema;
+    output: typeof SnoozeAlertResponseSchema;
+  },
+  /**
+   * Streams alerts raised and cleared, with the same resume rules as SubscribeTrends.
+   *
+   * @generated from rpc emberline.v1.AlertService.SubscribeAlerts
+   */
+  subscribeAlerts: {
+    methodKind: "server_streaming";
+    input: typeof SubscribeAlertsRequestSchema;
+    output: typeof AlertEventSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_emberline_v1_emberline, 5);
 
