@@ -80,12 +80,15 @@ pub(crate) struct RegistryConfig {
     pub(crate) url: Option<String>,
 }
 
-/// Trend processor settings.
+/// Processor settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ProcessorConfig {
-    /// Timely worker threads.
+    /// Timely worker threads of the trend processor.
     pub(crate) workers: usize,
+    /// How often the processor role writes the time to the log, seconds, so that "device
+    /// offline" and "probe disconnected" alerts fire on a quiet device; 0 turns it off.
+    pub(crate) tick_interval_s: u64,
 }
 
 /// Gateway settings.
@@ -106,6 +109,11 @@ pub(crate) struct GatewayConfig {
 pub(crate) struct SimulatorSection {
     /// Run the simulator.
     pub(crate) enabled: bool,
+    /// Start a cook session with each new simulated cook, its food probes aimed at
+    /// `cook_target_c`, so predictions and the target-reached alert show at once.
+    pub(crate) start_cook: bool,
+    /// Target of the simulated food probes, Celsius.
+    pub(crate) cook_target_c: f64,
     /// Its settings.
     #[serde(flatten)]
     pub(crate) settings: SimulatorConfig,
@@ -133,7 +141,10 @@ impl Default for KafkaSection {
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        Self { workers: 2 }
+        Self {
+            workers: 2,
+            tick_interval_s: 15,
+        }
     }
 }
 
@@ -151,6 +162,8 @@ impl Default for SimulatorSection {
     fn default() -> Self {
         Self {
             enabled: true,
+            start_cook: true,
+            cook_target_c: 93.0,
             settings: SimulatorConfig::default(),
         }
     }

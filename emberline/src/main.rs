@@ -10,6 +10,7 @@
 //! * `emberline config --print-default` — the whole configuration with its defaults.
 
 mod config;
+mod eval;
 mod roles;
 mod watch;
 
@@ -53,8 +54,12 @@ enum Command {
     },
     /// Run the ingest role: configured sources append to the log.
     Ingest,
-    /// Run the processor role: the trend dataflow.
-    Process,
+    /// Run the processor role: trends, device projections, cook phases, predictions, alerts.
+    Process {
+        /// Process the log as it is now, then exit (rebuilds, replays).
+        #[arg(long)]
+        catch_up: bool,
+    },
     /// Run the gateway role: the gRPC API.
     Gateway {
         /// gRPC / grpc-web address.
@@ -91,6 +96,18 @@ enum Command {
         #[arg(long)]
         from_start: bool,
     },
+    /// Score time-to-target predictions on cook logs (heat-ledger or Combustion CSV) and on
+    /// simulated cooks; prints a Markdown table.
+    EvalPredictions {
+        /// Cook log files.
+        files: Vec<PathBuf>,
+        /// Simulated cooks to add (seeds 1..=N).
+        #[arg(long, default_value_t = 8)]
+        simulated: u32,
+        /// Target of the simulated cooks, Celsius.
+        #[arg(long, default_value_t = 93.0)]
+        target_c: f64,
+    },
     /// Show configuration.
     Config {
         /// Print the built-in defaults as TOML.
@@ -109,6 +126,19 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if let Command::EvalPredictions {
+        files,
+        simulated,
+        target_c,
+    } = &cli.command
+    {
+        let table = eval::run(files, *simulated, *target_c)?;
+        #[allow(clippy::print_stdout)]
+        {
+            print!("{table}");
+        }
+        return Ok(());
+    }
     if let Command::Config { print_default } = &cli.command {
         let config = if *print_default {
             Config::default()
@@ -148,7 +178,7 @@ fn main() -> Result<()> {
                 roles::up(config).await
             }
             Command::Ingest => roles::ingest(config).await,
-            Command::Process => roles::process(config).await,
+            Command::Process { catch_up } => roles::process(config, catch_up).await,
             Command::Gateway {
                 grpc_addr,
                 web_addr,
@@ -182,7 +212,7 @@ fn main() -> Result<()> {
                 device,
                 from_start,
             } => watch::watch(addr, device, from_start).await,
-            Command::Config { .. } => Ok(()),
+            Command::Config { .. } | Command::EvalPredictions { .. } => Ok(()),
         }
     })
 }

@@ -5,9 +5,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use emberline_gateway::Gateway;
 use emberline_ingest::{EventSink, Simulator, SimulatorConfig, SourceConfig, run_source};
-use emberline_log::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog, RedbDatabase, topics};
-use emberline_processors::{Mode, TrendConfig, run_devices, run_trends};
+use emberline_log::{
+    EmbeddedLog, EventLog, KafkaConfig, KafkaLog, NewRecord, RedbDatabase, topics,
+};
+use emberline_processors::{Mode, TrendConfig, run_cook, run_devices, run_trends};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
+use emberline_schemas::events::{ClockTick, CookStarted};
 use emberline_schemas::{ConfluentRegistry, EmbeddedRegistry, EventCodec, SchemaRegistry};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -174,6 +177,10 @@ fn spawn_sources(
                 tasks,
                 config,
                 config.simulator.settings.clone(),
+                config
+                    .simulator
+                    .start_cook
+                    .then_some(config.simulator.cook_target_c),
                 parts,
                 shutdown,
             );
@@ -183,7 +190,7 @@ fn spawn_sources(
     for source in &config.sources {
         match source {
             SourceConfig::Simulator(settings) => {
-                spawn_simulator(tasks, config, settings.clone(), parts, shutdown);
+                spawn_simulator(tasks, config, settings.clone(), None, parts, shutdown);
             }
             other => {
                 let source = match other.build(wall_clock_ms()) {
@@ -209,6 +216,7 @@ fn spawn_simulator(
     tasks: &mut JoinSet<Result<()>>,
     config: &Config,
     settings: SimulatorConfig,
+    cook_target_c: Option<f64>,
     parts: &LogParts,
     shutdown: &CancellationToken,
 ) {
@@ -223,13 +231,52 @@ fn spawn_simulator(
     let mut simulator = Simulator::new(settings, start);
     simulator.skip_to(now);
     tracing::info!(cook_started_ms = start, "simulated cook running");
+    // A new simulated cook comes with a cook session and targets, as a user would start one.
+    let cook = match cook_target_c {
+        Some(target) if start == now => simulated_cook_commands(&simulator, start, target),
+        _ => Vec::new(),
+    };
     let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
-    let shutdown = shutdown.clone();
+    let (log, codec, shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
     tasks.spawn(async move {
+        let mut records = Vec::with_capacity(cook.len());
+        for started in &cook {
+            records.push(NewRecord {
+                key: started.device_id.as_bytes().to_vec(),
+                value: codec.encode(started)?,
+                timestamp_ms: started.event_time,
+            });
+        }
+        if !records.is_empty() {
+            log.append(topics::COOK_COMMANDS, records)
+                .await
+                .context("starting the simulated cook")?;
+        }
         run_source(Box::new(simulator), sink, shutdown)
             .await
             .context("simulator")
     });
+}
+
+/// One `CookStarted` per simulated device, every food probe aimed at `target_c`.
+fn simulated_cook_commands(simulator: &Simulator, start: i64, target_c: f64) -> Vec<CookStarted> {
+    let probes = simulator.probe_ids();
+    simulator
+        .device_ids()
+        .map(|device| CookStarted {
+            cook_id: format!("sim-{start}-{device}"),
+            device_id: device.to_owned(),
+            event_time: start,
+            what: Some("Simulated brisket".into()),
+            targets_c: probes
+                .iter()
+                .filter(|p| p.as_str() != "pit")
+                .map(|p| (p.clone(), target_c))
+                .collect(),
+            pit_min_c: None,
+            pit_max_c: None,
+        })
+        .collect()
 }
 
 fn spawn_processor(
@@ -238,7 +285,22 @@ fn spawn_processor(
     parts: &LogParts,
     store: Arc<dyn ProjectionStore>,
     shutdown: &CancellationToken,
+    mode: Mode,
 ) {
+    let (log, codec, cook_shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
+    let cook_store = store.clone();
+    tasks.spawn(async move {
+        let stats = run_cook(log, cook_store, codec, mode, cook_shutdown)
+            .await
+            .context("cook processor")?;
+        tracing::info!(records = stats.records, "cook processor stopped");
+        Ok(())
+    });
+    if mode == Mode::Follow && config.processor.tick_interval_s > 0 {
+        let every = std::time::Duration::from_secs(config.processor.tick_interval_s);
+        let (log, codec, shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
+        tasks.spawn(async move { write_clock_ticks(log, codec, every, shutdown).await });
+    }
     let trend_config = TrendConfig {
         workers: config.processor.workers,
         ..TrendConfig::default()
@@ -246,7 +308,7 @@ fn spawn_processor(
     let (log, codec, devices_shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
     let devices_store = store.clone();
     tasks.spawn(async move {
-        let stats = run_devices(log, devices_store, codec, Mode::Follow, devices_shutdown)
+        let stats = run_devices(log, devices_store, codec, mode, devices_shutdown)
             .await
             .context("device projector")?;
         tracing::info!(records = stats.records, "device projector stopped");
@@ -256,15 +318,7 @@ fn spawn_processor(
     let runtime = tokio::runtime::Handle::current();
     tasks.spawn(async move {
         let stats = tokio::task::spawn_blocking(move || {
-            run_trends(
-                log,
-                store,
-                codec,
-                trend_config,
-                Mode::Follow,
-                shutdown,
-                runtime,
-            )
+            run_trends(log, store, codec, trend_config, mode, shutdown, runtime)
         })
         .await
         .context("the trend processor panicked")?
@@ -276,6 +330,38 @@ fn spawn_processor(
         );
         Ok(())
     });
+}
+
+/// Writes the wall-clock time to `cook.commands` every `every`, so time-based alerts fire
+/// on a quiet device and a replay sees the same time pass. A failed write is retried at the
+/// next tick: a missed tick only delays such alerts.
+async fn write_clock_ticks(
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
+        let now = wall_clock_ms();
+        let tick = ClockTick {
+            event_time: now,
+            source: "processor".into(),
+        };
+        let record = NewRecord {
+            key: b"clock".to_vec(),
+            value: codec.encode(&tick)?,
+            timestamp_ms: now,
+        };
+        if let Err(e) = log.append(topics::COOK_COMMANDS, vec![record]).await {
+            tracing::warn!(error = %e, "could not write the clock tick; retrying at the next one");
+        }
+    }
 }
 
 fn spawn_gateway(
@@ -362,7 +448,14 @@ pub(crate) async fn up(config: Config) -> Result<()> {
     tracing::info!(data_dir = %config.data_dir()?.display(), backend = ?config.log.backend, "emberline up");
     let mut tasks = JoinSet::new();
     spawn_sources(&mut tasks, &config, &parts, &shutdown);
-    spawn_processor(&mut tasks, &config, &parts, store.clone(), &shutdown);
+    spawn_processor(
+        &mut tasks,
+        &config,
+        &parts,
+        store.clone(),
+        &shutdown,
+        Mode::Follow,
+    );
     spawn_gateway(&mut tasks, &config, &parts, store, &shutdown);
     spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true);
     if config.home_assistant.mqtt.is_some() {
@@ -396,14 +489,19 @@ pub(crate) async fn ingest(config: Config) -> Result<()> {
     supervise(tasks, shutdown).await
 }
 
-/// The processor role.
-pub(crate) async fn process(config: Config) -> Result<()> {
+/// The processor role; with `catch_up`, it processes the log as it is now and exits.
+pub(crate) async fn process(config: Config, catch_up: bool) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let parts = open_log(&config).await?;
     let store = open_store(&config)?;
     let mut tasks = JoinSet::new();
-    spawn_processor(&mut tasks, &config, &parts, store, &shutdown);
+    let mode = if catch_up {
+        Mode::CatchUp
+    } else {
+        Mode::Follow
+    };
+    spawn_processor(&mut tasks, &config, &parts, store, &shutdown, mode);
     supervise(tasks, shutdown).await
 }
 

@@ -50,6 +50,10 @@ impl Up {
         let registry = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_emberline"))
             .args(["--data-dir", &data_dir.display().to_string(), "up"])
+            // Tests start their own cooks unless they ask for the simulated one.
+            .env("EMBERLINE__SIMULATOR__START_COOK", "false")
+            .env("EMBERLINE__PROCESSOR__TICK_INTERVAL_S", "1")
+            .env("RUST_LOG", "warn,emberline_gateway=info")
             .envs(env.iter().copied())
             .args([
                 "--grpc-addr",
@@ -59,7 +63,6 @@ impl Up {
                 "--web-addr",
                 &web.to_string(),
             ])
-            .env("RUST_LOG", "warn,emberline_gateway=info")
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
