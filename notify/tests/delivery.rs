@@ -1,0 +1,420 @@
+//! Delivery through real servers: a webhook that fails three times then recovers, a Slack-
+//! shaped webhook, an ntfy endpoint, and e-mail to a local SMTP server (aiosmtpd) that is
+//! down at first. Each alert arrives exactly once; the notifier is restarted mid-way.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use emberline_ingest::cloud::Secret;
+use emberline_ingest::testing::embedded_log;
+use emberline_log::{EventLog, NewRecord, topics};
+use emberline_notify::{
+    ChannelConfig, ChannelKind, NotifyConfig, Outbox, WebhookFormat, run_notifier, signature,
+};
+use emberline_schemas::events::{AlertCleared, AlertRaised};
+use tokio_util::sync::CancellationToken;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct Received {
+    /// (status answered, headers, body) per request, in order.
+    requests: Vec<(u16, HeaderMap, Vec<u8>)>,
+    failures_left: u32,
+}
+
+/// A local HTTP receiver that answers 500 to its first `failures` requests, 200 after.
+async fn receiver(failures: u32) -> (SocketAddr, Arc<Mutex<Received>>) {
+    let state = Arc::new(Mutex::new(Received {
+        failures_left: failures,
+        ..Received::default()
+    }));
+    let shared = state.clone();
+    let app = Router::new().route(
+        "/{*path}",
+        post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let shared = shared.clone();
+            async move {
+                let mut s = shared.lock().expect("lock");
+                let status = if s.failures_left > 0 {
+                    s.failures_left -= 1;
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                };
+                s.requests.push((status.as_u16(), headers, body.to_vec()));
+                status
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, state)
+}
+
+fn raised(alert: &str, device: &str, repeat: i32, seq: i64) -> AlertRaised {
+    AlertRaised {
+        alert_id: alert.into(),
+        rule_id: alert.split('#').next().unwrap_or(alert).into(),
+        kind: "target_reached".into(),
+        device_id: device.into(),
+        probe_id: Some("meat-1".into()),
+        cook_id: None,
+        event_time: 1_790_000_000_000 + seq,
+        value: Some(93.4),
+        threshold: Some(93.0),
+        message: format!("Meat 1 on {device} reached its target of 93.0 °C (93.4 °C)"),
+        repeat,
+        source_seq: seq,
+    }
+}
+
+/// Writes three raises (one a repeat) and a clear to `alerts`.
+async fn write_alerts(
+    dir: &Path,
+) -> (
+    Arc<emberline_log::EmbeddedLog>,
+    Arc<emberline_schemas::EventCodec>,
+) {
+    let (log, codec) = embedded_log(dir, 4).await.expect("log");
+    let mut records = Vec::new();
+    for (i, a) in [
+        raised("a#1", "sim-1", 0, 1),
+        raised("b#1", "sim-2", 0, 2),
+        raised("a#1", "sim-1", 1, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        records.push(NewRecord {
+            key: a.device_id.as_bytes().to_vec(),
+            value: codec.encode(a).expect("encode"),
+            timestamp_ms: i as i64,
+        });
+    }
+    let cleared = AlertCleared {
+        alert_id: "b#1".into(),
+        rule_id: "b".into(),
+        kind: "target_reached".into(),
+        device_id: "sim-2".into(),
+        probe_id: Some("meat-1".into()),
+        event_time: 1_790_000_000_100,
+        value: Some(90.0),
+        reason: "back to normal".into(),
+        source_seq: 4,
+    };
+    records.push(NewRecord {
+        key: b"sim-2".to_vec(),
+        value: codec.encode(&cleared).expect("encode"),
+        timestamp_ms: 4,
+    });
+    log.append(topics::ALERTS, records).await.expect("append");
+    (log, codec)
+}
+
+/// Polls `check` until it holds (the notifier works on its own schedule).
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn channel(name: &str, kind: ChannelKind) -> ChannelConfig {
+    ChannelConfig {
+        name: name.into(),
+        user: Some("pitmaster".into()),
+        devices: Vec::new(),
+        kind,
+    }
+}
+
+fn config(channels: Vec<ChannelConfig>) -> NotifyConfig {
+    NotifyConfig {
+        channels,
+        notify_cleared: true,
+        retry_initial_ms: 20,
+        retry_max_ms: 200,
+        timeout_ms: 2_000,
+    }
+}
+
+fn delivered(outbox: &Outbox, channel: &str) -> usize {
+    outbox
+        .entries()
+        .expect("entries")
+        .iter()
+        .filter(|e| e.channel == channel && e.delivered_ms.is_some())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_webhook_gets_each_alert_once_after_it_recovers_even_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, codec) = write_alerts(dir.path()).await;
+    let (flaky, flaky_seen) = receiver(3).await;
+    let (slack, slack_seen) = receiver(0).await;
+    let (ntfy, ntfy_seen) = receiver(0).await;
+    let config = config(vec![
+        channel(
+            "hook",
+            ChannelKind::Webhook {
+                url: format!("http://{flaky}/hook"),
+                secret: Some(Secret("s3cret".into())),
+                format: WebhookFormat::Json,
+            },
+        ),
+        channel(
+            "slack",
+            ChannelKind::Webhook {
+                url: format!("http://{slack}/services/T/B/X"),
+                secret: None,
+                format: WebhookFormat::Slack,
+            },
+        ),
+        channel(
+            "phone",
+            ChannelKind::Ntfy {
+                url: format!("http://{ntfy}/grill"),
+                token: Some(Secret("tk".into())),
+            },
+        ),
+    ]);
+    let outbox = Outbox::open(&dir.path().join("outbox.redb")).expect("outbox");
+
+    // First run: stopped once the flaky hook has failed twice.
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(run_notifier(
+        log.clone(),
+        codec.clone(),
+        config.clone(),
+        outbox.clone(),
+        stop.clone(),
+    ));
+    until("two failures", || {
+        flaky_seen.lock().expect("lock").requests.len() >= 2
+    })
+    .await;
+    stop.cancel();
+    run.await.expect("join").expect("notifier");
+
+    // Second run: the hook recovers after its third failure; everything is delivered.
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(run_notifier(
+        log,
+        codec,
+        config,
+        outbox.clone(),
+        stop.clone(),
+    ));
+    until("every delivery", || {
+        ["hook", "slack", "phone"]
+            .iter()
+            .all(|c| delivered(&outbox, c) == 4)
+    })
+    .await;
+    stop.cancel();
+    run.await.expect("join").expect("notifier");
+
+    let seen = flaky_seen.lock().expect("lock");
+    let failures = seen.requests.iter().filter(|(s, _, _)| *s != 200).count();
+    assert_eq!(failures, 3);
+    let mut ok: BTreeMap<String, usize> = BTreeMap::new();
+    for (status, headers, body) in &seen.requests {
+        let id = headers["idempotency-key"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let ts = headers["x-emberline-timestamp"].to_str().expect("ascii");
+        assert_eq!(
+            headers["x-emberline-signature"].to_str().expect("ascii"),
+            signature(b"s3cret", ts, body),
+            "bad signature on {id}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(body).expect("json");
+        assert_eq!(json["delivery_id"], id.as_str());
+        if *status == 200 {
+            *ok.entry(id).or_default() += 1;
+        }
+    }
+    let expected = [
+        "a#1/0/raised",
+        "a#1/1/raised",
+        "b#1/0/raised",
+        "b#1/cleared",
+    ];
+    assert_eq!(ok.keys().map(String::as_str).collect::<Vec<_>>(), expected);
+    assert!(
+        ok.values().all(|n| *n == 1),
+        "delivered more than once: {ok:?}"
+    );
+
+    let slack = slack_seen.lock().expect("lock");
+    assert_eq!(
+        slack.requests.len(),
+        4,
+        "the healthy channel is not held up"
+    );
+    for (_, _, body) in &slack.requests {
+        let json: serde_json::Value = serde_json::from_slice(body).expect("json");
+        assert!(
+            json["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("*Emberline: "))
+        );
+    }
+    let ntfy = ntfy_seen.lock().expect("lock");
+    assert_eq!(ntfy.requests.len(), 4);
+    let (_, headers, body) = &ntfy.requests[0];
+    assert_eq!(headers["authorization"], "Bearer tk");
+    assert!(
+        headers["title"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("Emberline: target reached")
+    );
+    assert!(String::from_utf8_lossy(body).contains("reached its target"));
+}
+
+/// aiosmtpd from Debian's python3-aiosmtpd (the test command installs it), storing mail
+/// in a Maildir.
+fn smtp_server(addr: SocketAddr, maildir: &Path) -> Child {
+    Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &addr.to_string(),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+            &maildir.display().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start aiosmtpd (apt-get install python3-aiosmtpd)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_waits_for_a_down_smtp_server_and_arrives_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, codec) = write_alerts(dir.path()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut config = config(vec![channel(
+        "mail",
+        ChannelKind::Email {
+            smtp_url: format!("smtp://{port}"),
+            from: "Emberline <grill@example.com>".into(),
+            to: vec!["cook@example.com".into()],
+            username: None,
+            password: None,
+        },
+    )]);
+    config.notify_cleared = false;
+    let outbox = Outbox::open(&dir.path().join("outbox.redb")).expect("outbox");
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(run_notifier(
+        log,
+        codec,
+        config,
+        outbox.clone(),
+        stop.clone(),
+    ));
+    // Nothing listens yet: every attempt fails and is rescheduled.
+    until("failed attempts", || {
+        outbox
+            .entries()
+            .expect("entries")
+            .iter()
+            .any(|e| e.attempts >= 2)
+    })
+    .await;
+    assert_eq!(delivered(&outbox, "mail"), 0);
+    let maildir = dir.path().join("mail");
+    let mut server = smtp_server(port, &maildir);
+    until("three e-mails", || delivered(&outbox, "mail") == 3).await;
+    stop.cancel();
+    run.await.expect("join").expect("notifier");
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(maildir.join("new")).expect("maildir") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("mail");
+        assert!(
+            text.contains("Subject: Emberline: target reached on sim-"),
+            "{text}"
+        );
+        assert!(text.contains("To: cook@example.com"), "{text}");
+        let id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: "))
+            .expect("a Message-ID")
+            .to_owned();
+        ids.push(id);
+    }
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "<a_1_0_raised@emberline.invalid>",
+            "<a_1_1_raised@emberline.invalid>",
+            "<b_1_0_raised@emberline.invalid>"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misconfigured_channels_are_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, codec) = embedded_log(dir.path(), 4).await.expect("log");
+    let outbox = Outbox::open(&dir.path().join("outbox.redb")).expect("outbox");
+    for (kind, what) in [
+        (
+            ChannelKind::Webhook {
+                url: "ftp://example.com".into(),
+                secret: None,
+                format: WebhookFormat::Json,
+            },
+            "not http",
+        ),
+        (
+            ChannelKind::Email {
+                smtp_url: "smtp://localhost:25".into(),
+                from: "no address".into(),
+                to: vec!["a@example.com".into()],
+                username: None,
+                password: None,
+            },
+            "address",
+        ),
+    ] {
+        let err = run_notifier(
+            log.clone(),
+            codec.clone(),
+            config(vec![channel("x", kind)]),
+            outbox.clone(),
+            CancellationToken::new(),
+        )
+        .await
+        .expect_err("refused");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+}
