@@ -24,7 +24,7 @@ pub(crate) struct Config {
     pub(crate) log: LogConfig,
     /// Schema ids.
     pub(crate) registry: RegistryConfig,
-    /// The trend processor.
+    /// The processors.
     pub(crate) processor: ProcessorConfig,
     /// The gateway.
     pub(crate) gateway: GatewayConfig,
@@ -32,6 +32,9 @@ pub(crate) struct Config {
     pub(crate) simulator: SimulatorSection,
     /// The Home Assistant connector; `up` starts it when `home_assistant.mqtt` is set.
     pub(crate) home_assistant: HomeAssistantConfig,
+    /// Alert notifications (`[[notifications.channels]]`); `up` delivers them when any
+    /// channel is configured, `emberline notify` runs the role alone.
+    pub(crate) notifications: emberline_notify::NotifyConfig,
     /// Configured sources (`[[sources]]` with a `kind`); when any are listed, `up` runs them
     /// instead of `[simulator]`.
     pub(crate) sources: Vec<SourceConfig>,

@@ -6,6 +6,8 @@
 //!   (for the distributed deployment on Kafka).
 //! * `emberline registry` — the embedded schema registry's Confluent-compatible REST API.
 //! * `emberline connect-ha` — the Home Assistant connector (MQTT discovery) for a gateway.
+//! * `emberline notify` — deliver alerts to webhooks, e-mail and ntfy through an outbox.
+//! * `emberline eval-predictions` — score time-to-target predictions on cook logs.
 //! * `emberline watch` — print live trend updates from a gateway.
 //! * `emberline config --print-default` — the whole configuration with its defaults.
 
@@ -84,6 +86,8 @@ enum Command {
         #[arg(long)]
         mqtt_url: Option<String>,
     },
+    /// Deliver alerts to the configured notification channels (webhook, e-mail, ntfy).
+    Notify,
     /// Print live trend updates from a gateway (resumes after disconnects).
     Watch {
         /// Gateway address.
@@ -179,6 +183,7 @@ fn main() -> Result<()> {
             }
             Command::Ingest => roles::ingest(config).await,
             Command::Process { catch_up } => roles::process(config, catch_up).await,
+            Command::Notify => roles::notify(config).await,
             Command::Gateway {
                 grpc_addr,
                 web_addr,

@@ -462,6 +462,9 @@ pub(crate) async fn up(config: Config) -> Result<()> {
         let url = format!("http://{}", config.gateway.grpc_addr);
         spawn_home_assistant(&mut tasks, &config, url, &shutdown)?;
     }
+    if !config.notifications.channels.is_empty() {
+        spawn_notifier(&mut tasks, &config, &parts, &shutdown)?;
+    }
     match config.gateway.web_addr {
         Some(web) if emberline_gateway::has_web_ui() => tracing::info!(
             "Emberline is starting: open http://{web}/ in a browser (gRPC on {}); Ctrl-C stops it",
@@ -527,6 +530,45 @@ pub(crate) async fn connect_ha(config: Config) -> Result<()> {
     let mut tasks = JoinSet::new();
     let url = config.home_assistant.gateway_url.clone();
     spawn_home_assistant(&mut tasks, &config, url, &shutdown)?;
+    supervise(tasks, shutdown).await
+}
+
+/// Starts the notifier: alerts from the log to the configured channels, through the outbox
+/// in the data directory.
+fn spawn_notifier(
+    tasks: &mut JoinSet<Result<()>>,
+    config: &Config,
+    parts: &LogParts,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let path = config.data_dir()?.join("outbox.redb");
+    let outbox = emberline_notify::Outbox::open(&path)
+        .with_context(|| format!("opening the notification outbox at {}", path.display()))?;
+    let (log, codec, settings, shutdown) = (
+        parts.log.clone(),
+        parts.codec.clone(),
+        config.notifications.clone(),
+        shutdown.clone(),
+    );
+    tasks.spawn(async move {
+        emberline_notify::run_notifier(log, codec, settings, outbox, shutdown)
+            .await
+            .context("notifier")
+    });
+    Ok(())
+}
+
+/// The notification role alone.
+pub(crate) async fn notify(config: Config) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    anyhow::ensure!(
+        !config.notifications.channels.is_empty(),
+        "no channels: add [[notifications.channels]] to the configuration"
+    );
+    let parts = open_log(&config).await?;
+    let mut tasks = JoinSet::new();
+    spawn_notifier(&mut tasks, &config, &parts, &shutdown)?;
     supervise(tasks, shutdown).await
 }
 

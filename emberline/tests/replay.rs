@@ -1,6 +1,7 @@
 //! Replay determinism of the processor role: the same log processed twice, and once killed
 //! with SIGKILL half-way and restarted, gives identical `derived.*` and `alerts` topics and
 //! identical projections — trends, devices, cooks, phases, predictions, alert episodes.
+#![allow(clippy::print_stderr)]
 
 mod support;
 
@@ -206,10 +207,14 @@ fn run_to_end(dir: &Path) {
     );
 }
 
-type Topics = BTreeMap<String, Vec<(u32, u64, Vec<u8>, Vec<u8>, i64)>>;
+/// A record as compared: partition, offset, key, value, timestamp.
+type Row = (u32, u64, Vec<u8>, Vec<u8>, i64);
+type Topics = BTreeMap<String, Vec<Row>>;
+/// A projection dump: table, key, value.
+type Dump = Vec<(String, Vec<u8>, Vec<u8>)>;
 
 /// Every output topic's records and the projections, once the processes are gone.
-async fn outputs(dir: &Path) -> (Topics, Vec<(String, Vec<u8>, Vec<u8>)>) {
+async fn outputs(dir: &Path) -> (Topics, Dump) {
     let (log, _) = embedded_log(dir, 4).await.expect("log");
     let mut all = Topics::new();
     for topic in [
@@ -230,11 +235,7 @@ async fn outputs(dir: &Path) -> (Topics, Vec<(String, Vec<u8>, Vec<u8>)>) {
     (all, store.dump().await.expect("dump"))
 }
 
-fn same(
-    a: &(Topics, Vec<(String, Vec<u8>, Vec<u8>)>),
-    b: &(Topics, Vec<(String, Vec<u8>, Vec<u8>)>),
-    what: &str,
-) {
+fn same(a: &(Topics, Dump), b: &(Topics, Dump), what: &str) {
     for (topic, records) in &a.0 {
         let other = &b.0[topic];
         assert_eq!(
@@ -318,10 +319,7 @@ async fn processing_twice_and_after_a_kill_9_gives_identical_topics_and_projecti
     same(&first, &resumed, "a run killed half-way and resumed");
 }
 
-async fn decode_alert_kinds(
-    dir: &Path,
-    alerts: &[(u32, u64, Vec<u8>, Vec<u8>, i64)],
-) -> Vec<String> {
+async fn decode_alert_kinds(dir: &Path, alerts: &[Row]) -> Vec<String> {
     let (_, codec) = embedded_log(dir, 4).await.expect("log");
     let mut kinds = Vec::new();
     for (_, _, _, value, _) in alerts {

@@ -113,7 +113,8 @@ pub struct ProbeIntel {
 }
 
 impl ProbeIntel {
-    fn new() -> Self {
+    /// A probe whose rates come from [`TrendState`].
+    fn for_trend() -> Self {
         // The trend's rate is a regression over its whole window, centred half a window
         // back; its smoothed temperature averages the last SMOOTHING_MS.
         let lag_ms = (crate::trend::WINDOW_MS - crate::trend::SMOOTHING_MS) / 2;
@@ -343,7 +344,7 @@ fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64) {
     let probe = dev
         .probes
         .entry(r.probe_id.clone())
-        .or_insert_with(ProbeIntel::new);
+        .or_insert_with(ProbeIntel::for_trend);
     let figures = probe.trend.update(r.event_time, r.temperature_c);
     probe.event_time = Some(
         probe
