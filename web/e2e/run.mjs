@@ -100,6 +100,10 @@ try {
   const before = await page.evaluate(() => window.__emberline.chart().pit.length);
   await page.waitForFunction((n) => window.__emberline.chart().pit.length >= n + 3, before);
   check(true, `the chart gains points live (${before} → ≥${before + 3})`);
+  // The simulated cook aims each meat probe at 93 °C: the page shows their predictions.
+  await page.waitForFunction(() => document.querySelector('.predictions li[data-probe="meat-1"]')?.textContent?.startsWith("Meat 1"));
+  const prediction = await page.locator('.predictions li[data-probe="meat-1"]').innerText();
+  check(/^Meat 1 → 93°/.test(prediction) && /estimating…|done ≈/.test(prediction), `the meat probe's prediction is shown ("${prediction}")`);
   await page.screenshot({ path: join(artifacts, "device-390x844.png"), fullPage: true });
 
   // °C/°F toggle is remembered per browser; a reopened page charts the stored history.

@@ -3,7 +3,9 @@
 import { createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import {
+  AlertService,
   CookService,
+  PredictionService,
   DeviceService,
   ReadingService,
   StartFrom,
@@ -16,6 +18,8 @@ const transport = createGrpcWebTransport({ baseUrl: window.location.origin });
 export const devices = createClient(DeviceService, transport);
 export const readings = createClient(ReadingService, transport);
 export const cooks = createClient(CookService, transport);
+export const predictions = createClient(PredictionService, transport);
+export const alerts = createClient(AlertService, transport);
 const trends = createClient(TrendService, transport);
 
 /** Opens a trend subscription (all devices, or one) from `resume`. */

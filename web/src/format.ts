@@ -78,3 +78,24 @@ export function cookCsv(probes: { probeId: string; points: { eventTimeMs: bigint
   const body = [...rows.entries()].sort((a, b) => a[0] - b[0]).map(([t, row]) => [new Date(t).toISOString(), ...row]);
   return toCsv([["time", ...ids.map((id) => `${id} (°C)`)], ...body]);
 }
+
+/** What a prediction says, for people: when, how sure, and what the probe is doing. */
+export function describePrediction(p: {
+  remainingS?: number;
+  lowS?: number;
+  highS?: number;
+  doneAtMs?: bigint;
+  stall: boolean;
+  phase: string;
+}): string {
+  if (p.phase === "done" || p.remainingS === 0) return "at target";
+  if (p.phase === "probe_out") return "probe out";
+  if (p.remainingS === undefined || p.doneAtMs === undefined) return "estimating…";
+  const done = Number(p.doneAtMs);
+  const startedAt = done - p.remainingS * 1000;
+  const range =
+    p.lowS !== undefined
+      ? ` (${formatClock(startedAt + p.lowS * 1000)}–${p.highS !== undefined ? formatClock(startedAt + p.highS * 1000) : "?"})`
+      : "";
+  return `done ≈ ${formatClock(done)}${range}, in ${formatDuration(p.remainingS * 1000)}${p.stall ? " · in the stall" : ""}`;
+}

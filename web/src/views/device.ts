@@ -8,6 +8,7 @@ import { DeviceSeries } from "../series";
 import type { LiveStore } from "../store";
 import type { Unit } from "../units";
 import { renderCooks } from "./cooks";
+import { renderInsight } from "./insight";
 import { deviceFacts, probeLabel, probeTiles } from "./probes";
 
 const RANGES: [string, number][] = [
@@ -23,6 +24,10 @@ export class DeviceView {
   private readonly tiles = h("div", { class: "tiles" });
   private readonly head = h("header", { class: "device-head" });
   private readonly cooks = h("section", { class: "cook-history" });
+  private readonly insight = h("section", { class: "insight", "aria-label": "Predictions and alerts" });
+  private insightTimer: ReturnType<typeof setInterval> | undefined;
+  /** Whether the insight was drawn with the device's probe labels. */
+  private insightLabeled = false;
   private rangeMs = RANGES[0]![1];
   /** Following the newest data (false after the user zoomed or panned). */
   private following = true;
@@ -61,12 +66,15 @@ export class DeviceView {
     root.replaceChildren(
       h("p", { class: "back" }, h("a", { href: "#/" }, "← All devices")),
       this.head,
+      this.insight,
       this.tiles,
       controls,
       chartHost,
       this.cooks,
     );
     void renderCooks(this.cooks, deviceId, unit);
+    this.refreshInsight();
+    this.insightTimer = setInterval(() => this.refreshInsight(), 5_000);
     const onUpdate = (ev: { deviceId: string; probeId: string; eventTimeMs: bigint; temperatureC: number }) => {
       if (ev.deviceId !== this.deviceId) return;
       this.series.probe(ev.probeId).add(Number(ev.eventTimeMs), ev.temperatureC);
@@ -79,14 +87,23 @@ export class DeviceView {
     void this.setRange(this.rangeMs, rangeButtons);
   }
 
+  private refreshInsight(): void {
+    const d = this.store.devices.get(this.deviceId);
+    this.insightLabeled = d !== undefined;
+    const label = (probe: string) => (d ? probeLabel(d, probe) : probe);
+    void renderInsight(this.insight, this.deviceId, this.unit, label);
+  }
+
   setUnit(unit: Unit): void {
     this.unit = unit;
     void renderCooks(this.cooks, this.deviceId, unit);
+    this.refreshInsight();
     this.renderTiles();
     this.draw();
   }
 
   destroy(): void {
+    clearInterval(this.insightTimer);
     this.unsubscribe();
     this.offStore();
     this.chart.destroy();
@@ -99,6 +116,7 @@ export class DeviceView {
       return;
     }
     this.head.replaceChildren(h("h2", {}, d.device.name || d.device.deviceId), deviceFacts(d));
+    if (!this.insightLabeled) this.refreshInsight();
     this.tiles.replaceChildren(probeTiles(d, this.unit, Date.now()));
     if (this.loaded) this.schedule();
     else if (!this.loading) void this.setRange(this.rangeMs); // the device is known now
