@@ -194,6 +194,13 @@ fn validate_config(topic: &str, payload: &str) -> Value {
     assert!(availability.iter().all(|a| a["topic"].is_string()));
     match component {
         "sensor" => {
+            if c["device_class"] == "timestamp" {
+                assert!(
+                    c.get("unit_of_measurement").is_none(),
+                    "{topic}: a timestamp has no unit"
+                );
+                text("value_template");
+            }
             if c["device_class"] == "temperature" {
                 assert_eq!(c["state_class"], "measurement", "{topic}");
                 assert_eq!(c["unit_of_measurement"], "°C", "{topic}");
@@ -352,7 +359,9 @@ async fn up_publishes_discovery_and_states_takes_targets_and_deletes_devices() {
                 m.iter()
                     .any(|m| m.topic == format!("emberline/sim-1/{p}/state"))
             });
-            (configs.len() == 4 * PROBES.len() + 2 && states).then_some(configs)
+            // Per probe: temperature, rate, health, target, done at; per device: battery,
+            // signal, and the implied alert kinds (target reached, fire out).
+            (configs.len() == 5 * PROBES.len() + 4 && states).then_some(configs)
         })
         .await;
     eprintln!(
@@ -370,6 +379,9 @@ async fn up_publishes_discovery_and_states_takes_targets_and_deletes_devices() {
         "Meat 1",
         "Pit rate of rise",
         "Meat 3 target",
+        "Meat 1 done at",
+        "Alert: target reached",
+        "Alert: fire out",
         "Battery",
         "Signal",
     ] {
@@ -473,7 +485,7 @@ async fn up_publishes_discovery_and_states_takes_targets_and_deletes_devices() {
                 .filter(|m| m.topic.contains("/emberline_sim-2/") && !m.payload.is_empty())
                 .map(|m| m.topic.clone())
                 .collect();
-            (c.len() == 4 * PROBES.len() + 2).then_some(c)
+            (c.len() == 5 * PROBES.len() + 4).then_some(c)
         })
         .await;
     DeviceServiceClient::new(channel.clone())
@@ -499,7 +511,7 @@ async fn up_publishes_discovery_and_states_takes_targets_and_deletes_devices() {
         held.keys()
             .filter(|t| t.contains("emberline_sim-1"))
             .count(),
-        4 * PROBES.len() + 2
+        5 * PROBES.len() + 4
     );
     let listed = DeviceServiceClient::new(channel)
         .list_devices(ListDevicesRequest::default())
@@ -704,7 +716,7 @@ async fn restarts_of_the_connector_the_gateway_and_the_broker_lose_no_state_chan
             .filter(|t| t.contains("emberline_sim-1"))
             .count();
         let online = |t: &str| held.get(t).map(String::as_str) == Some("online");
-        if configs == 4 * PROBES.len() + 2
+        if configs == 5 * PROBES.len() + 4
             && online(bridge)
             && online("emberline/sim-1/availability")
             && online("emberline/sim-1/pit/availability")
@@ -841,4 +853,58 @@ async fn the_broker_login_and_tls_are_used_and_a_rejected_password_is_reported()
         .await;
     drop(accepted);
     drop(up);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_done_time_sensor_and_the_target_reached_alert_follow_a_cook() {
+    let Some(binary) = mosquitto_binary() else {
+        return;
+    };
+    let broker = Broker::start(binary);
+    let watcher = Recorder::connect(broker.port, "watcher", &["emberline/#"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = ha_env(&broker);
+    // The simulated cook, sped up: a pit and one food probe aimed at 93 °C.
+    for (k, v) in [
+        ("EMBERLINE__SIMULATOR__START_COOK", "true"),
+        ("EMBERLINE__SIMULATOR__PROBES", "2"),
+        ("EMBERLINE__SIMULATOR__INTERVAL_MS", "10000"),
+        ("EMBERLINE__SIMULATOR__SPEEDUP", "1200"),
+    ] {
+        env.push((k, v.into()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _up = Up::start_with(dir.path(), free_port(), &env);
+    let prediction = "emberline/sim-1/meat-1/prediction";
+    let done_at = watcher
+        .wait_for("a predicted done time", |m| {
+            m.iter()
+                .filter(|m| m.topic == prediction)
+                .filter_map(|m| serde_json::from_str::<Value>(&m.payload).ok())
+                .find_map(|v| v["done_at"].as_str().map(str::to_owned))
+        })
+        .await;
+    assert!(
+        done_at.ends_with('Z') && ms_of_rfc3339(&done_at) > 1_700_000_000_000,
+        "{done_at}"
+    );
+    let alert = "emberline/sim-1/alert/target_reached";
+    watcher
+        .wait_for("the target-reached alert", |m| {
+            m.iter()
+                .any(|m| m.topic == alert && m.payload == "ON")
+                .then_some(())
+        })
+        .await;
+    let states: Vec<String> = watcher
+        .messages()
+        .iter()
+        .filter(|m| m.topic == alert)
+        .map(|m| m.payload.clone())
+        .collect();
+    assert_eq!(
+        states.first().map(String::as_str),
+        Some("OFF"),
+        "{states:?}"
+    );
 }

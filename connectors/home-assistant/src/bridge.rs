@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emberline_proto::v1::{
-    Device, GetHistoryRequest, GetLatestRequest, ListDevicesRequest, ProbeState, SetTargetRequest,
+    Device, GetHistoryRequest, GetLatestRequest, ListAlertRulesRequest, ListAlertsRequest,
+    ListDevicesRequest, ListPredictionsRequest, Prediction, ProbeState, SetTargetRequest,
     TrendEvent,
 };
 use rumqttc::{AsyncClient, QoS};
@@ -44,7 +45,13 @@ struct ProbeView {
 struct DeviceView {
     device: Device,
     probes: BTreeMap<String, ProbeView>,
+    /// Alert kinds with a binary sensor, and whether one of each is active.
+    alerts: BTreeMap<String, bool>,
 }
+
+/// Alert kinds every device has a binary sensor for: the rules Emberline implies (targets
+/// imply target reached, a cook with a pit implies fire out). Users' rules add theirs.
+const IMPLIED_ALERT_KINDS: [&str; 2] = ["target_reached", "fire_out"];
 
 /// Runs the connector until `shutdown`. `data_dir` holds its subscription position unless
 /// the config names a `state_dir`.
@@ -144,6 +151,19 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// The state of a probe's "done at" sensor: an RFC 3339 time (or null) and the details.
+fn prediction_state(p: &Prediction) -> serde_json::Value {
+    json!({
+        "done_at": p.done_at_ms.map(format::rfc3339_ms),
+        "remaining_s": p.remaining_s.map(|s| format::round(s, 0)),
+        "low_s": p.low_s.map(|s| format::round(s, 0)),
+        "high_s": p.high_s.map(|s| format::round(s, 0)),
+        "stall": p.stall,
+        "phase": p.phase,
+        "pit_phase": p.pit_phase,
+    })
 }
 
 fn now_ms() -> i64 {
@@ -366,7 +386,9 @@ impl Bridge {
         let mut view = self.devices.remove(&id).unwrap_or_else(|| DeviceView {
             device: device.clone(),
             probes: BTreeMap::new(),
+            alerts: BTreeMap::new(),
         });
+        view.alerts = self.alert_kinds(&id).await;
         view.device = device;
         let mut changed = Vec::new();
         for state in latest {
@@ -399,6 +421,81 @@ impl Bridge {
         self.publish_device(&id);
         for probe in changed {
             self.publish_probe(&id, &probe, None);
+        }
+        self.publish_predictions(&id).await;
+    }
+
+    /// Alert kinds of a device (implied ones and its rules'), each with whether an alert of
+    /// it is active. Unreachable: none active, the implied kinds only.
+    async fn alert_kinds(&mut self, device: &str) -> BTreeMap<String, bool> {
+        let mut kinds: BTreeMap<String, bool> = IMPLIED_ALERT_KINDS
+            .iter()
+            .map(|k| ((*k).to_owned(), false))
+            .collect();
+        let device_id = device.to_owned();
+        if let Ok(r) = self
+            .upstream
+            .alerts
+            .list_alert_rules(ListAlertRulesRequest {
+                device_id: device_id.clone(),
+            })
+            .await
+        {
+            for rule in r.into_inner().rules {
+                kinds.entry(rule.kind).or_insert(false);
+            }
+        }
+        if let Ok(r) = self
+            .upstream
+            .alerts
+            .list_alerts(ListAlertsRequest {
+                device_id,
+                active_only: true,
+            })
+            .await
+        {
+            for alert in r.into_inner().alerts {
+                kinds.insert(alert.kind, true);
+            }
+        }
+        kinds
+    }
+
+    /// Publishes each probe's prediction and the device's alert states.
+    async fn publish_predictions(&mut self, device: &str) {
+        let predictions: Vec<Prediction> = match self
+            .upstream
+            .predictions
+            .list_predictions(ListPredictionsRequest {
+                device_id: device.to_owned(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner().predictions,
+            Err(_) => return,
+        };
+        let Some(view) = self.devices.get(device) else {
+            return;
+        };
+        let mut out: Vec<(String, String)> = view
+            .probes
+            .keys()
+            .map(|p| {
+                let payload = predictions
+                    .iter()
+                    .find(|x| &x.probe_id == p)
+                    .map_or_else(|| json!({"done_at": null}), prediction_state);
+                (self.topics.probe_prediction(device, p), payload.to_string())
+            })
+            .collect();
+        out.extend(view.alerts.iter().map(|(kind, on)| {
+            (
+                self.topics.alert_state(device, kind),
+                if *on { "ON" } else { "OFF" }.to_owned(),
+            )
+        }));
+        for (topic, payload) in out {
+            self.publish_retained(&topic, &payload);
         }
     }
 
@@ -454,6 +551,7 @@ impl Bridge {
                     expire_after_s: self.expire_after_s(probe),
                 })
                 .collect(),
+            alert_kinds: view.alerts.keys().cloned().collect(),
         }
     }
 
@@ -566,6 +664,10 @@ impl Bridge {
         let mut view = view.unwrap_or_else(|| DeviceView {
             device: device.clone(),
             probes: BTreeMap::new(),
+            alerts: IMPLIED_ALERT_KINDS
+                .iter()
+                .map(|k| ((*k).to_owned(), false))
+                .collect(),
         });
         view.device = device;
         for probe in view

@@ -26,6 +26,8 @@ pub struct DeviceShape {
     pub firmware: Option<String>,
     /// Probes: (id, label, seconds after which HA expires its state).
     pub probes: Vec<ProbeShape>,
+    /// Alert kinds with a binary sensor: those the device's rules can raise.
+    pub alert_kinds: Vec<String>,
 }
 
 /// What discovery needs to know of a probe.
@@ -145,6 +147,20 @@ impl Discovery {
                     "availability_mode": "all",
                 }),
             );
+            push(
+                "sensor",
+                &format!("{sp}_done_at"),
+                json!({
+                    "name": format!("{} done at", probe.label),
+                    "state_topic": t.probe_prediction(d, p),
+                    "value_template": "{{ value_json.done_at }}",
+                    "json_attributes_topic": t.probe_prediction(d, p),
+                    "device_class": "timestamp",
+                    "icon": "mdi:timer-sand",
+                    "availability": device_availability,
+                    "availability_mode": "all",
+                }),
+            );
             let (min, max) = (
                 self.unit.from_celsius(0.0),
                 self.unit.from_celsius(MAX_TARGET_C),
@@ -163,6 +179,21 @@ impl Discovery {
                     "step": match self.unit { TemperatureUnit::Celsius => 0.5, TemperatureUnit::Fahrenheit => 1.0 },
                     "mode": "box",
                     "retain": false,
+                    "availability": device_availability,
+                    "availability_mode": "all",
+                }),
+            );
+        }
+        for kind in &device.alert_kinds {
+            push(
+                "binary_sensor",
+                &format!("alert_{}", safe_id(kind)),
+                json!({
+                    "name": format!("Alert: {}", kind.replace('_', " ")),
+                    "state_topic": t.alert_state(d, kind),
+                    "device_class": "problem",
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
                     "availability": device_availability,
                     "availability_mode": "all",
                 }),
@@ -217,8 +248,10 @@ impl Discovery {
                 t.probe_availability(d, p),
                 t.probe_health(d, p),
                 t.target_state(d, p),
+                t.probe_prediction(d, p),
             ]);
         }
+        out.extend(device.alert_kinds.iter().map(|k| t.alert_state(d, k)));
         out
     }
 
@@ -259,6 +292,7 @@ mod tests {
                     expire_after_s: 300,
                 })
                 .collect(),
+            alert_kinds: vec!["target_reached".into()],
         }
     }
 

@@ -101,6 +101,21 @@ impl Topics {
         format!("{}/{}/{}/state", self.base, safe_id(device), safe_id(probe))
     }
 
+    /// A probe's prediction (JSON: `done_at`, remaining, interval, stall, phase).
+    pub fn probe_prediction(&self, device: &str, probe: &str) -> String {
+        format!(
+            "{}/{}/{}/prediction",
+            self.base,
+            safe_id(device),
+            safe_id(probe)
+        )
+    }
+
+    /// Whether an alert of `kind` is active on a device (`ON`/`OFF`).
+    pub fn alert_state(&self, device: &str, kind: &str) -> String {
+        format!("{}/{}/alert/{}", self.base, safe_id(device), safe_id(kind))
+    }
+
     /// Whether a probe's readings are current (`online`/`offline`).
     pub fn probe_availability(&self, device: &str, probe: &str) -> String {
         format!(

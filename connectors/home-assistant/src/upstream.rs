@@ -7,8 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use emberline_proto::v1::alert_service_client::AlertServiceClient;
 use emberline_proto::v1::cook_service_client::CookServiceClient;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
+use emberline_proto::v1::prediction_service_client::PredictionServiceClient;
 use emberline_proto::v1::reading_service_client::ReadingServiceClient;
 use emberline_proto::v1::trend_service_client::TrendServiceClient;
 use emberline_proto::v1::{StartFrom, SubscribeTrendsRequest, TrendEvent};
@@ -28,6 +30,10 @@ pub struct Upstream {
     pub readings: ReadingServiceClient<Channel>,
     /// Cook commands.
     pub cooks: CookServiceClient<Channel>,
+    /// Predictions.
+    pub predictions: PredictionServiceClient<Channel>,
+    /// Alerts and their rules.
+    pub alerts: AlertServiceClient<Channel>,
     channel: Channel,
 }
 
@@ -46,6 +52,8 @@ impl Upstream {
             devices: DeviceServiceClient::new(channel.clone()),
             readings: ReadingServiceClient::new(channel.clone()),
             cooks: CookServiceClient::new(channel.clone()),
+            predictions: PredictionServiceClient::new(channel.clone()),
+            alerts: AlertServiceClient::new(channel.clone()),
             channel,
         })
     }
