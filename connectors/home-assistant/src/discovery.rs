@@ -312,7 +312,8 @@ mod tests {
         let d = discovery(TemperatureUnit::Celsius);
         let before = d.configs(&shape(["Pit", "Brisket"]));
         let after = d.configs(&shape(["Smoker", "Pork butt"]));
-        assert_eq!(before.len(), 10);
+        // Per probe: temperature, rate, health, target, done at; battery, signal; one alert.
+        assert_eq!(before.len(), 2 * 5 + 2 + 1);
         for (a, b) in before.iter().zip(&after) {
             assert_eq!(a.topic, b.topic);
             assert_eq!(a.payload["unique_id"], b.payload["unique_id"]);
