@@ -377,7 +377,8 @@ fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64) {
     }
     let pit_c = dev.pit_level();
     let pit_steady = dev.pit.is_steady();
-    let pit_holding = dev.pit.phase == PitPhase::Holding;
+    // A pit that has settled (holding, or dipping with the lid open): not one still coming up.
+    let pit_holding = matches!(dev.pit.phase, PitPhase::Holding | PitPhase::LidOpen);
     let target_c = dev.targets_c.get(&r.probe_id).copied();
     let Some(probe) = dev.probes.get_mut(&r.probe_id) else {
         return;
