@@ -426,13 +426,7 @@ impl Tailed for AlertEvent {
         offset: u64,
         bytes: &[u8],
     ) -> Result<Self, CodecError> {
-        let kind = match codec.kind_of(bytes) {
-            Err(CodecError::UnknownSchemaId { id }) => {
-                codec.learn(id).await?;
-                codec.kind_of(bytes)?
-            }
-            other => other?,
-        };
+        let kind = codec.kind_of_learning(bytes).await?;
         if kind == Some(EventKind::AlertCleared) {
             let c: AlertCleared = codec.decode(bytes).await?;
             return Ok(AlertEvent {

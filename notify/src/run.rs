@@ -169,13 +169,7 @@ impl Enqueue {
     }
 
     async fn notice(&self, bytes: &[u8]) -> Result<Option<Notice>, CodecError> {
-        let kind = match self.codec.kind_of(bytes) {
-            Err(CodecError::UnknownSchemaId { id }) => {
-                self.codec.learn(id).await?;
-                self.codec.kind_of(bytes)?
-            }
-            other => other?,
-        };
+        let kind = self.codec.kind_of_learning(bytes).await?;
         Ok(match kind {
             Some(EventKind::AlertRaised) => Some(Notice::raised(
                 &self.codec.decode::<AlertRaised>(bytes).await?,

@@ -84,13 +84,7 @@ impl DeviceEvent {
         codec: &EventCodec,
         payload: &[u8],
     ) -> Result<Option<Self>, DeviceDecodeError> {
-        let kind = match codec.kind_of(payload) {
-            Err(CodecError::UnknownSchemaId { id }) => {
-                codec.learn(id).await?;
-                codec.kind_of(payload)?
-            }
-            other => other?,
-        };
+        let kind = codec.kind_of_learning(payload).await?;
         Ok(Some(match kind {
             Some(EventKind::AlertRuleSet | EventKind::AlertAcknowledged | EventKind::ClockTick) => {
                 return Ok(None);

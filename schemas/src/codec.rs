@@ -181,6 +181,18 @@ impl EventCodec {
         ))
     }
 
+    /// Which event a payload holds, fetching its writer schema from the registry first when
+    /// this codec has not seen the schema id yet (records written by another process).
+    pub async fn kind_of_learning(&self, payload: &[u8]) -> Result<Option<EventKind>, CodecError> {
+        match self.kind_of(payload) {
+            Err(CodecError::UnknownSchemaId { id }) => {
+                self.learn(id).await?;
+                self.kind_of(payload)
+            }
+            other => other,
+        }
+    }
+
     /// Fetches the schema with `id` from the registry and remembers it.
     pub async fn learn(&self, id: u32) -> Result<(), CodecError> {
         if self.writer_schema(id).is_ok() {

@@ -601,13 +601,7 @@ async fn last_seq(
     let Some(record) = records.first() else {
         return Ok(None);
     };
-    let kind = match codec.kind_of(&record.value) {
-        Err(CodecError::UnknownSchemaId { id }) => {
-            codec.learn(id).await?;
-            codec.kind_of(&record.value)?
-        }
-        other => other?,
-    };
+    let kind = codec.kind_of_learning(&record.value).await?;
     Ok(match kind {
         Some(EventKind::PredictionUpdated) => Some(
             codec
@@ -631,13 +625,7 @@ async fn last_seq(
 /// Decodes a record of an input topic into a cook input; `None` for events the cook
 /// processor does not use. Undecodable records are the other processors' to dead-letter.
 async fn decode_input(codec: &EventCodec, payload: &[u8]) -> Result<Option<CookInput>, CodecError> {
-    let kind = match codec.kind_of(payload) {
-        Err(CodecError::UnknownSchemaId { id }) => {
-            codec.learn(id).await?;
-            codec.kind_of(payload)?
-        }
-        other => other?,
-    };
+    let kind = codec.kind_of_learning(payload).await?;
     Ok(Some(match kind {
         Some(EventKind::ProbeReading) => CookInput::Reading(codec.decode(payload).await?),
         Some(EventKind::DeviceStatus) => CookInput::Status(codec.decode(payload).await?),
