@@ -91,6 +91,11 @@ fn rule_to_proto(r: AlertRuleRecord) -> AlertRule {
     }
 }
 
+/// A list request's device: empty means every device.
+fn device_filter(device_id: &str) -> Option<&str> {
+    (!device_id.is_empty()).then_some(device_id)
+}
+
 /// Checks a rule for what the processor needs to evaluate it; the message says what to fix.
 fn validate_rule(r: &AlertRule) -> Result<(), String> {
     if r.device_id.is_empty() {
@@ -189,16 +194,7 @@ impl AlertService for Gateway {
             .rule
             .ok_or_else(|| Status::invalid_argument("rule is required"))?;
         validate_rule(&rule).map_err(Status::invalid_argument)?;
-        if self.device_info(&rule.device_id).await?.is_none()
-            && self
-                .store
-                .latest(&rule.device_id)
-                .await
-                .map_err(from_projection)?
-                .is_empty()
-        {
-            return Err(Status::not_found(format!("no device {:?}", rule.device_id)));
-        }
+        self.known_device(&rule.device_id).await?;
         let event_time = now_ms();
         let rule_id = if rule.rule_id.is_empty() {
             format!("{}-{}-{event_time}", rule.device_id, rule.kind)
@@ -275,7 +271,7 @@ impl AlertService for Gateway {
         request: Request<ListAlertRulesRequest>,
     ) -> Result<Response<ListAlertRulesResponse>, Status> {
         let r = request.into_inner();
-        let device = (!r.device_id.is_empty()).then_some(r.device_id.as_str());
+        let device = device_filter(&r.device_id);
         let rules = self
             .store
             .alert_rules(device)
@@ -291,7 +287,7 @@ impl AlertService for Gateway {
         request: Request<ListAlertsRequest>,
     ) -> Result<Response<ListAlertsResponse>, Status> {
         let r = request.into_inner();
-        let device = (!r.device_id.is_empty()).then_some(r.device_id.as_str());
+        let device = device_filter(&r.device_id);
         let alerts = self
             .store
             .alerts(device, r.active_only)
@@ -352,7 +348,7 @@ impl PredictionService for Gateway {
         request: Request<ListPredictionsRequest>,
     ) -> Result<Response<ListPredictionsResponse>, Status> {
         let r = request.into_inner();
-        let device = (!r.device_id.is_empty()).then_some(r.device_id.as_str());
+        let device = device_filter(&r.device_id);
         let predictions = self
             .store
             .predictions(device)

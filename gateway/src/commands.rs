@@ -85,6 +85,26 @@ impl Gateway {
         Ok(())
     }
 
+    /// The device a command names, when Emberline knows it (registered and not removed, or
+    /// with readings); `NOT_FOUND` otherwise. Its description, when it has one.
+    pub(crate) async fn known_device(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<emberline_projections::DeviceInfo>, Status> {
+        let info = self.device_info(device_id).await?;
+        let known = info.as_ref().is_some_and(|i| !i.is_removed())
+            || !self
+                .store
+                .latest(device_id)
+                .await
+                .map_err(from_projection)?
+                .is_empty();
+        if !known {
+            return Err(Status::not_found(format!("no device {device_id:?}")));
+        }
+        Ok(info)
+    }
+
     pub(crate) async fn device_info(
         &self,
         device_id: &str,

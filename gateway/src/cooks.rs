@@ -112,17 +112,7 @@ impl CookService for Gateway {
                 "the pit band {lo}…{hi} °C is empty"
             )));
         }
-        let info = self.device_info(&r.device_id).await?;
-        let known = info.as_ref().is_some_and(|i| !i.is_removed())
-            || !self
-                .store
-                .latest(&r.device_id)
-                .await
-                .map_err(from_projection)?
-                .is_empty();
-        if !known {
-            return Err(Status::not_found(format!("no device {:?}", r.device_id)));
-        }
+        let info = self.known_device(&r.device_id).await?;
         if let Some(active) = info.and_then(|i| i.cook_id) {
             return Err(Status::failed_precondition(format!(
                 "device {:?} already has a cook in progress ({active}); end it first",
