@@ -11,7 +11,7 @@
 //! gRPC.
 
 mod backoff;
-mod clock;
+pub mod clock;
 pub mod cloud;
 mod error;
 pub mod http_push;

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use emberline_ingest::clock::now_ms;
 use emberline_log::{EventLog, topics};
 use emberline_schemas::events::{AlertCleared, AlertRaised};
 use emberline_schemas::{CodecError, EventCodec, EventKind};
@@ -16,12 +17,6 @@ use crate::config::{ChannelConfig, ChannelKind, NotifyConfig};
 use crate::error::NotifyError;
 use crate::notice::Notice;
 use crate::outbox::Outbox;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// Checks the channels before anything is sent: unique names, URLs and addresses that parse.
 fn validate(config: &NotifyConfig) -> Result<(), NotifyError> {
