@@ -480,8 +480,8 @@ fn set_rule(
     seq: i64,
     out: &mut Vec<CookOutput>,
 ) {
-    let kind = RuleKind::parse(&r.kind);
-    if !r.enabled || kind.is_none() {
+    // Disabled, or of a kind this version does not evaluate: the rule goes.
+    let Some(kind) = RuleKind::parse(&r.kind).filter(|_| r.enabled) else {
         if let Some(old) = dev.rules.remove(&r.rule_id)
             && let Some(state) = dev.rule_states.get_mut(&r.rule_id)
             && let Some(Transition::Clear { episode }) = state.end()
@@ -489,8 +489,7 @@ fn set_rule(
             out.push(cleared(dev, &old, episode, now, None, "rule removed", seq));
         }
         return;
-    }
-    let Some(kind) = kind else { return };
+    };
     let rule = Rule {
         id: r.rule_id.clone(),
         kind,

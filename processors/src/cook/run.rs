@@ -266,11 +266,17 @@ impl Pending {
     }
 
     fn fold(&mut self, brain: &mut CookBrain, input: &CookInput) {
-        let device = input.device_id().map(str::to_owned);
-        let rules_before = device
-            .as_deref()
+        // Only rule commands and cook starts and ends change a device's rules: the rest (all
+        // readings) skip the before/after comparison.
+        let rule_device = match input {
+            CookInput::RuleSet(_) | CookInput::CookStarted(_) | CookInput::CookEnded(_) => {
+                input.device_id()
+            }
+            _ => None,
+        };
+        let rules_before: BTreeSet<String> = rule_device
             .and_then(|d| brain.devices.get(d))
-            .map(|d| d.rules.keys().cloned().collect::<BTreeSet<_>>())
+            .map(|d| d.rules.keys().cloned().collect())
             .unwrap_or_default();
         let (outputs, changed) = brain.apply(input);
         self.inputs += 1;
@@ -280,36 +286,36 @@ impl Pending {
             self.acks
                 .push((a.alert_id.clone(), a.event_time, a.snooze_until));
         }
-        if let Some(dev) = device.as_deref().and_then(|d| brain.devices.get(d)) {
-            let set_time = input.merge_time();
-            for gone in rules_before
-                .iter()
-                .filter(|id| !dev.rules.contains_key(*id))
-            {
-                self.rules.push((gone.clone(), None));
-            }
-            if let CookInput::RuleSet(r) = input
-                && let Some(rule) = dev.rules.get(&r.rule_id)
-            {
-                self.rules.push((
-                    rule.id.clone(),
-                    Some(AlertRuleRecord {
-                        rule_id: rule.id.clone(),
-                        device_id: dev.device_id.clone(),
-                        probe_id: rule.probe_id.clone(),
-                        cook_id: rule.cook_id.clone(),
-                        kind: rule.kind.as_str().to_owned(),
-                        threshold: rule.threshold,
-                        low: rule.low,
-                        high: rule.high,
-                        for_s: rule.for_ms as f64 / 1_000.0,
-                        hysteresis: rule.hysteresis,
-                        repeat_every_s: rule.repeat_every_ms.map(|ms| ms as f64 / 1_000.0),
-                        label: rule.label.clone(),
-                        set_time,
-                    }),
-                ));
-            }
+        let Some(dev) = rule_device.and_then(|d| brain.devices.get(d)) else {
+            return;
+        };
+        for gone in rules_before
+            .iter()
+            .filter(|id| !dev.rules.contains_key(*id))
+        {
+            self.rules.push((gone.clone(), None));
+        }
+        if let CookInput::RuleSet(r) = input
+            && let Some(rule) = dev.rules.get(&r.rule_id)
+        {
+            self.rules.push((
+                rule.id.clone(),
+                Some(AlertRuleRecord {
+                    rule_id: rule.id.clone(),
+                    device_id: dev.device_id.clone(),
+                    probe_id: rule.probe_id.clone(),
+                    cook_id: rule.cook_id.clone(),
+                    kind: rule.kind.as_str().to_owned(),
+                    threshold: rule.threshold,
+                    low: rule.low,
+                    high: rule.high,
+                    for_s: rule.for_ms as f64 / 1_000.0,
+                    hysteresis: rule.hysteresis,
+                    repeat_every_s: rule.repeat_every_ms.map(|ms| ms as f64 / 1_000.0),
+                    label: rule.label.clone(),
+                    set_time: input.merge_time(),
+                }),
+            ));
         }
     }
 }
