@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::NotifyError;
 use crate::notice::Notice;
 
-const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox.entries");
+/// Entries still owed; the delivery loop scans only these.
+const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox.pending");
+/// Entries delivered, kept as the record that they must not be sent again.
+const DELIVERED: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox.delivered");
 const POSITIONS: TableDefinition<u32, u64> = TableDefinition::new("outbox.positions");
 
 /// One notification owed to one channel.
@@ -85,10 +88,13 @@ impl Outbox {
         txn.set_durability(Durability::Immediate).map_err(storage)?;
         let mut added = 0;
         {
-            let mut table = txn.open_table(ENTRIES).map_err(storage)?;
+            let mut table = txn.open_table(PENDING).map_err(storage)?;
+            let delivered = txn.open_table(DELIVERED).map_err(storage)?;
             for (channel, notice) in entries {
                 let k = key(channel, &notice.delivery_id);
-                if table.get(k.as_str()).map_err(storage)?.is_some() {
+                if table.get(k.as_str()).map_err(storage)?.is_some()
+                    || delivered.get(k.as_str()).map_err(storage)?.is_some()
+                {
                     continue;
                 }
                 let entry = OutboxEntry {
@@ -112,10 +118,13 @@ impl Outbox {
         Ok(added)
     }
 
-    /// Every entry, delivered or not, by key.
-    pub fn entries(&self) -> Result<Vec<OutboxEntry>, NotifyError> {
+    /// Every entry of one table.
+    fn read_all(
+        &self,
+        def: TableDefinition<'static, &'static str, &'static [u8]>,
+    ) -> Result<Vec<OutboxEntry>, NotifyError> {
         let txn = self.db.begin_read().map_err(storage)?;
-        let table = match txn.open_table(ENTRIES) {
+        let table = match txn.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(storage(e)),
@@ -128,14 +137,18 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Every entry, delivered or not: delivered ones first, each group by key.
+    pub fn entries(&self) -> Result<Vec<OutboxEntry>, NotifyError> {
+        let mut all = self.read_all(DELIVERED)?;
+        all.extend(self.read_all(PENDING)?);
+        Ok(all)
+    }
+
     /// Undelivered entries: those due at `now_ms`, and the earliest time of the others.
     pub fn due(&self, now_ms: i64) -> Result<(Vec<OutboxEntry>, Option<i64>), NotifyError> {
         let mut due = Vec::new();
         let mut next = None::<i64>;
-        for e in self.entries()? {
-            if e.delivered_ms.is_some() {
-                continue;
-            }
+        for e in self.read_all(PENDING)? {
             if e.next_attempt_ms <= now_ms {
                 due.push(e);
             } else {
@@ -155,6 +168,7 @@ impl Outbox {
         outcome: Result<(), (String, i64)>,
     ) -> Result<(), NotifyError> {
         let mut updated = entry.clone();
+        let delivered = outcome.is_ok();
         match outcome {
             Ok(()) => updated.delivered_ms = Some(now_ms),
             Err((reason, retry_at)) => {
@@ -166,12 +180,18 @@ impl Outbox {
         let mut txn = self.db.begin_write().map_err(storage)?;
         txn.set_durability(Durability::Immediate).map_err(storage)?;
         {
-            let mut table = txn.open_table(ENTRIES).map_err(storage)?;
             let bytes = postcard::to_allocvec(&updated).map_err(storage)?;
             let k = key(&entry.channel, &entry.notice.delivery_id);
-            table
-                .insert(k.as_str(), bytes.as_slice())
-                .map_err(storage)?;
+            let mut pending = txn.open_table(PENDING).map_err(storage)?;
+            if delivered {
+                pending.remove(k.as_str()).map_err(storage)?;
+                let mut done = txn.open_table(DELIVERED).map_err(storage)?;
+                done.insert(k.as_str(), bytes.as_slice()).map_err(storage)?;
+            } else {
+                pending
+                    .insert(k.as_str(), bytes.as_slice())
+                    .map_err(storage)?;
+            }
         }
         txn.commit().map_err(storage)?;
         Ok(())
