@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::deliver;
-use crate::config::{ChannelConfig, ChannelKind, NotifyConfig};
+use crate::config::{ChannelKind, NotifyConfig};
 use crate::error::NotifyError;
 use crate::notice::Notice;
 use crate::outbox::Outbox;
@@ -200,19 +200,21 @@ async fn deliver_loop(
                 // A channel removed from the configuration: its entries wait for it to return.
                 continue;
             };
-            let outcome = attempt(channel, &entry.notice, &http, timeout, &shutdown).await;
+            // An attempt under way is finished and recorded even when shutdown comes (it is
+            // bounded by the timeout): abandoning it after the receiver took it would send it
+            // again on restart.
+            let outcome = deliver(channel, &entry.notice, &http, timeout).await;
             let now = now_ms();
             match outcome {
-                Some(Ok(())) => {
+                Ok(()) => {
                     tracing::info!(channel = %channel.name, delivery = %entry.notice.delivery_id, attempts = entry.attempts + 1, "notification delivered");
                     outbox.record(&entry, now, Ok(()))?;
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     let delay = retry_delay(&config, entry.attempts);
                     tracing::warn!(channel = %channel.name, delivery = %entry.notice.delivery_id, attempt = entry.attempts + 1, error = %e, retry_in_ms = delay, "notification failed; will retry");
                     outbox.record(&entry, now, Err((e.0, now + delay as i64)))?;
                 }
-                None => return Ok(()), // shut down mid-attempt: retried on restart
             }
         }
         let wait = next.map_or(Duration::from_secs(1), |n| {
@@ -223,19 +225,6 @@ async fn deliver_loop(
             () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return Ok(()),
         }
-    }
-}
-
-async fn attempt(
-    channel: &ChannelConfig,
-    notice: &Notice,
-    http: &reqwest::Client,
-    timeout: Duration,
-    shutdown: &CancellationToken,
-) -> Option<Result<(), crate::error::DeliveryError>> {
-    tokio::select! {
-        r = deliver(channel, notice, http, timeout) => Some(r),
-        () = shutdown.cancelled() => None,
     }
 }
 
