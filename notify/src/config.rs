@@ -32,8 +32,12 @@ impl Default for NotifyConfig {
 }
 
 /// One channel of one user.
+///
+/// Read through [`RawChannel`]: serde cannot refuse unknown keys of a struct that flattens
+/// an internally tagged enum (it refuses the tag itself), so the common keys are taken
+/// first and the rest must be exactly the keys of the channel's `kind`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawChannel")]
 pub struct ChannelConfig {
     /// Unique name (outbox entries are kept per channel name).
     pub name: String,
@@ -46,6 +50,34 @@ pub struct ChannelConfig {
     /// How to deliver.
     #[serde(flatten)]
     pub kind: ChannelKind,
+}
+
+/// A channel as written: the common keys, and the rest for its `kind`.
+#[derive(Deserialize)]
+#[serde(rename = "ChannelConfig")]
+struct RawChannel {
+    name: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    devices: Vec<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TryFrom<RawChannel> for ChannelConfig {
+    type Error = String;
+
+    fn try_from(raw: RawChannel) -> Result<Self, String> {
+        let kind = ChannelKind::deserialize(serde_json::Value::Object(raw.rest))
+            .map_err(|e| format!("notification channel {:?}: {e}", raw.name))?;
+        Ok(Self {
+            name: raw.name,
+            user: raw.user,
+            devices: raw.devices,
+            kind,
+        })
+    }
 }
 
 /// How a channel delivers.
@@ -107,5 +139,107 @@ impl ChannelConfig {
     /// Whether this channel takes alerts of `device`.
     pub fn wants(&self, device: &str) -> bool {
         self.devices.is_empty() || self.devices.iter().any(|d| d == device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channels(toml_text: &str) -> Result<Vec<ChannelConfig>, String> {
+        #[derive(Deserialize)]
+        struct File {
+            notifications: NotifyConfig,
+        }
+        toml::from_str::<File>(toml_text)
+            .map(|f| f.notifications.channels)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_kind_loads_with_its_own_keys_and_the_common_ones() {
+        let got = channels(
+            r#"
+            [[notifications.channels]]
+            name = "phone"
+            kind = "ntfy"
+            url = "https://ntfy.example/grill"
+
+            [[notifications.channels]]
+            name = "team"
+            kind = "webhook"
+            url = "https://hooks.example/x"
+            format = "slack"
+            secret = "s"
+            devices = ["sim-1"]
+
+            [[notifications.channels]]
+            name = "mail"
+            user = "me"
+            kind = "email"
+            smtp_url = "smtp://127.0.0.1:2525"
+            from = "grill@example.com"
+            to = ["me@example.com"]
+            "#,
+        )
+        .expect("load");
+        assert_eq!(got.len(), 3);
+        assert!(
+            matches!(&got[0].kind, ChannelKind::Ntfy { url, token: None } if url == "https://ntfy.example/grill")
+        );
+        assert!(matches!(
+            &got[1].kind,
+            ChannelKind::Webhook { format: WebhookFormat::Slack, secret: Some(s), .. } if s.0 == "s"
+        ));
+        assert_eq!(got[1].devices, vec!["sim-1".to_owned()]);
+        assert!(matches!(&got[2].kind, ChannelKind::Email { to, .. } if to.len() == 1));
+        assert_eq!(got[2].user.as_deref(), Some("me"));
+    }
+
+    #[test]
+    fn unknown_keys_kinds_and_missing_keys_are_named() {
+        for (text, needle) in [
+            (
+                "name = \"a\"\nkind = \"webhook\"\nurl = \"u\"\nfromat = \"slack\"",
+                "fromat",
+            ),
+            ("name = \"a\"\nkind = \"pager\"\nurl = \"u\"", "pager"),
+            ("name = \"a\"\nkind = \"email\"\nsmtp_url = \"u\"", "from"),
+            ("name = \"a\"\nurl = \"u\"", "kind"),
+            (
+                "name = \"a\"\nkind = \"ntfy\"\nurl = \"u\"\nformat = \"json\"",
+                "format",
+            ),
+        ] {
+            let err = channels(&format!("[[notifications.channels]]\n{text}\n")).expect_err(text);
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_channel_prints_and_loads_back_unchanged() {
+        let config = NotifyConfig {
+            channels: vec![ChannelConfig {
+                name: "team".into(),
+                user: None,
+                devices: vec!["d".into()],
+                kind: ChannelKind::Webhook {
+                    url: "https://hooks.example/x".into(),
+                    secret: None,
+                    format: WebhookFormat::Discord,
+                },
+            }],
+            ..NotifyConfig::default()
+        };
+        #[derive(Serialize, Deserialize)]
+        struct File {
+            notifications: NotifyConfig,
+        }
+        let text = toml::to_string(&File {
+            notifications: config.clone(),
+        })
+        .expect("print");
+        let back: File = toml::from_str(&text).expect("load");
+        assert_eq!(back.notifications, config);
     }
 }
