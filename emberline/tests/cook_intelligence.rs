@@ -85,17 +85,36 @@ async fn the_simulated_cook_converges_flags_its_stall_and_raises_target_reached_
     // The simulator's truth: the first reading at or above the target.
     let first = seen.first().expect("predictions").event_time_ms;
     let last = seen.last().expect("predictions").event_time_ms;
-    let history = ReadingServiceClient::new(channel.clone())
-        .get_history(GetHistoryRequest {
-            device_id: "sim-1".into(),
-            probe_id: "meat-1".into(),
-            from_ms: first - 3_600_000,
-            to_ms: last,
-            ..Default::default()
-        })
-        .await
-        .expect("history")
-        .into_inner();
+    // History is the trend processor's, which may lag the cook processor's predictions:
+    // wait until it covers the time the food was done.
+    let done_at = reached_at.expect("done");
+    let mut readings = ReadingServiceClient::new(channel.clone());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let history = loop {
+        let history = readings
+            .get_history(GetHistoryRequest {
+                device_id: "sim-1".into(),
+                probe_id: "meat-1".into(),
+                from_ms: first - 3_600_000,
+                to_ms: last,
+                ..Default::default()
+            })
+            .await
+            .expect("history")
+            .into_inner();
+        if history
+            .points
+            .last()
+            .is_some_and(|p| p.event_time_ms >= done_at)
+        {
+            break history;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history never reached the done time"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let truth = history
         .points
         .iter()
@@ -165,16 +184,29 @@ async fn the_simulated_cook_converges_flags_its_stall_and_raises_target_reached_
     assert!(seen.iter().any(|p| !p.stall && p.temperature_c > 82.0));
 
     // Target reached: raised exactly once over the cook and the 45 minutes after it.
+    // The stream can be ahead of the projections (outputs are appended before the batch that
+    // projects them): wait until the listing holds the raise as well.
     let mut raised: Vec<AlertEvent> = Vec::new();
-    let alerts_now = alerts
-        .list_alerts(ListAlertsRequest {
-            device_id: "sim-1".into(),
-            active_only: false,
-        })
-        .await
-        .expect("list alerts")
-        .into_inner()
-        .alerts;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let alerts_now = loop {
+        let listed = alerts
+            .list_alerts(ListAlertsRequest {
+                device_id: "sim-1".into(),
+                active_only: false,
+            })
+            .await
+            .expect("list alerts")
+            .into_inner()
+            .alerts;
+        if listed.iter().any(|a| a.kind == "target_reached") {
+            break listed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "target reached never listed: {listed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let expected = alerts_now.len();
     while raised.len() < expected {
         let event = tokio::time::timeout(PATIENCE, alert_stream.next())
@@ -226,24 +258,48 @@ async fn the_simulated_cook_converges_flags_its_stall_and_raises_target_reached_
     assert_eq!(err.code(), Code::InvalidArgument);
 
     // The projections hold the latest prediction and the cook the simulator started.
-    let latest = predictions
-        .list_predictions(ListPredictionsRequest {
-            device_id: "sim-1".into(),
-        })
-        .await
-        .expect("list predictions")
-        .into_inner()
-        .predictions;
+    // (They may trail the streams by a batch: wait for them as a client would.)
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let latest = loop {
+        let latest = predictions
+            .list_predictions(ListPredictionsRequest {
+                device_id: "sim-1".into(),
+            })
+            .await
+            .expect("list predictions")
+            .into_inner()
+            .predictions;
+        if latest.iter().any(|p| p.remaining_s == Some(0.0)) {
+            break latest;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the done prediction was never listed: {latest:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].remaining_s, Some(0.0));
-    let cooks = CookServiceClient::new(channel)
-        .list_cooks(ListCooksRequest {
-            device_id: "sim-1".into(),
-        })
-        .await
-        .expect("cooks")
-        .into_inner()
-        .cooks;
+    let mut cook_client = CookServiceClient::new(channel);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let cooks = loop {
+        let cooks = cook_client
+            .list_cooks(ListCooksRequest {
+                device_id: "sim-1".into(),
+            })
+            .await
+            .expect("cooks")
+            .into_inner()
+            .cooks;
+        if !cooks.is_empty() {
+            break cooks;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the simulated cook was never listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(cooks.len(), 1);
     assert_eq!(cooks[0].targets_c.get("meat-1"), Some(&TARGET_C));
 }
@@ -253,6 +309,8 @@ async fn an_alert_rule_raises_on_its_probe_and_bad_rules_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let up = Up::start(dir.path(), free_port());
     let mut alerts = AlertServiceClient::new(up.channel().await);
+    // A rule names a device Emberline must know: wait for the simulator's registration.
+    up.wait_for_device("sim-1").await;
     let mut stream = alerts
         .subscribe_alerts(SubscribeAlertsRequest {
             device_id: "sim-1".into(),

@@ -7,10 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use emberline_proto::v1::cook_service_client::CookServiceClient;
-use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::{
-    AddNoteRequest, Cook, EndCookRequest, GetCookRequest, ListCooksRequest, ListDevicesRequest,
-    SetTargetRequest, StartCookRequest,
+    AddNoteRequest, Cook, EndCookRequest, GetCookRequest, ListCooksRequest, SetTargetRequest,
+    StartCookRequest,
 };
 use support::{PATIENCE, Up, free_port};
 use tonic::Code;
@@ -86,23 +85,7 @@ async fn a_cook_is_started_targeted_noted_ended_and_fetched_with_its_readings() 
     }
 
     // A cook needs a device Emberline knows: wait for the simulator's registration.
-    let mut devices = DeviceServiceClient::new(up.channel().await);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !devices
-        .list_devices(ListDevicesRequest::default())
-        .await
-        .expect("list devices")
-        .into_inner()
-        .devices
-        .iter()
-        .any(|d| d.device_id == "sim-1")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sim-1 never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    up.wait_for_device("sim-1").await;
     let cook_id = cooks
         .start_cook(start(
             "Brisket",

@@ -40,28 +40,40 @@ struct Msg {
 }
 
 /// Records every message on its filters; reconnects (and re-subscribes) after a broker
-/// restart.
+/// restart. Its connection ends when it is dropped.
 struct Recorder {
     client: AsyncClient,
     log: Arc<Mutex<Vec<Msg>>>,
     changed: tokio::sync::watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Recorder {
+    /// Connects and returns once the broker has acknowledged every subscription, so that
+    /// nothing published afterwards is missed.
     async fn connect(port: u16, id: &str, filters: &[&str]) -> Self {
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 1_024);
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, changed) = tokio::sync::watch::channel(0u64);
+        let (subscribed_tx, mut subscribed) = tokio::sync::watch::channel(false);
         let (sub, sink) = (client.clone(), log.clone());
         let filters: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
+            let mut acks = 0;
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        acks = 0;
                         for f in &filters {
                             let _ = sub.subscribe(f, QoS::AtLeastOnce).await;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        acks += 1;
+                        if acks == filters.len() {
+                            subscribed_tx.send_replace(true);
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -76,10 +88,15 @@ impl Recorder {
                 }
             }
         });
+        tokio::time::timeout(PATIENCE, subscribed.wait_for(|s| *s))
+            .await
+            .unwrap_or_else(|_| panic!("{id}: the broker never acknowledged the subscriptions"))
+            .expect("recorder task");
         Self {
             client,
             log,
             changed,
+            task,
         }
     }
 
@@ -110,15 +127,27 @@ impl Recorder {
     }
 }
 
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // Otherwise its event loop reconnects forever (under its client id).
+        self.task.abort();
+    }
+}
+
 /// Every retained message under `filter` as a new subscriber gets it: subscribes, then
 /// sends itself a marker; the broker delivers retained messages before the marker.
 async fn retained(port: u16, filter: &str) -> BTreeMap<String, String> {
-    let id = format!("snapshot-{}", std::process::id());
+    // A client id of its own per snapshot: two clients with one id take the session from
+    // each other, over and over.
+    static SNAPSHOTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SNAPSHOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("snapshot-{}-{n}", std::process::id());
     let marker = format!("test/marker/{id}");
     let recorder = Recorder::connect(port, &id, &[filter, &marker]).await;
-    // The marker is sent once the subscriptions are in place (the first SUBACK-visible
-    // effect is that retained messages start arriving; sending repeatedly covers the case
-    // of no retained message at all).
+    // The marker is sent after the subscriptions are acknowledged; the broker delivers the
+    // retained messages before it. It is re-sent now and then in case the connection to the
+    // broker was lost in between (a QoS 1 message of a clean session is not re-sent then).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut n = 0;
     loop {
         n += 1;
@@ -133,6 +162,10 @@ async fn retained(port: u16, filter: &str) -> BTreeMap<String, String> {
         if got.is_ok() {
             break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the marker of {id} never came back"
+        );
     }
     let _ = recorder.client.disconnect().await;
     recorder
@@ -667,7 +700,11 @@ async fn restarts_of_the_connector_the_gateway_and_the_broker_lose_no_state_chan
     let mut missed = 0;
     let mut newest = 0;
     while missed < 3 {
-        let e = live.next().await.expect("stream").expect("event");
+        let e = tokio::time::timeout(PATIENCE, live.next())
+            .await
+            .expect("a trend update in time")
+            .expect("stream")
+            .expect("event");
         if e.probe_id == "pit" {
             missed += 1;
             newest = e.event_time_ms;
@@ -808,8 +845,13 @@ async fn the_broker_login_and_tls_are_used_and_a_rejected_password_is_reported()
         passwd.display()
     );
     let broker = Broker::start_with(binary, dir, extra);
+    let deadline = Instant::now() + PATIENCE;
     while TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
-        tokio::task::yield_now().await;
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on the TLS port"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let watcher = Recorder::connect(broker.port, "watcher", &["homeassistant/#"]).await;
     let up_dir = tempfile::tempdir().expect("tmp");

@@ -113,12 +113,30 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
     assert!(probes.len() >= 3, "updates from {probes:?}");
     assert_continuous(&events);
 
-    // Queries answer from projections.
-    let devices = DeviceServiceClient::new(channel.clone())
-        .list_devices(ListDevicesRequest::default())
-        .await
-        .expect("list")
-        .into_inner();
+    // Queries answer from projections. The stream runs ahead of them (a round's trends are
+    // appended before the batch that projects them) and devices are listed once a projector
+    // has seen them: wait, as a client would, until every probe of sim-1 is projected.
+    let mut device_client = DeviceServiceClient::new(channel.clone());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let devices = loop {
+        let devices = device_client
+            .list_devices(ListDevicesRequest::default())
+            .await
+            .expect("list")
+            .into_inner();
+        if devices
+            .devices
+            .iter()
+            .any(|d| d.device_id == "sim-1" && d.probe_count == 4)
+        {
+            break devices;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sim-1's four probes were never projected: {devices:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(
         devices
             .devices
@@ -429,11 +447,8 @@ async fn up_on_kafka_streams_and_resumes_after_kill_9() {
         .into_inner();
     seen.extend(take_events(&mut stream, 12).await);
     assert_continuous(&seen);
-    let devices = DeviceServiceClient::new(up.channel().await)
-        .list_devices(ListDevicesRequest::default())
-        .await
-        .expect("list")
-        .into_inner();
-    assert!(devices.devices.iter().any(|d| d.device_id == "sim-1"));
+    // Trends stream before their projection batch is written, and the registration is
+    // projected apart from them: wait for the listing instead of asking once.
+    up.wait_for_device("sim-1").await;
     up.interrupt();
 }

@@ -30,7 +30,8 @@ fn adapter(s: &FakeFireboard, password: &str, budget: u32) -> Fireboard {
         credentials: Credentials::with_password("cook@example.com", password),
         base_url: s.url.clone(),
         budget_per_hour: budget,
-        request_timeout_s: 1,
+        // The default request timeout: a local answer can be slow on a loaded machine, and
+        // no test here waits for a timeout.
         ..FireboardConfig::default()
     })
     .expect("config")

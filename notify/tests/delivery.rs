@@ -149,7 +149,10 @@ fn config(channels: Vec<ChannelConfig>) -> NotifyConfig {
         notify_cleared: true,
         retry_initial_ms: 20,
         retry_max_ms: 200,
-        timeout_ms: 2_000,
+        // Reached only on failure: an attempt that times out after the receiver took it is
+        // sent again, which the exactly-once checks below would count twice (a loaded
+        // machine can keep a local webhook or aiosmtpd from answering for seconds).
+        timeout_ms: PATIENCE.as_millis() as u64,
     }
 }
 

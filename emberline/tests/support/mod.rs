@@ -10,6 +10,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 pub mod mosquitto;
+pub mod roles;
 
 /// Generous bound for anything that should take a second or two; only reached on failure.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -98,6 +99,33 @@ impl Up {
             .connect()
             .await
             .expect("connect to a listening gateway")
+    }
+
+    /// Waits, as a client would, until the gateway knows `device` (its source's registration
+    /// has been projected): commands naming a device are refused before that.
+    pub async fn wait_for_device(&self, device: &str) {
+        use emberline_proto::v1::ListDevicesRequest;
+        use emberline_proto::v1::device_service_client::DeviceServiceClient;
+        let mut devices = DeviceServiceClient::new(self.channel().await);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let known = devices
+                .list_devices(ListDevicesRequest::default())
+                .await
+                .expect("list devices")
+                .into_inner()
+                .devices
+                .iter()
+                .any(|d| d.device_id == device);
+            if known {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{device} was never registered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn kill_9(mut self) {

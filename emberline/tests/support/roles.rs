@@ -1,0 +1,123 @@
+//! Running single roles of the real binary as separate processes, each with its own data
+//! directory and operations endpoint, and waiting for them as an orchestrator would
+//! (`GET /readyz`).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{PATIENCE, free_port};
+
+/// One role running as its own OS process.
+pub struct Role {
+    pub name: String,
+    pub child: Child,
+    pub ops: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Every line the process has logged.
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Role {
+    /// Starts `emberline --config <config> --data-dir <data_dir> <args…>` with its ops
+    /// endpoint on a free port and `env` added.
+    pub fn start(
+        name: &str,
+        config: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
+        let ops = free_port();
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_emberline"))
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env("EMBERLINE__OPS__ADDR", ops.to_string())
+            .env(
+                "RUST_LOG",
+                "warn,emberline=info,emberline_processors=info,emberline_gateway=info",
+            )
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tag, kept) = (name.to_owned(), lines.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[{tag}] {line}");
+                if let Ok(mut l) = kept.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            child,
+            ops,
+            data_dir: data_dir.to_owned(),
+            lines,
+        }
+    }
+
+    /// Waits until `GET /readyz` answers 200 (panics if the process exits first).
+    pub async fn ready(&mut self) {
+        emberline_schemas::install_crypto_provider();
+        let url = format!("http://{}/readyz", self.ops);
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited with {status} before it was ready", self.name);
+            }
+            if let Ok(r) = http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} never became ready",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// Ctrl-C, and waits for a clean exit.
+    pub fn interrupt(&mut self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill -INT");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(
+            exit.success(),
+            "{} exited with {exit} after Ctrl-C",
+            self.name
+        );
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
