@@ -30,6 +30,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
+use crate::group::GroupMember;
+use crate::kafka_group::KafkaMember;
 use crate::{EventLog, LogError, NewRecord, PartitionReader, Position, Record, partition_for};
 
 /// How the Kafka backend connects.
@@ -43,6 +45,12 @@ pub struct KafkaConfig {
     pub request_timeout: Duration,
     /// Further librdkafka properties (security, SASL, …), applied to every client.
     pub properties: BTreeMap<String, String>,
+    /// How long a consumer-group member may go silent before the group gives its
+    /// partitions to the others (`session.timeout.ms`).
+    pub group_session_timeout: Duration,
+    /// Put before every topic, consumer and group name on the broker, so several
+    /// Emberline installations (or test runs) can share one cluster.
+    pub topic_prefix: String,
 }
 
 impl KafkaConfig {
@@ -53,10 +61,12 @@ impl KafkaConfig {
             replication_factor: 1,
             request_timeout: Duration::from_secs(10),
             properties: BTreeMap::new(),
+            group_session_timeout: Duration::from_secs(10),
+            topic_prefix: String::new(),
         }
     }
 
-    fn client(&self) -> ClientConfig {
+    pub(crate) fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in &self.properties {
@@ -118,6 +128,11 @@ impl KafkaLog {
 
     fn timeout(&self) -> Duration {
         self.inner.config.request_timeout
+    }
+
+    /// The broker's name of a topic, consumer or group.
+    fn name(&self, name: &str) -> String {
+        format!("{}{name}", self.inner.config.topic_prefix)
     }
 
     fn partitions_blocking(&self, topic: &str) -> Result<u32, LogError> {
@@ -230,11 +245,16 @@ impl KafkaLog {
 #[async_trait]
 impl EventLog for KafkaLog {
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, LogError> {
-        let new = NewTopic::new(
+        let keep_forever = crate::topics::KEEP_FOREVER.contains(&topic);
+        let topic = &self.name(topic);
+        let mut new = NewTopic::new(
             topic,
             partitions.max(1) as i32,
             TopicReplication::Fixed(self.inner.config.replication_factor),
         );
+        if keep_forever {
+            new = new.set("retention.ms", "-1");
+        }
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
         let results = self
             .inner
@@ -271,7 +291,7 @@ impl EventLog for KafkaLog {
     }
 
     async fn partitions(&self, topic: &str) -> Result<u32, LogError> {
-        let topic = topic.to_owned();
+        let topic = self.name(topic);
         self.blocking(move |log| log.partitions_blocking(&topic))
             .await
     }
@@ -289,7 +309,7 @@ impl EventLog for KafkaLog {
             .into_iter()
             .map(|r| (partition_for(&r.key, partitions), r))
             .collect();
-        self.send_all(topic, routed).await
+        self.send_all(&self.name(topic), routed).await
     }
 
     async fn append_to(
@@ -310,7 +330,7 @@ impl EventLog for KafkaLog {
             });
         }
         let routed = records.into_iter().map(|r| (partition, r)).collect();
-        self.send_all(topic, routed).await
+        self.send_all(&self.name(topic), routed).await
     }
 
     async fn reader(
@@ -339,8 +359,12 @@ impl EventLog for KafkaLog {
             .create()
             .map_err(kafka("creating a reader"))?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))
-            .map_err(kafka("assigning a partition"))?;
+        tpl.add_partition_offset(
+            &self.name(topic),
+            partition as i32,
+            Offset::Offset(from as i64),
+        )
+        .map_err(kafka("assigning a partition"))?;
         consumer
             .assign(&tpl)
             .map_err(kafka("assigning a partition"))?;
@@ -351,7 +375,7 @@ impl EventLog for KafkaLog {
     }
 
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        let topic = topic.to_owned();
+        let topic = self.name(topic);
         self.blocking(move |log| {
             let (_, high) = log
                 .inner
@@ -373,10 +397,11 @@ impl EventLog for KafkaLog {
         if positions.is_empty() {
             return Ok(());
         }
-        let committer = self.committer(consumer)?;
+        let committer = self.committer(&self.name(consumer))?;
+        let topic = self.name(topic);
         let mut tpl = TopicPartitionList::new();
         for (partition, offset) in positions {
-            tpl.add_partition_offset(topic, *partition as i32, Offset::Offset(*offset as i64))
+            tpl.add_partition_offset(&topic, *partition as i32, Offset::Offset(*offset as i64))
                 .map_err(kafka("committing positions"))?;
         }
         self.blocking(move |_| {
@@ -387,16 +412,26 @@ impl EventLog for KafkaLog {
         .await
     }
 
+    async fn join_group(&self, group: &str, topic: &str) -> Result<Box<dyn GroupMember>, LogError> {
+        self.partitions(topic).await?;
+        Ok(Box::new(KafkaMember::join(
+            &self.inner.config,
+            &self.name(group),
+            &self.name(topic),
+        )?))
+    }
+
     async fn load_positions(
         &self,
         consumer: &str,
         topic: &str,
     ) -> Result<BTreeMap<u32, u64>, LogError> {
         let partitions = self.partitions(topic).await?;
-        let committer = self.committer(consumer)?;
+        let committer = self.committer(&self.name(consumer))?;
+        let topic = self.name(topic);
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
-            tpl.add_partition(topic, p as i32);
+            tpl.add_partition(&topic, p as i32);
         }
         self.blocking(move |log| {
             let committed = committer

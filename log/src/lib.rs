@@ -13,6 +13,8 @@
 //!   an idempotent producer).
 //! * **Reading and tailing.** A [`PartitionReader`] reads a partition from any offset and, given
 //!   a wait, tails it: it returns as soon as new records are appended.
+//! * **Groups.** [`EventLog::join_group`] shares a topic's partitions among the processes
+//!   of a consumer group, moving them when a member joins, leaves or dies.
 //! * **Positions.** A consumer's positions (the next offset to read, per partition) are stored
 //!   with [`EventLog::store_positions`] and survive a restart. Callers store a position only
 //!   after the effects of everything before it are durable; effects are idempotent, so a
@@ -25,8 +27,11 @@
 
 mod embedded;
 mod error;
+mod group;
 #[cfg(feature = "kafka")]
 mod kafka;
+#[cfg(feature = "kafka")]
+mod kafka_group;
 mod partitioner;
 mod record;
 
@@ -40,6 +45,7 @@ use async_trait::async_trait;
 
 pub use embedded::EmbeddedLog;
 pub use error::LogError;
+pub use group::{GroupEvent, GroupMember, Revocation};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaConfig, KafkaLog};
 pub use partitioner::partition_for;
@@ -61,8 +67,11 @@ pub mod topics {
     pub const ALERTS: &str = "alerts";
     /// Rejected input with the reason.
     pub const DEAD_LETTER: &str = "dead-letter";
+    /// Every projection batch the processors write, by input partition (distributed
+    /// deployments: state handoff and the gateways' read models). Kept forever.
+    pub const PROJECTIONS_CHANGELOG: &str = "projections.changelog";
     /// Every standard topic.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         PROBE_READINGS,
         DEVICE_EVENTS,
         COOK_COMMANDS,
@@ -70,7 +79,10 @@ pub mod topics {
         DERIVED_PREDICTIONS,
         ALERTS,
         DEAD_LETTER,
+        PROJECTIONS_CHANGELOG,
     ];
+    /// Topics whose records must never expire (created with `retention.ms = -1`).
+    pub const KEEP_FOREVER: [&str; 1] = [PROJECTIONS_CHANGELOG];
 }
 
 /// An append-only, partitioned log of byte records. See the crate docs for the contract.
@@ -113,6 +125,11 @@ pub trait EventLog: Send + Sync + 'static {
         topic: &str,
         positions: &BTreeMap<u32, u64>,
     ) -> Result<(), LogError>;
+
+    /// Joins the consumer group `group` on `topic`: the group shares the topic's partitions
+    /// among its members (see [`GroupMember`]). On the embedded log, which one process
+    /// owns, the member gets every partition.
+    async fn join_group(&self, group: &str, topic: &str) -> Result<Box<dyn GroupMember>, LogError>;
 
     /// `consumer`'s stored positions for `topic`; partitions never stored are absent.
     async fn load_positions(
