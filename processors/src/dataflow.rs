@@ -1,6 +1,6 @@
 //! The timely wiring of the trend processor: readers, exchanges, the trend operator, the sink.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +38,8 @@ pub struct TrendConfig {
     pub batch_size: usize,
     /// How long an idle worker waits for input before advancing its round anyway.
     pub idle_wait: Duration,
+    /// The input partitions this process owns (a consumer group's share); `None`: all.
+    pub partitions: Option<BTreeSet<u32>>,
 }
 
 impl Default for TrendConfig {
@@ -49,6 +51,7 @@ impl Default for TrendConfig {
             workers: 2,
             batch_size: 4_096,
             idle_wait: Duration::from_millis(50),
+            partitions: None,
         }
     }
 }
@@ -121,6 +124,13 @@ pub struct RunStats {
     pub rejected: u64,
 }
 
+fn owns(config: &TrendConfig, partition: u32) -> bool {
+    config
+        .partitions
+        .as_ref()
+        .is_none_or(|owned| owned.contains(&partition))
+}
+
 /// Runs the trend dataflow on the calling thread's behalf (it blocks until done).
 ///
 /// `runtime` is the tokio runtime the log and store run their I/O on; call this from a
@@ -148,7 +158,7 @@ pub fn run_trends(
         let starts = store.applied_positions(&config.input_topic).await?;
         let mut ends = BTreeMap::new();
         if mode == Mode::CatchUp {
-            for p in 0..partitions {
+            for p in (0..partitions).filter(|p| owns(&config, *p)) {
                 ends.insert(p, log.end_offset(&config.input_topic, p).await?);
             }
         }
@@ -165,7 +175,7 @@ pub fn run_trends(
         let index = worker.index();
         let peers = worker.peers();
         let (tx, mut rx) = mpsc::channel::<Result<Vec<Reading>, ProcessorError>>(8);
-        for p in (0..partitions).filter(|p| *p as usize % peers == index) {
+        for p in (0..partitions).filter(|p| *p as usize % peers == index && owns(&config, *p)) {
             let reader = PartitionFeed {
                 log: log.clone(),
                 codec: codec.clone(),

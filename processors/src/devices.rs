@@ -219,12 +219,25 @@ pub async fn run_devices(
     mode: Mode,
     shutdown: CancellationToken,
 ) -> Result<RunStats, ProcessorError> {
+    run_devices_on(log, store, codec, mode, shutdown, None).await
+}
+
+/// [`run_devices`] on the input partitions in `owned` only (a consumer group's share);
+/// `None`: all of them.
+pub async fn run_devices_on(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ProjectionStore>,
+    codec: Arc<EventCodec>,
+    mode: Mode,
+    shutdown: CancellationToken,
+    owned: Option<&BTreeSet<u32>>,
+) -> Result<RunStats, ProcessorError> {
     let (tx, mut rx) = mpsc::channel::<Result<Chunk, ProcessorError>>(16);
     let mut feeds = Vec::new();
     for topic in DEVICE_INPUTS {
         let partitions = log.partitions(topic).await?;
         let applied = store.applied_positions(topic).await?;
-        for partition in 0..partitions {
+        for partition in (0..partitions).filter(|p| owned.is_none_or(|o| o.contains(p))) {
             let from = applied.get(&partition).copied().unwrap_or(0);
             let until = match mode {
                 Mode::Follow => None,

@@ -42,6 +42,7 @@
 //!
 //! This crate knows the log, the schemas and the projection store; it knows nothing of gRPC.
 
+pub mod changelog;
 pub mod cook;
 mod dataflow;
 pub mod devices;
@@ -49,7 +50,7 @@ mod error;
 mod sink;
 pub mod trend;
 
-pub use cook::run::run_cook;
+pub use cook::run::{run_cook, run_cook_on};
 pub use dataflow::{Mode, RunStats, TrendConfig, catch_up, run_trends};
-pub use devices::run_devices;
+pub use devices::{run_devices, run_devices_on};
 pub use error::ProcessorError;

@@ -63,13 +63,15 @@ impl TrendSink {
                 .or_default()
                 .push(item);
         }
-        let mut batch = ProjectionBatch::default();
-        let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut positions = BTreeMap::new();
+        // One projection batch per input partition: a batch covers one partition's state
+        // and positions, so partitions can move between processes (see `changelog`).
         for (partition, items) in &by_partition {
             let Some(floor) = self.appended_up_to(*partition) else {
                 return;
             };
+            let mut batch = ProjectionBatch::default();
+            let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
             let mut records = Vec::new();
             for item in items {
                 let Some(event) = &item.reading.event else {
@@ -156,18 +158,18 @@ impl TrendSink {
             batch
                 .applied
                 .push((self.config.input_topic.clone(), *partition, last + 1));
+            batch.state = states.into_iter().collect();
+            let store = self.store.clone();
+            if self
+                .retry("applying projections", || {
+                    let (store, batch) = (store.clone(), batch.clone());
+                    async move { store.apply(batch).await.map_err(ProcessorError::from) }
+                })
+                .is_none()
+            {
+                return;
+            }
             positions.insert(*partition, last + 1);
-        }
-        batch.state = states.into_iter().collect();
-        let store = self.store.clone();
-        if self
-            .retry("applying projections", || {
-                let (store, batch) = (store.clone(), batch.clone());
-                async move { store.apply(batch).await.map_err(ProcessorError::from) }
-            })
-            .is_none()
-        {
-            return;
         }
         // Informational (lag, tooling): resumption trusts the projections' positions.
         let (log, consumer, topic) = (

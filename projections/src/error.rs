@@ -19,7 +19,25 @@ pub enum ProjectionError {
         /// What was wrong.
         reason: String,
     },
+    /// The database behind a networked store (ScyllaDB) failed — unreachable, timed out,
+    /// refused a statement, answered rows of an unexpected shape — or its settings are
+    /// invalid. The driver's error is kept as the source (and shown in the message, as the
+    /// other variants show their reasons).
+    #[error("projection database failed while {action}: {source}")]
+    Database {
+        /// What the store was doing.
+        action: &'static str,
+        /// The driver's (or the settings check's) error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// A blocking task was cancelled or panicked.
     #[error("projection worker task failed: {0}")]
     Task(String),
+    /// A batch the store cannot take as it is (a bug in its writer).
+    #[error("invalid projection batch: {0}")]
+    Invalid(String),
+    /// Where the store writes through to is unreachable for now; retrying may succeed.
+    #[error("{0}")]
+    Unavailable(String),
 }

@@ -168,7 +168,7 @@ pub struct CookSession {
 }
 
 /// Everything one processor step writes, applied atomically.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProjectionBatch {
     /// Latest values (a probe may appear more than once; the superseding one wins).
     pub latest: Vec<LatestProbe>,

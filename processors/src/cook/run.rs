@@ -1,8 +1,13 @@
 //! The cook processor loop: read the input topics, merge them deterministically, fold them
 //! through [`CookBrain`], and write outputs, projections and positions exactly once.
 //!
-//! * **Merge**: one lane per input partition; the next input is the lane head with the least
-//!   (server time, topic, partition, offset). In [`Mode::CatchUp`] the merge waits for every
+//! * **Partitions**: the three input topics are co-partitioned by device id, and partition
+//!   *p* of each is folded on its own — its own [`CookBrain`], sequence numbers, state
+//!   (`cook/header/<p>` and the devices' `cook/device/<id>`) and outputs (partition *p* of
+//!   the output topics) — so partitions can be shared among processes and move between
+//!   them. Clock ticks are written to every partition.
+//! * **Merge**: within a partition, one lane per input topic; the next input is the lane
+//!   head with the least (server time, topic, offset). In [`Mode::CatchUp`] the merge waits for every
 //!   unfinished lane, so a replay of a fixed log always sees one order. Following a live log it
 //!   does not wait for a quiet lane (that would stall every alert behind an idle partition);
 //!   then the order is by arrival, which equals the replay order unless two inputs race.
@@ -37,7 +42,13 @@ pub const COOK_INPUTS: [&str; 3] = [
     topics::DEVICE_EVENTS,
     topics::COOK_COMMANDS,
 ];
-const HEADER_KEY: &str = "cook/header";
+/// The header of the single fold of every partition that earlier versions kept; a
+/// partition without a header of its own starts from it (an upgrade loses no state).
+const LEGACY_HEADER_KEY: &str = "cook/header";
+
+fn header_key(partition: u32) -> String {
+    format!("cook/header/{partition}")
+}
 
 /// The key of this processor's applied positions of `topic` in the projection store: its
 /// own, apart from the other processors reading the same topics.
@@ -52,7 +63,7 @@ fn device_key(id: &str) -> String {
 }
 
 /// The persisted part of [`CookBrain`] besides the devices.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 struct Header {
     now: i64,
     seq: u64,
@@ -121,34 +132,119 @@ pub async fn run_cook(
     mode: Mode,
     shutdown: CancellationToken,
 ) -> Result<RunStats, ProcessorError> {
+    run_cook_on(log, store, codec, mode, shutdown, None).await
+}
+
+/// [`run_cook`] on the input partitions in `owned` only (a consumer group's share);
+/// `None`: all of them. Each partition is folded on its own; the first failure stops all.
+pub async fn run_cook_on(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ProjectionStore>,
+    codec: Arc<EventCodec>,
+    mode: Mode,
+    shutdown: CancellationToken,
+    owned: Option<&BTreeSet<u32>>,
+) -> Result<RunStats, ProcessorError> {
     let partitions = log.partitions(topics::PROBE_READINGS).await?;
-    let mut out_partitions = BTreeMap::new();
-    for topic in [topics::DERIVED_PREDICTIONS, topics::ALERTS] {
-        out_partitions.insert(topic, log.ensure_topic(topic, partitions).await?);
-    }
-    let notify = Arc::new(Notify::new());
-    let mut lanes = Vec::new();
-    let mut feeds = Vec::new();
-    for (rank, topic) in COOK_INPUTS.into_iter().enumerate() {
+    for topic in COOK_INPUTS {
         let count = log.partitions(topic).await?;
-        let applied = store.applied_positions(&applied_key(topic)).await?;
-        for partition in 0..count {
+        if count != partitions {
+            return Err(mismatch(topic, count, partitions));
+        }
+    }
+    for topic in [topics::DERIVED_PREDICTIONS, topics::ALERTS] {
+        let count = log.ensure_topic(topic, partitions).await?;
+        if count != partitions {
+            return Err(mismatch(topic, count, partitions));
+        }
+    }
+    let legacy = match store.state(LEGACY_HEADER_KEY).await? {
+        Some(bytes) => Some(decode_state::<Header>(LEGACY_HEADER_KEY, &bytes)?),
+        None => None,
+    };
+    let stop = shutdown.child_token();
+    let mut runs = tokio::task::JoinSet::new();
+    for partition in (0..partitions).filter(|p| owned.is_none_or(|o| o.contains(p))) {
+        let run = PartitionRun {
+            log: log.clone(),
+            store: store.clone(),
+            codec: codec.clone(),
+            mode,
+            shutdown: stop.clone(),
+            partition,
+            partitions,
+            legacy: legacy.clone(),
+        };
+        runs.spawn(run.run());
+    }
+    let mut stats = RunStats::default();
+    let mut failure = None;
+    while let Some(joined) = runs.join_next().await {
+        let result = joined
+            .map_err(|e| ProcessorError::Dataflow(format!("a cook partition task failed: {e}")))
+            .and_then(|r| r);
+        match result {
+            Ok(s) => {
+                stats.records += s.records;
+                stats.rejected += s.rejected;
+            }
+            Err(e) => {
+                stop.cancel();
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(stats),
+    }
+}
+
+fn mismatch(topic: &str, count: u32, partitions: u32) -> ProcessorError {
+    ProcessorError::PartitionMismatch {
+        input: topics::PROBE_READINGS.into(),
+        input_partitions: partitions,
+        output: topic.into(),
+        output_partitions: count,
+    }
+}
+
+/// The fold of one partition.
+struct PartitionRun {
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ProjectionStore>,
+    codec: Arc<EventCodec>,
+    mode: Mode,
+    shutdown: CancellationToken,
+    partition: u32,
+    partitions: u32,
+    legacy: Option<Header>,
+}
+
+impl PartitionRun {
+    async fn run(self) -> Result<RunStats, ProcessorError> {
+        let partition = self.partition;
+        let notify = Arc::new(Notify::new());
+        let mut lanes = Vec::new();
+        let mut feeds = Vec::new();
+        for (rank, topic) in COOK_INPUTS.into_iter().enumerate() {
+            let applied = self.store.applied_positions(&applied_key(topic)).await?;
             let from = applied.get(&partition).copied().unwrap_or(0);
-            let until = match mode {
+            let until = match self.mode {
                 Mode::Follow => None,
-                Mode::CatchUp => Some(log.end_offset(topic, partition).await?),
+                Mode::CatchUp => Some(self.log.end_offset(topic, partition).await?),
             };
             let (tx, rx) = mpsc::channel(4);
             let feed = Feed {
-                log: log.clone(),
-                codec: codec.clone(),
+                log: self.log.clone(),
+                codec: self.codec.clone(),
                 topic,
                 partition,
                 from,
                 until,
                 tx,
                 notify: notify.clone(),
-                shutdown: shutdown.clone(),
+                shutdown: self.shutdown.clone(),
             };
             feeds.push(tokio::spawn(feed.run()));
             lanes.push(Lane {
@@ -161,28 +257,36 @@ pub async fn run_cook(
                 next_offset: from,
             });
         }
+        let mut writer = Writer::start(
+            self.log.clone(),
+            self.store.clone(),
+            self.codec.clone(),
+            partition,
+            self.partitions,
+        )
+        .await?;
+        let mut brain = writer.load_brain(self.legacy.as_ref()).await?;
+        tracing::debug!(
+            partition,
+            seq = brain.seq,
+            devices = brain.devices.len(),
+            mode = ?self.mode,
+            "cook processor starting on a partition"
+        );
+        let result = merge_loop(
+            &mut lanes,
+            &mut brain,
+            &mut writer,
+            self.mode,
+            &notify,
+            &self.shutdown,
+        )
+        .await;
+        for feed in feeds {
+            feed.abort();
+        }
+        result
     }
-    let mut writer = Writer::start(log.clone(), store.clone(), codec, out_partitions).await?;
-    let mut brain = writer.load_brain().await?;
-    tracing::info!(
-        seq = brain.seq,
-        devices = brain.devices.len(),
-        ?mode,
-        "cook processor starting"
-    );
-    let result = merge_loop(
-        &mut lanes,
-        &mut brain,
-        &mut writer,
-        mode,
-        &notify,
-        &shutdown,
-    )
-    .await;
-    for feed in feeds {
-        feed.abort();
-    }
-    result
 }
 
 async fn merge_loop(
@@ -320,12 +424,15 @@ impl Pending {
     }
 }
 
-/// Writes outputs, projections and positions.
+/// Writes one partition's outputs, projections and positions.
 struct Writer {
     log: Arc<dyn EventLog>,
     store: Arc<dyn ProjectionStore>,
     codec: Arc<EventCodec>,
-    partitions: BTreeMap<&'static str, u32>,
+    /// The input partition, and so the output partition, of this fold.
+    partition: u32,
+    /// Partitions of every input and output topic.
+    partitions: u32,
     /// Per (output topic, partition): the highest input sequence number already written.
     written: HashMap<(&'static str, u32), i64>,
 }
@@ -335,30 +442,45 @@ impl Writer {
         log: Arc<dyn EventLog>,
         store: Arc<dyn ProjectionStore>,
         codec: Arc<EventCodec>,
-        partitions: BTreeMap<&'static str, u32>,
+        partition: u32,
+        partitions: u32,
     ) -> Result<Self, ProcessorError> {
         let mut written = HashMap::new();
-        for (topic, count) in &partitions {
-            for p in 0..*count {
-                if let Some(seq) = last_seq(log.as_ref(), &codec, topic, p).await? {
-                    written.insert((*topic, p), seq);
-                }
+        for topic in [topics::DERIVED_PREDICTIONS, topics::ALERTS] {
+            if let Some(seq) = last_seq(log.as_ref(), &codec, topic, partition).await? {
+                written.insert((topic, partition), seq);
             }
         }
         Ok(Self {
             log,
             store,
             codec,
+            partition,
             partitions,
             written,
         })
     }
 
-    async fn load_brain(&self) -> Result<CookBrain, ProcessorError> {
-        let Some(bytes) = self.store.state(HEADER_KEY).await? else {
-            return Ok(CookBrain::default());
+    /// The fold's saved state: the partition's own header, or for a partition that has
+    /// none yet, its share of the legacy single fold's.
+    async fn load_brain(&self, legacy: Option<&Header>) -> Result<CookBrain, ProcessorError> {
+        let key = header_key(self.partition);
+        let header: Header = match self.store.state(&key).await? {
+            Some(bytes) => decode_state(&key, &bytes)?,
+            None => match legacy {
+                Some(h) => Header {
+                    now: h.now,
+                    seq: h.seq,
+                    devices: h
+                        .devices
+                        .iter()
+                        .filter(|d| partition_for(d.as_bytes(), self.partitions) == self.partition)
+                        .cloned()
+                        .collect(),
+                },
+                None => return Ok(CookBrain::default()),
+            },
         };
-        let header: Header = decode_state(HEADER_KEY, &bytes)?;
         let mut brain = CookBrain {
             now: header.now,
             seq: header.seq,
@@ -399,7 +521,7 @@ impl Writer {
         };
         batch
             .state
-            .push((HEADER_KEY.to_owned(), encode_state(&header)));
+            .push((header_key(self.partition), encode_state(&header)));
         for id in &pending.changed {
             if let Some(dev) = brain.devices.get(id) {
                 batch.state.push((device_key(id), encode_state(dev)));
@@ -493,8 +615,8 @@ impl Writer {
                     self.codec.encode(c)?,
                 ),
             };
-            let count = self.partitions.get(topic).copied().unwrap_or(1);
-            let partition = partition_for(device.as_bytes(), count);
+            let partition = partition_for(device.as_bytes(), self.partitions);
+            debug_assert_eq!(partition, self.partition, "co-partitioned by device id");
             if self
                 .written
                 .get(&(topic, partition))
@@ -603,9 +725,14 @@ async fn last_seq(
         return Ok(None);
     }
     let mut reader = log.reader(topic, partition, end - 1).await?;
-    let records = reader.next_batch(1, Duration::from_secs(5)).await?;
+    let records = reader.next_batch(1, Duration::from_secs(30)).await?;
+    // Below the end there is a record: not finding it is a failure, not "nothing written"
+    // (which would write everything again).
     let Some(record) = records.first() else {
-        return Ok(None);
+        return Err(ProcessorError::Log(emberline_log::LogError::Task(format!(
+            "{topic}/{partition}: no record at offset {} below the end",
+            end - 1
+        ))));
     };
     let kind = codec.kind_of_learning(&record.value).await?;
     Ok(match kind {

@@ -1,0 +1,314 @@
+//! The projection changelog: every projection batch a processor writes, as a record of the
+//! log, so that state and read models live in the log rather than on one machine's disk.
+//!
+//! In the distributed deployment each processor writes through a [`ChangelogStore`]: a
+//! batch — which covers exactly one input partition *p* (its state, its outputs' projections
+//! and the positions it has applied) — is first appended, as one record, to partition *p*
+//! of [`topics::PROJECTIONS_CHANGELOG`], then applied to the processor's own local store
+//! together with the changelog position it came from. A single record is written
+//! atomically, so a batch is in the changelog whole or not at all.
+//!
+//! * **State handoff** ([`restore`]): a processor that is assigned partition *p* first
+//!   applies the changelog of *p* from where its local store last saw it up to the end.
+//!   Its local store then holds exactly what the last owner's durable batches say — state
+//!   and positions together — and it resumes *p* where that owner's output ends. Outputs
+//!   written after the last owner's last batch are skipped on resumption (they carry
+//!   their source offset or sequence number), so nothing is lost or repeated.
+//! * **Read models** ([`follow`]): a gateway tails every partition of the changelog into a
+//!   store of its own, resumable from the changelog positions it keeps in that store.
+//!
+//! A crash between the append and the local apply leaves the record in the changelog and
+//! the local store behind it: the processor re-processes the batch and appends the same
+//! upserts again, which every reader applies idempotently.
+//!
+//! Values are postcard-encoded [`ProjectionBatch`]es behind a format byte: the changelog is
+//! internal to Emberline (like a Kafka Streams changelog), not an Avro topic for others.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use emberline_log::{EventLog, NewRecord, topics};
+use emberline_projections::{
+    AlertRecord, AlertRuleRecord, CookSession, DeviceInfo, DeviceSummary, HistoryPoint,
+    LatestProbe, ProbePrediction, ProjectionBatch, ProjectionError, ProjectionStore,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::ProcessorError;
+
+/// The applied-positions key under which a store records how far it has applied the
+/// changelog.
+pub const CHANGELOG_POSITIONS: &str = topics::PROJECTIONS_CHANGELOG;
+
+/// The first byte of every changelog value.
+const FORMAT_V1: u8 = 1;
+
+/// Most changelog records read at a time.
+const READ_BATCH: usize = 256;
+
+/// Encodes a batch as a changelog value.
+pub fn encode(batch: &ProjectionBatch) -> Result<Vec<u8>, ProcessorError> {
+    postcard::to_extend(batch, vec![FORMAT_V1])
+        .map_err(|e| ProcessorError::Dataflow(format!("encoding a changelog batch: {e}")))
+}
+
+/// Decodes a changelog value.
+pub fn decode(value: &[u8]) -> Result<ProjectionBatch, String> {
+    match value.split_first() {
+        Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+        Some((format, _)) => Err(format!(
+            "changelog format {format} is newer than this binary understands"
+        )),
+        None => Err("empty changelog record".into()),
+    }
+}
+
+/// The one input partition a processor's batch covers.
+fn partition_of(batch: &ProjectionBatch) -> Result<u32, ProjectionError> {
+    let mut partitions = batch.applied.iter().map(|(_, p, _)| *p);
+    let first = partitions.next().ok_or_else(|| {
+        ProjectionError::Invalid("a changelog batch must cover an input partition".into())
+    })?;
+    if partitions.any(|p| p != first) {
+        return Err(ProjectionError::Invalid(format!(
+            "a changelog batch must cover one input partition: {:?}",
+            batch.applied
+        )));
+    }
+    Ok(first)
+}
+
+/// The time a batch's record carries: the latest event time in it (processors read no
+/// clock), or 0 for a batch with none.
+fn timestamp(batch: &ProjectionBatch) -> i64 {
+    let times = batch
+        .latest
+        .iter()
+        .map(|l| l.event_time)
+        .chain(batch.history.iter().map(|h| h.event_time))
+        .chain(batch.predictions.iter().map(|p| p.event_time))
+        .chain(batch.alerts.iter().map(|a| a.last_raised_time));
+    times.max().unwrap_or(0).max(0)
+}
+
+/// A store that appends every batch to the changelog before applying it locally. Reads
+/// are the local store's.
+pub struct ChangelogStore {
+    local: Arc<dyn ProjectionStore>,
+    log: Arc<dyn EventLog>,
+}
+
+impl ChangelogStore {
+    /// Writes through `log`'s changelog topic (which must exist) to `local`.
+    pub fn new(log: Arc<dyn EventLog>, local: Arc<dyn ProjectionStore>) -> Self {
+        Self { local, log }
+    }
+}
+
+fn log_failed(e: emberline_log::LogError) -> ProjectionError {
+    ProjectionError::Unavailable(format!("appending to the projection changelog: {e}"))
+}
+
+#[async_trait]
+impl ProjectionStore for ChangelogStore {
+    async fn apply(&self, mut batch: ProjectionBatch) -> Result<(), ProjectionError> {
+        let partition = partition_of(&batch)?;
+        let value = encode(&batch).map_err(|e| ProjectionError::Invalid(e.to_string()))?;
+        let record = NewRecord {
+            key: partition.to_be_bytes().to_vec(),
+            value,
+            timestamp_ms: timestamp(&batch),
+        };
+        let positions = self
+            .log
+            .append_to(topics::PROJECTIONS_CHANGELOG, partition, vec![record])
+            .await
+            .map_err(log_failed)?;
+        if let Some(position) = positions.last() {
+            batch.applied.push((
+                CHANGELOG_POSITIONS.to_owned(),
+                partition,
+                position.offset + 1,
+            ));
+        }
+        self.local.apply(batch).await
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceSummary>, ProjectionError> {
+        self.local.devices().await
+    }
+
+    async fn device_infos(&self) -> Result<Vec<DeviceInfo>, ProjectionError> {
+        self.local.device_infos().await
+    }
+
+    async fn device_info(&self, device_id: &str) -> Result<Option<DeviceInfo>, ProjectionError> {
+        self.local.device_info(device_id).await
+    }
+
+    async fn cooks(&self, device_id: Option<&str>) -> Result<Vec<CookSession>, ProjectionError> {
+        self.local.cooks(device_id).await
+    }
+
+    async fn cook(&self, cook_id: &str) -> Result<Option<CookSession>, ProjectionError> {
+        self.local.cook(cook_id).await
+    }
+
+    async fn latest(&self, device_id: &str) -> Result<Vec<LatestProbe>, ProjectionError> {
+        self.local.latest(device_id).await
+    }
+
+    async fn predictions(
+        &self,
+        device_id: Option<&str>,
+    ) -> Result<Vec<ProbePrediction>, ProjectionError> {
+        self.local.predictions(device_id).await
+    }
+
+    async fn alerts(
+        &self,
+        device_id: Option<&str>,
+        active_only: bool,
+    ) -> Result<Vec<AlertRecord>, ProjectionError> {
+        self.local.alerts(device_id, active_only).await
+    }
+
+    async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, ProjectionError> {
+        self.local.alert(alert_id).await
+    }
+
+    async fn alert_rules(
+        &self,
+        device_id: Option<&str>,
+    ) -> Result<Vec<AlertRuleRecord>, ProjectionError> {
+        self.local.alert_rules(device_id).await
+    }
+
+    async fn history(
+        &self,
+        device_id: &str,
+        probe_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<HistoryPoint>, ProjectionError> {
+        self.local
+            .history(device_id, probe_id, from_ms, to_ms, limit)
+            .await
+    }
+
+    async fn applied_positions(&self, topic: &str) -> Result<BTreeMap<u32, u64>, ProjectionError> {
+        self.local.applied_positions(topic).await
+    }
+
+    async fn state(&self, key: &str) -> Result<Option<Vec<u8>>, ProjectionError> {
+        self.local.state(key).await
+    }
+
+    async fn dump(&self) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, ProjectionError> {
+        self.local.dump().await
+    }
+}
+
+/// Applies changelog partition `partition` to `store` from where the store last saw it,
+/// up to `until` (or, with `None`, forever, waiting for new records). Returns the number
+/// of batches applied.
+async fn apply_partition(
+    log: &dyn EventLog,
+    store: &dyn ProjectionStore,
+    partition: u32,
+    until: Option<u64>,
+    shutdown: &CancellationToken,
+) -> Result<u64, ProcessorError> {
+    let from = store
+        .applied_positions(CHANGELOG_POSITIONS)
+        .await?
+        .get(&partition)
+        .copied()
+        .unwrap_or(0);
+    if until.is_some_and(|end| from >= end) {
+        return Ok(0);
+    }
+    let mut reader = log
+        .reader(topics::PROJECTIONS_CHANGELOG, partition, from)
+        .await?;
+    let mut applied = 0;
+    loop {
+        if until.is_some_and(|end| reader.position() >= end) || shutdown.is_cancelled() {
+            return Ok(applied);
+        }
+        let records = tokio::select! {
+            r = reader.next_batch(READ_BATCH, Duration::from_millis(500)) => r?,
+            () = shutdown.cancelled() => return Ok(applied),
+        };
+        for record in records {
+            if until.is_some_and(|end| record.offset >= end) {
+                break;
+            }
+            let mut batch = decode(&record.value).map_err(|reason| {
+                ProcessorError::Dataflow(format!(
+                    "{}/{partition} at offset {}: {reason}",
+                    topics::PROJECTIONS_CHANGELOG,
+                    record.offset
+                ))
+            })?;
+            batch
+                .applied
+                .push((CHANGELOG_POSITIONS.to_owned(), partition, record.offset + 1));
+            store.apply(batch).await?;
+            applied += 1;
+        }
+    }
+}
+
+/// Brings `store` up to the changelog's end for `partitions`: the state handoff of a
+/// processor that was just assigned them. Returns the number of batches applied.
+pub async fn restore(
+    log: &dyn EventLog,
+    store: &dyn ProjectionStore,
+    partitions: impl IntoIterator<Item = u32>,
+    shutdown: &CancellationToken,
+) -> Result<u64, ProcessorError> {
+    let mut applied = 0;
+    for partition in partitions {
+        let end = log
+            .end_offset(topics::PROJECTIONS_CHANGELOG, partition)
+            .await?;
+        applied += apply_partition(log, store, partition, Some(end), shutdown).await?;
+    }
+    Ok(applied)
+}
+
+/// Tails every partition of the changelog into `store` until `shutdown` (a gateway's read
+/// model). `caught_up` is called once every partition has reached the end it had when
+/// following began.
+pub async fn follow(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ProjectionStore>,
+    shutdown: CancellationToken,
+    caught_up: impl FnOnce() + Send,
+) -> Result<(), ProcessorError> {
+    let partitions = log.partitions(topics::PROJECTIONS_CHANGELOG).await?;
+    let started = std::time::Instant::now();
+    let applied = restore(log.as_ref(), store.as_ref(), 0..partitions, &shutdown).await?;
+    tracing::info!(
+        batches = applied,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "read model caught up with the projection changelog"
+    );
+    caught_up();
+    let mut tails = tokio::task::JoinSet::new();
+    for partition in 0..partitions {
+        let (log, store, shutdown) = (log.clone(), store.clone(), shutdown.clone());
+        tails.spawn(async move {
+            apply_partition(log.as_ref(), store.as_ref(), partition, None, &shutdown).await
+        });
+    }
+    while let Some(joined) = tails.join_next().await {
+        joined
+            .map_err(|e| ProcessorError::Dataflow(format!("a changelog reader failed: {e}")))??;
+    }
+    Ok(())
+}
