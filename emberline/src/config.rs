@@ -38,6 +38,17 @@ pub(crate) struct Config {
     /// Configured sources (`[[sources]]` with a `kind`); when any are listed, `up` runs them
     /// instead of `[simulator]`.
     pub(crate) sources: Vec<SourceConfig>,
+    /// The health and readiness endpoint of every role.
+    pub(crate) ops: OpsConfig,
+}
+
+/// The operations endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct OpsConfig {
+    /// Where to serve `GET /healthz` and `GET /readyz` (e.g. `"0.0.0.0:9400"` in a pod);
+    /// unset serves neither.
+    pub(crate) addr: Option<SocketAddr>,
 }
 
 /// Which log backend, and how to reach it.
@@ -72,6 +83,12 @@ pub(crate) struct KafkaSection {
     pub(crate) replication_factor: i32,
     /// Extra librdkafka properties (security.protocol, sasl.*, …).
     pub(crate) properties: BTreeMap<String, String>,
+    /// Put before every topic, consumer and group name, so several installations can share
+    /// one cluster.
+    pub(crate) topic_prefix: String,
+    /// How long a processor may go silent before its partitions move to the others, ms
+    /// (the consumer group's `session.timeout.ms`).
+    pub(crate) group_session_timeout_ms: u64,
 }
 
 /// Where schema ids come from.
@@ -138,6 +155,8 @@ impl Default for KafkaSection {
             bootstrap_servers: "127.0.0.1:9092".into(),
             replication_factor: 1,
             properties: BTreeMap::new(),
+            topic_prefix: String::new(),
+            group_session_timeout_ms: 10_000,
         }
     }
 }

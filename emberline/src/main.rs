@@ -12,7 +12,11 @@
 //! * `emberline config --print-default` — the whole configuration with its defaults.
 
 mod config;
+#[cfg(test)]
+mod doc_examples;
 mod eval;
+mod ops;
+mod processing;
 mod roles;
 mod watch;
 
@@ -120,7 +124,22 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+/// Runs the command; a failure prints its chain of causes on one line (`error: …: …`) and
+/// exits with status 1 — a configuration mistake is not a crash, so no backtrace.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     emberline_schemas::install_crypto_provider();
     tracing_subscriber::fmt()

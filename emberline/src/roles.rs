@@ -8,14 +8,58 @@ use emberline_ingest::{EventSink, Simulator, SimulatorConfig, SourceConfig, run_
 use emberline_log::{
     EmbeddedLog, EventLog, KafkaConfig, KafkaLog, NewRecord, RedbDatabase, topics,
 };
-use emberline_processors::{Mode, TrendConfig, run_cook, run_devices, run_trends};
+use emberline_processors::Mode;
+use emberline_processors::changelog::{self, ChangelogStore};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
-use emberline_schemas::events::{ClockTick, CookStarted};
+use emberline_schemas::events::CookStarted;
 use emberline_schemas::{ConfluentRegistry, EmbeddedRegistry, EventCodec, SchemaRegistry};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Backend, Config};
+use crate::ops::{self, Readiness};
+use crate::processing::{self, Processing};
+
+/// Starts the health and readiness endpoint when `ops.addr` is set. The returned readiness
+/// starts with the log not ready; each role adds what else it waits for.
+fn start_ops(
+    tasks: &mut JoinSet<Result<()>>,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Readiness {
+    let readiness = Readiness::default();
+    readiness.waiting("log", "opening the event log");
+    if let Some(addr) = config.ops.addr {
+        let (r, s) = (readiness.clone(), shutdown.clone());
+        tasks.spawn(async move { ops::serve(addr, r, s).await });
+    }
+    readiness
+}
+
+/// Keeps readiness down until the trend and cook processors' projections cover the log's
+/// end as it was at start.
+fn watch_processors_catch_up(
+    tasks: &mut JoinSet<Result<()>>,
+    readiness: &Readiness,
+    parts: &LogParts,
+    store: &Arc<dyn ProjectionStore>,
+    shutdown: &CancellationToken,
+) {
+    for (part, key) in [
+        ("trends", topics::PROBE_READINGS.to_owned()),
+        ("cooks", format!("cook/{}", topics::PROBE_READINGS)),
+    ] {
+        let (r, log, store, s) = (
+            readiness.clone(),
+            parts.log.clone(),
+            store.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            ops::watch_catch_up(r, part, log, store, topics::PROBE_READINGS, key, s).await
+        });
+    }
+}
 
 /// The log, its codec and (when local) the embedded registry.
 struct LogParts {
@@ -24,7 +68,29 @@ struct LogParts {
     embedded_registry: Option<EmbeddedRegistry>,
 }
 
-async fn open_log(config: &Config) -> Result<LogParts> {
+/// Where a role may take schema ids from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SchemaIds {
+    /// `registry.url`, or the embedded registry in this process's data directory: `up`,
+    /// which serves that registry to others, and the `registry` role itself.
+    MayServe,
+    /// A role of a distributed deployment: on Kafka it must share one registry with the
+    /// others, so `registry.url` is required there.
+    Shared,
+}
+
+async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts> {
+    if ids == SchemaIds::Shared
+        && config.log.backend == Backend::Kafka
+        && config.registry.url.is_none()
+    {
+        anyhow::bail!(
+            "registry.url is not set: with log.backend = \"kafka\" every role must use one \
+             schema registry (run `emberline registry` or use a Confluent-compatible one, then \
+             set registry.url or EMBERLINE__REGISTRY__URL), or schema ids would differ between \
+             processes"
+        );
+    }
     let (log, local_db): (Arc<dyn EventLog>, Option<Arc<RedbDatabase>>) = match config.log.backend {
         Backend::Embedded => {
             let path = config.data_dir()?.join("log.redb");
@@ -38,6 +104,9 @@ async fn open_log(config: &Config) -> Result<LogParts> {
             let mut kafka = KafkaConfig::new(k.bootstrap_servers.clone());
             kafka.replication_factor = k.replication_factor;
             kafka.properties = k.properties.clone();
+            kafka.topic_prefix = k.topic_prefix.clone();
+            kafka.group_session_timeout =
+                std::time::Duration::from_millis(k.group_session_timeout_ms);
             let log = KafkaLog::connect(kafka).context("connecting to Kafka")?;
             (Arc::new(log), None)
         }
@@ -279,97 +348,13 @@ fn simulated_cook_commands(simulator: &Simulator, start: i64, target_c: f64) -> 
         .collect()
 }
 
-fn spawn_processor(
-    tasks: &mut JoinSet<Result<()>>,
-    config: &Config,
-    parts: &LogParts,
-    store: Arc<dyn ProjectionStore>,
-    shutdown: &CancellationToken,
-    mode: Mode,
-) {
-    let (log, codec, cook_shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
-    let cook_store = store.clone();
-    tasks.spawn(async move {
-        let stats = run_cook(log, cook_store, codec, mode, cook_shutdown)
-            .await
-            .context("cook processor")?;
-        tracing::info!(records = stats.records, "cook processor stopped");
-        Ok(())
-    });
-    if mode == Mode::Follow && config.processor.tick_interval_s > 0 {
-        let every = std::time::Duration::from_secs(config.processor.tick_interval_s);
-        let (log, codec, shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
-        tasks.spawn(async move { write_clock_ticks(log, codec, every, shutdown).await });
-    }
-    let trend_config = TrendConfig {
-        workers: config.processor.workers,
-        ..TrendConfig::default()
-    };
-    let (log, codec, devices_shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
-    let devices_store = store.clone();
-    tasks.spawn(async move {
-        let stats = run_devices(log, devices_store, codec, mode, devices_shutdown)
-            .await
-            .context("device projector")?;
-        tracing::info!(records = stats.records, "device projector stopped");
-        Ok(())
-    });
-    let (log, codec, shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
-    let runtime = tokio::runtime::Handle::current();
-    tasks.spawn(async move {
-        let stats = tokio::task::spawn_blocking(move || {
-            run_trends(log, store, codec, trend_config, mode, shutdown, runtime)
-        })
-        .await
-        .context("the trend processor panicked")?
-        .context("trend processor")?;
-        tracing::info!(
-            records = stats.records,
-            rejected = stats.rejected,
-            "trend processor stopped"
-        );
-        Ok(())
-    });
-}
-
-/// Writes the wall-clock time to `cook.commands` every `every`, so time-based alerts fire
-/// on a quiet device and a replay sees the same time pass. A failed write is retried at the
-/// next tick: a missed tick only delays such alerts.
-async fn write_clock_ticks(
-    log: Arc<dyn EventLog>,
-    codec: Arc<EventCodec>,
-    every: std::time::Duration,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = shutdown.cancelled() => return Ok(()),
-        }
-        let now = wall_clock_ms();
-        let tick = ClockTick {
-            event_time: now,
-            source: "processor".into(),
-        };
-        let record = NewRecord {
-            key: b"clock".to_vec(),
-            value: codec.encode(&tick)?,
-            timestamp_ms: now,
-        };
-        if let Err(e) = log.append(topics::COOK_COMMANDS, vec![record]).await {
-            tracing::warn!(error = %e, "could not write the clock tick; retrying at the next one");
-        }
-    }
-}
-
 fn spawn_gateway(
     tasks: &mut JoinSet<Result<()>>,
     config: &Config,
     parts: &LogParts,
     store: Arc<dyn ProjectionStore>,
     shutdown: &CancellationToken,
+    readiness: &Readiness,
 ) {
     let gateway = Gateway::new(
         parts.log.clone(),
@@ -386,8 +371,17 @@ fn spawn_gateway(
                 .with_context(|| format!("web UI on {web} (set gateway.web_addr or --web-addr)"))
         });
     }
+    readiness.waiting("grpc", format!("binding {addr}"));
+    let (bound_tx, bound) = tokio::sync::oneshot::channel();
+    let r = readiness.clone();
     tasks.spawn(async move {
-        emberline_gateway::serve_grpc(gateway, addr, None)
+        if bound.await.is_ok() {
+            r.ready("grpc");
+        }
+        Ok(())
+    });
+    tasks.spawn(async move {
+        emberline_gateway::serve_grpc(gateway, addr, Some(bound_tx))
             .await
             .context("gRPC gateway")
     });
@@ -443,20 +437,24 @@ fn spawn_home_assistant(
 pub(crate) async fn up(config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let parts = open_log(&config).await?;
-    let store = open_store(&config)?;
-    tracing::info!(data_dir = %config.data_dir()?.display(), backend = ?config.log.backend, "emberline up");
     let mut tasks = JoinSet::new();
+    let readiness = start_ops(&mut tasks, &config, &shutdown);
+    let parts = open_log(&config, SchemaIds::MayServe).await?;
+    let store = open_store(&config)?;
+    readiness.ready("log");
+    tracing::info!(data_dir = %config.data_dir()?.display(), backend = ?config.log.backend, "emberline up");
+    watch_processors_catch_up(&mut tasks, &readiness, &parts, &store, &shutdown);
     spawn_sources(&mut tasks, &config, &parts, &shutdown);
-    spawn_processor(
-        &mut tasks,
+    // One process owns every partition; on Kafka it also keeps the projection changelog,
+    // so gateways started apart can follow it.
+    Processing::new(
         &config,
-        &parts,
-        store.clone(),
-        &shutdown,
-        Mode::Follow,
-    );
-    spawn_gateway(&mut tasks, &config, &parts, store, &shutdown);
+        parts.log.clone(),
+        parts.codec.clone(),
+        writer(&config, &parts, &store),
+    )
+    .spawn(&mut tasks, None, Mode::Follow, &shutdown);
+    spawn_gateway(&mut tasks, &config, &parts, store, &shutdown, &readiness);
     spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true);
     if config.home_assistant.mqtt.is_some() {
         let url = format!("http://{}", config.gateway.grpc_addr);
@@ -482,40 +480,97 @@ pub(crate) async fn up(config: Config) -> Result<()> {
 pub(crate) async fn ingest(config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let parts = open_log(&config).await?;
     anyhow::ensure!(
         config.simulator.enabled || !config.sources.is_empty(),
         "no sources are configured: add [[sources]] or enable [simulator]"
     );
     let mut tasks = JoinSet::new();
+    let readiness = start_ops(&mut tasks, &config, &shutdown);
+    let parts = open_log(&config, SchemaIds::Shared).await?;
+    readiness.ready("log");
     spawn_sources(&mut tasks, &config, &parts, &shutdown);
     supervise(tasks, shutdown).await
 }
 
 /// The processor role; with `catch_up`, it processes the log as it is now and exits.
+///
+/// On Kafka (following the log) it is a member of the processor group: it works on the
+/// partitions the group gives it and hands them over when the group moves them.
 pub(crate) async fn process(config: Config, catch_up: bool) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let parts = open_log(&config).await?;
-    let store = open_store(&config)?;
     let mut tasks = JoinSet::new();
-    let mode = if catch_up {
-        Mode::CatchUp
+    // A catch-up run is a batch job that exits when done: no endpoint to keep it alive.
+    let readiness = if catch_up {
+        Readiness::default()
     } else {
-        Mode::Follow
+        start_ops(&mut tasks, &config, &shutdown)
     };
-    spawn_processor(&mut tasks, &config, &parts, store, &shutdown, mode);
+    let parts = open_log(&config, SchemaIds::Shared).await?;
+    let store = open_store(&config)?;
+    readiness.ready("log");
+    let processing = Processing::new(
+        &config,
+        parts.log.clone(),
+        parts.codec.clone(),
+        writer(&config, &parts, &store),
+    );
+    match (catch_up, config.log.backend) {
+        (true, _) => processing.spawn(&mut tasks, None, Mode::CatchUp, &shutdown),
+        (false, Backend::Embedded) => {
+            watch_processors_catch_up(&mut tasks, &readiness, &parts, &store, &shutdown);
+            processing.spawn(&mut tasks, None, Mode::Follow, &shutdown);
+        }
+        (false, Backend::Kafka) => {
+            let (r, s) = (readiness.clone(), shutdown.clone());
+            tasks.spawn(async move { processing::follow_group(processing, store, r, s).await });
+        }
+    }
     supervise(tasks, shutdown).await
 }
 
-/// The gateway role.
+/// Where processors write: the local store, behind the projection changelog on Kafka.
+fn writer(
+    config: &Config,
+    parts: &LogParts,
+    local: &Arc<dyn ProjectionStore>,
+) -> Arc<dyn ProjectionStore> {
+    match config.log.backend {
+        Backend::Embedded => local.clone(),
+        Backend::Kafka => Arc::new(ChangelogStore::new(parts.log.clone(), local.clone())),
+    }
+}
+
+/// The gateway role. On Kafka it keeps a read model of its own, in its own data directory,
+/// following the projection changelog; it is ready once that has caught up.
 pub(crate) async fn gateway(config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let parts = open_log(&config).await?;
-    let store = open_store(&config)?;
     let mut tasks = JoinSet::new();
-    spawn_gateway(&mut tasks, &config, &parts, store, &shutdown);
+    let readiness = start_ops(&mut tasks, &config, &shutdown);
+    let parts = open_log(&config, SchemaIds::Shared).await?;
+    let store = open_store(&config)?;
+    readiness.ready("log");
+    match config.log.backend {
+        Backend::Embedded => {
+            watch_processors_catch_up(&mut tasks, &readiness, &parts, &store, &shutdown);
+        }
+        Backend::Kafka => {
+            readiness.waiting("read model", "catching up with the projection changelog");
+            let (log, model, r, s) = (
+                parts.log.clone(),
+                store.clone(),
+                readiness.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                changelog::follow(log, model, s, move || r.ready("read model"))
+                    .await
+                    .context("following the projection changelog")
+            });
+        }
+    }
+    spawn_gateway(&mut tasks, &config, &parts, store, &shutdown, &readiness);
     supervise(tasks, shutdown).await
 }
 
@@ -528,6 +583,7 @@ pub(crate) async fn connect_ha(config: Config) -> Result<()> {
         "no MQTT broker: set home_assistant.mqtt.url (or pass --mqtt-url)"
     );
     let mut tasks = JoinSet::new();
+    start_ops(&mut tasks, &config, &shutdown).ready("log");
     let url = config.home_assistant.gateway_url.clone();
     spawn_home_assistant(&mut tasks, &config, url, &shutdown)?;
     supervise(tasks, shutdown).await
@@ -566,8 +622,10 @@ pub(crate) async fn notify(config: Config) -> Result<()> {
         !config.notifications.channels.is_empty(),
         "no channels: add [[notifications.channels]] to the configuration"
     );
-    let parts = open_log(&config).await?;
     let mut tasks = JoinSet::new();
+    let readiness = start_ops(&mut tasks, &config, &shutdown);
+    let parts = open_log(&config, SchemaIds::Shared).await?;
+    readiness.ready("log");
     spawn_notifier(&mut tasks, &config, &parts, &shutdown)?;
     supervise(tasks, shutdown).await
 }
@@ -578,12 +636,14 @@ pub(crate) async fn registry(mut config: Config) -> Result<()> {
     cancel_on_signal(shutdown.clone());
     // This process *is* the registry that `registry.url` points the other roles at.
     config.registry.url = None;
-    let parts = open_log(&config).await?;
     anyhow::ensure!(
         config.gateway.registry_addr.is_some(),
         "no address: set gateway.registry_addr or pass --addr"
     );
     let mut tasks = JoinSet::new();
+    let readiness = start_ops(&mut tasks, &config, &shutdown);
+    let parts = open_log(&config, SchemaIds::MayServe).await?;
+    readiness.ready("log");
     spawn_registry_api(&mut tasks, &config, &parts, &shutdown, false);
     supervise(tasks, shutdown).await
 }

@@ -1,0 +1,288 @@
+//! The processor role's wiring: the trend processor, the device projector, the cook
+//! processor and the clock, on the input partitions this process owns.
+//!
+//! * `up`, and `process --catch-up`, own every partition.
+//! * `process` on Kafka joins the consumer group [`GROUP`]: on every change of its share it
+//!   stops its processors (each finishes the batch in hand and stops; what it had not
+//!   written is redone by the next owner), restores the partitions it was given from the
+//!   projection changelog (the state handoff: see `emberline_processors::changelog`) and
+//!   starts them again on its new share.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use emberline_log::{EventLog, GroupEvent, NewRecord, topics};
+use emberline_processors::{Mode, TrendConfig, run_cook_on, run_devices_on, run_trends};
+use emberline_projections::ProjectionStore;
+use emberline_schemas::EventCodec;
+use emberline_schemas::events::ClockTick;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ops::Readiness;
+
+/// The consumer group of the processor role.
+pub(crate) const GROUP: &str = "emberline.processors";
+
+/// What the processors need.
+#[derive(Clone)]
+pub(crate) struct Processing {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) codec: Arc<EventCodec>,
+    /// Where they write: the local store, or the changelog in front of it.
+    pub(crate) store: Arc<dyn ProjectionStore>,
+    pub(crate) workers: usize,
+    pub(crate) tick_every: Option<std::time::Duration>,
+}
+
+impl Processing {
+    pub(crate) fn new(
+        config: &Config,
+        log: Arc<dyn EventLog>,
+        codec: Arc<EventCodec>,
+        store: Arc<dyn ProjectionStore>,
+    ) -> Self {
+        let tick = config.processor.tick_interval_s;
+        Self {
+            log,
+            codec,
+            store,
+            workers: config.processor.workers,
+            tick_every: (tick > 0).then(|| std::time::Duration::from_secs(tick)),
+        }
+    }
+
+    /// Starts every processor on `owned` (`None`: every partition) into `tasks`.
+    pub(crate) fn spawn(
+        &self,
+        tasks: &mut JoinSet<Result<()>>,
+        owned: Option<BTreeSet<u32>>,
+        mode: Mode,
+        shutdown: &CancellationToken,
+    ) {
+        let (log, codec, store, stop) = (
+            self.log.clone(),
+            self.codec.clone(),
+            self.store.clone(),
+            shutdown.clone(),
+        );
+        let cook_owned = owned.clone();
+        tasks.spawn(async move {
+            let stats = run_cook_on(log, store, codec, mode, stop, cook_owned.as_ref())
+                .await
+                .context("cook processor")?;
+            tracing::info!(records = stats.records, "cook processor stopped");
+            Ok(())
+        });
+        if mode == Mode::Follow
+            && let Some(every) = self.tick_every
+        {
+            let (log, codec, stop, ticked) = (
+                self.log.clone(),
+                self.codec.clone(),
+                shutdown.clone(),
+                owned.clone(),
+            );
+            tasks.spawn(async move { write_clock_ticks(log, codec, every, ticked, stop).await });
+        }
+        let (log, codec, store, stop) = (
+            self.log.clone(),
+            self.codec.clone(),
+            self.store.clone(),
+            shutdown.clone(),
+        );
+        let devices_owned = owned.clone();
+        tasks.spawn(async move {
+            let stats = run_devices_on(log, store, codec, mode, stop, devices_owned.as_ref())
+                .await
+                .context("device projector")?;
+            tracing::info!(records = stats.records, "device projector stopped");
+            Ok(())
+        });
+        let trend_config = TrendConfig {
+            workers: self.workers,
+            partitions: owned,
+            ..TrendConfig::default()
+        };
+        let (log, codec, store, stop) = (
+            self.log.clone(),
+            self.codec.clone(),
+            self.store.clone(),
+            shutdown.clone(),
+        );
+        let runtime = tokio::runtime::Handle::current();
+        tasks.spawn(async move {
+            let stats = tokio::task::spawn_blocking(move || {
+                run_trends(log, store, codec, trend_config, mode, stop, runtime)
+            })
+            .await
+            .context("the trend processor panicked")?
+            .context("trend processor")?;
+            tracing::info!(
+                records = stats.records,
+                rejected = stats.rejected,
+                "trend processor stopped"
+            );
+            Ok(())
+        });
+    }
+}
+
+/// Processors running on one share of the partitions.
+struct Running {
+    stop: CancellationToken,
+    tasks: JoinSet<Result<()>>,
+}
+
+impl Running {
+    fn start(processing: &Processing, owned: &BTreeSet<u32>, shutdown: &CancellationToken) -> Self {
+        let stop = shutdown.child_token();
+        let mut tasks = JoinSet::new();
+        processing.spawn(&mut tasks, Some(owned.clone()), Mode::Follow, &stop);
+        Self { stop, tasks }
+    }
+
+    /// Stops them and waits until they have; the first failure, if any.
+    async fn stop(mut self) -> Result<()> {
+        self.stop.cancel();
+        let mut first = Ok(());
+        while let Some(joined) = self.tasks.join_next().await {
+            if let Err(e) = joined.context("a processor panicked").and_then(|r| r)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+
+    /// Waits for a processor to end (they run until stopped, so that is a failure).
+    async fn failed(&mut self) -> anyhow::Error {
+        loop {
+            match self.tasks.join_next().await {
+                Some(joined) => match joined.context("a processor panicked").and_then(|r| r) {
+                    Err(e) => return e,
+                    Ok(()) => continue,
+                },
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
+/// Follows the processor group: runs the processors on this member's share, restoring
+/// newly assigned partitions from the changelog into `local` before starting on them.
+pub(crate) async fn follow_group(
+    processing: Processing,
+    local: Arc<dyn ProjectionStore>,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    readiness.waiting("processors", "joining the processor group");
+    let mut member = processing
+        .log
+        .join_group(GROUP, topics::PROBE_READINGS)
+        .await
+        .context("joining the processor group")?;
+    let mut owned: BTreeSet<u32> = BTreeSet::new();
+    let mut running: Option<Running> = None;
+    loop {
+        let event = tokio::select! {
+            event = member.next_event() => event.context("the processor group")?,
+            e = async { match running.as_mut() { Some(r) => r.failed().await, None => std::future::pending().await } } => return Err(e),
+            () = shutdown.cancelled() => break,
+        };
+        if let Some(r) = running.take() {
+            r.stop().await?;
+        }
+        match event {
+            GroupEvent::Assigned(partitions) => {
+                readiness.waiting("processors", format!("restoring partitions {partitions:?}"));
+                let started = std::time::Instant::now();
+                let batches = emberline_processors::changelog::restore(
+                    processing.log.as_ref(),
+                    local.as_ref(),
+                    partitions.iter().copied(),
+                    &shutdown,
+                )
+                .await
+                .context("restoring state from the projection changelog")?;
+                owned.extend(partitions.iter().copied());
+                tracing::info!(
+                    assigned = ?partitions,
+                    owned = ?owned,
+                    restored_batches = batches,
+                    restore_ms = started.elapsed().as_millis() as u64,
+                    "partitions assigned"
+                );
+            }
+            GroupEvent::Revoked(partitions, release) => {
+                for p in &partitions {
+                    owned.remove(p);
+                }
+                tracing::info!(revoked = ?partitions, owned = ?owned, "partitions revoked");
+                drop(release);
+            }
+        }
+        if !owned.is_empty() {
+            running = Some(Running::start(&processing, &owned, &shutdown));
+        }
+        readiness.ready("processors");
+    }
+    if let Some(r) = running.take() {
+        r.stop().await?;
+    }
+    Ok(())
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Writes the wall-clock time to every owned partition of `cook.commands` every `every`, so
+/// time-based alerts fire on a quiet device and a replay sees the same time pass. A failed
+/// write is retried at the next tick: a missed tick only delays such alerts.
+async fn write_clock_ticks(
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    every: std::time::Duration,
+    owned: Option<BTreeSet<u32>>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let partitions = match owned {
+        Some(owned) => owned,
+        None => (0..log.partitions(topics::COOK_COMMANDS).await?).collect(),
+    };
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
+        let now = wall_clock_ms();
+        let tick = ClockTick {
+            event_time: now,
+            source: "processor".into(),
+        };
+        let value = codec.encode(&tick)?;
+        for &partition in &partitions {
+            let record = NewRecord {
+                key: b"clock".to_vec(),
+                value: value.clone(),
+                timestamp_ms: now,
+            };
+            if let Err(e) = log
+                .append_to(topics::COOK_COMMANDS, partition, vec![record])
+                .await
+            {
+                tracing::warn!(error = %e, partition, "could not write the clock tick; retrying at the next one");
+            }
+        }
+    }
+}

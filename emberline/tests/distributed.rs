@@ -1,0 +1,657 @@
+//! The distributed deployment, as separate OS processes on a real Kafka-protocol broker:
+//! the registry, an ingest role (the simulator, eight grills at a few hundred readings a
+//! second), three processor replicas in one consumer group and two gateways, each process
+//! with its own data directory (no file is shared between two processes).
+//!
+//! Mid-stream one processor is killed with `kill -9` (its partitions move to the others),
+//! a fourth joins (it takes partitions without a restart of the others), and the gateway a
+//! client is subscribed through is killed (the client resumes on the other with the
+//! positions it holds). At the end:
+//!
+//! * `derived.trends` equals, partition by partition and byte for byte, a single-process
+//!   replay of the same readings: each source offset exactly once, in order; the cook
+//!   processor's outputs carry strictly increasing input sequence numbers per partition;
+//! * both gateways — and a third started late, from nothing — answer every query alike,
+//!   and their devices, latest values, history and cooks equal those of the replay;
+//! * the client received every trend update exactly once.
+//!
+//! Needs `EMBERLINE_TEST_KAFKA` (the test script starts Tansu).
+
+#![allow(clippy::print_stderr)] // the test reports the rebalance and catch-up times it measures
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use emberline_log::{EventLog, KafkaLog, Record, topics};
+use emberline_processors::changelog;
+use emberline_processors::{Mode, TrendConfig, catch_up, run_devices};
+use emberline_projections::{EmbeddedStore, ProjectionStore};
+use emberline_proto::v1::alert_service_client::AlertServiceClient;
+use emberline_proto::v1::cook_service_client::CookServiceClient;
+use emberline_proto::v1::device_service_client::DeviceServiceClient;
+use emberline_proto::v1::prediction_service_client::PredictionServiceClient;
+use emberline_proto::v1::reading_service_client::ReadingServiceClient;
+use emberline_proto::v1::trend_service_client::TrendServiceClient;
+use emberline_proto::v1::{
+    GetHistoryRequest, GetLatestRequest, ListAlertsRequest, ListCooksRequest, ListDevicesRequest,
+    ListPredictionsRequest, StartFrom, SubscribeTrendsRequest, TrendEvent,
+};
+use emberline_schemas::events::{AlertCleared, AlertRaised, PredictionUpdated};
+use emberline_schemas::{ConfluentRegistry, EventCodec, EventKind};
+use support::roles::Role;
+use support::{PATIENCE, free_port};
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+const PARTITIONS: u32 = 8;
+
+fn config_file(dir: &Path, bootstrap: &str, prefix: &str, registry: &str) -> std::path::PathBuf {
+    let path = dir.join("emberline.toml");
+    let text = format!(
+        r#"
+[log]
+backend = "kafka"
+partitions = {PARTITIONS}
+
+[log.kafka]
+bootstrap_servers = "{bootstrap}"
+topic_prefix = "{prefix}"
+group_session_timeout_ms = 6000
+
+[registry]
+url = "http://{registry}"
+
+[processor]
+workers = 1
+tick_interval_s = 1
+
+[simulator]
+devices = 8
+probes = 4
+interval_ms = 100
+start_cook = true
+"#
+    );
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+/// Every record of every partition of `topic`, up to its current end.
+async fn read_all(log: &dyn EventLog, topic: &str) -> BTreeMap<u32, Vec<Record>> {
+    let mut out = BTreeMap::new();
+    for p in 0..log.partitions(topic).await.expect("partitions") {
+        let end = log.end_offset(topic, p).await.expect("end");
+        let mut reader = log.reader(topic, p, 0).await.expect("reader");
+        let mut records = Vec::new();
+        while reader.position() < end {
+            records.extend(
+                reader
+                    .next_batch(4_096, PATIENCE)
+                    .await
+                    .expect("read")
+                    .into_iter()
+                    .filter(|r| r.offset < end),
+            );
+        }
+        out.insert(p, records);
+    }
+    out
+}
+
+/// The client: one trend subscription that moves to the other gateway when its gateway
+/// dies, resuming from the positions it holds.
+#[derive(Clone, Default)]
+struct Client {
+    seen: Arc<Mutex<Vec<(Instant, TrendEvent)>>>,
+    reconnects: Arc<Mutex<u32>>,
+}
+
+impl Client {
+    fn spawn(&self, gateways: Vec<std::net::SocketAddr>, stop: CancellationToken) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut at = 0;
+            loop {
+                let resume: BTreeMap<u32, u64> = {
+                    let seen = this.seen.lock().expect("seen");
+                    let mut r = BTreeMap::new();
+                    for (_, e) in seen.iter() {
+                        r.insert(e.partition, e.offset + 1);
+                    }
+                    r
+                };
+                let url = format!("http://{}", gateways[at % gateways.len()]);
+                let stream = async {
+                    let mut client = TrendServiceClient::connect(url).await.ok()?;
+                    client
+                        .subscribe_trends(SubscribeTrendsRequest {
+                            device_id: String::new(),
+                            resume: resume.into_iter().collect(),
+                            start: StartFrom::Earliest as i32,
+                        })
+                        .await
+                        .ok()
+                        .map(tonic::Response::into_inner)
+                };
+                if let Some(mut stream) = stream.await {
+                    loop {
+                        tokio::select! {
+                            item = stream.next() => match item {
+                                Some(Ok(e)) => this.seen.lock().expect("seen").push((Instant::now(), e)),
+                                _ => break,
+                            },
+                            () = stop.cancelled() => return,
+                        }
+                    }
+                }
+                if stop.is_cancelled() {
+                    return;
+                }
+                // This gateway is gone (or not up): the next one.
+                at += 1;
+                *this.reconnects.lock().expect("reconnects") += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().expect("seen").len()
+    }
+
+    async fn wait_for(&self, n: usize, what: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+        while self.count() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: only {} trend updates",
+                self.count()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// How long after `since` every partition that had streamed before it streamed again
+    /// (partitions without a device never stream).
+    async fn all_partitions_stream_after(&self, since: Instant) -> Duration {
+        let active: BTreeSet<u32> = self
+            .seen
+            .lock()
+            .expect("seen")
+            .iter()
+            .filter(|(t, _)| *t <= since)
+            .map(|(_, e)| e.partition)
+            .collect();
+        assert!(active.len() >= 2, "only partitions {active:?} stream");
+        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+        loop {
+            let latest: BTreeMap<u32, Instant> = {
+                let seen = self.seen.lock().expect("seen");
+                let mut m = BTreeMap::new();
+                for (t, e) in seen.iter().filter(|(t, _)| *t > since) {
+                    m.entry(e.partition).or_insert(*t);
+                }
+                m
+            };
+            if active.iter().all(|p| latest.contains_key(p)) {
+                return latest
+                    .values()
+                    .max()
+                    .map(|t| *t - since)
+                    .unwrap_or_default();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "partitions {:?} never streamed again",
+                active
+                    .iter()
+                    .filter(|p| !latest.contains_key(p))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Everything a gateway answers, for comparing gateways and replays.
+#[derive(Debug, PartialEq)]
+struct Dump {
+    devices: Vec<String>,
+    latest: Vec<String>,
+    history: Vec<String>,
+    cooks: Vec<String>,
+    predictions: Vec<String>,
+    alerts: Vec<String>,
+}
+
+async fn dump(grpc: std::net::SocketAddr) -> Dump {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut devices = DeviceServiceClient::new(channel.clone());
+    let mut readings = ReadingServiceClient::new(channel.clone());
+    let listed = devices
+        .list_devices(ListDevicesRequest::default())
+        .await
+        .expect("devices")
+        .into_inner()
+        .devices;
+    let mut out = Dump {
+        devices: listed.iter().map(|d| format!("{d:?}")).collect(),
+        latest: Vec::new(),
+        history: Vec::new(),
+        cooks: Vec::new(),
+        predictions: Vec::new(),
+        alerts: Vec::new(),
+    };
+    for d in &listed {
+        let latest = devices
+            .get_latest(GetLatestRequest {
+                device_id: d.device_id.clone(),
+            })
+            .await
+            .expect("latest")
+            .into_inner()
+            .probes;
+        out.latest.extend(latest.iter().map(|p| format!("{p:?}")));
+        for probe in &d.probe_ids {
+            let points = readings
+                .get_history(GetHistoryRequest {
+                    device_id: d.device_id.clone(),
+                    probe_id: probe.clone(),
+                    from_ms: 0,
+                    to_ms: i64::MAX,
+                    limit: 100_000,
+                })
+                .await
+                .expect("history")
+                .into_inner();
+            out.history
+                .push(format!("{}/{probe}: {points:?}", d.device_id));
+        }
+    }
+    out.cooks = CookServiceClient::new(channel.clone())
+        .list_cooks(ListCooksRequest::default())
+        .await
+        .expect("cooks")
+        .into_inner()
+        .cooks
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect();
+    out.predictions = PredictionServiceClient::new(channel.clone())
+        .list_predictions(ListPredictionsRequest::default())
+        .await
+        .expect("predictions")
+        .into_inner()
+        .predictions
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect();
+    out.alerts = AlertServiceClient::new(channel)
+        .list_alerts(ListAlertsRequest::default())
+        .await
+        .expect("alerts")
+        .into_inner()
+        .alerts
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    out
+}
+
+/// Waits until every gateway's dump is the same (they follow the changelog on their own).
+async fn settled_dumps(gateways: &[std::net::SocketAddr]) -> Dump {
+    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+    loop {
+        let mut dumps = Vec::new();
+        for g in gateways {
+            dumps.push(dump(*g).await);
+        }
+        let first = dumps.remove(0);
+        if dumps.iter().all(|d| *d == first) {
+            return first;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gateways never agreed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// How far the processors' durable batches in the changelog cover `key` (an applied-
+/// positions key), per partition.
+async fn covered(log: &dyn EventLog, key: &str) -> BTreeMap<u32, u64> {
+    let mut out: BTreeMap<u32, u64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+    for (p, records) in read_all(log, topics::PROJECTIONS_CHANGELOG).await {
+        for r in records {
+            let batch = changelog::decode(&r.value).expect("changelog record");
+            for (topic, partition, next) in batch.applied {
+                if topic == key {
+                    assert_eq!(
+                        partition, p,
+                        "a batch in the changelog of another partition"
+                    );
+                    let e = out.entry(p).or_insert(0);
+                    *e = (*e).max(next);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
+    let Some(kafka) = emberline_log::conformance::kafka_from_env() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let prefix = format!("dist.{run}.");
+    let registry_addr = free_port();
+    let config = config_file(
+        root.path(),
+        &kafka.bootstrap_servers,
+        &prefix,
+        &registry_addr.to_string(),
+    );
+    let dir = |name: &str| root.path().join(name);
+    let grpc = |addr: std::net::SocketAddr| {
+        vec![
+            ("EMBERLINE__GATEWAY__GRPC_ADDR", addr.to_string()),
+            ("EMBERLINE__GATEWAY__WEB_ADDR", free_port().to_string()),
+        ]
+    };
+
+    let mut registry = Role::start(
+        "registry",
+        &config,
+        &dir("registry"),
+        &["registry", "--addr", &registry_addr.to_string()],
+        &[],
+    );
+    registry.ready().await;
+    let mut ingest = Role::start("ingest", &config, &dir("ingest"), &["ingest"], &[]);
+    let mut processors: Vec<Role> = (1..=3)
+        .map(|i| {
+            let name = format!("processor-{i}");
+            Role::start(&name, &config, &dir(&name), &["process"], &[])
+        })
+        .collect();
+    let (g1, g2) = (free_port(), free_port());
+    let mut gateway_1 = Role::start(
+        "gateway-1",
+        &config,
+        &dir("gateway-1"),
+        &["gateway"],
+        &grpc(g1),
+    );
+    let mut gateway_2 = Role::start(
+        "gateway-2",
+        &config,
+        &dir("gateway-2"),
+        &["gateway"],
+        &grpc(g2),
+    );
+    ingest.ready().await;
+    for p in &mut processors {
+        p.ready().await;
+    }
+    gateway_1.ready().await;
+    gateway_2.ready().await;
+
+    let client = Client::default();
+    let stop_client = CancellationToken::new();
+    client.spawn(vec![g1, g2], stop_client.clone());
+    client.wait_for(300, "before the first kill").await;
+
+    // A processor dies: its partitions move to the others.
+    let killed = Instant::now();
+    processors[0].kill_9();
+    let rebalance = client.all_partitions_stream_after(killed).await;
+    eprintln!("every partition streamed again {rebalance:?} after kill -9 of a processor");
+
+    // A fourth joins without a restart of the others.
+    let mut fourth = Role::start(
+        "processor-4",
+        &config,
+        &dir("processor-4"),
+        &["process"],
+        &[],
+    );
+    fourth.ready().await;
+    let joined = Instant::now();
+    let after_join = client.all_partitions_stream_after(joined).await;
+    eprintln!("every partition streamed again {after_join:?} after a processor joined");
+    let fourth_took = fourth
+        .lines
+        .lock()
+        .expect("lines")
+        .iter()
+        .any(|l| l.contains("partitions assigned") && !l.contains("owned={}"));
+    assert!(fourth_took, "the fourth processor took no partition");
+    processors.push(fourth);
+
+    // The client's gateway dies: it resumes on the other.
+    let before = client.count();
+    gateway_1.kill_9();
+    client
+        .wait_for(before + 300, "after the gateway failover")
+        .await;
+    assert!(*client.reconnects.lock().expect("reconnects") >= 1);
+
+    // The input stops; the processors finish it.
+    ingest.interrupt();
+    let log: Arc<dyn EventLog> = {
+        let mut k = emberline_log::KafkaConfig::new(kafka.bootstrap_servers.clone());
+        k.topic_prefix = prefix.clone();
+        Arc::new(KafkaLog::connect(k).expect("connect"))
+    };
+    let mut ends = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        ends.insert(
+            p,
+            log.end_offset(topics::PROBE_READINGS, p)
+                .await
+                .expect("end"),
+        );
+    }
+    let readings: u64 = ends.values().sum();
+    let deadline = tokio::time::Instant::now() + PATIENCE * 3;
+    loop {
+        let trends = covered(log.as_ref(), topics::PROBE_READINGS).await;
+        let cooks = covered(log.as_ref(), &format!("cook/{}", topics::PROBE_READINGS)).await;
+        if trends == ends && cooks == ends {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "processing never finished: {trends:?} {cooks:?} of {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for p in &mut processors[1..] {
+        p.interrupt();
+    }
+
+    // The client has every trend update exactly once, in the log's order.
+    let derived = read_all(log.as_ref(), topics::DERIVED_TRENDS).await;
+    let total: usize = derived.values().map(Vec::len).sum();
+    client.wait_for(total, "the whole derived topic").await;
+    stop_client.cancel();
+    let mut received: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for (_, e) in client.seen.lock().expect("seen").iter() {
+        received.entry(e.partition).or_default().push(e.offset);
+    }
+    for (p, records) in &derived {
+        let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
+        assert_eq!(
+            received.get(p).cloned().unwrap_or_default(),
+            offsets,
+            "partition {p}"
+        );
+    }
+
+    // A replay of the same readings in one process gives the same derived topic.
+    let codec = Arc::new(
+        EventCodec::connect(Arc::new(ConfluentRegistry::new(&format!(
+            "http://{registry_addr}"
+        ))))
+        .await
+        .expect("codec"),
+    );
+    let replay_dir = dir("replay");
+    std::fs::create_dir_all(&replay_dir).expect("replay dir");
+    {
+        let store: Arc<dyn ProjectionStore> =
+            Arc::new(EmbeddedStore::open(&replay_dir.join("projections.redb")).expect("store"));
+        catch_up(
+            log.clone(),
+            store.clone(),
+            codec.clone(),
+            TrendConfig {
+                output_topic: "replay.trends".into(),
+                consumer: "replay.trends".into(),
+                ..TrendConfig::default()
+            },
+        )
+        .await
+        .expect("replay trends");
+        run_devices(
+            log.clone(),
+            store,
+            codec.clone(),
+            Mode::CatchUp,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("replay devices");
+    }
+    let replayed = read_all(log.as_ref(), "replay.trends").await;
+    for p in 0..PARTITIONS {
+        let live: Vec<&[u8]> = derived[&p].iter().map(|r| r.value.as_slice()).collect();
+        let again: Vec<&[u8]> = replayed[&p].iter().map(|r| r.value.as_slice()).collect();
+        assert_eq!(live.len(), again.len(), "partition {p}: trend count");
+        assert!(
+            live == again,
+            "partition {p}: trends differ from the replay"
+        );
+    }
+    // The cook processor's outputs: strictly increasing input numbers per partition.
+    for topic in [topics::DERIVED_PREDICTIONS, topics::ALERTS] {
+        for (p, records) in read_all(log.as_ref(), topic).await {
+            let mut last = i64::MIN;
+            for r in records {
+                let seq = match codec.kind_of_learning(&r.value).await.expect("kind") {
+                    Some(EventKind::PredictionUpdated) => {
+                        codec
+                            .decode::<PredictionUpdated>(&r.value)
+                            .await
+                            .expect("decode")
+                            .source_seq
+                    }
+                    Some(EventKind::AlertRaised) => {
+                        codec
+                            .decode::<AlertRaised>(&r.value)
+                            .await
+                            .expect("decode")
+                            .source_seq
+                    }
+                    Some(EventKind::AlertCleared) => {
+                        codec
+                            .decode::<AlertCleared>(&r.value)
+                            .await
+                            .expect("decode")
+                            .source_seq
+                    }
+                    other => panic!("{topic}/{p}: unexpected {other:?}"),
+                };
+                assert!(
+                    seq > last,
+                    "{topic}/{p} offset {}: input {seq} after {last}",
+                    r.offset
+                );
+                last = seq;
+            }
+        }
+    }
+
+    // Gateways: the survivor, the killed one restarted, and one started late from nothing
+    // all answer alike; the late one's catch-up rate is reported.
+    let mut gateway_1 = Role::start(
+        "gateway-1",
+        &config,
+        &dir("gateway-1"),
+        &["gateway"],
+        &grpc(g1),
+    );
+    let g3 = free_port();
+    let late = Instant::now();
+    let mut gateway_3 = Role::start(
+        "gateway-3",
+        &config,
+        &dir("gateway-3"),
+        &["gateway"],
+        &grpc(g3),
+    );
+    gateway_3.ready().await;
+    let caught_up = late.elapsed();
+    eprintln!(
+        "a late gateway caught up with {readings} readings' projections in {caught_up:?} ({:.0} readings/s)",
+        readings as f64 / caught_up.as_secs_f64()
+    );
+    gateway_1.ready().await;
+    let agreed = settled_dumps(&[g1, g2, g3]).await;
+    assert!(agreed.devices.len() >= 8, "{:?}", agreed.devices);
+    assert!(!agreed.predictions.is_empty());
+
+    // And what the trend processor and the device projector derive equals the replay.
+    let replay_grpc = free_port();
+    let embedded = root.path().join("replay.toml");
+    std::fs::write(&embedded, "[simulator]\nenabled = false\n").expect("replay config");
+    let mut replay_gateway = Role::start(
+        "replay-gateway",
+        &embedded,
+        &replay_dir,
+        &["gateway"],
+        &grpc(replay_grpc),
+    );
+    replay_gateway.ready().await;
+    let replay = dump(replay_grpc).await;
+    assert_eq!(agreed.devices, replay.devices);
+    assert_eq!(agreed.latest, replay.latest);
+    assert_eq!(agreed.history, replay.history);
+    assert_eq!(agreed.cooks, replay.cooks);
+
+    // No file was shared: every process wrote only under its own directory.
+    let own: BTreeSet<String> = std::fs::read_dir(root.path())
+        .expect("root")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        own.contains("processor-2") && own.contains("gateway-2"),
+        "{own:?}"
+    );
+    for role in [
+        &mut gateway_1,
+        &mut gateway_2,
+        &mut gateway_3,
+        &mut replay_gateway,
+        &mut registry,
+    ] {
+        role.interrupt();
+    }
+}
