@@ -4,15 +4,17 @@
 //! * `up`, and `process --catch-up`, own every partition.
 //! * `process` on Kafka joins the consumer group [`GROUP`]: on every change of its share it
 //!   stops its processors (each finishes the batch in hand and stops; what it had not
-//!   written is redone by the next owner), restores the partitions it was given from the
-//!   projection changelog (the state handoff: see `emberline_processors::changelog`) and
-//!   starts them again on its new share.
+//!   written is redone by the next owner), claims the partitions it was given in the
+//!   projection changelog (which fences off any other writer of them), restores them from
+//!   it (the state handoff: see `emberline_processors::changelog`) and starts them again on
+//!   its new share.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use emberline_log::{EventLog, GroupEvent, NewRecord, topics};
+use emberline_log::{EventLog, GroupEvent, GroupSettings, NewRecord, join_group, topics};
+use emberline_processors::changelog::ChangelogStore;
 use emberline_processors::{Mode, TrendConfig, run_cook_on, run_devices_on, run_trends};
 use emberline_projections::ProjectionStore;
 use emberline_schemas::EventCodec;
@@ -172,59 +174,106 @@ impl Running {
     }
 }
 
-/// Follows the processor group: runs the processors on this member's share, restoring
-/// newly assigned partitions from the changelog into `local` before starting on them.
+/// How long a new owner waits after claiming partitions before it reads where their
+/// outputs end: the round a fenced previous owner had in flight lands within it.
+const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Follows the processor group: runs the processors on this member's share, claiming newly
+/// assigned partitions in the changelog and restoring them into `local` before starting on
+/// them. A write refused because another member claimed a partition stops the processors;
+/// after a heartbeat, when the views of the group have converged, they start again on the
+/// member's share as it is then.
 pub(crate) async fn follow_group(
     processing: Processing,
     local: Arc<dyn ProjectionStore>,
+    changelog: Arc<ChangelogStore>,
+    settings: GroupSettings,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<()> {
     readiness.waiting("processors", "joining the processor group");
-    let mut member = processing
-        .log
-        .join_group(GROUP, topics::PROBE_READINGS)
-        .await
-        .context("joining the processor group")?;
+    let mut member = join_group(
+        processing.log.clone(),
+        GROUP,
+        topics::PROBE_READINGS,
+        changelog.id().to_owned(),
+        settings.clone(),
+    )
+    .await
+    .context("joining the processor group")?;
     let mut owned: BTreeSet<u32> = BTreeSet::new();
     let mut running: Option<Running> = None;
     loop {
+        let fenced = changelog.fenced();
         let event = tokio::select! {
-            event = member.next_event() => event.context("the processor group")?,
+            event = member.next_event() => Some(event.context("the processor group")?),
             e = async { match running.as_mut() { Some(r) => r.failed().await, None => std::future::pending().await } } => return Err(e),
+            () = fenced.cancelled(), if running.is_some() => None,
             () = shutdown.cancelled() => break,
         };
+        // An assignment of what is held already changes nothing.
+        if let Some(GroupEvent::Assigned(partitions)) = &event
+            && partitions.is_subset(&owned)
+            && (running.is_some() || owned.is_empty())
+        {
+            readiness.ready("processors");
+            continue;
+        }
         if let Some(r) = running.take() {
             r.stop().await?;
         }
-        match event {
-            GroupEvent::Assigned(partitions) => {
-                readiness.waiting("processors", format!("restoring partitions {partitions:?}"));
-                let started = std::time::Instant::now();
-                let batches = emberline_processors::changelog::restore(
-                    processing.log.as_ref(),
-                    local.as_ref(),
-                    partitions.iter().copied(),
-                    &shutdown,
-                )
-                .await
-                .context("restoring state from the projection changelog")?;
+        let gained = match event {
+            Some(GroupEvent::Assigned(partitions)) => {
                 owned.extend(partitions.iter().copied());
-                tracing::info!(
-                    assigned = ?partitions,
-                    owned = ?owned,
-                    restored_batches = batches,
-                    restore_ms = started.elapsed().as_millis() as u64,
-                    "partitions assigned"
-                );
+                partitions
             }
-            GroupEvent::Revoked(partitions, release) => {
+            Some(GroupEvent::Revoked(partitions, release)) => {
                 for p in &partitions {
                     owned.remove(p);
                 }
+                changelog.release(&partitions);
                 tracing::info!(revoked = ?partitions, owned = ?owned, "partitions revoked");
                 drop(release);
+                BTreeSet::new()
             }
+            None => {
+                tracing::warn!(owned = ?owned, "another processor claimed a partition of ours; stopping for a heartbeat");
+                changelog.release(&owned);
+                readiness.waiting("processors", "fenced: waiting for the group to settle");
+                tokio::select! {
+                    () = tokio::time::sleep(settings.heartbeat * 2) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                owned = member.share();
+                owned.clone()
+            }
+        };
+        if !gained.is_empty() {
+            readiness.waiting("processors", format!("restoring partitions {gained:?}"));
+            let started = std::time::Instant::now();
+            changelog
+                .claim(&owned)
+                .await
+                .context("claiming partitions in the projection changelog")?;
+            tokio::select! {
+                () = tokio::time::sleep(CLAIM_GRACE) => {}
+                () = shutdown.cancelled() => break,
+            }
+            let batches = emberline_processors::changelog::restore(
+                processing.log.as_ref(),
+                local.as_ref(),
+                owned.iter().copied(),
+                &shutdown,
+            )
+            .await
+            .context("restoring state from the projection changelog")?;
+            tracing::info!(
+                assigned = ?gained,
+                owned = ?owned,
+                restored_batches = batches,
+                handoff_ms = started.elapsed().as_millis() as u64,
+                "partitions assigned"
+            );
         }
         if !owned.is_empty() {
             running = Some(Running::start(&processing, &owned, &shutdown));

@@ -159,6 +159,27 @@ impl Client {
         });
     }
 
+    async fn wait_for_partitions(&self, partitions: &BTreeSet<u32>) {
+        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+        loop {
+            let seen: BTreeSet<u32> = self
+                .seen
+                .lock()
+                .expect("seen")
+                .iter()
+                .map(|(_, e)| e.partition)
+                .collect();
+            if partitions.is_subset(&seen) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "partitions {partitions:?} never all streamed: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn count(&self) -> usize {
         self.seen.lock().expect("seen").len()
     }
@@ -186,13 +207,19 @@ impl Client {
             .filter(|(t, _)| *t <= since)
             .map(|(_, e)| e.partition)
             .collect();
-        assert!(active.len() >= 2, "only partitions {active:?} stream");
+        assert!(!active.is_empty(), "no partition streams");
+        let since_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default()
+            - since.elapsed().as_millis() as i64;
         let deadline = tokio::time::Instant::now() + PATIENCE * 2;
         loop {
+            // A trend of a reading taken after `since`: its partition has an owner again.
             let latest: BTreeMap<u32, Instant> = {
                 let seen = self.seen.lock().expect("seen");
                 let mut m = BTreeMap::new();
-                for (t, e) in seen.iter().filter(|(t, _)| *t > since) {
+                for (t, e) in seen.iter().filter(|(_, e)| e.event_time_ms > since_ms) {
                     m.entry(e.partition).or_insert(*t);
                 }
                 m
@@ -228,6 +255,32 @@ struct Dump {
     alerts: Vec<String>,
 }
 
+impl Dump {
+    /// The first difference from `other`, per part.
+    fn difference(&self, other: &Dump) -> String {
+        let parts = [
+            ("devices", &self.devices, &other.devices),
+            ("latest", &self.latest, &other.latest),
+            ("history", &self.history, &other.history),
+            ("cooks", &self.cooks, &other.cooks),
+            ("predictions", &self.predictions, &other.predictions),
+            ("alerts", &self.alerts, &other.alerts),
+        ];
+        let mut out = Vec::new();
+        for (name, a, b) in parts {
+            if a == b {
+                continue;
+            }
+            let at = a.iter().zip(b.iter()).position(|(x, y)| x != y);
+            match at {
+                Some(i) => out.push(format!("{name}[{i}]: {} vs {}", a[i], b[i])),
+                None => out.push(format!("{name}: {} vs {} entries", a.len(), b.len())),
+            }
+        }
+        out.join("; ")
+    }
+}
+
 async fn dump(grpc: std::net::SocketAddr) -> Dump {
     let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
         .expect("url")
@@ -242,8 +295,31 @@ async fn dump(grpc: std::net::SocketAddr) -> Dump {
         .expect("devices")
         .into_inner()
         .devices;
+    // Maps print in hash order: take them out and print them sorted.
+    let sorted = |m: &std::collections::HashMap<String, f64>| {
+        format!("{:?}", m.iter().collect::<BTreeMap<_, _>>())
+    };
+    let sorted_text = |m: &std::collections::HashMap<String, String>| {
+        format!("{:?}", m.iter().collect::<BTreeMap<_, _>>())
+    };
     let mut out = Dump {
-        devices: listed.iter().map(|d| format!("{d:?}")).collect(),
+        devices: listed
+            .iter()
+            .map(|d| {
+                let plain = emberline_proto::v1::Device {
+                    probe_labels: Default::default(),
+                    targets_c: Default::default(),
+                    attributes: Default::default(),
+                    ..d.clone()
+                };
+                format!(
+                    "{plain:?} labels {} targets {} attributes {}",
+                    sorted_text(&d.probe_labels),
+                    sorted(&d.targets_c),
+                    sorted_text(&d.attributes)
+                )
+            })
+            .collect(),
         latest: Vec::new(),
         history: Vec::new(),
         cooks: Vec::new(),
@@ -283,7 +359,13 @@ async fn dump(grpc: std::net::SocketAddr) -> Dump {
         .into_inner()
         .cooks
         .iter()
-        .map(|c| format!("{c:?}"))
+        .map(|c| {
+            let plain = emberline_proto::v1::Cook {
+                targets_c: Default::default(),
+                ..c.clone()
+            };
+            format!("{plain:?} targets {}", sorted(&c.targets_c))
+        })
         .collect();
     out.predictions = PredictionServiceClient::new(channel.clone())
         .list_predictions(ListPredictionsRequest::default())
@@ -320,7 +402,12 @@ async fn settled_dumps(gateways: &[std::net::SocketAddr]) -> Dump {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "gateways never agreed"
+            "gateways never agreed: {}",
+            dumps
+                .iter()
+                .map(|d| first.difference(d))
+                .collect::<Vec<_>>()
+                .join("; ")
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -332,7 +419,9 @@ async fn covered(log: &dyn EventLog, key: &str) -> BTreeMap<u32, u64> {
     let mut out: BTreeMap<u32, u64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
     for (p, records) in read_all(log, topics::PROJECTIONS_CHANGELOG).await {
         for r in records {
-            let batch = changelog::decode(&r.value).expect("changelog record");
+            let Some(batch) = changelog::decode(&r.value).expect("changelog record") else {
+                continue; // a claim
+            };
             for (topic, partition, next) in batch.applied {
                 if topic == key {
                     assert_eq!(
@@ -415,6 +504,27 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
     let stop_client = CancellationToken::new();
     client.spawn(vec![g1, g2], stop_client.clone());
     client.wait_for(300, "before the first kill").await;
+    // Every partition with a grill streams before anything is killed.
+    let log: Arc<dyn EventLog> = {
+        let mut k = emberline_log::KafkaConfig::new(kafka.bootstrap_servers.clone());
+        k.topic_prefix = prefix.clone();
+        Arc::new(KafkaLog::connect(k).expect("connect"))
+    };
+    let mut busy = BTreeSet::new();
+    for p in 0..PARTITIONS {
+        if log
+            .end_offset(topics::PROBE_READINGS, p)
+            .await
+            .expect("end")
+            > 0
+        {
+            busy.insert(p);
+        }
+    }
+    client.wait_for_partitions(&busy).await;
+    for role in [&registry, &ingest, &processors[0], &gateway_1] {
+        eprintln!("RSS of {}: {:?} KiB", role.name, role.rss_kib());
+    }
 
     // A processor dies: its partitions move to the others.
     let killed = Instant::now();
@@ -453,11 +563,6 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
 
     // The input stops; the processors finish it.
     ingest.interrupt();
-    let log: Arc<dyn EventLog> = {
-        let mut k = emberline_log::KafkaConfig::new(kafka.bootstrap_servers.clone());
-        k.topic_prefix = prefix.clone();
-        Arc::new(KafkaLog::connect(k).expect("connect"))
-    };
     let mut ends = BTreeMap::new();
     for p in 0..PARTITIONS {
         ends.insert(

@@ -37,7 +37,6 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 
-use crate::group::{GroupMember, SoleMember};
 use crate::{EventLog, LogError, NewRecord, PartitionReader, Position, Record, partition_for};
 
 /// Page cache of the log file: recent batches are what readers tail, so a modest cache
@@ -383,14 +382,6 @@ impl EventLog for EmbeddedLog {
             write().map_err(storage("storing positions"))
         })
         .await
-    }
-
-    async fn join_group(
-        &self,
-        _group: &str,
-        topic: &str,
-    ) -> Result<Box<dyn GroupMember>, LogError> {
-        Ok(Box::new(SoleMember::new(self.partitions(topic).await?)))
     }
 
     async fn load_positions(

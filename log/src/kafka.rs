@@ -30,8 +30,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
-use crate::group::GroupMember;
-use crate::kafka_group::KafkaMember;
 use crate::{EventLog, LogError, NewRecord, PartitionReader, Position, Record, partition_for};
 
 /// How the Kafka backend connects.
@@ -45,9 +43,6 @@ pub struct KafkaConfig {
     pub request_timeout: Duration,
     /// Further librdkafka properties (security, SASL, …), applied to every client.
     pub properties: BTreeMap<String, String>,
-    /// How long a consumer-group member may go silent before the group gives its
-    /// partitions to the others (`session.timeout.ms`).
-    pub group_session_timeout: Duration,
     /// Put before every topic, consumer and group name on the broker, so several
     /// Emberline installations (or test runs) can share one cluster.
     pub topic_prefix: String,
@@ -61,12 +56,11 @@ impl KafkaConfig {
             replication_factor: 1,
             request_timeout: Duration::from_secs(10),
             properties: BTreeMap::new(),
-            group_session_timeout: Duration::from_secs(10),
             topic_prefix: String::new(),
         }
     }
 
-    pub(crate) fn client(&self) -> ClientConfig {
+    fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in &self.properties {
@@ -253,7 +247,7 @@ impl EventLog for KafkaLog {
             TopicReplication::Fixed(self.inner.config.replication_factor),
         );
         if keep_forever {
-            new = new.set("retention.ms", "-1");
+            new = new.set("retention.ms", "-1").set("retention.bytes", "-1");
         }
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
         let results = self
@@ -410,15 +404,6 @@ impl EventLog for KafkaLog {
                 .map_err(kafka("committing positions"))
         })
         .await
-    }
-
-    async fn join_group(&self, group: &str, topic: &str) -> Result<Box<dyn GroupMember>, LogError> {
-        self.partitions(topic).await?;
-        Ok(Box::new(KafkaMember::join(
-            &self.inner.config,
-            &self.name(group),
-            &self.name(topic),
-        )?))
     }
 
     async fn load_positions(

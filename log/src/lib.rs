@@ -13,8 +13,8 @@
 //!   an idempotent producer).
 //! * **Reading and tailing.** A [`PartitionReader`] reads a partition from any offset and, given
 //!   a wait, tails it: it returns as soon as new records are appended.
-//! * **Groups.** [`EventLog::join_group`] shares a topic's partitions among the processes
-//!   of a consumer group, moving them when a member joins, leaves or dies.
+//! * **Groups.** [`join_group`] shares a topic's partitions among the processes of a group,
+//!   moving them when a member joins, leaves or dies — through heartbeats in the log itself.
 //! * **Positions.** A consumer's positions (the next offset to read, per partition) are stored
 //!   with [`EventLog::store_positions`] and survive a restart. Callers store a position only
 //!   after the effects of everything before it are durable; effects are idempotent, so a
@@ -30,8 +30,6 @@ mod error;
 mod group;
 #[cfg(feature = "kafka")]
 mod kafka;
-#[cfg(feature = "kafka")]
-mod kafka_group;
 mod partitioner;
 mod record;
 
@@ -45,7 +43,7 @@ use async_trait::async_trait;
 
 pub use embedded::EmbeddedLog;
 pub use error::LogError;
-pub use group::{GroupEvent, GroupMember, Revocation};
+pub use group::{GroupEvent, GroupMember, GroupSettings, Revocation, join_group};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaConfig, KafkaLog};
 pub use partitioner::partition_for;
@@ -81,8 +79,10 @@ pub mod topics {
         DEAD_LETTER,
         PROJECTIONS_CHANGELOG,
     ];
+    /// Schema registrations of the log-backed registry, in the order that assigns ids.
+    pub const SCHEMAS: &str = "_schemas";
     /// Topics whose records must never expire (created with `retention.ms = -1`).
-    pub const KEEP_FOREVER: [&str; 1] = [PROJECTIONS_CHANGELOG];
+    pub const KEEP_FOREVER: [&str; 2] = [PROJECTIONS_CHANGELOG, SCHEMAS];
 }
 
 /// An append-only, partitioned log of byte records. See the crate docs for the contract.
@@ -125,11 +125,6 @@ pub trait EventLog: Send + Sync + 'static {
         topic: &str,
         positions: &BTreeMap<u32, u64>,
     ) -> Result<(), LogError>;
-
-    /// Joins the consumer group `group` on `topic`: the group shares the topic's partitions
-    /// among its members (see [`GroupMember`]). On the embedded log, which one process
-    /// owns, the member gets every partition.
-    async fn join_group(&self, group: &str, topic: &str) -> Result<Box<dyn GroupMember>, LogError>;
 
     /// `consumer`'s stored positions for `topic`; partitions never stored are absent.
     async fn load_positions(

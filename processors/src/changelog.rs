@@ -17,6 +17,16 @@
 //! * **Read models** ([`follow`]): a gateway tails every partition of the changelog into a
 //!   store of its own, resumable from the changelog positions it keeps in that store.
 //!
+//! * **Fencing** ([`ChangelogStore::claim`]): a consumer group's rebalance should stop the
+//!   old owner before the new one starts, but a broker that completes a rebalance without
+//!   every member (or a member that stalls) could leave two writers on one partition.
+//!   So a new owner first appends a *claim* to the partition's changelog, and every write
+//!   checks that nothing but its own records was appended since its claim — before the
+//!   append, and by the offset the append got. A writer that finds another's record is
+//!   fenced: its batch is refused with [`ProjectionError::Fenced`] and it stops working on
+//!   the partition. The new owner waits a grace period after its claim before it reads
+//!   where the outputs end, so the round a fenced writer had in flight is seen and skipped.
+//!
 //! A crash between the append and the local apply leaves the record in the changelog and
 //! the local store behind it: the processor re-processes the batch and appends the same
 //! upserts again, which every reader applies idempotently.
@@ -24,7 +34,7 @@
 //! Values are postcard-encoded [`ProjectionBatch`]es behind a format byte: the changelog is
 //! internal to Emberline (like a Kafka Streams changelog), not an Avro topic for others.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +52,10 @@ use crate::ProcessorError;
 /// changelog.
 pub const CHANGELOG_POSITIONS: &str = topics::PROJECTIONS_CHANGELOG;
 
-/// The first byte of every changelog value.
+/// The first byte of a changelog value holding a projection batch.
 const FORMAT_V1: u8 = 1;
+/// The first byte of a changelog value holding an ownership claim.
+const CLAIM_V1: u8 = 0x10;
 
 /// Most changelog records read at a time.
 const READ_BATCH: usize = 256;
@@ -54,15 +66,37 @@ pub fn encode(batch: &ProjectionBatch) -> Result<Vec<u8>, ProcessorError> {
         .map_err(|e| ProcessorError::Dataflow(format!("encoding a changelog batch: {e}")))
 }
 
+/// A changelog record.
+#[derive(Debug, PartialEq)]
+pub enum Entry {
+    /// A projection batch of the partition.
+    Batch(Box<ProjectionBatch>),
+    /// A processor took the partition over (its claim id).
+    Claim(String),
+}
+
 /// Decodes a changelog value.
-pub fn decode(value: &[u8]) -> Result<ProjectionBatch, String> {
+pub fn decode_entry(value: &[u8]) -> Result<Entry, String> {
     match value.split_first() {
-        Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+        Some((&FORMAT_V1, body)) => postcard::from_bytes(body)
+            .map(|b| Entry::Batch(Box::new(b)))
+            .map_err(|e| e.to_string()),
+        Some((&CLAIM_V1, body)) => String::from_utf8(body.to_vec())
+            .map(Entry::Claim)
+            .map_err(|e| e.to_string()),
         Some((format, _)) => Err(format!(
             "changelog format {format} is newer than this binary understands"
         )),
         None => Err("empty changelog record".into()),
     }
+}
+
+/// Decodes a changelog value that holds a batch (`None` for a claim).
+pub fn decode(value: &[u8]) -> Result<Option<ProjectionBatch>, String> {
+    Ok(match decode_entry(value)? {
+        Entry::Batch(batch) => Some(*batch),
+        Entry::Claim(_) => None,
+    })
 }
 
 /// The one input partition a processor's batch covers.
@@ -98,12 +132,97 @@ fn timestamp(batch: &ProjectionBatch) -> i64 {
 pub struct ChangelogStore {
     local: Arc<dyn ProjectionStore>,
     log: Arc<dyn EventLog>,
+    /// This process's claim id.
+    id: String,
+    /// Per claimed partition: where the changelog must end for this writer to still own it
+    /// (the offset after its own last record). One lock per partition orders this
+    /// process's writers.
+    fences: std::sync::Mutex<BTreeMap<u32, Arc<tokio::sync::Mutex<u64>>>>,
+    /// Cancelled when a write finds that another process claimed one of the partitions;
+    /// replaced by a fresh one at each claim.
+    fenced: std::sync::Mutex<CancellationToken>,
+    /// Set by the first claim: from then on a partition without a claim takes no writes.
+    claiming: std::sync::atomic::AtomicBool,
 }
 
 impl ChangelogStore {
-    /// Writes through `log`'s changelog topic (which must exist) to `local`.
-    pub fn new(log: Arc<dyn EventLog>, local: Arc<dyn ProjectionStore>) -> Self {
-        Self { local, log }
+    /// Writes through `log`'s changelog topic (which must exist) to `local`; `id` names this
+    /// process in its claims.
+    pub fn new(log: Arc<dyn EventLog>, local: Arc<dyn ProjectionStore>, id: String) -> Self {
+        Self {
+            local,
+            log,
+            id,
+            fences: std::sync::Mutex::new(BTreeMap::new()),
+            fenced: std::sync::Mutex::new(CancellationToken::new()),
+            claiming: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// This process's claim id (unique among the processes writing the changelog).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Cancelled once a write since the last claim was fenced (the claims are void then:
+    /// stop, and claim again when the group assigns partitions).
+    pub fn fenced(&self) -> CancellationToken {
+        self.fenced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn fence_off(&self) {
+        self.fenced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cancel();
+    }
+
+    fn fence(&self, partition: u32) -> Option<Arc<tokio::sync::Mutex<u64>>> {
+        self.fences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&partition)
+            .cloned()
+    }
+
+    /// Claims `partitions` for this process: appends a claim to each one's changelog, after
+    /// which only this process's writes are taken there (until another claims it). Without
+    /// a claim (one process owning every partition) writes are not checked.
+    pub async fn claim(&self, partitions: &BTreeSet<u32>) -> Result<(), ProcessorError> {
+        self.claiming
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut fences = BTreeMap::new();
+        for &partition in partitions {
+            let mut value = vec![CLAIM_V1];
+            value.extend_from_slice(self.id.as_bytes());
+            let record = NewRecord {
+                key: partition.to_be_bytes().to_vec(),
+                value,
+                timestamp_ms: 0,
+            };
+            let positions = self
+                .log
+                .append_to(topics::PROJECTIONS_CHANGELOG, partition, vec![record])
+                .await?;
+            let next = positions.last().map_or(0, |p| p.offset + 1);
+            fences.insert(partition, Arc::new(tokio::sync::Mutex::new(next)));
+        }
+        let mut held = self.fences.lock().unwrap_or_else(|p| p.into_inner());
+        held.clear();
+        held.extend(fences);
+        *self.fenced.lock().unwrap_or_else(|p| p.into_inner()) = CancellationToken::new();
+        Ok(())
+    }
+
+    /// Forgets the claims on `partitions` (they were revoked): writes to them are refused.
+    pub fn release(&self, partitions: &BTreeSet<u32>) {
+        let mut fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
+        for p in partitions {
+            fences.remove(p);
+        }
     }
 }
 
@@ -121,11 +240,39 @@ impl ProjectionStore for ChangelogStore {
             value,
             timestamp_ms: timestamp(&batch),
         };
+        let fence = self.fence(partition);
+        if fence.is_none() && self.claiming.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ProjectionError::Fenced { partition });
+        }
+        let mut expected = match &fence {
+            Some(f) => Some(f.lock().await),
+            None => None,
+        };
+        if let Some(expected) = &expected {
+            let end = self
+                .log
+                .end_offset(topics::PROJECTIONS_CHANGELOG, partition)
+                .await
+                .map_err(log_failed)?;
+            if end != **expected {
+                self.fence_off();
+                return Err(ProjectionError::Fenced { partition });
+            }
+        }
         let positions = self
             .log
             .append_to(topics::PROJECTIONS_CHANGELOG, partition, vec![record])
             .await
             .map_err(log_failed)?;
+        if let (Some(expected), Some(position)) = (expected.as_mut(), positions.last()) {
+            if position.offset != **expected {
+                // Another's record landed between the check and this one: this batch is in
+                // the changelog after the new owner's claim, which its restore will read.
+                self.fence_off();
+                return Err(ProjectionError::Fenced { partition });
+            }
+            **expected = position.offset + 1;
+        }
         if let Some(position) = positions.last() {
             batch.applied.push((
                 CHANGELOG_POSITIONS.to_owned(),
@@ -247,13 +394,16 @@ async fn apply_partition(
             if until.is_some_and(|end| record.offset >= end) {
                 break;
             }
-            let mut batch = decode(&record.value).map_err(|reason| {
-                ProcessorError::Dataflow(format!(
-                    "{}/{partition} at offset {}: {reason}",
-                    topics::PROJECTIONS_CHANGELOG,
-                    record.offset
-                ))
-            })?;
+            // A claim only moves the position on.
+            let mut batch = decode(&record.value)
+                .map_err(|reason| {
+                    ProcessorError::Dataflow(format!(
+                        "{}/{partition} at offset {}: {reason}",
+                        topics::PROJECTIONS_CHANGELOG,
+                        record.offset
+                    ))
+                })?
+                .unwrap_or_default();
             batch
                 .applied
                 .push((CHANGELOG_POSITIONS.to_owned(), partition, record.offset + 1));

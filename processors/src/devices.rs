@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emberline_log::{EventLog, PartitionReader, Record, topics};
-use emberline_projections::{CookNote, CookSession, DeviceInfo, ProjectionBatch, ProjectionStore};
+use emberline_projections::{
+    CookNote, CookSession, DeviceInfo, ProjectionBatch, ProjectionError, ProjectionStore,
+};
 use emberline_schemas::events::{
     CookEnded, CookNoteAdded, CookStarted, DeviceRegistered, DeviceRemoved, DeviceStatus, TargetSet,
 };
@@ -327,6 +329,11 @@ pub(crate) async fn write_with_retry(
     loop {
         match store.apply(batch.clone()).await {
             Ok(()) => return true,
+            // Another process owns the partition now: stop, never write over it.
+            Err(e @ ProjectionError::Fenced { .. }) => {
+                tracing::warn!(error = %e, "projection batch refused; stopping");
+                return false;
+            }
             Err(e) => {
                 tracing::error!(error = %e, ?delay, "applying device projections failed; retrying");
                 tokio::select! {

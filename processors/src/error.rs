@@ -34,3 +34,10 @@ pub enum ProcessorError {
     #[error("dataflow: {0}")]
     Dataflow(String),
 }
+
+impl ProcessorError {
+    /// Whether another process has claimed the partition: stop, do not retry.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Projection(ProjectionError::Fenced { .. }))
+    }
+}

@@ -230,6 +230,11 @@ impl TrendSink {
         loop {
             match self.runtime.block_on(op()) {
                 Ok(v) => return Some(v),
+                Err(e) if e.is_fenced() => {
+                    tracing::warn!(error = %e, "{what} refused: the partition has a new owner");
+                    self.abandoned = true;
+                    return None;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, ?delay, "{what} failed; retrying");
                     let cancelled = self.runtime.block_on(async {

@@ -93,6 +93,15 @@ impl Role {
         }
     }
 
+    /// Resident memory of the process, KiB (Linux), for reports.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// `kill -9`.
     pub fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL");
