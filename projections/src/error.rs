@@ -40,4 +40,11 @@ pub enum ProjectionError {
     /// Where the store writes through to is unreachable for now; retrying may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// Another process has claimed the partition this batch belongs to: this writer must
+    /// stop working on it (retrying would write over the new owner).
+    #[error("partition {partition} was claimed by another processor; this one stops working on it")]
+    Fenced {
+        /// The input partition.
+        partition: u32,
+    },
 }

@@ -1,4 +1,5 @@
-//! Query-ready projections of the log: the [`ProjectionStore`] seam and the embedded store.
+//! Query-ready projections of the log: the [`ProjectionStore`] seam, the embedded store and,
+//! with the `scylla` feature, the ScyllaDB store (`ScyllaStore`).
 //!
 //! Projections are a pure function of the log. Processors write them; the gateway reads them.
 //! Contract of every store:
@@ -17,6 +18,8 @@
 mod embedded;
 mod error;
 mod model;
+#[cfg(feature = "scylla")]
+mod scylla;
 
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
@@ -25,6 +28,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "scylla")]
+pub use self::scylla::{ScyllaConfig, ScyllaStore};
 pub use embedded::EmbeddedStore;
 pub use error::ProjectionError;
 pub use model::{
