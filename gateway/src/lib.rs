@@ -1,5 +1,6 @@
 //! Emberline's gateway: the gRPC API (with grpc-web, health and reflection on the same port)
-//! and the Confluent-compatible Schema Registry REST API of the embedded registry.
+//! and the Confluent-compatible Schema Registry REST API (over the embedded registry or the
+//! log-backed one).
 //!
 //! * Queries ([`DeviceService`](emberline_proto::v1::device_service_server::DeviceService),
 //!   [`ReadingService`](emberline_proto::v1::reading_service_server::ReadingService)) read the
@@ -18,6 +19,9 @@
 //!
 //! * The web UI ([`serve_web`]): the embedded page and grpc-web on one origin.
 //!
+//! * The schema registry REST API ([`serve_registry`]) over the embedded registry or over
+//!   [`LogRegistry`], whose replicas share the `_schemas` log topic and so agree on ids.
+//!
 //! The gateway knows the log, the projections and the schemas; it computes nothing itself.
 
 mod alerts;
@@ -25,11 +29,13 @@ mod commands;
 mod cooks;
 mod queries;
 mod registry_api;
+mod registry_log;
 mod server;
 mod status;
 mod subscriptions;
 mod web;
 
-pub use registry_api::{registry_router, serve_registry};
+pub use registry_api::{RestRegistry, registry_router, serve_registry};
+pub use registry_log::{LogRegistry, SCHEMAS_TOPIC};
 pub use server::{Gateway, ServeError, serve_grpc};
 pub use web::{has_web_ui, serve_web, web_router};

@@ -1,4 +1,6 @@
-//! The Confluent Schema Registry REST subset, served from the embedded registry.
+//! The Confluent Schema Registry REST subset, served from any [`RestRegistry`]: the
+//! embedded registry ([`EmbeddedRegistry`], one process's redb file) or the log-backed one
+//! ([`LogRegistry`](crate::LogRegistry), whose replicas share the `_schemas` topic).
 //!
 //! Enough of the API for `schema_registry_converter`, Kafka Connect-style clients and a
 //! user with a bare Kafka cluster: register a subject version, look a schema up under a
@@ -8,7 +10,9 @@
 //! `409` incompatible, `42201` invalid schema).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -23,8 +27,33 @@ use tokio_util::sync::CancellationToken;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// A registry the REST API can serve: the [`SchemaRegistry`] seam plus the listings the API
+/// answers (`GET /subjects`, `GET /subjects/{subject}/versions`, version look-ups).
+#[async_trait]
+pub trait RestRegistry: SchemaRegistry + 'static {
+    /// Every subject with at least one version, in order.
+    async fn subjects(&self) -> Result<Vec<String>, RegistryError>;
+    /// All versions of `subject`, oldest first; empty when the subject is unknown.
+    async fn versions(&self, subject: &str) -> Result<Vec<RegisteredVersion>, RegistryError>;
+}
+
+#[async_trait]
+impl RestRegistry for EmbeddedRegistry {
+    async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+        EmbeddedRegistry::subjects(self)
+    }
+
+    async fn versions(&self, subject: &str) -> Result<Vec<RegisteredVersion>, RegistryError> {
+        EmbeddedRegistry::versions(self, subject)
+    }
+}
+
+/// The registry behind the handlers.
+type Shared = Arc<dyn RestRegistry>;
+
 /// The REST API over `registry`.
-pub fn registry_router(registry: EmbeddedRegistry) -> Router {
+pub fn registry_router(registry: impl RestRegistry) -> Router {
+    let registry: Shared = Arc::new(registry);
     Router::new()
         .route("/subjects", get(subjects))
         .route("/subjects/{subject}", post(lookup))
@@ -48,7 +77,7 @@ pub fn registry_router(registry: EmbeddedRegistry) -> Router {
 
 /// Serves the REST API on `addr` until `shutdown` is cancelled.
 pub async fn serve_registry(
-    registry: EmbeddedRegistry,
+    registry: impl RestRegistry,
     addr: SocketAddr,
     shutdown: CancellationToken,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
@@ -128,18 +157,15 @@ fn version_json(v: &RegisteredVersion) -> Value {
     json!({"subject": v.subject, "version": v.version, "id": v.id, "schema": v.schema})
 }
 
-async fn subjects(State(registry): State<EmbeddedRegistry>) -> Response {
-    match registry.subjects() {
+async fn subjects(State(registry): State<Shared>) -> Response {
+    match registry.subjects().await {
         Ok(s) => reply(StatusCode::OK, json!(s)),
         Err(e) => from_registry(e),
     }
 }
 
-async fn versions(
-    State(registry): State<EmbeddedRegistry>,
-    Path(subject): Path<String>,
-) -> Response {
-    match registry.versions(&subject) {
+async fn versions(State(registry): State<Shared>, Path(subject): Path<String>) -> Response {
+    match registry.versions(&subject).await {
         Ok(v) if v.is_empty() => from_registry(RegistryError::UnknownSubject(subject)),
         Ok(v) => reply(
             StatusCode::OK,
@@ -150,7 +176,7 @@ async fn versions(
 }
 
 async fn register(
-    State(registry): State<EmbeddedRegistry>,
+    State(registry): State<Shared>,
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -165,7 +191,7 @@ async fn register(
 }
 
 async fn lookup(
-    State(registry): State<EmbeddedRegistry>,
+    State(registry): State<Shared>,
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -177,7 +203,7 @@ async fn lookup(
         Ok(t) => t,
         Err(e) => return from_registry(e),
     };
-    match registry.versions(&subject) {
+    match registry.versions(&subject).await {
         Ok(v) if v.is_empty() => from_registry(RegistryError::UnknownSubject(subject)),
         Ok(v) => match v.iter().find(|v| v.schema == text) {
             Some(found) => reply(StatusCode::OK, version_json(found)),
@@ -188,10 +214,10 @@ async fn lookup(
 }
 
 async fn version(
-    State(registry): State<EmbeddedRegistry>,
+    State(registry): State<Shared>,
     Path((subject, version)): Path<(String, String)>,
 ) -> Response {
-    let versions = match registry.versions(&subject) {
+    let versions = match registry.versions(&subject).await {
         Ok(v) if v.is_empty() => return from_registry(RegistryError::UnknownSubject(subject)),
         Ok(v) => v,
         Err(e) => return from_registry(e),
@@ -215,10 +241,7 @@ async fn version(
     }
 }
 
-async fn schema_by_id(
-    State(registry): State<EmbeddedRegistry>,
-    Path(id): Path<String>,
-) -> Response {
+async fn schema_by_id(State(registry): State<Shared>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<u32>() else {
         return error(StatusCode::NOT_FOUND, 40403, "Schema not found");
     };
@@ -229,7 +252,7 @@ async fn schema_by_id(
 }
 
 async fn compatibility(
-    State(registry): State<EmbeddedRegistry>,
+    State(registry): State<Shared>,
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -237,7 +260,7 @@ async fn compatibility(
 }
 
 async fn compatibility_with(
-    State(registry): State<EmbeddedRegistry>,
+    State(registry): State<Shared>,
     Path((subject, _version)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
@@ -245,7 +268,7 @@ async fn compatibility_with(
     check(registry, subject, body).await
 }
 
-async fn check(registry: EmbeddedRegistry, subject: String, body: Bytes) -> Response {
+async fn check(registry: Shared, subject: String, body: Bytes) -> Response {
     let schema = match parse_body(&body) {
         Ok(s) => s,
         Err(r) => return *r,

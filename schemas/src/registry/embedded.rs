@@ -35,6 +35,32 @@ impl EmbeddedRegistry {
         Self { db }
     }
 
+    /// A registry in a fresh in-memory redb database: nothing is kept on disk. For
+    /// registries materialised from somewhere else (the gateway's log-backed registry
+    /// replays its topic into one at start-up).
+    pub fn in_memory() -> Result<Self, RegistryError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| RegistryError::Storage {
+                action: "creating an in-memory registry",
+                reason: e.to_string(),
+            })?;
+        Ok(Self::new(Arc::new(db)))
+    }
+
+    /// What [`SchemaRegistry::register`] would do, without doing it: `Some(id)` when
+    /// `schema` is already a version of `subject`, `None` when it would become the next
+    /// version, or the same [`RegistryError::Incompatible`] (or `InvalidSchema`) that
+    /// registering it would return.
+    pub fn check_registration(
+        &self,
+        subject: &str,
+        schema: &Schema,
+    ) -> Result<Option<u32>, RegistryError> {
+        let text = canonical_text(schema)?;
+        self.check_against_latest(subject, schema, &text)
+    }
+
     /// Every subject with its versions, in order.
     pub fn subjects(&self) -> Result<Vec<String>, RegistryError> {
         let read = || -> Result<Vec<String>, redb::Error> {
@@ -111,6 +137,12 @@ impl EmbeddedRegistry {
 
 #[async_trait]
 impl SchemaRegistry for EmbeddedRegistry {
+    /// Deterministic: the outcome (id, version or refusal) depends only on the registry's
+    /// contents and the arguments — a new id is the largest id + 1, a new version the
+    /// subject's last + 1, and no clock, randomness or iteration order of a hash map takes
+    /// part. The gateway's log-backed registry relies on this: replicas replaying the same
+    /// registrations in the same order into empty registries agree on every id and version.
+    /// Keep it so.
     async fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError> {
         let text = canonical_text(schema)?;
         if let Some(id) = self.check_against_latest(subject, schema, &text)? {
