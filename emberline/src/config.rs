@@ -40,6 +40,30 @@ pub(crate) struct Config {
     pub(crate) sources: Vec<SourceConfig>,
     /// The health and readiness endpoint of every role.
     pub(crate) ops: OpsConfig,
+    /// Where projections (and processor state) are kept.
+    pub(crate) projections: ProjectionsConfig,
+}
+
+/// Where projections are kept.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ProjectionsConfig {
+    /// `embedded` (a file in each process's data directory) or `scylla` (one shared
+    /// ScyllaDB keyspace; `[projections.scylla]` says where).
+    pub(crate) backend: StoreBackend,
+    /// The ScyllaDB cluster (with `backend = "scylla"`).
+    pub(crate) scylla: Option<emberline_projections::ScyllaConfig>,
+}
+
+/// The projection store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StoreBackend {
+    /// redb in the data directory.
+    #[default]
+    Embedded,
+    /// A ScyllaDB (or Cassandra) cluster.
+    Scylla,
 }
 
 /// The operations endpoint.

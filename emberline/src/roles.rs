@@ -6,17 +6,17 @@ use anyhow::{Context, Result};
 use emberline_gateway::Gateway;
 use emberline_ingest::{EventSink, Simulator, SimulatorConfig, SourceConfig, run_source};
 use emberline_log::{
-    EmbeddedLog, EventLog, KafkaConfig, KafkaLog, NewRecord, RedbDatabase, topics,
+    EmbeddedLog, EventLog, GroupSettings, KafkaConfig, KafkaLog, NewRecord, RedbDatabase, topics,
 };
 use emberline_processors::Mode;
 use emberline_processors::changelog::{self, ChangelogStore};
-use emberline_projections::{EmbeddedStore, ProjectionStore};
+use emberline_projections::{EmbeddedStore, ProjectionStore, ScyllaStore};
 use emberline_schemas::events::CookStarted;
 use emberline_schemas::{ConfluentRegistry, EmbeddedRegistry, EventCodec, SchemaRegistry};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, StoreBackend};
 use crate::ops::{self, Readiness};
 use crate::processing::{self, Processing};
 
@@ -68,6 +68,16 @@ struct LogParts {
     embedded_registry: Option<EmbeddedRegistry>,
 }
 
+/// How to reach the broker, from `[log.kafka]`.
+fn kafka_config(config: &Config) -> KafkaConfig {
+    let k = &config.log.kafka;
+    let mut kafka = KafkaConfig::new(k.bootstrap_servers.clone());
+    kafka.replication_factor = k.replication_factor;
+    kafka.properties = k.properties.clone();
+    kafka.topic_prefix = k.topic_prefix.clone();
+    kafka
+}
+
 /// Where a role may take schema ids from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SchemaIds {
@@ -100,14 +110,7 @@ async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts> {
             (Arc::new(log), Some(db))
         }
         Backend::Kafka => {
-            let k = &config.log.kafka;
-            let mut kafka = KafkaConfig::new(k.bootstrap_servers.clone());
-            kafka.replication_factor = k.replication_factor;
-            kafka.properties = k.properties.clone();
-            kafka.topic_prefix = k.topic_prefix.clone();
-            kafka.group_session_timeout =
-                std::time::Duration::from_millis(k.group_session_timeout_ms);
-            let log = KafkaLog::connect(kafka).context("connecting to Kafka")?;
+            let log = KafkaLog::connect(kafka_config(config)).context("connecting to Kafka")?;
             (Arc::new(log), None)
         }
     };
@@ -153,11 +156,24 @@ async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts> {
     })
 }
 
-fn open_store(config: &Config) -> Result<Arc<dyn ProjectionStore>> {
-    let path = config.data_dir()?.join("projections.redb");
-    let store = EmbeddedStore::open(&path)
-        .with_context(|| format!("opening the projection store at {}", path.display()))?;
-    Ok(Arc::new(store))
+async fn open_store(config: &Config) -> Result<Arc<dyn ProjectionStore>> {
+    match config.projections.backend {
+        StoreBackend::Embedded => {
+            let path = config.data_dir()?.join("projections.redb");
+            let store = EmbeddedStore::open(&path)
+                .with_context(|| format!("opening the projection store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreBackend::Scylla => {
+            let scylla = config.projections.scylla.clone().context(
+                "projections.backend = \"scylla\" needs [projections.scylla] with its nodes",
+            )?;
+            let store = ScyllaStore::connect(scylla)
+                .await
+                .context("connecting to the ScyllaDB projection store")?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
@@ -440,7 +456,7 @@ pub(crate) async fn up(config: Config) -> Result<()> {
     let mut tasks = JoinSet::new();
     let readiness = start_ops(&mut tasks, &config, &shutdown);
     let parts = open_log(&config, SchemaIds::MayServe).await?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     readiness.ready("log");
     tracing::info!(data_dir = %config.data_dir()?.display(), backend = ?config.log.backend, "emberline up");
     watch_processors_catch_up(&mut tasks, &readiness, &parts, &store, &shutdown);
@@ -507,7 +523,7 @@ pub(crate) async fn process(config: Config, catch_up: bool) -> Result<()> {
         start_ops(&mut tasks, &config, &shutdown)
     };
     let parts = open_log(&config, SchemaIds::Shared).await?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     readiness.ready("log");
     let processing = Processing::new(
         &config,
@@ -522,11 +538,38 @@ pub(crate) async fn process(config: Config, catch_up: bool) -> Result<()> {
             processing.spawn(&mut tasks, None, Mode::Follow, &shutdown);
         }
         (false, Backend::Kafka) => {
+            let changelog = Arc::new(ChangelogStore::new(
+                parts.log.clone(),
+                store.clone(),
+                claim_id(),
+            ));
+            let processing = Processing::new(
+                &config,
+                parts.log.clone(),
+                parts.codec.clone(),
+                changelog.clone(),
+            );
+            let settings = GroupSettings {
+                heartbeat: std::time::Duration::from_secs(1),
+                session: std::time::Duration::from_millis(
+                    config.log.kafka.group_session_timeout_ms,
+                ),
+            };
             let (r, s) = (readiness.clone(), shutdown.clone());
-            tasks.spawn(async move { processing::follow_group(processing, store, r, s).await });
+            tasks.spawn(async move {
+                processing::follow_group(processing, store, changelog, settings, r, s).await
+            });
         }
     }
     supervise(tasks, shutdown).await
+}
+
+/// This process's name in partition claims: host, process id and start time.
+fn claim_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}/{}/{}", std::process::id(), wall_clock_ms())
 }
 
 /// Where processors write: the local store, behind the projection changelog on Kafka.
@@ -537,7 +580,11 @@ fn writer(
 ) -> Arc<dyn ProjectionStore> {
     match config.log.backend {
         Backend::Embedded => local.clone(),
-        Backend::Kafka => Arc::new(ChangelogStore::new(parts.log.clone(), local.clone())),
+        Backend::Kafka => Arc::new(ChangelogStore::new(
+            parts.log.clone(),
+            local.clone(),
+            claim_id(),
+        )),
     }
 }
 
@@ -549,12 +596,14 @@ pub(crate) async fn gateway(config: Config) -> Result<()> {
     let mut tasks = JoinSet::new();
     let readiness = start_ops(&mut tasks, &config, &shutdown);
     let parts = open_log(&config, SchemaIds::Shared).await?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     readiness.ready("log");
     match config.log.backend {
         Backend::Embedded => {
             watch_processors_catch_up(&mut tasks, &readiness, &parts, &store, &shutdown);
         }
+        // A shared ScyllaDB store is written by the processors: nothing to follow.
+        Backend::Kafka if config.projections.backend == StoreBackend::Scylla => {}
         Backend::Kafka => {
             readiness.waiting("read model", "catching up with the projection changelog");
             let (log, model, r, s) = (
@@ -630,20 +679,43 @@ pub(crate) async fn notify(config: Config) -> Result<()> {
     supervise(tasks, shutdown).await
 }
 
-/// The embedded registry's REST API alone.
+/// The registry's REST API alone: over the embedded registry on the embedded log, over the
+/// `_schemas` topic on Kafka, so every replica assigns the same ids and survives restarts.
 pub(crate) async fn registry(mut config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     // This process *is* the registry that `registry.url` points the other roles at.
     config.registry.url = None;
-    anyhow::ensure!(
-        config.gateway.registry_addr.is_some(),
-        "no address: set gateway.registry_addr or pass --addr"
-    );
+    let addr = config
+        .gateway
+        .registry_addr
+        .context("no address: set gateway.registry_addr or pass --addr")?;
     let mut tasks = JoinSet::new();
     let readiness = start_ops(&mut tasks, &config, &shutdown);
-    let parts = open_log(&config, SchemaIds::MayServe).await?;
-    readiness.ready("log");
-    spawn_registry_api(&mut tasks, &config, &parts, &shutdown, false);
+    match config.log.backend {
+        Backend::Embedded => {
+            let parts = open_log(&config, SchemaIds::MayServe).await?;
+            readiness.ready("log");
+            spawn_registry_api(&mut tasks, &config, &parts, &shutdown, false);
+        }
+        Backend::Kafka => {
+            let log: Arc<dyn EventLog> =
+                Arc::new(KafkaLog::connect(kafka_config(&config)).context("connecting to Kafka")?);
+            let registry = emberline_gateway::LogRegistry::open(log)
+                .await
+                .context("rebuilding the schema registry from the _schemas topic")?;
+            // Register the event schemas up front, so their ids exist before other roles ask.
+            EventCodec::connect(Arc::new(registry.clone()))
+                .await
+                .context("registering the event schemas")?;
+            readiness.ready("log");
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                emberline_gateway::serve_registry(registry, addr, shutdown, None)
+                    .await
+                    .with_context(|| format!("schema registry REST API on {addr}"))
+            });
+        }
+    }
     supervise(tasks, shutdown).await
 }
