@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use emberline_log::{EventLog, KafkaLog, Record, topics};
 use emberline_processors::changelog;
+use emberline_processors::cook::run::output_seq;
 use emberline_processors::{Mode, TrendConfig, catch_up, run_devices};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
 use emberline_proto::v1::alert_service_client::AlertServiceClient;
@@ -40,8 +41,7 @@ use emberline_proto::v1::{
     GetHistoryRequest, GetLatestRequest, ListAlertsRequest, ListCooksRequest, ListDevicesRequest,
     ListPredictionsRequest, StartFrom, SubscribeTrendsRequest, TrendEvent,
 };
-use emberline_schemas::events::{AlertCleared, AlertRaised, PredictionUpdated};
-use emberline_schemas::{ConfluentRegistry, EventCodec, EventKind};
+use emberline_schemas::{ConfluentRegistry, EventCodec};
 use support::roles::Role;
 use support::{PATIENCE, free_port};
 use tokio_stream::StreamExt;
@@ -658,30 +658,12 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         for (p, records) in read_all(log.as_ref(), topic).await {
             let mut last = i64::MIN;
             for r in records {
-                let seq = match codec.kind_of_learning(&r.value).await.expect("kind") {
-                    Some(EventKind::PredictionUpdated) => {
-                        codec
-                            .decode::<PredictionUpdated>(&r.value)
-                            .await
-                            .expect("decode")
-                            .source_seq
-                    }
-                    Some(EventKind::AlertRaised) => {
-                        codec
-                            .decode::<AlertRaised>(&r.value)
-                            .await
-                            .expect("decode")
-                            .source_seq
-                    }
-                    Some(EventKind::AlertCleared) => {
-                        codec
-                            .decode::<AlertCleared>(&r.value)
-                            .await
-                            .expect("decode")
-                            .source_seq
-                    }
-                    other => panic!("{topic}/{p}: unexpected {other:?}"),
-                };
+                let seq = output_seq(&codec, &r.value)
+                    .await
+                    .expect("decode")
+                    .unwrap_or_else(|| {
+                        panic!("{topic}/{p} offset {}: not a cook output", r.offset)
+                    });
                 assert!(
                     seq > last,
                     "{topic}/{p} offset {}: input {seq} after {last}",

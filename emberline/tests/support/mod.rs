@@ -134,17 +134,19 @@ impl Up {
     }
 
     pub fn interrupt(mut self) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("kill -INT");
-        assert!(status.success());
-        let exit = self.child.wait().expect("wait");
-        assert!(
-            exit.success(),
-            "emberline up exited with {exit} after Ctrl-C"
-        );
+        interrupt(&mut self.child, "emberline up");
     }
+}
+
+/// Ctrl-C to `child`, and waits for it to exit cleanly.
+pub fn interrupt(child: &mut Child, name: &str) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "{name} exited with {exit} after Ctrl-C");
 }
 
 impl Drop for Up {

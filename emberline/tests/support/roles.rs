@@ -110,17 +110,7 @@ impl Role {
 
     /// Ctrl-C, and waits for a clean exit.
     pub fn interrupt(&mut self) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("kill -INT");
-        assert!(status.success());
-        let exit = self.child.wait().expect("wait");
-        assert!(
-            exit.success(),
-            "{} exited with {exit} after Ctrl-C",
-            self.name
-        );
+        super::interrupt(&mut self.child, &self.name);
     }
 }
 

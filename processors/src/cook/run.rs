@@ -734,23 +734,22 @@ async fn last_seq(
             end - 1
         ))));
     };
-    let kind = codec.kind_of_learning(&record.value).await?;
+    output_seq(codec, &record.value).await
+}
+
+/// The input sequence number a cook output record carries (`None` for another record).
+pub async fn output_seq(codec: &EventCodec, payload: &[u8]) -> Result<Option<i64>, ProcessorError> {
+    let kind = codec.kind_of_learning(payload).await?;
     Ok(match kind {
-        Some(EventKind::PredictionUpdated) => Some(
-            codec
-                .decode::<PredictionUpdated>(&record.value)
-                .await?
-                .source_seq,
-        ),
-        Some(EventKind::AlertRaised) => {
-            Some(codec.decode::<AlertRaised>(&record.value).await?.source_seq)
+        Some(EventKind::PredictionUpdated) => {
+            Some(codec.decode::<PredictionUpdated>(payload).await?.source_seq)
         }
-        Some(EventKind::AlertCleared) => Some(
-            codec
-                .decode::<AlertCleared>(&record.value)
-                .await?
-                .source_seq,
-        ),
+        Some(EventKind::AlertRaised) => {
+            Some(codec.decode::<AlertRaised>(payload).await?.source_seq)
+        }
+        Some(EventKind::AlertCleared) => {
+            Some(codec.decode::<AlertCleared>(payload).await?.source_seq)
+        }
         _ => None,
     })
 }
