@@ -390,6 +390,10 @@ async fn apply_partition(
             r = reader.next_batch(READ_BATCH, Duration::from_millis(500)) => r?,
             () = shutdown.cancelled() => return Ok(applied),
         };
+        // The records read together are applied as one batch (one durable write): their
+        // lists concatenated in log order, which every store applies in order. Removing an
+        // alert rule does not commute with setting it, so such a batch is applied alone.
+        let mut merged = ProjectionBatch::default();
         for record in records {
             if until.is_some_and(|end| record.offset >= end) {
                 break;
@@ -407,10 +411,64 @@ async fn apply_partition(
             batch
                 .applied
                 .push((CHANGELOG_POSITIONS.to_owned(), partition, record.offset + 1));
-            store.apply(batch).await?;
             applied += 1;
+            if batch.removed_rules.is_empty() {
+                append(&mut merged, batch);
+                continue;
+            }
+            store
+                .apply(last_per_key(std::mem::take(&mut merged)))
+                .await?;
+            store.apply(batch).await?;
+        }
+        if merged != ProjectionBatch::default() {
+            store.apply(last_per_key(merged)).await?;
         }
     }
+}
+
+/// Keeps only the last entry per key of each list (the latest values choose themselves by
+/// time), so a merged batch says the same to a store that resolves duplicates by order as
+/// to one that does not.
+fn last_per_key(mut b: ProjectionBatch) -> ProjectionBatch {
+    fn keep_last<T, K: Ord>(items: &mut Vec<T>, key: impl Fn(&T) -> K) {
+        let mut seen = BTreeSet::new();
+        let mut kept: Vec<T> = Vec::with_capacity(items.len());
+        for item in items.drain(..).rev() {
+            if seen.insert(key(&item)) {
+                kept.push(item);
+            }
+        }
+        kept.reverse();
+        *items = kept;
+    }
+    keep_last(&mut b.history, |h| {
+        (h.device_id.clone(), h.probe_id.clone(), h.event_time)
+    });
+    keep_last(&mut b.state, |(k, _)| k.clone());
+    keep_last(&mut b.devices, |d| d.device_id.clone());
+    keep_last(&mut b.cooks, |c| c.cook_id.clone());
+    keep_last(&mut b.predictions, |p| {
+        (p.device_id.clone(), p.probe_id.clone())
+    });
+    keep_last(&mut b.alerts, |a| a.alert_id.clone());
+    keep_last(&mut b.alert_rules, |r| r.rule_id.clone());
+    keep_last(&mut b.applied, |(t, p, _)| (t.clone(), *p));
+    b
+}
+
+/// Appends `more`'s entries after `into`'s.
+fn append(into: &mut ProjectionBatch, more: ProjectionBatch) {
+    into.latest.extend(more.latest);
+    into.history.extend(more.history);
+    into.state.extend(more.state);
+    into.devices.extend(more.devices);
+    into.cooks.extend(more.cooks);
+    into.predictions.extend(more.predictions);
+    into.alerts.extend(more.alerts);
+    into.alert_rules.extend(more.alert_rules);
+    into.removed_rules.extend(more.removed_rules);
+    into.applied.extend(more.applied);
 }
 
 /// Brings `store` up to the changelog's end for `partitions`: the state handoff of a
@@ -461,4 +519,63 @@ pub async fn follow(
             .map_err(|e| ProcessorError::Dataflow(format!("a changelog reader failed: {e}")))??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emberline_projections::HistoryPoint;
+
+    fn point(t: i64, temp: f64) -> HistoryPoint {
+        HistoryPoint {
+            device_id: "d".into(),
+            probe_id: "p".into(),
+            event_time: t,
+            received_time: t,
+            temperature_c: Some(temp),
+        }
+    }
+
+    #[test]
+    fn a_merged_batch_keeps_the_last_entry_per_key_in_log_order() {
+        let mut merged = ProjectionBatch::default();
+        for (i, batch) in [
+            ProjectionBatch {
+                history: vec![point(1, 10.0), point(2, 20.0)],
+                state: vec![("s".into(), vec![1])],
+                applied: vec![("t".into(), 0, 5)],
+                ..Default::default()
+            },
+            ProjectionBatch {
+                history: vec![point(2, 21.0)],
+                state: vec![("s".into(), vec![2]), ("u".into(), vec![3])],
+                applied: vec![("t".into(), 0, 9)],
+                ..Default::default()
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(merged.applied.len(), i);
+            append(&mut merged, batch);
+        }
+        let b = last_per_key(merged);
+        assert_eq!(b.history, vec![point(1, 10.0), point(2, 21.0)]);
+        assert_eq!(b.state, vec![("s".into(), vec![2]), ("u".into(), vec![3])]);
+        assert_eq!(b.applied, vec![("t".into(), 0, 9)]);
+    }
+
+    #[test]
+    fn batches_and_claims_round_trip_and_unknown_formats_are_refused() {
+        let batch = ProjectionBatch {
+            history: vec![point(1, 10.0)],
+            applied: vec![("t".into(), 3, 7)],
+            ..Default::default()
+        };
+        let value = encode(&batch).expect("encode");
+        assert_eq!(decode(&value), Ok(Some(batch)));
+        assert_eq!(decode(&[CLAIM_V1, b'x']), Ok(None));
+        assert!(decode(&[9, 1, 2]).expect_err("newer").contains("newer"));
+        assert!(decode(&[]).is_err());
+    }
 }
