@@ -674,6 +674,22 @@ async fn restarts_of_the_connector_the_gateway_and_the_broker_lose_no_state_chan
 
     // 1. The connector is killed; the broker announces it offline (its last will); pit
     //    updates go on meanwhile; restarted, it resumes and publishes every one of them.
+    //    (It resumes from its first saved position: one must be saved before the kill — a
+    //    connector killed before its first checkpoint, two seconds in, starts from now.)
+    let positions = ha_dir.path().join("home-assistant");
+    let deadline = Instant::now() + PATIENCE;
+    while !std::fs::read_dir(&positions)
+        .map(|mut d| {
+            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("positions-")))
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the connector never saved its position"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let seen = probe_states(&watcher.messages(), pit).len();
     connector.kill_9();
     watcher
