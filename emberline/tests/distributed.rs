@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use emberline_log::{EventLog, KafkaLog, Record, topics};
 use emberline_processors::changelog;
 use emberline_processors::cook::run::output_seq;
-use emberline_processors::{Mode, TrendConfig, catch_up, run_devices};
+use emberline_processors::{Mode, TrendConfig, catch_up, run_cook, run_devices};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
 use emberline_proto::v1::alert_service_client::AlertServiceClient;
 use emberline_proto::v1::cook_service_client::CookServiceClient;
@@ -242,6 +242,27 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The partitions a processor says it works on, by its latest log line about them.
+fn owned_by(role: &Role) -> BTreeSet<u32> {
+    let lines = role.lines.lock().expect("lines");
+    let Some(line) = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("partitions assigned") || l.contains("partitions revoked"))
+    else {
+        return BTreeSet::new();
+    };
+    let Some(rest) = line.split("owned={").nth(1) else {
+        return BTreeSet::new();
+    };
+    rest.split('}')
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
 }
 
 /// Everything a gateway answers, for comparing gateways and replays.
@@ -523,14 +544,32 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
     }
     client.wait_for_partitions(&busy).await;
     for role in [&registry, &ingest, &processors[0], &gateway_1] {
-        eprintln!("RSS of {}: {:?} KiB", role.name, role.rss_kib());
+        eprintln!("MEASURED: RSS of {}: {:?} KiB", role.name, role.rss_kib());
     }
 
     // A processor dies: its partitions move to the others.
+    let orphaned = owned_by(&processors[0]);
+    assert!(!orphaned.is_empty(), "the first processor owned nothing");
     let killed = Instant::now();
     processors[0].kill_9();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let taken: BTreeSet<u32> = processors[1..].iter().flat_map(owned_by).collect();
+        if orphaned.is_subset(&taken) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partitions {orphaned:?} of the killed processor were never taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "MEASURED: partitions {orphaned:?} taken over {:?} after kill -9 of their processor",
+        killed.elapsed()
+    );
     let rebalance = client.all_partitions_stream_after(killed).await;
-    eprintln!("every partition streamed again {rebalance:?} after kill -9 of a processor");
+    eprintln!("MEASURED: every partition streamed again {rebalance:?} after the kill");
 
     // A fourth joins without a restart of the others.
     let mut fourth = Role::start(
@@ -543,7 +582,7 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
     fourth.ready().await;
     let joined = Instant::now();
     let after_join = client.all_partitions_stream_after(joined).await;
-    eprintln!("every partition streamed again {after_join:?} after a processor joined");
+    eprintln!("MEASURED: every partition streamed again {after_join:?} after a processor joined");
     let fourth_took = fourth
         .lines
         .lock()
@@ -635,13 +674,22 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         .expect("replay trends");
         run_devices(
             log.clone(),
-            store,
+            store.clone(),
             codec.clone(),
             Mode::CatchUp,
             CancellationToken::new(),
         )
         .await
         .expect("replay devices");
+        run_cook(
+            log.clone(),
+            store,
+            codec.clone(),
+            Mode::CatchUp,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("replay cooks");
     }
     let replayed = read_all(log.as_ref(), "replay.trends").await;
     for p in 0..PARTITIONS {
@@ -695,7 +743,7 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
     gateway_3.ready().await;
     let caught_up = late.elapsed();
     eprintln!(
-        "a late gateway caught up with {readings} readings' projections in {caught_up:?} ({:.0} readings/s)",
+        "MEASURED: a late gateway caught up with {readings} readings' projections in {caught_up:?} ({:.0} readings/s)",
         readings as f64 / caught_up.as_secs_f64()
     );
     gateway_1.ready().await;
@@ -720,6 +768,8 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
     assert_eq!(agreed.latest, replay.latest);
     assert_eq!(agreed.history, replay.history);
     assert_eq!(agreed.cooks, replay.cooks);
+    assert_eq!(agreed.predictions, replay.predictions);
+    assert_eq!(agreed.alerts, replay.alerts);
 
     // No file was shared: every process wrote only under its own directory.
     let own: BTreeSet<String> = std::fs::read_dir(root.path())
