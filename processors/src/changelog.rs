@@ -140,7 +140,7 @@ pub struct ChangelogStore {
     fences: std::sync::Mutex<BTreeMap<u32, Arc<tokio::sync::Mutex<u64>>>>,
     /// Cancelled when a write finds that another process claimed one of the partitions;
     /// replaced by a fresh one at each claim.
-    fenced: std::sync::Mutex<CancellationToken>,
+    fenced: std::sync::Mutex<Fenced>,
     /// Set by the first claim: from then on a partition without a claim takes no writes.
     claiming: std::sync::atomic::AtomicBool,
 }
@@ -154,7 +154,7 @@ impl ChangelogStore {
             log,
             id,
             fences: std::sync::Mutex::new(BTreeMap::new()),
-            fenced: std::sync::Mutex::new(CancellationToken::new()),
+            fenced: std::sync::Mutex::new(Fenced::default()),
             claiming: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -164,20 +164,21 @@ impl ChangelogStore {
         &self.id
     }
 
-    /// Cancelled once a write since the last claim was fenced (the claims are void then:
-    /// stop, and claim again when the group assigns partitions).
+    /// Cancelled once a write to a partition this process still holds was fenced (its
+    /// claim is void then: stop, and claim again when the group has settled). A fence on a
+    /// partition released since does not count.
     pub fn fenced(&self) -> CancellationToken {
         self.fenced
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .token
             .clone()
     }
 
-    fn fence_off(&self) {
-        self.fenced
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .cancel();
+    fn fence_off(&self, partition: u32) {
+        let mut fenced = self.fenced.lock().unwrap_or_else(|p| p.into_inner());
+        fenced.partitions.insert(partition);
+        fenced.token.cancel();
     }
 
     fn fence(&self, partition: u32) -> Option<Arc<tokio::sync::Mutex<u64>>> {
@@ -213,7 +214,7 @@ impl ChangelogStore {
         let mut held = self.fences.lock().unwrap_or_else(|p| p.into_inner());
         held.clear();
         held.extend(fences);
-        *self.fenced.lock().unwrap_or_else(|p| p.into_inner()) = CancellationToken::new();
+        *self.fenced.lock().unwrap_or_else(|p| p.into_inner()) = Fenced::default();
         Ok(())
     }
 
@@ -223,7 +224,21 @@ impl ChangelogStore {
         for p in partitions {
             fences.remove(p);
         }
+        // A write refused on a partition given up anyway (the new owner claimed it while
+        // this process was stopping) is no reason to stop the others.
+        let mut fenced = self.fenced.lock().unwrap_or_else(|p| p.into_inner());
+        fenced.partitions.retain(|p| !partitions.contains(p));
+        if fenced.partitions.is_empty() && fenced.token.is_cancelled() {
+            *fenced = Fenced::default();
+        }
     }
+}
+
+/// The partitions whose writes were fenced, and the token that says so.
+#[derive(Default)]
+struct Fenced {
+    partitions: BTreeSet<u32>,
+    token: CancellationToken,
 }
 
 fn log_failed(e: emberline_log::LogError) -> ProjectionError {
@@ -255,7 +270,7 @@ impl ProjectionStore for ChangelogStore {
                 .await
                 .map_err(log_failed)?;
             if end != **expected {
-                self.fence_off();
+                self.fence_off(partition);
                 return Err(ProjectionError::Fenced { partition });
             }
         }
@@ -268,7 +283,7 @@ impl ProjectionStore for ChangelogStore {
             if position.offset != **expected {
                 // Another's record landed between the check and this one: this batch is in
                 // the changelog after the new owner's claim, which its restore will read.
-                self.fence_off();
+                self.fence_off(partition);
                 return Err(ProjectionError::Fenced { partition });
             }
             **expected = position.offset + 1;

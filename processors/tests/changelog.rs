@@ -48,6 +48,17 @@ async fn a_claim_fences_the_old_writer_and_a_restore_sees_only_accepted_batches(
     );
     assert!(a.fenced().is_cancelled());
     a.apply(batch(1, 5, 2)).await.expect("a still owns 1");
+    // Giving partition 0 up ends the alarm: a keeps working on 1.
+    a.release(&BTreeSet::from([0]));
+    assert!(!a.fenced().is_cancelled());
+    assert!(matches!(
+        a.apply(batch(0, 11, 2)).await,
+        Err(ProjectionError::Fenced { partition: 0 })
+    ));
+    assert!(
+        !a.fenced().is_cancelled(),
+        "a write to a released partition is refused quietly"
+    );
     // A partition nobody claimed takes no writes from a claiming writer.
     let err = b.apply(batch(1, 6, 9)).await.expect_err("unclaimed");
     assert!(
