@@ -3,9 +3,9 @@
 //!
 //! Every member appends a heartbeat to the group's topic (`<group>.members`, one partition)
 //! every [`GroupSettings::heartbeat`] and reads everyone's. A member is alive while its last
-//! heartbeat is younger than [`GroupSettings::session`] (by its record time: hosts' clocks
-//! must agree to well within the session); one that stops cleanly says so and leaves at
-//! once. Each member sorts the live members and takes its range of the topic's partitions
+//! heartbeat was read less than [`GroupSettings::session`] ago (by the reader's clock, so
+//! hosts' clocks need not agree; heartbeats older than the member itself are dated by their
+//! record time); one that stops cleanly says so and leaves at once. Each member sorts the live members and takes its range of the topic's partitions
 //! (Kafka's `range` assignment) — every member computes the same answer from the same
 //! heartbeats, with no coordinator. Changes of a member's share come as [`GroupEvent`]s:
 //! work on a partition starts after it is [`GroupEvent::Assigned`] and must stop before the
@@ -239,7 +239,15 @@ impl Heartbeats {
             if records.is_empty() && !behind {
                 return Ok(());
             }
+            // Heartbeats read as they come are dated by this host's clock, so a member whose
+            // clock is off is not taken for dead; those read at join (older) by their own.
+            let now = wall_clock_ms();
             for r in records {
+                let at = if r.offset < self.caught_up_to {
+                    r.timestamp_ms
+                } else {
+                    now
+                };
                 let Some((&kind, id)) = r.value.split_first() else {
                     continue;
                 };
@@ -247,7 +255,7 @@ impl Heartbeats {
                 match kind {
                     HEARTBEAT => {
                         let seen = self.last_seen.entry(id).or_insert(i64::MIN);
-                        *seen = (*seen).max(r.timestamp_ms);
+                        *seen = (*seen).max(at);
                     }
                     LEAVE => {
                         self.last_seen.remove(&id);
