@@ -525,17 +525,18 @@ pub(crate) async fn process(config: Config, catch_up: bool) -> Result<()> {
     let parts = open_log(&config, SchemaIds::Shared).await?;
     let store = open_store(&config).await?;
     readiness.ready("log");
-    let processing = Processing::new(
-        &config,
-        parts.log.clone(),
-        parts.codec.clone(),
-        writer(&config, &parts, &store),
-    );
+    let processing =
+        |writer| Processing::new(&config, parts.log.clone(), parts.codec.clone(), writer);
     match (catch_up, config.log.backend) {
-        (true, _) => processing.spawn(&mut tasks, None, Mode::CatchUp, &shutdown),
+        (true, _) => processing(writer(&config, &parts, &store)).spawn(
+            &mut tasks,
+            None,
+            Mode::CatchUp,
+            &shutdown,
+        ),
         (false, Backend::Embedded) => {
             watch_processors_catch_up(&mut tasks, &readiness, &parts, &store, &shutdown);
-            processing.spawn(&mut tasks, None, Mode::Follow, &shutdown);
+            processing(store.clone()).spawn(&mut tasks, None, Mode::Follow, &shutdown);
         }
         (false, Backend::Kafka) => {
             let changelog = Arc::new(ChangelogStore::new(
@@ -543,12 +544,7 @@ pub(crate) async fn process(config: Config, catch_up: bool) -> Result<()> {
                 store.clone(),
                 claim_id(),
             ));
-            let processing = Processing::new(
-                &config,
-                parts.log.clone(),
-                parts.codec.clone(),
-                changelog.clone(),
-            );
+            let processing = processing(changelog.clone());
             let settings = GroupSettings {
                 heartbeat: std::time::Duration::from_secs(1),
                 session: std::time::Duration::from_millis(
