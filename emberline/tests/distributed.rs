@@ -43,11 +43,13 @@ use emberline_proto::v1::{
 };
 use emberline_schemas::{ConfluentRegistry, EventCodec};
 use support::roles::Role;
-use support::{PATIENCE, free_port};
+use support::{PATIENCE, eventually, free_port};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: u32 = 8;
+/// How often a wait looks again.
+const TICK: Duration = Duration::from_millis(100);
 
 fn config_file(dir: &Path, bootstrap: &str, prefix: &str, registry: &str) -> std::path::PathBuf {
     let path = dir.join("emberline.toml");
@@ -160,24 +162,26 @@ impl Client {
     }
 
     async fn wait_for_partitions(&self, partitions: &BTreeSet<u32>) {
-        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
-        loop {
-            let seen: BTreeSet<u32> = self
-                .seen
-                .lock()
-                .expect("seen")
-                .iter()
-                .map(|(_, e)| e.partition)
-                .collect();
-            if partitions.is_subset(&seen) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "partitions {partitions:?} never all streamed: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            "every busy partition streams",
+            PATIENCE * 2,
+            TICK,
+            || async {
+                let seen: BTreeSet<u32> = self
+                    .seen
+                    .lock()
+                    .expect("seen")
+                    .iter()
+                    .map(|(_, e)| e.partition)
+                    .collect();
+                if partitions.is_subset(&seen) {
+                    Ok(())
+                } else {
+                    Err(format!("{partitions:?} wanted, {seen:?} seen"))
+                }
+            },
+        )
+        .await;
     }
 
     fn count(&self) -> usize {
@@ -185,15 +189,15 @@ impl Client {
     }
 
     async fn wait_for(&self, n: usize, what: &str) {
-        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
-        while self.count() < n {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: only {} trend updates",
-                self.count()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(what, PATIENCE * 2, TICK, || async {
+            let count = self.count();
+            if count >= n {
+                Ok(())
+            } else {
+                Err(format!("only {count} of {n} trend updates"))
+            }
+        })
+        .await;
     }
 
     /// How long after `since` every partition that had streamed before it streamed again
@@ -213,34 +217,33 @@ impl Client {
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default()
             - since.elapsed().as_millis() as i64;
-        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
-        loop {
-            // A trend of a reading taken after `since`: its partition has an owner again.
-            let latest: BTreeMap<u32, Instant> = {
-                let seen = self.seen.lock().expect("seen");
-                let mut m = BTreeMap::new();
-                for (t, e) in seen.iter().filter(|(_, e)| e.event_time_ms > since_ms) {
-                    m.entry(e.partition).or_insert(*t);
+        eventually(
+            "every partition streams again",
+            PATIENCE * 2,
+            TICK,
+            || async {
+                // A trend of a reading taken after `since`: its partition has an owner again.
+                let latest: BTreeMap<u32, Instant> = {
+                    let seen = self.seen.lock().expect("seen");
+                    let mut m = BTreeMap::new();
+                    for (t, e) in seen.iter().filter(|(_, e)| e.event_time_ms > since_ms) {
+                        m.entry(e.partition).or_insert(*t);
+                    }
+                    m
+                };
+                let silent: Vec<&u32> = active.iter().filter(|p| !latest.contains_key(p)).collect();
+                if silent.is_empty() {
+                    Ok(latest
+                        .values()
+                        .max()
+                        .map(|t| *t - since)
+                        .unwrap_or_default())
+                } else {
+                    Err(format!("partitions {silent:?} are silent"))
                 }
-                m
-            };
-            if active.iter().all(|p| latest.contains_key(p)) {
-                return latest
-                    .values()
-                    .max()
-                    .map(|t| *t - since)
-                    .unwrap_or_default();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "partitions {:?} never streamed again",
-                active
-                    .iter()
-                    .filter(|p| !latest.contains_key(p))
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            },
+        )
+        .await
     }
 }
 
@@ -411,27 +414,24 @@ async fn dump(grpc: std::net::SocketAddr) -> Dump {
 
 /// Waits until every gateway's dump is the same (they follow the changelog on their own).
 async fn settled_dumps(gateways: &[std::net::SocketAddr]) -> Dump {
-    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
-    loop {
+    eventually("the gateways agree", PATIENCE * 2, TICK, || async {
         let mut dumps = Vec::new();
         for g in gateways {
             dumps.push(dump(*g).await);
         }
         let first = dumps.remove(0);
-        if dumps.iter().all(|d| *d == first) {
-            return first;
+        let differences: Vec<String> = dumps
+            .iter()
+            .filter(|d| **d != first)
+            .map(|d| first.difference(d))
+            .collect();
+        if differences.is_empty() {
+            Ok(first)
+        } else {
+            Err(differences.join("; "))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gateways never agreed: {}",
-            dumps
-                .iter()
-                .map(|d| first.difference(d))
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await
 }
 
 /// How far the processors' durable batches in the changelog cover `key` (an applied-
@@ -552,18 +552,20 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
     assert!(!orphaned.is_empty(), "the first processor owned nothing");
     let killed = Instant::now();
     processors[0].kill_9();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let taken: BTreeSet<u32> = processors[1..].iter().flat_map(owned_by).collect();
-        if orphaned.is_subset(&taken) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "partitions {orphaned:?} of the killed processor were never taken over"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the killed processor's partitions are taken over",
+        PATIENCE,
+        TICK,
+        || async {
+            let taken: BTreeSet<u32> = processors[1..].iter().flat_map(owned_by).collect();
+            if orphaned.is_subset(&taken) {
+                Ok(())
+            } else {
+                Err(format!("{orphaned:?} orphaned, {taken:?} taken"))
+            }
+        },
+    )
+    .await;
     eprintln!(
         "MEASURED: partitions {orphaned:?} taken over {:?} after kill -9 of their processor",
         killed.elapsed()
@@ -612,19 +614,21 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         );
     }
     let readings: u64 = ends.values().sum();
-    let deadline = tokio::time::Instant::now() + PATIENCE * 3;
-    loop {
-        let trends = covered(log.as_ref(), topics::PROBE_READINGS).await;
-        let cooks = covered(log.as_ref(), &format!("cook/{}", topics::PROBE_READINGS)).await;
-        if trends == ends && cooks == ends {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "processing never finished: {trends:?} {cooks:?} of {ends:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        "the processors finish the input",
+        PATIENCE * 3,
+        TICK * 5,
+        || async {
+            let trends = covered(log.as_ref(), topics::PROBE_READINGS).await;
+            let cooks = covered(log.as_ref(), &format!("cook/{}", topics::PROBE_READINGS)).await;
+            if trends == ends && cooks == ends {
+                Ok(())
+            } else {
+                Err(format!("{trends:?} {cooks:?} of {ends:?}"))
+            }
+        },
+    )
+    .await;
     for p in &mut processors[1..] {
         p.interrupt();
     }

@@ -15,6 +15,28 @@ pub mod roles;
 /// Generous bound for anything that should take a second or two; only reached on failure.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// Checks every `every` until `check` gives `Ok`, for at most `patience`; then fails with
+/// `what` and the last reason `check` gave. For waiting on state another process reaches.
+pub async fn eventually<T, F, Fut>(
+    what: &str,
+    patience: Duration,
+    every: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(reason) => assert!(tokio::time::Instant::now() < deadline, "{what}: {reason}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 pub fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
