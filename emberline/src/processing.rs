@@ -2,9 +2,10 @@
 //! processor and the clock, on the input partitions this process owns.
 //!
 //! * `up`, and `process --catch-up`, own every partition.
-//! * `process` on Kafka joins the consumer group [`GROUP`]: on every change of its share it
-//!   stops its processors (each finishes the batch in hand and stops; what it had not
-//!   written is redone by the next owner), claims the partitions it was given in the
+//! * `process` on Kafka joins the processor group [`GROUP`] (heartbeats in the log: see
+//!   `emberline_log::join_group`): on every change of its share it stops its processors
+//!   (what they had not written is redone by the next owner), claims the partitions it was
+//!   given in the
 //!   projection changelog (which fences off any other writer of them), restores them from
 //!   it (the state handoff: see `emberline_processors::changelog`) and starts them again on
 //!   its new share.
@@ -13,6 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use emberline_ingest::clock::now_ms;
 use emberline_log::{EventLog, GroupEvent, GroupSettings, NewRecord, join_group, topics};
 use emberline_processors::changelog::ChangelogStore;
 use emberline_processors::{Mode, TrendConfig, run_cook_on, run_devices_on, run_trends};
@@ -25,18 +27,18 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::ops::Readiness;
 
-/// The consumer group of the processor role.
+/// The group of the processor role.
 pub(crate) const GROUP: &str = "emberline.processors";
 
 /// What the processors need.
 #[derive(Clone)]
 pub(crate) struct Processing {
-    pub(crate) log: Arc<dyn EventLog>,
-    pub(crate) codec: Arc<EventCodec>,
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
     /// Where they write: the local store, or the changelog in front of it.
-    pub(crate) store: Arc<dyn ProjectionStore>,
-    pub(crate) workers: usize,
-    pub(crate) tick_every: Option<std::time::Duration>,
+    store: Arc<dyn ProjectionStore>,
+    workers: usize,
+    tick_every: Option<std::time::Duration>,
 }
 
 impl Processing {
@@ -64,15 +66,9 @@ impl Processing {
         mode: Mode,
         shutdown: &CancellationToken,
     ) {
-        let (log, codec, store, stop) = (
-            self.log.clone(),
-            self.codec.clone(),
-            self.store.clone(),
-            shutdown.clone(),
-        );
-        let cook_owned = owned.clone();
+        let (p, stop, part) = (self.clone(), shutdown.clone(), owned.clone());
         tasks.spawn(async move {
-            let stats = run_cook_on(log, store, codec, mode, stop, cook_owned.as_ref())
+            let stats = run_cook_on(p.log, p.store, p.codec, mode, stop, part.as_ref())
                 .await
                 .context("cook processor")?;
             tracing::info!(records = stats.records, "cook processor stopped");
@@ -81,23 +77,12 @@ impl Processing {
         if mode == Mode::Follow
             && let Some(every) = self.tick_every
         {
-            let (log, codec, stop, ticked) = (
-                self.log.clone(),
-                self.codec.clone(),
-                shutdown.clone(),
-                owned.clone(),
-            );
-            tasks.spawn(async move { write_clock_ticks(log, codec, every, ticked, stop).await });
+            let (p, stop, part) = (self.clone(), shutdown.clone(), owned.clone());
+            tasks.spawn(async move { write_clock_ticks(p.log, p.codec, every, part, stop).await });
         }
-        let (log, codec, store, stop) = (
-            self.log.clone(),
-            self.codec.clone(),
-            self.store.clone(),
-            shutdown.clone(),
-        );
-        let devices_owned = owned.clone();
+        let (p, stop, part) = (self.clone(), shutdown.clone(), owned.clone());
         tasks.spawn(async move {
-            let stats = run_devices_on(log, store, codec, mode, stop, devices_owned.as_ref())
+            let stats = run_devices_on(p.log, p.store, p.codec, mode, stop, part.as_ref())
                 .await
                 .context("device projector")?;
             tracing::info!(records = stats.records, "device projector stopped");
@@ -108,16 +93,11 @@ impl Processing {
             partitions: owned,
             ..TrendConfig::default()
         };
-        let (log, codec, store, stop) = (
-            self.log.clone(),
-            self.codec.clone(),
-            self.store.clone(),
-            shutdown.clone(),
-        );
+        let (p, stop) = (self.clone(), shutdown.clone());
         let runtime = tokio::runtime::Handle::current();
         tasks.spawn(async move {
             let stats = tokio::task::spawn_blocking(move || {
-                run_trends(log, store, codec, trend_config, mode, stop, runtime)
+                run_trends(p.log, p.store, p.codec, trend_config, mode, stop, runtime)
             })
             .await
             .context("the trend processor panicked")?
@@ -286,13 +266,6 @@ pub(crate) async fn follow_group(
     Ok(())
 }
 
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// Writes the wall-clock time to every owned partition of `cook.commands` every `every`, so
 /// time-based alerts fire on a quiet device and a replay sees the same time pass. A failed
 /// write is retried at the next tick: a missed tick only delays such alerts.
@@ -314,7 +287,7 @@ async fn write_clock_ticks(
             _ = ticker.tick() => {}
             () = shutdown.cancelled() => return Ok(()),
         }
-        let now = wall_clock_ms();
+        let now = now_ms();
         let tick = ClockTick {
             event_time: now,
             source: "processor".into(),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use emberline_gateway::Gateway;
+use emberline_ingest::clock::now_ms;
 use emberline_ingest::{EventSink, Simulator, SimulatorConfig, SourceConfig, run_source};
 use emberline_log::{
     EmbeddedLog, EventLog, GroupSettings, KafkaConfig, KafkaLog, NewRecord, RedbDatabase, topics,
@@ -220,13 +221,6 @@ async fn supervise(mut tasks: JoinSet<Result<()>>, shutdown: CancellationToken) 
     }
 }
 
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// Simulated cooks last at most this long; after that a restart begins a new one.
 const SIMULATED_COOK_MS: i64 = 24 * 3_600 * 1_000;
 
@@ -278,7 +272,7 @@ fn spawn_sources(
                 spawn_simulator(tasks, config, settings.clone(), None, parts, shutdown);
             }
             other => {
-                let source = match other.build(wall_clock_ms()) {
+                let source = match other.build(now_ms()) {
                     Ok(source) => source,
                     Err(e) => {
                         tasks.spawn(async move { Err(anyhow::Error::new(e)) });
@@ -305,7 +299,7 @@ fn spawn_simulator(
     parts: &LogParts,
     shutdown: &CancellationToken,
 ) {
-    let now = wall_clock_ms();
+    let now = now_ms();
     let start = match simulated_cook_start(config, now) {
         Ok(start) => start,
         Err(e) => {
@@ -565,7 +559,7 @@ fn claim_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into());
-    format!("{host}/{}/{}", std::process::id(), wall_clock_ms())
+    format!("{host}/{}/{}", std::process::id(), now_ms())
 }
 
 /// Where processors write: the local store, behind the projection changelog on Kafka.

@@ -52,13 +52,6 @@ pub struct Revocation {
     done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl Revocation {
-    /// A revocation nobody waits for.
-    pub fn detached() -> Self {
-        Self { done: None }
-    }
-}
-
 impl Drop for Revocation {
     fn drop(&mut self) {
         if let Some(done) = self.done.take() {
@@ -266,6 +259,12 @@ impl Heartbeats {
         }
     }
 
+    /// Says this member is alive and reads what the others said.
+    async fn beat(&mut self) -> Result<(), LogError> {
+        say(&self.log, &self.topic, &self.member, HEARTBEAT).await?;
+        self.read().await
+    }
+
     /// This member's share by the heartbeats read so far.
     fn compute(&self) -> BTreeSet<u32> {
         let now = wall_clock_ms();
@@ -287,8 +286,6 @@ impl Heartbeats {
     async fn serve(&mut self) -> Result<(), LogError> {
         say(&self.log, &self.topic, &self.member, HEARTBEAT).await?;
         self.read().await?;
-        // Let the others see this member before taking anything: a share computed at once
-        // would take partitions their owners have not yet given up.
         let mut ticker = tokio::time::interval(self.settings.heartbeat);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
@@ -300,8 +297,14 @@ impl Heartbeats {
                 () = self.stop.cancelled() => return Ok(()),
             }
             ticks += 1;
-            say(&self.log, &self.topic, &self.member, HEARTBEAT).await?;
-            self.read().await?;
+            // A log that fails now and then costs heartbeats, not the membership: silent
+            // for a session, this member is dropped by the others and fenced, as it should.
+            if let Err(e) = self.beat().await {
+                tracing::warn!(error = %e, group = %self.topic, "group heartbeat failed; retrying at the next one");
+                continue;
+            }
+            // Let the others see this member before taking anything: a share computed at
+            // once would take partitions their owners have not yet given up.
             if ticks < 2 {
                 continue;
             }
@@ -325,7 +328,11 @@ impl Heartbeats {
                 loop {
                     tokio::select! {
                         _ = &mut released => break,
-                        _ = ticker.tick() => say(&self.log, &self.topic, &self.member, HEARTBEAT).await?,
+                        _ = ticker.tick() => {
+                            if let Err(e) = say(&self.log, &self.topic, &self.member, HEARTBEAT).await {
+                                tracing::warn!(error = %e, "group heartbeat failed; retrying at the next one");
+                            }
+                        }
                         () = self.stop.cancelled() => return Ok(()),
                     }
                 }

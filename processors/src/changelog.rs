@@ -16,11 +16,10 @@
 //!   their source offset or sequence number), so nothing is lost or repeated.
 //! * **Read models** ([`follow`]): a gateway tails every partition of the changelog into a
 //!   store of its own, resumable from the changelog positions it keeps in that store.
-//!
-//! * **Fencing** ([`ChangelogStore::claim`]): a consumer group's rebalance should stop the
-//!   old owner before the new one starts, but a broker that completes a rebalance without
-//!   every member (or a member that stalls) could leave two writers on one partition.
-//!   So a new owner first appends a *claim* to the partition's changelog, and every write
+//! * **Fencing** ([`ChangelogStore::claim`]): members of the processor group see a change
+//!   of shares a heartbeat apart, and a member may stall, so two writers could briefly work
+//!   on one partition. So a new owner first appends a *claim* to the partition's changelog,
+//!   and every write
 //!   checks that nothing but its own records was appended since its claim — before the
 //!   append, and by the offset the append got. A writer that finds another's record is
 //!   fenced: its batch is refused with [`ProjectionError::Fenced`] and it stops working on
@@ -66,37 +65,19 @@ pub fn encode(batch: &ProjectionBatch) -> Result<Vec<u8>, ProcessorError> {
         .map_err(|e| ProcessorError::Dataflow(format!("encoding a changelog batch: {e}")))
 }
 
-/// A changelog record.
-#[derive(Debug, PartialEq)]
-pub enum Entry {
-    /// A projection batch of the partition.
-    Batch(Box<ProjectionBatch>),
-    /// A processor took the partition over (its claim id).
-    Claim(String),
-}
-
-/// Decodes a changelog value.
-pub fn decode_entry(value: &[u8]) -> Result<Entry, String> {
+/// Decodes a changelog value: its batch, or `None` for a claim (which only moves a
+/// reader's position on).
+pub fn decode(value: &[u8]) -> Result<Option<ProjectionBatch>, String> {
     match value.split_first() {
         Some((&FORMAT_V1, body)) => postcard::from_bytes(body)
-            .map(|b| Entry::Batch(Box::new(b)))
+            .map(Some)
             .map_err(|e| e.to_string()),
-        Some((&CLAIM_V1, body)) => String::from_utf8(body.to_vec())
-            .map(Entry::Claim)
-            .map_err(|e| e.to_string()),
+        Some((&CLAIM_V1, _)) => Ok(None),
         Some((format, _)) => Err(format!(
             "changelog format {format} is newer than this binary understands"
         )),
         None => Err("empty changelog record".into()),
     }
-}
-
-/// Decodes a changelog value that holds a batch (`None` for a claim).
-pub fn decode(value: &[u8]) -> Result<Option<ProjectionBatch>, String> {
-    Ok(match decode_entry(value)? {
-        Entry::Batch(batch) => Some(*batch),
-        Entry::Claim(_) => None,
-    })
 }
 
 /// The one input partition a processor's batch covers.
