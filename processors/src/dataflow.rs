@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use emberline_log::{EventLog, NewRecord, PartitionReader, topics};
+use emberline_log::{EventLog, topics};
 use emberline_projections::ProjectionStore;
-use emberline_schemas::EventCodec;
 use emberline_schemas::events::ProbeReading;
+use emberline_schemas::{CodecError, EventCodec};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ProcessorError;
+use crate::partition_feed::{Chunk, InputEvent, Mode, PartitionFeed, RunStats};
 use crate::sink::TrendSink;
 use crate::trend::{TrendFigures, TrendState};
 
@@ -54,15 +55,6 @@ impl Default for TrendConfig {
             partitions: None,
         }
     }
-}
-
-/// Whether the processor follows the log forever or stops once caught up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Tail the input until shut down.
-    Follow,
-    /// Process up to the end offsets seen at start, then stop (replays, benchmarks).
-    CatchUp,
 }
 
 /// A reading as it travels through the dataflow.
@@ -115,13 +107,25 @@ impl Hasher for FixedHasher {
     }
 }
 
-/// What a run processed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RunStats {
-    /// Input records consumed (including rejected ones).
-    pub records: u64,
-    /// Records sent to the dead-letter topic.
-    pub rejected: u64,
+impl InputEvent for ProbeReading {
+    type Error = CodecError;
+
+    async fn decode(codec: &EventCodec, payload: &[u8]) -> Result<Option<Self>, CodecError> {
+        codec.decode(payload).await.map(Some)
+    }
+}
+
+/// A chunk's records as the dataflow carries them, each counted in `stats`.
+fn readings(chunk: Chunk<ProbeReading>, stats: &mut RunStats) -> impl Iterator<Item = Reading> {
+    for record in &chunk.records {
+        stats.count(&record.input);
+    }
+    let partition = chunk.partition;
+    chunk.records.into_iter().map(move |r| Reading {
+        partition,
+        offset: r.offset,
+        event: r.input.into_event(),
+    })
 }
 
 fn owns(config: &TrendConfig, partition: u32) -> bool {
@@ -174,23 +178,26 @@ pub fn run_trends(
         let _runtime_context = runtime.enter();
         let index = worker.index();
         let peers = worker.peers();
-        let (tx, mut rx) = mpsc::channel::<Result<Vec<Reading>, ProcessorError>>(8);
+        let (tx, mut rx) = mpsc::channel(8);
+        let topic: Arc<str> = config.input_topic.as_str().into();
+        let consumer: Arc<str> = config.consumer.as_str().into();
         for p in (0..partitions).filter(|p| *p as usize % peers == index && owns(&config, *p)) {
-            let reader = PartitionFeed {
+            let feed = PartitionFeed {
                 log: log.clone(),
                 codec: codec.clone(),
-                topic: config.input_topic.clone(),
+                consumer: consumer.clone(),
+                topic: topic.clone(),
                 partition: p,
                 from: starts.get(&p).copied().unwrap_or(0),
                 until: ends.get(&p).copied(),
                 batch_size: config.batch_size,
-                tx: tx.clone(),
+                wake: None,
                 shutdown: shutdown.clone(),
-                rejected: counters.1.clone(),
             };
-            runtime.spawn(reader.run());
+            runtime.spawn(feed.run::<ProbeReading>(tx.clone()));
         }
         drop(tx);
+        let mut stats = RunStats::default();
 
         let mut input = InputHandle::new();
         let probe = ProbeHandle::new();
@@ -304,7 +311,7 @@ pub fn run_trends(
             let mut got: Vec<Reading> = Vec::new();
             loop {
                 match rx.try_recv() {
-                    Ok(Ok(batch)) => got.extend(batch),
+                    Ok(Ok(chunk)) => got.extend(readings(chunk, &mut stats)),
                     Ok(Err(e)) => return Err(e),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -319,13 +326,12 @@ pub fn run_trends(
             if got.is_empty() && feeding {
                 worker.step();
                 match runtime.block_on(tokio::time::timeout(config.idle_wait, rx.recv())) {
-                    Ok(Some(Ok(batch))) => got.extend(batch),
+                    Ok(Some(Ok(chunk))) => got.extend(readings(chunk, &mut stats)),
                     Ok(Some(Err(e))) => return Err(e),
                     Ok(None) => feeding = false,
                     Err(_) => {}
                 }
             }
-            counters.0.fetch_add(got.len() as u64, Ordering::Relaxed);
             for reading in got {
                 input.send(reading);
             }
@@ -337,6 +343,8 @@ pub fn run_trends(
         while !probe.done() {
             worker.step_or_park(Some(Duration::from_millis(5)));
         }
+        counters.0.fetch_add(stats.records, Ordering::Relaxed);
+        counters.1.fetch_add(stats.rejected, Ordering::Relaxed);
         Ok(())
     })
     .map_err(ProcessorError::Dataflow)?;
@@ -434,104 +442,6 @@ fn load_state(
             TrendState::default()
         }
     }
-}
-
-/// Reads one input partition, decodes it and feeds a worker.
-struct PartitionFeed {
-    log: Arc<dyn EventLog>,
-    codec: Arc<EventCodec>,
-    topic: String,
-    partition: u32,
-    from: u64,
-    until: Option<u64>,
-    batch_size: usize,
-    tx: mpsc::Sender<Result<Vec<Reading>, ProcessorError>>,
-    shutdown: CancellationToken,
-    rejected: Arc<AtomicU64>,
-}
-
-impl PartitionFeed {
-    async fn run(self) {
-        if let Err(e) = self.feed().await {
-            let _ = self.tx.send(Err(e)).await;
-        }
-    }
-
-    async fn feed(&self) -> Result<(), ProcessorError> {
-        let mut reader: Box<dyn PartitionReader> = self
-            .log
-            .reader(&self.topic, self.partition, self.from)
-            .await?;
-        loop {
-            if self.until.is_some_and(|end| reader.position() >= end) {
-                return Ok(());
-            }
-            let records = tokio::select! {
-                r = reader.next_batch(self.batch_size, Duration::from_millis(500)) => r?,
-                () = self.shutdown.cancelled() => return Ok(()),
-            };
-            let mut batch = Vec::with_capacity(records.len());
-            let mut dead = Vec::new();
-            for record in records {
-                if self.until.is_some_and(|end| record.offset >= end) {
-                    break;
-                }
-                let event = match self.codec.decode::<ProbeReading>(&record.value).await {
-                    Ok(event) => Some(event),
-                    Err(e) => {
-                        dead.push(dead_letter(&self.topic, &record, &e.to_string()));
-                        None
-                    }
-                };
-                batch.push(Reading {
-                    partition: self.partition,
-                    offset: record.offset,
-                    event,
-                });
-            }
-            if !dead.is_empty() {
-                tracing::warn!(topic = %self.topic, partition = self.partition, count = dead.len(), "rejected records sent to the dead-letter topic");
-                self.rejected
-                    .fetch_add(dead.len() as u64, Ordering::Relaxed);
-                self.log.append(topics::DEAD_LETTER, dead).await?;
-            }
-            if !batch.is_empty() && self.tx.send(Ok(batch)).await.is_err() {
-                return Ok(()); // the worker has stopped
-            }
-        }
-    }
-}
-
-/// A dead-letter record: JSON with where the record was, why it was rejected and its bytes.
-pub(crate) fn dead_letter(topic: &str, record: &emberline_log::Record, reason: &str) -> NewRecord {
-    let hex: String = record.value.iter().map(|b| format!("{b:02x}")).collect();
-    let body = format!(
-        "{{\"topic\":{},\"partition\":{},\"offset\":{},\"reason\":{},\"payload_hex\":\"{hex}\"}}",
-        json_string(topic),
-        record.partition,
-        record.offset,
-        json_string(reason)
-    );
-    NewRecord {
-        key: record.key.clone(),
-        value: body.into_bytes(),
-        timestamp_ms: record.timestamp_ms,
-    }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use emberline_log::{EventLog, PartitionReader, Record, topics};
+use emberline_log::{EventLog, topics};
 use emberline_projections::{
     CookNote, CookSession, DeviceInfo, ProjectionBatch, ProjectionError, ProjectionStore,
 };
@@ -30,8 +30,13 @@ use emberline_schemas::{CodecError, EventCodec, EventKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::dataflow::dead_letter;
-use crate::{Mode, ProcessorError, RunStats};
+use crate::ProcessorError;
+use crate::partition_feed::{Chunk, InputEvent, Mode, PartitionFeed, RunStats, end_for};
+
+/// The name the projector reads under, as its dead-letter records give it.
+const CONSUMER: &str = "processor.devices";
+/// Most records read from one partition at a time.
+const BATCH_SIZE: usize = 1_024;
 
 /// The topics the projector reads.
 pub const DEVICE_INPUTS: [&str; 2] = [topics::DEVICE_EVENTS, topics::COOK_COMMANDS];
@@ -106,6 +111,14 @@ impl DeviceEvent {
                 ));
             }
         }))
+    }
+}
+
+impl InputEvent for DeviceEvent {
+    type Error = DeviceDecodeError;
+
+    async fn decode(codec: &EventCodec, payload: &[u8]) -> Result<Option<Self>, Self::Error> {
+        DeviceEvent::decode(codec, payload).await
     }
 }
 
@@ -204,14 +217,6 @@ pub fn apply_to_cook(cook: Option<CookSession>, event: &DeviceEvent) -> Option<C
     }
 }
 
-/// One batch read from one partition, decoded.
-struct Chunk {
-    topic: &'static str,
-    partition: u32,
-    next_offset: u64,
-    events: Vec<DeviceEvent>,
-}
-
 /// Folds the device topics into projections until shut down ([`Mode::Follow`]) or until
 /// the ends seen at start are applied ([`Mode::CatchUp`]).
 pub async fn run_devices(
@@ -234,31 +239,25 @@ pub async fn run_devices_on(
     shutdown: CancellationToken,
     owned: Option<&BTreeSet<u32>>,
 ) -> Result<RunStats, ProcessorError> {
-    let (tx, mut rx) = mpsc::channel::<Result<Chunk, ProcessorError>>(16);
+    let (tx, mut rx) = mpsc::channel::<Result<Chunk<DeviceEvent>, ProcessorError>>(16);
     let mut feeds = Vec::new();
     for topic in DEVICE_INPUTS {
         let partitions = log.partitions(topic).await?;
         let applied = store.applied_positions(topic).await?;
         for partition in (0..partitions).filter(|p| owned.is_none_or(|o| o.contains(p))) {
-            let from = applied.get(&partition).copied().unwrap_or(0);
-            let until = match mode {
-                Mode::Follow => None,
-                Mode::CatchUp => Some(log.end_offset(topic, partition).await?),
-            };
-            if until.is_some_and(|end| from >= end) {
-                continue;
-            }
-            let feed = Feed {
+            let feed = PartitionFeed {
                 log: log.clone(),
                 codec: codec.clone(),
-                topic,
+                consumer: CONSUMER.into(),
+                topic: topic.into(),
                 partition,
-                from,
-                until,
-                tx: tx.clone(),
+                from: applied.get(&partition).copied().unwrap_or(0),
+                until: end_for(log.as_ref(), mode, topic, partition).await?,
+                batch_size: BATCH_SIZE,
+                wake: None,
                 shutdown: shutdown.clone(),
             };
-            feeds.push(tokio::spawn(feed.run()));
+            feeds.push(tokio::spawn(feed.run(tx.clone())));
         }
     }
     drop(tx);
@@ -282,7 +281,7 @@ pub async fn run_devices_on(
         };
         let mut changed: BTreeSet<String> = BTreeSet::new();
         let mut cooks_changed: BTreeMap<String, CookSession> = BTreeMap::new();
-        for event in &chunk.events {
+        for event in chunk.records.iter().filter_map(|r| r.input.event()) {
             if let Some(cook_id) = event.cook_id() {
                 let current = match cooks_changed.remove(cook_id) {
                     Some(c) => Some(c),
@@ -299,14 +298,20 @@ pub async fn run_devices_on(
             apply(info, event);
             changed.insert(id.to_owned());
         }
-        stats.records += chunk.events.len() as u64;
+        for record in &chunk.records {
+            stats.count(&record.input);
+        }
         let batch = ProjectionBatch {
             devices: changed
                 .iter()
                 .filter_map(|id| infos.get(id).cloned())
                 .collect(),
             cooks: cooks_changed.into_values().collect(),
-            applied: vec![(chunk.topic.to_owned(), chunk.partition, chunk.next_offset)],
+            applied: vec![(
+                chunk.topic.to_string(),
+                chunk.partition,
+                chunk.next_offset(),
+            )],
             ..Default::default()
         };
         if !write_with_retry(store.as_ref(), batch, &shutdown).await {
@@ -341,77 +346,6 @@ pub(crate) async fn write_with_retry(
                     () = shutdown.cancelled() => return false,
                 }
                 delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-}
-
-/// Reads one partition of one input topic and hands decoded chunks to the fold loop.
-struct Feed {
-    log: Arc<dyn EventLog>,
-    codec: Arc<EventCodec>,
-    topic: &'static str,
-    partition: u32,
-    from: u64,
-    until: Option<u64>,
-    tx: mpsc::Sender<Result<Chunk, ProcessorError>>,
-    shutdown: CancellationToken,
-}
-
-impl Feed {
-    async fn run(self) {
-        if let Err(e) = self.feed().await {
-            let _ = self.tx.send(Err(e)).await;
-        }
-    }
-
-    async fn feed(&self) -> Result<(), ProcessorError> {
-        let mut reader: Box<dyn PartitionReader> = self
-            .log
-            .reader(self.topic, self.partition, self.from)
-            .await?;
-        loop {
-            if self.until.is_some_and(|end| reader.position() >= end) {
-                return Ok(());
-            }
-            let records: Vec<Record> = tokio::select! {
-                r = reader.next_batch(1_024, Duration::from_millis(500)) => r?,
-                () = self.shutdown.cancelled() => return Ok(()),
-            };
-            let Some(last) = records
-                .iter()
-                .map(|r| r.offset)
-                .filter(|&o| self.until.is_none_or(|end| o < end))
-                .max()
-            else {
-                continue;
-            };
-            let mut events = Vec::with_capacity(records.len());
-            let mut dead = Vec::new();
-            for record in records.iter().filter(|r| r.offset <= last) {
-                match DeviceEvent::decode(&self.codec, &record.value).await {
-                    Ok(Some(event)) => events.push(event),
-                    Ok(None) => {}
-                    Err(e) => dead.push(dead_letter(self.topic, record, &e.to_string())),
-                }
-            }
-            if !dead.is_empty() {
-                tracing::warn!(
-                    topic = self.topic,
-                    partition = self.partition,
-                    count = dead.len(),
-                    "rejected records sent to the dead-letter topic"
-                );
-                self.log.append(topics::DEAD_LETTER, dead).await?;
-            }
-            let chunk = Chunk {
-                topic: self.topic,
-                partition: self.partition,
-                next_offset: last + 1,
-                events,
-            };
-            if self.tx.send(Ok(chunk)).await.is_err() {
-                return Ok(());
             }
         }
     }

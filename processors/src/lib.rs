@@ -40,6 +40,13 @@
 //! (`derived.predictions`) and alerts (`alerts`); see its docs for how it stays
 //! deterministic and exactly-once.
 //!
+//! ## Reading the inputs
+//!
+//! Every processor reads its input partitions through the one partition feed
+//! (`partition_feed`): positions, catch-up ends and shutdown work alike, and a record a
+//! processor cannot decode goes to the dead-letter topic with the reason and is counted in
+//! its [`RunStats`].
+//!
 //! This crate knows the log, the schemas and the projection store; it knows nothing of gRPC.
 
 pub mod changelog;
@@ -47,10 +54,12 @@ pub mod cook;
 mod dataflow;
 pub mod devices;
 mod error;
+mod partition_feed;
 mod sink;
 pub mod trend;
 
 pub use cook::run::{run_cook, run_cook_on};
-pub use dataflow::{Mode, RunStats, TrendConfig, catch_up, run_trends};
+pub use dataflow::{TrendConfig, catch_up, run_trends};
 pub use devices::{run_devices, run_devices_on};
 pub use error::ProcessorError;
+pub use partition_feed::{Mode, RunStats};

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use emberline_log::{EventLog, NewRecord, PartitionReader, partition_for, topics};
+use emberline_log::{EventLog, NewRecord, partition_for, topics};
 use emberline_projections::{
     AlertRecord, AlertRuleRecord, ProbePrediction, ProjectionBatch, ProjectionStore,
 };
@@ -33,8 +33,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::intel::{CookBrain, CookInput, CookOutput, DeviceIntel};
+use crate::ProcessorError;
 use crate::devices::write_with_retry;
-use crate::{Mode, ProcessorError, RunStats};
+use crate::partition_feed::{Chunk, Decoded, InputEvent, Mode, PartitionFeed, RunStats, end_for};
 
 /// The topics the cook processor reads, in tie-break order.
 pub const COOK_INPUTS: [&str; 3] = [
@@ -55,6 +56,10 @@ fn header_key(partition: u32) -> String {
 fn applied_key(topic: &str) -> String {
     format!("cook/{topic}")
 }
+/// The name the processor reads under, as its dead-letter records give it.
+const CONSUMER: &str = "processor.cook";
+/// Most records read from one partition at a time.
+const BATCH_SIZE: usize = 1_024;
 /// Inputs folded between two writes.
 const BATCH_INPUTS: usize = 2_048;
 
@@ -70,23 +75,19 @@ struct Header {
     devices: BTreeSet<String>,
 }
 
-/// One decoded input record (`None`: not for this processor; it only advances the lane).
-struct Item {
-    offset: u64,
-    input: Option<CookInput>,
-}
+/// One decoded input record; one without an event (not for this processor, or rejected)
+/// only advances the lane.
+type Item = Decoded<CookInput>;
 
-impl Item {
-    fn time(&self) -> i64 {
-        self.input.as_ref().map_or(i64::MIN, CookInput::merge_time)
-    }
+fn merge_time(item: &Item) -> i64 {
+    item.input.event().map_or(i64::MIN, CookInput::merge_time)
 }
 
 struct Lane {
     topic: &'static str,
     rank: usize,
     partition: u32,
-    rx: mpsc::Receiver<Result<Vec<Item>, ProcessorError>>,
+    rx: mpsc::Receiver<Result<Chunk<CookInput>, ProcessorError>>,
     buf: VecDeque<Item>,
     closed: bool,
     next_offset: u64,
@@ -97,7 +98,7 @@ impl Lane {
     fn refill(&mut self) -> Result<(), ProcessorError> {
         while self.buf.is_empty() && !self.closed {
             match self.rx.try_recv() {
-                Ok(Ok(items)) => self.buf.extend(items),
+                Ok(Ok(chunk)) => self.buf.extend(chunk.records),
                 Ok(Err(e)) => return Err(e),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => self.closed = true,
@@ -109,7 +110,7 @@ impl Lane {
     /// Waits for the feed's next chunk (catch-up mode).
     async fn wait(&mut self) -> Result<(), ProcessorError> {
         match self.rx.recv().await {
-            Some(Ok(items)) => self.buf.extend(items),
+            Some(Ok(chunk)) => self.buf.extend(chunk.records),
             Some(Err(e)) => return Err(e),
             None => self.closed = true,
         }
@@ -119,7 +120,7 @@ impl Lane {
     fn key(&self) -> Option<(i64, usize, u32, u64)> {
         self.buf
             .front()
-            .map(|i| (i.time(), self.rank, self.partition, i.offset))
+            .map(|i| (merge_time(i), self.rank, self.partition, i.offset))
     }
 }
 
@@ -184,10 +185,7 @@ pub async fn run_cook_on(
             .map_err(|e| ProcessorError::Dataflow(format!("a cook partition task failed: {e}")))
             .and_then(|r| r);
         match result {
-            Ok(s) => {
-                stats.records += s.records;
-                stats.rejected += s.rejected;
-            }
+            Ok(s) => stats.add(&s),
             Err(e) => {
                 stop.cancel();
                 failure.get_or_insert(e);
@@ -230,23 +228,20 @@ impl PartitionRun {
         for (rank, topic) in COOK_INPUTS.into_iter().enumerate() {
             let applied = self.store.applied_positions(&applied_key(topic)).await?;
             let from = applied.get(&partition).copied().unwrap_or(0);
-            let until = match self.mode {
-                Mode::Follow => None,
-                Mode::CatchUp => Some(self.log.end_offset(topic, partition).await?),
-            };
             let (tx, rx) = mpsc::channel(4);
-            let feed = Feed {
+            let feed = PartitionFeed {
                 log: self.log.clone(),
                 codec: self.codec.clone(),
-                topic,
+                consumer: CONSUMER.into(),
+                topic: topic.into(),
                 partition,
                 from,
-                until,
-                tx,
-                notify: notify.clone(),
+                until: end_for(self.log.as_ref(), self.mode, topic, partition).await?,
+                batch_size: BATCH_SIZE,
+                wake: Some(notify.clone()),
                 shutdown: self.shutdown.clone(),
             };
-            feeds.push(tokio::spawn(feed.run()));
+            feeds.push(tokio::spawn(feed.run(tx)));
             lanes.push(Lane {
                 topic,
                 rank,
@@ -340,8 +335,8 @@ async fn merge_loop(
             continue;
         };
         lane.next_offset = item.offset + 1;
-        stats.records += 1;
-        if let Some(input) = &item.input {
+        stats.count(&item.input);
+        if let Some(input) = item.input.event() {
             pending.fold(brain, input);
         }
         if pending.inputs >= BATCH_INPUTS
@@ -754,86 +749,29 @@ pub async fn output_seq(codec: &EventCodec, payload: &[u8]) -> Result<Option<i64
     })
 }
 
-/// Decodes a record of an input topic into a cook input; `None` for events the cook
-/// processor does not use. Undecodable records are the other processors' to dead-letter.
-async fn decode_input(codec: &EventCodec, payload: &[u8]) -> Result<Option<CookInput>, CodecError> {
-    let kind = codec.kind_of_learning(payload).await?;
-    Ok(Some(match kind {
-        Some(EventKind::ProbeReading) => CookInput::Reading(codec.decode(payload).await?),
-        Some(EventKind::DeviceStatus) => CookInput::Status(codec.decode(payload).await?),
-        Some(EventKind::DeviceRegistered) => CookInput::Registered(codec.decode(payload).await?),
-        Some(EventKind::DeviceRemoved) => CookInput::Removed(codec.decode(payload).await?),
-        Some(EventKind::CookStarted) => CookInput::CookStarted(codec.decode(payload).await?),
-        Some(EventKind::TargetSet) => CookInput::TargetSet(codec.decode(payload).await?),
-        Some(EventKind::CookEnded) => CookInput::CookEnded(codec.decode(payload).await?),
-        Some(EventKind::AlertRuleSet) => CookInput::RuleSet(codec.decode(payload).await?),
-        Some(EventKind::AlertAcknowledged) => CookInput::Acknowledged(codec.decode(payload).await?),
-        Some(EventKind::ClockTick) => CookInput::Tick(codec.decode(payload).await?),
-        _ => return Ok(None),
-    }))
-}
+impl InputEvent for CookInput {
+    type Error = CodecError;
 
-/// Reads one input partition and hands decoded chunks to its lane.
-struct Feed {
-    log: Arc<dyn EventLog>,
-    codec: Arc<EventCodec>,
-    topic: &'static str,
-    partition: u32,
-    from: u64,
-    until: Option<u64>,
-    tx: mpsc::Sender<Result<Vec<Item>, ProcessorError>>,
-    notify: Arc<Notify>,
-    shutdown: CancellationToken,
-}
-
-impl Feed {
-    async fn run(self) {
-        if let Err(e) = self.feed().await {
-            let _ = self.tx.send(Err(e)).await;
-            self.notify.notify_one();
-        }
-    }
-
-    async fn feed(&self) -> Result<(), ProcessorError> {
-        if self.until.is_some_and(|end| self.from >= end) {
-            return Ok(());
-        }
-        let mut reader: Box<dyn PartitionReader> = self
-            .log
-            .reader(self.topic, self.partition, self.from)
-            .await?;
-        loop {
-            if self.until.is_some_and(|end| reader.position() >= end) {
-                return Ok(());
+    /// A record of an input topic as a cook input; `None` for events the cook processor
+    /// does not use.
+    async fn decode(codec: &EventCodec, payload: &[u8]) -> Result<Option<Self>, CodecError> {
+        let kind = codec.kind_of_learning(payload).await?;
+        Ok(Some(match kind {
+            Some(EventKind::ProbeReading) => CookInput::Reading(codec.decode(payload).await?),
+            Some(EventKind::DeviceStatus) => CookInput::Status(codec.decode(payload).await?),
+            Some(EventKind::DeviceRegistered) => {
+                CookInput::Registered(codec.decode(payload).await?)
             }
-            let records = tokio::select! {
-                r = reader.next_batch(1_024, Duration::from_millis(500)) => r?,
-                () = self.shutdown.cancelled() => return Ok(()),
-            };
-            let mut items = Vec::with_capacity(records.len());
-            for record in records {
-                if self.until.is_some_and(|end| record.offset >= end) {
-                    break;
-                }
-                let input = match decode_input(&self.codec, &record.value).await {
-                    Ok(input) => input,
-                    Err(e) => {
-                        tracing::debug!(topic = self.topic, offset = record.offset, error = %e, "record skipped by the cook processor");
-                        None
-                    }
-                };
-                items.push(Item {
-                    offset: record.offset,
-                    input,
-                });
+            Some(EventKind::DeviceRemoved) => CookInput::Removed(codec.decode(payload).await?),
+            Some(EventKind::CookStarted) => CookInput::CookStarted(codec.decode(payload).await?),
+            Some(EventKind::TargetSet) => CookInput::TargetSet(codec.decode(payload).await?),
+            Some(EventKind::CookEnded) => CookInput::CookEnded(codec.decode(payload).await?),
+            Some(EventKind::AlertRuleSet) => CookInput::RuleSet(codec.decode(payload).await?),
+            Some(EventKind::AlertAcknowledged) => {
+                CookInput::Acknowledged(codec.decode(payload).await?)
             }
-            if items.is_empty() {
-                continue;
-            }
-            if self.tx.send(Ok(items)).await.is_err() {
-                return Ok(());
-            }
-            self.notify.notify_one();
-        }
+            Some(EventKind::ClockTick) => CookInput::Tick(codec.decode(payload).await?),
+            _ => return Ok(None),
+        }))
     }
 }
