@@ -125,7 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn ready_only_when_no_part_waits_and_says_what_is_missing() {
-        emberline_schemas::install_crypto_provider();
+        emberline_common::http::install_crypto_provider();
         let readiness = Readiness::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use emberline_ingest::clock::now_ms;
+use emberline_common::clock::now_ms;
 use emberline_log::{EventLog, GroupEvent, GroupSettings, NewRecord, join_group, topics};
 use emberline_processors::changelog::ChangelogStore;
 use emberline_processors::{Mode, TrendConfig, run_cook_on, run_devices_on, run_trends};

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use emberline_common::clock::now_ms;
 use emberline_gateway::Gateway;
-use emberline_ingest::clock::now_ms;
 use emberline_ingest::{EventSink, Simulator, SimulatorConfig, SourceConfig, run_source};
 use emberline_log::{
     EmbeddedLog, EventLog, GroupSettings, KafkaConfig, KafkaLog, NewRecord, RedbDatabase, topics,

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use emberline_common::Backoff;
 use emberline_proto::v1::trend_service_client::TrendServiceClient;
 use emberline_proto::v1::{StartFrom, SubscribeTrendsRequest};
 use tokio_stream::StreamExt;
@@ -17,7 +18,7 @@ pub(crate) async fn watch(addr: String, device: Option<String>, from_start: bool
         format!("http://{addr}")
     };
     let mut resume: HashMap<u32, u64> = HashMap::new();
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let attempt = async {
             let mut client = TrendServiceClient::connect(url.clone())
@@ -58,6 +59,7 @@ pub(crate) async fn watch(addr: String, device: Option<String>, from_start: bool
             }
             anyhow::Ok(())
         };
+        let delay = backoff.next_delay();
         tokio::select! {
             result = attempt => {
                 if let Err(e) = result {
@@ -69,7 +71,6 @@ pub(crate) async fn watch(addr: String, device: Option<String>, from_start: bool
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 

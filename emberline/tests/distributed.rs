@@ -212,11 +212,7 @@ impl Client {
             .map(|(_, e)| e.partition)
             .collect();
         assert!(!active.is_empty(), "no partition streams");
-        let since_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default()
-            - since.elapsed().as_millis() as i64;
+        let since_ms = emberline_common::clock::now_ms() - since.elapsed().as_millis() as i64;
         eventually(
             "every partition streams again",
             PATIENCE * 2,
@@ -464,10 +460,7 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         return;
     };
     let root = tempfile::tempdir().expect("tempdir");
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
+    let run = emberline_common::clock::now_nanos();
     let prefix = format!("dist.{run}.");
     let registry_addr = free_port();
     let config = config_file(

@@ -141,10 +141,7 @@ unit_field = "unit"
         120.5,
     )
     .await;
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    let now_s = emberline_common::clock::now_ms() / 1_000;
     let json = format!(r#"{{"temp": 212, "unit": "F", "ts": {now_s}}}"#);
     publish_until(
         &mqtt,

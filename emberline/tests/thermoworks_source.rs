@@ -13,11 +13,7 @@ use tokio_stream::StreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thermoworks_devices_and_channels_stream_as_probes() {
-    let seen = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-        - 2_000;
+    let seen = emberline_common::clock::now_ms() - 2_000;
     let cloud = FakeThermoworks::start("127.0.0.1:0".parse().expect("addr"), "s3cret", seen)
         .await
         .expect("cloud");

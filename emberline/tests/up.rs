@@ -205,7 +205,7 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
     // grpc-web over HTTP/1.1, on the gRPC port and on the web UI's origin: a framed empty
     // ListDevicesRequest.
     for addr in [up.grpc, up.web] {
-        emberline_schemas::install_crypto_provider();
+        emberline_common::http::install_crypto_provider();
         let response = reqwest::Client::new()
             .post(format!(
                 "http://{addr}/emberline.v1.DeviceService/ListDevices"

@@ -21,9 +21,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::Gateway;
-use crate::commands::now_ms;
 use crate::status::from_projection;
 use crate::subscriptions::{Tail, Tailed};
+use emberline_common::clock::now_ms;
 
 /// Longest snooze, minutes.
 const MAX_SNOOZE_MIN: u32 = 1_440;

@@ -15,11 +15,7 @@ use crate::status::{from_log, from_projection};
 /// Targets outside this range are refused: no food or pit is meant to reach them.
 pub(crate) const TARGET_RANGE_C: std::ops::RangeInclusive<f64> = 0.0..=500.0;
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_millis() as i64)
-}
+use emberline_common::clock::now_ms;
 
 impl Gateway {
     /// Encodes `event` and appends it to `topic` keyed by `device_id`.

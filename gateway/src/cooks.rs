@@ -18,9 +18,10 @@ use emberline_schemas::events::{CookEnded, CookNoteAdded, CookStarted};
 use tonic::{Request, Response, Status};
 
 use crate::Gateway;
-use crate::commands::{TARGET_RANGE_C, now_ms};
+use crate::commands::TARGET_RANGE_C;
 use crate::queries::history_to_proto;
 use crate::status::from_projection;
+use emberline_common::clock::now_ms;
 
 /// Longest "what is cooking", characters.
 const MAX_WHAT: usize = 200;

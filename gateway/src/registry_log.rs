@@ -57,7 +57,7 @@
 //! rather than assign ids that differ from the other replicas'.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use apache_avro::Schema;
 use async_trait::async_trait;
@@ -377,9 +377,7 @@ impl SchemaRegistry for LogRegistry {
             schema: text,
         })
         .map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
-        let timestamp_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_millis().max(1) as i64);
+        let timestamp_ms = emberline_common::clock::now_ms();
         let record = NewRecord {
             key: subject.as_bytes().to_vec(),
             value,

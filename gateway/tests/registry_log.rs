@@ -57,10 +57,7 @@ impl Harness {
     fn kafka() -> Option<Self> {
         let config = emberline_log::conformance::kafka_from_env()?;
         // Topics of earlier runs stay on the broker: make this one's name unique.
-        let run = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
+        let run = emberline_common::clock::now_nanos();
         let seq = TOPIC_SEQ.fetch_add(1, Ordering::Relaxed);
         Some(Self {
             topic: format!("_schemas.test.{run}.{seq}"),
@@ -427,7 +424,7 @@ async fn serve(registry: impl RestRegistry, shutdown: &CancellationToken) -> Str
 }
 
 async fn rest_api_over_log_replicas_answers_as_the_embedded_one(mut h: Harness) {
-    emberline_schemas::install_crypto_provider();
+    emberline_common::http::install_crypto_provider();
     let shutdown = CancellationToken::new();
     let embedded = serve(EmbeddedRegistry::in_memory().expect("registry"), &shutdown).await;
     let replicas = [

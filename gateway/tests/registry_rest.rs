@@ -19,7 +19,7 @@ struct Server {
 }
 
 async fn start() -> Server {
-    emberline_schemas::install_crypto_provider();
+    emberline_common::http::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = redb::Database::create(dir.path().join("r.redb")).expect("db");
     let embedded = EmbeddedRegistry::new(Arc::new(db));

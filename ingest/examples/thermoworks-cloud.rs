@@ -11,14 +11,9 @@
 
 use std::time::Duration;
 
+use emberline_common::clock::now_ms;
 use emberline_ingest::testing::thermoworks::{EMAIL, FakeThermoworks, stamp};
 use serde_json::json;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {

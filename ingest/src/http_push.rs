@@ -41,10 +41,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::now_ms;
 use crate::metrics::SourceMetrics;
 use crate::validate::{Gate, RawReading, Rejected, Rejection, Unit};
 use crate::{EventSink, IngestError, Source};
+use emberline_common::Secret;
+use emberline_common::clock::now_ms;
 
 /// Settings of an HTTP push source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,7 +56,7 @@ pub struct HttpPushConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Device id → its token.
-    pub tokens: BTreeMap<String, String>,
+    pub tokens: BTreeMap<String, Secret>,
     /// A file of `device_id = "token"` lines (TOML), merged with `tokens`.
     pub tokens_file: Option<PathBuf>,
     /// Largest accepted body, bytes.
@@ -98,7 +99,7 @@ impl HttpPush {
         self
     }
 
-    fn tokens(&self) -> Result<BTreeMap<String, String>, IngestError> {
+    fn tokens(&self) -> Result<BTreeMap<String, Secret>, IngestError> {
         let mut tokens = self.config.tokens.clone();
         if let Some(path) = &self.config.tokens_file {
             let bad = |reason: String| IngestError::Config {
@@ -107,7 +108,7 @@ impl HttpPush {
             };
             let text = std::fs::read_to_string(path)
                 .map_err(|e| bad(format!("reading tokens_file {}: {e}", path.display())))?;
-            let more: BTreeMap<String, String> = toml_lines(&text)
+            let more: BTreeMap<String, Secret> = toml_lines(&text)
                 .map_err(|e| bad(format!("tokens_file {}: {e}", path.display())))?;
             tokens.extend(more);
         }
@@ -122,7 +123,7 @@ impl HttpPush {
 }
 
 /// Reads `key = "value"` lines (comments and blank lines allowed).
-fn toml_lines(text: &str) -> Result<BTreeMap<String, String>, String> {
+fn toml_lines(text: &str) -> Result<BTreeMap<String, Secret>, String> {
     let mut out = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -133,14 +134,14 @@ fn toml_lines(text: &str) -> Result<BTreeMap<String, String>, String> {
             .split_once('=')
             .ok_or_else(|| format!("line {}: expected device = \"token\"", n + 1))?;
         let unquote = |s: &str| s.trim().trim_matches('"').to_owned();
-        out.insert(unquote(k), unquote(v));
+        out.insert(unquote(k), Secret::new(unquote(v)));
     }
     Ok(out)
 }
 
 struct Shared {
     name: String,
-    tokens: BTreeMap<String, String>,
+    tokens: BTreeMap<String, Secret>,
     gate: Mutex<Gate>,
     sink: EventSink,
     metrics: SourceMetrics,
@@ -186,7 +187,7 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     let Some(owner) = shared
         .tokens
         .iter()
-        .find(|(_, t)| constant_time_eq(t.as_bytes(), token.as_bytes()))
+        .find(|(_, t)| constant_time_eq(t.expose().as_bytes(), token.as_bytes()))
         .map(|(d, _)| d.clone())
     else {
         return error(StatusCode::UNAUTHORIZED, "unknown token");

@@ -10,8 +10,6 @@
 //! This crate knows the log and the schemas; it knows nothing of processors, projections or
 //! gRPC.
 
-mod backoff;
-pub mod clock;
 pub mod cloud;
 mod error;
 pub mod http_push;
@@ -26,7 +24,6 @@ pub mod validate;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testing;
 
-pub use backoff::Backoff;
 pub use error::IngestError;
 pub use registry::SourceConfig;
 pub use simulator::{Simulator, SimulatorConfig};

@@ -19,9 +19,10 @@ use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOption
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::now_ms;
 use crate::validate::{Gate, RawReading, Rejected, Rejection, Unit};
-use crate::{Backoff, EventSink, IngestError, Source};
+use crate::{EventSink, IngestError, Source};
+use emberline_common::clock::now_ms;
+use emberline_common::{Backoff, Secret};
 
 /// Settings of an MQTT source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,7 +37,7 @@ pub struct MqttSourceConfig {
     /// User name, if the broker wants one.
     pub username: Option<String>,
     /// Password (prefer `password_file` or the environment).
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// File holding the password.
     pub password_file: Option<PathBuf>,
     /// Readings older than this are refused, days.
@@ -284,12 +285,12 @@ impl MqttSource {
         if let Some(user) = &self.config.username {
             let password = match (&self.config.password, &self.config.password_file) {
                 (Some(p), _) => p.clone(),
-                (None, Some(path)) => std::fs::read_to_string(path)
-                    .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                    .map_err(|e| bad(format!("reading password_file {}: {e}", path.display())))?,
-                (None, None) => String::new(),
+                (None, Some(path)) => {
+                    Secret::from_file(path).map_err(|e| bad(format!("password_file: {e}")))?
+                }
+                (None, None) => Secret::default(),
             };
-            options.set_credentials(user, password);
+            options.set_credentials(user, password.expose());
         }
         Ok(options)
     }

@@ -19,8 +19,8 @@ use emberline_schemas::events::{DeviceRegistered, DeviceStatus, ProbeReading};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::now_ms;
 use crate::{EventSink, IngestError, Source};
+use emberline_common::clock::now_ms;
 
 /// Settings of the simulator source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

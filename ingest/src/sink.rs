@@ -8,8 +8,9 @@ use emberline_schemas::events::{DeviceRegistered, DeviceStatus, ProbeReading};
 use emberline_schemas::{Event, EventCodec};
 use tokio_util::sync::CancellationToken;
 
+use crate::IngestError;
 use crate::validate::{Admitted, Rejected};
-use crate::{Backoff, IngestError};
+use emberline_common::Backoff;
 
 /// Where sources put their events.
 #[derive(Clone)]

@@ -22,15 +22,15 @@ struct World {
 }
 
 async fn world() -> World {
-    emberline_schemas::install_crypto_provider();
+    emberline_common::http::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let (log, codec) = embedded_log(dir.path(), 2).await.expect("log");
     let shutdown = CancellationToken::new();
     let config = HttpPushConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         tokens: BTreeMap::from([
-            ("smoker".to_owned(), "s3cret".to_owned()),
-            ("kettle".to_owned(), "other".to_owned()),
+            ("smoker".to_owned(), "s3cret".into()),
+            ("kettle".to_owned(), "other".into()),
         ]),
         ..HttpPushConfig::default()
     };

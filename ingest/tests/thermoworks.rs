@@ -231,11 +231,7 @@ async fn the_poller_delivers_celsius_readings_dead_letters_bad_answers_and_repor
     let dir = tempfile::tempdir().expect("tempdir");
     let (log, codec) = embedded_log(dir.path(), 1).await.expect("log");
     // A fresh stamp so the readings are inside the retention.
-    let fresh = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-        - 5_000;
+    let fresh = emberline_common::clock::now_ms() - 5_000;
     s.with(|c| {
         c.devices.insert("A1".into(), node(fresh));
         c.faults.push_back(Fault::Truncated);

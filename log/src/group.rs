@@ -25,6 +25,7 @@
 //! co-partitioned by device id, so a member that owns partition *p* of the topic it joined
 //! with owns partition *p* of each of them.
 
+use emberline_common::clock::now_ms;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,13 +94,6 @@ const HEARTBEAT: u8 = 1;
 const LEAVE: u8 = 2;
 /// How far back a joining member reads the heartbeats: far more than one session's worth.
 const LOOK_BACK: u64 = 4_096;
-
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
 
 /// Joins `group` as `member` (unique among the group's processes) to share the partitions
 /// of `topic`.
@@ -192,7 +186,7 @@ async fn say(log: &Arc<dyn EventLog>, topic: &str, member: &str, kind: u8) -> Re
     let record = NewRecord {
         key: member.as_bytes().to_vec(),
         value,
-        timestamp_ms: wall_clock_ms(),
+        timestamp_ms: now_ms(),
     };
     log.append_to(topic, 0, vec![record]).await?;
     Ok(())
@@ -234,7 +228,7 @@ impl Heartbeats {
             }
             // Heartbeats read as they come are dated by this host's clock, so a member whose
             // clock is off is not taken for dead; those read at join (older) by their own.
-            let now = wall_clock_ms();
+            let now = now_ms();
             for r in records {
                 let at = if r.offset < self.caught_up_to {
                     r.timestamp_ms
@@ -267,7 +261,7 @@ impl Heartbeats {
 
     /// This member's share by the heartbeats read so far.
     fn compute(&self) -> BTreeSet<u32> {
-        let now = wall_clock_ms();
+        let now = now_ms();
         let session = self.settings.session.as_millis() as i64;
         let mut live: BTreeSet<&str> = self
             .last_seen

@@ -55,10 +55,7 @@ async fn kafka() -> Option<Kafka> {
     Some(Kafka {
         config: emberline_log::conformance::kafka_from_env()?,
         // Topics of earlier runs stay on the broker: make this run's names unique.
-        run: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default(),
+        run: emberline_common::clock::now_nanos() as u64,
     })
 }
 

@@ -78,10 +78,7 @@ async fn members_share_and_take_back(log: Arc<dyn EventLog>, run: &str) {
 
     // A member that says it is alive once and then nothing more (as after kill -9): its
     // share is taken back a session later.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
+    let now = emberline_common::clock::now_ms();
     let heartbeat = emberline_log::NewRecord {
         key: b"z".to_vec(),
         value: [&[1u8][..], b"z"].concat(),
@@ -113,10 +110,7 @@ async fn members_share_partitions_on_kafka() {
     let Some(config) = emberline_log::conformance::kafka_from_env() else {
         return;
     };
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
+    let run = emberline_common::clock::now_nanos();
     let log: Arc<dyn EventLog> = Arc::new(KafkaLog::connect(config).expect("connect"));
     members_share_and_take_back(log, &run.to_string()).await;
 }

@@ -56,10 +56,7 @@ pub(crate) fn webhook_body(notice: &Notice, format: WebhookFormat) -> Vec<u8> {
 }
 
 fn unix_seconds() -> String {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .to_string()
+    (emberline_common::clock::now_ms() / 1_000).to_string()
 }
 
 fn http_error(e: &reqwest::Error) -> DeliveryError {
@@ -107,7 +104,7 @@ pub(crate) async fn deliver(
             if let Some(secret) = secret {
                 request = request.header(
                     "x-emberline-signature",
-                    signature(secret.0.as_bytes(), &timestamp, &body),
+                    signature(secret.expose().as_bytes(), &timestamp, &body),
                 );
             }
             check(request.body(body).send().await).await
@@ -128,7 +125,7 @@ pub(crate) async fn deliver(
                 )
                 .header("x-emberline-delivery", &notice.delivery_id);
             if let Some(token) = token {
-                request = request.bearer_auth(&token.0);
+                request = request.bearer_auth(token.expose());
             }
             check(request.body(notice.message.clone()).send().await).await
         }
@@ -144,7 +141,10 @@ pub(crate) async fn deliver(
                 .map_err(|e| DeliveryError(format!("SMTP URL {smtp_url:?}: {e}")))?
                 .timeout(Some(timeout));
             if let Some(user) = username {
-                let pass = password.as_ref().map(|p| p.0.clone()).unwrap_or_default();
+                let pass = password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned())
+                    .unwrap_or_default();
                 transport = transport.credentials(Credentials::new(user.clone(), pass));
             }
             let transport = transport.build();

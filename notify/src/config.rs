@@ -1,6 +1,6 @@
 //! Channel settings (per user, in the configuration file for now).
 
-use emberline_ingest::cloud::Secret;
+use emberline_common::Secret;
 use serde::{Deserialize, Serialize};
 
 /// The notification role's settings.
@@ -189,7 +189,7 @@ mod tests {
         );
         assert!(matches!(
             &got[1].kind,
-            ChannelKind::Webhook { format: WebhookFormat::Slack, secret: Some(s), .. } if s.0 == "s"
+            ChannelKind::Webhook { format: WebhookFormat::Slack, secret: Some(s), .. } if s.expose() == "s"
         ));
         assert_eq!(got[1].devices, vec!["sim-1".to_owned()]);
         assert!(matches!(&got[2].kind, ChannelKind::Email { to, .. } if to.len() == 1));

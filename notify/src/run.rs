@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use emberline_ingest::clock::now_ms;
+use emberline_common::clock::now_ms;
 use emberline_log::{EventLog, topics};
 use emberline_schemas::events::{AlertCleared, AlertRaised};
 use emberline_schemas::{CodecError, EventCodec, EventKind};
@@ -185,7 +185,7 @@ async fn deliver_loop(
     shutdown: CancellationToken,
 ) -> Result<(), NotifyError> {
     let timeout = Duration::from_millis(config.timeout_ms.max(1));
-    let http = emberline_ingest::cloud::http_client(timeout).map_err(|e| NotifyError::Config {
+    let http = emberline_common::http::client(timeout).map_err(|e| NotifyError::Config {
         channel: "*".into(),
         reason: e.to_string(),
     })?;

@@ -12,8 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use emberline_ingest::cloud::Secret;
-use emberline_ingest::testing::embedded_log;
+use emberline_common::Secret;
 use emberline_log::{EventLog, NewRecord, topics};
 use emberline_notify::{
     ChannelConfig, ChannelKind, NotifyConfig, Outbox, WebhookFormat, run_notifier, signature,
@@ -22,6 +21,26 @@ use emberline_schemas::events::{AlertCleared, AlertRaised};
 use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(60);
+
+/// An embedded log in `dir` with every standard topic, and a codec on its registry.
+async fn embedded_log(
+    dir: &Path,
+    partitions: u32,
+) -> Result<
+    (
+        Arc<emberline_log::EmbeddedLog>,
+        Arc<emberline_schemas::EventCodec>,
+    ),
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    let log = emberline_log::EmbeddedLog::open(&dir.join("log.redb"))?;
+    let registry = emberline_schemas::EmbeddedRegistry::new(log.database());
+    let codec = emberline_schemas::EventCodec::connect(Arc::new(registry)).await?;
+    for topic in topics::ALL {
+        log.ensure_topic(topic, partitions).await?;
+    }
+    Ok((Arc::new(log), Arc::new(codec)))
+}
 
 #[derive(Default)]
 struct Received {
@@ -177,7 +196,7 @@ async fn a_failing_webhook_gets_each_alert_once_after_it_recovers_even_across_a_
             "hook",
             ChannelKind::Webhook {
                 url: format!("http://{flaky}/hook"),
-                secret: Some(Secret("s3cret".into())),
+                secret: Some(Secret::new("s3cret")),
                 format: WebhookFormat::Json,
             },
         ),
@@ -193,7 +212,7 @@ async fn a_failing_webhook_gets_each_alert_once_after_it_recovers_even_across_a_
             "phone",
             ChannelKind::Ntfy {
                 url: format!("http://{ntfy}/grill"),
-                token: Some(Secret("tk".into())),
+                token: Some(Secret::new("tk")),
             },
         ),
     ]);

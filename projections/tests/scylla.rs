@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use emberline_projections::conformance::{Backend, BoxFuture};
 use emberline_projections::{ProjectionStore, ScyllaConfig, ScyllaStore};
@@ -55,10 +55,7 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A keyspace name no other test (or earlier run) uses.
 fn fresh_keyspace() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or_default();
+    let nanos = emberline_common::clock::now_nanos() as u64;
     let mixed = nanos
         ^ u64::from(std::process::id()).rotate_left(40)
         ^ SEQ

@@ -35,12 +35,3 @@ pub use events::{Event, EventKind};
 pub use registry::{
     ConfluentRegistry, EmbeddedRegistry, RegisteredVersion, SchemaRegistry, canonical_text,
 };
-
-/// Installs the process's TLS crypto provider (ring) if none is installed yet.
-///
-/// HTTP clients (reqwest, for the schema registry and the thermometer clouds) are built with
-/// rustls but no provider of their own, so one must be installed before the first client is
-/// made. Idempotent; every place that makes a client calls it.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}

@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use emberline_common::clock::now_ms;
 
 use emberline_proto::v1::{
     Device, GetHistoryRequest, GetLatestRequest, ListAlertRulesRequest, ListAlertsRequest,
@@ -164,12 +166,6 @@ fn prediction_state(p: &Prediction) -> serde_json::Value {
         "phase": p.phase,
         "pit_phase": p.pit_phase,
     })
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 struct Bridge {

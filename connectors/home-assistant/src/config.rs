@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use emberline_common::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::ConnectorError;
@@ -94,7 +95,7 @@ pub struct MqttConfig {
     pub username: Option<String>,
     /// Password (prefer `password_file` or the `EMBERLINE__HOME_ASSISTANT__MQTT__PASSWORD`
     /// environment variable over writing it in the file).
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// File holding the password (trailing newline ignored).
     pub password_file: Option<PathBuf>,
     /// PEM file of the CA that signed the broker's certificate, for `mqtts://`; the system's
@@ -159,17 +160,12 @@ impl MqttConfig {
     }
 
     /// The password from the config or its file.
-    pub fn resolved_password(&self) -> Result<Option<String>, ConnectorError> {
+    pub fn resolved_password(&self) -> Result<Option<Secret>, ConnectorError> {
         match (&self.password, &self.password_file) {
             (Some(p), _) => Ok(Some(p.clone())),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|e| {
-                    ConnectorError::Config(format!(
-                        "reading home_assistant.mqtt.password_file {}: {e}",
-                        path.display()
-                    ))
-                }),
+            (None, Some(path)) => Secret::from_file(path).map(Some).map_err(|e| {
+                ConnectorError::Config(format!("home_assistant.mqtt.password_file: {e}"))
+            }),
             (None, None) => Ok(None),
         }
     }

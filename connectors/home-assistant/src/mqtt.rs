@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use emberline_common::Backoff;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
     Packet, QoS, TlsConfiguration, Transport,
@@ -53,7 +54,10 @@ pub fn start(
         .set_request_channel_capacity(REQUEST_CAPACITY)
         .set_last_will(LastWill::new(will_topic, "offline", QoS::AtLeastOnce, true));
     if let Some(user) = &config.username {
-        options.set_credentials(user, config.resolved_password()?.unwrap_or_default());
+        options.set_credentials(
+            user,
+            config.resolved_password()?.unwrap_or_default().expose(),
+        );
     }
     if endpoint.tls {
         options.set_transport(Transport::Tls(tls(config)?));
@@ -124,7 +128,7 @@ async fn drive(
     shutdown: CancellationToken,
     url: String,
 ) {
-    let mut delay = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(60));
     let mut connected = false;
     loop {
         let polled = eventloop.poll().await;
@@ -133,7 +137,7 @@ async fn drive(
             Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
                 tracing::info!(broker = %url, "connected to the MQTT broker");
                 connected = true;
-                delay = Duration::from_millis(250);
+                backoff.reset();
                 MqttEvent::Connected
             }
             Ok(Event::Incoming(Packet::Publish(p))) => MqttEvent::Message {
@@ -149,6 +153,7 @@ async fn drive(
                         ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized
                     )
                 );
+                let mut delay = backoff.next_delay();
                 if rejected {
                     tracing::error!(broker = %url, "the MQTT broker rejected the credentials; check home_assistant.mqtt.username and password");
                     delay = delay.max(Duration::from_secs(30));
@@ -165,7 +170,6 @@ async fn drive(
                     () = tokio::time::sleep(delay) => {}
                     () = shutdown.cancelled() => return,
                 }
-                delay = (delay * 2).min(Duration::from_secs(60));
                 continue;
             }
         };

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use emberline_common::Backoff;
 use emberline_proto::v1::alert_service_client::AlertServiceClient;
 use emberline_proto::v1::cook_service_client::CookServiceClient;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
@@ -94,7 +95,7 @@ async fn run(
     tx: mpsc::Sender<Feed>,
     shutdown: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let attempt = async {
             let request = SubscribeTrendsRequest {
@@ -120,7 +121,7 @@ async fn run(
             if tx.send(Feed::Subscribed).await.is_err() {
                 return Ok(());
             }
-            delay = Duration::from_millis(200);
+            backoff.reset();
             while let Some(item) = stream.next().await {
                 let event = item.map_err(|s| s.message().to_owned())?;
                 resume.insert(event.partition, event.offset + 1);
@@ -143,9 +144,8 @@ async fn run(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
             () = shutdown.cancelled() => return,
         }
-        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }

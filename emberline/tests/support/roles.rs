@@ -71,7 +71,7 @@ impl Role {
 
     /// Waits until `GET /readyz` answers 200 (panics if the process exits first).
     pub async fn ready(&mut self) {
-        emberline_schemas::install_crypto_provider();
+        emberline_common::http::install_crypto_provider();
         let url = format!("http://{}/readyz", self.ops);
         let http = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + PATIENCE * 2;

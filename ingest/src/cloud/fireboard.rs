@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 
 use super::firestore::rfc3339_ms;
 use super::{
-    CloudAdapter, CloudError, Credentials, PollOutput, Secret, http_client, json, malformed,
-    read_body,
+    CloudAdapter, CloudError, Credentials, PollOutput, http_client, json, malformed, read_body,
 };
 use crate::validate::{RawReading, Unit};
+use emberline_common::Secret;
 
 /// Settings of a FireBoard source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -181,7 +181,7 @@ impl Fireboard {
         let response = self
             .http
             .post(self.url("/api/rest-auth/login/"))
-            .json(&json!({"username": self.config.credentials.username, "password": password.0}))
+            .json(&json!({"username": self.config.credentials.username, "password": password.expose()}))
             .send()
             .await;
         let (status, body) = read_body("login", response).await?;
@@ -199,7 +199,7 @@ impl Fireboard {
             .as_str()
             .ok_or_else(|| malformed("login", "no key", &body))?;
         tracing::info!(source = %self.config.name, "signed in to FireBoard");
-        Ok(Secret(key.to_owned()))
+        Ok(Secret::new(key.to_owned()))
     }
 
     /// A GET with the key (signing in first, and again after a 401), drawn from the budget.
@@ -217,7 +217,7 @@ impl Fireboard {
             let response = self
                 .http
                 .get(self.url(path))
-                .header("authorization", format!("Token {}", key.0))
+                .header("authorization", format!("Token {}", key.expose()))
                 .send()
                 .await;
             let (status, body) = read_body(what, response).await?;

@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    CloudAdapter, CloudError, Credentials, PollOutput, Secret, http_client, json, malformed,
-    read_body,
+    CloudAdapter, CloudError, Credentials, PollOutput, http_client, json, malformed, read_body,
 };
 use crate::validate::{RawReading, Unit};
+use emberline_common::Secret;
 
 /// Settings of a MEATER Cloud source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,7 +99,8 @@ impl Meater {
             .credentials
             .password()
             .map_err(CloudError::Config)?;
-        let body = json!({"email": self.config.credentials.username, "password": password.0});
+        let body =
+            json!({"email": self.config.credentials.username, "password": password.expose()});
         let response = self.http.post(self.url("/login")).json(&body).send().await;
         let (status, body) = read_body("login", response).await?;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::BAD_REQUEST
@@ -119,7 +120,7 @@ impl Meater {
             .as_str()
             .ok_or_else(|| malformed("login", "no data.token", &body))?;
         tracing::info!(source = %self.config.name, "signed in to MEATER Cloud");
-        Ok(Secret(token.to_owned()))
+        Ok(Secret::new(token.to_owned()))
     }
 
     /// `GET /devices`, signing in first and once more when the token is refused.
@@ -136,7 +137,7 @@ impl Meater {
             let response = self
                 .http
                 .get(self.url("/devices"))
-                .bearer_auth(&token.0)
+                .bearer_auth(token.expose())
                 .send()
                 .await;
             let (status, body) = read_body("devices", response).await?;

@@ -13,7 +13,7 @@
 //!   off like a failure;
 //! * rejected credentials become a "credentials rejected" status on the account's devices
 //!   and an error in the log — once, then a retry only every hour: no retry storm;
-//! * passwords are [`Secret`]s: never printed by `Debug`, never logged.
+//! * passwords are [`Secret`](emberline_common::Secret)s: never printed by `Debug`, never logged.
 
 pub mod fireboard;
 pub mod firestore;
@@ -30,21 +30,11 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::now_ms;
 use crate::metrics::SourceMetrics;
 use crate::validate::{Gate, RawReading, Rejected, Rejection};
-use crate::{Backoff, EventSink, IngestError, Source};
-
-/// A password or token: kept out of `Debug` output and logs.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
-    }
-}
+use crate::{EventSink, IngestError, Source};
+use emberline_common::clock::now_ms;
+use emberline_common::{Backoff, Secret};
 
 /// Where a password comes from: the config itself, an environment variable, or a file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -65,7 +55,7 @@ impl Credentials {
     pub fn with_password(username: &str, password: &str) -> Self {
         Self {
             username: username.to_owned(),
-            password: Some(Secret(password.to_owned())),
+            password: Some(Secret::new(password)),
             ..Self::default()
         }
     }
@@ -76,14 +66,10 @@ impl Credentials {
             return Ok(p.clone());
         }
         if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map(Secret)
-                .map_err(|_| format!("environment variable {var} is not set"));
+            return Secret::from_env(var);
         }
         if let Some(path) = &self.password_file {
-            return std::fs::read_to_string(path)
-                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|e| format!("reading {}: {e}", path.display()));
+            return Secret::from_file(path);
         }
         Err("no password: set password, password_env or password_file".into())
     }
@@ -186,15 +172,10 @@ impl CircuitBreaker {
     }
 }
 
-/// An HTTP client for clouds: TLS with the system's roots, timeouts, no redirects across
-/// hosts. Installs the ring crypto provider for the process the first time.
+/// The shared outbound HTTP client ([`emberline_common::http::client`]), its failure as a
+/// configuration error.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, CloudError> {
-    emberline_schemas::install_crypto_provider();
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(timeout)
-        .user_agent(concat!("emberline/", env!("CARGO_PKG_VERSION")))
-        .build()
+    emberline_common::http::client(timeout)
         .map_err(|e| CloudError::Config(format!("HTTP client: {e}")))
 }
 
@@ -417,7 +398,7 @@ mod tests {
     fn secrets_stay_out_of_debug_output() {
         let c = Credentials {
             username: "cook@example.com".into(),
-            password: Some(Secret("hunter2".into())),
+            password: Some(Secret::new("hunter2")),
             ..Credentials::default()
         };
         let shown = format!("{c:?}");

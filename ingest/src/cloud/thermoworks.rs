@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 
 use super::firestore::{fields, rfc3339_ms};
 use super::{
-    CloudAdapter, CloudError, Credentials, PollOutput, Secret, http_client, json, malformed,
-    read_body,
+    CloudAdapter, CloudError, Credentials, PollOutput, http_client, json, malformed, read_body,
 };
 use crate::validate::{RawReading, Unit};
+use emberline_common::Secret;
 
 /// Which brand's cloud.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +234,7 @@ impl Thermoworks {
             "{}/v1/accounts:signInWithPassword?key={}",
             self.endpoints.identity, self.api_key
         );
-        let body = json!({"email": self.config.credentials.username, "password": password.0, "returnSecureToken": true});
+        let body = json!({"email": self.config.credentials.username, "password": password.expose(), "returnSecureToken": true});
         let response = self
             .http
             .post(url)
@@ -272,8 +272,8 @@ impl Thermoworks {
             .parse()
             .map_err(|_| malformed("sign-in", "expiresIn is not a number", &body))?;
         self.session = Some(Session {
-            id_token: Secret(field("idToken")?),
-            refresh_token: Secret(field("refreshToken")?),
+            id_token: Secret::new(field("idToken")?),
+            refresh_token: Secret::new(field("refreshToken")?),
             expires_at: Instant::now() + Duration::from_secs(expires_s),
             margin: margin(Duration::from_secs(expires_s)),
             local_id: field("localId")?,
@@ -291,7 +291,8 @@ impl Thermoworks {
             "{}/v1/token?key={}",
             self.endpoints.securetoken, self.api_key
         );
-        let body = json!({"grant_type": "refresh_token", "refresh_token": session.refresh_token.0});
+        let body =
+            json!({"grant_type": "refresh_token", "refresh_token": session.refresh_token.expose()});
         let response = self.http.post(url).json(&body).send().await;
         let (status, body) = read_body("token refresh", response).await?;
         if status.is_client_error() {
@@ -315,8 +316,8 @@ impl Thermoworks {
             .map_err(|_| malformed("token refresh", "expires_in is not a number", &body))?;
         let local_id = session.local_id.clone();
         self.session = Some(Session {
-            id_token: Secret(field("id_token")?),
-            refresh_token: Secret(field("refresh_token")?),
+            id_token: Secret::new(field("id_token")?),
+            refresh_token: Secret::new(field("refresh_token")?),
             expires_at: Instant::now() + Duration::from_secs(expires_s),
             margin: margin(Duration::from_secs(expires_s)),
             local_id,
@@ -345,7 +346,7 @@ impl Thermoworks {
             let token = self
                 .session
                 .as_ref()
-                .map(|s| s.id_token.0.clone())
+                .map(|s| s.id_token.expose().to_owned())
                 .unwrap_or_default();
             let response = request(&self.http, &token).send().await;
             let (status, body) = read_body(what, response).await?;

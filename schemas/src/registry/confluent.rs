@@ -22,7 +22,7 @@ pub struct ConfluentRegistry {
 impl ConfluentRegistry {
     /// A client of the registry at `url` (e.g. `http://127.0.0.1:8081`).
     pub fn new(url: &str) -> Self {
-        crate::install_crypto_provider();
+        emberline_common::http::install_crypto_provider();
         let url = url.trim_end_matches('/').to_owned();
         Self {
             settings: SrSettings::new(url.clone()),

@@ -1,0 +1,18 @@
+//! Emberline's shared plumbing: what several crates need and none of them owns.
+//!
+//! * [`clock`] — the wall clock, read in this one place;
+//! * [`secret`] — [`Secret`], the one type for every password and token;
+//! * [`backoff`] — [`Backoff`], exponential delays with jitter for retrying external failures;
+//! * [`http`] (feature `http`) — the outbound HTTP client every cloud and webhook call uses.
+//!
+//! It depends on no other Emberline crate, so the log, the gateway, the sources, the
+//! notifier and the connectors can all use it without depending on each other.
+
+pub mod backoff;
+pub mod clock;
+#[cfg(feature = "http")]
+pub mod http;
+pub mod secret;
+
+pub use backoff::Backoff;
+pub use secret::Secret;
