@@ -17,12 +17,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use emberline_log::{EventLog, topics};
-use emberline_projections::{
-    CookNote, CookSession, DeviceInfo, ProjectionBatch, ProjectionError, ProjectionStore,
-};
+use emberline_projections::{CookNote, CookSession, DeviceInfo, ProjectionBatch, ProjectionStore};
 use emberline_schemas::events::{
     CookEnded, CookNoteAdded, CookStarted, DeviceRegistered, DeviceRemoved, DeviceStatus, TargetSet,
 };
@@ -32,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ProcessorError;
 use crate::partition_feed::{Chunk, InputEvent, Mode, PartitionFeed, RunStats, end_for};
+use crate::projection_writer::ProjectionWriter;
 
 /// The name the projector reads under, as its dead-letter records give it.
 const CONSUMER: &str = "processor.devices";
@@ -268,6 +266,7 @@ pub async fn run_devices_on(
         .into_iter()
         .map(|i| (i.device_id.clone(), i))
         .collect();
+    let writer = ProjectionWriter::new(store.clone(), "device");
     let mut stats = RunStats::default();
     let result = loop {
         let chunk = tokio::select! {
@@ -314,7 +313,7 @@ pub async fn run_devices_on(
             )],
             ..Default::default()
         };
-        if !write_with_retry(store.as_ref(), batch, &shutdown).await {
+        if !writer.apply(batch, &shutdown).await {
             break Ok(()); // shut down while the store was failing: replayed on restart
         }
     };
@@ -322,33 +321,6 @@ pub async fn run_devices_on(
         feed.abort();
     }
     result.map(|()| stats)
-}
-
-/// Applies a batch, retrying a failing store with backoff until it works or shutdown.
-pub(crate) async fn write_with_retry(
-    store: &dyn ProjectionStore,
-    batch: ProjectionBatch,
-    shutdown: &CancellationToken,
-) -> bool {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match store.apply(batch.clone()).await {
-            Ok(()) => return true,
-            // Another process owns the partition now: stop, never write over it.
-            Err(e @ ProjectionError::Fenced { .. }) => {
-                tracing::warn!(error = %e, "projection batch refused; stopping");
-                return false;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, ?delay, "applying device projections failed; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = shutdown.cancelled() => return false,
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ mod dataflow;
 pub mod devices;
 mod error;
 mod partition_feed;
+mod projection_writer;
 mod sink;
 pub mod trend;
 

@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ProcessorError;
 use crate::dataflow::{TrendConfig, Updated, state_key};
+use crate::projection_writer::{ProjectionWriter, retry};
 
 /// The sink of one worker. It owns the output partitions whose inputs route to it.
 pub(crate) struct TrendSink {
     log: Arc<dyn EventLog>,
-    store: Arc<dyn ProjectionStore>,
+    projections: ProjectionWriter,
     codec: Arc<EventCodec>,
     config: TrendConfig,
     runtime: Handle,
@@ -40,7 +41,7 @@ impl TrendSink {
     ) -> Self {
         Self {
             log,
-            store,
+            projections: ProjectionWriter::new(store, "trend"),
             codec,
             config,
             runtime,
@@ -159,14 +160,11 @@ impl TrendSink {
                 .applied
                 .push((self.config.input_topic.clone(), *partition, last + 1));
             batch.state = states.into_iter().collect();
-            let store = self.store.clone();
-            if self
-                .retry("applying projections", || {
-                    let (store, batch) = (store.clone(), batch.clone());
-                    async move { store.apply(batch).await.map_err(ProcessorError::from) }
-                })
-                .is_none()
+            if !self
+                .runtime
+                .block_on(self.projections.apply(batch, &self.shutdown))
             {
+                self.abandoned = true;
                 return;
             }
             positions.insert(*partition, last + 1);
@@ -220,39 +218,14 @@ impl TrendSink {
     }
 
     /// Runs `op` until it succeeds, backing off between failures. Gives up (and abandons
-    /// this sink) only when shutdown is requested.
-    fn retry<T, F, Fut>(&mut self, what: &'static str, mut op: F) -> Option<T>
+    /// this sink) only when the partition has a new owner or shutdown is requested.
+    fn retry<T, F, Fut>(&mut self, what: &'static str, op: F) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProcessorError>>,
     {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match self.runtime.block_on(op()) {
-                Ok(v) => return Some(v),
-                Err(e) if e.is_fenced() => {
-                    tracing::warn!(error = %e, "{what} refused: the partition has a new owner");
-                    self.abandoned = true;
-                    return None;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, ?delay, "{what} failed; retrying");
-                    let cancelled = self.runtime.block_on(async {
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => false,
-                            () = self.shutdown.cancelled() => true,
-                        }
-                    });
-                    if cancelled {
-                        tracing::warn!(
-                            "{what} abandoned at shutdown; it will be redone on restart"
-                        );
-                        self.abandoned = true;
-                        return None;
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
+        let done = self.runtime.block_on(retry(what, &self.shutdown, op));
+        self.abandoned |= done.is_none();
+        done
     }
 }

@@ -34,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::intel::{CookBrain, CookInput, CookOutput, DeviceIntel};
 use crate::ProcessorError;
-use crate::devices::write_with_retry;
 use crate::partition_feed::{Chunk, Decoded, InputEvent, Mode, PartitionFeed, RunStats, end_for};
+use crate::projection_writer::ProjectionWriter;
 
 /// The topics the cook processor reads, in tie-break order.
 pub const COOK_INPUTS: [&str; 3] = [
@@ -423,6 +423,7 @@ impl Pending {
 struct Writer {
     log: Arc<dyn EventLog>,
     store: Arc<dyn ProjectionStore>,
+    projections: ProjectionWriter,
     codec: Arc<EventCodec>,
     /// The input partition, and so the output partition, of this fold.
     partition: u32,
@@ -448,6 +449,7 @@ impl Writer {
         }
         Ok(Self {
             log,
+            projections: ProjectionWriter::new(store.clone(), "cook"),
             store,
             codec,
             partition,
@@ -567,7 +569,7 @@ impl Writer {
             .iter()
             .map(|l| (applied_key(l.topic), l.partition, l.next_offset))
             .collect();
-        Ok(write_with_retry(self.store.as_ref(), batch, shutdown).await)
+        Ok(self.projections.apply(batch, shutdown).await)
     }
 
     /// The alert record as this batch or the store has it.
