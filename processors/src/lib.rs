@@ -58,6 +58,7 @@ mod partition_feed;
 mod projection_writer;
 mod sink;
 pub mod trend;
+mod trend_round;
 
 pub use cook::run::{run_cook, run_cook_on};
 pub use dataflow::{TrendConfig, catch_up, run_trends};

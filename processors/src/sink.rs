@@ -12,15 +12,25 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ProcessorError;
-use crate::dataflow::{TrendConfig, Updated, state_key};
 use crate::projection_writer::{ProjectionWriter, retry};
+use crate::trend_round::{Updated, state_key};
+
+/// Where a sink writes, and what it reports.
+pub(crate) struct SinkTopics {
+    /// The input topic, whose applied positions the projections record.
+    pub(crate) input: String,
+    /// The topic trends are appended to.
+    pub(crate) output: String,
+    /// The name consumer positions are stored under in the log.
+    pub(crate) consumer: String,
+}
 
 /// The sink of one worker. It owns the output partitions whose inputs route to it.
 pub(crate) struct TrendSink {
     log: Arc<dyn EventLog>,
     projections: ProjectionWriter,
     codec: Arc<EventCodec>,
-    config: TrendConfig,
+    topics: SinkTopics,
     runtime: Handle,
     shutdown: CancellationToken,
     /// Per output partition: the highest source offset already appended.
@@ -35,7 +45,7 @@ impl TrendSink {
         log: Arc<dyn EventLog>,
         store: Arc<dyn ProjectionStore>,
         codec: Arc<EventCodec>,
-        config: TrendConfig,
+        topics: SinkTopics,
         runtime: Handle,
         shutdown: CancellationToken,
     ) -> Self {
@@ -43,7 +53,7 @@ impl TrendSink {
             log,
             projections: ProjectionWriter::new(store, "trend"),
             codec,
-            config,
+            topics,
             runtime,
             shutdown,
             appended_up_to: HashMap::new(),
@@ -140,7 +150,7 @@ impl TrendSink {
             }
             let last = items.last().map(|u| u.reading.offset).unwrap_or_default();
             if !records.is_empty() {
-                let (log, topic) = (self.log.clone(), self.config.output_topic.clone());
+                let (log, topic) = (self.log.clone(), self.topics.output.clone());
                 let p = *partition;
                 let appended = self.retry("appending trends", || {
                     let records = records.clone();
@@ -158,7 +168,7 @@ impl TrendSink {
             }
             batch
                 .applied
-                .push((self.config.input_topic.clone(), *partition, last + 1));
+                .push((self.topics.input.clone(), *partition, last + 1));
             batch.state = states.into_iter().collect();
             if !self
                 .runtime
@@ -172,8 +182,8 @@ impl TrendSink {
         // Informational (lag, tooling): resumption trusts the projections' positions.
         let (log, consumer, topic) = (
             self.log.clone(),
-            self.config.consumer.clone(),
-            self.config.input_topic.clone(),
+            self.topics.consumer.clone(),
+            self.topics.input.clone(),
         );
         if let Err(e) = self
             .runtime
@@ -192,7 +202,7 @@ impl TrendSink {
         let (log, codec, topic) = (
             self.log.clone(),
             self.codec.clone(),
-            self.config.output_topic.clone(),
+            self.topics.output.clone(),
         );
         let found = self.retry("reading the last trend", || {
             let (log, codec, topic) = (log.clone(), codec.clone(), topic.clone());
