@@ -168,7 +168,6 @@ mod tests {
             while kept.len() > MAX_SAMPLES {
                 kept.remove(0);
             }
-            let window: VecDeque<(i64, f64)> = kept.iter().copied().collect();
             let min_c = kept.iter().map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
             let max_c = kept
                 .iter()
@@ -188,7 +187,7 @@ mod tests {
             };
             let span = newest - kept[0].0;
             let rate = (span >= MIN_RATE_SPAN_MS && kept.len() >= 3)
-                .then(|| slope_per_ms(&window, kept[0].0).map(|s| s * 60_000.0))
+                .then(|| least_squares_slope(&kept).map(|s| s * 60_000.0))
                 .flatten();
             out.push(Some(TrendFigures {
                 smoothed_c,
@@ -200,6 +199,36 @@ mod tests {
             }));
         }
         out
+    }
+
+    /// The textbook least-squares slope, °C per ms, from the plain sums
+    /// `(n Σxy - Σx Σy) / (n Σx² - (Σx)²)`, with time and temperature taken from the first
+    /// reading so the sums stay small.
+    fn least_squares_slope(points: &[(i64, f64)]) -> Option<f64> {
+        let (t0, v0) = *points.first()?;
+        let n = points.len() as f64;
+        let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
+        for (t, v) in points {
+            let (x, y) = ((t - t0) as f64, v - v0);
+            sx += x;
+            sy += y;
+            sxx += x * x;
+            sxy += x * y;
+        }
+        let denominator = n * sxx - sx * sx;
+        (denominator > 0.0).then(|| (n * sxy - sx * sy) / denominator)
+    }
+
+    #[test]
+    fn the_textbook_slope_recovers_a_line() {
+        // y = 3 + 0.002 t, unevenly sampled: the oracle itself must be right.
+        let points: Vec<(i64, f64)> = [0, 1_000, 7_000, 30_000, 31_500]
+            .iter()
+            .map(|t| (*t, 3.0 + 0.002 * *t as f64))
+            .collect();
+        let slope = least_squares_slope(&points).expect("a slope");
+        assert!((slope - 0.002).abs() < 1e-15, "{slope}");
+        assert_eq!(least_squares_slope(&[(5, 1.0), (5, 2.0)]), None);
     }
 
     fn close(a: &Option<TrendFigures>, b: &Option<TrendFigures>) -> bool {

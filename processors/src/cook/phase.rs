@@ -76,12 +76,12 @@ pub struct PitTracker {
 
 /// Windowed figures the pit rules read; [`PitTracker`] computes them incrementally.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct PitInputs {
-    pub(crate) time: i64,
-    pub(crate) raw_c: f64,
-    pub(crate) smoothed_c: f64,
-    pub(crate) rate_c_per_min: Option<f64>,
-    pub(crate) recent_max_c: f64,
+struct PitInputs {
+    time: i64,
+    raw_c: f64,
+    smoothed_c: f64,
+    rate_c_per_min: Option<f64>,
+    recent_max_c: f64,
 }
 
 impl PitTracker {
@@ -125,7 +125,7 @@ impl PitTracker {
     }
 
     /// The transition rules, given the windowed figures.
-    pub(crate) fn step(&mut self, i: PitInputs) -> PitPhase {
+    fn step(&mut self, i: PitInputs) -> PitPhase {
         let dt_ms = self.last_time.map_or(0, |t| (i.time - t).max(0));
         self.last_time = Some(self.last_time.map_or(i.time, |t| t.max(i.time)));
         self.smoothed_c = Some(i.smoothed_c);
@@ -358,29 +358,94 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The obvious pit detector: keeps every reading and rescans the window each time.
+    /// The pit detector written out again from its rules, the obvious way: it keeps every
+    /// reading and rescans the history at each one (the window's maximum, how long the pit
+    /// has been falling, the newest time so far) instead of keeping running figures.
+    #[derive(Default)]
     struct SlowPit {
-        history: Vec<(i64, f64)>,
-        rules: PitTracker,
+        /// (time, raw reading, rate) of every reading, in arrival order.
+        history: Vec<(i64, f64, Option<f64>)>,
+        phase: PitPhase,
+        hold_c: Option<f64>,
     }
 
     impl SlowPit {
         fn update(&mut self, time: i64, raw: f64, smoothed: f64, rate: Option<f64>) -> PitPhase {
-            self.history.push((time, raw));
-            let newest = self.history.iter().map(|(t, _)| *t).max().unwrap_or(time);
-            let recent_max_c = self
+            let previous_newest = self.history.iter().map(|(t, ..)| *t).max();
+            self.history.push((time, raw, rate));
+            let newest = previous_newest.map_or(time, |t| t.max(time));
+            let recent_max = self
                 .history
                 .iter()
-                .filter(|(t, _)| *t > newest - DROP_WINDOW_MS)
-                .map(|(_, v)| *v)
+                .filter(|(t, ..)| *t > newest - DROP_WINDOW_MS)
+                .map(|(_, v, _)| *v)
                 .fold(f64::NEG_INFINITY, f64::max);
-            self.rules.step(PitInputs {
-                time,
-                raw_c: raw,
-                smoothed_c: smoothed,
-                rate_c_per_min: rate,
-                recent_max_c,
-            })
+            // Falling without a break: since the first of the trailing run of readings that
+            // fall faster than 0.2 °C a minute (a missing rate counts as flat).
+            let falling_since = self
+                .history
+                .iter()
+                .rev()
+                .take_while(|(_, _, r)| r.unwrap_or(0.0) < -0.2)
+                .last()
+                .map(|(t, ..)| *t);
+            let falling_for = falling_since.map_or(0, |since| time - since);
+            let gap_ms = previous_newest.map_or(0, |t| (time - t).max(0));
+            let flat_rate = rate.unwrap_or(0.0);
+            let Some(hold) = self.hold_c else {
+                // Never held a level: it holds once it is hot and its rate is known and flat.
+                let settled = smoothed > 60.0 && rate.is_some_and(|r| r.abs() < 0.5);
+                if settled {
+                    self.hold_c = Some(smoothed);
+                }
+                self.phase = if settled {
+                    PitPhase::Holding
+                } else {
+                    PitPhase::Heating
+                };
+                return self.phase;
+            };
+            let lid_open = raw < hold - 10.0 && recent_max - raw > LID_DROP_C;
+            self.phase = if self.phase == PitPhase::LidOpen {
+                if raw >= hold - 5.0 {
+                    PitPhase::Holding
+                } else if falling_for >= FIRE_OUT_AFTER_MS && smoothed < hold - 15.0 {
+                    PitPhase::FireOut
+                } else {
+                    PitPhase::LidOpen
+                }
+            } else if self.phase == PitPhase::FireOut {
+                if smoothed >= hold - 5.0 {
+                    PitPhase::Holding
+                } else if flat_rate > 1.0 {
+                    PitPhase::Heating
+                } else {
+                    PitPhase::FireOut
+                }
+            } else if self.phase == PitPhase::Heating {
+                if flat_rate.abs() < 0.5 && smoothed > 60.0 {
+                    if (smoothed - hold).abs() > 10.0 {
+                        self.hold_c = Some(smoothed); // a new level
+                    }
+                    PitPhase::Holding
+                } else {
+                    PitPhase::Heating
+                }
+            } else if lid_open {
+                PitPhase::LidOpen
+            } else if falling_for >= FIRE_OUT_AFTER_MS && smoothed < hold - 10.0 {
+                PitPhase::FireOut
+            } else if flat_rate > 0.3 && smoothed > hold + 10.0 {
+                PitPhase::Heating
+            } else {
+                // Holding: the level follows a slow drift, 15 minutes' time constant.
+                if (smoothed - hold).abs() < 10.0 && flat_rate.abs() < 0.2 {
+                    let weight = (gap_ms as f64 / 900_000.0).min(1.0);
+                    self.hold_c = Some(hold + (smoothed - hold) * weight);
+                }
+                PitPhase::Holding
+            };
+            self.phase
         }
     }
 
@@ -413,12 +478,12 @@ mod tests {
         #[test]
         fn the_pit_detector_matches_a_full_rescan(series in pit_series()) {
             let mut fast = PitTracker::default();
-            let mut slow = SlowPit { history: Vec::new(), rules: PitTracker::default() };
+            let mut slow = SlowPit::default();
             for (i, (t, raw, smoothed, rate)) in series.iter().enumerate() {
                 let a = fast.update(*t, *raw, *smoothed, *rate);
                 let b = slow.update(*t, *raw, *smoothed, *rate);
                 prop_assert_eq!(a, b, "reading {}", i);
-                prop_assert_eq!(fast.hold_c, slow.rules.hold_c);
+                prop_assert_eq!(fast.hold_c, slow.hold_c);
             }
         }
 

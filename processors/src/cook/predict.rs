@@ -376,8 +376,9 @@ mod tests {
 
     #[test]
     fn a_stall_adds_time_and_widens_the_interval() {
+        // One fit, one hour of exact Newton heating toward a 120 °C pit; then the probe
+        // reads 65 °C and flat. Both estimates are made from that same fit at that moment.
         let k = 1.0 / 5_000.0;
-        let (_, before) = run(Some(120.0), k, 95.0, 3_600);
         let mut p = Predictor::default();
         for s in (0..3_600).step_by(30) {
             let temp = 120.0 - 115.0 * (-(k * s as f64)).exp();
@@ -392,24 +393,41 @@ mod tests {
                 target_c: 95.0,
             });
         }
-        let stalled = p.update(PredictInputs {
+        let at_65 = |phase: ProbePhase, pit_holding: bool, rate: f64| PredictInputs {
             time: 3_600_000,
             temp_c: 65.0,
-            rate_c_per_min: Some(0.0),
+            rate_c_per_min: Some(rate),
             pit_c: Some(120.0),
             pit_steady: true,
-            pit_holding: true,
-            phase: ProbePhase::Stall,
+            pit_holding,
+            phase,
             target_c: 95.0,
-        });
-        assert!(stalled.stall);
-        let plain = before.remaining_s.expect("estimate");
-        let with_stall = stalled.remaining_s.expect("estimate");
-        assert!(with_stall > 600.0, "{with_stall}");
+        };
+        // No stall: heating at Newton's rate, and the pit not holding a low-and-slow level,
+        // so no stall is expected ahead either.
+        let plain = p
+            .clone()
+            .update(at_65(ProbePhase::Heating, false, k * (120.0 - 65.0) * 60.0));
+        let stalled = p.clone().update(at_65(ProbePhase::Stall, true, 0.0));
+        assert!(!plain.stall && stalled.stall);
+
+        // The plain estimate is Newton's time alone, worked out here by hand.
+        let newton_s = ((120.0f64 - 65.0) / (120.0 - 95.0)).ln() / k;
+        let plain_s = plain.remaining_s.expect("a plain estimate");
+        assert!(
+            (plain_s - newton_s).abs() < 0.01 * newton_s,
+            "{plain_s} vs {newton_s}"
+        );
+
+        let stalled_s = stalled.remaining_s.expect("a stalled estimate");
+        assert!(
+            stalled_s > plain_s + 600.0,
+            "the stall adds at least ten minutes: {stalled_s} vs {plain_s}"
+        );
         let width = |e: &Estimate| e.high_s.unwrap_or(f64::INFINITY) - e.low_s.unwrap_or(0.0);
         assert!(
-            width(&stalled) > width(&before),
-            "{stalled:?} vs {before:?} ({plain})"
+            width(&stalled) > width(&plain),
+            "the stall widens the interval: {stalled:?} vs {plain:?}"
         );
     }
 }
