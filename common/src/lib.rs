@@ -2,6 +2,8 @@
 //!
 //! * [`clock`] — the wall clock, read in this one place;
 //! * [`secret`] — [`Secret`], the one type for every password and token;
+//! * [`error`] — [`ErrorKind`] and [`Classify`]: what kind of failure an error is, for
+//!   precise gRPC and HTTP codes; [`error::chain`] prints an error with its causes;
 //! * [`backoff`] — [`Backoff`], exponential delays with jitter for retrying external failures;
 //! * [`http`] (feature `http`) — the outbound HTTP client every cloud and webhook call uses.
 //!
@@ -10,9 +12,11 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod error;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod secret;
 
 pub use backoff::Backoff;
+pub use error::{Classify, ErrorKind};
 pub use secret::Secret;

@@ -17,6 +17,7 @@ mod doc_examples;
 mod eval;
 mod ops;
 mod processing;
+mod report;
 mod roles;
 mod watch;
 
@@ -132,7 +133,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("error: {e:#}");
+                eprintln!("{}", report::render(&e));
             }
             std::process::ExitCode::FAILURE
         }

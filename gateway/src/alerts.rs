@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::Gateway;
-use crate::status::from_projection;
+use crate::status::to_status;
 use crate::subscriptions::{Tail, Tailed};
 use emberline_common::clock::now_ms;
 
@@ -153,7 +153,7 @@ impl Gateway {
             .store
             .alert(alert_id)
             .await
-            .map_err(from_projection)?
+            .map_err(to_status)?
             .ok_or_else(|| Status::not_found(format!("no alert {alert_id:?}")))?;
         if !alert.is_active() {
             return Err(Status::failed_precondition(format!(
@@ -237,7 +237,7 @@ impl AlertService for Gateway {
             .store
             .alert_rules(Some(&r.device_id))
             .await
-            .map_err(from_projection)?;
+            .map_err(to_status)?;
         let Some(rule) = rules.into_iter().find(|x| x.rule_id == r.rule_id) else {
             return Err(Status::not_found(format!(
                 "no rule {:?} on device {:?}",
@@ -272,11 +272,7 @@ impl AlertService for Gateway {
     ) -> Result<Response<ListAlertRulesResponse>, Status> {
         let r = request.into_inner();
         let device = device_filter(&r.device_id);
-        let rules = self
-            .store
-            .alert_rules(device)
-            .await
-            .map_err(from_projection)?;
+        let rules = self.store.alert_rules(device).await.map_err(to_status)?;
         Ok(Response::new(ListAlertRulesResponse {
             rules: rules.into_iter().map(rule_to_proto).collect(),
         }))
@@ -292,7 +288,7 @@ impl AlertService for Gateway {
             .store
             .alerts(device, r.active_only)
             .await
-            .map_err(from_projection)?;
+            .map_err(to_status)?;
         Ok(Response::new(ListAlertsResponse {
             alerts: alerts.into_iter().map(alert_to_proto).collect(),
         }))
@@ -349,11 +345,7 @@ impl PredictionService for Gateway {
     ) -> Result<Response<ListPredictionsResponse>, Status> {
         let r = request.into_inner();
         let device = device_filter(&r.device_id);
-        let predictions = self
-            .store
-            .predictions(device)
-            .await
-            .map_err(from_projection)?;
+        let predictions = self.store.predictions(device).await.map_err(to_status)?;
         Ok(Response::new(ListPredictionsResponse {
             predictions: predictions.into_iter().map(prediction_to_proto).collect(),
         }))

@@ -10,7 +10,7 @@ use emberline_schemas::events::{DeviceRemoved, TargetSet};
 use tonic::Status;
 
 use crate::Gateway;
-use crate::status::{from_log, from_projection};
+use crate::status::to_status;
 
 /// Targets outside this range are refused: no food or pit is meant to reach them.
 pub(crate) const TARGET_RANGE_C: std::ops::RangeInclusive<f64> = 0.0..=500.0;
@@ -26,10 +26,7 @@ impl Gateway {
         event: &E,
         event_time: i64,
     ) -> Result<emberline_log::Position, Status> {
-        let value = self
-            .codec
-            .encode(event)
-            .map_err(|e| Status::internal(format!("encoding the command: {e}")))?;
+        let value = self.codec.encode(event).map_err(to_status)?;
         let record = NewRecord {
             key: device_id.as_bytes().to_vec(),
             value,
@@ -39,7 +36,7 @@ impl Gateway {
             .log
             .append(topic, vec![record])
             .await
-            .map_err(from_log)?;
+            .map_err(to_status)?;
         positions
             .into_iter()
             .next()
@@ -56,7 +53,7 @@ impl Gateway {
             .store
             .latest(device_id)
             .await
-            .map_err(from_projection)?
+            .map_err(to_status)?
             .is_empty();
         match info {
             Some(info) if info.is_removed() => {
@@ -93,7 +90,7 @@ impl Gateway {
                 .store
                 .latest(device_id)
                 .await
-                .map_err(from_projection)?
+                .map_err(to_status)?
                 .is_empty();
         if !known {
             return Err(Status::not_found(format!("no device {device_id:?}")));
@@ -105,10 +102,7 @@ impl Gateway {
         &self,
         device_id: &str,
     ) -> Result<Option<emberline_projections::DeviceInfo>, Status> {
-        self.store
-            .device_info(device_id)
-            .await
-            .map_err(from_projection)
+        self.store.device_info(device_id).await.map_err(to_status)
     }
 }
 
@@ -139,11 +133,7 @@ impl Gateway {
                 r.device_id
             )));
         }
-        let probes = self
-            .store
-            .latest(&r.device_id)
-            .await
-            .map_err(from_projection)?;
+        let probes = self.store.latest(&r.device_id).await.map_err(to_status)?;
         let labelled = info
             .as_ref()
             .is_some_and(|i| i.probe_labels.contains_key(&r.probe_id));

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::Gateway;
 use crate::commands::TARGET_RANGE_C;
 use crate::queries::history_to_proto;
-use crate::status::from_projection;
+use crate::status::to_status;
 use emberline_common::clock::now_ms;
 
 /// Longest "what is cooking", characters.
@@ -71,7 +71,7 @@ impl Gateway {
         self.store
             .cook(cook_id)
             .await
-            .map_err(from_projection)?
+            .map_err(to_status)?
             .ok_or_else(|| Status::not_found(format!("no cook {cook_id:?}")))
     }
 }
@@ -193,7 +193,7 @@ impl CookService for Gateway {
             .store
             .cooks((!device.is_empty()).then_some(device.as_str()))
             .await
-            .map_err(from_projection)?;
+            .map_err(to_status)?;
         Ok(Response::new(ListCooksResponse {
             cooks: cooks.into_iter().map(cook_to_proto).collect(),
         }))
@@ -210,7 +210,7 @@ impl CookService for Gateway {
             .store
             .latest(&cook.device_id)
             .await
-            .map_err(from_projection)?
+            .map_err(to_status)?
         {
             let points = self
                 .store
@@ -222,7 +222,7 @@ impl CookService for Gateway {
                     MAX_POINTS,
                 )
                 .await
-                .map_err(from_projection)?;
+                .map_err(to_status)?;
             probes.push(ProbeHistory {
                 probe_id: latest.probe_id,
                 points: points.into_iter().map(history_to_proto).collect(),

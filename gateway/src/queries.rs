@@ -13,7 +13,7 @@ use emberline_projections::{DeviceInfo, DeviceSummary};
 use tonic::{Request, Response, Status};
 
 use crate::Gateway;
-use crate::status::from_projection;
+use crate::status::to_status;
 
 /// Largest history answer, points.
 const MAX_HISTORY_POINTS: usize = 100_000;
@@ -71,12 +71,12 @@ impl DeviceService for Gateway {
         request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
         let include_removed = request.into_inner().include_removed;
-        let summaries = self.store.devices().await.map_err(from_projection)?;
+        let summaries = self.store.devices().await.map_err(to_status)?;
         let mut infos: BTreeMap<String, DeviceInfo> = self
             .store
             .device_infos()
             .await
-            .map_err(from_projection)?
+            .map_err(to_status)?
             .into_iter()
             .map(|i| (i.device_id.clone(), i))
             .collect();
@@ -89,7 +89,7 @@ impl DeviceService for Gateway {
                 .store
                 .latest(&summary.device_id)
                 .await
-                .map_err(from_projection)?
+                .map_err(to_status)?
                 .into_iter()
                 .map(|p| p.probe_id)
                 .collect();
@@ -123,11 +123,7 @@ impl DeviceService for Gateway {
         if device_id.is_empty() {
             return Err(Status::invalid_argument("device_id is required"));
         }
-        let probes = self
-            .store
-            .latest(&device_id)
-            .await
-            .map_err(from_projection)?;
+        let probes = self.store.latest(&device_id).await.map_err(to_status)?;
         if probes.is_empty() {
             return Err(Status::not_found(format!("no device {device_id:?}")));
         }
@@ -174,7 +170,7 @@ impl ReadingService for Gateway {
             .store
             .history(&r.device_id, &r.probe_id, r.from_ms, r.to_ms, limit)
             .await
-            .map_err(from_projection)?;
+            .map_err(to_status)?;
         Ok(Response::new(GetHistoryResponse {
             points: points.into_iter().map(history_to_proto).collect(),
         }))

@@ -19,6 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use emberline_common::Classify;
 use emberline_schemas::{EmbeddedRegistry, RegisteredVersion, RegistryError, SchemaRegistry};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -117,7 +118,17 @@ fn from_registry(e: RegistryError) -> Response {
         RegistryError::UnknownSubject(_) => {
             error(StatusCode::NOT_FOUND, 40401, "Subject not found")
         }
-        other => error(StatusCode::INTERNAL_SERVER_ERROR, 50001, other.to_string()),
+        // Confluent's codes: 50001 for a failing store, 50003 for a failure further on.
+        other => {
+            let status = StatusCode::from_u16(other.kind().http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+                50003
+            } else {
+                50001
+            };
+            error(status, code, emberline_common::error::chain(&other))
+        }
     }
 }
 

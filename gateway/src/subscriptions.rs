@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::Gateway;
-use crate::status::from_log;
+use crate::status::to_status;
 
 /// Updates buffered per subscription before the readers wait for the client.
 const BUFFER: usize = 1_024;
@@ -53,7 +53,7 @@ impl Gateway {
         topic: &'static str,
         r: Tail,
     ) -> Result<ReceiverStream<Result<E, Status>>, Status> {
-        let partitions = self.log.partitions(topic).await.map_err(from_log)?;
+        let partitions = self.log.partitions(topic).await.map_err(to_status)?;
         if let Some(p) = r.resume.keys().find(|p| **p >= partitions) {
             return Err(Status::invalid_argument(format!(
                 "resume names partition {p}, but {topic} has {partitions}"
@@ -71,7 +71,7 @@ impl Gateway {
                 .log
                 .end_offset(topic, partition)
                 .await
-                .map_err(from_log)?;
+                .map_err(to_status)?;
             let from = match (r.resume.get(&partition), start) {
                 (Some(next), _) if *next > end => {
                     return Err(Status::out_of_range(format!(
@@ -86,7 +86,7 @@ impl Gateway {
                 .log
                 .reader(topic, partition, from)
                 .await
-                .map_err(from_log)?;
+                .map_err(to_status)?;
             let (tx, codec, device) = (tx.clone(), self.codec.clone(), r.device_id.clone());
             let shutdown = self.shutdown.clone();
             tokio::spawn(async move {
@@ -100,7 +100,7 @@ impl Gateway {
                     let records = match batch {
                         Ok(records) => records,
                         Err(e) => {
-                            let _ = tx.send(Err(from_log(e))).await;
+                            let _ = tx.send(Err(to_status(e))).await;
                             return;
                         }
                     };

@@ -63,7 +63,7 @@ struct Inner {
 fn storage(action: &'static str) -> impl Fn(redb::Error) -> LogError {
     move |e| LogError::Storage {
         action,
-        reason: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -84,15 +84,20 @@ impl EmbeddedLog {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| LogError::Storage {
                 action: "creating the data directory",
-                reason: format!("{}: {e}", parent.display()),
+                source: format!("{}: {e}", parent.display()).into(),
             })?;
         }
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
-            .map_err(|e| LogError::Storage {
-                action: "opening the log",
-                reason: format!("{}: {e}", path.display()),
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => LogError::InUse {
+                    path: path.to_owned(),
+                },
+                e => LogError::Storage {
+                    action: "opening the log",
+                    source: format!("{}: {e}", path.display()).into(),
+                },
             })?;
         Ok(Self::from_database(Arc::new(db)))
     }

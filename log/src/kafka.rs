@@ -73,7 +73,7 @@ impl KafkaConfig {
 fn kafka(action: &'static str) -> impl Fn(KafkaError) -> LogError {
     move |e| LogError::Kafka {
         action,
-        reason: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -227,7 +227,7 @@ impl KafkaLog {
                 Err(_) => {
                     return Err(LogError::Kafka {
                         action: "producing",
-                        reason: "the producer was dropped before delivery".into(),
+                        source: "the producer was dropped before delivery".into(),
                     });
                 }
             }
@@ -262,7 +262,7 @@ impl EventLog for KafkaLog {
                 Err((name, code)) => {
                     return Err(LogError::Kafka {
                         action: "creating a topic",
-                        reason: format!("{name}: {code}"),
+                        source: format!("{name}: {code}").into(),
                     });
                 }
             }

@@ -42,7 +42,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedLog;
-pub use error::LogError;
+pub use error::{Cause, LogError};
 pub use group::{GroupEvent, GroupMember, GroupSettings, Revocation, join_group};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaConfig, KafkaLog};

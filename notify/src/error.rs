@@ -1,5 +1,7 @@
 //! Errors of the notification role.
 
+use emberline_common::{Classify, ErrorKind};
+
 /// Why the notifier stopped or a channel is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -8,7 +10,7 @@ pub enum NotifyError {
     Log(#[from] emberline_log::LogError),
     /// The outbox file failed.
     #[error("outbox: {0}")]
-    Outbox(String),
+    Outbox(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A channel is misconfigured.
     #[error("channel {channel:?}: {reason}")]
     Config {
@@ -21,7 +23,17 @@ pub enum NotifyError {
 
 impl From<redb::Error> for NotifyError {
     fn from(e: redb::Error) -> Self {
-        NotifyError::Outbox(e.to_string())
+        NotifyError::Outbox(Box::new(e))
+    }
+}
+
+impl Classify for NotifyError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            NotifyError::Log(e) => e.kind(),
+            NotifyError::Outbox(_) => ErrorKind::Unavailable,
+            NotifyError::Config { .. } => ErrorKind::InvalidInput,
+        }
     }
 }
 

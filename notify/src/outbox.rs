@@ -44,8 +44,8 @@ fn key(channel: &str, delivery_id: &str) -> String {
     format!("{channel}\u{1f}{delivery_id}")
 }
 
-fn storage<E: std::fmt::Display>(e: E) -> NotifyError {
-    NotifyError::Outbox(e.to_string())
+fn storage<E: std::error::Error + Send + Sync + 'static>(e: E) -> NotifyError {
+    NotifyError::Outbox(Box::new(e))
 }
 
 impl Outbox {
@@ -55,7 +55,7 @@ impl Outbox {
             std::fs::create_dir_all(dir).map_err(storage)?;
         }
         let db = Database::create(path)
-            .map_err(|e| NotifyError::Outbox(format!("{}: {e}", path.display())))?;
+            .map_err(|e| NotifyError::Outbox(format!("{}: {e}", path.display()).into()))?;
         Ok(Self { db: Arc::new(db) })
     }
 

@@ -100,9 +100,9 @@ pub async fn run_notifier(
             }
             Err(e) => {
                 shutdown.cancel();
-                result = result.and(Err(NotifyError::Outbox(format!(
-                    "a notifier task failed: {e}"
-                ))));
+                result = result.and(Err(NotifyError::Outbox(
+                    format!("a notifier task failed: {e}").into(),
+                )));
             }
         }
     }

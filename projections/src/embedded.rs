@@ -65,7 +65,7 @@ pub struct EmbeddedStore {
 fn storage(action: &'static str) -> impl Fn(redb::Error) -> ProjectionError {
     move |e| ProjectionError::Storage {
         action,
-        reason: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -95,15 +95,20 @@ impl EmbeddedStore {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| ProjectionError::Storage {
                 action: "creating the data directory",
-                reason: format!("{}: {e}", parent.display()),
+                source: format!("{}: {e}", parent.display()).into(),
             })?;
         }
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
-            .map_err(|e| ProjectionError::Storage {
-                action: "opening the projection store",
-                reason: format!("{}: {e}", path.display()),
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => ProjectionError::InUse {
+                    path: path.to_owned(),
+                },
+                e => ProjectionError::Storage {
+                    action: "opening the projection store",
+                    source: format!("{}: {e}", path.display()).into(),
+                },
             })?;
         Ok(Self { db: Arc::new(db) })
     }

@@ -1,15 +1,26 @@
 //! Errors of projection stores.
 
+use std::path::PathBuf;
+
+use emberline_common::{Classify, ErrorKind};
+
 /// Why a projection read or write failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
+    /// Another process has the embedded store open: one data directory serves one process.
+    #[error("the data directory {} is in use by another Emberline process (its projection store {} is locked)", .path.parent().map(|p| p.display().to_string()).unwrap_or_default(), .path.display())]
+    InUse {
+        /// The store file.
+        path: PathBuf,
+    },
     /// The embedded store failed (disk full, I/O error).
-    #[error("projection storage failed while {action}: {reason}")]
+    #[error("projection storage failed while {action}: {source}")]
     Storage {
         /// What the store was doing.
         action: &'static str,
         /// The storage error.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// A stored value could not be decoded: the store is corrupt or from a newer version.
     #[error("corrupt projection value in {table}: {reason}")]
@@ -47,4 +58,17 @@ pub enum ProjectionError {
         /// The input partition.
         partition: u32,
     },
+}
+
+impl Classify for ProjectionError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ProjectionError::InUse { .. } | ProjectionError::Fenced { .. } => ErrorKind::Conflict,
+            ProjectionError::Storage { .. }
+            | ProjectionError::Database { .. }
+            | ProjectionError::Unavailable(_) => ErrorKind::Unavailable,
+            ProjectionError::Corrupt { .. } => ErrorKind::Corrupt,
+            ProjectionError::Task(_) | ProjectionError::Invalid(_) => ErrorKind::Internal,
+        }
+    }
 }

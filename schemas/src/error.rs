@@ -1,5 +1,7 @@
 //! Typed errors of the codec and the registries.
 
+use emberline_common::{Classify, ErrorKind};
+
 /// Why bytes could not become an event, or an event could not become bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -103,12 +105,13 @@ pub enum RegistryError {
     #[error("subject {0} not found")]
     UnknownSubject(String),
     /// The embedded store failed.
-    #[error("embedded registry storage failed while {action}: {reason}")]
+    #[error("embedded registry storage failed while {action}: {source}")]
     Storage {
         /// What the registry was doing.
         action: &'static str,
         /// The storage error.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// A remote registry could not be reached or answered with an error.
     #[error("schema registry at {url} failed: {reason}")]
@@ -120,4 +123,38 @@ pub enum RegistryError {
         /// Whether retrying may help.
         retriable: bool,
     },
+}
+
+impl Classify for CodecError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CodecError::Truncated { .. }
+            | CodecError::BadMagic { .. }
+            | CodecError::UnknownSchemaId { .. }
+            | CodecError::WrongType { .. }
+            | CodecError::Incompatible { .. }
+            | CodecError::Malformed { .. }
+            | CodecError::TrailingBytes { .. }
+            | CodecError::Encode { .. } => ErrorKind::InvalidInput,
+            CodecError::NotRegistered { .. } => ErrorKind::Internal,
+            CodecError::Registry(e) => e.kind(),
+        }
+    }
+}
+
+impl Classify for RegistryError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RegistryError::InvalidSchema(_) => ErrorKind::InvalidInput,
+            RegistryError::Incompatible { .. } => ErrorKind::Conflict,
+            RegistryError::UnknownId(_) | RegistryError::UnknownSubject(_) => ErrorKind::NotFound,
+            RegistryError::Storage { .. } => ErrorKind::Unavailable,
+            RegistryError::Remote {
+                retriable: true, ..
+            } => ErrorKind::Unavailable,
+            RegistryError::Remote {
+                retriable: false, ..
+            } => ErrorKind::Internal,
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! Errors of the connector.
 
+use emberline_common::{Classify, ErrorKind};
+
 /// Why the connector stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
@@ -25,4 +27,13 @@ pub enum ConnectorError {
         /// The OS error.
         reason: String,
     },
+}
+
+impl Classify for ConnectorError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ConnectorError::Config(_) | ConnectorError::Tls(_) => ErrorKind::InvalidInput,
+            ConnectorError::Gateway { .. } | ConnectorError::State { .. } => ErrorKind::Unavailable,
+        }
+    }
 }

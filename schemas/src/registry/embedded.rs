@@ -25,7 +25,7 @@ pub struct EmbeddedRegistry {
 fn storage(action: &'static str) -> impl FnOnce(redb::Error) -> RegistryError {
     move |e| RegistryError::Storage {
         action,
-        reason: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -43,7 +43,7 @@ impl EmbeddedRegistry {
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| RegistryError::Storage {
                 action: "creating an in-memory registry",
-                reason: e.to_string(),
+                source: Box::new(e),
             })?;
         Ok(Self::new(Arc::new(db)))
     }
