@@ -244,6 +244,15 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         shared.sink.deliver(&shared.name, &admitted, received),
     )
     .await;
+    if !matches!(delivery, Ok(Ok(()))) {
+        // The client is told to retry: its retry must not be taken for a repeat of readings
+        // that never reached the log.
+        shared
+            .gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(&admitted.readings);
+    }
     match delivery {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

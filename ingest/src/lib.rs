@@ -7,10 +7,15 @@
 //! the log keyed by device id. An append that fails is retried with exponential backoff until
 //! it succeeds or the source is shut down: a reading is never dropped silently.
 //!
+//! With the `testsuite` feature, [`testing`] holds local stand-ins for the clouds and
+//! `conformance` the suite every source kind must pass.
+//!
 //! This crate knows the log and the schemas; it knows nothing of processors, projections or
 //! gRPC.
 
 pub mod cloud;
+#[cfg(feature = "testsuite")]
+pub mod conformance;
 mod error;
 pub mod http_push;
 pub mod metrics;

@@ -311,7 +311,15 @@ impl Source for Simulator {
                 reason: "interval_ms and speedup must be at least 1".into(),
             });
         }
-        sink.registrations(&self.registrations()).await?;
+        // Stopped while the log is failing: what was not appended is simply not produced.
+        let stopped = |r: Result<_, IngestError>| match r {
+            Ok(_) => Ok(false),
+            Err(IngestError::ShutDown { .. }) => Ok(true),
+            Err(e) => Err(e),
+        };
+        if stopped(sink.registrations(&self.registrations()).await)? {
+            return Ok(());
+        }
         let real_interval = Duration::from_millis(self.config.interval_ms) / self.config.speedup;
         let mut ticker = tokio::time::interval(real_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -321,14 +329,14 @@ impl Source for Simulator {
                 () = shutdown.cancelled() => return Ok(()),
             }
             let received = now_ms();
-            if self.ticks.is_multiple_of(STATUS_EVERY_TICKS) {
-                sink.statuses(&self.statuses(received)).await?;
+            if self.ticks.is_multiple_of(STATUS_EVERY_TICKS)
+                && stopped(sink.statuses(&self.statuses(received)).await)?
+            {
+                return Ok(());
             }
             let readings = self.tick(Some(received));
-            match sink.readings(&readings).await {
-                Ok(_) => {}
-                Err(IngestError::ShutDown { .. }) => return Ok(()),
-                Err(e) => return Err(e),
+            if stopped(sink.readings(&readings).await)? {
+                return Ok(());
             }
         }
     }

@@ -183,6 +183,19 @@ impl Gate {
         out
     }
 
+    /// Forgets `readings` it admitted whose delivery failed, so that the same readings sent
+    /// again are admitted again instead of discarded as repeats of something never stored.
+    pub fn forget(&mut self, readings: &[ProbeReading]) {
+        for r in readings {
+            if let Some(seen) = self
+                .seen
+                .get_mut(&(r.device_id.clone(), r.probe_id.clone()))
+            {
+                seen.retain(|t| *t != r.event_time);
+            }
+        }
+    }
+
     fn check(&self, r: &RawReading, received_ms: i64) -> Result<(i64, Option<f64>), Rejection> {
         for (what, id) in [("device id", &r.device_id), ("probe id", &r.probe_id)] {
             if id.is_empty() || id.len() > 200 {
@@ -286,6 +299,18 @@ mod tests {
         let unplugged =
             one(&mut g, raw(None, Unit::C, Some(NOW - 9))).expect("unplugged is a reading");
         assert_eq!(unplugged.temperature_c, None);
+    }
+
+    #[test]
+    fn forgotten_readings_are_admitted_again() {
+        let mut gate = Gate::new("test", i64::MAX / 2);
+        let first = gate.admit(vec![raw(Some(20.0), Unit::C, Some(1_000))], 2_000);
+        assert_eq!(first.readings.len(), 1);
+        gate.forget(&first.readings);
+        let again = gate.admit(vec![raw(Some(20.0), Unit::C, Some(1_000))], 3_000);
+        assert_eq!((again.readings.len(), again.duplicates), (1, 0));
+        let repeat = gate.admit(vec![raw(Some(20.0), Unit::C, Some(1_000))], 4_000);
+        assert_eq!((repeat.readings.len(), repeat.duplicates), (0, 1));
     }
 
     #[test]
