@@ -1,5 +1,6 @@
-//! The source conformance suite ([`emberline_ingest::conformance`]) for the simulator, MQTT
-//! against a real Mosquitto, and HTTP push over real HTTP. Each kind is a small adapter: how to build it,
+//! The source conformance suite ([`emberline_ingest::conformance`]) for every kind: the
+//! simulator, MQTT against a real Mosquitto, HTTP push over real HTTP, and the three cloud
+//! pollers against their local stand-ins. Each kind is a small adapter: how to build it,
 //! how to make it emit, how to make its stand-in misbehave.
 #![allow(clippy::print_stderr)]
 
@@ -10,9 +11,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use emberline_common::clock::now_ms;
+use emberline_ingest::cloud::Credentials;
+use emberline_ingest::cloud::fireboard::FireboardConfig;
+use emberline_ingest::cloud::meater::MeaterConfig;
+use emberline_ingest::cloud::thermoworks::ThermoworksConfig;
 use emberline_ingest::conformance::{BadInput, Expected, Kind};
 use emberline_ingest::http_push::{HttpPush, HttpPushConfig};
 use emberline_ingest::mqtt::{MqttSourceConfig, PayloadFormat, TopicMapping};
+use emberline_ingest::testing::Fault;
+use emberline_ingest::testing::fireboard::{FakeFireboard, fireboard_drive};
+use emberline_ingest::testing::meater::{FakeMeater, probe};
+use emberline_ingest::testing::thermoworks::{FakeThermoworks, node, stamp};
 use emberline_ingest::{SimulatorConfig, Source, SourceConfig};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
@@ -29,8 +38,40 @@ fn free_port() -> SocketAddr {
     listener.local_addr().expect("addr")
 }
 
+fn f_to_c(f: f64) -> f64 {
+    (f - 32.0) * 5.0 / 9.0
+}
+
 fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().expect("addr")
+}
+
+/// The three bad answers every cloud stand-in gives: a 5xx (a typed, retried failure) and
+/// two bodies that are not what the protocol says (dead letters).
+fn cloud_faults() -> Vec<(Fault, BadInput)> {
+    vec![
+        (
+            Fault::Status(502),
+            BadInput {
+                what: "HTTP 502",
+                dead_letter: false,
+            },
+        ),
+        (
+            Fault::Truncated,
+            BadInput {
+                what: "truncated JSON",
+                dead_letter: true,
+            },
+        ),
+        (
+            Fault::NotJson,
+            BadInput {
+                what: "an HTML error page",
+                dead_letter: true,
+            },
+        ),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -333,3 +374,173 @@ impl Kind for HttpPushKind {
 }
 
 emberline_ingest::source_conformance_suite!(http_push, async { Some(HttpPushKind::new()) });
+
+// ---------------------------------------------------------------------------------------
+// ThermoWorks Cloud, against its stand-in.
+
+struct ThermoworksKind {
+    cloud: FakeThermoworks,
+}
+
+impl ThermoworksKind {
+    async fn start() -> Option<Self> {
+        emberline_common::http::install_crypto_provider();
+        let cloud = FakeThermoworks::start(any_port(), "s3cret", now_ms())
+            .await
+            .expect("start");
+        Some(Self { cloud })
+    }
+}
+
+#[async_trait]
+impl Kind for ThermoworksKind {
+    fn name(&self) -> &'static str {
+        "thermoworks"
+    }
+    async fn build(&self) -> Box<dyn Source> {
+        SourceConfig::Thermoworks(ThermoworksConfig {
+            credentials: Credentials::with_password("cook@example.com", "s3cret"),
+            base_url: Some(self.cloud.url.clone()),
+            poll_interval_s: 5,
+            ..ThermoworksConfig::default()
+        })
+        .build(now_ms())
+        .expect("build")
+    }
+    async fn emit(&self) -> Vec<Expected> {
+        // The Node uploads: channel 1 is 225.5 °F, channel 2 71.25 °C.
+        self.cloud
+            .with(|c| c.devices.insert("A1".to_owned(), node(now_ms())));
+        vec![
+            Expected::new("A1", "1", Some(f_to_c(225.5))),
+            Expected::new("A1", "2", Some(71.25)),
+        ]
+    }
+    fn bad_inputs(&self) -> Vec<BadInput> {
+        cloud_faults().into_iter().map(|(_, b)| b).collect()
+    }
+    async fn misbehave(&self) {
+        self.cloud
+            .with(|c| c.faults.extend(cloud_faults().into_iter().map(|(f, _)| f)));
+    }
+}
+
+emberline_ingest::source_conformance_suite!(thermoworks, ThermoworksKind::start());
+
+// ---------------------------------------------------------------------------------------
+// MEATER Cloud, against its stand-in.
+
+struct MeaterKind {
+    cloud: FakeMeater,
+}
+
+impl MeaterKind {
+    async fn start() -> Option<Self> {
+        emberline_common::http::install_crypto_provider();
+        let cloud = FakeMeater::start(any_port(), "s3cret")
+            .await
+            .expect("start");
+        let kind = Self { cloud };
+        // In a cook from the start: the first poll comes at once, the next 30 s later.
+        kind.emit().await;
+        Some(kind)
+    }
+}
+
+#[async_trait]
+impl Kind for MeaterKind {
+    fn name(&self) -> &'static str {
+        "meater"
+    }
+    async fn build(&self) -> Box<dyn Source> {
+        SourceConfig::Meater(MeaterConfig {
+            credentials: Credentials::with_password("cook@example.com", "s3cret"),
+            base_url: self.cloud.url.clone(),
+            ..MeaterConfig::default()
+        })
+        .build(now_ms())
+        .expect("build")
+    }
+    async fn emit(&self) -> Vec<Expected> {
+        self.cloud.with(|c| {
+            c.devices.clear();
+            c.devices
+                .push(probe("probe-00CF01", 61.5, 118.0, now_ms() / 1_000));
+        });
+        vec![
+            Expected::new("probe-00CF01", "internal", Some(61.5)),
+            Expected::new("probe-00CF01", "ambient", Some(118.0)),
+        ]
+    }
+    fn bad_inputs(&self) -> Vec<BadInput> {
+        cloud_faults().into_iter().map(|(_, b)| b).collect()
+    }
+    async fn misbehave(&self) {
+        self.cloud
+            .with(|c| c.faults.extend(cloud_faults().into_iter().map(|(f, _)| f)));
+    }
+}
+
+emberline_ingest::source_conformance_suite!(meater, MeaterKind::start());
+
+// ---------------------------------------------------------------------------------------
+// FireBoard Cloud, against its stand-in.
+
+struct FireboardKind {
+    cloud: FakeFireboard,
+}
+
+impl FireboardKind {
+    async fn start() -> Option<Self> {
+        emberline_common::http::install_crypto_provider();
+        let cloud = FakeFireboard::start(any_port(), "s3cret")
+            .await
+            .expect("start");
+        cloud.with(|c| {
+            c.drivelogs.insert(
+                "uuid-1".into(),
+                serde_json::json!([{"setpoint": 250, "driveper": 35, "lidpaused": false, "drivetype": 1}]),
+            );
+        });
+        let kind = Self { cloud };
+        // Listed from the start: the first poll comes at once, the next a minute later.
+        kind.emit().await;
+        Some(kind)
+    }
+}
+
+#[async_trait]
+impl Kind for FireboardKind {
+    fn name(&self) -> &'static str {
+        "fireboard"
+    }
+    async fn build(&self) -> Box<dyn Source> {
+        SourceConfig::Fireboard(FireboardConfig {
+            credentials: Credentials::with_password("cook@example.com", "s3cret"),
+            base_url: self.cloud.url.clone(),
+            ..FireboardConfig::default()
+        })
+        .build(now_ms())
+        .expect("build")
+    }
+    async fn emit(&self) -> Vec<Expected> {
+        let created = stamp(now_ms() / 1_000 * 1_000);
+        self.cloud.with(|c| {
+            c.devices.clear();
+            c.devices.push(fireboard_drive("uuid-1", 250.0, &created));
+        });
+        vec![
+            Expected::new("uuid-1", "1", Some(f_to_c(250.0))),
+            Expected::new("uuid-1", "2", Some(f_to_c(150.2))),
+        ]
+    }
+    fn bad_inputs(&self) -> Vec<BadInput> {
+        cloud_faults().into_iter().map(|(_, b)| b).collect()
+    }
+    async fn misbehave(&self) {
+        self.cloud
+            .with(|c| c.faults.extend(cloud_faults().into_iter().map(|(f, _)| f)));
+    }
+}
+
+emberline_ingest::source_conformance_suite!(fireboard, FireboardKind::start());
