@@ -1,5 +1,6 @@
 //! Errors of the processors.
 
+use emberline_common::{Classify, ErrorKind};
 use emberline_log::LogError;
 use emberline_projections::ProjectionError;
 use emberline_schemas::CodecError;
@@ -39,5 +40,17 @@ impl ProcessorError {
     /// Whether another process has claimed the partition: stop, do not retry.
     pub fn is_fenced(&self) -> bool {
         matches!(self, Self::Projection(ProjectionError::Fenced { .. }))
+    }
+}
+
+impl Classify for ProcessorError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ProcessorError::Log(e) => e.kind(),
+            ProcessorError::Projection(e) => e.kind(),
+            ProcessorError::Codec(e) => e.kind(),
+            ProcessorError::PartitionMismatch { .. } => ErrorKind::InvalidInput,
+            ProcessorError::Dataflow(_) => ErrorKind::Internal,
+        }
     }
 }

@@ -252,32 +252,17 @@ impl PartitionFeed {
 /// bytes.
 fn dead_letter(consumer: &str, topic: &str, record: &Record, reason: &str) -> NewRecord {
     let hex: String = record.value.iter().map(|b| format!("{b:02x}")).collect();
-    let body = format!(
-        "{{\"topic\":{},\"partition\":{},\"offset\":{},\"consumer\":{},\"reason\":{},\"payload_hex\":\"{hex}\"}}",
-        json_string(topic),
-        record.partition,
-        record.offset,
-        json_string(consumer),
-        json_string(reason)
-    );
+    let body = serde_json::json!({
+        "topic": topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "consumer": consumer,
+        "reason": reason,
+        "payload_hex": hex,
+    });
     NewRecord {
         key: record.key.clone(),
-        value: body.into_bytes(),
+        value: body.to_string().into_bytes(),
         timestamp_ms: record.timestamp_ms,
     }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

@@ -6,12 +6,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use emberline_common::Backoff;
 use emberline_projections::{ProjectionBatch, ProjectionStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::ProcessorError;
 
-/// The first wait after a failure; it doubles up to [`MAX_DELAY`].
+/// The first wait after a failure; it doubles (with jitter) up to [`MAX_DELAY`].
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(10);
@@ -55,7 +56,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ProcessorError>>,
 {
-    let mut delay = FIRST_DELAY;
+    let mut backoff = Backoff::new(FIRST_DELAY, MAX_DELAY);
     loop {
         match op().await {
             Ok(v) => return Some(v),
@@ -64,6 +65,7 @@ where
                 return None;
             }
             Err(e) => {
+                let delay = backoff.next_delay();
                 tracing::error!(error = %e, ?delay, "{what} failed; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -72,7 +74,6 @@ where
                         return None;
                     }
                 }
-                delay = (delay * 2).min(MAX_DELAY);
             }
         }
     }

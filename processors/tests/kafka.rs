@@ -42,10 +42,7 @@ async fn trends_on_kafka_equal_trends_on_the_embedded_log() {
             .expect("codec"),
     );
     let kafka: Arc<dyn EventLog> = Arc::new(KafkaLog::connect(kafka_config).expect("kafka"));
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
+    let run = emberline_common::clock::now_nanos();
     let (input, output) = (
         format!("trends-test.readings.{run}"),
         format!("trends-test.trends.{run}"),
