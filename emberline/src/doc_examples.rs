@@ -288,3 +288,21 @@ fn the_block_reader_takes_indented_blocks_heredocs_and_continuations() {
             .to_vec()
     );
 }
+
+#[test]
+fn every_subcommand_has_a_row_in_the_binary_readme() {
+    use clap::CommandFactory;
+    let readme =
+        std::fs::read_to_string(root().join("emberline/README.md")).expect("emberline/README.md");
+    let missing: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .filter(|name| name != "help")
+        .filter(|name| !readme.contains(&format!("| `emberline {name}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "emberline/README.md has no row for: {}",
+        missing.join(", ")
+    );
+}

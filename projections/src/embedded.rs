@@ -6,6 +6,9 @@
 //! * `proj.state`: key → processor state;
 //! * `proj.devices`: device → [`DeviceInfo`] (names, health, targets, removal);
 //! * `proj.cooks`: cook id → [`CookSession`];
+//! * `proj.predictions`: `device/probe` → the probe's latest [`ProbePrediction`];
+//! * `proj.alerts`: alert id → [`AlertRecord`] (one per alert episode);
+//! * `proj.alert_rules`: rule id → [`AlertRuleRecord`];
 //! * `proj.applied`: (topic, partition) → next offset covered.
 //!
 //! Values are postcard-encoded. One [`ProjectionBatch`] is one fsynced write transaction.
