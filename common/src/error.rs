@@ -29,6 +29,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for tables and tests that must cover them all.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::Unavailable,
+        ErrorKind::Corrupt,
+        ErrorKind::Internal,
+    ];
+
     /// The gRPC status code for this kind (numeric, as `tonic::Code` takes it).
     pub fn grpc_code(self) -> i32 {
         match self {
@@ -115,16 +125,9 @@ mod tests {
     #[test]
     fn every_kind_has_a_distinct_grpc_code_and_a_client_or_server_http_status() {
         use ErrorKind::*;
-        let kinds = [
-            InvalidInput,
-            NotFound,
-            Conflict,
-            Unavailable,
-            Corrupt,
-            Internal,
-        ];
-        let codes: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.grpc_code()).collect();
-        assert_eq!(codes.len(), kinds.len());
+        let codes: std::collections::BTreeSet<_> =
+            ErrorKind::ALL.iter().map(|k| k.grpc_code()).collect();
+        assert_eq!(codes.len(), ErrorKind::ALL.len());
         for k in [InvalidInput, NotFound, Conflict] {
             assert!((400..500).contains(&k.http_status()), "{k:?}");
         }

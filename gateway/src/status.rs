@@ -79,17 +79,13 @@ mod tests {
         for (status, code) in &cases {
             assert_eq!(status.code(), *code, "{status:?}");
         }
-        let kinds = [
-            ErrorKind::InvalidInput,
-            ErrorKind::NotFound,
-            ErrorKind::Conflict,
-            ErrorKind::Unavailable,
-            ErrorKind::Corrupt,
-            ErrorKind::Internal,
-        ];
         let covered: std::collections::BTreeSet<i32> =
             cases.iter().map(|(_, c)| *c as i32).collect();
-        assert!(kinds.iter().all(|k| covered.contains(&k.grpc_code())));
+        assert!(
+            ErrorKind::ALL
+                .iter()
+                .all(|k| covered.contains(&k.grpc_code()))
+        );
         assert!(
             cases[6].0.message().contains("disk full"),
             "{}",
