@@ -14,7 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Config {
     /// Where the embedded log and projections live. Default: the user's data directory
@@ -28,15 +28,18 @@ pub(crate) struct Config {
     pub(crate) processor: ProcessorConfig,
     /// The gateway.
     pub(crate) gateway: GatewayConfig,
-    /// The simulated grill(s) that `up` and `ingest` run.
-    pub(crate) simulator: SimulatorSection,
+    /// The old `[simulator]` section, still read: [`Config::load`] turns it into a
+    /// `[[sources]]` entry of kind `simulator` (with a deprecation warning). Never printed.
+    #[serde(skip_serializing)]
+    pub(crate) simulator: Option<SimulatorSection>,
     /// The Home Assistant connector; `up` starts it when `home_assistant.mqtt` is set.
     pub(crate) home_assistant: HomeAssistantConfig,
     /// Alert notifications (`[[notifications.channels]]`); `up` delivers them when any
     /// channel is configured, `emberline notify` runs the role alone.
     pub(crate) notifications: emberline_notify::NotifyConfig,
-    /// Configured sources (`[[sources]]` with a `kind`); when any are listed, `up` runs them
-    /// instead of `[simulator]`.
+    /// Configured sources (`[[sources]]` with a `kind`), which `up` and `ingest` run. By
+    /// default one simulated grill with a cook on it ([`default_sources`]); listing any
+    /// replaces it.
     pub(crate) sources: Vec<SourceConfig>,
     /// The health and readiness endpoint of every role.
     pub(crate) ops: OpsConfig,
@@ -147,7 +150,34 @@ pub(crate) struct GatewayConfig {
     pub(crate) web_addr: Option<SocketAddr>,
 }
 
-/// Simulator settings, and whether it runs.
+/// The sources `up` and `ingest` run when none are listed: one simulated grill with a cook
+/// on it, its meat probes aimed at 93 °C.
+pub(crate) fn default_sources() -> Vec<SourceConfig> {
+    vec![SourceConfig::Simulator(SimulatorConfig {
+        cook_target_c: Some(93.0),
+        ..SimulatorConfig::default()
+    })]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            log: LogConfig::default(),
+            registry: RegistryConfig::default(),
+            processor: ProcessorConfig::default(),
+            gateway: GatewayConfig::default(),
+            simulator: None,
+            home_assistant: HomeAssistantConfig::default(),
+            notifications: emberline_notify::NotifyConfig::default(),
+            sources: default_sources(),
+            ops: OpsConfig::default(),
+            projections: ProjectionsConfig::default(),
+        }
+    }
+}
+
+/// The deprecated `[simulator]` section: the simulator's settings, and whether it runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct SimulatorSection {
@@ -215,26 +245,85 @@ impl Default for SimulatorSection {
     }
 }
 
+impl SimulatorSection {
+    /// The `[[sources]]` entry doing what this section did, or none when it was disabled.
+    fn to_source(&self) -> Option<SourceConfig> {
+        self.enabled.then(|| {
+            SourceConfig::Simulator(SimulatorConfig {
+                cook_target_c: self.start_cook.then_some(self.cook_target_c),
+                ..self.settings.clone()
+            })
+        })
+    }
+}
+
+/// The TOML of `sources` on one line (`[[sources]] kind = "simulator", devices = 1, …`), for
+/// a message.
+fn one_line(sources: &[SourceConfig]) -> String {
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        sources: &'a [SourceConfig],
+    }
+    if sources.is_empty() {
+        return "sources = []".to_owned();
+    }
+    let text = toml::to_string(&Doc { sources }).unwrap_or_default();
+    let mut out = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with('[') {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(line);
+            out.push(' ');
+        } else {
+            if !out.ends_with(' ') {
+                out.push_str(", ");
+            }
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 impl Config {
     /// Defaults, then `file` (if given), then `EMBERLINE__…` environment variables.
     pub(crate) fn load(file: Option<&Path>) -> Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        // What the user wrote (the file, then the environment), over the defaults.
+        let mut given = Figment::new();
         if let Some(file) = file {
             anyhow::ensure!(
                 file.exists(),
                 "config file {} does not exist",
                 file.display()
             );
-            figment = figment.merge(Toml::file_exact(file));
+            given = given.merge(Toml::file_exact(file));
         }
         let env = Env::prefixed("EMBERLINE__").split("__").lowercase(true);
-        let config: Config = figment.merge(env).extract().with_context(|| match file {
+        given = given.merge(env);
+        let sources_given = given.contains("sources");
+        let figment = Figment::from(Serialized::defaults(Config::default())).merge(given);
+        let mut config: Config = figment.extract().with_context(|| match file {
             Some(f) => format!(
                 "invalid configuration in {} or EMBERLINE__ variables",
                 f.display()
             ),
             None => "invalid configuration in EMBERLINE__ variables".to_owned(),
         })?;
+        if let Some(section) = config.simulator.take() {
+            // As before: `[simulator]` counts only when no `[[sources]]` are listed.
+            if sources_given {
+                tracing::warn!(
+                    "the [simulator] section is deprecated and ignored because [[sources]] are listed: add a [[sources]] entry with kind = \"simulator\" to run the simulator"
+                );
+            } else {
+                config.sources = section.to_source().into_iter().collect();
+                tracing::warn!(
+                    "the [simulator] section is deprecated: write `{}` instead",
+                    one_line(&config.sources)
+                );
+            }
+        }
         Ok(config)
     }
 
@@ -279,6 +368,99 @@ mod tests {
         std::fs::write(&path, "[log]\nbakend = \"kafka\"\n").expect("write");
         let err = format!("{:#}", Config::load(Some(&path)).expect_err("must fail"));
         assert!(err.contains("bakend"), "{err}");
+    }
+
+    #[test]
+    fn the_default_sources_are_a_simulated_cook_and_listing_sources_replaces_them() {
+        match Config::default().sources.as_slice() {
+            [SourceConfig::Simulator(s)] => {
+                assert_eq!(
+                    SimulatorConfig {
+                        cook_target_c: None,
+                        ..s.clone()
+                    },
+                    SimulatorConfig::default()
+                );
+                assert_eq!(s.cook_target_c, Some(93.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        let printed = toml::to_string(&Config::default()).expect("print");
+        assert!(
+            printed.contains("[[sources]]") && !printed.contains("[simulator]"),
+            "{printed}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("emberline.toml");
+        std::fs::write(
+            &path,
+            "[[sources]]\nkind = \"simulator\"\ndevices = 3\n\n[[sources]]\nkind = \"mqtt\"\n",
+        )
+        .expect("write");
+        let kinds: Vec<_> = Config::load(Some(&path))
+            .expect("load")
+            .sources
+            .iter()
+            .map(|s| match s {
+                SourceConfig::Simulator(s) => {
+                    format!("simulator {} {:?}", s.devices, s.cook_target_c)
+                }
+                other => other.kind().to_owned(),
+            })
+            .collect();
+        assert_eq!(kinds, ["simulator 3 None", "mqtt"]);
+        std::fs::write(&path, "sources = []\n").expect("write");
+        assert!(Config::load(Some(&path)).expect("load").sources.is_empty());
+    }
+
+    #[test]
+    fn the_old_simulator_section_becomes_a_sources_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("emberline.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Config::load(Some(&path)).expect("load")
+        };
+        let c = load("[simulator]\ndevices = 8\ninterval_ms = 100\ncook_target_c = 90.0\n");
+        assert_eq!(c.simulator, None, "translated, not kept");
+        assert_eq!(
+            c.sources,
+            [SourceConfig::Simulator(SimulatorConfig {
+                devices: 8,
+                interval_ms: 100,
+                cook_target_c: Some(90.0),
+                ..SimulatorConfig::default()
+            })]
+        );
+        // An empty section is the old default: exactly the new default.
+        assert_eq!(load("[simulator]\n").sources, Config::default().sources);
+        let no_cook = load("[simulator]\nstart_cook = false\n");
+        assert_eq!(
+            no_cook.sources,
+            [SourceConfig::Simulator(SimulatorConfig::default())]
+        );
+        assert!(load("[simulator]\nenabled = false\n").sources.is_empty());
+        // Listed sources win, as they always did.
+        let listed = load("[simulator]\ndevices = 8\n\n[[sources]]\nkind = \"mqtt\"\n");
+        assert_eq!(
+            listed
+                .sources
+                .iter()
+                .map(SourceConfig::kind)
+                .collect::<Vec<_>>(),
+            ["mqtt"]
+        );
+        // Unknown keys in the old section are still errors.
+        std::fs::write(&path, "[simulator]\ndevicez = 2\n").expect("write");
+        assert!(Config::load(Some(&path)).is_err());
+        // The message says what to write, on one line.
+        let line = one_line(&load("[simulator]\ndevices = 2\n").sources);
+        assert!(
+            line.starts_with("[[sources]] kind = \"simulator\", devices = 2,")
+                && line.contains("cook_target_c = 93.0")
+                && !line.contains('\n'),
+            "{line}"
+        );
     }
 
     #[test]

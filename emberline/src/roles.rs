@@ -5,14 +5,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use emberline_common::clock::now_ms;
 use emberline_gateway::Gateway;
-use emberline_ingest::{EventSink, Simulator, SimulatorConfig, SourceConfig, run_source};
+use emberline_ingest::{EventSink, SourceConfig, run_source};
 use emberline_log::{
-    EmbeddedLog, EventLog, GroupSettings, KafkaConfig, KafkaLog, NewRecord, RedbDatabase, topics,
+    EmbeddedLog, EventLog, GroupSettings, KafkaConfig, KafkaLog, RedbDatabase, topics,
 };
 use emberline_processors::Mode;
 use emberline_processors::changelog::{self, ChangelogStore};
 use emberline_projections::{EmbeddedStore, ProjectionStore, ScyllaStore};
-use emberline_schemas::events::CookStarted;
 use emberline_schemas::{ConfluentRegistry, EmbeddedRegistry, EventCodec, SchemaRegistry};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -243,119 +242,42 @@ fn simulated_cook_start(config: &Config, now: i64) -> Result<i64> {
     }
 }
 
-/// Runs the configured sources, or the `[simulator]` when none are listed.
+/// Runs the configured sources. A simulator carries on the simulated cook begun at the time
+/// kept in the data directory, or begins a new one.
 fn spawn_sources(
     tasks: &mut JoinSet<Result<()>>,
     config: &Config,
     parts: &LogParts,
     shutdown: &CancellationToken,
 ) {
-    if config.sources.is_empty() {
-        if config.simulator.enabled {
-            spawn_simulator(
-                tasks,
-                config,
-                config.simulator.settings.clone(),
-                config
-                    .simulator
-                    .start_cook
-                    .then_some(config.simulator.cook_target_c),
-                parts,
-                shutdown,
-            );
-        }
-        return;
-    }
     for source in &config.sources {
-        match source {
-            SourceConfig::Simulator(settings) => {
-                spawn_simulator(tasks, config, settings.clone(), None, parts, shutdown);
-            }
-            other => {
-                let source = match other.build(now_ms()) {
-                    Ok(source) => source,
-                    Err(e) => {
-                        tasks.spawn(async move { Err(anyhow::Error::new(e)) });
-                        continue;
-                    }
-                };
-                let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
-                let (shutdown, kind) = (shutdown.clone(), other.kind());
-                tasks.spawn(async move {
-                    run_source(source, sink, shutdown)
-                        .await
-                        .with_context(|| format!("{kind} source"))
+        let now = now_ms();
+        let start = match source {
+            SourceConfig::Simulator(_) => {
+                let start = simulated_cook_start(config, now).unwrap_or_else(|e| {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot keep the simulated cook's start time; starting a new cook");
+                    now
                 });
+                tracing::info!(cook_started_ms = start, "simulated cook running");
+                start
             }
-        }
-    }
-}
-
-fn spawn_simulator(
-    tasks: &mut JoinSet<Result<()>>,
-    config: &Config,
-    settings: SimulatorConfig,
-    cook_target_c: Option<f64>,
-    parts: &LogParts,
-    shutdown: &CancellationToken,
-) {
-    let now = now_ms();
-    let start = match simulated_cook_start(config, now) {
-        Ok(start) => start,
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "cannot keep the simulated cook's start time; starting a new cook");
-            now
-        }
-    };
-    let mut simulator = Simulator::new(settings, start);
-    simulator.skip_to(now);
-    tracing::info!(cook_started_ms = start, "simulated cook running");
-    // A new simulated cook comes with a cook session and targets, as a user would start one.
-    let cook = match cook_target_c {
-        Some(target) if start == now => simulated_cook_commands(&simulator, start, target),
-        _ => Vec::new(),
-    };
-    let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
-    let (log, codec, shutdown) = (parts.log.clone(), parts.codec.clone(), shutdown.clone());
-    tasks.spawn(async move {
-        let mut records = Vec::with_capacity(cook.len());
-        for started in &cook {
-            records.push(NewRecord {
-                key: started.device_id.as_bytes().to_vec(),
-                value: codec.encode(started)?,
-                timestamp_ms: started.event_time,
-            });
-        }
-        if !records.is_empty() {
-            log.append(topics::COOK_COMMANDS, records)
+            _ => now,
+        };
+        let built = match source.build_at(start, now) {
+            Ok(built) => built,
+            Err(e) => {
+                tasks.spawn(async move { Err(anyhow::Error::new(e)) });
+                continue;
+            }
+        };
+        let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
+        let (shutdown, kind) = (shutdown.clone(), source.kind());
+        tasks.spawn(async move {
+            run_source(built, sink, shutdown)
                 .await
-                .context("starting the simulated cook")?;
-        }
-        run_source(Box::new(simulator), sink, shutdown)
-            .await
-            .context("simulator")
-    });
-}
-
-/// One `CookStarted` per simulated device, every food probe aimed at `target_c`.
-fn simulated_cook_commands(simulator: &Simulator, start: i64, target_c: f64) -> Vec<CookStarted> {
-    let probes = simulator.probe_ids();
-    simulator
-        .device_ids()
-        .map(|device| CookStarted {
-            cook_id: format!("sim-{start}-{device}"),
-            device_id: device.to_owned(),
-            event_time: start,
-            what: Some("Simulated brisket".into()),
-            targets_c: probes
-                .iter()
-                .filter(|p| p.as_str() != "pit")
-                .map(|p| (p.clone(), target_c))
-                .collect(),
-            pit_min_c: None,
-            pit_max_c: None,
-        })
-        .collect()
+                .with_context(|| format!("{kind} source"))
+        });
+    }
 }
 
 fn spawn_gateway(
@@ -491,8 +413,8 @@ pub(crate) async fn ingest(config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     anyhow::ensure!(
-        config.simulator.enabled || !config.sources.is_empty(),
-        "no sources are configured: add [[sources]] or enable [simulator]"
+        !config.sources.is_empty(),
+        "no sources are configured: add [[sources]] (kind = \"simulator\" for the simulated grill)"
     );
     let mut tasks = JoinSet::new();
     let readiness = start_ops(&mut tasks, &config, &shutdown);

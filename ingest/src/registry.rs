@@ -55,14 +55,25 @@ impl SourceConfig {
         }
     }
 
-    /// The source, ready to run. `start_ms` starts a simulated cook.
+    /// The source, ready to run; a simulator starts a new cook at `start_ms`.
     pub fn build(&self, start_ms: i64) -> Result<Box<dyn Source>, IngestError> {
+        self.build_at(start_ms, start_ms)
+    }
+
+    /// The source, ready to run at `now_ms`. A simulator's cook began at `start_ms`: when
+    /// that is earlier it carries on where the cook would be by now (and starts no cook
+    /// session, which began with it); when it is `now_ms` it is a new cook.
+    pub fn build_at(&self, start_ms: i64, now_ms: i64) -> Result<Box<dyn Source>, IngestError> {
         let config_error = |source_name: &str, e: CloudError| IngestError::Config {
             source_name: source_name.to_owned(),
             reason: e.to_string(),
         };
         Ok(match self {
-            SourceConfig::Simulator(c) => Box::new(Simulator::new(c.clone(), start_ms)),
+            SourceConfig::Simulator(c) => {
+                let mut simulator = Simulator::new(c.clone(), start_ms);
+                simulator.skip_to(now_ms);
+                Box::new(simulator)
+            }
             SourceConfig::Mqtt(c) => Box::new(MqttSource::new(c.clone())),
             SourceConfig::HttpPush(c) => Box::new(HttpPush::new(c.clone())),
             SourceConfig::Thermoworks(c) => Box::new(CloudPoller::new(
@@ -83,7 +94,84 @@ impl SourceConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use emberline_log::{EventLog, topics};
+    use emberline_schemas::events::CookStarted;
+    use tokio_util::sync::CancellationToken;
+
     use super::*;
+    use crate::EventSink;
+
+    /// The cook sessions a simulator built at `now_ms` for a cook begun at `start_ms`
+    /// starts before its first readings.
+    async fn cooks_started(start_ms: i64, now_ms: i64) -> Vec<CookStarted> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, codec) = crate::testing::embedded_log(dir.path(), 1)
+            .await
+            .expect("log");
+        let config = SourceConfig::Simulator(SimulatorConfig {
+            interval_ms: 10,
+            cook_target_c: Some(93.0),
+            ..SimulatorConfig::default()
+        });
+        let mut source = config.build_at(start_ms, now_ms).expect("build");
+        let shutdown = CancellationToken::new();
+        let sink = EventSink::new(log.clone(), codec.clone(), shutdown.clone());
+        let run = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { source.run(sink, shutdown).await }
+        });
+        // The cook session, if any, is appended before the first reading.
+        let mut readings = log
+            .reader(topics::PROBE_READINGS, 0, 0)
+            .await
+            .expect("reader");
+        assert!(
+            !readings
+                .next_batch(1, Duration::from_secs(60))
+                .await
+                .expect("read")
+                .is_empty(),
+            "no readings"
+        );
+        shutdown.cancel();
+        run.await.expect("no panic").expect("stops cleanly");
+        let mut out = Vec::new();
+        let end = log.end_offset(topics::COOK_COMMANDS, 0).await.expect("end");
+        let mut reader = log
+            .reader(topics::COOK_COMMANDS, 0, 0)
+            .await
+            .expect("reader");
+        while reader.position() < end {
+            for r in reader
+                .next_batch(100, Duration::from_secs(60))
+                .await
+                .expect("read")
+            {
+                out.push(codec.decode(&r.value).await.expect("a cook start"));
+            }
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_simulated_cook_starts_a_cook_session_and_a_resumed_one_does_not() {
+        let start = 1_790_000_000_000;
+        let started = cooks_started(start, start).await;
+        assert_eq!(started.len(), 1, "{started:?}");
+        let cook = &started[0];
+        assert_eq!((cook.device_id.as_str(), cook.event_time), ("sim-1", start));
+        assert_eq!(
+            cook.targets_c
+                .iter()
+                .map(|(p, t)| (p.as_str(), *t))
+                .collect::<Vec<_>>(),
+            [("meat-1", 93.0), ("meat-2", 93.0), ("meat-3", 93.0)]
+        );
+        let resumed = cooks_started(start, start + 600_000).await;
+        assert!(resumed.is_empty(), "{resumed:?}");
+    }
 
     #[derive(Deserialize)]
     struct Doc {
@@ -96,7 +184,7 @@ mod tests {
             r#"{"sources": [
                 {"kind": "mqtt", "url": "mqtt://broker:1884", "topics": [{"filter": "bbq/#", "format": "json"}]},
                 {"kind": "http_push", "tokens": {"smoker": "t"}},
-                {"kind": "simulator", "devices": 2},
+                {"kind": "simulator", "devices": 2, "cook_target_c": 93.0},
                 {"kind": "thermoworks", "username": "a@b.c", "password_env": "TW", "poll_interval_s": 30}
             ]}"#,
         )
@@ -111,6 +199,10 @@ mod tests {
                 );
                 assert_eq!(t.credentials.password_env.as_deref(), Some("TW"));
             }
+            other => panic!("{other:?}"),
+        }
+        match &doc.sources[2] {
+            SourceConfig::Simulator(s) => assert_eq!((s.devices, s.cook_target_c), (2, Some(93.0))),
             other => panic!("{other:?}"),
         }
         match &doc.sources[0] {

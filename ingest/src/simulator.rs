@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use emberline_schemas::events::{DeviceRegistered, DeviceStatus, ProbeReading};
+use emberline_schemas::events::{CookStarted, DeviceRegistered, DeviceStatus, ProbeReading};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +38,11 @@ pub struct SimulatorConfig {
     pub pit_setpoint_c: f64,
     /// Simulated seconds per real second (1 = real time). Speeds up a demo cook.
     pub speedup: u32,
+    /// When set, a new simulated cook comes with a cook session on each device, its meat
+    /// probes aimed at this temperature (°C) — as a user would start one — so predictions
+    /// and the target-reached alert show at once. A resumed cook starts none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cook_target_c: Option<f64>,
 }
 
 impl Default for SimulatorConfig {
@@ -49,6 +54,7 @@ impl Default for SimulatorConfig {
             interval_ms: 1_000,
             pit_setpoint_c: 120.0,
             speedup: 1,
+            cook_target_c: None,
         }
     }
 }
@@ -216,6 +222,28 @@ impl Simulator {
             .collect()
     }
 
+    /// One `CookStarted` per device, begun at the simulator's start, every meat probe aimed
+    /// at `target_c`.
+    pub fn cook_commands(&self, target_c: f64) -> Vec<CookStarted> {
+        let probes = self.probe_ids();
+        self.devices
+            .iter()
+            .map(|d| CookStarted {
+                cook_id: format!("sim-{}-{}", self.now_ms, d.id),
+                device_id: d.id.clone(),
+                event_time: self.now_ms,
+                what: Some("Simulated brisket".into()),
+                targets_c: probes
+                    .iter()
+                    .filter(|p| p.as_str() != "pit")
+                    .map(|p| (p.clone(), target_c))
+                    .collect(),
+                pit_min_c: None,
+                pit_max_c: None,
+            })
+            .collect()
+    }
+
     /// Runs the simulation forward, without producing readings, until the next tick is at or
     /// after `until_ms`: a restarted simulator continues its cook where it would be now
     /// (the time it was down is a gap in the data, as with a real thermometer).
@@ -317,6 +345,13 @@ impl Source for Simulator {
             Err(IngestError::ShutDown { .. }) => Ok(true),
             Err(e) => Err(e),
         };
+        // A new cook (not one resumed with `skip_to`) starts its cook session first.
+        if let Some(target) = self.config.cook_target_c
+            && self.ticks == 0
+            && stopped(sink.cooks_started(&self.cook_commands(target)).await)?
+        {
+            return Ok(());
+        }
         if stopped(sink.registrations(&self.registrations()).await)? {
             return Ok(());
         }

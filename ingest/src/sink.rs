@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emberline_log::{EventLog, NewRecord, Position, topics};
-use emberline_schemas::events::{DeviceRegistered, DeviceStatus, ProbeReading};
+use emberline_schemas::events::{CookStarted, DeviceRegistered, DeviceStatus, ProbeReading};
 use emberline_schemas::{Event, EventCodec};
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +34,7 @@ macro_rules! keyed {
         }
     )*};
 }
-keyed!(ProbeReading, DeviceStatus, DeviceRegistered);
+keyed!(ProbeReading, DeviceStatus, DeviceRegistered, CookStarted);
 
 impl EventSink {
     /// A sink appending to `log`, giving up retries once `shutdown` is cancelled.
@@ -66,6 +66,11 @@ impl EventSink {
         registrations: &[DeviceRegistered],
     ) -> Result<Vec<Position>, IngestError> {
         self.append(topics::DEVICE_EVENTS, registrations).await
+    }
+
+    /// Appends cook commands to `cook.commands` (the simulator starts its simulated cook so).
+    pub async fn cooks_started(&self, cooks: &[CookStarted]) -> Result<Vec<Position>, IngestError> {
+        self.append(topics::COOK_COMMANDS, cooks).await
     }
 
     /// Appends what a [`Gate`](crate::validate::Gate) admitted and sends what it rejected
