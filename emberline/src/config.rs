@@ -45,6 +45,8 @@ pub(crate) struct Config {
     pub(crate) ops: OpsConfig,
     /// Where projections (and processor state) are kept.
     pub(crate) projections: ProjectionsConfig,
+    /// Span export (OpenTelemetry, OTLP/gRPC).
+    pub(crate) telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// Where projections are kept.
@@ -173,6 +175,7 @@ impl Default for Config {
             sources: default_sources(),
             ops: OpsConfig::default(),
             projections: ProjectionsConfig::default(),
+            telemetry: crate::telemetry::TelemetryConfig::default(),
         }
     }
 }

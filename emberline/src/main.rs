@@ -19,15 +19,14 @@ mod ops;
 mod processing;
 mod report;
 mod roles;
+mod telemetry;
 mod watch;
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 
@@ -41,6 +40,9 @@ struct Cli {
     /// Data directory for the embedded log and projections.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// How log lines are written on standard error.
+    #[arg(long, global = true, value_enum, default_value_t, env = "EMBERLINE_LOG_FORMAT")]
+    log_format: telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -125,6 +127,24 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The role this command runs, as span exports name the service.
+    fn role(&self) -> &'static str {
+        match self {
+            Command::Up { .. } => "up",
+            Command::Ingest => "ingest",
+            Command::Process { .. } => "process",
+            Command::Gateway { .. } => "gateway",
+            Command::Registry { .. } => "registry",
+            Command::ConnectHa { .. } => "connect-ha",
+            Command::Notify => "notify",
+            Command::Watch { .. } => "watch",
+            Command::EvalPredictions { .. } => "eval-predictions",
+            Command::Config { .. } => "config",
+        }
+    }
+}
+
 /// Runs the command; a failure prints its chain of causes on one line (`error: …: …`) and
 /// exits with status 1 — a configuration mistake is not a crash, so no backtrace.
 fn main() -> std::process::ExitCode {
@@ -143,20 +163,15 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     let cli = Cli::parse();
     emberline_common::http::install_crypto_provider();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let logs = telemetry::logs_only(cli.log_format);
     if let Command::EvalPredictions {
         files,
         simulated,
         target_c,
     } = &cli.command
     {
-        let table = eval::run(files, *simulated, *target_c)?;
+        let table =
+            tracing::dispatcher::with_default(&logs, || eval::run(files, *simulated, *target_c))?;
         #[allow(clippy::print_stdout)]
         {
             print!("{table}");
@@ -167,7 +182,7 @@ fn run() -> Result<()> {
         let config = if *print_default {
             Config::default()
         } else {
-            Config::load(cli.config.as_deref())?
+            tracing::dispatcher::with_default(&logs, || Config::load(cli.config.as_deref()))?
         };
         let text = toml::to_string_pretty(&config)?;
         #[allow(clippy::print_stdout)]
@@ -176,14 +191,16 @@ fn run() -> Result<()> {
         }
         return Ok(());
     }
-    let mut config = Config::load(cli.config.as_deref())?;
+    let mut config =
+        tracing::dispatcher::with_default(&logs, || Config::load(cli.config.as_deref()))?;
     if let Some(dir) = cli.data_dir {
         config.data_dir = Some(dir);
     }
+    let telemetry = telemetry::init(cli.log_format, &config.telemetry, cli.command.role())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Up {
                 grpc_addr,
@@ -239,5 +256,9 @@ fn run() -> Result<()> {
             } => watch::watch(addr, device, from_start).await,
             Command::Config { .. } | Command::EvalPredictions { .. } => Ok(()),
         }
-    })
+    });
+    // The exporter's last spans go out once every role has stopped.
+    drop(runtime);
+    telemetry.shutdown();
+    result
 }
