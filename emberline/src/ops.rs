@@ -1,7 +1,10 @@
 //! The operations endpoint every role serves on `ops.addr`: `GET /healthz` (the process
 //! runs; for liveness probes) and `GET /readyz` (every part of the role is ready to take
 //! traffic — for a processor or a gateway, caught up with the log as it was at start — for
-//! readiness probes and load balancers).
+//! readiness probes and load balancers) and `GET /metrics` (Prometheus text format; see
+//! [`exporter`] and `docs/metrics.md`).
+
+mod exporter;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +17,8 @@ use axum::routing::get;
 use emberline_log::EventLog;
 use emberline_projections::ProjectionStore;
 use tokio_util::sync::CancellationToken;
+
+pub(crate) use self::exporter::install as install_metrics;
 
 /// What is not ready yet, by part; empty when the role is ready.
 #[derive(Clone, Default)]
@@ -63,6 +68,7 @@ pub(crate) fn router(readiness: Readiness) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(exporter::render))
         .with_state(readiness)
 }
 
@@ -72,10 +78,11 @@ pub(crate) async fn serve(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    install_metrics()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("ops endpoint on {addr} (ops.addr): {e}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "health and readiness endpoint listening");
+    tracing::info!(addr = %listener.local_addr()?, "health, readiness and metrics endpoint listening");
     axum::serve(listener, router(readiness))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
@@ -153,6 +160,15 @@ mod tests {
         assert!(body.contains("processor: 12 records"), "{body}");
         readiness.ready("processor");
         assert_eq!(get("/readyz").await, (200, "ready\n".to_owned()));
+        install_metrics().expect("install the recorder");
+        metrics::counter!("emberline_ops_test_total", "part" => "ops").increment(3);
+        let (status, body) = get("/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("emberline_ops_test_total{part=\"ops\"} 3"),
+            "{body}"
+        );
+        assert!(body.contains("emberline_build_info{version="), "{body}");
         shutdown.cancel();
         server.await.expect("join").expect("serve");
     }

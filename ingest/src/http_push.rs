@@ -26,7 +26,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -171,7 +170,7 @@ fn epoch_ms(t: i64) -> i64 {
 }
 
 async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    shared.metrics.polls.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.polled();
     let received = now_ms();
     let token = headers
         .get(header::AUTHORIZATION)
@@ -256,28 +255,21 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     match delivery {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            shared.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.failed("log");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("the log did not take the readings: {e}; retry"),
             );
         }
         Err(_) => {
-            shared.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.failed("log_timeout");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the log is not answering; retry (repeats are recognised)",
             );
         }
     }
-    let m = &shared.metrics;
-    m.readings
-        .fetch_add(admitted.readings.len() as u64, Ordering::Relaxed);
-    m.rejects
-        .fetch_add(admitted.rejected.len() as u64, Ordering::Relaxed);
-    m.duplicates.fetch_add(duplicates as u64, Ordering::Relaxed);
-    m.last_success_ms
-        .store(received.max(0) as u64, Ordering::Relaxed);
+    shared.metrics.delivered(&admitted, received);
     let accepted = admitted.readings.len();
     if rejected.is_empty() {
         return (
@@ -355,7 +347,7 @@ async fn dead_letter_body(shared: &Shared, device: &str, reason: &str, body: &[u
         reason: Rejection::Malformed(reason.to_owned()),
         raw: body.to_vec(),
     }];
-    shared.metrics.rejects.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.rejected(&rejected[0].reason);
     let sent = tokio::time::timeout(
         Duration::from_secs(10),
         shared.sink.dead_letters(&shared.name, &rejected, received),
@@ -396,7 +388,7 @@ impl Source for HttpPush {
                 i64::from(self.config.retention_days) * 86_400_000,
             )),
             sink,
-            metrics: SourceMetrics::default(),
+            metrics: SourceMetrics::new(&self.config.name),
         });
         let app = Router::new()
             .route("/v1/readings", post(push))

@@ -314,6 +314,7 @@ impl Source for MqttSource {
             i64::from(self.config.retention_days) * 86_400_000,
         );
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(60));
+        let metrics = crate::metrics::SourceMetrics::new(&self.config.name);
         loop {
             let polled = tokio::select! {
                 p = eventloop.poll() => p,
@@ -323,6 +324,7 @@ impl Source for MqttSource {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!(source = %self.config.name, broker = %self.config.url, "connected to the MQTT broker");
                     backoff.reset();
+                    metrics.backing_off(Duration::ZERO);
                     for mapping in &self.config.topics {
                         if let Err(e) = client.subscribe(&mapping.filter, QoS::AtLeastOnce).await {
                             tracing::warn!(filter = %mapping.filter, error = %e, "cannot subscribe");
@@ -330,6 +332,7 @@ impl Source for MqttSource {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    metrics.polled();
                     let received = now_ms();
                     let mapping = self
                         .config
@@ -352,6 +355,7 @@ impl Source for MqttSource {
                         };
                     match sink.deliver(&self.config.name, &admitted, received).await {
                         Ok(()) => {
+                            metrics.delivered(&admitted, received);
                             // Only now may the broker forget the message.
                             if let Err(e) = client.ack(&publish).await {
                                 tracing::warn!(error = %e, "cannot acknowledge a message; the broker re-sends it");
@@ -370,6 +374,11 @@ impl Source for MqttSource {
                                 | ConnectReturnCode::NotAuthorized
                         )
                     );
+                    metrics.failed(if rejected {
+                        "credentials"
+                    } else {
+                        "connection"
+                    });
                     let delay = if rejected {
                         tracing::error!(source = %self.config.name, "the MQTT broker rejected the credentials");
                         backoff.next_delay().max(Duration::from_secs(30))
@@ -378,6 +387,7 @@ impl Source for MqttSource {
                         tracing::warn!(source = %self.config.name, error = %e, ?delay, "MQTT connection lost; reconnecting");
                         delay
                     };
+                    metrics.backing_off(delay);
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = shutdown.cancelled() => return Ok(()),

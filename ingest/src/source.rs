@@ -31,7 +31,9 @@ pub async fn run_source(
 ) -> Result<(), IngestError> {
     let name = source.name().to_owned();
     tracing::info!(source = %name, "source starting");
+    let running = crate::metrics::Running::start(&name);
     let result = source.run(sink, shutdown).await;
+    drop(running);
     match &result {
         Ok(()) => tracing::info!(source = %name, "source stopped"),
         Err(e) => tracing::error!(source = %name, error = %e, "source failed"),

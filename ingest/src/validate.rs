@@ -101,6 +101,21 @@ pub enum Rejection {
     Malformed(String),
 }
 
+impl Rejection {
+    /// A fixed word for the reason, for metrics labels (the message holds the details).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::NotANumber => "not_a_number",
+            Rejection::Sentinel(_) => "sentinel",
+            Rejection::OutOfRange { .. } => "out_of_range",
+            Rejection::FromTheFuture { .. } => "from_the_future",
+            Rejection::TooOld { .. } => "too_old",
+            Rejection::BadId(_) => "bad_id",
+            Rejection::Malformed(_) => "malformed",
+        }
+    }
+}
+
 /// A reading refused, with everything needed to understand it later.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rejected {

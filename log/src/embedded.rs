@@ -167,7 +167,9 @@ impl EmbeddedLog {
             txn.commit()?;
             Ok(())
         };
-        write(&mut positions).map_err(storage("appending"))?;
+        let records = groups.values().flatten().map(|(_, r)| r);
+        crate::metrics::timed_append("embedded", topic, records, &mut positions, write)
+            .map_err(storage("appending"))?;
         self.inner.appended.send_modify(|n| *n += 1);
         Ok(positions)
     }

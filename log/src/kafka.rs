@@ -188,6 +188,20 @@ impl KafkaLog {
             .map_err(|e| LogError::Task(e.to_string()))?
     }
 
+    /// [`send_all`](Self::send_all) to the (unprefixed) `topic`, recorded in the metrics.
+    async fn send_metered(
+        &self,
+        topic: &str,
+        records: Vec<(u32, NewRecord)>,
+    ) -> Result<Vec<Position>, LogError> {
+        let sized = crate::metrics::size(records.iter().map(|(_, r)| r));
+        let started = std::time::Instant::now();
+        let result = self.send_all(&self.name(topic), records).await;
+        let outcome = result.as_ref().map(Vec::as_slice);
+        crate::metrics::record_append("kafka", topic, sized, started.elapsed(), outcome);
+        result
+    }
+
     /// Sends records to explicit partitions and waits for every acknowledgement.
     async fn send_all(
         &self,
@@ -303,7 +317,7 @@ impl EventLog for KafkaLog {
             .into_iter()
             .map(|r| (partition_for(&r.key, partitions), r))
             .collect();
-        self.send_all(&self.name(topic), routed).await
+        self.send_metered(topic, routed).await
     }
 
     async fn append_to(
@@ -324,7 +338,7 @@ impl EventLog for KafkaLog {
             });
         }
         let routed = records.into_iter().map(|r| (partition, r)).collect();
-        self.send_all(&self.name(topic), routed).await
+        self.send_metered(topic, routed).await
     }
 
     async fn reader(

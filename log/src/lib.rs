@@ -30,6 +30,7 @@ mod error;
 mod group;
 #[cfg(feature = "kafka")]
 mod kafka;
+mod metrics;
 mod partitioner;
 mod record;
 

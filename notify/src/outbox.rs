@@ -51,12 +51,18 @@ fn storage<E: std::error::Error + Send + Sync + 'static>(e: E) -> NotifyError {
 impl Outbox {
     /// Opens (or creates) the outbox at `path`.
     pub fn open(path: &Path) -> Result<Self, NotifyError> {
+        emberline_common::data_dir::note_file(path);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(storage)?;
         }
         let db = Database::create(path)
             .map_err(|e| NotifyError::Outbox(format!("{}: {e}", path.display()).into()))?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The redb database, for taking backups of it (`emberline backup`).
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
     }
 
     /// Next offset to read per partition of `alerts`.

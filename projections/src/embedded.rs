@@ -95,6 +95,7 @@ macro_rules! read_table {
 impl EmbeddedStore {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: &Path) -> Result<Self, ProjectionError> {
+        emberline_common::data_dir::note_file(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| ProjectionError::Storage {
                 action: "creating the data directory",
@@ -114,6 +115,11 @@ impl EmbeddedStore {
                 },
             })?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The redb database, for taking backups of it (`emberline backup`).
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
     }
 
     async fn blocking<T: Send + 'static>(

@@ -21,7 +21,6 @@ pub mod meater;
 pub mod thermoworks;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -103,6 +102,19 @@ pub enum CloudError {
     /// The adapter's settings are wrong.
     #[error("configuration: {0}")]
     Config(String),
+}
+
+impl CloudError {
+    /// A fixed word for the failure, for the `kind` label of `emberline_source_errors_total`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            CloudError::CredentialsRejected(_) => "credentials",
+            CloudError::RateLimited { .. } => "rate_limited",
+            CloudError::Upstream(_) => "upstream",
+            CloudError::Malformed { .. } => "malformed",
+            CloudError::Config(_) => "config",
+        }
+    }
 }
 
 /// What one poll produced.
@@ -246,9 +258,9 @@ impl<A: CloudAdapter> CloudPoller<A> {
     /// Polls `adapter`; readings older than `retention_days` are refused.
     pub fn new(adapter: A, retention_days: u32) -> Self {
         Self {
+            metrics: SourceMetrics::new(adapter.name()),
             adapter,
             retention_ms: i64::from(retention_days) * 86_400_000,
-            metrics: SourceMetrics::default(),
         }
     }
 }
@@ -290,12 +302,14 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
                 tracing::info!(source = %name, metrics = %m.to_json(), "source health");
             }
             if let Some(until) = breaker.open_until(Instant::now()) {
+                m.circuit(true);
                 tracing::warn!(source = %name, wait_s = (until - Instant::now()).as_secs(), "circuit open after repeated failures; pausing calls");
                 if !wait(until - Instant::now(), &shutdown).await {
                     return Ok(());
                 }
             }
-            m.polls.fetch_add(1, Ordering::Relaxed);
+            m.circuit(false);
+            m.polled();
             let received = now_ms();
             let delay = match self.adapter.poll(received).await {
                 Ok(out) => {
@@ -312,18 +326,13 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
                         Err(IngestError::ShutDown { .. }) => return Ok(()),
                         Err(e) => return Err(e),
                     }
-                    m.readings
-                        .fetch_add(admitted.readings.len() as u64, Ordering::Relaxed);
-                    m.rejects
-                        .fetch_add(admitted.rejected.len() as u64, Ordering::Relaxed);
-                    m.duplicates
-                        .fetch_add(admitted.duplicates as u64, Ordering::Relaxed);
-                    m.last_success_ms
-                        .store(received.max(0) as u64, Ordering::Relaxed);
+                    m.delivered(&admitted, received);
+                    m.backing_off(Duration::ZERO);
                     self.adapter.interval()
                 }
                 Err(CloudError::CredentialsRejected(reason)) => {
-                    m.errors.fetch_add(1, Ordering::Relaxed);
+                    m.failed("credentials");
+                    m.backing_off(CREDENTIALS_RETRY);
                     tracing::error!(source = %name, %reason, "credentials rejected; fix them in the config — retrying only once an hour");
                     let note = format!("{name} credentials rejected: {reason}");
                     let statuses: Vec<DeviceStatus> = self
@@ -349,10 +358,11 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
                     CREDENTIALS_RETRY
                 }
                 Err(CloudError::RateLimited { retry_after }) => {
-                    m.errors.fetch_add(1, Ordering::Relaxed);
+                    m.failed("rate_limited");
                     let delay = retry_after
                         .unwrap_or_else(|| backoff.next_delay())
                         .max(self.adapter.interval());
+                    m.backing_off(delay);
                     tracing::warn!(source = %name, ?delay, "rate limited by the cloud; waiting");
                     delay
                 }
@@ -363,7 +373,7 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
                     });
                 }
                 Err(e) => {
-                    m.errors.fetch_add(1, Ordering::Relaxed);
+                    m.failed(e.kind_name());
                     if let CloudError::Malformed { what, reason, body } = &e {
                         let rejected = [Rejected {
                             device_id: String::new(),
@@ -379,6 +389,7 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
                     }
                     let opened = breaker.failure(Instant::now());
                     let delay = backoff.next_delay();
+                    m.backing_off(delay);
                     tracing::warn!(source = %name, error = %e, ?delay, circuit_opened = opened, "poll failed; retrying");
                     delay
                 }
