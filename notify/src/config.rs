@@ -122,6 +122,17 @@ pub enum ChannelKind {
     },
 }
 
+impl ChannelKind {
+    /// The kind's name as configured (`webhook`, `email`, `ntfy`), for metrics labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChannelKind::Webhook { .. } => "webhook",
+            ChannelKind::Email { .. } => "email",
+            ChannelKind::Ntfy { .. } => "ntfy",
+        }
+    }
+}
+
 /// Webhook payload shapes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -154,7 +154,12 @@ impl Outbox {
     pub fn due(&self, now_ms: i64) -> Result<(Vec<OutboxEntry>, Option<i64>), NotifyError> {
         let mut due = Vec::new();
         let mut next = None::<i64>;
-        for e in self.read_all(PENDING)? {
+        let pending = self.read_all(PENDING)?;
+        let oldest = pending.iter().map(|e| e.notice.time_ms).min();
+        metrics::gauge!("emberline_notify_outbox_pending").set(pending.len() as f64);
+        metrics::gauge!("emberline_notify_outbox_oldest_pending_age_seconds")
+            .set(oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0));
+        for e in pending {
             if e.next_attempt_ms <= now_ms {
                 due.push(e);
             } else {

@@ -207,10 +207,12 @@ async fn deliver_loop(
             let now = now_ms();
             match outcome {
                 Ok(()) => {
+                    delivered(channel.kind.name(), "delivered");
                     tracing::info!(channel = %channel.name, delivery = %entry.notice.delivery_id, attempts = entry.attempts + 1, "notification delivered");
                     outbox.record(&entry, now, Ok(()))?;
                 }
                 Err(e) => {
+                    delivered(channel.kind.name(), "failed");
                     let delay = retry_delay(&config, entry.attempts);
                     tracing::warn!(channel = %channel.name, delivery = %entry.notice.delivery_id, attempt = entry.attempts + 1, error = %e, retry_in_ms = delay, "notification failed; will retry");
                     outbox.record(&entry, now, Err((e.0, now + delay as i64)))?;
@@ -226,6 +228,16 @@ async fn deliver_loop(
             () = shutdown.cancelled() => return Ok(()),
         }
     }
+}
+
+/// Counts one delivery attempt to a channel of `kind` by its `result`.
+fn delivered(kind: &'static str, result: &'static str) {
+    metrics::counter!(
+        "emberline_notify_deliveries_total",
+        "channel_kind" => kind,
+        "result" => result
+    )
+    .increment(1);
 }
 
 /// Exponential backoff: the first retry after `retry_initial_ms`, doubling to `retry_max_ms`.

@@ -238,10 +238,16 @@ impl Bridge {
         if !self.connected {
             return;
         }
-        if let Err(e) =
+        let queued =
             self.client
-                .try_publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
-        {
+                .try_publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec());
+        let result = if queued.is_ok() {
+            "queued"
+        } else {
+            "not_queued"
+        };
+        metrics::counter!("emberline_ha_publishes_total", "result" => result).increment(1);
+        if let Err(e) = queued {
             tracing::warn!(%topic, error = %e, "MQTT publish not queued; it is re-sent on reconnect");
         }
     }

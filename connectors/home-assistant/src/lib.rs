@@ -30,3 +30,17 @@ pub mod upstream;
 pub use bridge::run;
 pub use config::{HomeAssistantConfig, MqttConfig, TemperatureUnit};
 pub use error::ConnectorError;
+
+/// Records that the connection to `peer` (`mqtt` or `gateway`) came up: counted in
+/// `emberline_ha_connections_total` (more than one means reconnects) and shown by
+/// `emberline_ha_connected`.
+pub(crate) fn connection(peer: &'static str) {
+    metrics::counter!("emberline_ha_connections_total", "peer" => peer).increment(1);
+    metrics::gauge!("emberline_ha_connected", "peer" => peer).set(1.0);
+}
+
+/// Records that the connection to `peer` failed or dropped.
+pub(crate) fn connection_lost(peer: &'static str) {
+    metrics::counter!("emberline_ha_connection_failures_total", "peer" => peer).increment(1);
+    metrics::gauge!("emberline_ha_connected", "peer" => peer).set(0.0);
+}

@@ -136,6 +136,7 @@ async fn drive(
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
             Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
                 tracing::info!(broker = %url, "connected to the MQTT broker");
+                crate::connection("mqtt");
                 connected = true;
                 backoff.reset();
                 MqttEvent::Connected
@@ -160,6 +161,7 @@ async fn drive(
                 } else {
                     tracing::warn!(broker = %url, error = %e, ?delay, "MQTT connection lost; reconnecting");
                 }
+                crate::connection_lost("mqtt");
                 if connected {
                     connected = false;
                     if tx.send(MqttEvent::Disconnected).await.is_err() {

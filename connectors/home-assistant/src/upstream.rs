@@ -118,6 +118,7 @@ async fn run(
                 }
                 Err(status) => return Err(status.message().to_owned()),
             };
+            crate::connection("gateway");
             if tx.send(Feed::Subscribed).await.is_err() {
                 return Ok(());
             }
@@ -138,6 +139,7 @@ async fn run(
         match result {
             Ok(()) => return,
             Err(reason) => {
+                crate::connection_lost("gateway");
                 if tx.send(Feed::Lost(reason)).await.is_err() {
                     return;
                 }
