@@ -94,6 +94,7 @@ impl InputEvent for ProbeReading {
 
 /// A chunk's records as the dataflow carries them, each counted in `stats`.
 fn readings(chunk: Chunk<ProbeReading>, stats: &mut RunStats) -> impl Iterator<Item = Reading> {
+    crate::metrics::consumed("trends", &chunk);
     for record in &chunk.records {
         stats.count(&record.input);
     }

@@ -297,6 +297,7 @@ pub async fn run_devices_on(
             apply(info, event);
             changed.insert(id.to_owned());
         }
+        crate::metrics::consumed("devices", &chunk);
         for record in &chunk.records {
             stats.count(&record.input);
         }

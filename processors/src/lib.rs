@@ -54,6 +54,7 @@ pub mod cook;
 mod dataflow;
 pub mod devices;
 mod error;
+mod metrics;
 mod partition_feed;
 mod projection_writer;
 mod sink;

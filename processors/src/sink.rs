@@ -66,6 +66,7 @@ impl TrendSink {
         if self.abandoned || items.is_empty() {
             return;
         }
+        let _round = crate::metrics::RoundTimer::start("trends");
         items.sort_by_key(|u| (u.reading.partition, u.reading.offset));
         let mut by_partition: BTreeMap<u32, Vec<Updated>> = BTreeMap::new();
         for item in items {

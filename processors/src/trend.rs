@@ -61,10 +61,14 @@ impl TrendState {
             .back()
             .map_or(event_time, |(t, _)| (*t).max(event_time));
         if event_time <= newest - WINDOW_MS {
+            crate::metrics::late_reading("trends", "dropped");
             return None;
         }
         // Insert in event-time order (after equal times: arrival order breaks ties).
         let at = self.window.partition_point(|(t, _)| *t <= event_time);
+        if at < self.window.len() {
+            crate::metrics::late_reading("trends", "reordered");
+        }
         self.window.insert(at, (event_time, temp));
         while let Some((t, _)) = self.window.front() {
             if *t <= newest - WINDOW_MS || self.window.len() > MAX_SAMPLES {

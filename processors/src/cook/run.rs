@@ -98,7 +98,10 @@ impl Lane {
     fn refill(&mut self) -> Result<(), ProcessorError> {
         while self.buf.is_empty() && !self.closed {
             match self.rx.try_recv() {
-                Ok(Ok(chunk)) => self.buf.extend(chunk.records),
+                Ok(Ok(chunk)) => {
+                    crate::metrics::consumed("cooks", &chunk);
+                    self.buf.extend(chunk.records);
+                }
                 Ok(Err(e)) => return Err(e),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => self.closed = true,
@@ -110,7 +113,10 @@ impl Lane {
     /// Waits for the feed's next chunk (catch-up mode).
     async fn wait(&mut self) -> Result<(), ProcessorError> {
         match self.rx.recv().await {
-            Some(Ok(chunk)) => self.buf.extend(chunk.records),
+            Some(Ok(chunk)) => {
+                crate::metrics::consumed("cooks", &chunk);
+                self.buf.extend(chunk.records);
+            }
             Some(Err(e)) => return Err(e),
             None => self.closed = true,
         }
