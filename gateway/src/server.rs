@@ -122,6 +122,8 @@ pub async fn serve_grpc(
         let _ = tx.send(local);
     }
     tonic::transport::Server::builder()
+        // One span per RPC (gRPC and grpc-web alike), named by its method.
+        .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(routes)

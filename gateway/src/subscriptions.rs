@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::Gateway;
 use crate::status::to_status;
+use tracing::Instrument;
 
 /// Updates buffered per subscription before the readers wait for the client.
 const BUFFER: usize = 1_024;
@@ -121,7 +122,14 @@ impl Gateway {
                         if !device.is_empty() && event.device_id() != device {
                             continue;
                         }
-                        if tx.send(Ok(event)).await.is_err() {
+                        // The `deliver` span: the record handed to this subscriber.
+                        let span = tracing::info_span!(
+                            "deliver",
+                            topic = %topic,
+                            partition,
+                            offset = record.offset
+                        );
+                        if tx.send(Ok(event)).instrument(span).await.is_err() {
                             return;
                         }
                     }

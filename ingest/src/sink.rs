@@ -146,6 +146,20 @@ impl EventSink {
         self.append_records(topic, records).await
     }
 
+    /// Appends `records`, retrying until they are durable. The `append` span carries where
+    /// they landed: the partition and offset of the first and the last record.
+    #[tracing::instrument(
+        name = "append",
+        skip_all,
+        fields(
+            topic = %topic,
+            records = records.len(),
+            partition = tracing::field::Empty,
+            offset = tracing::field::Empty,
+            last_partition = tracing::field::Empty,
+            last_offset = tracing::field::Empty,
+        )
+    )]
     async fn append_records(
         &self,
         topic: &str,
@@ -154,7 +168,16 @@ impl EventSink {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         loop {
             match self.log.append(topic, records.clone()).await {
-                Ok(positions) => return Ok(positions),
+                Ok(positions) => {
+                    let span = tracing::Span::current();
+                    if let (Some(first), Some(last)) = (positions.first(), positions.last()) {
+                        span.record("partition", first.partition);
+                        span.record("offset", first.offset);
+                        span.record("last_partition", last.partition);
+                        span.record("last_offset", last.offset);
+                    }
+                    return Ok(positions);
+                }
                 Err(e) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(topic, events = records.len(), error = %e, ?delay, "append failed; retrying");

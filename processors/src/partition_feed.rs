@@ -198,40 +198,7 @@ impl PartitionFeed {
                 r = reader.next_batch(self.batch_size, Duration::from_millis(500)) => r?,
                 () = self.shutdown.cancelled() => return Ok(()),
             };
-            let mut records = Vec::with_capacity(batch.len());
-            let mut dead = Vec::new();
-            for record in batch {
-                if self.until.is_some_and(|end| record.offset >= end) {
-                    break;
-                }
-                let input = match E::decode(&self.codec, &record.value).await {
-                    Ok(Some(event)) => Input::Event(event),
-                    Ok(None) => Input::Ignored,
-                    Err(reason) => {
-                        dead.push(dead_letter(
-                            &self.consumer,
-                            &self.topic,
-                            &record,
-                            &reason.to_string(),
-                        ));
-                        Input::Rejected
-                    }
-                };
-                records.push(Decoded {
-                    offset: record.offset,
-                    input,
-                });
-            }
-            if !dead.is_empty() {
-                tracing::warn!(
-                    consumer = %self.consumer,
-                    topic = %self.topic,
-                    partition = self.partition,
-                    count = dead.len(),
-                    "rejected records sent to the dead-letter topic"
-                );
-                self.log.append(topics::DEAD_LETTER, dead).await?;
-            }
+            let records = self.decode(batch).await?;
             if records.is_empty() {
                 continue;
             }
@@ -245,6 +212,64 @@ impl PartitionFeed {
             }
             self.wake();
         }
+    }
+}
+
+impl PartitionFeed {
+    /// Decodes one batch read from the partition; what cannot be decoded goes to the
+    /// dead-letter topic. The `process` span names the records' topic, partition and
+    /// offsets, so one reading can be followed from its `append` span.
+    #[tracing::instrument(
+        name = "process",
+        skip_all,
+        fields(
+            consumer = %self.consumer,
+            topic = %self.topic,
+            partition = self.partition,
+            offset = batch.first().map(|r| r.offset),
+            last_offset = batch.last().map(|r| r.offset),
+            records = batch.len(),
+        )
+    )]
+    async fn decode<E: InputEvent>(
+        &self,
+        batch: Vec<Record>,
+    ) -> Result<Vec<Decoded<E>>, ProcessorError> {
+        let mut records = Vec::with_capacity(batch.len());
+        let mut dead = Vec::new();
+        for record in batch {
+            if self.until.is_some_and(|end| record.offset >= end) {
+                break;
+            }
+            let input = match E::decode(&self.codec, &record.value).await {
+                Ok(Some(event)) => Input::Event(event),
+                Ok(None) => Input::Ignored,
+                Err(reason) => {
+                    dead.push(dead_letter(
+                        &self.consumer,
+                        &self.topic,
+                        &record,
+                        &reason.to_string(),
+                    ));
+                    Input::Rejected
+                }
+            };
+            records.push(Decoded {
+                offset: record.offset,
+                input,
+            });
+        }
+        if !dead.is_empty() {
+            tracing::warn!(
+                consumer = %self.consumer,
+                topic = %self.topic,
+                partition = self.partition,
+                count = dead.len(),
+                "rejected records sent to the dead-letter topic"
+            );
+            self.log.append(topics::DEAD_LETTER, dead).await?;
+        }
+        Ok(records)
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use emberline_common::Backoff;
 use emberline_projections::{ProjectionBatch, ProjectionStore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::ProcessorError;
 
@@ -33,6 +34,21 @@ impl ProjectionWriter {
     /// Applies `batch`. `false` when it was not applied: another process owns the partition
     /// now, or shutdown came while the store was failing (the batch is redone on restart).
     pub(crate) async fn apply(&self, batch: ProjectionBatch, shutdown: &CancellationToken) -> bool {
+        // The `project` span names the input positions this batch makes durable: the
+        // partition and the next offset covered of its (first) input.
+        let span = tracing::info_span!(
+            "project",
+            projection = self.projection,
+            topic = batch.applied.first().map(|a| a.0.as_str()),
+            partition = batch.applied.first().map(|a| a.1),
+            offset = batch.applied.first().map(|a| a.2),
+            inputs = batch.applied.len(),
+            history = batch.history.len(),
+        );
+        self.apply_in(batch, shutdown).instrument(span).await
+    }
+
+    async fn apply_in(&self, batch: ProjectionBatch, shutdown: &CancellationToken) -> bool {
         let what = format!("applying the {} projections", self.projection);
         retry(&what, shutdown, || async {
             self.store
