@@ -10,7 +10,10 @@
 //! * `emberline eval-predictions` — score time-to-target predictions on cook logs.
 //! * `emberline watch` — print live trend updates from a gateway.
 //! * `emberline config --print-default` — the whole configuration with its defaults.
+//! * `emberline backup <file>` / `emberline restore <file>` — one file holding the data
+//!   directory's stores, taken while `up` runs; put back into an empty directory.
 
+mod backup;
 mod config;
 #[cfg(test)]
 mod doc_examples;
@@ -41,7 +44,13 @@ struct Cli {
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// How log lines are written on standard error.
-    #[arg(long, global = true, value_enum, default_value_t, env = "EMBERLINE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "EMBERLINE_LOG_FORMAT"
+    )]
     log_format: telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -119,6 +128,24 @@ enum Command {
         #[arg(long, default_value_t = 93.0)]
         target_c: f64,
     },
+    /// Write a consistent backup of the data directory's stores (log and registry,
+    /// projections, notification outbox) to one file. When a process holds the directory,
+    /// it takes the backup, asked over its operations endpoint (`ops.addr`).
+    Backup {
+        /// The backup file to write.
+        file: PathBuf,
+        /// Operations endpoint of the process holding the data directory (default: ops.addr).
+        #[arg(long)]
+        ops_addr: Option<SocketAddr>,
+    },
+    /// Restore a backup into the data directory, which must be empty.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Replace the stores of a non-empty data directory (no process may hold it).
+        #[arg(long)]
+        force: bool,
+    },
     /// Show configuration.
     Config {
         /// Print the built-in defaults as TOML.
@@ -141,6 +168,8 @@ impl Command {
             Command::Watch { .. } => "watch",
             Command::EvalPredictions { .. } => "eval-predictions",
             Command::Config { .. } => "config",
+            Command::Backup { .. } => "backup",
+            Command::Restore { .. } => "restore",
         }
     }
 }
@@ -254,6 +283,10 @@ fn run() -> Result<()> {
                 device,
                 from_start,
             } => watch::watch(addr, device, from_start).await,
+            Command::Backup { file, ops_addr } => backup::backup(&config, &file, ops_addr).await,
+            Command::Restore { file, force } => {
+                tokio::task::spawn_blocking(move || backup::restore(&config, &file, force)).await?
+            }
             Command::Config { .. } | Command::EvalPredictions { .. } => Ok(()),
         }
     });

@@ -70,6 +70,7 @@ pub(crate) fn router(readiness: Readiness) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(exporter::render))
         .with_state(readiness)
+        .merge(crate::backup::routes())
 }
 
 /// Serves the endpoint on `addr` until `shutdown`.

@@ -107,6 +107,7 @@ async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts> {
             let log = EmbeddedLog::open(&path)
                 .with_context(|| format!("opening the embedded log at {}", path.display()))?;
             let db = log.database();
+            crate::backup::hold(&path, db.clone());
             (Arc::new(log), Some(db))
         }
         Backend::Kafka => {
@@ -123,9 +124,11 @@ async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts> {
                     None => {
                         let path = config.data_dir()?.join("registry.redb");
                         std::fs::create_dir_all(config.data_dir()?)?;
-                        Arc::new(RedbDatabase::create(&path).with_context(|| {
+                        let db = Arc::new(RedbDatabase::create(&path).with_context(|| {
                             format!("opening the embedded registry at {}", path.display())
-                        })?)
+                        })?);
+                        crate::backup::hold(&path, db.clone());
+                        db
                     }
                 };
                 let registry = EmbeddedRegistry::new(db);
@@ -162,6 +165,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn ProjectionStore>> {
             let path = config.data_dir()?.join("projections.redb");
             let store = EmbeddedStore::open(&path)
                 .with_context(|| format!("opening the projection store at {}", path.display()))?;
+            crate::backup::hold(&path, store.database());
             Ok(Arc::new(store))
         }
         StoreBackend::Scylla => {
@@ -561,6 +565,7 @@ fn spawn_notifier(
     let path = config.data_dir()?.join("outbox.redb");
     let outbox = emberline_notify::Outbox::open(&path)
         .with_context(|| format!("opening the notification outbox at {}", path.display()))?;
+    crate::backup::hold(&path, outbox.database());
     let (log, codec, settings, shutdown) = (
         parts.log.clone(),
         parts.codec.clone(),

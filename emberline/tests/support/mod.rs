@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
+pub mod answers;
 pub mod mosquitto;
 pub mod roles;
 
