@@ -45,6 +45,8 @@ pub(crate) struct Config {
     pub(crate) ops: OpsConfig,
     /// Where projections (and processor state) are kept.
     pub(crate) projections: ProjectionsConfig,
+    /// How long projection history is kept.
+    pub(crate) history: HistoryConfig,
     /// Span export (OpenTelemetry, OTLP/gRPC).
     pub(crate) telemetry: crate::telemetry::TelemetryConfig,
 }
@@ -90,6 +92,39 @@ pub(crate) struct LogConfig {
     pub(crate) partitions: u32,
     /// Kafka settings (used when `backend = "kafka"`).
     pub(crate) kafka: KafkaSection,
+    /// Records older than this (by record time, which is the event time) are removed, days;
+    /// 0 keeps them forever. The embedded log removes them in the background; on Kafka it is
+    /// the `retention.ms` of the topics Emberline creates. The projection changelog and
+    /// `_schemas` are always kept.
+    pub(crate) retention_days: u32,
+    /// How often the embedded log looks for expired records, seconds.
+    pub(crate) retention_check_interval_s: u64,
+}
+
+/// How long projection history is kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct HistoryConfig {
+    /// History points with an event time older than this are removed from the embedded
+    /// projection store, days; 0 keeps them forever. `GetHistory` for a range before what is
+    /// kept answers OUT_OF_RANGE ("expired").
+    pub(crate) retention_days: u32,
+    /// How often the embedded store looks for expired history, seconds.
+    pub(crate) retention_check_interval_s: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
+            retention_check_interval_s: 60,
+        }
+    }
+}
+
+/// `days` as a duration; `None` for 0 (keep forever).
+pub(crate) fn retention(days: u32) -> Option<std::time::Duration> {
+    (days > 0).then(|| std::time::Duration::from_secs(u64::from(days) * 86_400))
 }
 
 /// The log backend.
@@ -175,6 +210,7 @@ impl Default for Config {
             sources: default_sources(),
             ops: OpsConfig::default(),
             projections: ProjectionsConfig::default(),
+            history: HistoryConfig::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
         }
     }
@@ -202,6 +238,8 @@ impl Default for LogConfig {
             backend: Backend::Embedded,
             partitions: 4,
             kafka: KafkaSection::default(),
+            retention_days: 30,
+            retention_check_interval_s: 60,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use emberline_common::clock::now_ms;
+use emberline_common::redb_file::ReopeningDatabase;
 use emberline_gateway::Gateway;
 use emberline_ingest::{EventSink, SourceConfig, run_source};
 use emberline_log::{
@@ -75,6 +76,9 @@ fn kafka_config(config: &Config) -> KafkaConfig {
     kafka.replication_factor = k.replication_factor;
     kafka.properties = k.properties.clone();
     kafka.topic_prefix = k.topic_prefix.clone();
+    kafka.retention_ms = crate::config::retention(config.log.retention_days)
+        .map(|r| r.as_millis() as i64)
+        .or(Some(-1));
     kafka
 }
 
@@ -101,20 +105,29 @@ async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts> {
              processes"
         );
     }
-    let (log, local_db): (Arc<dyn EventLog>, Option<Arc<RedbDatabase>>) = match config.log.backend {
-        Backend::Embedded => {
-            let path = config.data_dir()?.join("log.redb");
-            let log = EmbeddedLog::open(&path)
-                .with_context(|| format!("opening the embedded log at {}", path.display()))?;
-            let db = log.database();
-            crate::backup::hold(&path, db.clone());
-            (Arc::new(log), Some(db))
-        }
-        Backend::Kafka => {
-            let log = KafkaLog::connect(kafka_config(config)).context("connecting to Kafka")?;
-            (Arc::new(log), None)
-        }
-    };
+    let (log, local_db): (Arc<dyn EventLog>, Option<Arc<ReopeningDatabase>>) =
+        match config.log.backend {
+            Backend::Embedded => {
+                let path = config.data_dir()?.join("log.redb");
+                let log = EmbeddedLog::open(&path)
+                    .with_context(|| format!("opening the embedded log at {}", path.display()))?;
+                let db = log.handle();
+                crate::backup::hold(&path, db.clone());
+                if let Some(retention) = crate::config::retention(config.log.retention_days) {
+                    let every = std::time::Duration::from_secs(
+                        config.log.retention_check_interval_s.max(1),
+                    );
+                    let log = log.clone();
+                    // Runs as long as the process: nothing to hand over at shutdown.
+                    tokio::spawn(async move { log.run_retention(retention, every).await });
+                }
+                (Arc::new(log), Some(db))
+            }
+            Backend::Kafka => {
+                let log = KafkaLog::connect(kafka_config(config)).context("connecting to Kafka")?;
+                (Arc::new(log), None)
+            }
+        };
     let (registry, embedded_registry): (Arc<dyn SchemaRegistry>, Option<EmbeddedRegistry>) =
         match &config.registry.url {
             Some(url) => (Arc::new(ConfluentRegistry::new(url)), None),
@@ -128,10 +141,10 @@ async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts> {
                             format!("opening the embedded registry at {}", path.display())
                         })?);
                         crate::backup::hold(&path, db.clone());
-                        db
+                        ReopeningDatabase::from_database(db)
                     }
                 };
-                let registry = EmbeddedRegistry::new(db);
+                let registry = EmbeddedRegistry::shared(db);
                 (Arc::new(registry.clone()), Some(registry))
             }
         };
@@ -165,6 +178,13 @@ async fn open_store(config: &Config) -> Result<Arc<dyn ProjectionStore>> {
             let path = config.data_dir()?.join("projections.redb");
             let store = EmbeddedStore::open(&path)
                 .with_context(|| format!("opening the projection store at {}", path.display()))?;
+            if let Some(retention) = crate::config::retention(config.history.retention_days) {
+                let every = std::time::Duration::from_secs(
+                    config.history.retention_check_interval_s.max(1),
+                );
+                let store = store.clone();
+                tokio::spawn(async move { store.run_history_retention(retention, every).await });
+            }
             crate::backup::hold(&path, store.database());
             Ok(Arc::new(store))
         }

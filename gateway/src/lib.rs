@@ -35,6 +35,7 @@ mod status;
 mod subscriptions;
 mod web;
 
+pub use queries::HISTORY_RETAINED_FROM_HEADER;
 pub use registry_api::{RestRegistry, registry_router, serve_registry};
 pub use registry_log::{LogRegistry, SCHEMAS_TOPIC};
 pub use server::{Gateway, ServeError, serve_grpc};

@@ -18,6 +18,10 @@ use crate::status::to_status;
 /// Largest history answer, points.
 const MAX_HISTORY_POINTS: usize = 100_000;
 
+/// Response header of `GetHistory` when the range reaches before the retained history: the
+/// epoch ms history is kept from (points before it have expired).
+pub const HISTORY_RETAINED_FROM_HEADER: &str = "emberline-history-retained-from-ms";
+
 fn device_to_proto(
     info: DeviceInfo,
     summary: Option<&DeviceSummary>,
@@ -166,13 +170,40 @@ impl ReadingService for Gateway {
             0 => MAX_HISTORY_POINTS,
             n => n.min(MAX_HISTORY_POINTS),
         };
+        // History before the retention's cut-off is gone: a range wholly before it is
+        // answered OUT_OF_RANGE saying so, not with an empty list that reads as "no data";
+        // a range reaching into it carries the cut-off in the `emberline-history-retained-from-ms`
+        // response header.
+        let retained_from = self
+            .store
+            .history_retained_from()
+            .await
+            .map_err(to_status)?;
+        if let Some(from) = retained_from
+            && r.to_ms <= from
+        {
+            return Err(Status::out_of_range(format!(
+                "history before {from} ms (epoch) has expired (history.retention_days); \
+                 the requested range [{}, {}) lies before it",
+                r.from_ms, r.to_ms
+            )));
+        }
         let points = self
             .store
             .history(&r.device_id, &r.probe_id, r.from_ms, r.to_ms, limit)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(GetHistoryResponse {
+        let mut response = Response::new(GetHistoryResponse {
             points: points.into_iter().map(history_to_proto).collect(),
-        }))
+        });
+        if let Some(from) = retained_from
+            && r.from_ms < from
+            && let Ok(value) = from.to_string().parse()
+        {
+            response
+                .metadata_mut()
+                .insert(HISTORY_RETAINED_FROM_HEADER, value);
+        }
+        Ok(response)
     }
 }

@@ -23,8 +23,27 @@
 //! * `log.heads`: (topic, partition) → next offset.
 //! * `log.batches`: (topic, partition, first offset) → encoded batch (see [`crate::embedded::batch`]).
 //! * `log.positions`: (consumer, topic, partition) → next offset to read.
+//! * `log.starts`: (topic, partition) → the first offset still stored, once retention has
+//!   removed anything (absent: 0).
 //!
 //! Tailing readers wait on an in-process signal that every commit bumps.
+//!
+//! ## Retention
+//!
+//! [`EmbeddedLog::expire`] removes, partition by partition and oldest first, whole batches
+//! whose newest record is older than a cut-off (record timestamps are event times, as
+//! Kafka's `retention.ms` keys on `CreateTime`), in write transactions of a few batches so
+//! appends wait at most one of them; it stops at the first batch still inside the retention,
+//! as Kafka stops at the first segment it must keep. Topics in
+//! [`KEEP_FOREVER`](crate::topics::KEEP_FOREVER) are never trimmed. A read below a
+//! partition's start returns records from the start (as a Kafka consumer with
+//! `auto.offset.reset = earliest` does), with a warning.
+//!
+//! ## Full disks
+//!
+//! redb refuses everything after a failed write until the file is reopened; the database
+//! lives in a [`ReopeningDatabase`], so once space is freed the next operation reopens it
+//! and the log carries on. Appends fail with [`LogError::Storage`] meanwhile.
 
 mod batch;
 
@@ -34,7 +53,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use emberline_common::redb_file::ReopeningDatabase;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use tokio::sync::watch;
 
 use crate::{EventLog, LogError, NewRecord, PartitionReader, Position, Record, partition_for};
@@ -47,6 +69,10 @@ const TOPICS: TableDefinition<&str, u32> = TableDefinition::new("log.topics");
 const HEADS: TableDefinition<(&str, u32), u64> = TableDefinition::new("log.heads");
 const BATCHES: TableDefinition<(&str, u32, u64), &[u8]> = TableDefinition::new("log.batches");
 const POSITIONS: TableDefinition<(&str, &str, u32), u64> = TableDefinition::new("log.positions");
+const STARTS: TableDefinition<(&str, u32), u64> = TableDefinition::new("log.starts");
+
+/// Batches removed per write transaction by retention: small, so appends wait little.
+const EXPIRE_BATCHES_PER_TXN: usize = 64;
 
 /// A durable log in one redb file.
 #[derive(Clone)]
@@ -55,7 +81,7 @@ pub struct EmbeddedLog {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    db: Arc<ReopeningDatabase>,
     /// Bumped after every committed append, so tailing readers wake up.
     appended: watch::Sender<u64>,
 }
@@ -87,43 +113,47 @@ impl EmbeddedLog {
                 source: format!("{}: {e}", parent.display()).into(),
             })?;
         }
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => LogError::InUse {
-                    path: path.to_owned(),
-                },
-                e => LogError::Storage {
-                    action: "opening the log",
-                    source: format!("{}: {e}", path.display()).into(),
-                },
-            })?;
-        Ok(Self::from_database(Arc::new(db)))
+        let db = ReopeningDatabase::open(path, CACHE_BYTES).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => LogError::InUse {
+                path: path.to_owned(),
+            },
+            e => LogError::Storage {
+                action: "opening the log",
+                source: format!("{}: {e}", path.display()).into(),
+            },
+        })?;
+        Ok(Self::from_handle(db))
     }
 
-    /// A log in an already open database (shared, for instance, with the schema registry).
+    /// A log in an already open database. It cannot reopen the file after an I/O error.
     pub fn from_database(db: Arc<Database>) -> Self {
+        Self::from_handle(ReopeningDatabase::from_database(db))
+    }
+
+    fn from_handle(db: Arc<ReopeningDatabase>) -> Self {
         let (appended, _) = watch::channel(0);
         Self {
             inner: Arc::new(Inner { db, appended }),
         }
     }
 
-    /// The database underneath, for stores that share it.
-    pub fn database(&self) -> Arc<Database> {
+    /// The reopening database underneath, for stores that share the file (the embedded
+    /// schema registry): they take the current database per operation.
+    pub fn handle(&self) -> Arc<ReopeningDatabase> {
         self.inner.db.clone()
     }
 
     fn partitions_blocking(&self, topic: &str) -> Result<u32, LogError> {
-        let read = || -> Result<Option<u32>, redb::Error> {
-            let txn = self.inner.db.begin_read()?;
+        let read = |db: &Database| -> Result<Option<u32>, redb::Error> {
+            let txn = db.begin_read()?;
             let Some(table) = read_table!(txn, TOPICS) else {
                 return Ok(None);
             };
             Ok(table.get(topic)?.map(|g| g.value()))
         };
-        read()
+        self.inner
+            .db
+            .run(read)
             .map_err(storage("reading topic metadata"))?
             .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))
     }
@@ -143,12 +173,31 @@ impl EmbeddedLog {
             total
         ];
         let write = |positions: &mut Vec<Position>| -> Result<(), redb::Error> {
-            let mut txn = self.inner.db.begin_write()?;
+            self.inner
+                .db
+                .run(|db| self.append_txn(db, topic, &groups, positions))
+        };
+        let records = groups.values().flatten().map(|(_, r)| r);
+        crate::metrics::timed_append("embedded", topic, records, &mut positions, write)
+            .map_err(storage("appending"))?;
+        self.inner.appended.send_modify(|n| *n += 1);
+        Ok(positions)
+    }
+
+    fn append_txn(
+        &self,
+        db: &Database,
+        topic: &str,
+        groups: &BTreeMap<u32, Vec<(usize, NewRecord)>>,
+        positions: &mut [Position],
+    ) -> Result<(), redb::Error> {
+        {
+            let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
             {
                 let mut heads = txn.open_table(HEADS)?;
                 let mut batches = txn.open_table(BATCHES)?;
-                for (partition, records) in &groups {
+                for (partition, records) in groups {
                     let first = heads
                         .get((topic, *partition))?
                         .map(|g| g.value())
@@ -166,12 +215,7 @@ impl EmbeddedLog {
             }
             txn.commit()?;
             Ok(())
-        };
-        let records = groups.values().flatten().map(|(_, r)| r);
-        crate::metrics::timed_append("embedded", topic, records, &mut positions, write)
-            .map_err(storage("appending"))?;
-        self.inner.appended.send_modify(|n| *n += 1);
-        Ok(positions)
+        }
     }
 
     fn read_blocking(
@@ -181,8 +225,8 @@ impl EmbeddedLog {
         from: u64,
         max: usize,
     ) -> Result<Vec<Record>, LogError> {
-        let read = || -> Result<Result<Vec<Record>, LogError>, redb::Error> {
-            let txn = self.inner.db.begin_read()?;
+        let read = |db: &Database| -> Result<Result<Vec<Record>, LogError>, redb::Error> {
+            let txn = db.begin_read()?;
             let Some(table) = read_table!(txn, BATCHES) else {
                 return Ok(Ok(Vec::new()));
             };
@@ -227,13 +271,13 @@ impl EmbeddedLog {
             }
             Ok(Ok(out))
         };
-        read().map_err(storage("reading"))?
+        self.inner.db.run(read).map_err(storage("reading"))?
     }
 
     fn end_offset_blocking(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
         self.check_partition(topic, partition)?;
-        let read = || -> Result<u64, redb::Error> {
-            let txn = self.inner.db.begin_read()?;
+        let read = |db: &Database| -> Result<u64, redb::Error> {
+            let txn = db.begin_read()?;
             let Some(table) = read_table!(txn, HEADS) else {
                 return Ok(0);
             };
@@ -242,7 +286,116 @@ impl EmbeddedLog {
                 .map(|g| g.value())
                 .unwrap_or(0))
         };
-        read().map_err(storage("reading the end offset"))
+        self.inner
+            .db
+            .run(read)
+            .map_err(storage("reading the end offset"))
+    }
+
+    fn start_offset_blocking(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        self.check_partition(topic, partition)?;
+        let read = |db: &Database| -> Result<u64, redb::Error> {
+            let txn = db.begin_read()?;
+            let Some(table) = read_table!(txn, STARTS) else {
+                return Ok(0);
+            };
+            Ok(table
+                .get((topic, partition))?
+                .map(|g| g.value())
+                .unwrap_or(0))
+        };
+        self.inner
+            .db
+            .run(read)
+            .map_err(storage("reading the start offset"))
+    }
+
+    /// Removes, in every partition of every topic not kept forever, the oldest batches whose
+    /// newest record is older than `cutoff_ms` (epoch ms), a few per write transaction.
+    /// Returns how many records were removed.
+    pub async fn expire(&self, cutoff_ms: i64) -> Result<u64, LogError> {
+        self.blocking(move |log| log.expire_blocking(cutoff_ms))
+            .await
+    }
+
+    fn expire_blocking(&self, cutoff_ms: i64) -> Result<u64, LogError> {
+        let topics = self
+            .inner
+            .db
+            .run(|db| {
+                let txn = db.begin_read()?;
+                let Some(table) = read_table!(txn, TOPICS) else {
+                    return Ok(Vec::new());
+                };
+                let mut out = Vec::new();
+                for entry in table.iter()? {
+                    let (topic, partitions) = entry?;
+                    out.push((topic.value().to_owned(), partitions.value()));
+                }
+                Ok(out)
+            })
+            .map_err(storage("listing topics"))?;
+        let mut removed = 0;
+        for (topic, partitions) in topics {
+            if crate::topics::KEEP_FOREVER.contains(&topic.as_str()) {
+                continue;
+            }
+            for partition in 0..partitions {
+                loop {
+                    let (records, done) = self
+                        .inner
+                        .db
+                        .run(|db| expire_some(db, &topic, partition, cutoff_ms))
+                        .map_err(storage("removing expired records"))?
+                        .map_err(|reason| LogError::Corrupt {
+                            topic: topic.clone(),
+                            partition,
+                            offset: reason.0,
+                            reason: reason.1.clone(),
+                        })?;
+                    removed += records;
+                    if done {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Runs [`expire`](Self::expire) every `every` with the cut-off `retention` before the
+    /// clock ([`emberline_common::clock::now_ms`]), forever; failures are logged and retried
+    /// at the next round.
+    pub async fn run_retention(&self, retention: Duration, every: Duration) {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let cutoff = emberline_common::clock::now_ms() - retention.as_millis() as i64;
+            match self.expire(cutoff).await {
+                Ok(0) => {}
+                Ok(records) => tracing::info!(
+                    records,
+                    cutoff_ms = cutoff,
+                    "log retention removed expired records"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %emberline_common::error::chain(&e), "log retention failed; trying again later")
+                }
+            }
+        }
+    }
+
+    /// Per partition of every topic: records, stored bytes and the oldest and newest record
+    /// times, read from this open log.
+    pub async fn stats(&self) -> Result<Vec<PartitionStats>, LogError> {
+        self.blocking(|log| {
+            log.inner
+                .db
+                .run(partition_stats::<Database>)
+                .map_err(storage("reading statistics"))?
+        })
+        .await
     }
 
     fn check_partition(&self, topic: &str, partition: u32) -> Result<u32, LogError> {
@@ -273,8 +426,8 @@ impl EventLog for EmbeddedLog {
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, LogError> {
         let topic = topic.to_owned();
         self.blocking(move |log| {
-            let write = || -> Result<u32, redb::Error> {
-                let txn = log.inner.db.begin_write()?;
+            let write = |db: &Database| -> Result<u32, redb::Error> {
+                let txn = db.begin_write()?;
                 let count = {
                     let mut table = txn.open_table(TOPICS)?;
                     let existing = table.get(topic.as_str())?.map(|g| g.value());
@@ -289,7 +442,7 @@ impl EventLog for EmbeddedLog {
                 txn.commit()?;
                 Ok(count)
             };
-            write().map_err(storage("creating a topic"))
+            log.inner.db.run(write).map_err(storage("creating a topic"))
         })
         .await
     }
@@ -365,6 +518,29 @@ impl EventLog for EmbeddedLog {
             .await
     }
 
+    async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        let topic = topic.to_owned();
+        self.blocking(move |log| log.start_offset_blocking(&topic, partition))
+            .await
+    }
+
+    async fn delete_before(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<u64, LogError> {
+        let topic = topic.to_owned();
+        self.blocking(move |log| {
+            log.check_partition(&topic, partition)?;
+            log.inner
+                .db
+                .run(|db| delete_batches_before(db, &topic, partition, offset))
+                .map_err(storage("deleting records"))
+        })
+        .await
+    }
+
     async fn store_positions(
         &self,
         consumer: &str,
@@ -374,8 +550,8 @@ impl EventLog for EmbeddedLog {
         let (consumer, topic, positions) =
             (consumer.to_owned(), topic.to_owned(), positions.clone());
         self.blocking(move |log| {
-            let write = || -> Result<(), redb::Error> {
-                let mut txn = log.inner.db.begin_write()?;
+            let write = |db: &Database| -> Result<(), redb::Error> {
+                let mut txn = db.begin_write()?;
                 txn.set_durability(Durability::Immediate)?;
                 {
                     let mut table = txn.open_table(POSITIONS)?;
@@ -386,7 +562,10 @@ impl EventLog for EmbeddedLog {
                 txn.commit()?;
                 Ok(())
             };
-            write().map_err(storage("storing positions"))
+            log.inner
+                .db
+                .run(write)
+                .map_err(storage("storing positions"))
         })
         .await
     }
@@ -398,8 +577,8 @@ impl EventLog for EmbeddedLog {
     ) -> Result<BTreeMap<u32, u64>, LogError> {
         let (consumer, topic) = (consumer.to_owned(), topic.to_owned());
         self.blocking(move |log| {
-            let read = || -> Result<BTreeMap<u32, u64>, redb::Error> {
-                let txn = log.inner.db.begin_read()?;
+            let read = |db: &Database| -> Result<BTreeMap<u32, u64>, redb::Error> {
+                let txn = db.begin_read()?;
                 let Some(table) = read_table!(txn, POSITIONS) else {
                     return Ok(BTreeMap::new());
                 };
@@ -411,7 +590,7 @@ impl EventLog for EmbeddedLog {
                 }
                 Ok(out)
             };
-            read().map_err(storage("loading positions"))
+            log.inner.db.run(read).map_err(storage("loading positions"))
         })
         .await
     }
@@ -439,7 +618,10 @@ impl PartitionReader for EmbeddedReader {
                 .log
                 .blocking(move |log| log.read_blocking(&topic, partition, from, max.max(1)))
                 .await?;
-            if let Some(last) = batch.last() {
+            if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                if first.offset > self.next {
+                    crate::warn_expired(&self.topic, self.partition, self.next, first.offset);
+                }
                 self.next = last.offset + 1;
                 return Ok(batch);
             }
@@ -454,4 +636,240 @@ impl PartitionReader for EmbeddedReader {
     fn position(&self) -> u64 {
         self.next
     }
+}
+
+/// Where one partition's stored records start and end, and what they take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The first offset still stored.
+    pub start_offset: u64,
+    /// The offset the next append gets.
+    pub end_offset: u64,
+    /// Bytes of the stored batches (keys, values, timestamps and framing).
+    pub bytes: u64,
+    /// Time of the oldest stored record (of the first batch), epoch ms.
+    pub oldest_ms: Option<i64>,
+    /// Time of the newest stored record (of the last batch), epoch ms.
+    pub newest_ms: Option<i64>,
+}
+
+impl PartitionStats {
+    /// Records stored.
+    pub fn records(&self) -> u64 {
+        self.end_offset.saturating_sub(self.start_offset)
+    }
+}
+
+/// Statistics of the log file at `path`, opened read-only: works while another process
+/// (`emberline up`) writes it.
+pub fn stats_read_only(path: &Path) -> Result<(Vec<PartitionStats>, u64), LogError> {
+    let db = Database::builder()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .open_read_only(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => LogError::InUse {
+                path: path.to_owned(),
+            },
+            e => LogError::Storage {
+                action: "opening the log read-only",
+                source: format!("{}: {e}", path.display()).into(),
+            },
+        })?;
+    let stats = partition_stats(&db).map_err(storage("reading statistics"))??;
+    let txn = db
+        .begin_read()
+        .map_err(|e| storage("reading statistics")(e.into()))?;
+    let table_bytes = match txn.open_table(BATCHES) {
+        Ok(t) => t
+            .stats()
+            .map(|s| s.stored_bytes())
+            .map_err(|e| storage("reading statistics")(e.into()))?,
+        Err(_) => 0,
+    };
+    Ok((stats, table_bytes))
+}
+
+/// Statistics of every partition of every topic.
+fn partition_stats<D: ReadableDatabase>(
+    db: &D,
+) -> Result<Result<Vec<PartitionStats>, LogError>, redb::Error> {
+    let txn = db.begin_read()?;
+    let Some(topics) = read_table!(txn, TOPICS) else {
+        return Ok(Ok(Vec::new()));
+    };
+    let heads = read_table!(txn, HEADS);
+    let starts = read_table!(txn, STARTS);
+    let batches = read_table!(txn, BATCHES);
+    let mut out = Vec::new();
+    for entry in topics.iter()? {
+        let (topic, partitions) = entry?;
+        let (topic, partitions) = (topic.value().to_owned(), partitions.value());
+        for partition in 0..partitions {
+            let key = (topic.as_str(), partition);
+            let end_offset = match &heads {
+                Some(h) => h.get(key)?.map(|g| g.value()).unwrap_or(0),
+                None => 0,
+            };
+            let start_offset = match &starts {
+                Some(s) => s.get(key)?.map(|g| g.value()).unwrap_or(0),
+                None => 0,
+            };
+            let (mut bytes, mut oldest_ms, mut newest_ms) = (0u64, None, None);
+            if let Some(batches) = &batches {
+                let range = (topic.as_str(), partition, 0)..=(topic.as_str(), partition, u64::MAX);
+                let mut last = None;
+                for entry in batches.range(range)? {
+                    let (key, value) = entry?;
+                    let value = value.value();
+                    bytes += value.len() as u64;
+                    if oldest_ms.is_none() {
+                        match batch::time_range(value) {
+                            Ok(r) => oldest_ms = r.map(|(min, _)| min),
+                            Err(reason) => {
+                                return Ok(Err(corrupt(&topic, partition, key.value().2, reason)));
+                            }
+                        }
+                    }
+                    last = Some((key.value().2, value.to_vec()));
+                }
+                if let Some((offset, value)) = last {
+                    match batch::time_range(&value) {
+                        Ok(r) => newest_ms = r.map(|(_, max)| max),
+                        Err(reason) => return Ok(Err(corrupt(&topic, partition, offset, reason))),
+                    }
+                }
+            }
+            out.push(PartitionStats {
+                topic: topic.clone(),
+                partition,
+                start_offset,
+                end_offset,
+                bytes,
+                oldest_ms,
+                newest_ms,
+            });
+        }
+    }
+    Ok(Ok(out))
+}
+
+fn corrupt(topic: &str, partition: u32, offset: u64, reason: String) -> LogError {
+    LogError::Corrupt {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        reason,
+    }
+}
+
+/// Removes up to [`EXPIRE_BATCHES_PER_TXN`] of the partition's oldest batches whose newest
+/// record is older than `cutoff_ms`, in one write transaction. Returns the records removed
+/// and whether the partition is done (the next batch is to be kept, or none is left).
+#[allow(clippy::type_complexity)]
+fn expire_some(
+    db: &Database,
+    topic: &str,
+    partition: u32,
+    cutoff_ms: i64,
+) -> Result<Result<(u64, bool), (u64, String)>, redb::Error> {
+    let mut txn = db.begin_write()?;
+    // Losing this commit in a crash only means expiring the same batches again.
+    txn.set_durability(Durability::Immediate)?;
+    let mut removed = 0u64;
+    let mut done = false;
+    {
+        let mut batches = txn.open_table(BATCHES)?;
+        let mut expired = Vec::new();
+        let mut next_start = None;
+        {
+            let range = (topic, partition, 0)..=(topic, partition, u64::MAX);
+            for entry in batches.range(range)? {
+                let (key, value) = entry?;
+                let first = key.value().2;
+                match batch::time_range(value.value()) {
+                    Ok(Some((_, newest))) if newest < cutoff_ms => {}
+                    Ok(_) => {
+                        next_start = Some(first);
+                        done = true;
+                        break;
+                    }
+                    Err(reason) => return Ok(Err((first, reason))),
+                }
+                let count = batch::count(value.value()).unwrap_or(0) as u64;
+                expired.push((first, count));
+                if expired.len() >= EXPIRE_BATCHES_PER_TXN {
+                    break;
+                }
+            }
+        }
+        if expired.len() < EXPIRE_BATCHES_PER_TXN {
+            done = true;
+        }
+        if expired.is_empty() {
+            return Ok(Ok((0, true)));
+        }
+        for (first, count) in &expired {
+            batches.remove((topic, partition, *first))?;
+            removed += count;
+        }
+        let start = match next_start {
+            Some(s) => s,
+            None => match expired.last() {
+                Some((first, count)) => first + count,
+                None => 0,
+            },
+        };
+        txn.open_table(STARTS)?.insert((topic, partition), start)?;
+    }
+    txn.commit()?;
+    Ok(Ok((removed, done)))
+}
+
+/// Removes the partition's batches that lie wholly below `offset`; returns the new start.
+fn delete_batches_before(
+    db: &Database,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+) -> Result<u64, redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let start;
+    {
+        let mut batches = txn.open_table(BATCHES)?;
+        let mut gone = Vec::new();
+        let mut next = None;
+        for entry in batches.range((topic, partition, 0)..=(topic, partition, u64::MAX))? {
+            let (key, value) = entry?;
+            let first = key.value().2;
+            let count = batch::count(value.value()).unwrap_or(0) as u64;
+            if first + count <= offset {
+                gone.push(first);
+            } else {
+                next = Some(first);
+                break;
+            }
+        }
+        let mut starts = txn.open_table(STARTS)?;
+        let head = txn
+            .open_table(HEADS)?
+            .get((topic, partition))?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        let old = starts
+            .get((topic, partition))?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        start = next.unwrap_or(head.min(offset.max(old))).max(old);
+        for first in gone {
+            batches.remove((topic, partition, first))?;
+        }
+        starts.insert((topic, partition), start)?;
+    }
+    txn.commit()?;
+    Ok(start)
 }

@@ -46,6 +46,10 @@ pub struct KafkaConfig {
     /// Put before every topic, consumer and group name on the broker, so several
     /// Emberline installations (or test runs) can share one cluster.
     pub topic_prefix: String,
+    /// `retention.ms` of the topics Emberline creates (those of
+    /// [`KEEP_FOREVER`](crate::topics::KEEP_FOREVER) aside, which get -1); `None` leaves the
+    /// broker's default.
+    pub retention_ms: Option<i64>,
 }
 
 impl KafkaConfig {
@@ -57,6 +61,7 @@ impl KafkaConfig {
             request_timeout: Duration::from_secs(10),
             properties: BTreeMap::new(),
             topic_prefix: String::new(),
+            retention_ms: None,
         }
     }
 
@@ -260,8 +265,11 @@ impl EventLog for KafkaLog {
             partitions.max(1) as i32,
             TopicReplication::Fixed(self.inner.config.replication_factor),
         );
+        let retention = self.inner.config.retention_ms.map(|ms| ms.to_string());
         if keep_forever {
             new = new.set("retention.ms", "-1").set("retention.bytes", "-1");
+        } else if let Some(ms) = &retention {
+            new = new.set("retention.ms", ms);
         }
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
         let results = self
@@ -396,6 +404,48 @@ impl EventLog for KafkaLog {
         .await
     }
 
+    async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        let topic = self.name(topic);
+        self.blocking(move |log| {
+            let (low, _) = log
+                .inner
+                .producer
+                .client()
+                .fetch_watermarks(&topic, partition as i32, log.timeout())
+                .map_err(kafka("fetching watermarks"))?;
+            Ok(low.max(0) as u64)
+        })
+        .await
+    }
+
+    async fn delete_before(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<u64, LogError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            &self.name(topic),
+            partition as i32,
+            Offset::Offset(offset as i64),
+        )
+        .map_err(kafka("deleting records"))?;
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout()));
+        let result = self
+            .inner
+            .admin
+            .delete_records(&tpl, &opts)
+            .await
+            .map_err(kafka("deleting records"))?;
+        for element in result.elements() {
+            if let Err(e) = element.error() {
+                return Err(kafka("deleting records")(e));
+            }
+        }
+        self.start_offset(topic, partition).await
+    }
+
     async fn store_positions(
         &self,
         consumer: &str,
@@ -459,6 +509,9 @@ fn take(next: &mut u64, message: &rdkafka::message::BorrowedMessage<'_>, out: &m
     let offset = message.offset().max(0) as u64;
     if offset < *next {
         return; // a re-fetch after a reconnect: already returned
+    }
+    if offset > *next {
+        crate::warn_expired(message.topic(), message.partition() as u32, *next, offset);
     }
     out.push(Record {
         partition: message.partition() as u32,

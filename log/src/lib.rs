@@ -13,6 +13,11 @@
 //!   an idempotent producer).
 //! * **Reading and tailing.** A [`PartitionReader`] reads a partition from any offset and, given
 //!   a wait, tails it: it returns as soon as new records are appended.
+//! * **Retention.** Records older than the retention are removed from the start of a partition
+//!   (embedded: [`EmbeddedLog::run_retention`]; Kafka: the topic's `retention.ms`), except in
+//!   [`topics::KEEP_FOREVER`]. [`EventLog::start_offset`] is the first offset still stored; a
+//!   reader asked for an offset below it returns records from the start offset on (offsets
+//!   skip forward, with a warning), never an error, on both backends.
 //! * **Groups.** [`join_group`] shares a topic's partitions among the processes of a group,
 //!   moving them when a member joins, leaves or dies — through heartbeats in the log itself.
 //! * **Positions.** A consumer's positions (the next offset to read, per partition) are stored
@@ -42,7 +47,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use embedded::EmbeddedLog;
+pub use embedded::{EmbeddedLog, PartitionStats, stats_read_only};
 pub use error::{Cause, LogError};
 pub use group::{GroupEvent, GroupMember, GroupSettings, Revocation, join_group};
 #[cfg(feature = "kafka")]
@@ -119,6 +124,28 @@ pub trait EventLog: Send + Sync + 'static {
     /// The offset the next append to `partition` will get (the high watermark).
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError>;
 
+    /// The first offset of `partition` still stored (the low watermark): 0 until retention
+    /// or [`delete_before`](Self::delete_before) removed records.
+    async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        let _ = (topic, partition);
+        Ok(0)
+    }
+
+    /// Removes records of `partition` below `offset` (at most; the embedded log removes
+    /// whole batches, so the start may stay lower) and returns the new start offset.
+    async fn delete_before(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<u64, LogError> {
+        let _ = (topic, partition, offset);
+        Err(LogError::Storage {
+            action: "deleting records",
+            source: "this log cannot delete records".into(),
+        })
+    }
+
     /// Durably stores `consumer`'s positions (next offset to read) for partitions of `topic`.
     async fn store_positions(
         &self,
@@ -145,5 +172,18 @@ pub trait PartitionReader: Send {
     /// The offset of the next record this reader will return.
     fn position(&self) -> u64;
 }
+/// Logs that a reader asked for `from` but the partition now starts at `start`: the records
+/// between expired (retention) and are skipped.
+pub(crate) fn warn_expired(topic: &str, partition: u32, from: u64, start: u64) {
+    tracing::warn!(
+        topic,
+        partition,
+        from,
+        start,
+        skipped = start - from,
+        "records below the partition's start have expired (log retention); reading on from the start"
+    );
+}
+
 /// The redb database type, for stores that share the embedded log's file.
 pub use redb::Database as RedbDatabase;

@@ -49,6 +49,10 @@ impl Backend for Kafka {
         let seq = TOPIC_SEQ.fetch_add(1, Ordering::Relaxed);
         format!("conformance.{name}.{}.{seq}", self.run)
     }
+    fn deletes_records(&self) -> bool {
+        // Set for a broker that implements DeleteRecords (Kafka itself; not Tansu 0.6).
+        std::env::var("EMBERLINE_TEST_KAFKA_DELETE_RECORDS").as_deref() == Ok("1")
+    }
 }
 
 async fn kafka() -> Option<Kafka> {

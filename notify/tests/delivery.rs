@@ -34,7 +34,7 @@ async fn embedded_log(
     Box<dyn std::error::Error + Send + Sync>,
 > {
     let log = emberline_log::EmbeddedLog::open(&dir.join("log.redb"))?;
-    let registry = emberline_schemas::EmbeddedRegistry::new(log.database());
+    let registry = emberline_schemas::EmbeddedRegistry::shared(log.handle());
     let codec = emberline_schemas::EventCodec::connect(Arc::new(registry)).await?;
     for topic in topics::ALL {
         log.ensure_topic(topic, partitions).await?;

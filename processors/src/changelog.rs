@@ -342,6 +342,10 @@ impl ProjectionStore for ChangelogStore {
             .await
     }
 
+    async fn history_retained_from(&self) -> Result<Option<i64>, ProjectionError> {
+        self.local.history_retained_from().await
+    }
+
     async fn applied_positions(&self, topic: &str) -> Result<BTreeMap<u32, u64>, ProjectionError> {
         self.local.applied_positions(topic).await
     }

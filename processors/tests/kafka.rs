@@ -37,7 +37,7 @@ async fn trends_on_kafka_equal_trends_on_the_embedded_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let embedded = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
     let codec = Arc::new(
-        EventCodec::connect(Arc::new(EmbeddedRegistry::new(embedded.database())))
+        EventCodec::connect(Arc::new(EmbeddedRegistry::shared(embedded.handle())))
             .await
             .expect("codec"),
     );

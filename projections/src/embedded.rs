@@ -11,14 +11,24 @@
 //! * `proj.alert_rules`: rule id → [`AlertRuleRecord`];
 //! * `proj.applied`: (topic, partition) → next offset covered.
 //!
+//! * `proj.meta`: `history_retained_from` → the cut-off of the last history retention run.
+//!
 //! Values are postcard-encoded. One [`ProjectionBatch`] is one fsynced write transaction.
+//!
+//! The file is kept in a [`ReopeningDatabase`]: after an I/O error (a full disk) the next
+//! operation reopens it, so the store carries on once space is freed. History points older
+//! than the retention (event time) are removed by [`EmbeddedStore::run_history_retention`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use emberline_common::redb_file::ReopeningDatabase;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle,
+};
 
 use crate::{
     AlertRecord, AlertRuleRecord, CookSession, DeviceInfo, DeviceSummary, HistoryPoint,
@@ -37,6 +47,13 @@ const APPLIED: TableDefinition<(&str, u32), u64> = TableDefinition::new("proj.ap
 const PREDICTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.predictions");
 const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.alerts");
 const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("proj.alert_rules");
+const META: TableDefinition<&str, i64> = TableDefinition::new("proj.meta");
+
+/// Key of the history retention's cut-off in `proj.meta`.
+const HISTORY_RETAINED_FROM: &str = "history_retained_from";
+
+/// History points removed per write transaction by retention: few, so batches wait little.
+const EXPIRE_POINTS_PER_TXN: usize = 2_000;
 
 /// Writes `items` as postcard values into a string-keyed table.
 fn put_all<'a, T: serde::Serialize + 'a>(
@@ -62,7 +79,7 @@ type HistoryValue = (i64, Option<f64>);
 /// A [`ProjectionStore`] in one redb file.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: Arc<ReopeningDatabase>,
 }
 
 fn storage(action: &'static str) -> impl Fn(redb::Error) -> ProjectionError {
@@ -102,24 +119,71 @@ impl EmbeddedStore {
                 source: format!("{}: {e}", parent.display()).into(),
             })?;
         }
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => ProjectionError::InUse {
-                    path: path.to_owned(),
-                },
-                e => ProjectionError::Storage {
-                    action: "opening the projection store",
-                    source: format!("{}: {e}", path.display()).into(),
-                },
-            })?;
-        Ok(Self { db: Arc::new(db) })
+        let db = ReopeningDatabase::open(path, CACHE_BYTES).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => ProjectionError::InUse {
+                path: path.to_owned(),
+            },
+            e => ProjectionError::Storage {
+                action: "opening the projection store",
+                source: format!("{}: {e}", path.display()).into(),
+            },
+        })?;
+        Ok(Self { db })
     }
 
     /// The redb database, for taking backups of it (`emberline backup`).
-    pub fn database(&self) -> Arc<Database> {
+    pub fn database(&self) -> Arc<ReopeningDatabase> {
+        self.handle()
+    }
+
+    /// The reopening database underneath: take the current database from it per use, so
+    /// the store can reopen the file after an I/O error.
+    pub fn handle(&self) -> Arc<ReopeningDatabase> {
         self.db.clone()
+    }
+
+    /// Removes history points with an event time before `before_ms`, a few thousand per
+    /// write transaction, and records `before_ms` as where history is retained from.
+    /// Returns how many points were removed.
+    pub async fn expire_history(&self, before_ms: i64) -> Result<u64, ProjectionError> {
+        let mut removed = 0;
+        loop {
+            let (n, done) = self
+                .blocking("removing expired history", move |db| {
+                    expire_history_some(db, before_ms)
+                })
+                .await?;
+            removed += n;
+            if done {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// Runs [`expire_history`](Self::expire_history) every `every` with the cut-off
+    /// `retention` before the clock, forever; failures are logged and retried next round.
+    pub async fn run_history_retention(
+        &self,
+        retention: std::time::Duration,
+        every: std::time::Duration,
+    ) {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let cutoff = emberline_common::clock::now_ms() - retention.as_millis() as i64;
+            match self.expire_history(cutoff).await {
+                Ok(0) => {}
+                Ok(points) => tracing::info!(
+                    points,
+                    cutoff_ms = cutoff,
+                    "history retention removed expired points"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %emberline_common::error::chain(&e), "history retention failed; trying again later")
+                }
+            }
+        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -128,10 +192,17 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> ReadResult<T> + Send + 'static,
     ) -> Result<T, ProjectionError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| ProjectionError::Task(e.to_string()))?
-            .map_err(storage(action))?
+        tokio::task::spawn_blocking(move || {
+            // `run` may call the operation twice (once more after reopening the file).
+            let mut f = Some(f);
+            db.run(|d| match f.take() {
+                Some(f) => f(d),
+                None => Err(redb::Error::PreviousIo),
+            })
+        })
+        .await
+        .map_err(|e| ProjectionError::Task(e.to_string()))?
+        .map_err(storage(action))?
     }
 
     /// The postcard value under `key` in a table keyed by string.
@@ -512,6 +583,15 @@ impl ProjectionStore for EmbeddedStore {
         .await
     }
 
+    async fn history_retained_from(&self) -> Result<Option<i64>, ProjectionError> {
+        self.blocking("reading the history retention", |db| {
+            let txn = db.begin_read()?;
+            let table = read_table!(txn, META, None);
+            Ok(Ok(table.get(HISTORY_RETAINED_FROM)?.map(|g| g.value())))
+        })
+        .await
+    }
+
     async fn dump(&self) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, ProjectionError> {
         self.blocking("dumping", |db| {
             let txn = db.begin_read()?;
@@ -565,4 +645,111 @@ impl ProjectionStore for EmbeddedStore {
         })
         .await
     }
+}
+
+/// Removes up to [`EXPIRE_POINTS_PER_TXN`] history points older than `before_ms`; returns
+/// how many and whether none older is left.
+fn expire_history_some(db: &Database, before_ms: i64) -> ReadResult<(u64, bool)> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let mut removed = 0u64;
+    let mut done = true;
+    {
+        let mut history = txn.open_table(HISTORY)?;
+        // Every probe with history has a latest value: look up each probe's old points
+        // instead of walking the history that is kept.
+        let mut probes: Vec<(String, String)> = Vec::new();
+        for entry in txn.open_table(LATEST)?.iter()? {
+            let (k, _) = entry?;
+            let (d, p) = k.value();
+            probes.push((d.to_owned(), p.to_owned()));
+        }
+        let mut doomed: Vec<(String, String, i64)> = Vec::new();
+        'probes: for (d, p) in &probes {
+            let range = (d.as_str(), p.as_str(), i64::MIN)..(d.as_str(), p.as_str(), before_ms);
+            for entry in history.range(range)? {
+                let (k, _) = entry?;
+                doomed.push((d.clone(), p.clone(), k.value().2));
+                if doomed.len() >= EXPIRE_POINTS_PER_TXN {
+                    done = false;
+                    break 'probes;
+                }
+            }
+        }
+        for (d, p, t) in &doomed {
+            history.remove((d.as_str(), p.as_str(), *t))?;
+            removed += 1;
+        }
+        let mut meta = txn.open_table(META)?;
+        let old = meta.get(HISTORY_RETAINED_FROM)?.map(|g| g.value());
+        if old.is_none_or(|o| o < before_ms) {
+            meta.insert(HISTORY_RETAINED_FROM, before_ms)?;
+        }
+    }
+    txn.commit()?;
+    Ok(Ok((removed, done)))
+}
+
+/// Entries and stored bytes of one table of the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableStats {
+    /// The table's name (`proj.history`, …).
+    pub table: String,
+    /// Entries.
+    pub entries: u64,
+    /// Bytes of keys and values stored (redb's `stored_bytes`).
+    pub stored_bytes: u64,
+    /// Bytes of the table's B-tree pages beyond that (metadata and fragmentation).
+    pub overhead_bytes: u64,
+}
+
+/// Statistics of every table in the store file at `path`, opened read-only: works while
+/// another process (`emberline up`) writes it.
+pub fn table_stats_read_only(path: &Path) -> Result<Vec<TableStats>, ProjectionError> {
+    let fail = |e: redb::Error| ProjectionError::Storage {
+        action: "reading table statistics",
+        source: Box::new(e),
+    };
+    let db = Database::builder()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .open_read_only(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => ProjectionError::InUse {
+                path: path.to_owned(),
+            },
+            e => ProjectionError::Storage {
+                action: "opening the projection store read-only",
+                source: format!("{}: {e}", path.display()).into(),
+            },
+        })?;
+    let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+    let mut out = Vec::new();
+    let mut add = |table: &str, len: u64, stats: redb::TableStats| {
+        out.push(TableStats {
+            table: table.to_owned(),
+            entries: len,
+            stored_bytes: stats.stored_bytes(),
+            overhead_bytes: stats.metadata_bytes() + stats.fragmented_bytes(),
+        });
+    };
+    macro_rules! stat {
+        ($def:expr) => {
+            if let Ok(t) = txn.open_table($def) {
+                let len = t.len().map_err(|e| fail(e.into()))?;
+                let stats = t.stats().map_err(|e| fail(e.into()))?;
+                add($def.name(), len, stats);
+            }
+        };
+    }
+    stat!(LATEST);
+    stat!(HISTORY);
+    stat!(STATE);
+    stat!(DEVICES);
+    stat!(COOKS);
+    stat!(APPLIED);
+    stat!(PREDICTIONS);
+    stat!(ALERTS);
+    stat!(RULES);
+    stat!(META);
+    Ok(out)
 }

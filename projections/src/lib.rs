@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 #[cfg(feature = "scylla")]
 pub use self::scylla::{ScyllaConfig, ScyllaStore};
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedStore, TableStats, table_stats_read_only};
 pub use error::ProjectionError;
 pub use model::{
     AlertRecord, AlertRuleRecord, CookNote, CookSession, DeviceInfo, DeviceSummary, HistoryPoint,
@@ -98,6 +98,13 @@ pub trait ProjectionStore: Send + Sync + 'static {
 
     /// Processor state stored under `key` by an earlier batch.
     async fn state(&self, key: &str) -> Result<Option<Vec<u8>>, ProjectionError>;
+
+    /// Where history is retained from (epoch ms, event time): points before it may have been
+    /// removed by retention, so a query before it must say so rather than answer nothing.
+    /// `None` when nothing has expired.
+    async fn history_retained_from(&self) -> Result<Option<i64>, ProjectionError> {
+        Ok(None)
+    }
 
     /// Every stored entry as (table, key, value) bytes in a stable order, for comparing two
     /// stores (replay determinism checks).

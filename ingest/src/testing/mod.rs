@@ -29,7 +29,7 @@ pub async fn embedded_log(
 > {
     use emberline_log::EventLog;
     let log = emberline_log::EmbeddedLog::open(&dir.join("log.redb"))?;
-    let registry = emberline_schemas::EmbeddedRegistry::new(log.database());
+    let registry = emberline_schemas::EmbeddedRegistry::shared(log.handle());
     let codec = emberline_schemas::EventCodec::connect(Arc::new(registry)).await?;
     for topic in emberline_log::topics::ALL {
         log.ensure_topic(topic, partitions).await?;

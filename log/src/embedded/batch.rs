@@ -49,6 +49,30 @@ pub(super) fn decode(mut bytes: &[u8]) -> Result<Vec<NewRecord>, String> {
     Ok(out)
 }
 
+/// The number of records in a stored value.
+pub(super) fn count(mut bytes: &[u8]) -> Result<u32, String> {
+    take_u32(&mut bytes)
+}
+
+/// The oldest and newest record times in a stored value, without copying keys or values;
+/// `None` for an empty batch.
+pub(super) fn time_range(mut bytes: &[u8]) -> Result<Option<(i64, i64)>, String> {
+    let count = take_u32(&mut bytes)?;
+    let mut range: Option<(i64, i64)> = None;
+    for _ in 0..count {
+        let t = i64::from_le_bytes(take::<8>(&mut bytes)?);
+        let key_len = take_u32(&mut bytes)? as usize;
+        take_slice(&mut bytes, key_len)?;
+        let value_len = take_u32(&mut bytes)? as usize;
+        take_slice(&mut bytes, value_len)?;
+        range = Some(match range {
+            Some((lo, hi)) => (lo.min(t), hi.max(t)),
+            None => (t, t),
+        });
+    }
+    Ok(range)
+}
+
 fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], String> {
     let head = take_slice(bytes, N)?;
     let mut out = [0u8; N];

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use apache_avro::Schema;
 use async_trait::async_trait;
+use emberline_common::redb_file::ReopeningDatabase;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{RegisteredVersion, SchemaRegistry, backward_compatible, canonical_text, parse_schema};
@@ -19,7 +20,9 @@ const BY_TEXT: TableDefinition<&str, u32> = TableDefinition::new("registry.by_te
 /// A schema registry in a redb database.
 #[derive(Clone)]
 pub struct EmbeddedRegistry {
-    db: Arc<Database>,
+    /// Taken per operation, so the embedded log sharing the file can reopen it after an
+    /// I/O error.
+    db: Arc<ReopeningDatabase>,
 }
 
 fn storage(action: &'static str) -> impl FnOnce(redb::Error) -> RegistryError {
@@ -32,6 +35,12 @@ fn storage(action: &'static str) -> impl FnOnce(redb::Error) -> RegistryError {
 impl EmbeddedRegistry {
     /// A registry in `db`; its tables are created on first write.
     pub fn new(db: Arc<Database>) -> Self {
+        Self::shared(ReopeningDatabase::from_database(db))
+    }
+
+    /// A registry in a file shared with a store that reopens it after I/O errors (the
+    /// embedded log's `EmbeddedLog::handle`): it takes the current database per operation.
+    pub fn shared(db: Arc<ReopeningDatabase>) -> Self {
         Self { db }
     }
 
@@ -64,7 +73,7 @@ impl EmbeddedRegistry {
     /// Every subject with its versions, in order.
     pub fn subjects(&self) -> Result<Vec<String>, RegistryError> {
         let read = || -> Result<Vec<String>, redb::Error> {
-            let txn = self.db.begin_read()?;
+            let txn = self.db.current()?.begin_read()?;
             let table = match txn.open_table(VERSIONS) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -86,7 +95,7 @@ impl EmbeddedRegistry {
     /// All versions of `subject`, oldest first.
     pub fn versions(&self, subject: &str) -> Result<Vec<RegisteredVersion>, RegistryError> {
         let read = || -> Result<Vec<RegisteredVersion>, redb::Error> {
-            let txn = self.db.begin_read()?;
+            let txn = self.db.current()?.begin_read()?;
             let (versions, schemas) = match (txn.open_table(VERSIONS), txn.open_table(SCHEMAS)) {
                 (Ok(v), Ok(s)) => (v, s),
                 (Err(redb::TableError::TableDoesNotExist(_)), _)
@@ -149,7 +158,7 @@ impl SchemaRegistry for EmbeddedRegistry {
             return Ok(id);
         }
         let write = || -> Result<u32, redb::Error> {
-            let txn = self.db.begin_write()?;
+            let txn = self.db.current()?.begin_write()?;
             let id = {
                 let mut by_text = txn.open_table(BY_TEXT)?;
                 let mut schemas = txn.open_table(SCHEMAS)?;
@@ -183,7 +192,7 @@ impl SchemaRegistry for EmbeddedRegistry {
 
     async fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
         let read = || -> Result<Option<String>, redb::Error> {
-            let txn = self.db.begin_read()?;
+            let txn = self.db.current()?.begin_read()?;
             let table = match txn.open_table(SCHEMAS) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
