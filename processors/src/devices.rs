@@ -208,7 +208,9 @@ pub fn apply_to_cook(cook: Option<CookSession>, event: &DeviceEvent) -> Option<C
             c
         }),
         DeviceEvent::CookEnded(e) => cook.map(|mut c| {
-            c.ended_time.get_or_insert(e.event_time);
+            // Both times are the gateway's wall clock: one set back between start and end
+            // (an NTP step, a hand-set clock) must not make the cook last less than nothing.
+            c.ended_time.get_or_insert(e.event_time.max(c.started_time));
             c
         }),
         _ => cook,
@@ -420,5 +422,30 @@ mod tests {
         );
         assert!(!info.is_removed());
         assert_eq!(info.name.as_deref(), Some("Grill"));
+    }
+
+    #[test]
+    fn a_cook_ended_by_a_clock_set_back_ends_when_it_started() {
+        let started = DeviceEvent::CookStarted(CookStarted {
+            cook_id: "c".into(),
+            device_id: "d".into(),
+            event_time: 10_000,
+            what: None,
+            targets_c: BTreeMap::new(),
+            pit_min_c: None,
+            pit_max_c: None,
+        });
+        let ended = |event_time| {
+            DeviceEvent::CookEnded(CookEnded {
+                cook_id: "c".into(),
+                device_id: "d".into(),
+                event_time,
+            })
+        };
+        let cook = apply_to_cook(None, &started);
+        let early = apply_to_cook(cook.clone(), &ended(10_000 - 3_600_000)).expect("the cook");
+        assert_eq!(early.ended_time, Some(10_000));
+        let later = apply_to_cook(cook, &ended(12_000)).expect("the cook");
+        assert_eq!(later.ended_time, Some(12_000));
     }
 }
