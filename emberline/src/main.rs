@@ -9,6 +9,8 @@
 //! * `emberline notify` — deliver alerts to webhooks, e-mail and ntfy through an outbox.
 //! * `emberline eval-predictions` — score time-to-target predictions on cook logs.
 //! * `emberline watch` — print live trend updates from a gateway.
+//! * `emberline status` — disk use of a data directory per topic and projection table
+//!   (works while `up` runs on it).
 //! * `emberline config --print-default` — the whole configuration with its defaults.
 //! * `emberline backup <file>` / `emberline restore <file>` — one file holding the data
 //!   directory's stores, taken while `up` runs; put back into an empty directory.
@@ -22,6 +24,7 @@ mod ops;
 mod processing;
 mod report;
 mod roles;
+mod status;
 mod telemetry;
 mod watch;
 
@@ -146,6 +149,10 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print what the data directory holds: per topic records, bytes and oldest/newest
+    /// times, per projection table entries and stored bytes, and file sizes. Reads the files
+    /// read-only, so it works while `emberline up` runs on the directory.
+    Status,
     /// Show configuration.
     Config {
         /// Print the built-in defaults as TOML.
@@ -168,6 +175,7 @@ impl Command {
             Command::Watch { .. } => "watch",
             Command::EvalPredictions { .. } => "eval-predictions",
             Command::Config { .. } => "config",
+            Command::Status => "status",
             Command::Backup { .. } => "backup",
             Command::Restore { .. } => "restore",
         }
@@ -204,6 +212,19 @@ fn run() -> Result<()> {
         #[allow(clippy::print_stdout)]
         {
             print!("{table}");
+        }
+        return Ok(());
+    }
+    if let Command::Status = &cli.command {
+        let mut config =
+            tracing::dispatcher::with_default(&logs, || Config::load(cli.config.as_deref()))?;
+        if let Some(dir) = &cli.data_dir {
+            config.data_dir = Some(dir.clone());
+        }
+        let text = status::report(&config.data_dir()?)?;
+        #[allow(clippy::print_stdout)]
+        {
+            print!("{text}");
         }
         return Ok(());
     }
@@ -287,7 +308,7 @@ fn run() -> Result<()> {
             Command::Restore { file, force } => {
                 tokio::task::spawn_blocking(move || backup::restore(&config, &file, force)).await?
             }
-            Command::Config { .. } | Command::EvalPredictions { .. } => Ok(()),
+            Command::Config { .. } | Command::EvalPredictions { .. } | Command::Status => Ok(()),
         }
     });
     // The exporter's last spans go out once every role has stopped.

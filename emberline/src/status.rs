@@ -1,0 +1,166 @@
+//! `emberline status`: what a data directory holds and what it takes on disk.
+//!
+//! Reads the stores' files directly, opened read-only: the embedded log and projection
+//! store are opened in redb's single-writer mode, so this works while `emberline up` runs
+//! on the same directory (and sees its last commit). A file held by a process that opened
+//! it exclusively (an Emberline from before that mode) cannot be read: it is reported with
+//! its size only, saying so.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use emberline_log::LogError;
+use emberline_projections::ProjectionError;
+
+/// The report for `data_dir`, as text.
+pub(crate) fn report(data_dir: &Path) -> Result<String> {
+    anyhow::ensure!(
+        data_dir.is_dir(),
+        "data directory {} does not exist",
+        data_dir.display()
+    );
+    let mut out = String::new();
+    writeln!(out, "data directory {}", data_dir.display())?;
+    let mut total = 0u64;
+    let mut files: Vec<_> = std::fs::read_dir(data_dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .collect();
+    files.sort();
+    writeln!(out, "\nfiles")?;
+    for (name, size) in &files {
+        total += size;
+        writeln!(out, "  {name:<32} {:>12}", bytes(*size))?;
+    }
+    writeln!(out, "  {:<32} {:>12}", "total", bytes(total))?;
+
+    let log = data_dir.join("log.redb");
+    if log.exists() {
+        writeln!(out, "\nlog (log.redb)")?;
+        match emberline_log::stats_read_only(&log) {
+            Ok((partitions, table_bytes)) => {
+                writeln!(
+                    out,
+                    "  {:<24} {:>10} {:>12} {:<24} {:<24}",
+                    "topic", "records", "bytes", "oldest", "newest"
+                )?;
+                let mut topics: Vec<&str> = partitions.iter().map(|p| p.topic.as_str()).collect();
+                topics.dedup();
+                for topic in topics {
+                    let parts: Vec<_> = partitions.iter().filter(|p| p.topic == topic).collect();
+                    let records: u64 = parts.iter().map(|p| p.records()).sum();
+                    let size: u64 = parts.iter().map(|p| p.bytes).sum();
+                    let oldest = parts.iter().filter_map(|p| p.oldest_ms).min();
+                    let newest = parts.iter().filter_map(|p| p.newest_ms).max();
+                    writeln!(
+                        out,
+                        "  {topic:<24} {records:>10} {:>12} {:<24} {:<24}",
+                        bytes(size),
+                        time(oldest),
+                        time(newest)
+                    )?;
+                }
+                writeln!(out, "  batches table stores {}", bytes(table_bytes))?;
+            }
+            Err(LogError::InUse { .. }) => writeln!(
+                out,
+                "  locked by a running process that opened it exclusively: only its size is known"
+            )?,
+            Err(e) => writeln!(
+                out,
+                "  cannot read it: {}",
+                emberline_common::error::chain(&e)
+            )?,
+        }
+    }
+    let projections = data_dir.join("projections.redb");
+    if projections.exists() {
+        writeln!(out, "\nprojections (projections.redb)")?;
+        match emberline_projections::table_stats_read_only(&projections) {
+            Ok(tables) => {
+                writeln!(
+                    out,
+                    "  {:<24} {:>10} {:>12} {:>12}",
+                    "table", "entries", "stored", "overhead"
+                )?;
+                for t in tables {
+                    writeln!(
+                        out,
+                        "  {:<24} {:>10} {:>12} {:>12}",
+                        t.table,
+                        t.entries,
+                        bytes(t.stored_bytes),
+                        bytes(t.overhead_bytes)
+                    )?;
+                }
+            }
+            Err(ProjectionError::InUse { .. }) => writeln!(
+                out,
+                "  locked by a running process that opened it exclusively: only its size is known"
+            )?,
+            Err(e) => writeln!(
+                out,
+                "  cannot read it: {}",
+                emberline_common::error::chain(&e)
+            )?,
+        }
+    }
+    Ok(out)
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn time(ms: Option<i64>) -> String {
+    let Some(ms) = ms else {
+        return "-".to_owned();
+    };
+    // Days since 1970 to a civil date (H. Hinnant's algorithm), UTC.
+    let (days, day_ms) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let s = day_ms / 1000;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_utc_dates() {
+        assert_eq!(super::time(Some(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            super::time(Some(1_700_000_000_000)),
+            "2023-11-14 22:13:20 UTC"
+        );
+        assert_eq!(
+            super::time(Some(951_782_400_000)),
+            "2000-02-29 00:00:00 UTC"
+        );
+        assert_eq!(super::time(None), "-");
+    }
+}
