@@ -27,6 +27,7 @@
 mod alerts;
 mod commands;
 mod cooks;
+mod metrics;
 mod queries;
 mod registry_api;
 mod registry_log;

@@ -126,6 +126,7 @@ pub async fn serve_grpc(
         .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(crate::metrics::RpcMetricsLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

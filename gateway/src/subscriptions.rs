@@ -67,6 +67,7 @@ impl Gateway {
         };
         let start = StartFrom::try_from(r.start).unwrap_or(StartFrom::Unspecified);
         let (tx, rx) = mpsc::channel(BUFFER);
+        let open = std::sync::Arc::new(crate::metrics::OpenSubscription::open(topic));
         for partition in wanted {
             let end = self
                 .log
@@ -89,8 +90,9 @@ impl Gateway {
                 .await
                 .map_err(to_status)?;
             let (tx, codec, device) = (tx.clone(), self.codec.clone(), r.device_id.clone());
-            let shutdown = self.shutdown.clone();
+            let (shutdown, open) = (self.shutdown.clone(), open.clone());
             tokio::spawn(async move {
+                let _open = open;
                 let mut reader = reader;
                 loop {
                     let batch = tokio::select! {

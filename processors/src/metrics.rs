@@ -72,3 +72,38 @@ impl Drop for RoundTimer {
             .record(self.started.elapsed().as_secs_f64());
     }
 }
+
+/// Times one projection batch's write, retries included.
+pub(crate) struct ProjectionWrite {
+    projection: &'static str,
+    bytes: u64,
+    started: std::time::Instant,
+}
+
+impl ProjectionWrite {
+    /// `batch` of `projection` starts being written.
+    pub(crate) fn start(
+        projection: &'static str,
+        batch: &emberline_projections::ProjectionBatch,
+    ) -> Self {
+        Self {
+            projection,
+            bytes: postcard::experimental::serialized_size(batch).map_or(0, |n| n as u64),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The batch is durable: records its latency and encoded size.
+    pub(crate) fn done(self) {
+        metrics::histogram!(
+            "emberline_projection_write_duration_seconds",
+            "projection" => self.projection
+        )
+        .record(self.started.elapsed().as_secs_f64());
+        metrics::counter!(
+            "emberline_projection_written_bytes_total",
+            "projection" => self.projection
+        )
+        .increment(self.bytes);
+    }
+}

@@ -50,14 +50,19 @@ impl ProjectionWriter {
 
     async fn apply_in(&self, batch: ProjectionBatch, shutdown: &CancellationToken) -> bool {
         let what = format!("applying the {} projections", self.projection);
-        retry(&what, shutdown, || async {
+        let write = crate::metrics::ProjectionWrite::start(self.projection, &batch);
+        let applied = retry(&what, shutdown, || async {
             self.store
                 .apply(batch.clone())
                 .await
                 .map_err(ProcessorError::from)
         })
         .await
-        .is_some()
+        .is_some();
+        if applied {
+            write.done();
+        }
+        applied
     }
 }
 
