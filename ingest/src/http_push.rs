@@ -263,10 +263,11 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         }
         Err(_) => {
             shared.metrics.failed("log_timeout");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the log is not answering; retry (repeats are recognised)",
-            );
+            let reason = match shared.sink.failing() {
+                Some(why) => format!("the log is failing ({why}); retry (repeats are recognised)"),
+                None => "the log is not answering; retry (repeats are recognised)".to_owned(),
+            };
+            return error(StatusCode::SERVICE_UNAVAILABLE, reason);
         }
     }
     shared.metrics.delivered(&admitted, received);

@@ -18,6 +18,8 @@ pub struct EventSink {
     log: Arc<dyn EventLog>,
     codec: Arc<EventCodec>,
     shutdown: CancellationToken,
+    /// Why the last append failed, until one succeeds (shared by the sink's clones).
+    failing: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// An event with the device id it is keyed by.
@@ -47,7 +49,21 @@ impl EventSink {
             log,
             codec,
             shutdown,
+            failing: Arc::default(),
         }
+    }
+
+    /// Why appends are failing (the last failure, with its causes), or `None` when the last
+    /// append succeeded: for a source that must answer a client before the retries end.
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_failing(&self, reason: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = reason;
     }
 
     /// Appends readings to `probe.readings`; returns their positions once durable.
@@ -169,6 +185,7 @@ impl EventSink {
         loop {
             match self.log.append(topic, records.clone()).await {
                 Ok(positions) => {
+                    self.set_failing(None);
                     let span = tracing::Span::current();
                     if let (Some(first), Some(last)) = (positions.first(), positions.last()) {
                         span.record("partition", first.partition);
@@ -179,6 +196,7 @@ impl EventSink {
                     return Ok(positions);
                 }
                 Err(e) => {
+                    self.set_failing(Some(emberline_common::error::chain(&e)));
                     let delay = backoff.next_delay();
                     tracing::warn!(topic, events = records.len(), error = %e, ?delay, "append failed; retrying");
                     tokio::select! {
