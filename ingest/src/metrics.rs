@@ -55,6 +55,18 @@ impl SourceMetrics {
             .increment(1);
     }
 
+    /// Counts `readings` appended at `at_ms` (epoch ms) by a source that needs no gate (the
+    /// simulator, whose readings are valid by construction).
+    pub fn appended(&self, readings: usize, at_ms: i64) {
+        self.readings.fetch_add(readings as u64, Ordering::Relaxed);
+        metrics::counter!("emberline_source_readings_total", "source" => self.source.clone())
+            .increment(readings as u64);
+        self.last_success_ms
+            .store(at_ms.max(0) as u64, Ordering::Relaxed);
+        metrics::gauge!("emberline_source_last_success_timestamp_seconds", "source" => self.source.clone())
+            .set(at_ms as f64 / 1000.0);
+    }
+
     /// Counts what a gate decided once it is in the log, delivered at `at_ms` (epoch ms).
     pub fn delivered(&self, admitted: &Admitted, at_ms: i64) {
         let source = self.source.clone();

@@ -355,6 +355,7 @@ impl Source for Simulator {
         if stopped(sink.registrations(&self.registrations()).await)? {
             return Ok(());
         }
+        let metrics = crate::metrics::SourceMetrics::new("simulator");
         let real_interval = Duration::from_millis(self.config.interval_ms) / self.config.speedup;
         let mut ticker = tokio::time::interval(real_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -370,9 +371,11 @@ impl Source for Simulator {
                 return Ok(());
             }
             let readings = self.tick(Some(received));
+            metrics.polled();
             if stopped(sink.readings(&readings).await)? {
                 return Ok(());
             }
+            metrics.appended(readings.len(), received);
         }
     }
 }
