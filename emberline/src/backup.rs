@@ -655,11 +655,8 @@ mod tests {
         // Stores handed over out of order are snapshotted derived state first.
         let written = write_archive(
             &[
-                (
-                    live.join("log.redb"),
-                    Arc::new(log.clone()) as Arc<dyn Store>,
-                ),
-                (live.join("projections.redb"), Arc::new(projections)),
+                (live.join("log.redb"), log.clone() as Arc<dyn Store>),
+                (live.join("projections.redb"), projections),
             ],
             &archive,
         )
