@@ -523,6 +523,21 @@ fn take(next: &mut u64, message: &rdkafka::message::BorrowedMessage<'_>, out: &m
     *next = offset + 1;
 }
 
+/// Errors librdkafka reports while it reconnects by itself: a broker that restarts (or a
+/// network that drops for a while) is no reason to stop reading, and a role that stopped
+/// would need restarting by hand.
+fn reconnecting(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::BrokerNotAvailable
+                | RDKafkaErrorCode::NetworkException
+        )
+    )
+}
+
 #[async_trait]
 impl PartitionReader for KafkaReader {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
@@ -531,6 +546,10 @@ impl PartitionReader for KafkaReader {
         while out.is_empty() {
             let first = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Err(_) => return Ok(out),
+                Ok(Err(e)) if reconnecting(&e) => {
+                    tracing::warn!(error = %e, "the broker is unreachable; reading resumes when it is back");
+                    continue;
+                }
                 Ok(result) => result.map_err(kafka("reading"))?,
             };
             take(&mut self.next, &first, &mut out);
@@ -539,6 +558,7 @@ impl PartitionReader for KafkaReader {
         while out.len() < max {
             match self.consumer.recv().now_or_never() {
                 Some(Ok(message)) => take(&mut self.next, &message, &mut out),
+                Some(Err(e)) if reconnecting(&e) => break,
                 Some(Err(e)) => return Err(kafka("reading")(e)),
                 None => break,
             }
