@@ -46,7 +46,10 @@ async fn old_history_goes_and_the_store_says_from_when_it_is_kept() {
     }
     let removed = store.expire_history(3_000).await.expect("expire");
     assert_eq!(removed, 6_000);
-    assert_eq!(store.history_retained_from().await.expect("read"), Some(3_000));
+    assert_eq!(
+        store.history_retained_from().await.expect("read"),
+        Some(3_000)
+    );
     for probe in ["a", "b"] {
         let left = store
             .history("grill", probe, i64::MIN, i64::MAX, 100_000)
@@ -57,5 +60,8 @@ async fn old_history_goes_and_the_store_says_from_when_it_is_kept() {
     }
     // The cut-off never moves back.
     store.expire_history(10).await.expect("expire");
-    assert_eq!(store.history_retained_from().await.expect("read"), Some(3_000));
+    assert_eq!(
+        store.history_retained_from().await.expect("read"),
+        Some(3_000)
+    );
 }
