@@ -1,7 +1,10 @@
 //! Logs and traces: the `tracing` subscriber of every role.
 //!
 //! * Log lines on standard error, as text (coloured on a terminal) or, with
-//!   `--log-format json`, one JSON object a line for log collectors; `RUST_LOG` filters them.
+//!   `--log-format json`, one JSON object a line for log collectors.
+//! * `RUST_LOG` (default `info`) filters both: what it leaves out is neither logged nor
+//!   exported. (One filter for the whole subscriber: a per-layer filter here silently
+//!   dropped some events of spawned tasks.)
 //! * With `telemetry.otlp_endpoint` set, spans also go to an OpenTelemetry collector over
 //!   OTLP/gRPC: the path of a reading (`append` → `process` → `project` → `deliver`, each
 //!   with the records' topic, partition and offsets as fields) and every RPC.
@@ -68,7 +71,8 @@ pub(crate) fn logs_only(format: LogFormat) -> tracing::Dispatch {
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// The `RUST_LOG` filter (default `info`) and the line writer in `format`, on stderr.
+/// The `RUST_LOG` filter (default `info`), which spans and log lines both pass, and the
+/// line writer in `format`, on stderr.
 fn log_layers(format: LogFormat) -> Vec<BoxedLayer> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let lines: BoxedLayer = match format {
@@ -82,7 +86,7 @@ fn log_layers(format: LogFormat) -> Vec<BoxedLayer> {
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    vec![lines.with_filter(filter).boxed()]
+    vec![filter.boxed(), lines]
 }
 
 /// Installs the process's subscriber: log lines in `format`, and spans to the collector
@@ -103,7 +107,6 @@ pub(crate) fn init(format: LogFormat, config: &TelemetryConfig, role: &str) -> R
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(p.tracer("emberline"))
-                .with_filter(EnvFilter::new("info"))
                 .boxed(),
         );
     }

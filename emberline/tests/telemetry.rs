@@ -100,6 +100,8 @@ async fn spans_of_the_reading_path_and_of_rpcs_reach_the_collector() {
         &[
             ("EMBERLINE__TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
             ("EMBERLINE_LOG_FORMAT", "json"),
+            // RUST_LOG filters spans too: the reading path's spans are at info.
+            ("RUST_LOG", "info"),
         ],
     );
     let channel = up.channel().await;
