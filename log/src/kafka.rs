@@ -238,6 +238,19 @@ impl KafkaLog {
         let mut positions = Vec::with_capacity(pending.len());
         for delivery in futures::future::join_all(pending).await {
             match delivery {
+                // A delivery without an offset (-1: the broker acknowledged a retried
+                // batch without saying where it is) is no position: the caller retries,
+                // and effects are idempotent.
+                Ok(Ok(d)) if d.offset < 0 || d.partition < 0 => {
+                    return Err(LogError::Kafka {
+                        action: "producing",
+                        source: format!(
+                            "the broker acknowledged a record without its position (partition {}, offset {})",
+                            d.partition, d.offset
+                        )
+                        .into(),
+                    });
+                }
                 Ok(Ok(d)) => positions.push(Position {
                     partition: d.partition as u32,
                     offset: d.offset as u64,

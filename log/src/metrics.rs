@@ -39,7 +39,7 @@ pub(crate) fn record_append<E>(
             let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
             for p in positions {
                 let end = ends.entry(p.partition).or_default();
-                *end = (*end).max(p.offset + 1);
+                *end = (*end).max(p.offset.saturating_add(1));
             }
             for (partition, end) in ends {
                 metrics::gauge!(
