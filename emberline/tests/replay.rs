@@ -192,6 +192,10 @@ fn process(dir: &Path) -> std::process::Child {
             "--catch-up",
         ])
         .env("RUST_LOG", "warn,emberline_processors::cook::run=debug")
+        // The log's readings are from a fixed day long past: retention would remove them
+        // while they are processed, and this test is about determinism, not retention.
+        .env("EMBERLINE__LOG__RETENTION_DAYS", "0")
+        .env("EMBERLINE__HISTORY__RETENTION_DAYS", "0")
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

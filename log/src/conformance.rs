@@ -266,6 +266,17 @@ pub async fn reads_below_the_start_continue_from_it(backend: &impl Backend) {
         .await
         .expect("append");
     assert_eq!(positions[0].offset, 30);
+    // With every record removed, a reader below the start moves to it (the end) instead of
+    // waiting at an offset that will never come.
+    let start = log.delete_before(&topic, 0, 31).await.expect("delete all");
+    assert_eq!(start, 31);
+    let mut reader = log.reader(&topic, 0, 5).await.expect("reader");
+    let batch = reader
+        .next_batch(100, Duration::from_millis(200))
+        .await
+        .expect("read");
+    assert!(batch.is_empty(), "{batch:?}");
+    assert_eq!(reader.position(), 31);
 }
 
 /// A reader waiting at the end returns records appended while it waits.

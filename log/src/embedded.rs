@@ -625,6 +625,17 @@ impl PartitionReader for EmbeddedReader {
                 self.next = last.offset + 1;
                 return Ok(batch);
             }
+            // Nothing from `next` on: if retention removed everything up to the end, the
+            // partition starts beyond `next`, and waiting there would wait forever.
+            let (topic, partition) = (self.topic.clone(), self.partition);
+            let start = self
+                .log
+                .blocking(move |log| log.start_offset_blocking(&topic, partition))
+                .await?;
+            if start > self.next {
+                crate::warn_expired(&self.topic, self.partition, self.next, start);
+                self.next = start;
+            }
             match tokio::time::timeout_at(deadline, self.appended.changed()).await {
                 Ok(Ok(())) => continue,
                 // Timed out, or the log was dropped: nothing more is coming now.
