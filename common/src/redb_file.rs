@@ -23,6 +23,9 @@ use std::sync::{Arc, RwLock};
 
 use redb::{ConcurrencyMode, Database, DatabaseError};
 
+/// How long reopening waits for the operations still holding the failed database.
+const REOPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A redb database that is closed after an I/O error and opened again on next use.
 pub struct ReopeningDatabase {
     path: Option<PathBuf>,
@@ -89,37 +92,56 @@ impl ReopeningDatabase {
     }
 
     /// The open database, opening the file again if an I/O error closed it.
+    ///
+    /// Opening fails with `DatabaseAlreadyOpen` while an operation still holds the failed
+    /// database. Operations are short (one transaction each), so this waits for them to let
+    /// go — without holding the lock they need to report their own failure — rather than
+    /// fail: a read failing here would stop a processor.
     pub fn current(&self) -> Result<Arc<Database>, redb::Error> {
-        if let Some(db) = self
-            .current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            return Ok(db.clone());
+        let deadline = std::time::Instant::now() + REOPEN_PATIENCE;
+        loop {
+            if let Some(db) = self
+                .current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                return Ok(db.clone());
+            }
+            {
+                let mut slot = self.current.write().unwrap_or_else(|p| p.into_inner());
+                if let Some(db) = slot.as_ref() {
+                    return Ok(db.clone());
+                }
+                let Some(path) = &self.path else {
+                    return Err(redb::Error::DatabaseClosed);
+                };
+                match open_file(path, self.cache_bytes) {
+                    Ok(db) => {
+                        let db = Arc::new(db);
+                        self.reopened.fetch_add(1, Ordering::Relaxed);
+                        *slot = Some(db.clone());
+                        return Ok(db);
+                    }
+                    Err(DatabaseError::DatabaseAlreadyOpen)
+                        if std::time::Instant::now() < deadline => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let mut slot = self.current.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(db) = slot.as_ref() {
-            return Ok(db.clone());
-        }
-        let Some(path) = &self.path else {
-            return Err(redb::Error::DatabaseClosed);
-        };
-        // Fails with `DatabaseAlreadyOpen` while an operation still holds the failed
-        // database; the next operation tries again.
-        let db = Arc::new(open_file(path, self.cache_bytes)?);
-        self.reopened.fetch_add(1, Ordering::Relaxed);
-        *slot = Some(db.clone());
-        Ok(db)
     }
 
     /// Closes `failed` (if it is still the current database) so the next use reopens the file.
-    fn close(&self, failed: &Arc<Database>) {
+    fn close(&self, failed: *const Database) {
         if self.path.is_none() {
             return;
         }
         let mut slot = self.current.write().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref().is_some_and(|db| Arc::ptr_eq(db, failed)) {
+        if slot
+            .as_ref()
+            .is_some_and(|db| std::ptr::eq(Arc::as_ptr(db), failed))
+        {
             *slot = None;
         }
     }
@@ -136,8 +158,10 @@ impl ReopeningDatabase {
             let db = self.current()?;
             match op(&db) {
                 Err(e) if needs_reopen(&e) => {
-                    self.close(&db);
+                    // Let go of the failed database first: a reopen elsewhere waits for it.
+                    let failed = Arc::as_ptr(&db);
                     drop(db);
+                    self.close(failed);
                     let stale = matches!(e, redb::Error::PreviousIo | redb::Error::DatabaseClosed);
                     if stale && !retried && self.path.is_some() {
                         retried = true;
