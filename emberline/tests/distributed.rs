@@ -31,17 +31,10 @@ use emberline_processors::changelog;
 use emberline_processors::cook::run::output_seq;
 use emberline_processors::{Mode, TrendConfig, catch_up, run_cook, run_devices};
 use emberline_projections::{EmbeddedStore, ProjectionStore};
-use emberline_proto::v1::alert_service_client::AlertServiceClient;
-use emberline_proto::v1::cook_service_client::CookServiceClient;
-use emberline_proto::v1::device_service_client::DeviceServiceClient;
-use emberline_proto::v1::prediction_service_client::PredictionServiceClient;
-use emberline_proto::v1::reading_service_client::ReadingServiceClient;
 use emberline_proto::v1::trend_service_client::TrendServiceClient;
-use emberline_proto::v1::{
-    GetHistoryRequest, GetLatestRequest, ListAlertsRequest, ListCooksRequest, ListDevicesRequest,
-    ListPredictionsRequest, StartFrom, SubscribeTrendsRequest, TrendEvent,
-};
+use emberline_proto::v1::{StartFrom, SubscribeTrendsRequest, TrendEvent};
 use emberline_schemas::{ConfluentRegistry, EventCodec};
+use support::answers::{Answers, answers};
 use support::roles::Role;
 use support::{PATIENCE, eventually, free_port};
 use tokio_stream::StreamExt;
@@ -264,156 +257,12 @@ fn owned_by(role: &Role) -> BTreeSet<u32> {
         .collect()
 }
 
-/// Everything a gateway answers, for comparing gateways and replays.
-#[derive(Debug, PartialEq)]
-struct Dump {
-    devices: Vec<String>,
-    latest: Vec<String>,
-    history: Vec<String>,
-    cooks: Vec<String>,
-    predictions: Vec<String>,
-    alerts: Vec<String>,
-}
-
-impl Dump {
-    /// The first difference from `other`, per part.
-    fn difference(&self, other: &Dump) -> String {
-        let parts = [
-            ("devices", &self.devices, &other.devices),
-            ("latest", &self.latest, &other.latest),
-            ("history", &self.history, &other.history),
-            ("cooks", &self.cooks, &other.cooks),
-            ("predictions", &self.predictions, &other.predictions),
-            ("alerts", &self.alerts, &other.alerts),
-        ];
-        let mut out = Vec::new();
-        for (name, a, b) in parts {
-            if a == b {
-                continue;
-            }
-            let at = a.iter().zip(b.iter()).position(|(x, y)| x != y);
-            match at {
-                Some(i) => out.push(format!("{name}[{i}]: {} vs {}", a[i], b[i])),
-                None => out.push(format!("{name}: {} vs {} entries", a.len(), b.len())),
-            }
-        }
-        out.join("; ")
-    }
-}
-
-async fn dump(grpc: std::net::SocketAddr) -> Dump {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    let mut devices = DeviceServiceClient::new(channel.clone());
-    let mut readings = ReadingServiceClient::new(channel.clone());
-    let listed = devices
-        .list_devices(ListDevicesRequest::default())
-        .await
-        .expect("devices")
-        .into_inner()
-        .devices;
-    // Maps print in hash order: take them out and print them sorted.
-    let sorted = |m: &std::collections::HashMap<String, f64>| {
-        format!("{:?}", m.iter().collect::<BTreeMap<_, _>>())
-    };
-    let sorted_text = |m: &std::collections::HashMap<String, String>| {
-        format!("{:?}", m.iter().collect::<BTreeMap<_, _>>())
-    };
-    let mut out = Dump {
-        devices: listed
-            .iter()
-            .map(|d| {
-                let plain = emberline_proto::v1::Device {
-                    probe_labels: Default::default(),
-                    targets_c: Default::default(),
-                    attributes: Default::default(),
-                    ..d.clone()
-                };
-                format!(
-                    "{plain:?} labels {} targets {} attributes {}",
-                    sorted_text(&d.probe_labels),
-                    sorted(&d.targets_c),
-                    sorted_text(&d.attributes)
-                )
-            })
-            .collect(),
-        latest: Vec::new(),
-        history: Vec::new(),
-        cooks: Vec::new(),
-        predictions: Vec::new(),
-        alerts: Vec::new(),
-    };
-    for d in &listed {
-        let latest = devices
-            .get_latest(GetLatestRequest {
-                device_id: d.device_id.clone(),
-            })
-            .await
-            .expect("latest")
-            .into_inner()
-            .probes;
-        out.latest.extend(latest.iter().map(|p| format!("{p:?}")));
-        for probe in &d.probe_ids {
-            let points = readings
-                .get_history(GetHistoryRequest {
-                    device_id: d.device_id.clone(),
-                    probe_id: probe.clone(),
-                    from_ms: 0,
-                    to_ms: i64::MAX,
-                    limit: 100_000,
-                })
-                .await
-                .expect("history")
-                .into_inner();
-            out.history
-                .push(format!("{}/{probe}: {points:?}", d.device_id));
-        }
-    }
-    out.cooks = CookServiceClient::new(channel.clone())
-        .list_cooks(ListCooksRequest::default())
-        .await
-        .expect("cooks")
-        .into_inner()
-        .cooks
-        .iter()
-        .map(|c| {
-            let plain = emberline_proto::v1::Cook {
-                targets_c: Default::default(),
-                ..c.clone()
-            };
-            format!("{plain:?} targets {}", sorted(&c.targets_c))
-        })
-        .collect();
-    out.predictions = PredictionServiceClient::new(channel.clone())
-        .list_predictions(ListPredictionsRequest::default())
-        .await
-        .expect("predictions")
-        .into_inner()
-        .predictions
-        .iter()
-        .map(|p| format!("{p:?}"))
-        .collect();
-    out.alerts = AlertServiceClient::new(channel)
-        .list_alerts(ListAlertsRequest::default())
-        .await
-        .expect("alerts")
-        .into_inner()
-        .alerts
-        .iter()
-        .map(|a| format!("{a:?}"))
-        .collect();
-    out
-}
-
-/// Waits until every gateway's dump is the same (they follow the changelog on their own).
-async fn settled_dumps(gateways: &[std::net::SocketAddr]) -> Dump {
+/// Waits until every gateway answers the same (they follow the changelog on their own).
+async fn settled_answers(gateways: &[std::net::SocketAddr]) -> Answers {
     eventually("the gateways agree", PATIENCE * 2, TICK, || async {
         let mut dumps = Vec::new();
         for g in gateways {
-            dumps.push(dump(*g).await);
+            dumps.push(answers(*g).await);
         }
         let first = dumps.remove(0);
         let differences: Vec<String> = dumps
@@ -744,7 +593,7 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         readings as f64 / caught_up.as_secs_f64()
     );
     gateway_1.ready().await;
-    let agreed = settled_dumps(&[g1, g2, g3]).await;
+    let agreed = settled_answers(&[g1, g2, g3]).await;
     assert!(agreed.devices.len() >= 8, "{:?}", agreed.devices);
     assert!(!agreed.predictions.is_empty());
 
@@ -760,7 +609,7 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         &grpc(replay_grpc),
     );
     replay_gateway.ready().await;
-    let replay = dump(replay_grpc).await;
+    let replay = answers(replay_grpc).await;
     assert_eq!(agreed.devices, replay.devices);
     assert_eq!(agreed.latest, replay.latest);
     assert_eq!(agreed.history, replay.history);
