@@ -50,17 +50,7 @@ fn emberline(config: &Path, data_dir: &Path, args: &[&str], env: &[(&str, String
 
 fn gateway(config: &Path, dir: &Path, name: &str) -> (Role, std::net::SocketAddr) {
     let grpc = free_port();
-    let role = Role::start(
-        name,
-        config,
-        dir,
-        &["gateway"],
-        &[
-            ("EMBERLINE__GATEWAY__GRPC_ADDR", grpc.to_string()),
-            ("EMBERLINE__GATEWAY__WEB_ADDR", free_port().to_string()),
-        ],
-    );
-    (role, grpc)
+    (Role::gateway(name, config, dir, grpc), grpc)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,7 @@ use emberline_log::{EventLog, KafkaConfig, KafkaLog, topics};
 use emberline_schemas::events::{ProbeReading, TrendUpdated};
 use emberline_schemas::{ConfluentRegistry, EventCodec};
 use support::answers::answers;
-use support::roles::Role;
+use support::roles::{Role, kafka_roles_config, read_until};
 use support::{PATIENCE, eventually, free_port};
 
 const DEVICES: usize = 4;
@@ -87,29 +87,20 @@ fn config_file(
         .map(|d| format!("\"dev-{d}\" = \"token-{d}\"\n"))
         .collect();
     let text = format!(
-        r#"
-[log]
-backend = "kafka"
-partitions = {PARTITIONS}
-
-[log.kafka]
-bootstrap_servers = "127.0.0.1:{port}"
-topic_prefix = "{prefix}"
-group_session_timeout_ms = 6000
-
-[registry]
-url = "http://{registry}"
-
-[processor]
-workers = 1
-tick_interval_s = 0
-
+        r#"{}
 [[sources]]
 kind = "http_push"
 listen = "{push}"
 
 [sources.tokens]
-{tokens}"#
+{tokens}"#,
+        kafka_roles_config(
+            PARTITIONS,
+            &format!("127.0.0.1:{port}"),
+            prefix,
+            registry,
+            0
+        )
     );
     std::fs::write(&path, text).expect("config");
     path
@@ -179,27 +170,12 @@ async fn a_broker_killed_and_restarted_mid_ingest_loses_and_doubles_nothing() {
     let (registry_addr, push_addr) = (free_port(), free_port());
     let config = config_file(root.path(), port, &prefix, registry_addr, push_addr);
     let dir = |name: &str| root.path().join(name);
-    let mut registry = Role::start(
-        "registry",
-        &config,
-        &dir("registry"),
-        &["registry", "--addr", &registry_addr.to_string()],
-        &[],
-    );
+    let mut registry = Role::registry(&config, &dir("registry"), registry_addr);
     registry.ready().await;
     let mut ingest = Role::start("ingest", &config, &dir("ingest"), &["ingest"], &[]);
     let mut processor = Role::start("processor", &config, &dir("processor"), &["process"], &[]);
     let grpc = free_port();
-    let mut gateway = Role::start(
-        "gateway",
-        &config,
-        &dir("gateway"),
-        &["gateway"],
-        &[
-            ("EMBERLINE__GATEWAY__GRPC_ADDR", grpc.to_string()),
-            ("EMBERLINE__GATEWAY__WEB_ADDR", free_port().to_string()),
-        ],
-    );
+    let mut gateway = Role::gateway("gateway", &config, &dir("gateway"), grpc);
     ingest.ready().await;
     processor.ready().await;
     gateway.ready().await;
@@ -301,7 +277,7 @@ async fn a_broker_killed_and_restarted_mid_ingest_loses_and_doubles_nothing() {
             .end_offset(topics::PROBE_READINGS, p)
             .await
             .expect("end");
-        for r in read(&log, topics::PROBE_READINGS, p, end).await {
+        for r in read_until(&log, topics::PROBE_READINGS, p, end).await {
             let reading: ProbeReading = codec.decode(&r.value).await.expect("reading");
             *logged
                 .entry((reading.device_id, reading.probe_id, reading.event_time))
@@ -313,7 +289,7 @@ async fn a_broker_killed_and_restarted_mid_ingest_loses_and_doubles_nothing() {
             .await
             .expect("end");
         let mut last = -1;
-        for r in read(&log, topics::DERIVED_TRENDS, p, trends_end).await {
+        for r in read_until(&log, topics::DERIVED_TRENDS, p, trends_end).await {
             let t: TrendUpdated = codec.decode(&r.value).await.expect("trend");
             assert!(
                 t.source_offset > last,
@@ -343,20 +319,4 @@ async fn a_broker_killed_and_restarted_mid_ingest_loses_and_doubles_nothing() {
     }
     broker.kill().expect("stop the broker");
     broker.wait().expect("reap");
-}
-
-async fn read(log: &KafkaLog, topic: &str, partition: u32, end: u64) -> Vec<emberline_log::Record> {
-    let mut reader = log.reader(topic, partition, 0).await.expect("reader");
-    let mut out = Vec::new();
-    while reader.position() < end {
-        out.extend(
-            reader
-                .next_batch(4_096, PATIENCE)
-                .await
-                .expect("read")
-                .into_iter()
-                .filter(|r| r.offset < end),
-        );
-    }
-    out
 }

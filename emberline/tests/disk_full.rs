@@ -101,15 +101,7 @@ fn fill(path: &Path) -> u64 {
 
 fn config(dir: &Path, push: std::net::SocketAddr) -> PathBuf {
     let path = dir.join("disk-full.toml");
-    let text = format!(
-        r#"[[sources]]
-kind = "http_push"
-name = "push"
-listen = "{push}"
-tokens = {{ {DEVICE} = "{TOKEN}" }}
-"#
-    );
-    std::fs::write(&path, text).expect("config");
+    std::fs::write(&path, support::push::source(push, DEVICE, TOKEN)).expect("config");
     path
 }
 
@@ -123,21 +115,7 @@ async fn push(
         .iter()
         .map(|t| serde_json::json!({"probe_id": "meat", "value": 20.0 + (*t % 1000) as f64 / 100.0, "time": t}))
         .collect();
-    let body = serde_json::json!({"device_id": DEVICE, "readings": readings});
-    match client
-        .post(format!("http://{addr}/v1/readings"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-    {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.text().await.unwrap_or_default())
-        }
-        Err(e) => (0, e.to_string()),
-    }
+    support::push::push(client, addr, DEVICE, TOKEN, readings).await
 }
 
 /// What the pusher saw.

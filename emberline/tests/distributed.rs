@@ -35,7 +35,7 @@ use emberline_proto::v1::trend_service_client::TrendServiceClient;
 use emberline_proto::v1::{StartFrom, SubscribeTrendsRequest, TrendEvent};
 use emberline_schemas::{ConfluentRegistry, EventCodec};
 use support::answers::{Answers, answers};
-use support::roles::Role;
+use support::roles::{Role, kafka_roles_config, read_until};
 use support::{PATIENCE, eventually, free_port};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -47,29 +47,14 @@ const TICK: Duration = Duration::from_millis(100);
 fn config_file(dir: &Path, bootstrap: &str, prefix: &str, registry: &str) -> std::path::PathBuf {
     let path = dir.join("emberline.toml");
     let text = format!(
-        r#"
-[log]
-backend = "kafka"
-partitions = {PARTITIONS}
-
-[log.kafka]
-bootstrap_servers = "{bootstrap}"
-topic_prefix = "{prefix}"
-group_session_timeout_ms = 6000
-
-[registry]
-url = "http://{registry}"
-
-[processor]
-workers = 1
-tick_interval_s = 1
-
+        r#"{}
 [simulator]
 devices = 8
 probes = 4
 interval_ms = 100
 start_cook = true
-"#
+"#,
+        kafka_roles_config(PARTITIONS, bootstrap, prefix, registry, 1)
     );
     std::fs::write(&path, text).expect("config");
     path
@@ -80,19 +65,7 @@ async fn read_all(log: &dyn EventLog, topic: &str) -> BTreeMap<u32, Vec<Record>>
     let mut out = BTreeMap::new();
     for p in 0..log.partitions(topic).await.expect("partitions") {
         let end = log.end_offset(topic, p).await.expect("end");
-        let mut reader = log.reader(topic, p, 0).await.expect("reader");
-        let mut records = Vec::new();
-        while reader.position() < end {
-            records.extend(
-                reader
-                    .next_batch(4_096, PATIENCE)
-                    .await
-                    .expect("read")
-                    .into_iter()
-                    .filter(|r| r.offset < end),
-            );
-        }
-        out.insert(p, records);
+        out.insert(p, read_until(log, topic, p, end).await);
     }
     out
 }
@@ -319,20 +292,8 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         &registry_addr.to_string(),
     );
     let dir = |name: &str| root.path().join(name);
-    let grpc = |addr: std::net::SocketAddr| {
-        vec![
-            ("EMBERLINE__GATEWAY__GRPC_ADDR", addr.to_string()),
-            ("EMBERLINE__GATEWAY__WEB_ADDR", free_port().to_string()),
-        ]
-    };
 
-    let mut registry = Role::start(
-        "registry",
-        &config,
-        &dir("registry"),
-        &["registry", "--addr", &registry_addr.to_string()],
-        &[],
-    );
+    let mut registry = Role::registry(&config, &dir("registry"), registry_addr);
     registry.ready().await;
     let mut ingest = Role::start("ingest", &config, &dir("ingest"), &["ingest"], &[]);
     let mut processors: Vec<Role> = (1..=3)
@@ -342,20 +303,8 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         })
         .collect();
     let (g1, g2) = (free_port(), free_port());
-    let mut gateway_1 = Role::start(
-        "gateway-1",
-        &config,
-        &dir("gateway-1"),
-        &["gateway"],
-        &grpc(g1),
-    );
-    let mut gateway_2 = Role::start(
-        "gateway-2",
-        &config,
-        &dir("gateway-2"),
-        &["gateway"],
-        &grpc(g2),
-    );
+    let mut gateway_1 = Role::gateway("gateway-1", &config, &dir("gateway-1"), g1);
+    let mut gateway_2 = Role::gateway("gateway-2", &config, &dir("gateway-2"), g2);
     ingest.ready().await;
     for p in &mut processors {
         p.ready().await;
@@ -570,22 +519,10 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
 
     // Gateways: the survivor, the killed one restarted, and one started late from nothing
     // all answer alike; the late one's catch-up rate is reported.
-    let mut gateway_1 = Role::start(
-        "gateway-1",
-        &config,
-        &dir("gateway-1"),
-        &["gateway"],
-        &grpc(g1),
-    );
+    let mut gateway_1 = Role::gateway("gateway-1", &config, &dir("gateway-1"), g1);
     let g3 = free_port();
     let late = Instant::now();
-    let mut gateway_3 = Role::start(
-        "gateway-3",
-        &config,
-        &dir("gateway-3"),
-        &["gateway"],
-        &grpc(g3),
-    );
+    let mut gateway_3 = Role::gateway("gateway-3", &config, &dir("gateway-3"), g3);
     gateway_3.ready().await;
     let caught_up = late.elapsed();
     eprintln!(
@@ -601,13 +538,7 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
     let replay_grpc = free_port();
     let embedded = root.path().join("replay.toml");
     std::fs::write(&embedded, "[simulator]\nenabled = false\n").expect("replay config");
-    let mut replay_gateway = Role::start(
-        "replay-gateway",
-        &embedded,
-        &replay_dir,
-        &["gateway"],
-        &grpc(replay_grpc),
-    );
+    let mut replay_gateway = Role::gateway("replay-gateway", &embedded, &replay_dir, replay_grpc);
     replay_gateway.ready().await;
     let replay = answers(replay_grpc).await;
     assert_eq!(agreed.devices, replay.devices);

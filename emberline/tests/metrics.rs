@@ -26,7 +26,7 @@ use emberline_proto::v1::alert_service_client::AlertServiceClient;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::{AlertRule, ListDevicesRequest, SetAlertRuleRequest};
 use serde_json::Value;
-use support::roles::Role;
+use support::roles::{Role, kafka_roles_config};
 use support::{PATIENCE, eventually, free_port};
 
 /// Every family the roles export; each must have a sample in Prometheus.
@@ -171,26 +171,7 @@ impl Drop for Prometheus {
 
 fn kafka_config(dir: &Path, bootstrap: &str, prefix: &str, registry: SocketAddr) -> PathBuf {
     let path = dir.join("kafka.toml");
-    let text = format!(
-        r#"
-[log]
-backend = "kafka"
-partitions = 2
-
-[log.kafka]
-bootstrap_servers = "{bootstrap}"
-topic_prefix = "{prefix}"
-group_session_timeout_ms = 6000
-
-[registry]
-url = "http://{registry}"
-
-[processor]
-workers = 1
-tick_interval_s = 1
-"#
-    );
-    std::fs::write(&path, text).expect("config");
+    std::fs::write(&path, kafka_roles_config(2, bootstrap, prefix, registry, 1)).expect("config");
     path
 }
 
@@ -331,27 +312,12 @@ async fn prometheus_scrapes_every_role_and_the_dashboard_and_rules_work() {
     let (hook, hooked) = webhook_receiver().await;
     let grpc = free_port();
 
-    let mut registry = Role::start(
-        "registry",
-        &base,
-        &dir("registry"),
-        &["registry", "--addr", &registry_addr.to_string()],
-        &[],
-    );
+    let mut registry = Role::registry(&base, &dir("registry"), registry_addr);
     registry.ready().await;
     let mut roles = vec![
         Role::start("ingest", &ingest_toml, &dir("ingest"), &["ingest"], &[]),
         Role::start("process", &base, &dir("process"), &["process"], &[]),
-        Role::start(
-            "gateway",
-            &base,
-            &dir("gateway"),
-            &["gateway"],
-            &[
-                ("EMBERLINE__GATEWAY__GRPC_ADDR", grpc.to_string()),
-                ("EMBERLINE__GATEWAY__WEB_ADDR", free_port().to_string()),
-            ],
-        ),
+        Role::gateway("gateway", &base, &dir("gateway"), grpc),
         Role::start(
             "notify",
             &base,

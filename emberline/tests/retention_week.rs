@@ -39,12 +39,8 @@ retention_check_interval_s = 1
 retention_days = 1
 retention_check_interval_s = 1
 
-[[sources]]
-kind = "http_push"
-name = "push"
-listen = "{push}"
-tokens = {{ {DEVICE} = "{TOKEN}" }}
-"#
+{}"#,
+        support::push::source(push, DEVICE, TOKEN)
     );
     std::fs::write(&path, text).expect("config");
     path
@@ -73,21 +69,7 @@ async fn push(
             })
         })
         .collect();
-    let body = serde_json::json!({"device_id": DEVICE, "readings": readings});
-    match client
-        .post(format!("http://{addr}/v1/readings"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-    {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.text().await.unwrap_or_default())
-        }
-        Err(e) => (0, e.to_string()),
-    }
+    support::push::push(client, addr, DEVICE, TOKEN, readings).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use tonic::transport::Channel;
 
 pub mod answers;
 pub mod mosquitto;
+pub mod push;
 pub mod roles;
 
 /// Generous bound for anything that should take a second or two; only reached on failure.

@@ -11,6 +11,60 @@ use std::time::Duration;
 
 use super::{PATIENCE, free_port};
 
+/// The start of a configuration for roles run apart on a Kafka-protocol broker: the log
+/// with `partitions` partitions and topics named with `prefix`, the registry at `registry`
+/// and one processor worker ticking every `tick_interval_s`. Callers append their sections.
+pub fn kafka_roles_config(
+    partitions: u32,
+    bootstrap: &str,
+    prefix: &str,
+    registry: impl std::fmt::Display,
+    tick_interval_s: u32,
+) -> String {
+    format!(
+        r#"
+[log]
+backend = "kafka"
+partitions = {partitions}
+
+[log.kafka]
+bootstrap_servers = "{bootstrap}"
+topic_prefix = "{prefix}"
+group_session_timeout_ms = 6000
+
+[registry]
+url = "http://{registry}"
+
+[processor]
+workers = 1
+tick_interval_s = {tick_interval_s}
+"#
+    )
+}
+
+/// Every record of `partition` of `topic` from the start up to `end` (records appended
+/// meanwhile are left out).
+pub async fn read_until(
+    log: &dyn emberline_log::EventLog,
+    topic: &str,
+    partition: u32,
+    end: u64,
+) -> Vec<emberline_log::Record> {
+    let mut reader = log.reader(topic, partition, 0).await.expect("reader");
+    let mut out = Vec::new();
+    while reader.position() < end {
+        out.extend(
+            reader
+                .next_batch(4_096, PATIENCE)
+                .await
+                .expect("read")
+                .into_iter()
+                .filter(|r| r.offset < end),
+        );
+    }
+    out
+}
+
 /// One role running as its own OS process.
 pub struct Role {
     pub name: String,
@@ -67,6 +121,31 @@ impl Role {
             data_dir: data_dir.to_owned(),
             lines,
         }
+    }
+
+    /// Starts the registry role, serving on `addr`.
+    pub fn registry(config: &Path, data_dir: &Path, addr: SocketAddr) -> Self {
+        Self::start(
+            "registry",
+            config,
+            data_dir,
+            &["registry", "--addr", &addr.to_string()],
+            &[],
+        )
+    }
+
+    /// Starts a gateway role answering gRPC on `grpc` (its web UI on a free port).
+    pub fn gateway(name: &str, config: &Path, data_dir: &Path, grpc: SocketAddr) -> Self {
+        Self::start(
+            name,
+            config,
+            data_dir,
+            &["gateway"],
+            &[
+                ("EMBERLINE__GATEWAY__GRPC_ADDR", grpc.to_string()),
+                ("EMBERLINE__GATEWAY__WEB_ADDR", free_port().to_string()),
+            ],
+        )
     }
 
     /// Waits until `GET /readyz` answers 200 (panics if the process exits first).
