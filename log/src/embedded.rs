@@ -275,28 +275,25 @@ impl EmbeddedLog {
     }
 
     fn end_offset_blocking(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        self.check_partition(topic, partition)?;
-        let read = |db: &Database| -> Result<u64, redb::Error> {
-            let txn = db.begin_read()?;
-            let Some(table) = read_table!(txn, HEADS) else {
-                return Ok(0);
-            };
-            Ok(table
-                .get((topic, partition))?
-                .map(|g| g.value())
-                .unwrap_or(0))
-        };
-        self.inner
-            .db
-            .run(read)
-            .map_err(storage("reading the end offset"))
+        self.offset_blocking(topic, partition, HEADS, "reading the end offset")
     }
 
     fn start_offset_blocking(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        self.offset_blocking(topic, partition, STARTS, "reading the start offset")
+    }
+
+    /// The offset `table` holds for `partition` of `topic`, 0 when it holds none.
+    fn offset_blocking(
+        &self,
+        topic: &str,
+        partition: u32,
+        table: TableDefinition<'_, (&str, u32), u64>,
+        action: &'static str,
+    ) -> Result<u64, LogError> {
         self.check_partition(topic, partition)?;
         let read = |db: &Database| -> Result<u64, redb::Error> {
             let txn = db.begin_read()?;
-            let Some(table) = read_table!(txn, STARTS) else {
+            let Some(table) = read_table!(txn, table) else {
                 return Ok(0);
             };
             Ok(table
@@ -304,10 +301,7 @@ impl EmbeddedLog {
                 .map(|g| g.value())
                 .unwrap_or(0))
         };
-        self.inner
-            .db
-            .run(read)
-            .map_err(storage("reading the start offset"))
+        self.inner.db.run(read).map_err(storage(action))
     }
 
     /// Removes, in every partition of every topic not kept forever, the oldest batches whose

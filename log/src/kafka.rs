@@ -193,6 +193,21 @@ impl KafkaLog {
             .map_err(|e| LogError::Task(e.to_string()))?
     }
 
+    /// The low and high watermarks of `partition` of the (unprefixed) `topic`, never below 0.
+    async fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {
+        let topic = self.name(topic);
+        self.blocking(move |log| {
+            let (low, high) = log
+                .inner
+                .producer
+                .client()
+                .fetch_watermarks(&topic, partition as i32, log.timeout())
+                .map_err(kafka("fetching watermarks"))?;
+            Ok((low.max(0) as u64, high.max(0) as u64))
+        })
+        .await
+    }
+
     /// [`send_all`](Self::send_all) to the (unprefixed) `topic`, recorded in the metrics.
     async fn send_metered(
         &self,
@@ -404,31 +419,13 @@ impl EventLog for KafkaLog {
     }
 
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        let topic = self.name(topic);
-        self.blocking(move |log| {
-            let (_, high) = log
-                .inner
-                .producer
-                .client()
-                .fetch_watermarks(&topic, partition as i32, log.timeout())
-                .map_err(kafka("fetching watermarks"))?;
-            Ok(high.max(0) as u64)
-        })
-        .await
+        let (_, high) = self.watermarks(topic, partition).await?;
+        Ok(high)
     }
 
     async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        let topic = self.name(topic);
-        self.blocking(move |log| {
-            let (low, _) = log
-                .inner
-                .producer
-                .client()
-                .fetch_watermarks(&topic, partition as i32, log.timeout())
-                .map_err(kafka("fetching watermarks"))?;
-            Ok(low.max(0) as u64)
-        })
-        .await
+        let (low, _) = self.watermarks(topic, partition).await?;
+        Ok(low)
     }
 
     async fn delete_before(
