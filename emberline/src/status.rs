@@ -69,15 +69,7 @@ pub(crate) fn report(data_dir: &Path) -> Result<String> {
                 }
                 writeln!(out, "  batches table stores {}", bytes(table_bytes))?;
             }
-            Err(LogError::InUse { .. }) => writeln!(
-                out,
-                "  locked by a running process that opened it exclusively: only its size is known"
-            )?,
-            Err(e) => writeln!(
-                out,
-                "  cannot read it: {}",
-                emberline_common::error::chain(&e)
-            )?,
+            Err(e) => unreadable(&mut out, matches!(e, LogError::InUse { .. }), &e)?,
         }
     }
     let projections = data_dir.join("projections.redb");
@@ -101,18 +93,31 @@ pub(crate) fn report(data_dir: &Path) -> Result<String> {
                     )?;
                 }
             }
-            Err(ProjectionError::InUse { .. }) => writeln!(
-                out,
-                "  locked by a running process that opened it exclusively: only its size is known"
-            )?,
-            Err(e) => writeln!(
-                out,
-                "  cannot read it: {}",
-                emberline_common::error::chain(&e)
-            )?,
+            Err(e) => unreadable(&mut out, matches!(e, ProjectionError::InUse { .. }), &e)?,
         }
     }
     Ok(out)
+}
+
+/// What the report says of a store it could not read: only its size is known when a
+/// running process holds it (`in_use`), otherwise why.
+fn unreadable(
+    out: &mut String,
+    in_use: bool,
+    error: &(dyn std::error::Error + 'static),
+) -> std::fmt::Result {
+    if in_use {
+        writeln!(
+            out,
+            "  locked by a running process that opened it exclusively: only its size is known"
+        )
+    } else {
+        writeln!(
+            out,
+            "  cannot read it: {}",
+            emberline_common::error::chain(error)
+        )
+    }
 }
 
 fn bytes(n: u64) -> String {
