@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// An embedded log in `dir` with every standard topic, and a codec on its registry.
+/// An embedded log in `dir` with the `alerts` topic (the only one the notifier reads), and
+/// a codec on its registry.
 async fn embedded_log(
     dir: &Path,
     partitions: u32,
@@ -36,9 +37,7 @@ async fn embedded_log(
     let log = emberline_log::EmbeddedLog::open(&dir.join("log.redb"))?;
     let registry = emberline_schemas::EmbeddedRegistry::shared(log.handle());
     let codec = emberline_schemas::EventCodec::connect(Arc::new(registry)).await?;
-    for topic in topics::ALL {
-        log.ensure_topic(topic, partitions).await?;
-    }
+    log.ensure_topic(topics::ALERTS, partitions).await?;
     Ok((Arc::new(log), Arc::new(codec)))
 }
 
