@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use emberline_proto::v1::GetHistoryRequest;
 use emberline_proto::v1::reading_service_client::ReadingServiceClient;
-use support::{PATIENCE, Up, eventually, free_port};
+use support::{PATIENCE, Up, eventually, free_port, history};
 
 const DEVICE: &str = "smoker";
 const TOKEN: &str = "disk-full-test-token";
@@ -261,18 +260,9 @@ async fn a_full_disk_refuses_with_a_reason_loses_nothing_and_heals_by_itself() {
             let mut readings = readings.clone();
             let expected = expected.clone();
             async move {
-                let points = readings
-                    .get_history(GetHistoryRequest {
-                        device_id: DEVICE.into(),
-                        probe_id: "meat".into(),
-                        from_ms: first,
-                        to_ms: last + 1,
-                        limit: 0,
-                    })
+                let points = history(&mut readings, DEVICE, "meat", first, last + 1)
                     .await
-                    .map_err(|e| e.to_string())?
-                    .into_inner()
-                    .points;
+                    .map_err(|e| e.to_string())?;
                 let have: BTreeSet<i64> = points.iter().map(|p| p.event_time_ms).collect();
                 let missing: Vec<_> = expected.difference(&have).take(5).collect();
                 if missing.is_empty() {

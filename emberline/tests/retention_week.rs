@@ -18,9 +18,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use emberline_proto::v1::GetHistoryRequest;
 use emberline_proto::v1::reading_service_client::ReadingServiceClient;
-use support::{PATIENCE, Up, eventually, free_port};
+use support::{PATIENCE, Up, eventually, free_port, history};
 
 const DEVICE: &str = "smoker";
 const TOKEN: &str = "retention-week-token";
@@ -130,31 +129,21 @@ async fn a_week_with_one_day_of_retention_stays_bounded_and_says_expired() {
             || {
                 let mut readings = readings.clone();
                 async move {
-                    let points = readings
-                        .get_history(GetHistoryRequest {
-                            device_id: DEVICE.into(),
-                            probe_id: "meat".into(),
-                            from_ms: last,
-                            to_ms: last + 1,
-                            limit: 0,
-                        })
+                    let points = history(&mut readings, DEVICE, "meat", last, last + 1)
                         .await
-                        .map_err(|e| e.to_string())?
-                        .into_inner()
-                        .points;
+                        .map_err(|e| e.to_string())?;
                     if points.is_empty() {
                         return Err("the day's last reading is not in the history yet".into());
                     }
                     if day >= 2 {
-                        let old = readings
-                            .get_history(GetHistoryRequest {
-                                device_id: DEVICE.into(),
-                                probe_id: "meat".into(),
-                                from_ms: day_start - 2 * DAY,
-                                to_ms: day_start - DAY,
-                                limit: 0,
-                            })
-                            .await;
+                        let old = history(
+                            &mut readings,
+                            DEVICE,
+                            "meat",
+                            day_start - 2 * DAY,
+                            day_start - DAY,
+                        )
+                        .await;
                         if old.is_ok() {
                             return Err("two days ago is still in the history".into());
                         }
@@ -183,16 +172,15 @@ async fn a_week_with_one_day_of_retention_stays_bounded_and_says_expired() {
     // The first days answer "expired", clearly, and the last day is all there.
     let mut readings = readings.clone();
     for day in 0..5 {
-        let status = readings
-            .get_history(GetHistoryRequest {
-                device_id: DEVICE.into(),
-                probe_id: "meat".into(),
-                from_ms: start + day * DAY,
-                to_ms: start + (day + 1) * DAY,
-                limit: 0,
-            })
-            .await
-            .expect_err("an expired day must not answer an empty list");
+        let status = history(
+            &mut readings,
+            DEVICE,
+            "meat",
+            start + day * DAY,
+            start + (day + 1) * DAY,
+        )
+        .await
+        .expect_err("an expired day must not answer an empty list");
         assert_eq!(
             status.code(),
             tonic::Code::OutOfRange,
@@ -206,18 +194,9 @@ async fn a_week_with_one_day_of_retention_stays_bounded_and_says_expired() {
     // The last day from ten minutes in (its first seconds expire as the real seconds the
     // test takes pass: the cut-off is a day before the moved clock).
     let from = start + 6 * DAY + 600_000;
-    let last_day = readings
-        .get_history(GetHistoryRequest {
-            device_id: DEVICE.into(),
-            probe_id: "meat".into(),
-            from_ms: from,
-            to_ms: start + 7 * DAY,
-            limit: 0,
-        })
+    let last_day = history(&mut readings, DEVICE, "meat", from, start + 7 * DAY)
         .await
-        .expect("the last day")
-        .into_inner()
-        .points;
+        .expect("the last day");
     assert_eq!(last_day.len() as i64, (DAY - 600_000) / STEP_MS);
     up.interrupt();
 }

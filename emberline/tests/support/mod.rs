@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use emberline_proto::v1::reading_service_client::ReadingServiceClient;
+use emberline_proto::v1::{GetHistoryRequest, HistoryPoint};
 use tonic::transport::Channel;
 
 pub mod answers;
@@ -37,6 +39,27 @@ where
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// The history of `device`'s `probe` from `from_ms` up to `to_ms`, unlimited, as the
+/// gateway behind `readings` answers it.
+pub async fn history(
+    readings: &mut ReadingServiceClient<Channel>,
+    device: &str,
+    probe: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<HistoryPoint>, tonic::Status> {
+    let answer = readings
+        .get_history(GetHistoryRequest {
+            device_id: device.into(),
+            probe_id: probe.into(),
+            from_ms,
+            to_ms,
+            limit: 0,
+        })
+        .await?;
+    Ok(answer.into_inner().points)
 }
 
 pub fn free_port() -> SocketAddr {
