@@ -7,7 +7,7 @@
 //! their database in a [`ReopeningDatabase`] and run each operation through
 //! [`ReopeningDatabase::run`]: an operation that fails with an I/O error closes the
 //! database, and the next operation opens it again (retrying at once when the failure was
-//! only the left-over refusal of an earlier error). Callers see the I/O error of the failed
+//! only the left-over refusal of another operation's error). Callers see the I/O error of the failed
 //! operation and nothing else.
 //!
 //! Every holder of the database must take it through [`ReopeningDatabase::current`] per
@@ -22,6 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{ConcurrencyMode, Database, DatabaseError};
+
+/// How many times an operation refused only because of another's I/O error is tried again.
+const STALE_RETRIES: u64 = 20;
 
 /// How long reopening waits for the operations still holding the failed database.
 const REOPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -153,7 +156,7 @@ impl ReopeningDatabase {
         &self,
         mut op: impl FnMut(&Database) -> Result<T, redb::Error>,
     ) -> Result<T, redb::Error> {
-        let mut retried = false;
+        let mut stale_refusals = 0;
         loop {
             let db = self.current()?;
             match op(&db) {
@@ -162,9 +165,14 @@ impl ReopeningDatabase {
                     let failed = Arc::as_ptr(&db);
                     drop(db);
                     self.close(failed);
+                    // A refusal left by another operation's I/O error says nothing about this
+                    // one: try again on the reopened file. While the disk stays full, writes
+                    // elsewhere can poison each new handle before this operation runs, so
+                    // allow a few rounds (a read must not fail because a write did).
                     let stale = matches!(e, redb::Error::PreviousIo | redb::Error::DatabaseClosed);
-                    if stale && !retried && self.path.is_some() {
-                        retried = true;
+                    if stale && stale_refusals < STALE_RETRIES && self.path.is_some() {
+                        stale_refusals += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(2 * stale_refusals));
                         continue;
                     }
                     return Err(e);
