@@ -133,24 +133,9 @@ fn time(ms: Option<i64>) -> String {
     let Some(ms) = ms else {
         return "-".to_owned();
     };
-    // Days since 1970 to a civil date (H. Hinnant's algorithm), UTC.
-    let (days, day_ms) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let s = day_ms / 1000;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ`, shown as `YYYY-MM-DD HH:MM:SS UTC`.
+    let rfc3339 = emberline_ingest::cloud::firestore::format_rfc3339_ms(ms);
+    format!("{} {} UTC", &rfc3339[..10], &rfc3339[11..19])
 }
 
 #[cfg(test)]
