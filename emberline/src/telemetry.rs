@@ -23,7 +23,8 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use serde::{Deserialize, Serialize};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Layered, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
@@ -66,33 +67,50 @@ impl Telemetry {
 /// A subscriber writing log lines only, for what runs before the configuration is read
 /// (its warnings must show in the chosen format too).
 pub(crate) fn logs_only(format: LogFormat) -> tracing::Dispatch {
-    tracing::Dispatch::new(tracing_subscriber::registry().with(log_layers(format)))
+    tracing::Dispatch::new(subscriber(
+        filter(),
+        vec![line_layer(format, std::io::stderr)],
+    ))
 }
 
-type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+/// `layers` behind `filter`: the one composition every subscriber here uses.
+fn subscriber(filter: EnvFilter, layers: Vec<BoxedLayer>) -> Layered<Vec<BoxedLayer>, Filtered> {
+    tracing_subscriber::registry().with(filter).with(layers)
+}
 
-/// The `RUST_LOG` filter (default `info`), which spans and log lines both pass, and the
-/// line writer in `format`, on stderr.
-fn log_layers(format: LogFormat) -> Vec<BoxedLayer> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let lines: BoxedLayer = match format {
+/// The registry behind the `RUST_LOG` filter: every other layer sits on top of it, so what
+/// the filter leaves out reaches none of them. (In a `Vec` beside the other layers a filter
+/// only adds its own interest to theirs, and the line writer's "everything" won.)
+type Filtered = Layered<EnvFilter, Registry>;
+type BoxedLayer = Box<dyn Layer<Filtered> + Send + Sync>;
+
+/// The `RUST_LOG` filter, default `info`.
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// The line writer in `format`, on `writer` (standard error outside tests).
+fn line_layer<W>(format: LogFormat, writer: W) -> BoxedLayer
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed(),
-    };
-    vec![filter.boxed(), lines]
+    }
 }
 
 /// Installs the process's subscriber: log lines in `format`, and spans to the collector
 /// when `config.otlp_endpoint` is set (`role` names the service then).
 pub(crate) fn init(format: LogFormat, config: &TelemetryConfig, role: &str) -> Result<Telemetry> {
-    let mut layers = log_layers(format);
+    let mut layers = vec![line_layer(format, std::io::stderr)];
     let provider = match &config.otlp_endpoint {
         Some(endpoint) => {
             let service = config
@@ -110,8 +128,7 @@ pub(crate) fn init(format: LogFormat, config: &TelemetryConfig, role: &str) -> R
                 .boxed(),
         );
     }
-    tracing_subscriber::registry()
-        .with(layers)
+    subscriber(filter(), layers)
         .try_init()
         .context("installing the log subscriber")?;
     if let Some(endpoint) = &config.otlp_endpoint {
@@ -172,5 +189,55 @@ impl<E: SpanExporter> SpanExporter for OnOwnRuntime<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects what the line writer writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("capture lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines_under(directives: &str, format: LogFormat) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let lines = subscriber(
+            EnvFilter::new(directives),
+            vec![line_layer(format, move || writer.clone())],
+        );
+        tracing::subscriber::with_default(lines, || {
+            tracing::debug!("a debug line");
+            tracing::info!("an info line");
+            tracing::warn!("a warning");
+        });
+        let bytes = captured.0.lock().expect("capture lock").clone();
+        String::from_utf8(bytes).expect("utf-8 lines")
+    }
+
+    #[test]
+    fn the_filter_keeps_lower_levels_out_of_every_format() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let lines = lines_under("warn", format);
+            assert!(lines.contains("a warning"), "{lines}");
+            assert!(!lines.contains("an info line"), "{format:?}: {lines}");
+            assert!(!lines.contains("a debug line"), "{format:?}: {lines}");
+        }
+        let lines = lines_under("debug", LogFormat::Text);
+        assert!(lines.contains("a debug line"), "{lines}");
     }
 }
