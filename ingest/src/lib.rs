@@ -21,7 +21,7 @@ pub mod http_push;
 pub mod metrics;
 pub mod mqtt;
 mod registry;
-mod simulator;
+pub mod simulator;
 mod sink;
 mod source;
 pub mod validate;

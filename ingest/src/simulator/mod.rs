@@ -1,16 +1,37 @@
-//! A physics-based grill simulator: a source for demos, tests and load.
+//! A physics-based grill simulator: a source for demos, tests and load, and single simulated
+//! cooks for evaluating predictions.
 //!
-//! Each simulated device has a pit probe and `probes - 1` meat probes. The pit holds a set
-//! point with noise and now and then a lid-open dip (a sudden drop that recovers
-//! exponentially). Meat heats toward the pit by Newton's law, `dT/dt = k (T_pit - T)`, minus
-//! evaporative cooling that sets in above about 62 °C and absorbs almost all of the heat flow
-//! while the surface is wet — the *stall*: a plateau of two hours or more in the mid-60s —
-//! until the surface dries and the temperature climbs again. Meat probes are occasionally
-//! unplugged for 10–60 s (readings with no temperature) and plugged back in.
+//! **The original grill** (the defaults: `meat = "generic"`, `pit = "steady"`, none of the
+//! other variety keys). Each simulated device has a pit probe and `probes - 1`
+//! meat probes. The pit holds a set point with noise and now and then a lid-open dip (a
+//! sudden drop that recovers exponentially). Meat heats toward the pit by Newton's law,
+//! `dT/dt = k (T_pit - T)`, minus evaporative cooling that sets in above about 62 °C and
+//! absorbs almost all of the heat flow while the surface is wet — the *stall*: a plateau of
+//! two hours or more in the mid-60s — until the surface dries and the temperature climbs
+//! again. Meat probes are occasionally unplugged for 10–60 s (readings with no temperature)
+//! and plugged back in. Everything random comes from one seeded generator in a fixed order,
+//! so a seed and a start time determine every reading.
 //!
-//! Everything random comes from one seeded generator in a fixed order, so a seed and a start
-//! time determine every reading. In real-time mode ticks follow the wall clock; otherwise
-//! [`Simulator::tick`] can be driven as fast as the caller likes (benchmarks, tests).
+//! **Variety** (any other setting): cuts of different size and shape heated by one of two
+//! physical models ([`meat`]: a size-aware lumped model or 1-D conduction, both with a stall
+//! from surface evaporation), pits that ramp up, drift, sag and get refuelled ([`pit`]),
+//! wraps, probes off-centre, noisy, pulled out and pushed back in, Bluetooth gaps with no
+//! readings at all ([`CookScenario`]). Each device is a smoker with hidden parameters of its
+//! own ([`SmokerTraits`], from the seed and the device id alone) and each of its cooks
+//! (`cook_number`) draws from streams of its own, so one setting never shifts another's
+//! numbers. [`CookScenario`], [`variety_suite`] and [`smoker_cooks`] give single cooks for
+//! evaluations and planners.
+//!
+//! In real-time mode ticks follow the wall clock; otherwise [`Simulator::tick`] can be
+//! driven as fast as the caller likes (benchmarks, tests).
+
+mod classic;
+mod cook;
+pub mod meat;
+pub mod pit;
+mod rng;
+mod scenario;
+mod smoker;
 
 use std::time::Duration;
 
@@ -20,7 +41,15 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::{EventSink, IngestError, Source};
+use cook::{Cook, CookSpec};
 use emberline_common::clock::now_ms;
+pub use meat::{HeatModel, MeatKind};
+pub use pit::PitKind;
+use rng::Rng;
+pub use scenario::{
+    CookSample, CookSamples, CookScenario, SimulatedCook, smoker_cooks, variety_suite,
+};
+pub use smoker::SmokerTraits;
 
 /// Settings of the simulator source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,6 +72,40 @@ pub struct SimulatorConfig {
     /// and the target-reached alert show at once. A resumed cook starts none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cook_target_c: Option<f64>,
+    /// What is cooking; each meat probe is in a piece of its own.
+    #[serde(skip_serializing_if = "is_default")]
+    pub meat: MeatKind,
+    /// The physical model heating the cuts (not the generic one).
+    #[serde(skip_serializing_if = "is_default")]
+    pub model: HeatModel,
+    /// How the pit behaves.
+    #[serde(skip_serializing_if = "is_default")]
+    pub pit: PitKind,
+    /// Weight of each piece, kg; unset draws a usual weight for the cut.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_kg: Option<f64>,
+    /// Wrap the meat when the first meat probe reads this, °C.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wrap_at_c: Option<f64>,
+    /// Where the probes sit: share of the half-thickness from the centre of the thickest
+    /// part (0) to the surface (1); unset is each smoker's habit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_off_centre: Option<f64>,
+    /// Bluetooth gaps: a device sends nothing for 1–10 minutes now and then.
+    #[serde(skip_serializing_if = "is_default")]
+    pub bluetooth_gaps: bool,
+    /// Meat probes are pulled out for 1–4 minutes about every 3 hours and pushed back in
+    /// somewhere else.
+    #[serde(skip_serializing_if = "is_default")]
+    pub probe_pulls: bool,
+    /// Which cook of each smoker this is: another number is another cook on the same
+    /// smokers (same hidden parameters, other pieces of meat, noise and gaps).
+    #[serde(skip_serializing_if = "is_default")]
+    pub cook_number: u32,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl Default for SimulatorConfig {
@@ -55,57 +118,74 @@ impl Default for SimulatorConfig {
             pit_setpoint_c: 120.0,
             speedup: 1,
             cook_target_c: None,
+            meat: MeatKind::Generic,
+            model: HeatModel::Conduction,
+            pit: PitKind::Steady,
+            weight_kg: None,
+            wrap_at_c: None,
+            probe_off_centre: None,
+            bluetooth_gaps: false,
+            probe_pulls: false,
+            cook_number: 0,
         }
     }
 }
 
-/// SplitMix64: small, fast, and identical on every platform.
-#[derive(Clone, Debug)]
-struct Rng(u64);
+impl SimulatorConfig {
+    /// Whether these settings run the original grill (every variety key at its default),
+    /// whose readings for a seed never change.
+    pub fn is_classic(&self) -> bool {
+        let varieties = Self {
+            devices: self.devices,
+            probes: self.probes,
+            seed: self.seed,
+            interval_ms: self.interval_ms,
+            pit_setpoint_c: self.pit_setpoint_c,
+            speedup: self.speedup,
+            cook_target_c: self.cook_target_c,
+            ..Self::default()
+        };
+        *self == varieties
+    }
 
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Roughly normal (sum of uniforms), mean 0, standard deviation 1.
-    fn normal(&mut self) -> f64 {
-        (0..4).map(|_| self.unit()).sum::<f64>() * 3f64.sqrt() - 2.0 * 3f64.sqrt()
+    /// The checks `run` makes, as an error naming the setting.
+    fn validate(&self) -> Result<(), String> {
+        if self.interval_ms == 0 || self.speedup == 0 {
+            return Err("interval_ms and speedup must be at least 1".into());
+        }
+        if let Some(w) = self.weight_kg
+            && !(0.2..=20.0).contains(&w)
+        {
+            return Err(format!("weight_kg = {w}: must be 0.2–20 kg"));
+        }
+        if let Some(p) = self.probe_off_centre
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(format!("probe_off_centre = {p}: must be 0–1"));
+        }
+        Ok(())
     }
 }
 
+/// What runs on one device.
 #[derive(Clone, Debug)]
-struct Meat {
-    temp_c: f64,
-    /// Newton coefficient, 1/s.
-    k: f64,
-    /// Surface moisture left, 1 → 0; drives the stall.
-    moisture: f64,
-    /// Simulated milliseconds left unplugged.
-    unplugged_ms: i64,
+enum World {
+    Classic(classic::Grill),
+    Varied(Box<Cook>),
 }
 
 #[derive(Clone, Debug)]
 struct Device {
     id: String,
-    pit_c: f64,
-    /// Current depth of a lid-open dip, °C below the set point.
-    dip_c: f64,
     battery: f64,
-    meats: Vec<Meat>,
+    world: World,
 }
 
 /// The simulator state.
 #[derive(Clone, Debug)]
 pub struct Simulator {
     config: SimulatorConfig,
+    /// The original grill's shared stream.
     rng: Rng,
     devices: Vec<Device>,
     /// Simulated time of the next tick, epoch ms.
@@ -113,35 +193,47 @@ pub struct Simulator {
     ticks: u64,
 }
 
-/// Where evaporative cooling sets in, °C, and how sharply.
-const STALL_ONSET_C: f64 = 62.0;
-const STALL_SHARPNESS_C: f64 = 1.0;
-/// Share of the heat flow that evaporation absorbs while the surface is fully moist.
-const STALL_DEPTH: f64 = 0.97;
-/// Seconds of full evaporation that dry the surface.
-const DRYING_S: f64 = 3.0 * 3_600.0;
-
 impl Simulator {
     /// A simulator whose first tick is at `start_ms`.
     pub fn new(config: SimulatorConfig, start_ms: i64) -> Self {
         let mut rng = Rng(config.seed);
+        let meat_probes = config.probes.max(1) - 1;
+        let classic = config.is_classic();
+        let spec = CookSpec {
+            meat: config.meat,
+            model: config.model,
+            weight_kg: config.weight_kg,
+            pit: config.pit,
+            pit_setpoint_c: config.pit_setpoint_c,
+            wrap_at_c: config.wrap_at_c,
+            probe_off_centre: config.probe_off_centre,
+            bluetooth_gaps: config.bluetooth_gaps,
+            probe_pulls: config.probe_pulls,
+            meat_probes: meat_probes as usize,
+        };
         let devices = (0..config.devices)
             .map(|d| {
-                let meats = (1..config.probes.max(1))
-                    .map(|_| Meat {
-                        temp_c: 3.0 + 3.0 * rng.unit(),
-                        // Time constant 2–3.5 h: bigger cuts heat more slowly.
-                        k: 1.0 / ((2.0 + 1.5 * rng.unit()) * 3_600.0),
-                        moisture: 1.0,
-                        unplugged_ms: 0,
-                    })
-                    .collect();
+                let id = format!("sim-{}", d + 1);
+                let world = if classic {
+                    World::Classic(classic::Grill::new(
+                        config.pit_setpoint_c,
+                        meat_probes,
+                        &mut rng,
+                    ))
+                } else {
+                    let traits = SmokerTraits::for_device(config.seed, &id);
+                    World::Varied(Box::new(Cook::new(
+                        config.seed,
+                        &id,
+                        config.cook_number,
+                        &traits,
+                        &spec,
+                    )))
+                };
                 Device {
-                    id: format!("sim-{}", d + 1),
-                    pit_c: config.pit_setpoint_c,
-                    dip_c: 0.0,
+                    id,
                     battery: 100.0,
-                    meats,
+                    world,
                 }
             })
             .collect();
@@ -232,7 +324,17 @@ impl Simulator {
                 cook_id: format!("sim-{}-{}", self.now_ms, d.id),
                 device_id: d.id.clone(),
                 event_time: self.now_ms,
-                what: Some("Simulated brisket".into()),
+                what: Some(match &d.world {
+                    World::Classic(_) => "Simulated brisket".into(),
+                    World::Varied(cook) => format!(
+                        "Simulated {}{} on a {} pit",
+                        cook.meat().name().replace('_', " "),
+                        cook.weight_kg()
+                            .map(|w| format!(" ({w:.1} kg)"))
+                            .unwrap_or_default(),
+                        cook.pit_kind().name()
+                    ),
+                }),
                 targets_c: probes
                     .iter()
                     .filter(|p| p.as_str() != "pit")
@@ -255,51 +357,41 @@ impl Simulator {
 
     /// Advances one interval and returns the readings taken at the new time; `received_ms`
     /// is stamped as the receive time (pass the event time for fully deterministic output).
+    /// A device in a Bluetooth gap sends nothing.
     pub fn tick(&mut self, received_ms: Option<i64>) -> Vec<ProbeReading> {
         let dt = self.config.interval_ms as f64 / 1_000.0;
         let now = self.now_ms;
         let received = received_ms.unwrap_or(now);
         let probes = self.probe_ids();
         let mut out = Vec::with_capacity(self.devices.len() * probes.len());
-        let setpoint = self.config.pit_setpoint_c;
         for device in &mut self.devices {
-            let rng = &mut self.rng;
-            // Lid opens about once per simulated 45 min; a dip of 25–45 °C recovering
-            // with a 90 s time constant.
-            if rng.unit() < dt / 2_700.0 {
-                device.dip_c = 25.0 + 20.0 * rng.unit();
-            }
-            device.dip_c *= (-dt / 90.0).exp();
-            device.pit_c = setpoint - device.dip_c + 1.5 * rng.normal();
-            device.battery = (device.battery - dt / 36_000.0).max(0.0);
-            out.push(reading(
-                &device.id,
-                &probes[0],
-                now,
-                received,
-                Some(device.pit_c),
-            ));
-            for (i, meat) in device.meats.iter_mut().enumerate() {
-                // Evaporation sets in above the onset and absorbs most of the heat flow while
-                // the surface is moist: the stall. It ends as the surface dries.
-                let onset =
-                    1.0 / (1.0 + (-(meat.temp_c - STALL_ONSET_C) / STALL_SHARPNESS_C).exp());
-                let drive = meat.k * (device.pit_c - meat.temp_c);
-                // The surface stays wet until the last fifth of its moisture is gone.
-                let wet = (meat.moisture / 0.2).min(1.0);
-                let evaporation = STALL_DEPTH * drive.max(0.0) * onset * wet;
-                meat.temp_c += (drive - evaporation) * dt;
-                meat.moisture = (meat.moisture - onset * dt / DRYING_S).max(0.0);
-                let dt_ms = self.config.interval_ms as i64;
-                if meat.unplugged_ms > 0 {
-                    meat.unplugged_ms -= dt_ms;
-                } else if rng.unit() < dt / 7_200.0 {
-                    // Unplugged for 10–60 s (at least one reading).
-                    meat.unplugged_ms = ((10.0 + rng.unit() * 50.0) * 1_000.0) as i64;
+            let (pit, meats) = match &mut device.world {
+                World::Classic(grill) => {
+                    let (pit, meats) = grill.step(
+                        self.config.pit_setpoint_c,
+                        self.config.interval_ms,
+                        &mut self.rng,
+                    );
+                    (Some(pit), meats)
                 }
-                let measured = (meat.unplugged_ms <= 0)
-                    .then(|| ((meat.temp_c + 0.05 * rng.normal()) * 10.0).round() / 10.0);
-                out.push(reading(&device.id, &probes[i + 1], now, received, measured));
+                World::Varied(cook) => {
+                    let step = cook.step(dt);
+                    if step.in_gap {
+                        (None, Vec::new())
+                    } else {
+                        (
+                            Some(step.pit_reading_c),
+                            step.meat_readings_c.into_iter().map(Some).collect(),
+                        )
+                    }
+                }
+            };
+            device.battery = (device.battery - dt / 36_000.0).max(0.0);
+            if let Some(pit) = pit {
+                out.push(reading(&device.id, &probes[0], now, received, Some(pit)));
+            }
+            for (probe, temp) in probes[1..].iter().zip(meats) {
+                out.push(reading(&device.id, probe, now, received, temp));
             }
         }
         self.now_ms += self.config.interval_ms as i64;
@@ -333,10 +425,10 @@ impl Source for Simulator {
         sink: EventSink,
         shutdown: CancellationToken,
     ) -> Result<(), IngestError> {
-        if self.config.interval_ms == 0 || self.config.speedup == 0 {
+        if let Err(reason) = self.config.validate() {
             return Err(IngestError::Config {
                 source_name: "simulator".into(),
-                reason: "interval_ms and speedup must be at least 1".into(),
+                reason,
             });
         }
         // Stopped while the log is failing: what was not appended is simply not produced.
