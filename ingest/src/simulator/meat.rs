@@ -241,9 +241,9 @@ impl Piece {
                 (3.0, 8.0),
             ),
             MeatKind::Chicken if rng.unit() < 0.5 => {
-                (Shape::Slab, 0.17 * side * stretch, (0.1, 0.3))
+                (Shape::Slab, 0.2 * side * stretch, (0.1, 0.3))
             }
-            MeatKind::Chicken => (Shape::Cylinder, 0.3 * side * stretch, (0.1, 0.3)),
+            MeatKind::Chicken => (Shape::Cylinder, 0.33 * side * stretch, (0.1, 0.3)),
             MeatKind::Roast => (Shape::Cylinder, 0.4 * side * stretch, (0.25, 0.6)),
             MeatKind::Generic | MeatKind::Mixed => (Shape::Slab, 0.2 * side, (1.0, 1.0)),
         };

@@ -245,7 +245,7 @@ pub fn variety_suite() -> Vec<CookScenario> {
             s.probe_pulls = seed % 4 == 1;
             s.pit_probe = seed % 5 != 0;
             if matches!(meat, Brisket | PorkShoulder) && seed % 2 == 0 {
-                s.wrap_at_c = Some(64.0);
+                s.wrap_at_c = Some(62.0);
             }
             s.name = format!(
                 "{} {} on a {} pit ({} model{}), seed {seed}",
