@@ -22,6 +22,8 @@ mod doc_examples;
 mod eval;
 mod ops;
 mod processing;
+mod progress;
+mod rebuild;
 mod report;
 mod roles;
 mod status;
@@ -149,6 +151,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Drop the projections and replay them from the log, with a progress line; an
+    /// interrupted rebuild resumes when run again. No other process may use the data
+    /// directory meanwhile.
+    Rebuild {
+        /// Rebuild even though log retention removed records the projections still hold
+        /// (history older than the log is lost).
+        #[arg(long)]
+        discard_older_history: bool,
+    },
     /// Print what the data directory holds: per topic records, bytes and oldest/newest
     /// times, per projection table entries and stored bytes, and file sizes. Reads the files
     /// read-only, so it works while `emberline up` runs on the directory.
@@ -176,6 +187,7 @@ impl Command {
             Command::EvalPredictions { .. } => "eval-predictions",
             Command::Config { .. } => "config",
             Command::Status => "status",
+            Command::Rebuild { .. } => "rebuild",
             Command::Backup { .. } => "backup",
             Command::Restore { .. } => "restore",
         }
@@ -308,6 +320,9 @@ fn run() -> Result<()> {
             Command::Restore { file, force } => {
                 tokio::task::spawn_blocking(move || backup::restore(&config, &file, force)).await?
             }
+            Command::Rebuild {
+                discard_older_history,
+            } => rebuild::run(config, discard_older_history).await,
             Command::Config { .. } | Command::EvalPredictions { .. } | Command::Status => Ok(()),
         }
     });

@@ -63,9 +63,9 @@ fn watch_processors_catch_up(
 }
 
 /// The log, its codec and (when local) the embedded registry.
-struct LogParts {
-    log: Arc<dyn EventLog>,
-    codec: Arc<EventCodec>,
+pub(crate) struct LogParts {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) codec: Arc<EventCodec>,
     embedded_registry: Option<EmbeddedRegistry>,
 }
 
@@ -84,7 +84,7 @@ fn kafka_config(config: &Config) -> KafkaConfig {
 
 /// Where a role may take schema ids from.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum SchemaIds {
+pub(crate) enum SchemaIds {
     /// `registry.url`, or the embedded registry in this process's data directory: `up`,
     /// which serves that registry to others, and the `registry` role itself.
     MayServe,
@@ -93,7 +93,7 @@ enum SchemaIds {
     Shared,
 }
 
-async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts> {
+pub(crate) async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts> {
     if ids == SchemaIds::Shared
         && config.log.backend == Backend::Kafka
         && config.registry.url.is_none()
@@ -172,7 +172,7 @@ async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts> {
     })
 }
 
-async fn open_store(config: &Config) -> Result<Arc<dyn ProjectionStore>> {
+pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn ProjectionStore>> {
     match config.projections.backend {
         StoreBackend::Embedded => {
             let path = config.data_dir()?.join("projections.redb");
@@ -201,7 +201,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn ProjectionStore>> {
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
-fn cancel_on_signal(token: CancellationToken) {
+pub(crate) fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {

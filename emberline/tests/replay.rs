@@ -184,22 +184,45 @@ async fn write_log(dir: &Path) {
 }
 
 fn process(dir: &Path) -> std::process::Child {
+    emberline(dir, &["process", "--catch-up"])
+}
+
+/// `emberline <args>` on `dir`, its standard error piped.
+fn emberline(dir: &Path, args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_emberline"))
-        .args([
-            "--data-dir",
-            &dir.display().to_string(),
-            "process",
-            "--catch-up",
-        ])
+        .args(["--data-dir", &dir.display().to_string()])
+        .args(args)
         .env("RUST_LOG", "warn,emberline_processors::cook::run=debug")
         // The log's readings are from a fixed day long past: retention would remove them
         // while they are processed, and this test is about determinism, not retention.
         .env("EMBERLINE__LOG__RETENTION_DAYS", "0")
         .env("EMBERLINE__HISTORY__RETENTION_DAYS", "0")
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn emberline process")
+        .expect("spawn emberline")
+}
+
+/// Reads `child`'s log until the cook processor has written a batch past input 4 096 (of
+/// about 12 000), then kills it with SIGKILL; the input it got to.
+fn kill_half_way(mut child: std::process::Child) -> u64 {
+    let stderr = child.stderr.take().expect("stderr");
+    let mut killed_at = None;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        eprintln!("[emberline] {line}");
+        let seq = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("seq="))
+            .and_then(|s| s.parse::<u64>().ok());
+        if let Some(seq) = seq.filter(|s| *s >= 4_096) {
+            child.kill().expect("SIGKILL");
+            killed_at = Some(seq);
+            break;
+        }
+    }
+    child.wait().expect("reap");
+    killed_at.expect("the processor never got half-way")
 }
 
 fn run_to_end(dir: &Path) {
@@ -275,25 +298,8 @@ async fn processing_twice_and_after_a_kill_9_gives_identical_topics_and_projecti
     run_to_end(dirs[0].path());
     run_to_end(dirs[1].path());
 
-    // Kill the third once the cook processor has written a batch past the first 4 096
-    // inputs (of about 12 000), then finish with a second run.
-    let mut child = process(dirs[2].path());
-    let stderr = child.stderr.take().expect("stderr");
-    let mut killed_at = None;
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        eprintln!("[emberline process] {line}");
-        let seq = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("seq="))
-            .and_then(|s| s.parse::<u64>().ok());
-        if let Some(seq) = seq.filter(|s| *s >= 4_096) {
-            child.kill().expect("SIGKILL");
-            killed_at = Some(seq);
-            break;
-        }
-    }
-    child.wait().expect("reap");
-    let killed_at = killed_at.expect("the processor never got half-way");
+    // Kill the third half-way, then finish with a second run.
+    let killed_at = kill_half_way(process(dirs[2].path()));
     eprintln!("killed after the batch up to input {killed_at}");
     run_to_end(dirs[2].path());
 
@@ -334,4 +340,98 @@ async fn decode_alert_kinds(dir: &Path, alerts: &[Row]) -> Vec<String> {
         }
     }
     kinds
+}
+
+/// `emberline rebuild` on `dir` to the end: its standard output, or the failure's log.
+fn rebuild(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["rebuild"];
+    all.extend_from_slice(args);
+    let out = emberline(dir, &all).wait_with_output().expect("wait");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_killed_half_way_resumes_to_the_live_projections_and_appends_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_log(dir.path()).await;
+    run_to_end(dir.path());
+    let live = outputs(dir.path()).await;
+    assert!(!live.1.is_empty(), "the live projections are empty");
+    // Something the log does not say, which only a rebuild from the log takes away.
+    {
+        let store = EmbeddedStore::open(&dir.path().join("projections.redb")).expect("store");
+        let stray = emberline_projections::ProjectionBatch {
+            state: vec![("stray/state".into(), b"not from the log".to_vec())],
+            ..Default::default()
+        };
+        store.apply(stray).await.expect("apply");
+    }
+    assert_ne!(outputs(dir.path()).await.1, live.1);
+
+    let killed_at = kill_half_way(emberline(dir.path(), &["rebuild"]));
+    eprintln!("rebuild killed after the batch up to input {killed_at}");
+    let marker = dir.path().join("rebuild.pending");
+    assert!(marker.exists(), "a killed rebuild leaves its marker");
+
+    let summary = rebuild(dir.path(), &[]).expect("the resumed rebuild succeeds");
+    assert!(
+        summary.contains("records appended to the derived topics: 0"),
+        "{summary}"
+    );
+    assert!(!marker.exists(), "a finished rebuild removes its marker");
+    same(
+        &live,
+        &outputs(dir.path()).await,
+        "a rebuild killed and resumed",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_refuses_to_lose_history_the_log_no_longer_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_log(dir.path()).await;
+    run_to_end(dir.path());
+    {
+        let (log, _) = embedded_log(dir.path(), 4).await.expect("log");
+        // The two grills' readings are on some of the partitions: cut the first such in half.
+        let mut start = 0;
+        for p in 0..log
+            .partitions(topics::PROBE_READINGS)
+            .await
+            .expect("partitions")
+        {
+            let end = log
+                .end_offset(topics::PROBE_READINGS, p)
+                .await
+                .expect("end");
+            if end > 0 {
+                start = log
+                    .delete_before(topics::PROBE_READINGS, p, end / 2)
+                    .await
+                    .expect("delete the partition's first half");
+                break;
+            }
+        }
+        assert!(start > 0, "nothing was deleted");
+    }
+    let live = outputs(dir.path()).await;
+
+    let refused = rebuild(dir.path(), &[]).expect_err("the rebuild is refused");
+    assert!(
+        refused.contains("now starts at offset") && refused.contains("--discard-older-history"),
+        "{refused}"
+    );
+    assert!(!dir.path().join("rebuild.pending").exists());
+    same(&live, &outputs(dir.path()).await, "a refused rebuild");
+
+    rebuild(dir.path(), &["--discard-older-history"]).expect("an explicit rebuild succeeds");
+    let rebuilt = outputs(dir.path()).await;
+    assert!(
+        rebuilt.1.len() < live.1.len() || rebuilt.1 != live.1,
+        "the history of the deleted records is gone"
+    );
 }

@@ -66,3 +66,17 @@ pub use dataflow::{TrendConfig, catch_up, run_trends};
 pub use devices::{run_devices, run_devices_on};
 pub use error::ProcessorError;
 pub use partition_feed::{Mode, RunStats};
+
+use emberline_log::topics;
+
+/// Every input whose applied positions the processors record in the projection store, as
+/// (position key, topic read): the trend processor's readings, the device projector's and
+/// the cook processor's inputs. The sum of these positions against the sum of the topics'
+/// end offsets is how far a catch-up has got.
+pub fn applied_inputs() -> Vec<(String, &'static str)> {
+    let trend = TrendConfig::default().input_topic;
+    let mut inputs = vec![(trend, topics::PROBE_READINGS)];
+    inputs.extend(devices::DEVICE_INPUTS.map(|t| (t.to_owned(), t)));
+    inputs.extend(cook::run::COOK_INPUTS.map(|t| (cook::run::applied_key(t), t)));
+    inputs
+}

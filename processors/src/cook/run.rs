@@ -53,7 +53,7 @@ fn header_key(partition: u32) -> String {
 
 /// The key of this processor's applied positions of `topic` in the projection store: its
 /// own, apart from the other processors reading the same topics.
-fn applied_key(topic: &str) -> String {
+pub(crate) fn applied_key(topic: &str) -> String {
     format!("cook/{topic}")
 }
 /// The name the processor reads under, as its dead-letter records give it.
