@@ -217,3 +217,72 @@ async fn a_cook_is_started_targeted_noted_ended_and_fetched_with_its_readings() 
         .expect("a second cook after the first ended");
     up.interrupt();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cook_is_planned_backwards_from_serving_time_and_impossible_plans_are_refused() {
+    use emberline_proto::v1::PlanRequest;
+    use emberline_proto::v1::planner_service_client::PlannerServiceClient;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start(dir.path(), free_port());
+    let mut planner = PlannerServiceClient::new(up.channel().await);
+    let serve = 1_800_000_000_000;
+    let ask = |meat: &str, pit: Option<f64>| PlanRequest {
+        serve_at_ms: serve,
+        meat: meat.into(),
+        weight_kg: 4.0,
+        target_c: None,
+        rest_min: Some(60.0),
+        pit_c: pit,
+        start_c: None,
+        wrap: true,
+        warmup_min: Some(30.0),
+    };
+    let plan = planner
+        .plan(ask("Pork butt, bone in", Some(120.0)))
+        .await
+        .expect("plan")
+        .into_inner();
+    assert_eq!(plan.cut, "pork_shoulder");
+    assert_eq!(plan.target_c, 95.0, "the cut's usual target");
+    assert_eq!(plan.based_on, "typical pork shoulders");
+    let pull = plan.pull_at.expect("pull time");
+    let stall = plan.stall.expect("a shoulder at 120 °C stalls");
+    let wrap = plan.wrap_at.expect("wrapping was asked for");
+    assert_eq!(
+        pull.latest_ms,
+        serve - 3_600_000,
+        "done by the start of the rest"
+    );
+    assert_eq!(plan.light_at_ms, plan.put_on_at_ms - 30 * 60_000);
+    assert!(plan.put_on_at_ms < stall.likely_ms && stall.likely_ms < wrap.likely_ms);
+    assert!(wrap.likely_ms < pull.earliest_ms && pull.earliest_ms < pull.likely_ms);
+    let hours = (pull.latest_ms - plan.put_on_at_ms) as f64 / 3_600_000.0;
+    assert!((hours - plan.cook_hours_slow).abs() < 0.01, "{hours}");
+
+    // A roast in a hot oven: no stall.
+    let roast = planner
+        .plan(ask("prime rib", Some(180.0)))
+        .await
+        .expect("plan")
+        .into_inner();
+    assert_eq!(roast.stall, None);
+    assert!(roast.cook_hours_usual < plan.cook_hours_usual);
+
+    for (request, needle) in [
+        (ask("brisket", Some(60.0)), "pit_c"),
+        (ask("brisket", Some(95.0)), "at least 10 °C hotter"),
+        (ask("", None), "meat is empty"),
+        (
+            PlanRequest {
+                weight_kg: 0.0,
+                ..ask("brisket", None)
+            },
+            "weight_kg",
+        ),
+    ] {
+        let refused = planner.plan(request).await.expect_err("refused");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains(needle), "{}", refused.message());
+    }
+}

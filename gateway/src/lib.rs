@@ -17,17 +17,23 @@
 //!   alert rules, acknowledgements and snoozes, and `DeleteDevice`) validate against the projections and append one event to the log;
 //!   the processors fold it like any other event.
 //!
+//! * [`PlannerService`](emberline_proto::v1::planner_service_server::PlannerService) plans
+//!   a cook backwards from serving time (`emberline_processors::cook::plan`); it stores
+//!   nothing.
+//!
 //! * The web UI ([`serve_web`]): the embedded page and grpc-web on one origin.
 //!
 //! * The schema registry REST API ([`serve_registry`]) over the embedded registry or over
 //!   [`LogRegistry`], whose replicas share the `_schemas` log topic and so agree on ids.
 //!
-//! The gateway knows the log, the projections and the schemas; it computes nothing itself.
+//! The gateway knows the log, the projections and the schemas; it computes nothing itself
+//! (the planner's arithmetic is the processors' crate's).
 
 mod alerts;
 mod commands;
 mod cooks;
 mod metrics;
+mod planner;
 mod queries;
 mod registry_api;
 mod registry_log;

@@ -8,6 +8,7 @@ use emberline_projections::ProjectionStore;
 use emberline_proto::v1::alert_service_server::AlertServiceServer;
 use emberline_proto::v1::cook_service_server::CookServiceServer;
 use emberline_proto::v1::device_service_server::DeviceServiceServer;
+use emberline_proto::v1::planner_service_server::PlannerServiceServer;
 use emberline_proto::v1::prediction_service_server::PredictionServiceServer;
 use emberline_proto::v1::reading_service_server::ReadingServiceServer;
 use emberline_proto::v1::trend_service_server::TrendServiceServer;
@@ -85,6 +86,7 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         .set_serving::<PredictionServiceServer<Gateway>>()
         .await;
     health.set_serving::<AlertServiceServer<Gateway>>().await;
+    health.set_serving::<PlannerServiceServer<Gateway>>().await;
     Ok(tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -93,6 +95,7 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         .add_service(CookServiceServer::new(gateway.clone()))
         .add_service(PredictionServiceServer::new(gateway.clone()))
         .add_service(AlertServiceServer::new(gateway.clone()))
+        .add_service(PlannerServiceServer::new(gateway.clone()))
         .add_service(TrendServiceServer::new(gateway)))
 }
 

@@ -12,8 +12,9 @@
 //!
 //! * [`phase`]: pit and probe phases (heating, holding, lid open, fire out; idle, heating,
 //!   stall, done, probe out).
-//! * [`predict`]: time to target by Newton's law fitted online, stall-aware, with an 80 %
-//!   interval.
+//! * [`predict`]: time to target by Newton's law fitted online, stall-aware.
+//! * [`forecast`]: the estimate: Newton's, the meat's own curve and its recent rate, blended
+//!   by how well each has done on the cook so far, with a calibrated 80 % interval.
 //! * [`alerts`]: rules and the per-rule state machine (hysteresis, minimum duration, one
 //!   raise per episode, repeats, acknowledgements, snoozes).
 //! * [`intel`]: the fold that ties them together per device.
@@ -29,7 +30,9 @@
 
 pub mod alerts;
 pub mod eval;
+pub mod forecast;
 pub mod intel;
 pub mod phase;
+pub mod plan;
 pub mod predict;
 pub mod run;

@@ -12,7 +12,206 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emberline/v1/emberline.proto.
  */
 export const file_emberline_v1_emberline: GenFile = /*@__PURE__*/
-  fileDesc("ChxlbWJlcmxpbmUvdjEvZW1iZXJsaW5lLnByb3RvEgxlbWJlcmxpbmUudjEiggMKClByZWRpY3Rpb24SEQoJZGV2aWNlX2lkGAEgASgJEhAKCHByb2JlX2lkGAIgASgJEhQKB2Nvb2tfaWQYAyABKAlIAIgBARIVCg1ldmVudF90aW1lX21zGAQgASgDEhUKDXRlbXBlcmF0dXJlX2MYBSABKAESEAoIdGFyZ2V0X2MYBiABKAESEgoFcGl0X2MYByABKAFIAYgBARIYCgtyZW1haW5pbmdfcxgIIAEoAUgCiAEBEhIKBWxvd19zGAkgASgBSAOIAQESEwoGaGlnaF9zGAogASgBSASIAQESFwoKZG9uZV9hdF9tcxgLIAEoA0gFiAEBEg0KBXN0YWxsGAwgASgIEg0KBXBoYXNlGA0gASgJEhEKCXBpdF9waGFzZRgOIAEoCRIOCgZtZXRob2QYDyABKAlCCgoIX2Nvb2tfaWRCCAoGX3BpdF9jQg4KDF9yZW1haW5pbmdfc0IICgZfbG93X3NCCQoHX2hpZ2hfc0INCgtfZG9uZV9hdF9tcyIrChZMaXN0UHJlZGljdGlvbnNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCSJIChdMaXN0UHJlZGljdGlvbnNSZXNwb25zZRItCgtwcmVkaWN0aW9ucxgBIAMoCzIYLmVtYmVybGluZS52MS5QcmVkaWN0aW9uIs4BChtTdWJzY3JpYmVQcmVkaWN0aW9uc1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEkUKBnJlc3VtZRgCIAMoCzI1LmVtYmVybGluZS52MS5TdWJzY3JpYmVQcmVkaWN0aW9uc1JlcXVlc3QuUmVzdW1lRW50cnkSJgoFc3RhcnQYAyABKA4yFy5lbWJlcmxpbmUudjEuU3RhcnRGcm9tGi0KC1Jlc3VtZUVudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoBDoCOAEiYgoPUHJlZGljdGlvbkV2ZW50EhEKCXBhcnRpdGlvbhgBIAEoDRIOCgZvZmZzZXQYAiABKAQSLAoKcHJlZGljdGlvbhgDIAEoCzIYLmVtYmVybGluZS52MS5QcmVkaWN0aW9uIuQCCglBbGVydFJ1bGUSDwoHcnVsZV9pZBgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSFQoIcHJvYmVfaWQYAyABKAlIAIgBARIUCgdjb29rX2lkGAQgASgJSAGIAQESDAoEa2luZBgFIAEoCRIWCgl0aHJlc2hvbGQYBiABKAFIAogBARIQCgNsb3cYByABKAFIA4gBARIRCgRoaWdoGAggASgBSASIAQESDQoFZm9yX3MYCSABKAESFwoKaHlzdGVyZXNpcxgKIAEoAUgFiAEBEhsKDnJlcGVhdF9ldmVyeV9zGAsgASgBSAaIAQESEgoFbGFiZWwYDCABKAlIB4gBAUILCglfcHJvYmVfaWRCCgoIX2Nvb2tfaWRCDAoKX3RocmVzaG9sZEIGCgRfbG93QgcKBV9oaWdoQg0KC19oeXN0ZXJlc2lzQhEKD19yZXBlYXRfZXZlcnlfc0IICgZfbGFiZWwiPAoTU2V0QWxlcnRSdWxlUmVxdWVzdBIlCgRydWxlGAEgASgLMhcuZW1iZXJsaW5lLnYxLkFsZXJ0UnVsZSInChRTZXRBbGVydFJ1bGVSZXNwb25zZRIPCgdydWxlX2lkGAEgASgJIjwKFkRlbGV0ZUFsZXJ0UnVsZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEg8KB3J1bGVfaWQYAiABKAkiGQoXRGVsZXRlQWxlcnRSdWxlUmVzcG9uc2UiKgoVTGlzdEFsZXJ0UnVsZXNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCSJAChZMaXN0QWxlcnRSdWxlc1Jlc3BvbnNlEiYKBXJ1bGVzGAEgAygLMhcuZW1iZXJsaW5lLnYxLkFsZXJ0UnVsZSLwAwoFQWxlcnQSEAoIYWxlcnRfaWQYASABKAkSDwoHcnVsZV9pZBgCIAEoCRIMCgRraW5kGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIVCghwcm9iZV9pZBgFIAEoCUgAiAEBEhQKB2Nvb2tfaWQYBiABKAlIAYgBARIRCglyYWlzZWRfbXMYByABKAMSFgoObGFzdF9yYWlzZWRfbXMYCCABKAMSDwoHcmVwZWF0cxgJIAEoDRISCgV2YWx1ZRgKIAEoAUgCiAEBEhYKCXRocmVzaG9sZBgLIAEoAUgDiAEBEg8KB21lc3NhZ2UYDCABKAkSDgoGYWN0aXZlGA0gASgIEhcKCmNsZWFyZWRfbXMYDiABKANIBIgBARIbCg5jbGVhcmVkX3JlYXNvbhgPIAEoCUgFiAEBEhwKD2Fja25vd2xlZGdlZF9tcxgQIAEoA0gGiAEBEh0KEHNub296ZWRfdW50aWxfbXMYESABKANIB4gBAUILCglfcHJvYmVfaWRCCgoIX2Nvb2tfaWRCCAoGX3ZhbHVlQgwKCl90aHJlc2hvbGRCDQoLX2NsZWFyZWRfbXNCEQoPX2NsZWFyZWRfcmVhc29uQhIKEF9hY2tub3dsZWRnZWRfbXNCEwoRX3Nub296ZWRfdW50aWxfbXMiOwoRTGlzdEFsZXJ0c1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEhMKC2FjdGl2ZV9vbmx5GAIgASgIIjkKEkxpc3RBbGVydHNSZXNwb25zZRIjCgZhbGVydHMYASADKAsyEy5lbWJlcmxpbmUudjEuQWxlcnQiKwoXQWNrbm93bGVkZ2VBbGVydFJlcXVlc3QSEAoIYWxlcnRfaWQYASABKAkiGgoYQWNrbm93bGVkZ2VBbGVydFJlc3BvbnNlIjcKElNub296ZUFsZXJ0UmVxdWVzdBIQCghhbGVydF9pZBgBIAEoCRIPCgdtaW51dGVzGAIgASgNIi8KE1Nub296ZUFsZXJ0UmVzcG9uc2USGAoQc25vb3plZF91bnRpbF9tcxgBIAEoAyLEAQoWU3Vic2NyaWJlQWxlcnRzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSQAoGcmVzdW1lGAIgAygLMjAuZW1iZXJsaW5lLnYxLlN1YnNjcmliZUFsZXJ0c1JlcXVlc3QuUmVzdW1lRW50cnkSJgoFc3RhcnQYAyABKA4yFy5lbWJlcmxpbmUudjEuU3RhcnRGcm9tGi0KC1Jlc3VtZUVudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoBDoCOAEixQIKCkFsZXJ0RXZlbnQSEQoJcGFydGl0aW9uGAEgASgNEg4KBm9mZnNldBgCIAEoBBIOCgZyYWlzZWQYAyABKAgSEAoIYWxlcnRfaWQYBCABKAkSDwoHcnVsZV9pZBgFIAEoCRIMCgRraW5kGAYgASgJEhEKCWRldmljZV9pZBgHIAEoCRIVCghwcm9iZV9pZBgIIAEoCUgAiAEBEhQKB2Nvb2tfaWQYCSABKAlIAYgBARIVCg1ldmVudF90aW1lX21zGAogASgDEhIKBXZhbHVlGAsgASgBSAKIAQESFgoJdGhyZXNob2xkGAwgASgBSAOIAQESDwoHbWVzc2FnZRgNIAEoCRIOCgZyZXBlYXQYDiABKA1CCwoJX3Byb2JlX2lkQgoKCF9jb29rX2lkQggKBl92YWx1ZUIMCgpfdGhyZXNob2xkIi0KEkxpc3REZXZpY2VzUmVxdWVzdBIXCg9pbmNsdWRlX3JlbW92ZWQYASABKAgigwYKBkRldmljZRIRCglkZXZpY2VfaWQYASABKAkSEwoLcHJvYmVfY291bnQYAiABKA0SGgoSbGFzdF9ldmVudF90aW1lX21zGAMgASgDEh0KFWxhc3RfcmVjZWl2ZWRfdGltZV9tcxgEIAEoAxIMCgRuYW1lGAUgASgJEhIKBW1vZGVsGAYgASgJSACIAQESEQoJcHJvYmVfaWRzGAcgAygJEjsKDHByb2JlX2xhYmVscxgIIAMoCzIlLmVtYmVybGluZS52MS5EZXZpY2UuUHJvYmVMYWJlbHNFbnRyeRITCgZvbmxpbmUYCSABKAhIAYgBARIcCg9iYXR0ZXJ5X3BlcmNlbnQYCiABKAFIAogBARIXCgpzaWduYWxfZGJtGAsgASgFSAOIAQESFQoIZmlybXdhcmUYDCABKAlIBIgBARIWCg5zdGF0dXNfdGltZV9tcxgNIAEoAxI1Cgl0YXJnZXRzX2MYDiADKAsyIi5lbWJlcmxpbmUudjEuRGV2aWNlLlRhcmdldHNDRW50cnkSFAoHY29va19pZBgPIAEoCUgFiAEBEg8KB3JlbW92ZWQYECABKAgSGAoLc3RhdHVzX25vdGUYESABKAlIBogBARI4CgphdHRyaWJ1dGVzGBIgAygLMiQuZW1iZXJsaW5lLnYxLkRldmljZS5BdHRyaWJ1dGVzRW50cnkaMgoQUHJvYmVMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi8KDVRhcmdldHNDRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ARoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIICgZfbW9kZWxCCQoHX29ubGluZUISChBfYmF0dGVyeV9wZXJjZW50Qg0KC19zaWduYWxfZGJtQgsKCV9maXJtd2FyZUIKCghfY29va19pZEIOCgxfc3RhdHVzX25vdGUiPAoTTGlzdERldmljZXNSZXNwb25zZRIlCgdkZXZpY2VzGAEgAygLMhQuZW1iZXJsaW5lLnYxLkRldmljZSIlChBHZXRMYXRlc3RSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCSKNAQoFVHJlbmQSEgoKc21vb3RoZWRfYxgBIAEoARIbCg5yYXRlX2NfcGVyX21pbhgCIAEoAUgAiAEBEg0KBW1pbl9jGAMgASgBEg0KBW1heF9jGAQgASgBEhEKCXdpbmRvd19tcxgFIAEoAxIPCgdzYW1wbGVzGAYgASgNQhEKD19yYXRlX2NfcGVyX21pbiLEAQoKUHJvYmVTdGF0ZRIRCglkZXZpY2VfaWQYASABKAkSEAoIcHJvYmVfaWQYAiABKAkSFQoNZXZlbnRfdGltZV9tcxgDIAEoAxIYChByZWNlaXZlZF90aW1lX21zGAQgASgDEhoKDXRlbXBlcmF0dXJlX2MYBSABKAFIAIgBARIOCgZzb3VyY2UYBiABKAkSIgoFdHJlbmQYByABKAsyEy5lbWJlcmxpbmUudjEuVHJlbmRCEAoOX3RlbXBlcmF0dXJlX2MiPQoRR2V0TGF0ZXN0UmVzcG9uc2USKAoGcHJvYmVzGAEgAygLMhguZW1iZXJsaW5lLnYxLlByb2JlU3RhdGUiOAoTRGVsZXRlRGV2aWNlUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIhYKFERlbGV0ZURldmljZVJlc3BvbnNlIlsKEFNldFRhcmdldFJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEhAKCHByb2JlX2lkGAIgASgJEhUKCHRhcmdldF9jGAMgASgBSACIAQFCCwoJX3RhcmdldF9jIjYKEVNldFRhcmdldFJlc3BvbnNlEhEKCXBhcnRpdGlvbhgBIAEoDRIOCgZvZmZzZXQYAiABKAQiZwoRR2V0SGlzdG9yeVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEhAKCHByb2JlX2lkGAIgASgJEg8KB2Zyb21fbXMYAyABKAMSDQoFdG9fbXMYBCABKAMSDQoFbGltaXQYBSABKA0ibQoMSGlzdG9yeVBvaW50EhUKDWV2ZW50X3RpbWVfbXMYASABKAMSGAoQcmVjZWl2ZWRfdGltZV9tcxgCIAEoAxIaCg10ZW1wZXJhdHVyZV9jGAMgASgBSACIAQFCEAoOX3RlbXBlcmF0dXJlX2MiQAoSR2V0SGlzdG9yeVJlc3BvbnNlEioKBnBvaW50cxgBIAMoCzIaLmVtYmVybGluZS52MS5IaXN0b3J5UG9pbnQixAEKFlN1YnNjcmliZVRyZW5kc1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEkAKBnJlc3VtZRgCIAMoCzIwLmVtYmVybGluZS52MS5TdWJzY3JpYmVUcmVuZHNSZXF1ZXN0LlJlc3VtZUVudHJ5EiYKBXN0YXJ0GAMgASgOMhcuZW1iZXJsaW5lLnYxLlN0YXJ0RnJvbRotCgtSZXN1bWVFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAQ6AjgBIr0BCgpUcmVuZEV2ZW50EhEKCXBhcnRpdGlvbhgBIAEoDRIOCgZvZmZzZXQYAiABKAQSEQoJZGV2aWNlX2lkGAMgASgJEhAKCHByb2JlX2lkGAQgASgJEhUKDWV2ZW50X3RpbWVfbXMYBSABKAMSFQoNdGVtcGVyYXR1cmVfYxgGIAEoARIiCgV0cmVuZBgHIAEoCzITLmVtYmVybGluZS52MS5UcmVuZBIVCg1zb3VyY2Vfb2Zmc2V0GAggASgEIvEBChBTdGFydENvb2tSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIMCgR3aGF0GAIgASgJEj8KCXRhcmdldHNfYxgDIAMoCzIsLmVtYmVybGluZS52MS5TdGFydENvb2tSZXF1ZXN0LlRhcmdldHNDRW50cnkSFgoJcGl0X21pbl9jGAQgASgBSACIAQESFgoJcGl0X21heF9jGAUgASgBSAGIAQEaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBQgwKCl9waXRfbWluX2NCDAoKX3BpdF9tYXhfYyIkChFTdGFydENvb2tSZXNwb25zZRIPCgdjb29rX2lkGAEgASgJIi8KDkFkZE5vdGVSZXF1ZXN0Eg8KB2Nvb2tfaWQYASABKAkSDAoEdGV4dBgCIAEoCSIRCg9BZGROb3RlUmVzcG9uc2UiIQoORW5kQ29va1JlcXVlc3QSDwoHY29va19pZBgBIAEoCSIRCg9FbmRDb29rUmVzcG9uc2UiKQoIQ29va05vdGUSDwoHdGltZV9tcxgBIAEoAxIMCgR0ZXh0GAIgASgJIskCCgRDb29rEg8KB2Nvb2tfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEgwKBHdoYXQYAyABKAkSEgoKc3RhcnRlZF9tcxgEIAEoAxIVCghlbmRlZF9tcxgFIAEoA0gAiAEBEjMKCXRhcmdldHNfYxgGIAMoCzIgLmVtYmVybGluZS52MS5Db29rLlRhcmdldHNDRW50cnkSFgoJcGl0X21pbl9jGAcgASgBSAGIAQESFgoJcGl0X21heF9jGAggASgBSAKIAQESJQoFbm90ZXMYCSADKAsyFi5lbWJlcmxpbmUudjEuQ29va05vdGUaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBQgsKCV9lbmRlZF9tc0IMCgpfcGl0X21pbl9jQgwKCl9waXRfbWF4X2MiJQoQTGlzdENvb2tzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkiNgoRTGlzdENvb2tzUmVzcG9uc2USIQoFY29va3MYASADKAsyEi5lbWJlcmxpbmUudjEuQ29vayIhCg5HZXRDb29rUmVxdWVzdBIPCgdjb29rX2lkGAEgASgJIkwKDFByb2JlSGlzdG9yeRIQCghwcm9iZV9pZBgBIAEoCRIqCgZwb2ludHMYAiADKAsyGi5lbWJlcmxpbmUudjEuSGlzdG9yeVBvaW50Il8KD0dldENvb2tSZXNwb25zZRIgCgRjb29rGAEgASgLMhIuZW1iZXJsaW5lLnYxLkNvb2sSKgoGcHJvYmVzGAIgAygLMhouZW1iZXJsaW5lLnYxLlByb2JlSGlzdG9yeSpXCglTdGFydEZyb20SGgoWU1RBUlRfRlJPTV9VTlNQRUNJRklFRBAAEhUKEVNUQVJUX0ZST01fTEFURVNUEAESFwoTU1RBUlRfRlJPTV9FQVJMSUVTVBACMogCCg1EZXZpY2VTZXJ2aWNlElIKC0xpc3REZXZpY2VzEiAuZW1iZXJsaW5lLnYxLkxpc3REZXZpY2VzUmVxdWVzdBohLmVtYmVybGluZS52MS5MaXN0RGV2aWNlc1Jlc3BvbnNlEkwKCUdldExhdGVzdBIeLmVtYmVybGluZS52MS5HZXRMYXRlc3RSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLkdldExhdGVzdFJlc3BvbnNlElUKDERlbGV0ZURldmljZRIhLmVtYmVybGluZS52MS5EZWxldGVEZXZpY2VSZXF1ZXN0GiIuZW1iZXJsaW5lLnYxLkRlbGV0ZURldmljZVJlc3BvbnNlMs8DCgtDb29rU2VydmljZRJMCglTZXRUYXJnZXQSHi5lbWJlcmxpbmUudjEuU2V0VGFyZ2V0UmVxdWVzdBofLmVtYmVybGluZS52MS5TZXRUYXJnZXRSZXNwb25zZRJMCglTdGFydENvb2sSHi5lbWJlcmxpbmUudjEuU3RhcnRDb29rUmVxdWVzdBofLmVtYmVybGluZS52MS5TdGFydENvb2tSZXNwb25zZRJGCgdBZGROb3RlEhwuZW1iZXJsaW5lLnYxLkFkZE5vdGVSZXF1ZXN0Gh0uZW1iZXJsaW5lLnYxLkFkZE5vdGVSZXNwb25zZRJGCgdFbmRDb29rEhwuZW1iZXJsaW5lLnYxLkVuZENvb2tSZXF1ZXN0Gh0uZW1iZXJsaW5lLnYxLkVuZENvb2tSZXNwb25zZRJMCglMaXN0Q29va3MSHi5lbWJlcmxpbmUudjEuTGlzdENvb2tzUmVxdWVzdBofLmVtYmVybGluZS52MS5MaXN0Q29va3NSZXNwb25zZRJGCgdHZXRDb29rEhwuZW1iZXJsaW5lLnYxLkdldENvb2tSZXF1ZXN0Gh0uZW1iZXJsaW5lLnYxLkdldENvb2tSZXNwb25zZTJhCg5SZWFkaW5nU2VydmljZRJPCgpHZXRIaXN0b3J5Eh8uZW1iZXJsaW5lLnYxLkdldEhpc3RvcnlSZXF1ZXN0GiAuZW1iZXJsaW5lLnYxLkdldEhpc3RvcnlSZXNwb25zZTJjCgxUcmVuZFNlcnZpY2USUwoPU3Vic2NyaWJlVHJlbmRzEiQuZW1iZXJsaW5lLnYxLlN1YnNjcmliZVRyZW5kc1JlcXVlc3QaGC5lbWJlcmxpbmUudjEuVHJlbmRFdmVudDABMtcBChFQcmVkaWN0aW9uU2VydmljZRJeCg9MaXN0UHJlZGljdGlvbnMSJC5lbWJlcmxpbmUudjEuTGlzdFByZWRpY3Rpb25zUmVxdWVzdBolLmVtYmVybGluZS52MS5MaXN0UHJlZGljdGlvbnNSZXNwb25zZRJiChRTdWJzY3JpYmVQcmVkaWN0aW9ucxIpLmVtYmVybGluZS52MS5TdWJzY3JpYmVQcmVkaWN0aW9uc1JlcXVlc3QaHS5lbWJlcmxpbmUudjEuUHJlZGljdGlvbkV2ZW50MAEy/wQKDEFsZXJ0U2VydmljZRJVCgxTZXRBbGVydFJ1bGUSIS5lbWJlcmxpbmUudjEuU2V0QWxlcnRSdWxlUmVxdWVzdBoiLmVtYmVybGluZS52MS5TZXRBbGVydFJ1bGVSZXNwb25zZRJeCg9EZWxldGVBbGVydFJ1bGUSJC5lbWJlcmxpbmUudjEuRGVsZXRlQWxlcnRSdWxlUmVxdWVzdBolLmVtYmVybGluZS52MS5EZWxldGVBbGVydFJ1bGVSZXNwb25zZRJbCg5MaXN0QWxlcnRSdWxlcxIjLmVtYmVybGluZS52MS5MaXN0QWxlcnRSdWxlc1JlcXVlc3QaJC5lbWJlcmxpbmUudjEuTGlzdEFsZXJ0UnVsZXNSZXNwb25zZRJPCgpMaXN0QWxlcnRzEh8uZW1iZXJsaW5lLnYxLkxpc3RBbGVydHNSZXF1ZXN0GiAuZW1iZXJsaW5lLnYxLkxpc3RBbGVydHNSZXNwb25zZRJhChBBY2tub3dsZWRnZUFsZXJ0EiUuZW1iZXJsaW5lLnYxLkFja25vd2xlZGdlQWxlcnRSZXF1ZXN0GiYuZW1iZXJsaW5lLnYxLkFja25vd2xlZGdlQWxlcnRSZXNwb25zZRJSCgtTbm9vemVBbGVydBIgLmVtYmVybGluZS52MS5Tbm9vemVBbGVydFJlcXVlc3QaIS5lbWJlcmxpbmUudjEuU25vb3plQWxlcnRSZXNwb25zZRJTCg9TdWJzY3JpYmVBbGVydHMSJC5lbWJlcmxpbmUudjEuU3Vic2NyaWJlQWxlcnRzUmVxdWVzdBoYLmVtYmVybGluZS52MS5BbGVydEV2ZW50MAFiBnByb3RvMw");
+  fileDesc("ChxlbWJlcmxpbmUvdjEvZW1iZXJsaW5lLnByb3RvEgxlbWJlcmxpbmUudjEigQIKC1BsYW5SZXF1ZXN0EhMKC3NlcnZlX2F0X21zGAEgASgDEgwKBG1lYXQYAiABKAkSEQoJd2VpZ2h0X2tnGAMgASgBEhUKCHRhcmdldF9jGAQgASgBSACIAQESFQoIcmVzdF9taW4YBSABKAFIAYgBARISCgVwaXRfYxgGIAEoAUgCiAEBEhQKB3N0YXJ0X2MYByABKAFIA4gBARIMCgR3cmFwGAggASgIEhcKCndhcm11cF9taW4YCSABKAFIBIgBAUILCglfdGFyZ2V0X2NCCwoJX3Jlc3RfbWluQggKBl9waXRfY0IKCghfc3RhcnRfY0INCgtfd2FybXVwX21pbiJGCglUaW1lUmFuZ2USEwoLZWFybGllc3RfbXMYASABKAMSEQoJbGlrZWx5X21zGAIgASgDEhEKCWxhdGVzdF9tcxgDIAEoAyKIAwoMUGxhblJlc3BvbnNlEhMKC2xpZ2h0X2F0X21zGAEgASgDEhQKDHB1dF9vbl9hdF9tcxgCIAEoAxIrCgVzdGFsbBgDIAEoCzIXLmVtYmVybGluZS52MS5UaW1lUmFuZ2VIAIgBARItCgd3cmFwX2F0GAQgASgLMhcuZW1iZXJsaW5lLnYxLlRpbWVSYW5nZUgBiAEBEigKB3B1bGxfYXQYBSABKAsyFy5lbWJlcmxpbmUudjEuVGltZVJhbmdlEhMKC3NlcnZlX2F0X21zGAYgASgDEgsKA2N1dBgHIAEoCRIQCgh0YXJnZXRfYxgIIAEoARINCgVwaXRfYxgJIAEoARIQCghyZXN0X21pbhgKIAEoARIXCg9jb29rX2hvdXJzX2Zhc3QYCyABKAESGAoQY29va19ob3Vyc191c3VhbBgMIAEoARIXCg9jb29rX2hvdXJzX3Nsb3cYDSABKAESEAoIYmFzZWRfb24YDiABKAlCCAoGX3N0YWxsQgoKCF93cmFwX2F0IoIDCgpQcmVkaWN0aW9uEhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIUCgdjb29rX2lkGAMgASgJSACIAQESFQoNZXZlbnRfdGltZV9tcxgEIAEoAxIVCg10ZW1wZXJhdHVyZV9jGAUgASgBEhAKCHRhcmdldF9jGAYgASgBEhIKBXBpdF9jGAcgASgBSAGIAQESGAoLcmVtYWluaW5nX3MYCCABKAFIAogBARISCgVsb3dfcxgJIAEoAUgDiAEBEhMKBmhpZ2hfcxgKIAEoAUgEiAEBEhcKCmRvbmVfYXRfbXMYCyABKANIBYgBARINCgVzdGFsbBgMIAEoCBINCgVwaGFzZRgNIAEoCRIRCglwaXRfcGhhc2UYDiABKAkSDgoGbWV0aG9kGA8gASgJQgoKCF9jb29rX2lkQggKBl9waXRfY0IOCgxfcmVtYWluaW5nX3NCCAoGX2xvd19zQgkKB19oaWdoX3NCDQoLX2RvbmVfYXRfbXMiKwoWTGlzdFByZWRpY3Rpb25zUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkiSAoXTGlzdFByZWRpY3Rpb25zUmVzcG9uc2USLQoLcHJlZGljdGlvbnMYASADKAsyGC5lbWJlcmxpbmUudjEuUHJlZGljdGlvbiLOAQobU3Vic2NyaWJlUHJlZGljdGlvbnNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRJFCgZyZXN1bWUYAiADKAsyNS5lbWJlcmxpbmUudjEuU3Vic2NyaWJlUHJlZGljdGlvbnNSZXF1ZXN0LlJlc3VtZUVudHJ5EiYKBXN0YXJ0GAMgASgOMhcuZW1iZXJsaW5lLnYxLlN0YXJ0RnJvbRotCgtSZXN1bWVFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAQ6AjgBImIKD1ByZWRpY3Rpb25FdmVudBIRCglwYXJ0aXRpb24YASABKA0SDgoGb2Zmc2V0GAIgASgEEiwKCnByZWRpY3Rpb24YAyABKAsyGC5lbWJlcmxpbmUudjEuUHJlZGljdGlvbiLkAgoJQWxlcnRSdWxlEg8KB3J1bGVfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhUKCHByb2JlX2lkGAMgASgJSACIAQESFAoHY29va19pZBgEIAEoCUgBiAEBEgwKBGtpbmQYBSABKAkSFgoJdGhyZXNob2xkGAYgASgBSAKIAQESEAoDbG93GAcgASgBSAOIAQESEQoEaGlnaBgIIAEoAUgEiAEBEg0KBWZvcl9zGAkgASgBEhcKCmh5c3RlcmVzaXMYCiABKAFIBYgBARIbCg5yZXBlYXRfZXZlcnlfcxgLIAEoAUgGiAEBEhIKBWxhYmVsGAwgASgJSAeIAQFCCwoJX3Byb2JlX2lkQgoKCF9jb29rX2lkQgwKCl90aHJlc2hvbGRCBgoEX2xvd0IHCgVfaGlnaEINCgtfaHlzdGVyZXNpc0IRCg9fcmVwZWF0X2V2ZXJ5X3NCCAoGX2xhYmVsIjwKE1NldEFsZXJ0UnVsZVJlcXVlc3QSJQoEcnVsZRgBIAEoCzIXLmVtYmVybGluZS52MS5BbGVydFJ1bGUiJwoUU2V0QWxlcnRSdWxlUmVzcG9uc2USDwoHcnVsZV9pZBgBIAEoCSI8ChZEZWxldGVBbGVydFJ1bGVSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIPCgdydWxlX2lkGAIgASgJIhkKF0RlbGV0ZUFsZXJ0UnVsZVJlc3BvbnNlIioKFUxpc3RBbGVydFJ1bGVzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkiQAoWTGlzdEFsZXJ0UnVsZXNSZXNwb25zZRImCgVydWxlcxgBIAMoCzIXLmVtYmVybGluZS52MS5BbGVydFJ1bGUi8AMKBUFsZXJ0EhAKCGFsZXJ0X2lkGAEgASgJEg8KB3J1bGVfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIRCglkZXZpY2VfaWQYBCABKAkSFQoIcHJvYmVfaWQYBSABKAlIAIgBARIUCgdjb29rX2lkGAYgASgJSAGIAQESEQoJcmFpc2VkX21zGAcgASgDEhYKDmxhc3RfcmFpc2VkX21zGAggASgDEg8KB3JlcGVhdHMYCSABKA0SEgoFdmFsdWUYCiABKAFIAogBARIWCgl0aHJlc2hvbGQYCyABKAFIA4gBARIPCgdtZXNzYWdlGAwgASgJEg4KBmFjdGl2ZRgNIAEoCBIXCgpjbGVhcmVkX21zGA4gASgDSASIAQESGwoOY2xlYXJlZF9yZWFzb24YDyABKAlIBYgBARIcCg9hY2tub3dsZWRnZWRfbXMYECABKANIBogBARIdChBzbm9vemVkX3VudGlsX21zGBEgASgDSAeIAQFCCwoJX3Byb2JlX2lkQgoKCF9jb29rX2lkQggKBl92YWx1ZUIMCgpfdGhyZXNob2xkQg0KC19jbGVhcmVkX21zQhEKD19jbGVhcmVkX3JlYXNvbkISChBfYWNrbm93bGVkZ2VkX21zQhMKEV9zbm9vemVkX3VudGlsX21zIjsKEUxpc3RBbGVydHNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRITCgthY3RpdmVfb25seRgCIAEoCCI5ChJMaXN0QWxlcnRzUmVzcG9uc2USIwoGYWxlcnRzGAEgAygLMhMuZW1iZXJsaW5lLnYxLkFsZXJ0IisKF0Fja25vd2xlZGdlQWxlcnRSZXF1ZXN0EhAKCGFsZXJ0X2lkGAEgASgJIhoKGEFja25vd2xlZGdlQWxlcnRSZXNwb25zZSI3ChJTbm9vemVBbGVydFJlcXVlc3QSEAoIYWxlcnRfaWQYASABKAkSDwoHbWludXRlcxgCIAEoDSIvChNTbm9vemVBbGVydFJlc3BvbnNlEhgKEHNub296ZWRfdW50aWxfbXMYASABKAMixAEKFlN1YnNjcmliZUFsZXJ0c1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEkAKBnJlc3VtZRgCIAMoCzIwLmVtYmVybGluZS52MS5TdWJzY3JpYmVBbGVydHNSZXF1ZXN0LlJlc3VtZUVudHJ5EiYKBXN0YXJ0GAMgASgOMhcuZW1iZXJsaW5lLnYxLlN0YXJ0RnJvbRotCgtSZXN1bWVFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAQ6AjgBIsUCCgpBbGVydEV2ZW50EhEKCXBhcnRpdGlvbhgBIAEoDRIOCgZvZmZzZXQYAiABKAQSDgoGcmFpc2VkGAMgASgIEhAKCGFsZXJ0X2lkGAQgASgJEg8KB3J1bGVfaWQYBSABKAkSDAoEa2luZBgGIAEoCRIRCglkZXZpY2VfaWQYByABKAkSFQoIcHJvYmVfaWQYCCABKAlIAIgBARIUCgdjb29rX2lkGAkgASgJSAGIAQESFQoNZXZlbnRfdGltZV9tcxgKIAEoAxISCgV2YWx1ZRgLIAEoAUgCiAEBEhYKCXRocmVzaG9sZBgMIAEoAUgDiAEBEg8KB21lc3NhZ2UYDSABKAkSDgoGcmVwZWF0GA4gASgNQgsKCV9wcm9iZV9pZEIKCghfY29va19pZEIICgZfdmFsdWVCDAoKX3RocmVzaG9sZCItChJMaXN0RGV2aWNlc1JlcXVlc3QSFwoPaW5jbHVkZV9yZW1vdmVkGAEgASgIIoMGCgZEZXZpY2USEQoJZGV2aWNlX2lkGAEgASgJEhMKC3Byb2JlX2NvdW50GAIgASgNEhoKEmxhc3RfZXZlbnRfdGltZV9tcxgDIAEoAxIdChVsYXN0X3JlY2VpdmVkX3RpbWVfbXMYBCABKAMSDAoEbmFtZRgFIAEoCRISCgVtb2RlbBgGIAEoCUgAiAEBEhEKCXByb2JlX2lkcxgHIAMoCRI7Cgxwcm9iZV9sYWJlbHMYCCADKAsyJS5lbWJlcmxpbmUudjEuRGV2aWNlLlByb2JlTGFiZWxzRW50cnkSEwoGb25saW5lGAkgASgISAGIAQESHAoPYmF0dGVyeV9wZXJjZW50GAogASgBSAKIAQESFwoKc2lnbmFsX2RibRgLIAEoBUgDiAEBEhUKCGZpcm13YXJlGAwgASgJSASIAQESFgoOc3RhdHVzX3RpbWVfbXMYDSABKAMSNQoJdGFyZ2V0c19jGA4gAygLMiIuZW1iZXJsaW5lLnYxLkRldmljZS5UYXJnZXRzQ0VudHJ5EhQKB2Nvb2tfaWQYDyABKAlIBYgBARIPCgdyZW1vdmVkGBAgASgIEhgKC3N0YXR1c19ub3RlGBEgASgJSAaIAQESOAoKYXR0cmlidXRlcxgSIAMoCzIkLmVtYmVybGluZS52MS5EZXZpY2UuQXR0cmlidXRlc0VudHJ5GjIKEFByb2JlTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARovCg1UYXJnZXRzQ0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGX21vZGVsQgkKB19vbmxpbmVCEgoQX2JhdHRlcnlfcGVyY2VudEINCgtfc2lnbmFsX2RibUILCglfZmlybXdhcmVCCgoIX2Nvb2tfaWRCDgoMX3N0YXR1c19ub3RlIjwKE0xpc3REZXZpY2VzUmVzcG9uc2USJQoHZGV2aWNlcxgBIAMoCzIULmVtYmVybGluZS52MS5EZXZpY2UiJQoQR2V0TGF0ZXN0UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkijQEKBVRyZW5kEhIKCnNtb290aGVkX2MYASABKAESGwoOcmF0ZV9jX3Blcl9taW4YAiABKAFIAIgBARINCgVtaW5fYxgDIAEoARINCgVtYXhfYxgEIAEoARIRCgl3aW5kb3dfbXMYBSABKAMSDwoHc2FtcGxlcxgGIAEoDUIRCg9fcmF0ZV9jX3Blcl9taW4ixAEKClByb2JlU3RhdGUSEQoJZGV2aWNlX2lkGAEgASgJEhAKCHByb2JlX2lkGAIgASgJEhUKDWV2ZW50X3RpbWVfbXMYAyABKAMSGAoQcmVjZWl2ZWRfdGltZV9tcxgEIAEoAxIaCg10ZW1wZXJhdHVyZV9jGAUgASgBSACIAQESDgoGc291cmNlGAYgASgJEiIKBXRyZW5kGAcgASgLMhMuZW1iZXJsaW5lLnYxLlRyZW5kQhAKDl90ZW1wZXJhdHVyZV9jIj0KEUdldExhdGVzdFJlc3BvbnNlEigKBnByb2JlcxgBIAMoCzIYLmVtYmVybGluZS52MS5Qcm9iZVN0YXRlIjgKE0RlbGV0ZURldmljZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIWChREZWxldGVEZXZpY2VSZXNwb25zZSJbChBTZXRUYXJnZXRSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIVCgh0YXJnZXRfYxgDIAEoAUgAiAEBQgsKCV90YXJnZXRfYyI2ChFTZXRUYXJnZXRSZXNwb25zZRIRCglwYXJ0aXRpb24YASABKA0SDgoGb2Zmc2V0GAIgASgEImcKEUdldEhpc3RvcnlSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIPCgdmcm9tX21zGAMgASgDEg0KBXRvX21zGAQgASgDEg0KBWxpbWl0GAUgASgNIm0KDEhpc3RvcnlQb2ludBIVCg1ldmVudF90aW1lX21zGAEgASgDEhgKEHJlY2VpdmVkX3RpbWVfbXMYAiABKAMSGgoNdGVtcGVyYXR1cmVfYxgDIAEoAUgAiAEBQhAKDl90ZW1wZXJhdHVyZV9jIkAKEkdldEhpc3RvcnlSZXNwb25zZRIqCgZwb2ludHMYASADKAsyGi5lbWJlcmxpbmUudjEuSGlzdG9yeVBvaW50IsQBChZTdWJzY3JpYmVUcmVuZHNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRJACgZyZXN1bWUYAiADKAsyMC5lbWJlcmxpbmUudjEuU3Vic2NyaWJlVHJlbmRzUmVxdWVzdC5SZXN1bWVFbnRyeRImCgVzdGFydBgDIAEoDjIXLmVtYmVybGluZS52MS5TdGFydEZyb20aLQoLUmVzdW1lRW50cnkSCwoDa2V5GAEgASgNEg0KBXZhbHVlGAIgASgEOgI4ASK9AQoKVHJlbmRFdmVudBIRCglwYXJ0aXRpb24YASABKA0SDgoGb2Zmc2V0GAIgASgEEhEKCWRldmljZV9pZBgDIAEoCRIQCghwcm9iZV9pZBgEIAEoCRIVCg1ldmVudF90aW1lX21zGAUgASgDEhUKDXRlbXBlcmF0dXJlX2MYBiABKAESIgoFdHJlbmQYByABKAsyEy5lbWJlcmxpbmUudjEuVHJlbmQSFQoNc291cmNlX29mZnNldBgIIAEoBCLxAQoQU3RhcnRDb29rUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSDAoEd2hhdBgCIAEoCRI/Cgl0YXJnZXRzX2MYAyADKAsyLC5lbWJlcmxpbmUudjEuU3RhcnRDb29rUmVxdWVzdC5UYXJnZXRzQ0VudHJ5EhYKCXBpdF9taW5fYxgEIAEoAUgAiAEBEhYKCXBpdF9tYXhfYxgFIAEoAUgBiAEBGi8KDVRhcmdldHNDRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4AUIMCgpfcGl0X21pbl9jQgwKCl9waXRfbWF4X2MiJAoRU3RhcnRDb29rUmVzcG9uc2USDwoHY29va19pZBgBIAEoCSIvCg5BZGROb3RlUmVxdWVzdBIPCgdjb29rX2lkGAEgASgJEgwKBHRleHQYAiABKAkiEQoPQWRkTm90ZVJlc3BvbnNlIiEKDkVuZENvb2tSZXF1ZXN0Eg8KB2Nvb2tfaWQYASABKAkiEQoPRW5kQ29va1Jlc3BvbnNlIikKCENvb2tOb3RlEg8KB3RpbWVfbXMYASABKAMSDAoEdGV4dBgCIAEoCSLJAgoEQ29vaxIPCgdjb29rX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIMCgR3aGF0GAMgASgJEhIKCnN0YXJ0ZWRfbXMYBCABKAMSFQoIZW5kZWRfbXMYBSABKANIAIgBARIzCgl0YXJnZXRzX2MYBiADKAsyIC5lbWJlcmxpbmUudjEuQ29vay5UYXJnZXRzQ0VudHJ5EhYKCXBpdF9taW5fYxgHIAEoAUgBiAEBEhYKCXBpdF9tYXhfYxgIIAEoAUgCiAEBEiUKBW5vdGVzGAkgAygLMhYuZW1iZXJsaW5lLnYxLkNvb2tOb3RlGi8KDVRhcmdldHNDRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4AUILCglfZW5kZWRfbXNCDAoKX3BpdF9taW5fY0IMCgpfcGl0X21heF9jIiUKEExpc3RDb29rc1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJIjYKEUxpc3RDb29rc1Jlc3BvbnNlEiEKBWNvb2tzGAEgAygLMhIuZW1iZXJsaW5lLnYxLkNvb2siIQoOR2V0Q29va1JlcXVlc3QSDwoHY29va19pZBgBIAEoCSJMCgxQcm9iZUhpc3RvcnkSEAoIcHJvYmVfaWQYASABKAkSKgoGcG9pbnRzGAIgAygLMhouZW1iZXJsaW5lLnYxLkhpc3RvcnlQb2ludCJfCg9HZXRDb29rUmVzcG9uc2USIAoEY29vaxgBIAEoCzISLmVtYmVybGluZS52MS5Db29rEioKBnByb2JlcxgCIAMoCzIaLmVtYmVybGluZS52MS5Qcm9iZUhpc3RvcnkqVwoJU3RhcnRGcm9tEhoKFlNUQVJUX0ZST01fVU5TUEVDSUZJRUQQABIVChFTVEFSVF9GUk9NX0xBVEVTVBABEhcKE1NUQVJUX0ZST01fRUFSTElFU1QQAjKIAgoNRGV2aWNlU2VydmljZRJSCgtMaXN0RGV2aWNlcxIgLmVtYmVybGluZS52MS5MaXN0RGV2aWNlc1JlcXVlc3QaIS5lbWJlcmxpbmUudjEuTGlzdERldmljZXNSZXNwb25zZRJMCglHZXRMYXRlc3QSHi5lbWJlcmxpbmUudjEuR2V0TGF0ZXN0UmVxdWVzdBofLmVtYmVybGluZS52MS5HZXRMYXRlc3RSZXNwb25zZRJVCgxEZWxldGVEZXZpY2USIS5lbWJlcmxpbmUudjEuRGVsZXRlRGV2aWNlUmVxdWVzdBoiLmVtYmVybGluZS52MS5EZWxldGVEZXZpY2VSZXNwb25zZTLPAwoLQ29va1NlcnZpY2USTAoJU2V0VGFyZ2V0Eh4uZW1iZXJsaW5lLnYxLlNldFRhcmdldFJlcXVlc3QaHy5lbWJlcmxpbmUudjEuU2V0VGFyZ2V0UmVzcG9uc2USTAoJU3RhcnRDb29rEh4uZW1iZXJsaW5lLnYxLlN0YXJ0Q29va1JlcXVlc3QaHy5lbWJlcmxpbmUudjEuU3RhcnRDb29rUmVzcG9uc2USRgoHQWRkTm90ZRIcLmVtYmVybGluZS52MS5BZGROb3RlUmVxdWVzdBodLmVtYmVybGluZS52MS5BZGROb3RlUmVzcG9uc2USRgoHRW5kQ29vaxIcLmVtYmVybGluZS52MS5FbmRDb29rUmVxdWVzdBodLmVtYmVybGluZS52MS5FbmRDb29rUmVzcG9uc2USTAoJTGlzdENvb2tzEh4uZW1iZXJsaW5lLnYxLkxpc3RDb29rc1JlcXVlc3QaHy5lbWJlcmxpbmUudjEuTGlzdENvb2tzUmVzcG9uc2USRgoHR2V0Q29vaxIcLmVtYmVybGluZS52MS5HZXRDb29rUmVxdWVzdBodLmVtYmVybGluZS52MS5HZXRDb29rUmVzcG9uc2UyYQoOUmVhZGluZ1NlcnZpY2USTwoKR2V0SGlzdG9yeRIfLmVtYmVybGluZS52MS5HZXRIaXN0b3J5UmVxdWVzdBogLmVtYmVybGluZS52MS5HZXRIaXN0b3J5UmVzcG9uc2UyYwoMVHJlbmRTZXJ2aWNlElMKD1N1YnNjcmliZVRyZW5kcxIkLmVtYmVybGluZS52MS5TdWJzY3JpYmVUcmVuZHNSZXF1ZXN0GhguZW1iZXJsaW5lLnYxLlRyZW5kRXZlbnQwATLXAQoRUHJlZGljdGlvblNlcnZpY2USXgoPTGlzdFByZWRpY3Rpb25zEiQuZW1iZXJsaW5lLnYxLkxpc3RQcmVkaWN0aW9uc1JlcXVlc3QaJS5lbWJlcmxpbmUudjEuTGlzdFByZWRpY3Rpb25zUmVzcG9uc2USYgoUU3Vic2NyaWJlUHJlZGljdGlvbnMSKS5lbWJlcmxpbmUudjEuU3Vic2NyaWJlUHJlZGljdGlvbnNSZXF1ZXN0Gh0uZW1iZXJsaW5lLnYxLlByZWRpY3Rpb25FdmVudDABMv8ECgxBbGVydFNlcnZpY2USVQoMU2V0QWxlcnRSdWxlEiEuZW1iZXJsaW5lLnYxLlNldEFsZXJ0UnVsZVJlcXVlc3QaIi5lbWJlcmxpbmUudjEuU2V0QWxlcnRSdWxlUmVzcG9uc2USXgoPRGVsZXRlQWxlcnRSdWxlEiQuZW1iZXJsaW5lLnYxLkRlbGV0ZUFsZXJ0UnVsZVJlcXVlc3QaJS5lbWJlcmxpbmUudjEuRGVsZXRlQWxlcnRSdWxlUmVzcG9uc2USWwoOTGlzdEFsZXJ0UnVsZXMSIy5lbWJlcmxpbmUudjEuTGlzdEFsZXJ0UnVsZXNSZXF1ZXN0GiQuZW1iZXJsaW5lLnYxLkxpc3RBbGVydFJ1bGVzUmVzcG9uc2USTwoKTGlzdEFsZXJ0cxIfLmVtYmVybGluZS52MS5MaXN0QWxlcnRzUmVxdWVzdBogLmVtYmVybGluZS52MS5MaXN0QWxlcnRzUmVzcG9uc2USYQoQQWNrbm93bGVkZ2VBbGVydBIlLmVtYmVybGluZS52MS5BY2tub3dsZWRnZUFsZXJ0UmVxdWVzdBomLmVtYmVybGluZS52MS5BY2tub3dsZWRnZUFsZXJ0UmVzcG9uc2USUgoLU25vb3plQWxlcnQSIC5lbWJlcmxpbmUudjEuU25vb3plQWxlcnRSZXF1ZXN0GiEuZW1iZXJsaW5lLnYxLlNub296ZUFsZXJ0UmVzcG9uc2USUwoPU3Vic2NyaWJlQWxlcnRzEiQuZW1iZXJsaW5lLnYxLlN1YnNjcmliZUFsZXJ0c1JlcXVlc3QaGC5lbWJlcmxpbmUudjEuQWxlcnRFdmVudDABMk8KDlBsYW5uZXJTZXJ2aWNlEj0KBFBsYW4SGS5lbWJlcmxpbmUudjEuUGxhblJlcXVlc3QaGi5lbWJlcmxpbmUudjEuUGxhblJlc3BvbnNlYgZwcm90bzM");
+
+/**
+ * @generated from message emberline.v1.PlanRequest
+ */
+export type PlanRequest = Message<"emberline.v1.PlanRequest"> & {
+  /**
+   * When the meal is served, epoch ms.
+   *
+   * @generated from field: int64 serve_at_ms = 1;
+   */
+  serveAtMs: bigint;
+
+  /**
+   * The cut, in the user's words ("pork shoulder", "brisket", "chicken", "prime rib", ...).
+   *
+   * @generated from field: string meat = 2;
+   */
+  meat: string;
+
+  /**
+   * Weight, kg (0.2 to 30).
+   *
+   * @generated from field: double weight_kg = 3;
+   */
+  weightKg: number;
+
+  /**
+   * Done temperature, Celsius; absent: the cut's usual.
+   *
+   * @generated from field: optional double target_c = 4;
+   */
+  targetC?: number | undefined;
+
+  /**
+   * Rest between pulling and serving, minutes; absent: the cut's usual.
+   *
+   * @generated from field: optional double rest_min = 5;
+   */
+  restMin?: number | undefined;
+
+  /**
+   * Pit temperature, Celsius; absent: the cut's usual.
+   *
+   * @generated from field: optional double pit_c = 6;
+   */
+  pitC?: number | undefined;
+
+  /**
+   * Meat temperature when it goes on, Celsius; absent: from the fridge (4).
+   *
+   * @generated from field: optional double start_c = 7;
+   */
+  startC?: number | undefined;
+
+  /**
+   * Whether it will be wrapped through the stall.
+   *
+   * @generated from field: bool wrap = 8;
+   */
+  wrap: boolean;
+
+  /**
+   * Minutes from lighting the smoker to a steady pit; absent: 45.
+   *
+   * @generated from field: optional double warmup_min = 9;
+   */
+  warmupMin?: number | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.PlanRequest.
+ * Use `create(PlanRequestSchema)` to create a new message.
+ */
+export const PlanRequestSchema: GenMessage<PlanRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 0);
+
+/**
+ * A time and its range, epoch ms.
+ *
+ * @generated from message emberline.v1.TimeRange
+ */
+export type TimeRange = Message<"emberline.v1.TimeRange"> & {
+  /**
+   * @generated from field: int64 earliest_ms = 1;
+   */
+  earliestMs: bigint;
+
+  /**
+   * @generated from field: int64 likely_ms = 2;
+   */
+  likelyMs: bigint;
+
+  /**
+   * @generated from field: int64 latest_ms = 3;
+   */
+  latestMs: bigint;
+};
+
+/**
+ * Describes the message emberline.v1.TimeRange.
+ * Use `create(TimeRangeSchema)` to create a new message.
+ */
+export const TimeRangeSchema: GenMessage<TimeRange> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 1);
+
+/**
+ * @generated from message emberline.v1.PlanResponse
+ */
+export type PlanResponse = Message<"emberline.v1.PlanResponse"> & {
+  /**
+   * @generated from field: int64 light_at_ms = 1;
+   */
+  lightAtMs: bigint;
+
+  /**
+   * @generated from field: int64 put_on_at_ms = 2;
+   */
+  putOnAtMs: bigint;
+
+  /**
+   * When the stall likely begins; absent when none is expected (roasting heat).
+   *
+   * @generated from field: optional emberline.v1.TimeRange stall = 3;
+   */
+  stall?: TimeRange | undefined;
+
+  /**
+   * When to wrap; present when wrapping.
+   *
+   * @generated from field: optional emberline.v1.TimeRange wrap_at = 4;
+   */
+  wrapAt?: TimeRange | undefined;
+
+  /**
+   * When the meat reaches its target: planned on the long side, so latest_ms is when the
+   * rest must begin and an early finish rests longer.
+   *
+   * @generated from field: emberline.v1.TimeRange pull_at = 5;
+   */
+  pullAt?: TimeRange | undefined;
+
+  /**
+   * @generated from field: int64 serve_at_ms = 6;
+   */
+  serveAtMs: bigint;
+
+  /**
+   * The values planned with (the request's, or the cut's usual ones).
+   *
+   * @generated from field: string cut = 7;
+   */
+  cut: string;
+
+  /**
+   * @generated from field: double target_c = 8;
+   */
+  targetC: number;
+
+  /**
+   * @generated from field: double pit_c = 9;
+   */
+  pitC: number;
+
+  /**
+   * @generated from field: double rest_min = 10;
+   */
+  restMin: number;
+
+  /**
+   * Hours on the smoker: fast end, usual, slow end.
+   *
+   * @generated from field: double cook_hours_fast = 11;
+   */
+  cookHoursFast: number;
+
+  /**
+   * @generated from field: double cook_hours_usual = 12;
+   */
+  cookHoursUsual: number;
+
+  /**
+   * @generated from field: double cook_hours_slow = 13;
+   */
+  cookHoursSlow: number;
+
+  /**
+   * What the plan rests on, for people: "typical pork shoulders".
+   *
+   * @generated from field: string based_on = 14;
+   */
+  basedOn: string;
+};
+
+/**
+ * Describes the message emberline.v1.PlanResponse.
+ * Use `create(PlanResponseSchema)` to create a new message.
+ */
+export const PlanResponseSchema: GenMessage<PlanResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 2);
 
 /**
  * @generated from message emberline.v1.Prediction
@@ -119,7 +318,7 @@ export type Prediction = Message<"emberline.v1.Prediction"> & {
  * Use `create(PredictionSchema)` to create a new message.
  */
 export const PredictionSchema: GenMessage<Prediction> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 0);
+  messageDesc(file_emberline_v1_emberline, 3);
 
 /**
  * @generated from message emberline.v1.ListPredictionsRequest
@@ -136,7 +335,7 @@ export type ListPredictionsRequest = Message<"emberline.v1.ListPredictionsReques
  * Use `create(ListPredictionsRequestSchema)` to create a new message.
  */
 export const ListPredictionsRequestSchema: GenMessage<ListPredictionsRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 1);
+  messageDesc(file_emberline_v1_emberline, 4);
 
 /**
  * @generated from message emberline.v1.ListPredictionsResponse
@@ -153,7 +352,7 @@ export type ListPredictionsResponse = Message<"emberline.v1.ListPredictionsRespo
  * Use `create(ListPredictionsResponseSchema)` to create a new message.
  */
 export const ListPredictionsResponseSchema: GenMessage<ListPredictionsResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 2);
+  messageDesc(file_emberline_v1_emberline, 5);
 
 /**
  * @generated from message emberline.v1.SubscribePredictionsRequest
@@ -180,7 +379,7 @@ export type SubscribePredictionsRequest = Message<"emberline.v1.SubscribePredict
  * Use `create(SubscribePredictionsRequestSchema)` to create a new message.
  */
 export const SubscribePredictionsRequestSchema: GenMessage<SubscribePredictionsRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 3);
+  messageDesc(file_emberline_v1_emberline, 6);
 
 /**
  * @generated from message emberline.v1.PredictionEvent
@@ -207,7 +406,7 @@ export type PredictionEvent = Message<"emberline.v1.PredictionEvent"> & {
  * Use `create(PredictionEventSchema)` to create a new message.
  */
 export const PredictionEventSchema: GenMessage<PredictionEvent> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 4);
+  messageDesc(file_emberline_v1_emberline, 7);
 
 /**
  * @generated from message emberline.v1.AlertRule
@@ -300,7 +499,7 @@ export type AlertRule = Message<"emberline.v1.AlertRule"> & {
  * Use `create(AlertRuleSchema)` to create a new message.
  */
 export const AlertRuleSchema: GenMessage<AlertRule> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 5);
+  messageDesc(file_emberline_v1_emberline, 8);
 
 /**
  * @generated from message emberline.v1.SetAlertRuleRequest
@@ -317,7 +516,7 @@ export type SetAlertRuleRequest = Message<"emberline.v1.SetAlertRuleRequest"> & 
  * Use `create(SetAlertRuleRequestSchema)` to create a new message.
  */
 export const SetAlertRuleRequestSchema: GenMessage<SetAlertRuleRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 6);
+  messageDesc(file_emberline_v1_emberline, 9);
 
 /**
  * @generated from message emberline.v1.SetAlertRuleResponse
@@ -334,7 +533,7 @@ export type SetAlertRuleResponse = Message<"emberline.v1.SetAlertRuleResponse"> 
  * Use `create(SetAlertRuleResponseSchema)` to create a new message.
  */
 export const SetAlertRuleResponseSchema: GenMessage<SetAlertRuleResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 7);
+  messageDesc(file_emberline_v1_emberline, 10);
 
 /**
  * @generated from message emberline.v1.DeleteAlertRuleRequest
@@ -356,7 +555,7 @@ export type DeleteAlertRuleRequest = Message<"emberline.v1.DeleteAlertRuleReques
  * Use `create(DeleteAlertRuleRequestSchema)` to create a new message.
  */
 export const DeleteAlertRuleRequestSchema: GenMessage<DeleteAlertRuleRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 8);
+  messageDesc(file_emberline_v1_emberline, 11);
 
 /**
  * @generated from message emberline.v1.DeleteAlertRuleResponse
@@ -369,7 +568,7 @@ export type DeleteAlertRuleResponse = Message<"emberline.v1.DeleteAlertRuleRespo
  * Use `create(DeleteAlertRuleResponseSchema)` to create a new message.
  */
 export const DeleteAlertRuleResponseSchema: GenMessage<DeleteAlertRuleResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 9);
+  messageDesc(file_emberline_v1_emberline, 12);
 
 /**
  * @generated from message emberline.v1.ListAlertRulesRequest
@@ -386,7 +585,7 @@ export type ListAlertRulesRequest = Message<"emberline.v1.ListAlertRulesRequest"
  * Use `create(ListAlertRulesRequestSchema)` to create a new message.
  */
 export const ListAlertRulesRequestSchema: GenMessage<ListAlertRulesRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 10);
+  messageDesc(file_emberline_v1_emberline, 13);
 
 /**
  * @generated from message emberline.v1.ListAlertRulesResponse
@@ -403,7 +602,7 @@ export type ListAlertRulesResponse = Message<"emberline.v1.ListAlertRulesRespons
  * Use `create(ListAlertRulesResponseSchema)` to create a new message.
  */
 export const ListAlertRulesResponseSchema: GenMessage<ListAlertRulesResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 11);
+  messageDesc(file_emberline_v1_emberline, 14);
 
 /**
  * @generated from message emberline.v1.Alert
@@ -502,7 +701,7 @@ export type Alert = Message<"emberline.v1.Alert"> & {
  * Use `create(AlertSchema)` to create a new message.
  */
 export const AlertSchema: GenMessage<Alert> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 12);
+  messageDesc(file_emberline_v1_emberline, 15);
 
 /**
  * @generated from message emberline.v1.ListAlertsRequest
@@ -524,7 +723,7 @@ export type ListAlertsRequest = Message<"emberline.v1.ListAlertsRequest"> & {
  * Use `create(ListAlertsRequestSchema)` to create a new message.
  */
 export const ListAlertsRequestSchema: GenMessage<ListAlertsRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 13);
+  messageDesc(file_emberline_v1_emberline, 16);
 
 /**
  * @generated from message emberline.v1.ListAlertsResponse
@@ -541,7 +740,7 @@ export type ListAlertsResponse = Message<"emberline.v1.ListAlertsResponse"> & {
  * Use `create(ListAlertsResponseSchema)` to create a new message.
  */
 export const ListAlertsResponseSchema: GenMessage<ListAlertsResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 14);
+  messageDesc(file_emberline_v1_emberline, 17);
 
 /**
  * @generated from message emberline.v1.AcknowledgeAlertRequest
@@ -558,7 +757,7 @@ export type AcknowledgeAlertRequest = Message<"emberline.v1.AcknowledgeAlertRequ
  * Use `create(AcknowledgeAlertRequestSchema)` to create a new message.
  */
 export const AcknowledgeAlertRequestSchema: GenMessage<AcknowledgeAlertRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 15);
+  messageDesc(file_emberline_v1_emberline, 18);
 
 /**
  * @generated from message emberline.v1.AcknowledgeAlertResponse
@@ -571,7 +770,7 @@ export type AcknowledgeAlertResponse = Message<"emberline.v1.AcknowledgeAlertRes
  * Use `create(AcknowledgeAlertResponseSchema)` to create a new message.
  */
 export const AcknowledgeAlertResponseSchema: GenMessage<AcknowledgeAlertResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 16);
+  messageDesc(file_emberline_v1_emberline, 19);
 
 /**
  * @generated from message emberline.v1.SnoozeAlertRequest
@@ -595,7 +794,7 @@ export type SnoozeAlertRequest = Message<"emberline.v1.SnoozeAlertRequest"> & {
  * Use `create(SnoozeAlertRequestSchema)` to create a new message.
  */
 export const SnoozeAlertRequestSchema: GenMessage<SnoozeAlertRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 17);
+  messageDesc(file_emberline_v1_emberline, 20);
 
 /**
  * @generated from message emberline.v1.SnoozeAlertResponse
@@ -612,7 +811,7 @@ export type SnoozeAlertResponse = Message<"emberline.v1.SnoozeAlertResponse"> & 
  * Use `create(SnoozeAlertResponseSchema)` to create a new message.
  */
 export const SnoozeAlertResponseSchema: GenMessage<SnoozeAlertResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 18);
+  messageDesc(file_emberline_v1_emberline, 21);
 
 /**
  * @generated from message emberline.v1.SubscribeAlertsRequest
@@ -639,7 +838,7 @@ export type SubscribeAlertsRequest = Message<"emberline.v1.SubscribeAlertsReques
  * Use `create(SubscribeAlertsRequestSchema)` to create a new message.
  */
 export const SubscribeAlertsRequestSchema: GenMessage<SubscribeAlertsRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 19);
+  messageDesc(file_emberline_v1_emberline, 22);
 
 /**
  * @generated from message emberline.v1.AlertEvent
@@ -725,7 +924,7 @@ export type AlertEvent = Message<"emberline.v1.AlertEvent"> & {
  * Use `create(AlertEventSchema)` to create a new message.
  */
 export const AlertEventSchema: GenMessage<AlertEvent> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 20);
+  messageDesc(file_emberline_v1_emberline, 23);
 
 /**
  * @generated from message emberline.v1.ListDevicesRequest
@@ -744,7 +943,7 @@ export type ListDevicesRequest = Message<"emberline.v1.ListDevicesRequest"> & {
  * Use `create(ListDevicesRequestSchema)` to create a new message.
  */
 export const ListDevicesRequestSchema: GenMessage<ListDevicesRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 21);
+  messageDesc(file_emberline_v1_emberline, 24);
 
 /**
  * @generated from message emberline.v1.Device
@@ -871,7 +1070,7 @@ export type Device = Message<"emberline.v1.Device"> & {
  * Use `create(DeviceSchema)` to create a new message.
  */
 export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 22);
+  messageDesc(file_emberline_v1_emberline, 25);
 
 /**
  * @generated from message emberline.v1.ListDevicesResponse
@@ -888,7 +1087,7 @@ export type ListDevicesResponse = Message<"emberline.v1.ListDevicesResponse"> & 
  * Use `create(ListDevicesResponseSchema)` to create a new message.
  */
 export const ListDevicesResponseSchema: GenMessage<ListDevicesResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 23);
+  messageDesc(file_emberline_v1_emberline, 26);
 
 /**
  * @generated from message emberline.v1.GetLatestRequest
@@ -905,7 +1104,7 @@ export type GetLatestRequest = Message<"emberline.v1.GetLatestRequest"> & {
  * Use `create(GetLatestRequestSchema)` to create a new message.
  */
 export const GetLatestRequestSchema: GenMessage<GetLatestRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 24);
+  messageDesc(file_emberline_v1_emberline, 27);
 
 /**
  * @generated from message emberline.v1.Trend
@@ -949,7 +1148,7 @@ export type Trend = Message<"emberline.v1.Trend"> & {
  * Use `create(TrendSchema)` to create a new message.
  */
 export const TrendSchema: GenMessage<Trend> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 25);
+  messageDesc(file_emberline_v1_emberline, 28);
 
 /**
  * @generated from message emberline.v1.ProbeState
@@ -1000,7 +1199,7 @@ export type ProbeState = Message<"emberline.v1.ProbeState"> & {
  * Use `create(ProbeStateSchema)` to create a new message.
  */
 export const ProbeStateSchema: GenMessage<ProbeState> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 26);
+  messageDesc(file_emberline_v1_emberline, 29);
 
 /**
  * @generated from message emberline.v1.GetLatestResponse
@@ -1017,7 +1216,7 @@ export type GetLatestResponse = Message<"emberline.v1.GetLatestResponse"> & {
  * Use `create(GetLatestResponseSchema)` to create a new message.
  */
 export const GetLatestResponseSchema: GenMessage<GetLatestResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 27);
+  messageDesc(file_emberline_v1_emberline, 30);
 
 /**
  * @generated from message emberline.v1.DeleteDeviceRequest
@@ -1041,7 +1240,7 @@ export type DeleteDeviceRequest = Message<"emberline.v1.DeleteDeviceRequest"> & 
  * Use `create(DeleteDeviceRequestSchema)` to create a new message.
  */
 export const DeleteDeviceRequestSchema: GenMessage<DeleteDeviceRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 28);
+  messageDesc(file_emberline_v1_emberline, 31);
 
 /**
  * @generated from message emberline.v1.DeleteDeviceResponse
@@ -1054,7 +1253,7 @@ export type DeleteDeviceResponse = Message<"emberline.v1.DeleteDeviceResponse"> 
  * Use `create(DeleteDeviceResponseSchema)` to create a new message.
  */
 export const DeleteDeviceResponseSchema: GenMessage<DeleteDeviceResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 29);
+  messageDesc(file_emberline_v1_emberline, 32);
 
 /**
  * @generated from message emberline.v1.SetTargetRequest
@@ -1083,7 +1282,7 @@ export type SetTargetRequest = Message<"emberline.v1.SetTargetRequest"> & {
  * Use `create(SetTargetRequestSchema)` to create a new message.
  */
 export const SetTargetRequestSchema: GenMessage<SetTargetRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 30);
+  messageDesc(file_emberline_v1_emberline, 33);
 
 /**
  * @generated from message emberline.v1.SetTargetResponse
@@ -1107,7 +1306,7 @@ export type SetTargetResponse = Message<"emberline.v1.SetTargetResponse"> & {
  * Use `create(SetTargetResponseSchema)` to create a new message.
  */
 export const SetTargetResponseSchema: GenMessage<SetTargetResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 31);
+  messageDesc(file_emberline_v1_emberline, 34);
 
 /**
  * @generated from message emberline.v1.GetHistoryRequest
@@ -1150,7 +1349,7 @@ export type GetHistoryRequest = Message<"emberline.v1.GetHistoryRequest"> & {
  * Use `create(GetHistoryRequestSchema)` to create a new message.
  */
 export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 32);
+  messageDesc(file_emberline_v1_emberline, 35);
 
 /**
  * @generated from message emberline.v1.HistoryPoint
@@ -1177,7 +1376,7 @@ export type HistoryPoint = Message<"emberline.v1.HistoryPoint"> & {
  * Use `create(HistoryPointSchema)` to create a new message.
  */
 export const HistoryPointSchema: GenMessage<HistoryPoint> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 33);
+  messageDesc(file_emberline_v1_emberline, 36);
 
 /**
  * @generated from message emberline.v1.GetHistoryResponse
@@ -1194,7 +1393,7 @@ export type GetHistoryResponse = Message<"emberline.v1.GetHistoryResponse"> & {
  * Use `create(GetHistoryResponseSchema)` to create a new message.
  */
 export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 34);
+  messageDesc(file_emberline_v1_emberline, 37);
 
 /**
  * @generated from message emberline.v1.SubscribeTrendsRequest
@@ -1226,7 +1425,7 @@ export type SubscribeTrendsRequest = Message<"emberline.v1.SubscribeTrendsReques
  * Use `create(SubscribeTrendsRequestSchema)` to create a new message.
  */
 export const SubscribeTrendsRequestSchema: GenMessage<SubscribeTrendsRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 35);
+  messageDesc(file_emberline_v1_emberline, 38);
 
 /**
  * @generated from message emberline.v1.TrendEvent
@@ -1282,7 +1481,7 @@ export type TrendEvent = Message<"emberline.v1.TrendEvent"> & {
  * Use `create(TrendEventSchema)` to create a new message.
  */
 export const TrendEventSchema: GenMessage<TrendEvent> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 36);
+  messageDesc(file_emberline_v1_emberline, 39);
 
 /**
  * @generated from message emberline.v1.StartCookRequest
@@ -1323,7 +1522,7 @@ export type StartCookRequest = Message<"emberline.v1.StartCookRequest"> & {
  * Use `create(StartCookRequestSchema)` to create a new message.
  */
 export const StartCookRequestSchema: GenMessage<StartCookRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 37);
+  messageDesc(file_emberline_v1_emberline, 40);
 
 /**
  * @generated from message emberline.v1.StartCookResponse
@@ -1340,7 +1539,7 @@ export type StartCookResponse = Message<"emberline.v1.StartCookResponse"> & {
  * Use `create(StartCookResponseSchema)` to create a new message.
  */
 export const StartCookResponseSchema: GenMessage<StartCookResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 38);
+  messageDesc(file_emberline_v1_emberline, 41);
 
 /**
  * @generated from message emberline.v1.AddNoteRequest
@@ -1362,7 +1561,7 @@ export type AddNoteRequest = Message<"emberline.v1.AddNoteRequest"> & {
  * Use `create(AddNoteRequestSchema)` to create a new message.
  */
 export const AddNoteRequestSchema: GenMessage<AddNoteRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 39);
+  messageDesc(file_emberline_v1_emberline, 42);
 
 /**
  * @generated from message emberline.v1.AddNoteResponse
@@ -1375,7 +1574,7 @@ export type AddNoteResponse = Message<"emberline.v1.AddNoteResponse"> & {
  * Use `create(AddNoteResponseSchema)` to create a new message.
  */
 export const AddNoteResponseSchema: GenMessage<AddNoteResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 40);
+  messageDesc(file_emberline_v1_emberline, 43);
 
 /**
  * @generated from message emberline.v1.EndCookRequest
@@ -1392,7 +1591,7 @@ export type EndCookRequest = Message<"emberline.v1.EndCookRequest"> & {
  * Use `create(EndCookRequestSchema)` to create a new message.
  */
 export const EndCookRequestSchema: GenMessage<EndCookRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 41);
+  messageDesc(file_emberline_v1_emberline, 44);
 
 /**
  * @generated from message emberline.v1.EndCookResponse
@@ -1405,7 +1604,7 @@ export type EndCookResponse = Message<"emberline.v1.EndCookResponse"> & {
  * Use `create(EndCookResponseSchema)` to create a new message.
  */
 export const EndCookResponseSchema: GenMessage<EndCookResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 42);
+  messageDesc(file_emberline_v1_emberline, 45);
 
 /**
  * @generated from message emberline.v1.CookNote
@@ -1427,7 +1626,7 @@ export type CookNote = Message<"emberline.v1.CookNote"> & {
  * Use `create(CookNoteSchema)` to create a new message.
  */
 export const CookNoteSchema: GenMessage<CookNote> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 43);
+  messageDesc(file_emberline_v1_emberline, 46);
 
 /**
  * @generated from message emberline.v1.Cook
@@ -1486,7 +1685,7 @@ export type Cook = Message<"emberline.v1.Cook"> & {
  * Use `create(CookSchema)` to create a new message.
  */
 export const CookSchema: GenMessage<Cook> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 44);
+  messageDesc(file_emberline_v1_emberline, 47);
 
 /**
  * @generated from message emberline.v1.ListCooksRequest
@@ -1505,7 +1704,7 @@ export type ListCooksRequest = Message<"emberline.v1.ListCooksRequest"> & {
  * Use `create(ListCooksRequestSchema)` to create a new message.
  */
 export const ListCooksRequestSchema: GenMessage<ListCooksRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 45);
+  messageDesc(file_emberline_v1_emberline, 48);
 
 /**
  * @generated from message emberline.v1.ListCooksResponse
@@ -1522,7 +1721,7 @@ export type ListCooksResponse = Message<"emberline.v1.ListCooksResponse"> & {
  * Use `create(ListCooksResponseSchema)` to create a new message.
  */
 export const ListCooksResponseSchema: GenMessage<ListCooksResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 46);
+  messageDesc(file_emberline_v1_emberline, 49);
 
 /**
  * @generated from message emberline.v1.GetCookRequest
@@ -1539,7 +1738,7 @@ export type GetCookRequest = Message<"emberline.v1.GetCookRequest"> & {
  * Use `create(GetCookRequestSchema)` to create a new message.
  */
 export const GetCookRequestSchema: GenMessage<GetCookRequest> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 47);
+  messageDesc(file_emberline_v1_emberline, 50);
 
 /**
  * @generated from message emberline.v1.ProbeHistory
@@ -1561,7 +1760,7 @@ export type ProbeHistory = Message<"emberline.v1.ProbeHistory"> & {
  * Use `create(ProbeHistorySchema)` to create a new message.
  */
 export const ProbeHistorySchema: GenMessage<ProbeHistory> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 48);
+  messageDesc(file_emberline_v1_emberline, 51);
 
 /**
  * @generated from message emberline.v1.GetCookResponse
@@ -1583,7 +1782,7 @@ export type GetCookResponse = Message<"emberline.v1.GetCookResponse"> & {
  * Use `create(GetCookResponseSchema)` to create a new message.
  */
 export const GetCookResponseSchema: GenMessage<GetCookResponse> = /*@__PURE__*/
-  messageDesc(file_emberline_v1_emberline, 49);
+  messageDesc(file_emberline_v1_emberline, 52);
 
 /**
  * Where a subscription starts in partitions the resume map does not mention.
@@ -1879,4 +2078,23 @@ export const AlertService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_emberline_v1_emberline, 5);
+
+/**
+ * Plans a cook backwards from when it is to be served: when to light the smoker, put the
+ * meat on, expect the stall, wrap, and pull, each with a range. A pure computation: nothing
+ * is stored until the cook is started.
+ *
+ * @generated from service emberline.v1.PlannerService
+ */
+export const PlannerService: GenService<{
+  /**
+   * @generated from rpc emberline.v1.PlannerService.Plan
+   */
+  plan: {
+    methodKind: "unary";
+    input: typeof PlanRequestSchema;
+    output: typeof PlanResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_emberline_v1_emberline, 6);
 
