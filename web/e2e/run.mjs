@@ -141,6 +141,25 @@ try {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `no sideways scrolling at 360 px (${overflow} px overflow)`);
 
+  // The planner: serve tomorrow at 18:00, a 4 kg pork shoulder, wrapped.
+  await page.goto(`${url}#/plan`);
+  await page.locator('input[name="weight"]').fill("4");
+  await page.locator('input[name="meat"]').fill("pork shoulder");
+  await page.locator('input[name="wrap"]').check();
+  await page.locator(".plan-form button[type=submit]").click();
+  await page.locator('.plan-steps li[data-step="serve"]').waitFor();
+  const steps = await page.locator(".plan-steps li").evaluateAll((lis) => lis.map((li) => li.dataset.step));
+  check(steps.join(",") === "light,on,stall,wrap,pull,rest,serve", `the plan lists light, meat on, stall, wrap, pull, rest and serve in order (${steps})`);
+  const serveRow = await page.locator('.plan-steps li[data-step="serve"] .when').innerText();
+  const pullRow = await page.locator('.plan-steps li[data-step="pull"]').innerText();
+  check(serveRow === "18:00" && /by 1[0-7]:\d\d at the latest/.test(pullRow), `the plan pulls the meat before an 18:00 serving with time to rest ("${pullRow.replace(/\s+/g, " ")}")`);
+  await page.screenshot({ path: join(artifacts, "plan-390x844.png"), fullPage: true });
+  // A pit no hotter than the meat's target cannot finish it: the gateway says so.
+  await page.locator('input[name="pit"]').fill("95");
+  await page.locator(".plan-form button[type=submit]").click();
+  const refusal = await page.locator(".plan-result .error").innerText();
+  check(refusal.includes("at least 10 °C hotter"), `an impossible plan says why ("${refusal}")`);
+
   // Desktop layout.
   await page.setViewportSize({ width: 1440, height: 900 });
   await page.screenshot({ path: join(artifacts, "device-1440x900.png"), fullPage: true });

@@ -7,6 +7,7 @@ import {
   CookService,
   PredictionService,
   DeviceService,
+  PlannerService,
   ReadingService,
   StartFrom,
   TrendService,
@@ -20,6 +21,7 @@ export const readings = createClient(ReadingService, transport);
 export const cooks = createClient(CookService, transport);
 export const predictions = createClient(PredictionService, transport);
 export const alerts = createClient(AlertService, transport);
+export const planner = createClient(PlannerService, transport);
 const trends = createClient(TrendService, transport);
 
 /** Opens a trend subscription (all devices, or one) from `resume`. */

@@ -6,6 +6,7 @@ import { LiveStore } from "./store";
 import { loadUnit, saveUnit, type Unit } from "./units";
 import { DeviceView } from "./views/device";
 import { renderOverview } from "./views/overview";
+import { renderPlan } from "./views/plan";
 
 const storage = (() => {
   try {
@@ -27,7 +28,7 @@ const status = h("span", { class: "status", role: "status", "aria-live": "polite
 const unitButton = h("button", { type: "button", class: "unit", "aria-label": "Temperature unit" });
 const themeButton = h("button", { type: "button", class: "theme", "aria-label": "Light or dark theme" });
 document.body.replaceChildren(
-  h("header", { class: "top" }, h("a", { href: "#/", class: "brand" }, "Emberline"), status, unitButton, themeButton),
+  h("header", { class: "top" }, h("a", { href: "#/", class: "brand" }, "Emberline"), h("a", { href: "#/plan", class: "nav" }, "Plan"), status, unitButton, themeButton),
   main,
 );
 
@@ -46,11 +47,29 @@ function showStatus(): void {
 function render(): void {
   unitButton.textContent = unit === "C" ? "°C" : "°F";
   themeButton.textContent = theme === "dark" ? "☀" : "☾";
+  if (planning) {
+    // The plan page keeps no live feed: nothing to report.
+    status.textContent = "";
+    delete status.dataset.state;
+    return;
+  }
   showStatus();
   if (store && !view) renderOverview(main, store, unit);
 }
 
+let planning = false;
+
 async function route(): Promise<void> {
+  planning = window.location.hash === "#/plan";
+  if (planning) {
+    view?.destroy();
+    view = undefined;
+    await store?.stop();
+    store = undefined;
+    renderPlan(main, unit);
+    render();
+    return;
+  }
   const match = /^#\/device\/(.+)$/.exec(window.location.hash);
   const deviceId = match ? decodeURIComponent(match[1]!) : "";
   view?.destroy();
@@ -67,6 +86,7 @@ unitButton.addEventListener("click", () => {
   unit = unit === "C" ? "F" : "C";
   saveUnit(storage, unit);
   view?.setUnit(unit);
+  if (planning) renderPlan(main, unit);
   render();
 });
 themeButton.addEventListener("click", () => {
