@@ -105,6 +105,12 @@ pub async fn serve_web(
     if let Some(tx) = bound {
         let _ = tx.send(local);
     }
+    // TCP_NODELAY: a small grpc-web answer must not wait for the browser's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -1,0 +1,156 @@
+//! Query load driver: `GetLatest` against a running gateway, either one after another over
+//! one connection (`--sequential N`: the floor every unary call pays) or at a fixed request
+//! rate whatever the answers' speed (open loop, so queueing shows as latency instead of as
+//! a lower rate), and prints latency percentiles.
+//!
+//! Run `emberline up` (release for figures worth quoting), then:
+//! `cargo run --release -p emberline-benches --bin query -- --addr http://127.0.0.1:50051 --device sim-1 --sequential 2000`
+//! or `… --rate 5000 --seconds 10`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use emberline_proto::v1::GetLatestRequest;
+use emberline_proto::v1::device_service_client::DeviceServiceClient;
+use tonic::transport::Channel;
+
+const HELP: &str = "query --addr URL --device ID [--sequential N] [--rate PER_S --seconds S]";
+
+struct Args {
+    addr: String,
+    device: String,
+    sequential: Option<u64>,
+    rate: Option<u64>,
+    seconds: u64,
+}
+
+fn args() -> Result<Args> {
+    let mut out = Args {
+        addr: "http://127.0.0.1:50051".into(),
+        device: "sim-1".into(),
+        sequential: None,
+        rate: None,
+        seconds: 10,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value; {HELP}"))
+        };
+        match flag.as_str() {
+            "--addr" => out.addr = value()?,
+            "--device" => out.device = value()?,
+            "--sequential" => out.sequential = Some(value()?.parse()?),
+            "--rate" => out.rate = Some(value()?.parse()?),
+            "--seconds" => out.seconds = value()?.parse()?,
+            "--help" | "-h" => {
+                tracing::info!("{HELP}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}; {HELP}"),
+        }
+    }
+    if out.sequential.is_none() && out.rate.is_none() {
+        out.sequential = Some(1_000);
+    }
+    Ok(out)
+}
+
+/// p50, p99, p99.9 and max of `samples`, ms.
+fn percentiles(samples: &mut [Duration]) -> String {
+    if samples.is_empty() {
+        return "no request answered".into();
+    }
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].as_secs_f64() * 1e3
+    };
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms over {} requests",
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(1.0),
+        samples.len()
+    )
+}
+
+async fn sequential(client: &mut DeviceServiceClient<Channel>, device: &str, n: u64) -> Result<()> {
+    let mut samples = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let started = Instant::now();
+        client
+            .get_latest(GetLatestRequest {
+                device_id: device.to_owned(),
+            })
+            .await?;
+        samples.push(started.elapsed());
+    }
+    tracing::info!("GetLatest one after another: {}", percentiles(&mut samples));
+    Ok(())
+}
+
+async fn open_loop(
+    client: DeviceServiceClient<Channel>,
+    device: &str,
+    rate: u64,
+    seconds: u64,
+) -> Result<()> {
+    let every = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let total = rate * seconds;
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..total {
+        ticker.tick().await;
+        let (mut client, device) = (client.clone(), device.to_owned());
+        // Latency counts from when the request was due, not from when it could be sent.
+        let due = Instant::now();
+        tasks.spawn(async move {
+            client
+                .get_latest(GetLatestRequest { device_id: device })
+                .await
+                .map(|_| due.elapsed())
+        });
+    }
+    let mut samples = Vec::with_capacity(total as usize);
+    let mut failed = 0u64;
+    while let Some(joined) = tasks.join_next().await {
+        match joined? {
+            Ok(d) => samples.push(d),
+            Err(_) => failed += 1,
+        }
+    }
+    tracing::info!(
+        "GetLatest at {rate}/s for {seconds} s: {} ({failed} failed)",
+        percentiles(&mut samples)
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt().with_target(false).init();
+    let args = args()?;
+    let channel = Channel::from_shared(args.addr.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.addr))?;
+    let mut client = DeviceServiceClient::new(channel);
+    // One warm-up call: connection set-up is not what is measured.
+    client
+        .get_latest(GetLatestRequest {
+            device_id: args.device.clone(),
+        })
+        .await
+        .with_context(|| format!("GetLatest of {}", args.device))?;
+    if let Some(n) = args.sequential.filter(|n| *n > 0) {
+        sequential(&mut client, &args.device, n).await?;
+    }
+    if let Some(rate) = args.rate {
+        open_loop(client, &args.device, rate, args.seconds).await?;
+    }
+    Ok(())
+}
