@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 
 use emberline_schemas::events::{CookStarted, DeviceRegistered, ProbeReading};
 
+use super::forecast::{Calibration, LOG_OFFSET_S, ModelParams};
 use super::intel::{CookBrain, CookInput};
 use super::predict::Estimate;
 
@@ -272,11 +273,16 @@ pub struct Scored {
     pub stall_flagged: bool,
 }
 
-/// Replays a cook through the processor's fold and scores it.
+/// Replays a cook through the processor's fold with the built-in parameters and scores it.
 pub fn evaluate(log: &CookLog) -> Result<Scored, EvalError> {
+    evaluate_with(log, &ModelParams::default())
+}
+
+/// Replays a cook through the processor's fold with `params` and scores it.
+pub fn evaluate_with(log: &CookLog, params: &ModelParams) -> Result<Scored, EvalError> {
     let truth = truth(log)
         .ok_or_else(|| format_error(&log.name, "the food probe never rose to a steady maximum"))?;
-    let estimates = replay(log, truth.target_c);
+    let estimates = replay(log, truth.target_c, params);
     let stall_flagged = estimates.iter().any(|(_, e)| e.stall);
     let mut scored = Scored {
         name: log.name.clone(),
@@ -309,7 +315,7 @@ pub fn evaluate(log: &CookLog) -> Result<Scored, EvalError> {
 }
 
 /// Every estimate the fold made for the food probe, by event time.
-fn replay(log: &CookLog, target_c: f64) -> Vec<(i64, Estimate)> {
+fn replay(log: &CookLog, target_c: f64, params: &ModelParams) -> Vec<(i64, Estimate)> {
     let first = log
         .meat
         .iter()
@@ -339,7 +345,7 @@ fn replay(log: &CookLog, target_c: f64) -> Vec<(i64, Estimate)> {
         }),
     ];
     for input in &setup {
-        brain.apply(input);
+        brain.apply_with(input, params);
     }
     let mut readings: Vec<(i64, u8, Option<f64>)> = log
         .pit
@@ -351,14 +357,17 @@ fn replay(log: &CookLog, target_c: f64) -> Vec<(i64, Estimate)> {
     let mut out = Vec::new();
     for (t, which, temp) in readings {
         let probe = if which == 0 { PIT } else { MEAT };
-        brain.apply(&CookInput::Reading(ProbeReading {
-            device_id: DEVICE.into(),
-            probe_id: probe.into(),
-            event_time: t,
-            received_time: t,
-            temperature_c: temp,
-            source: "eval".into(),
-        }));
+        brain.apply_with(
+            &CookInput::Reading(ProbeReading {
+                device_id: DEVICE.into(),
+                probe_id: probe.into(),
+                event_time: t,
+                received_time: t,
+                temperature_c: temp,
+                source: "eval".into(),
+            }),
+            params,
+        );
         if which == 1
             && let Some(e) = brain
                 .devices
@@ -396,6 +405,165 @@ fn linear(meat: &[(i64, Option<f64>)], at: i64, target_c: f64) -> Option<f64> {
         return Some(0.0);
     }
     (slope > 0.0).then(|| (target_c - now) / slope)
+}
+
+/// The cook a file belongs to: its name without the extension and without a trailing
+/// `_p<digits>` — the files of one cook's several probes (`tempfit_brisket_p1.csv`,
+/// `tempfit_brisket_p2.csv`) are one cook, held out together.
+pub fn cook_key(name: &str) -> String {
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    match stem.rsplit_once("_p") {
+        Some((cook, n))
+            if !cook.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            cook.to_owned()
+        }
+        _ => stem.to_owned(),
+    }
+}
+
+/// Progress points the calibration samples (10 % to 90 %, every 5 %).
+const CALIBRATION_POINTS: usize = 17;
+/// Effective-asymptote margins tried, °C.
+const MARGINS_C: [f64; 6] = [10.0, 15.0, 20.0, 25.0, 35.0, 50.0];
+
+/// One cook's replays at each margin: (log residual `ln(true / predicted)`, sigma) per
+/// calibration point with an estimate.
+#[derive(Clone, Debug, Default)]
+pub struct Samples {
+    /// Per margin of [`MARGINS_C`].
+    per_margin: Vec<Vec<(f64, f64, f64)>>,
+}
+
+/// Replays a cook at every margin and keeps what the calibration reads.
+pub fn calibration_samples(log: &CookLog) -> Option<Samples> {
+    let truth = truth(log)?;
+    let per_margin = MARGINS_C
+        .iter()
+        .map(|m| {
+            let params = ModelParams {
+                asymptote_margin_c: *m,
+                calibration: Calibration::default(),
+            };
+            let estimates = replay(log, truth.target_c, &params);
+            (1..=CALIBRATION_POINTS)
+                .filter_map(|j| {
+                    let p = 0.05 + 0.05 * j as f64;
+                    let at = truth.start_ms + ((truth.done_ms - truth.start_ms) as f64 * p) as i64;
+                    let remaining = (truth.done_ms - at) as f64 / 1_000.0;
+                    let (_, e) = estimates.iter().take_while(|(t, _)| *t <= at).last()?;
+                    let predicted = e.remaining_s?;
+                    let sigma = e.sigma.filter(|s| *s > 0.0)?;
+                    let r = ((remaining + LOG_OFFSET_S) / (predicted + LOG_OFFSET_S)).ln();
+                    Some((p, r, sigma))
+                })
+                .collect()
+        })
+        .collect();
+    Some(Samples { per_margin })
+}
+
+fn weighted_quantile(mut v: Vec<(f64, f64)>, q: f64) -> f64 {
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = v.iter().map(|x| x.1).sum();
+    let mut cum = 0.0;
+    for (x, w) in &v {
+        cum += w;
+        if cum >= q * total {
+            return *x;
+        }
+    }
+    v.last().map_or(0.0, |x| x.0)
+}
+
+/// Fits the model parameters on the given cooks (each a cook key and its files' samples):
+/// the effective-asymptote margin with the least mean (over cooks) median absolute log
+/// error, then the 10th and 90th percentiles of the normalised residuals at that margin,
+/// every cook weighing the same (its files and points share its weight).
+pub fn fit_params(cooks: &BTreeMap<String, Vec<&Samples>>) -> ModelParams {
+    let floor = Calibration::default().sigma_floor;
+    if cooks.is_empty() {
+        return ModelParams::default();
+    }
+    let loss = |m: usize| -> f64 {
+        cooks
+            .values()
+            .map(|files| {
+                let v: Vec<f64> = files
+                    .iter()
+                    .flat_map(|s| s.per_margin[m].iter())
+                    .filter(|(p, ..)| (0.2..=0.8).contains(p))
+                    .map(|(_, r, _)| r.abs())
+                    .collect();
+                median(v)
+            })
+            .filter(|l| l.is_finite())
+            .sum::<f64>()
+    };
+    let best = (0..MARGINS_C.len())
+        .min_by(|a, b| loss(*a).total_cmp(&loss(*b)))
+        .unwrap_or(0);
+    let mut z = Vec::new();
+    for files in cooks.values() {
+        let n: usize = files.iter().map(|s| s.per_margin[best].len()).sum();
+        for s in files {
+            for (_, r, sigma) in &s.per_margin[best] {
+                z.push((r / sigma.max(floor), 1.0 / n as f64));
+            }
+        }
+    }
+    ModelParams {
+        asymptote_margin_c: MARGINS_C[best],
+        calibration: Calibration {
+            sigma_floor: floor,
+            q_low: weighted_quantile(z.clone(), 0.1),
+            q_high: weighted_quantile(z, 0.9),
+        },
+    }
+}
+
+/// Leave-one-cook-out: for every cook key among `names`, the indices of the files it is
+/// fitted on — every file of another cook, none of its own.
+pub fn loco_folds(names: &[&str]) -> BTreeMap<String, Vec<usize>> {
+    let keys: Vec<String> = names.iter().map(|n| cook_key(n)).collect();
+    keys.iter()
+        .map(|k| {
+            let train = (0..names.len()).filter(|&i| keys[i] != *k).collect();
+            (k.clone(), train)
+        })
+        .collect()
+}
+
+/// The recorded cooks scored leave-one-cook-out (each with parameters fitted on the other
+/// cooks only), and the parameters fitted on all of them (for cooks outside the set, such
+/// as simulated ones, and the built-in defaults).
+pub fn evaluate_loco(logs: &[CookLog]) -> (Vec<Result<Scored, EvalError>>, ModelParams) {
+    let names: Vec<&str> = logs.iter().map(|l| l.name.as_str()).collect();
+    let samples: Vec<Option<Samples>> = logs.iter().map(calibration_samples).collect();
+    let pool = |train: &[usize]| -> BTreeMap<String, Vec<&Samples>> {
+        let mut cooks: BTreeMap<String, Vec<&Samples>> = BTreeMap::new();
+        for &i in train {
+            if let Some(s) = &samples[i] {
+                cooks.entry(cook_key(names[i])).or_default().push(s);
+            }
+        }
+        cooks
+    };
+    let folds = loco_folds(&names);
+    let fitted: BTreeMap<&String, ModelParams> = folds
+        .iter()
+        .map(|(k, train)| (k, fit_params(&pool(train))))
+        .collect();
+    let scored = logs
+        .iter()
+        .map(|log| {
+            let key = cook_key(&log.name);
+            let params = fitted.get(&key).cloned().unwrap_or_default();
+            evaluate_with(log, &params)
+        })
+        .collect();
+    let all: Vec<usize> = (0..logs.len()).collect();
+    (scored, fit_params(&pool(&all)))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

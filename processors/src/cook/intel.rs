@@ -13,6 +13,7 @@ use emberline_schemas::events::{
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{Rule, RuleKind, RuleState, Status, Transition};
+use super::forecast::{ForecastInputs, Forecaster, ModelParams, PitRecent};
 use super::phase::{PitPhase, PitTracker, ProbeInputs, ProbePhase, ProbeTracker};
 use super::predict::{Estimate, PredictInputs, Predictor};
 use crate::trend::{TrendFigures, TrendState};
@@ -98,8 +99,11 @@ pub struct ProbeIntel {
     pub trend: TrendState,
     /// Phase.
     pub tracker: ProbeTracker,
-    /// Time-to-target fit.
+    /// Time-to-target fit (Newton's law with the stall).
     pub predictor: Predictor,
+    /// The blend of forecasters the estimate comes from.
+    #[serde(default)]
+    pub forecaster: Forecaster,
     /// Latest figures.
     pub figures: Option<TrendFigures>,
     /// Event time of the latest reading.
@@ -145,6 +149,9 @@ pub struct DeviceIntel {
     pub labels: BTreeMap<String, String>,
     /// The pit.
     pub pit: PitTracker,
+    /// The pit's recent readings, for its forecast.
+    #[serde(default)]
+    pub pit_recent: PitRecent,
     /// Probes.
     pub probes: BTreeMap<String, ProbeIntel>,
     /// The cook in progress.
@@ -252,6 +259,16 @@ pub struct CookBrain {
 impl CookBrain {
     /// Applies one input; returns what it emits and which devices changed.
     pub fn apply(&mut self, input: &CookInput) -> (Vec<CookOutput>, BTreeSet<String>) {
+        self.apply_with(input, &ModelParams::default())
+    }
+
+    /// [`CookBrain::apply`] with model parameters other than the built-in ones (the
+    /// evaluation's, fitted leaving the scored cook out).
+    pub fn apply_with(
+        &mut self,
+        input: &CookInput,
+        params: &ModelParams,
+    ) -> (Vec<CookOutput>, BTreeSet<String>) {
         self.seq += 1;
         self.now = self.now.max(input.merge_time());
         let seq = self.seq as i64;
@@ -276,7 +293,7 @@ impl CookBrain {
         match input {
             CookInput::Reading(r) => {
                 dev.last_seen = Some(dev.last_seen.map_or(now, |t| t.max(r.received_time)));
-                apply_reading(dev, r, now);
+                apply_reading(dev, r, now, params);
                 probe_touched = Some(r.probe_id.clone());
             }
             CookInput::Status(s) => {
@@ -339,7 +356,7 @@ impl CookBrain {
     }
 }
 
-fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64) {
+fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64, params: &ModelParams) {
     let is_pit = is_pit_probe(&r.probe_id, dev.labels.get(&r.probe_id).map(String::as_str));
     let probe = dev
         .probes
@@ -364,6 +381,7 @@ fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64) {
         {
             dev.pit
                 .update(r.event_time, raw, f.smoothed_c, f.rate_c_per_min);
+            dev.pit_recent.add(r.event_time, raw);
         }
         let phase = if r.temperature_c.is_some() {
             ProbePhase::Heating
@@ -376,6 +394,9 @@ fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64) {
         return;
     }
     let pit_c = dev.pit_level();
+    let pit_forecast_c = dev
+        .pit_probe()
+        .and_then(|_| dev.pit_recent.forecast(r.event_time));
     let pit_steady = dev.pit.is_steady();
     // A pit that has settled (holding, or dipping with the lid open): not one still coming up.
     let pit_holding = matches!(dev.pit.phase, PitPhase::Holding | PitPhase::LidOpen);
@@ -393,23 +414,29 @@ fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64) {
         pit_steady,
     });
     probe.estimate = match (target_c, &figures) {
-        (Some(target_c), Some(f)) => Some(probe.predictor.update(PredictInputs {
-            time: r.event_time,
-            temp_c: f.smoothed_c,
-            rate_c_per_min: f.rate_c_per_min,
-            pit_c,
-            pit_steady,
-            pit_holding,
-            phase,
-            target_c,
-        })),
-        (Some(_), None) => Some(Estimate {
-            remaining_s: None,
-            low_s: None,
-            high_s: None,
-            stall: false,
-            method: "none".into(),
-        }),
+        (Some(target_c), Some(f)) => {
+            let reading = PredictInputs {
+                time: r.event_time,
+                temp_c: f.smoothed_c,
+                rate_c_per_min: f.rate_c_per_min,
+                pit_c,
+                pit_steady,
+                pit_holding,
+                phase,
+                target_c,
+            };
+            probe.predictor.update(reading);
+            Some(probe.forecaster.update(
+                ForecastInputs {
+                    reading,
+                    newton: &probe.predictor,
+                    pit_forecast_c,
+                },
+                params,
+            ))
+        }
+        // Unplugged: the last estimate, aged, until it is back.
+        (Some(_), None) => Some(probe.forecaster.out(r.event_time)),
         (None, _) => None,
     };
 }

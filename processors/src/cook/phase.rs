@@ -250,10 +250,24 @@ pub struct ProbeTracker {
     pulled: bool,
     /// The phase before it went out, restored when it comes back soon.
     before_out: ProbePhase,
+    /// The latest temperature read while the probe behaved like one in food (no spike, no
+    /// fast fall): the level a re-inserted probe comes back to.
+    #[serde(default)]
+    pub food_level_c: Option<f64>,
 }
+
+/// A probe back within this much of its level before it went out is back in the same food
+/// (re-inserted, perhaps a little off its old spot), however long it was out.
+pub const REINSERT_WITHIN_C: f64 = 15.0;
+/// Food does not heat faster than this, °C per minute; a probe that does is in the air or on
+/// the grate (an insertion spike, a probe lying on the fire).
+pub const FOOD_RATE_MAX_C_PER_MIN: f64 = 15.0;
 
 /// A probe back within this long continues where it was (a loose plug, a moved probe).
 pub const REPLUG_GRACE_MS: i64 = 600_000;
+/// A pulled probe that comes back well below its old level and climbs after being out this
+/// long is in new food (a new cook on the same probe).
+pub const NEW_FOOD_AFTER_MS: i64 = 3_600_000;
 
 /// What the probe rules read.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -281,13 +295,22 @@ impl ProbeTracker {
             return self.phase;
         };
         if self.phase == ProbePhase::ProbeOut {
-            if self.pulled && rate < 0.1 {
-                return self.phase; // still out of the food
+            // Back in the same food: within reach of where it was before it went out. A
+            // pulled probe re-inserted climbs back to that level quickly; until it does it is
+            // still out (its readings say nothing about the food).
+            let back = self.food_level_c.is_some_and(|l| {
+                t >= l - REINSERT_WITHIN_C && rate.abs() < FOOD_RATE_MAX_C_PER_MIN
+            });
+            let long_out = self
+                .unplugged_at
+                .is_none_or(|u| i.time - u >= NEW_FOOD_AFTER_MS);
+            if self.pulled && !back && (rate < 0.1 || !long_out) {
+                return self.phase; // still out of the food, or climbing back into it
             }
             let soon = self
                 .unplugged_at
                 .is_some_and(|u| i.time - u < REPLUG_GRACE_MS);
-            if soon && !self.pulled {
+            if back || (soon && !self.pulled) {
                 self.phase = self.before_out;
             } else {
                 self.phase = ProbePhase::Idle;
@@ -304,10 +327,14 @@ impl ProbeTracker {
         }
         let peak = self.peak_c.map_or(t, |p| p.max(t));
         self.peak_c = Some(peak);
-        // Pulled out of the food: falling fast, well below its peak.
-        if rate < -2.0 && t < peak - 10.0 {
+        // Pulled out of the food: falling fast, well below its peak; or reading what no food
+        // does (a spike far faster than food heats).
+        if (rate < -2.0 && t < peak - 10.0) || rate > FOOD_RATE_MAX_C_PER_MIN {
             self.go_out(i.time, true);
             return self.phase;
+        }
+        if rate.abs() < FOOD_RATE_MAX_C_PER_MIN / 3.0 {
+            self.food_level_c = Some(t);
         }
         if let Some(target) = i.target_c
             && (t >= target || (self.phase == ProbePhase::Done && t >= target - 2.0))

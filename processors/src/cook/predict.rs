@@ -29,6 +29,8 @@ const MIN_EVIDENCE: f64 = 8.0;
 const STALL_PRIOR_S: f64 = 9_000.0;
 /// Pits hotter than this rarely produce a visible stall (roasting, not smoking).
 const LOW_AND_SLOW_PIT_C: f64 = 150.0;
+/// Where a stall holds the meat, °C (a flat stretch at the bottom of the band).
+const STALL_PLATEAU_C: f64 = 65.0;
 /// z for a two-sided 80 % interval.
 const Z80: f64 = 1.2816;
 
@@ -45,6 +47,10 @@ pub struct Estimate {
     pub stall: bool,
     /// How it was estimated.
     pub method: String,
+    /// Uncertainty of the remaining time in log scale, before calibration (see
+    /// [`super::forecast`]); `None` when not estimated that way.
+    #[serde(default)]
+    pub sigma: Option<f64>,
 }
 
 impl Estimate {
@@ -55,6 +61,7 @@ impl Estimate {
             high_s: None,
             stall,
             method: "none".into(),
+            sigma: None,
         }
     }
 }
@@ -174,6 +181,7 @@ impl Predictor {
                         high_s: aged(e.high_s),
                         stall: e.stall,
                         method: e.method.clone(),
+                        sigma: None,
                     }
                 },
             );
@@ -194,6 +202,25 @@ impl Predictor {
             self.stall_began = None;
         }
         self.learn(&i);
+        self.predict(&i, i.target_c)
+    }
+
+    /// What the fit says now about reaching `target_c` from the reading `i`, without
+    /// learning from it.
+    pub fn predict(&self, i: &PredictInputs, target_c: f64) -> Estimate {
+        self.predict_level(i, target_c)
+    }
+
+    /// The time to reach `level_c` on the way to the reading's target: the stall the
+    /// target's cook expects counts when the level lies beyond the stall's plateau (the
+    /// forecaster scores the fit on such levels as the cook goes).
+    pub fn predict_level(&self, i: &PredictInputs, level_c: f64) -> Estimate {
+        let cook_target_c = i.target_c;
+        let i = PredictInputs {
+            target_c: level_c,
+            ..*i
+        };
+        let stall = i.phase == ProbePhase::Stall;
         if i.phase == ProbePhase::Done || i.temp_c >= i.target_c {
             return Estimate {
                 remaining_s: Some(0.0),
@@ -201,6 +228,7 @@ impl Predictor {
                 high_s: Some(0.0),
                 stall: false,
                 method: "reached".into(),
+                sigma: None,
             };
         }
         let (asymptote, k, rel) = match (i.pit_c, self.k_with_pit()) {
@@ -246,13 +274,18 @@ impl Predictor {
             && (i.pit_holding || i.pit_c.is_none())
             && asymptote < LOW_AND_SLOW_PIT_C
             && i.temp_c < STALL_BAND_C.1
-            && i.target_c > STALL_BAND_C.1
+            && cook_target_c > STALL_BAND_C.1
+            && i.target_c > STALL_PLATEAU_C
         {
             (STALL_PRIOR_S, 0.2 * STALL_PRIOR_S, 2.0 * STALL_PRIOR_S)
         } else {
             (0.0, 0.0, 0.0)
         };
-        let from = if stall { i.temp_c.max(65.0) } else { i.temp_c };
+        let from = if stall {
+            i.temp_c.max(STALL_PLATEAU_C)
+        } else {
+            i.temp_c
+        };
         let mid = newton(k, from) + stall_s;
         let low = newton(k * (1.0 + Z80 * rel), from) + stall_lo;
         let high = if Z80 * rel < 0.95 {
@@ -266,6 +299,7 @@ impl Predictor {
             high_s: high,
             stall,
             method,
+            sigma: None,
         }
     }
 
