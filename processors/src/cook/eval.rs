@@ -690,6 +690,128 @@ Timestamp,SessionID,SequenceNumber,T1,T2,T3,T4,T5,T6,T7,T8,VirtualCoreTemperatur
         assert_eq!(log.vendor, [(5_000, 3600.0)]);
     }
 
+    /// Newton heating from 5 °C toward `asym` at rate constant `k` (1/s), a reading every
+    /// `every_s`, until `until_s`.
+    fn newton_series(asym: f64, k: f64, every_s: usize, until_s: usize) -> Vec<(i64, Option<f64>)> {
+        (0..until_s)
+            .step_by(every_s)
+            .map(|s| {
+                let t = 1_700_000_000_000 + s as i64 * 1_000;
+                (t, Some(asym - (asym - 5.0) * (-(k * s as f64)).exp()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cook_keys_group_the_probes_of_one_cook_and_nothing_else() {
+        assert_eq!(cook_key("tempfit_brisket_p1.csv"), "tempfit_brisket");
+        assert_eq!(cook_key("tempfit_brisket_p12.csv"), "tempfit_brisket");
+        assert_eq!(cook_key("tempfit_pork.csv"), "tempfit_pork");
+        assert_eq!(cook_key("bbq-pork-rubs.csv"), "bbq-pork-rubs");
+        assert_eq!(cook_key("pulled_pork.csv"), "pulled_pork");
+        assert_eq!(cook_key("a_p.csv"), "a_p");
+    }
+
+    #[test]
+    fn leave_one_cook_out_never_fits_on_the_scored_cook() {
+        let names = ["b_p1.csv", "b_p2.csv", "c.csv", "d_p1.csv", "b_p3.csv"];
+        let folds = loco_folds(&names);
+        assert_eq!(folds.len(), 3);
+        for (key, train) in &folds {
+            for (i, name) in names.iter().enumerate() {
+                // A file is in the fold's training set exactly when it is of another cook.
+                assert_eq!(train.contains(&i), cook_key(name) != *key, "{key}: {name}");
+            }
+        }
+        assert_eq!(folds["b"], [2, 3]);
+
+        // And the scores follow the folds: a cook unlike the others changes the parameters
+        // fitted on all, but not those its own score used, which equal a fit without it.
+        let cook = |name: &str, asym: f64, k: f64| CookLog {
+            name: name.into(),
+            meat: newton_series(asym, k, 30, 30_000),
+            ..CookLog::default()
+        };
+        let logs = vec![
+            cook("x.csv", 120.0, 1.0 / 4_000.0),
+            cook("y.csv", 110.0, 1.0 / 5_000.0),
+            cook("z.csv", 200.0, 1.0 / 9_000.0),
+        ];
+        let (scored, _) = evaluate_loco(&logs);
+        let without_z = evaluate_loco(&logs[..2]).1;
+        let direct = evaluate_with(&logs[2], &without_z).expect("scored");
+        assert_eq!(scored[2].as_ref().expect("scored"), &direct);
+    }
+
+    #[test]
+    fn a_cook_without_a_pit_probe_has_an_estimate_after_fifteen_minutes_of_heating() {
+        let log = CookLog {
+            name: "no pit".into(),
+            meat: newton_series(110.0, 1.0 / 6_000.0, 20, 20_000),
+            target_c: Some(85.0),
+            ..CookLog::default()
+        };
+        let start = log.meat[0].0;
+        let estimates = replay(&log, 85.0, &ModelParams::default());
+        let after = estimates
+            .iter()
+            .filter(|(t, _)| *t >= start + 15 * 60_000 && *t < start + 3 * 3_600_000);
+        for (t, e) in after {
+            assert!(
+                e.remaining_s.is_some(),
+                "none at {} min",
+                (t - start) / 60_000
+            );
+            assert!(
+                e.low_s <= e.remaining_s && e.remaining_s <= e.high_s,
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_probe_pulled_and_pushed_back_keeps_its_cook_and_its_estimate() {
+        // A pit at 120 °C; the meat heats; an hour in, the probe is out of the food for ten
+        // minutes (reading 20 °C, the air) and then back in.
+        let k = 1.0 / 5_000.0;
+        let mut log = CookLog {
+            name: "pulled".into(),
+            target_c: Some(80.0),
+            ..CookLog::default()
+        };
+        let start = 1_700_000_000_000;
+        let out = 3_600..4_200;
+        for s in (0..9_000).step_by(10) {
+            let t = start + s * 1_000;
+            let meat = 120.0 - 115.0 * (-(k * s as f64)).exp();
+            log.pit.push((t, Some(120.0)));
+            log.meat
+                .push((t, Some(if out.contains(&s) { 20.0 } else { meat })));
+        }
+        let estimates = replay(&log, 80.0, &ModelParams::default());
+        let at = |s: i64| {
+            estimates
+                .iter()
+                .take_while(|(t, _)| *t <= start + s * 1_000)
+                .last()
+                .map(|(_, e)| e.clone())
+                .expect("an estimate")
+        };
+        let truth_at = |s: i64| ((120.0f64 - 5.0) / (120.0 - 80.0)).ln() / k - s as f64;
+        // Out of the food and just back: the estimate carries on, and after it the fit is
+        // the one from before, not a new cook's.
+        for s in [3_700, 4_100, 4_500, 5_000] {
+            let e = at(s).remaining_s.expect("an estimate");
+            let truth = truth_at(s);
+            assert!((e - truth).abs() < 0.15 * truth, "{s}: {e} vs {truth}");
+        }
+        let brain_like_new = estimates
+            .iter()
+            .filter(|(t, _)| *t > start + 4_200_000)
+            .any(|(_, e)| e.remaining_s.is_none());
+        assert!(!brain_like_new);
+    }
+
     #[test]
     fn exact_newton_cooks_score_near_zero_and_linear_does_not() {
         // 5 → 75 °C toward a 120 °C pit, k = 1/4000 s, a reading every 10 s.
