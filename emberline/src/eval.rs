@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use emberline_ingest::simulator::variety_suite;
 use emberline_ingest::{Simulator, SimulatorConfig};
 use emberline_processors::cook::eval::{
     CookLog, Scored, cook_key, evaluate_loco, evaluate_with, parse_cook_file, report,
@@ -19,7 +20,9 @@ const SIMULATION_LIMIT_MS: i64 = 24 * 3_600_000;
 /// effective-asymptote margin and the interval calibration) fitted on the other cooks only.
 /// The files of one cook's probes are one cook: a file's cook is its name without the
 /// extension and a trailing `_p<N>` ([`cook_key`]). Simulated cooks are scored with the
-/// parameters fitted on all the recorded cooks (the built-in ones when there are none).
+/// parameters fitted on all the recorded cooks (the built-in ones when there are none): the
+/// classic simulator's cooks, and the variety suite's twelve cooks of other cuts, pits and heat
+/// models, on which nothing was tuned.
 pub(crate) fn run(files: &[PathBuf], simulated: u32, target_c: f64) -> Result<String> {
     let mut logs = Vec::new();
     let mut skipped = Vec::new();
@@ -55,9 +58,33 @@ pub(crate) fn run(files: &[PathBuf], simulated: u32, target_c: f64) -> Result<St
         simulated_rows.push(evaluate_with(&log, &sim_params)?);
         tracing::info!(seed, "simulated cook evaluated");
     }
+    // Cooks from other physics (other cuts, pits and heat models, wraps, gaps, pulled probes,
+    // no pit probe): the model was not tuned on them, so they say how it generalises.
+    let mut variety_rows: Vec<Scored> = Vec::new();
+    for scenario in variety_suite() {
+        let cook = scenario.run();
+        let log = CookLog {
+            name: cook.name,
+            meat: cook.meat,
+            pit: cook.pit,
+            target_c: Some(cook.target_c),
+            vendor: Vec::new(),
+        };
+        match evaluate_with(&log, &sim_params) {
+            Ok(scored) => variety_rows.push(scored),
+            Err(e) => {
+                tracing::warn!(error = %e, "simulated cook skipped");
+                skipped.push(e.to_string());
+            }
+        }
+    }
     let cooks: std::collections::BTreeSet<String> =
         logs.iter().map(|l| cook_key(&l.name)).collect();
-    let mut out = report(&[("recorded", recorded), ("simulated", simulated_rows)]);
+    let mut out = report(&[
+        ("recorded", recorded),
+        ("simulated", simulated_rows),
+        ("simulated, other physics", variety_rows),
+    ]);
     if !logs.is_empty() {
         let c = &fitted_on_all.calibration;
         out.push_str(&format!(
