@@ -914,7 +914,7 @@ async fn the_broker_login_and_tls_are_used_and_a_rejected_password_is_reported()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_done_time_sensor_and_the_target_reached_alert_follow_a_cook() {
+async fn the_done_time_sensor_and_the_target_reached_alert_follow_a_cook_by_subscription() {
     let Some(binary) = mosquitto_binary() else {
         return;
     };
@@ -922,6 +922,13 @@ async fn the_done_time_sensor_and_the_target_reached_alert_follow_a_cook() {
     let watcher = Recorder::connect(broker.port, "watcher", &["emberline/#"]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut env = ha_env(&broker);
+    // No periodic re-read in this run: the device, its prediction and its alert must all
+    // arrive because the gateway pushed them.
+    env.retain(|(k, _)| *k != "EMBERLINE__HOME_ASSISTANT__REFRESH_INTERVAL_MS");
+    env.push((
+        "EMBERLINE__HOME_ASSISTANT__REFRESH_INTERVAL_MS",
+        "3600000".into(),
+    ));
     // The simulated cook, sped up: a pit and one food probe aimed at 93 °C.
     for (k, v) in [
         ("EMBERLINE__SIMULATOR__START_COOK", "true"),

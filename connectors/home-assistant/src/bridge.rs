@@ -2,9 +2,11 @@
 //!
 //! It keeps the *desired* retained state of every topic it owns (discovery configs,
 //! availability, states) and sends only changes; after any (re)connection to the broker, or
-//! when Home Assistant announces itself online, it sends all of it again. Device
-//! descriptions and latest values are re-read from the gateway every refresh interval and
-//! whenever the trend subscription (re)opens; trend updates arrive in between.
+//! when Home Assistant announces itself online, it sends all of it again. Trend updates
+//! arrive by subscription; predictions and alerts are re-read as soon as their
+//! subscriptions say something changed, and so is a device a trend names before it has
+//! been described. Everything is also re-read whenever the trend subscription (re)opens
+//! and every refresh interval (names, battery, targets and removals have no subscription).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -94,6 +96,7 @@ pub async fn run(
         resume.clone(),
         shutdown.clone(),
     );
+    let mut changes = upstream::watch_changes(&upstream, &config.gateway_url, shutdown.clone());
     tracing::info!(gateway = %config.gateway_url, broker = %mqtt_config.url, resumed = !resume.is_empty(), "Home Assistant connector starting");
 
     let mut bridge = Bridge {
@@ -129,10 +132,15 @@ pub async fn run(
             },
             item = feed.recv() => match item {
                 Some(Feed::Subscribed) => bridge.refresh().await,
-                Some(Feed::Update(event)) => bridge.on_update(event),
+                Some(Feed::Update(event)) => {
+                    if !bridge.on_update(event) {
+                        refresh_now(&mut refresh_soon);
+                    }
+                }
                 Some(Feed::Lost(reason)) => tracing::warn!(%reason, "gateway subscription lost; re-opening"),
                 None => break,
             },
+            Some(()) = changes.recv() => refresh_now(&mut refresh_soon),
             _ = refresh.tick() => bridge.refresh().await,
             () = sleep_until(refresh_soon) => {
                 refresh_soon = None;
@@ -146,6 +154,14 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), connection.task).await;
     tracing::info!("Home Assistant connector stopped");
     Ok(())
+}
+
+/// How long a pushed change waits for others to join it before the re-read.
+const CHANGE_SETTLE: Duration = Duration::from_millis(100);
+
+/// Asks for a re-read shortly (unless one is asked for already).
+fn refresh_now(refresh_soon: &mut Option<tokio::time::Instant>) {
+    refresh_soon.get_or_insert_with(|| tokio::time::Instant::now() + CHANGE_SETTLE);
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -320,11 +336,13 @@ impl Bridge {
 
     // --- the gateway ------------------------------------------------------------------------
 
-    fn on_update(&mut self, event: TrendEvent) {
+    /// Applies a trend update; false when it names a device not described yet (a re-read
+    /// brings it, with its latest value).
+    fn on_update(&mut self, event: TrendEvent) -> bool {
         self.positions.insert(event.partition, event.offset + 1);
         let Some(view) = self.devices.get_mut(&event.device_id) else {
-            // A device not described yet: the next refresh brings it with its latest value.
-            return;
+            // A removed device is known: its late updates ask for nothing.
+            return self.cleared.contains(&event.device_id);
         };
         // Updates are applied in log order even when older than a value read from the
         // gateway: after a resume they replay what Home Assistant has not seen yet, and the
@@ -338,6 +356,7 @@ impl Bridge {
         probe.received_ms = probe.received_ms.max(event.event_time_ms);
         let (device, probe_id) = (event.device_id, event.probe_id);
         self.publish_probe(&device, &probe_id, Some((event.partition, event.offset)));
+        true
     }
 
     /// Re-reads every device from the gateway and brings the broker in line.

@@ -1,8 +1,11 @@
-//! The gateway side: query clients and the live trend subscription.
+//! The gateway side: query clients, the live trend subscription, and the prediction and
+//! alert subscriptions that say when to re-read them.
 //!
-//! The subscription runs on its own task and survives gateway restarts: it reconnects with
-//! backoff and resumes from the position after the last update it handed over, so nothing
-//! is skipped or repeated across a reconnect.
+//! The trend subscription runs on its own task and survives gateway restarts: it reconnects
+//! with backoff and resumes from the position after the last update it handed over, so
+//! nothing is skipped or repeated across a reconnect. Prediction and alert updates are
+//! pushed too ([`watch_changes`]): each one (and each re-opened subscription, which may have
+//! missed some) asks for a re-read at once instead of at the next refresh interval.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,7 +17,10 @@ use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::prediction_service_client::PredictionServiceClient;
 use emberline_proto::v1::reading_service_client::ReadingServiceClient;
 use emberline_proto::v1::trend_service_client::TrendServiceClient;
-use emberline_proto::v1::{StartFrom, SubscribeTrendsRequest, TrendEvent};
+use emberline_proto::v1::{
+    StartFrom, SubscribeAlertsRequest, SubscribePredictionsRequest, SubscribeTrendsRequest,
+    TrendEvent,
+};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -72,6 +78,99 @@ pub enum Feed {
     Lost(String),
 }
 
+/// A channel for subscriptions: long-lived, so no per-call timeout.
+fn streaming_channel(upstream: &Upstream, url: &str) -> Channel {
+    Endpoint::from_shared(url.to_owned())
+        .map(|e| e.connect_timeout(Duration::from_secs(5)).connect_lazy())
+        .unwrap_or_else(|_| upstream.channel.clone())
+}
+
+/// Subscribes to every device's prediction updates and alerts; the receiver gets a signal
+/// whenever either changed (or a subscription re-opened). Signals coalesce: at most one
+/// waits, since one re-read covers every change before it.
+pub fn watch_changes(
+    upstream: &Upstream,
+    url: &str,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(1);
+    let channel = streaming_channel(upstream, url);
+    let predictions = PredictionServiceClient::new(channel.clone());
+    tokio::spawn(signal_changes(
+        "predictions",
+        move || {
+            let mut client = predictions.clone();
+            async move {
+                let request = SubscribePredictionsRequest {
+                    device_id: String::new(),
+                    resume: HashMap::new(),
+                    start: StartFrom::Latest as i32,
+                };
+                Ok(client.subscribe_predictions(request).await?.into_inner())
+            }
+        },
+        tx.clone(),
+        shutdown.clone(),
+    ));
+    let alerts = AlertServiceClient::new(channel);
+    tokio::spawn(signal_changes(
+        "alerts",
+        move || {
+            let mut client = alerts.clone();
+            async move {
+                let request = SubscribeAlertsRequest {
+                    device_id: String::new(),
+                    resume: HashMap::new(),
+                    start: StartFrom::Latest as i32,
+                };
+                Ok(client.subscribe_alerts(request).await?.into_inner())
+            }
+        },
+        tx,
+        shutdown,
+    ));
+    rx
+}
+
+/// Keeps one subscription open (re-opening with backoff) and signals `tx` on every item
+/// and every (re)opening.
+async fn signal_changes<T, F, Fut>(
+    what: &'static str,
+    mut open: F,
+    tx: mpsc::Sender<()>,
+    shutdown: CancellationToken,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Streaming<T>, tonic::Status>>,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        let attempt = async {
+            let mut stream = open().await.map_err(|s| s.message().to_owned())?;
+            // A full channel already holds a signal: this one adds nothing.
+            let _ = tx.try_send(());
+            backoff.reset();
+            while let Some(item) = stream.next().await {
+                item.map_err(|s| s.message().to_owned())?;
+                let _ = tx.try_send(());
+            }
+            Err::<(), String>("the gateway ended the stream".to_owned())
+        };
+        let reason = tokio::select! {
+            r = attempt => r.err().unwrap_or_default(),
+            () = shutdown.cancelled() => return,
+        };
+        if tx.is_closed() {
+            return;
+        }
+        tracing::debug!(what, %reason, "change subscription lost; re-opening");
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Starts the subscription task from `resume` (next offset per partition; empty for "from
 /// now").
 pub fn subscribe(
@@ -81,10 +180,7 @@ pub fn subscribe(
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<Feed> {
     let (tx, rx) = mpsc::channel(4_096);
-    // Subscriptions are long-lived: no per-call timeout on this channel.
-    let channel = Endpoint::from_shared(url.to_owned())
-        .map(|e| e.connect_timeout(Duration::from_secs(5)).connect_lazy())
-        .unwrap_or_else(|_| upstream.channel.clone());
+    let channel = streaming_channel(upstream, url);
     tokio::spawn(run(TrendServiceClient::new(channel), resume, tx, shutdown));
     rx
 }
