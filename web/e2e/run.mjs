@@ -104,6 +104,13 @@ try {
   await page.waitForFunction(() => document.querySelector('.predictions li[data-probe="meat-1"]')?.textContent?.startsWith("Meat 1"));
   const prediction = await page.locator('.predictions li[data-probe="meat-1"]').innerText();
   check(/^Meat 1 → 93°/.test(prediction) && /estimating…|done ≈/.test(prediction), `the meat probe's prediction is shown ("${prediction}")`);
+  // Predictions and alerts arrive by subscription: both feeds are live and updates are
+  // pushed (no polling timer is left to redraw them).
+  await page.waitForFunction(() => {
+    const s = window.__emberline.insight();
+    return s && s.feeds.every((f) => f === "live") && s.pushed >= 2;
+  });
+  check(true, "predictions and alerts are pushed to the device page by subscription");
   await page.screenshot({ path: join(artifacts, "device-390x844.png"), fullPage: true });
 
   // °C/°F toggle is remembered per browser; a reopened page charts the stored history.
