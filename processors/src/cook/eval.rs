@@ -426,6 +426,8 @@ pub fn cook_key(name: &str) -> String {
 const CALIBRATION_POINTS: usize = 17;
 /// Effective-asymptote margins tried, °C.
 const MARGINS_C: [f64; 6] = [10.0, 15.0, 20.0, 25.0, 35.0, 50.0];
+/// Two-sided miss rate of the interval: each tail misses half of it.
+const MISS: f64 = 0.2;
 
 /// One cook's replays at each margin: (log residual `ln(true / predicted)`, sigma) per
 /// calibration point with an estimate.
@@ -478,8 +480,10 @@ fn weighted_quantile(mut v: Vec<(f64, f64)>, q: f64) -> f64 {
 
 /// Fits the model parameters on the given cooks (each a cook key and its files' samples):
 /// the effective-asymptote margin with the least mean (over cooks) median absolute log
-/// error, then the 10th and 90th percentiles of the normalised residuals at that margin,
-/// every cook weighing the same (its files and points share its weight).
+/// error, then, at that margin, each cook's own 10th and 90th percentiles of the normalised
+/// residual (its files and points share its weight), and over cooks the split conformal
+/// bounds of those ([`conformal_over_cooks`]): a cook unlike the others — the next user's
+/// smoker — is the unit the interval must hold for, not a point of a cook already seen.
 pub fn fit_params(cooks: &BTreeMap<String, Vec<&Samples>>) -> ModelParams {
     let floor = Calibration::default().sigma_floor;
     if cooks.is_empty() {
@@ -503,23 +507,46 @@ pub fn fit_params(cooks: &BTreeMap<String, Vec<&Samples>>) -> ModelParams {
     let best = (0..MARGINS_C.len())
         .min_by(|a, b| loss(*a).total_cmp(&loss(*b)))
         .unwrap_or(0);
-    let mut z = Vec::new();
+    let mut lows = Vec::new();
+    let mut highs = Vec::new();
     for files in cooks.values() {
-        let n: usize = files.iter().map(|s| s.per_margin[best].len()).sum();
-        for s in files {
-            for (_, r, sigma) in &s.per_margin[best] {
-                z.push((r / sigma.max(floor), 1.0 / n as f64));
-            }
+        let z: Vec<(f64, f64)> = files
+            .iter()
+            .flat_map(|s| s.per_margin[best].iter())
+            .map(|(_, r, sigma)| (r / sigma.max(floor), 1.0))
+            .collect();
+        if !z.is_empty() {
+            lows.push(weighted_quantile(z.clone(), MISS / 2.0));
+            highs.push(weighted_quantile(z, 1.0 - MISS / 2.0));
         }
     }
+    let default = Calibration::default();
+    let (q_low, q_high) =
+        conformal_over_cooks(lows, highs).unwrap_or((default.q_low, default.q_high));
     ModelParams {
         asymptote_margin_c: MARGINS_C[best],
         calibration: Calibration {
             sigma_floor: floor,
-            q_low: weighted_quantile(z.clone(), 0.1),
-            q_high: weighted_quantile(z, 0.9),
+            q_low,
+            q_high,
         },
     }
+}
+
+/// Split conformal over cooks, the exchangeable units, from each cook's own low and high
+/// percentile: the bounds the next cook's own percentiles stay within with probability
+/// `1 - MISS / 2` each — the ceil((n + 1)(1 - MISS / 2))-th of n, with the finite-sample
+/// correction that makes it the extreme while there are fewer than nine cooks.
+fn conformal_over_cooks(mut lows: Vec<f64>, mut highs: Vec<f64>) -> Option<(f64, f64)> {
+    if lows.is_empty() || lows.len() != highs.len() {
+        return None;
+    }
+    lows.sort_by(f64::total_cmp);
+    highs.sort_by(|a, b| b.total_cmp(a));
+    let n = highs.len() as f64;
+    let rank = ((n + 1.0) * (1.0 - MISS / 2.0)).ceil() as usize;
+    let from_end = highs.len().saturating_sub(rank);
+    Some((lows[from_end], highs[from_end]))
 }
 
 /// Leave-one-cook-out: for every cook key among `names`, the indices of the files it is
@@ -700,6 +727,19 @@ Timestamp,SessionID,SequenceNumber,T1,T2,T3,T4,T5,T6,T7,T8,VirtualCoreTemperatur
                 (t, Some(asym - (asym - 5.0) * (-(k * s as f64)).exp()))
             })
             .collect()
+    }
+
+    #[test]
+    fn the_interval_covers_a_new_cook_like_the_worst_of_few_and_narrows_with_more() {
+        // Five cooks: the next one is covered only by the most extreme of their percentiles.
+        let lows = vec![-1.0, -3.0, -2.0, -0.5, -1.5];
+        let highs = vec![1.0, 2.0, 4.0, 0.5, 1.5];
+        assert_eq!(conformal_over_cooks(lows, highs), Some((-3.0, 4.0)));
+        // Nineteen: the 18th of 19, no longer the extreme.
+        let highs: Vec<f64> = (1..=19).map(f64::from).collect();
+        let lows: Vec<f64> = highs.iter().map(|h| -h).collect();
+        assert_eq!(conformal_over_cooks(lows, highs), Some((-18.0, 18.0)));
+        assert_eq!(conformal_over_cooks(Vec::new(), Vec::new()), None);
     }
 
     #[test]

@@ -33,10 +33,12 @@
 //!
 //! **Interval.** The blend's log-scale uncertainty `sigma` combines a floor, the spread of the
 //! forecasters and their scored error. The 80 % interval is
-//! `[τ·e^{q_lo·sigma}, τ·e^{q_hi·sigma}]` (τ in seconds plus one minute), where `q_lo` and
-//! `q_hi` are the 10th and 90th percentiles of the normalised residual
-//! `ln(true / predicted) / sigma` over other cooks (split conformal calibration; each cook
-//! weighs the same). `emberline eval-predictions` fits them leaving the scored cook out;
+//! `[τ·e^{q_lo·sigma}, τ·e^{q_hi·sigma}]` (τ in seconds plus one minute). `q_lo` and `q_hi`
+//! are split conformal bounds over other cooks, the exchangeable units: each cook's own 10th
+//! and 90th percentiles of the normalised residual `ln(true / predicted) / sigma`, and of
+//! those the ceil((n + 1)·0.9)-th of n — the extreme while there are fewer than nine cooks,
+//! so the interval is wide while few cooks are recorded and narrows as more are.
+//! `emberline eval-predictions` fits them leaving the scored cook out;
 //! [`ModelParams::default`] holds the values fitted on all shared recorded cooks. As the cook
 //! goes the remaining time shrinks and the interval with it.
 //!
@@ -107,14 +109,17 @@ pub struct ModelParams {
     pub calibration: Calibration,
 }
 
-/// Split conformal calibration of the interval, in units of the blend's `sigma`.
+/// Split conformal calibration of the interval, in units of the blend's `sigma`, over cooks:
+/// bounds that the 10th and 90th percentiles of a new cook's normalised residuals stay
+/// within (see `eval::fit_params`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     /// Floor of `sigma`.
     pub sigma_floor: f64,
-    /// 10th percentile of `ln(true / predicted) / sigma`.
+    /// Lower bound in sigmas: the conformal bound of the cooks' 10th percentiles of
+    /// `ln(true / predicted) / sigma`.
     pub q_low: f64,
-    /// 90th percentile.
+    /// Upper bound: the conformal bound of their 90th percentiles.
     pub q_high: f64,
 }
 
@@ -122,8 +127,8 @@ impl Default for Calibration {
     fn default() -> Self {
         Self {
             sigma_floor: 0.1,
-            q_low: -4.90,
-            q_high: 2.37,
+            q_low: -5.17,
+            q_high: 5.03,
         }
     }
 }
