@@ -71,7 +71,14 @@ pub(crate) async fn run(config: Config, discard_older_history: bool) -> Result<(
     }
     let outputs_before = ends(log.as_ref(), &OUTPUTS).await?;
     let store_path = dir.join("projections.redb");
-    if stage == Some(REPLAYING) {
+    if stage == Some(REPLAYING) && !of_current_format(&store_path)? {
+        // Interrupted under an Emberline that wrote another format: start the replay over.
+        tracing::info!(
+            marker = %pending.display(),
+            "the interrupted rebuild wrote another store format; starting it over"
+        );
+        drop_store(&pending, &store_path)?;
+    } else if stage == Some(REPLAYING) {
         tracing::info!(
             marker = %pending.display(),
             "resuming the rebuild that was interrupted"
@@ -185,6 +192,16 @@ fn drop_store(pending: &Path, store_path: &Path) -> Result<()> {
         }
     }
     mark(pending, REPLAYING)
+}
+
+/// Whether the store at `path` opens in this build's format (a missing store does: it is
+/// created so). Closed again before returning.
+fn of_current_format(path: &Path) -> Result<bool> {
+    match emberline_projections::EmbeddedStore::open(path) {
+        Ok(_) => Ok(true),
+        Err(emberline_projections::ProjectionError::OutdatedFormat { .. }) => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("opening {}", path.display())),
+    }
 }
 
 /// Fails when an input partition no longer starts at offset 0, unless allowed.

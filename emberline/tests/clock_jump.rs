@@ -143,6 +143,10 @@ async fn start_cook(up: &Up, what: &str, targets_c: &[(&str, f64)]) -> String {
                             .collect(),
                         pit_min_c: None,
                         pit_max_c: None,
+                        meat: None,
+                        weight_kg: None,
+                        serve_at_ms: None,
+                        rest_min: None,
                     })
                     .await
                     .map(|r| r.into_inner().cook_id)

@@ -58,7 +58,23 @@ async fn a_cook_is_started_targeted_noted_ended_and_fetched_with_its_readings() 
                 .collect::<HashMap<_, _>>(),
             pit_min_c: pit.0,
             pit_max_c: pit.1,
+            meat: None,
+            weight_kg: None,
+            serve_at_ms: None,
+            rest_min: None,
         };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let serve_at_ms = now_ms + 10 * 3_600_000;
+    let planned = |meat: Option<&str>, weight: f64, serve_at: i64, rest: f64| StartCookRequest {
+        meat: meat.map(str::to_owned),
+        weight_kg: Some(weight),
+        serve_at_ms: Some(serve_at),
+        rest_min: Some(rest),
+        ..start("Brisket", &[("meat-1", 93.0)], (Some(105.0), Some(125.0)))
+    };
 
     // Refusals first: nothing is appended for them.
     for (request, code) in [
@@ -77,6 +93,27 @@ async fn a_cook_is_started_targeted_noted_ended_and_fetched_with_its_readings() 
             },
             Code::NotFound,
         ),
+        // A plan outside what a cook can be, each field on its own.
+        (
+            planned(Some("brisket"), 0.1, serve_at_ms, 60.0),
+            Code::InvalidArgument,
+        ),
+        (
+            planned(Some("brisket"), 5.0, serve_at_ms, 400.0),
+            Code::InvalidArgument,
+        ),
+        (
+            planned(Some("brisket"), 5.0, now_ms - 60_000, 60.0),
+            Code::InvalidArgument,
+        ),
+        (
+            planned(Some("brisket"), 5.0, now_ms + 8 * 24 * 3_600_000, 60.0),
+            Code::InvalidArgument,
+        ),
+        (
+            planned(Some("  "), 5.0, serve_at_ms, 60.0),
+            Code::InvalidArgument,
+        ),
     ] {
         assert_eq!(
             cooks.start_cook(request).await.expect_err("refused").code(),
@@ -87,11 +124,7 @@ async fn a_cook_is_started_targeted_noted_ended_and_fetched_with_its_readings() 
     // A cook needs a device Emberline knows: wait for the simulator's registration.
     up.wait_for_device("sim-1").await;
     let cook_id = cooks
-        .start_cook(start(
-            "Brisket",
-            &[("meat-1", 93.0)],
-            (Some(105.0), Some(125.0)),
-        ))
+        .start_cook(planned(Some(" brisket flat "), 5.5, serve_at_ms, 60.0))
         .await
         .expect("start")
         .into_inner()
@@ -100,6 +133,40 @@ async fn a_cook_is_started_targeted_noted_ended_and_fetched_with_its_readings() 
     assert_eq!(
         (cook.what.as_str(), cook.ended_ms, cook.pit_min_c),
         ("Brisket", None, Some(105.0))
+    );
+    // The plan it was started with comes back, through the log and the projection.
+    let fetched = cooks
+        .get_cook(GetCookRequest {
+            cook_id: cook_id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .cook
+        .expect("the cook");
+    assert_eq!(
+        (
+            fetched.meat.as_deref(),
+            fetched.weight_kg,
+            fetched.serve_at_ms,
+            fetched.rest_min
+        ),
+        (
+            Some("brisket flat"),
+            Some(5.5),
+            Some(serve_at_ms),
+            Some(60.0)
+        )
+    );
+    assert_eq!(
+        (cook.meat, cook.weight_kg, cook.serve_at_ms, cook.rest_min),
+        (
+            fetched.meat.clone(),
+            fetched.weight_kg,
+            fetched.serve_at_ms,
+            fetched.rest_min
+        ),
+        "ListCooks and GetCook agree"
     );
     let second = cooks
         .start_cook(start("Ribs", &[], (None, None)))

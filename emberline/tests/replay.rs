@@ -80,6 +80,10 @@ async fn write_log(dir: &Path) {
             targets_c: [("meat-1".to_owned(), 93.0), ("meat-2".to_owned(), 80.0)].into(),
             pit_min_c: Some(105.0),
             pit_max_c: Some(135.0),
+            meat: None,
+            weight_kg: None,
+            serve_at_ms: None,
+            rest_min: None,
         };
         commands.push(record(&codec, device, &cook, START));
         for r in [
@@ -388,6 +392,43 @@ async fn a_rebuild_killed_half_way_resumes_to_the_live_projections_and_appends_n
         &outputs(dir.path()).await,
         "a rebuild killed and resumed",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_an_older_format_is_refused_with_the_rebuild_hint_and_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_log(dir.path()).await;
+    run_to_end(dir.path());
+    let live = outputs(dir.path()).await;
+    // A store from before format versions were recorded: the same tables, no version.
+    {
+        let db = redb::Database::open(dir.path().join("projections.redb")).expect("open");
+        let txn = db.begin_write().expect("write");
+        {
+            let meta: redb::TableDefinition<&str, i64> = redb::TableDefinition::new("proj.meta");
+            let mut meta = txn.open_table(meta).expect("meta");
+            assert!(
+                meta.remove("format_version").expect("remove").is_some(),
+                "the store records its format version"
+            );
+        }
+        txn.commit().expect("commit");
+    }
+    let out = process(dir.path()).wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an old store was opened: {stderr}");
+    assert!(
+        stderr.contains("format version 1") && stderr.contains("run `emberline rebuild`"),
+        "{stderr}"
+    );
+    // The rebuild itself must not trip over the store it is about to replace.
+    rebuild(dir.path(), &[]).expect("the rebuild replaces the old store");
+    same(
+        &live,
+        &outputs(dir.path()).await,
+        "a store rebuilt from an old format",
+    );
+    run_to_end(dir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

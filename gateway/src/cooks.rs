@@ -29,6 +29,63 @@ const MAX_WHAT: usize = 200;
 const MAX_NOTE: usize = 2_000;
 /// Most readings returned per probe of a cook.
 const MAX_POINTS: usize = 100_000;
+/// Weights a cook may name, kg (the planner's range).
+const WEIGHT_KG: std::ops::RangeInclusive<f64> = 0.2..=30.0;
+/// Rests a cook may plan, minutes.
+const REST_MIN: std::ops::RangeInclusive<f64> = 0.0..=360.0;
+/// How far ahead a cook may plan to serve, ms.
+const SERVE_WITHIN_MS: i64 = 7 * 24 * 3_600_000;
+
+/// The plan fields of a `StartCook`, checked: (meat, weight, serve at, rest).
+type PlanFields = (Option<String>, Option<f64>, Option<i64>, Option<f64>);
+
+fn check_plan(r: &StartCookRequest, now_ms: i64) -> Result<PlanFields, Status> {
+    let meat = match r.meat.as_deref().map(str::trim) {
+        None => None,
+        Some("") => {
+            return Err(Status::invalid_argument(
+                "meat is empty: name the meat (e.g. \"pork shoulder\") or leave it out",
+            ));
+        }
+        Some(m) if m.chars().count() > MAX_WHAT => {
+            return Err(Status::invalid_argument(format!(
+                "meat is longer than {MAX_WHAT} characters"
+            )));
+        }
+        Some(m) => Some(m.to_owned()),
+    };
+    if let Some(w) = r.weight_kg
+        && !(w.is_finite() && WEIGHT_KG.contains(&w))
+    {
+        return Err(Status::invalid_argument(format!(
+            "weight_kg {w} is outside {}…{} kg",
+            WEIGHT_KG.start(),
+            WEIGHT_KG.end()
+        )));
+    }
+    if let Some(rest) = r.rest_min
+        && !(rest.is_finite() && REST_MIN.contains(&rest))
+    {
+        return Err(Status::invalid_argument(format!(
+            "rest_min {rest} is outside {}…{} minutes",
+            REST_MIN.start(),
+            REST_MIN.end()
+        )));
+    }
+    if let Some(at) = r.serve_at_ms {
+        if at <= now_ms {
+            return Err(Status::invalid_argument(format!(
+                "serve_at_ms {at} is not in the future (now is {now_ms})"
+            )));
+        }
+        if at - now_ms > SERVE_WITHIN_MS {
+            return Err(Status::invalid_argument(format!(
+                "serve_at_ms {at} is more than 7 days ahead (now is {now_ms})"
+            )));
+        }
+    }
+    Ok((meat, r.weight_kg, r.serve_at_ms, r.rest_min))
+}
 
 fn cook_to_proto(c: CookSession) -> Cook {
     Cook {
@@ -40,6 +97,10 @@ fn cook_to_proto(c: CookSession) -> Cook {
         targets_c: c.targets_c.into_iter().collect(),
         pit_min_c: c.pit_min_c,
         pit_max_c: c.pit_max_c,
+        meat: c.meat,
+        weight_kg: c.weight_kg,
+        serve_at_ms: c.serve_at_ms,
+        rest_min: c.rest_min,
         notes: c
             .notes
             .into_iter()
@@ -113,6 +174,7 @@ impl CookService for Gateway {
                 "the pit band {lo}…{hi} °C is empty"
             )));
         }
+        let (meat, weight_kg, serve_at_ms, rest_min) = check_plan(&r, now_ms())?;
         let info = self.known_device(&r.device_id).await?;
         if let Some(active) = info.and_then(|i| i.cook_id) {
             return Err(Status::failed_precondition(format!(
@@ -130,6 +192,10 @@ impl CookService for Gateway {
             targets_c: r.targets_c.into_iter().collect::<BTreeMap<_, _>>(),
             pit_min_c: r.pit_min_c,
             pit_max_c: r.pit_max_c,
+            meat,
+            weight_kg,
+            serve_at_ms,
+            rest_min,
         };
         self.append_command(topics::COOK_COMMANDS, &r.device_id, &event, event_time)
             .await?;

@@ -192,6 +192,10 @@ pub fn apply_to_cook(cook: Option<CookSession>, event: &DeviceEvent) -> Option<C
             pit_min_c: c.pit_min_c,
             pit_max_c: c.pit_max_c,
             notes: Vec::new(),
+            meat: c.meat.clone(),
+            weight_kg: c.weight_kg,
+            serve_at_ms: c.serve_at_ms,
+            rest_min: c.rest_min,
         }),
         DeviceEvent::TargetSet(t) => cook.map(|mut c| {
             match t.target_c {
@@ -377,6 +381,10 @@ mod tests {
                 targets_c: BTreeMap::from([("meat-1".into(), 90.0)]),
                 pit_min_c: None,
                 pit_max_c: None,
+                meat: None,
+                weight_kg: None,
+                serve_at_ms: None,
+                rest_min: None,
             }),
         );
         apply(&mut info, &target("meat-2", Some(70.0)));
@@ -434,6 +442,10 @@ mod tests {
             targets_c: BTreeMap::new(),
             pit_min_c: None,
             pit_max_c: None,
+            meat: None,
+            weight_kg: None,
+            serve_at_ms: None,
+            rest_min: None,
         });
         let ended = |event_time| {
             DeviceEvent::CookEnded(CookEnded {

@@ -32,6 +32,10 @@ async fn undecodable_commands_and_readings_go_to_the_dead_letter_topic_with_the_
         targets_c: BTreeMap::from([("meat-1".into(), 93.0)]),
         pit_min_c: None,
         pit_max_c: None,
+        meat: None,
+        weight_kg: None,
+        serve_at_ms: None,
+        rest_min: None,
     };
     let reading = ProbeReading {
         device_id: "a".into(),

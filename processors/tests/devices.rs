@@ -232,6 +232,10 @@ async fn a_cook_is_started_changed_noted_and_ended() {
         targets_c: BTreeMap::from([("meat-1".into(), 93.0)]),
         pit_min_c: Some(105.0),
         pit_max_c: Some(125.0),
+        meat: None,
+        weight_kg: None,
+        serve_at_ms: None,
+        rest_min: None,
     };
     w.append(topics::COOK_COMMANDS, "a", &start).await;
     let mut target = target("a", "meat-2", Some(70.0));

@@ -337,6 +337,10 @@ fn cook(id: &str, device: &str, started: i64) -> CookSession {
         pit_min_c: Some(105.0),
         pit_max_c: Some(125.0),
         notes: Vec::new(),
+        meat: Some("brisket".into()),
+        weight_kg: Some(5.5),
+        serve_at_ms: Some(started + 14 * 3_600_000),
+        rest_min: Some(60.0),
     }
 }
 

@@ -11,7 +11,8 @@
 //! * `proj.alert_rules`: rule id → [`AlertRuleRecord`];
 //! * `proj.applied`: (topic, partition) → next offset covered.
 //!
-//! * `proj.meta`: `history_retained_from` → the cut-off of the last history retention run.
+//! * `proj.meta`: `history_retained_from` → the cut-off of the last history retention run;
+//!   `format_version` → [`FORMAT_VERSION`], the layout of the values.
 //!
 //! Values are postcard-encoded. One [`ProjectionBatch`] is one fsynced write transaction.
 //!
@@ -51,6 +52,16 @@ const META: TableDefinition<&str, i64> = TableDefinition::new("proj.meta");
 
 /// Key of the history retention's cut-off in `proj.meta`.
 const HISTORY_RETAINED_FROM: &str = "history_retained_from";
+/// Key of the store's format version in `proj.meta`.
+const FORMAT_VERSION_KEY: &str = "format_version";
+
+/// The layout of the stored values. Postcard has no field defaults, so adding a field to a
+/// stored type makes older values unreadable: bump this with every such change, and stores
+/// of another version are refused on open ([`ProjectionError::OutdatedFormat`]) instead of
+/// failing value by value. A store from before versions were recorded is version 1.
+///
+/// 2: a cook carries its plan (`CookSession::meat`, `weight_kg`, `serve_at_ms`, `rest_min`).
+pub const FORMAT_VERSION: i64 = 2;
 
 /// History points removed per write transaction by retention: few, so batches wait little.
 const EXPIRE_POINTS_PER_TXN: usize = 2_000;
@@ -128,6 +139,16 @@ impl EmbeddedStore {
                 source: format!("{}: {e}", path.display()).into(),
             },
         })?;
+        let found = db
+            .run(check_format)
+            .map_err(storage("checking the projection store's format"))?;
+        if found != FORMAT_VERSION {
+            return Err(ProjectionError::OutdatedFormat {
+                path: path.to_owned(),
+                found,
+                expected: FORMAT_VERSION,
+            });
+        }
         Ok(Self { db })
     }
 
@@ -688,6 +709,32 @@ fn expire_history_some(db: &Database, before_ms: i64) -> ReadResult<(u64, bool)>
     }
     txn.commit()?;
     Ok(Ok((removed, done)))
+}
+
+/// The store's format version: the recorded one; for a store with no tables yet, the
+/// current one, recorded now; for tables without a record, 1 (from before versions).
+fn check_format(db: &Database) -> Result<i64, redb::Error> {
+    {
+        let txn = db.begin_read()?;
+        match txn.open_table(META) {
+            Ok(meta) => {
+                if let Some(v) = meta.get(FORMAT_VERSION_KEY)? {
+                    return Ok(v.value());
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if txn.list_tables()?.next().is_some() {
+            return Ok(1);
+        }
+    }
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.open_table(META)?
+        .insert(FORMAT_VERSION_KEY, FORMAT_VERSION)?;
+    txn.commit()?;
+    Ok(FORMAT_VERSION)
 }
 
 /// Entries and stored bytes of one table of the store.

@@ -30,6 +30,19 @@ pub enum ProjectionError {
         /// What was wrong.
         reason: String,
     },
+    /// The store was written by an Emberline whose stored format differs from this one's
+    /// (older: a value type gained a field; postcard has no field defaults, so its values
+    /// cannot be read). Everything in it is a function of the log: `emberline rebuild`
+    /// computes it again in the current format.
+    #[error("the projection store {} has format version {found}, this Emberline reads version {expected}; run `emberline rebuild` to compute the projections again from the log", .path.display())]
+    OutdatedFormat {
+        /// The store file.
+        path: PathBuf,
+        /// The version found (1: a store from before versions were recorded).
+        found: i64,
+        /// The version this build reads and writes.
+        expected: i64,
+    },
     /// The database behind a networked store (ScyllaDB) failed — unreachable, timed out,
     /// refused a statement, answered rows of an unexpected shape — or its settings are
     /// invalid. The driver's error is kept as the source (and shown in the message, as the
@@ -67,7 +80,9 @@ impl Classify for ProjectionError {
             ProjectionError::Storage { .. }
             | ProjectionError::Database { .. }
             | ProjectionError::Unavailable(_) => ErrorKind::Unavailable,
-            ProjectionError::Corrupt { .. } => ErrorKind::Corrupt,
+            ProjectionError::Corrupt { .. } | ProjectionError::OutdatedFormat { .. } => {
+                ErrorKind::Corrupt
+            }
             ProjectionError::Task(_) | ProjectionError::Invalid(_) => ErrorKind::Internal,
         }
     }

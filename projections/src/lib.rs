@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 #[cfg(feature = "scylla")]
 pub use self::scylla::{ScyllaConfig, ScyllaStore};
-pub use embedded::{EmbeddedStore, TableStats, table_stats_read_only};
+pub use embedded::{EmbeddedStore, FORMAT_VERSION, TableStats, table_stats_read_only};
 pub use error::ProjectionError;
 pub use model::{
     AlertRecord, AlertRuleRecord, CookNote, CookSession, DeviceInfo, DeviceSummary, HistoryPoint,

@@ -165,6 +165,14 @@ pub struct CookSession {
     pub pit_max_c: Option<f64>,
     /// Notes, oldest first.
     pub notes: Vec<CookNote>,
+    /// The kind of meat, in the planner's words.
+    pub meat: Option<String>,
+    /// Weight of the meat, kg.
+    pub weight_kg: Option<f64>,
+    /// When it is to be served, epoch ms.
+    pub serve_at_ms: Option<i64>,
+    /// Planned rest before serving, minutes.
+    pub rest_min: Option<f64>,
 }
 
 /// Everything one processor step writes, applied atomically.

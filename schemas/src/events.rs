@@ -216,6 +216,14 @@ pub struct CookStarted {
     pub pit_min_c: Option<f64>,
     /// Upper bound of the pit band, Celsius.
     pub pit_max_c: Option<f64>,
+    /// The kind of meat (a planner cut name such as `pork_shoulder`).
+    pub meat: Option<String>,
+    /// Weight of the meat, kilograms.
+    pub weight_kg: Option<f64>,
+    /// When the food is to be served, epoch ms.
+    pub serve_at_ms: Option<i64>,
+    /// Planned rest between pulling and serving, minutes.
+    pub rest_min: Option<f64>,
 }
 
 /// A probe's target changed. See `target_set.avsc`.
@@ -370,7 +378,7 @@ pub struct AlertRuleSet {
 
 impl AlertRuleSet {
     /// The rule kinds the cook processor evaluates.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "above",
         "below",
         "outside_band",
@@ -382,10 +390,12 @@ impl AlertRuleSet {
         "fire_out",
         "target_reached",
         "predicted_done_within",
+        "behind_plan",
     ];
 
     /// Kinds that watch the device, not a probe.
-    pub const DEVICE_KINDS: [&'static str; 3] = ["battery_below", "device_offline", "fire_out"];
+    pub const DEVICE_KINDS: [&'static str; 4] =
+        ["battery_below", "device_offline", "fire_out", "behind_plan"];
 }
 
 fn default_hysteresis() -> f64 {

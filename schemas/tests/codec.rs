@@ -72,8 +72,9 @@ prop_compose! {
 }
 prop_compose! {
     fn cook_started()(cook_id in text(), device_id in text(), event_time in any::<i64>(), what in prop::option::of(text()),
-        targets_c in labels(finite()), pit_min_c in prop::option::of(finite()), pit_max_c in prop::option::of(finite())) -> CookStarted {
-        CookStarted { cook_id, device_id, event_time, what, targets_c, pit_min_c, pit_max_c }
+        targets_c in labels(finite()), pit_min_c in prop::option::of(finite()), pit_max_c in prop::option::of(finite()),
+        meat in prop::option::of(text()), weight_kg in prop::option::of(finite()), serve_at_ms in prop::option::of(any::<i64>()), rest_min in prop::option::of(finite())) -> CookStarted {
+        CookStarted { cook_id, device_id, event_time, what, targets_c, pit_min_c, pit_max_c, meat, weight_kg, serve_at_ms, rest_min }
     }
 }
 prop_compose! {
@@ -353,6 +354,99 @@ fn old_data_is_read_after_a_backward_compatible_evolution() {
     assert_eq!(read.device_id, "dev");
     assert_eq!(read.temperature_c, None);
     assert_eq!((read.event_time, read.received_time), (10, 11));
+}
+
+/// `CookStarted` before a cook carried its plan (`meat`, `weight_kg`, `serve_at_ms`,
+/// `rest_min`): the schema every cook in an existing log was written with.
+const OLD_COOK_STARTED: &str = r#"{
+  "type": "record", "name": "CookStarted", "namespace": "emberline.events",
+  "fields": [
+    {"name": "cook_id", "type": "string"},
+    {"name": "device_id", "type": "string"},
+    {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "what", "type": ["null", "string"], "default": null},
+    {"name": "targets_c", "type": {"type": "map", "values": "double"}, "default": {}},
+    {"name": "pit_min_c", "type": ["null", "double"], "default": null},
+    {"name": "pit_max_c", "type": ["null", "double"], "default": null}
+  ]
+}"#;
+
+#[test]
+fn a_cook_started_before_plans_existed_reads_with_no_plan() {
+    use apache_avro::types::Value;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = EmbeddedRegistry::new(Arc::new(
+        redb::Database::create(dir.path().join("r.redb")).expect("db"),
+    ));
+    let rt = runtime();
+    let old = Schema::parse_str(OLD_COOK_STARTED).expect("old schema");
+    let old_id = rt
+        .block_on(registry.register(CookStarted::FULL_NAME, &old))
+        .expect("register old");
+    // The plan fields all have null defaults: the registry accepts the evolution.
+    let codec = rt
+        .block_on(EventCodec::connect(Arc::new(registry.clone())))
+        .expect("codec");
+    let new_id = codec.schema_id(EventKind::CookStarted).expect("id");
+    assert_ne!(old_id, new_id);
+    let record = Value::Record(vec![
+        ("cook_id".into(), Value::String("c1".into())),
+        ("device_id".into(), Value::String("dev".into())),
+        ("event_time".into(), Value::TimestampMillis(1_000)),
+        (
+            "what".into(),
+            Value::Union(1, Box::new(Value::String("brisket".into()))),
+        ),
+        (
+            "targets_c".into(),
+            Value::Map([("p1".to_string(), Value::Double(95.0))].into()),
+        ),
+        ("pit_min_c".into(), Value::Union(0, Box::new(Value::Null))),
+        (
+            "pit_max_c".into(),
+            Value::Union(1, Box::new(Value::Double(125.0))),
+        ),
+    ]);
+    let mut framed = Vec::new();
+    wire::start_frame(old_id, &mut framed);
+    framed.extend(
+        GenericDatumWriter::builder(&old)
+            .build()
+            .and_then(|w| w.write_value_to_vec(record))
+            .expect("write"),
+    );
+    let fresh = rt
+        .block_on(EventCodec::connect(Arc::new(registry)))
+        .expect("codec");
+    let read: CookStarted = rt.block_on(fresh.decode(&framed)).expect("old cook reads");
+    assert_eq!(
+        read,
+        CookStarted {
+            cook_id: "c1".into(),
+            device_id: "dev".into(),
+            event_time: 1_000,
+            what: Some("brisket".into()),
+            targets_c: [("p1".to_string(), 95.0)].into(),
+            pit_min_c: None,
+            pit_max_c: Some(125.0),
+            meat: None,
+            weight_kg: None,
+            serve_at_ms: None,
+            rest_min: None,
+        }
+    );
+    // And a cook with a plan, written now, keeps it.
+    let planned = CookStarted {
+        meat: Some("pork_shoulder".into()),
+        weight_kg: Some(4.0),
+        serve_at_ms: Some(64_800_000),
+        rest_min: Some(60.0),
+        ..read
+    };
+    let back: CookStarted = fresh
+        .decode_cached(&fresh.encode(&planned).expect("encode"))
+        .expect("decode");
+    assert_eq!(back, planned);
 }
 
 #[test]

@@ -342,6 +342,10 @@ impl Simulator {
                     .collect(),
                 pit_min_c: None,
                 pit_max_c: None,
+                meat: None,
+                weight_kg: None,
+                serve_at_ms: None,
+                rest_min: None,
             })
             .collect()
     }

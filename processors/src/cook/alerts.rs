@@ -38,11 +38,14 @@ pub enum RuleKind {
     TargetReached,
     /// The predicted done time is within `threshold` minutes.
     PredictedDoneWithin,
+    /// The meal, done as predicted and rested as planned, would be more than `threshold`
+    /// minutes later than the cook's serving time (see `behind_plan`).
+    BehindPlan,
 }
 
 impl RuleKind {
     /// Every kind with its name.
-    pub const NAMES: [(RuleKind, &'static str); 11] = [
+    pub const NAMES: [(RuleKind, &'static str); 12] = [
         (RuleKind::Above, "above"),
         (RuleKind::Below, "below"),
         (RuleKind::OutsideBand, "outside_band"),
@@ -54,6 +57,7 @@ impl RuleKind {
         (RuleKind::FireOut, "fire_out"),
         (RuleKind::TargetReached, "target_reached"),
         (RuleKind::PredictedDoneWithin, "predicted_done_within"),
+        (RuleKind::BehindPlan, "behind_plan"),
     ];
 
     /// The kind named `name`.
@@ -76,7 +80,10 @@ impl RuleKind {
     pub fn needs_probe(self) -> bool {
         !matches!(
             self,
-            RuleKind::BatteryBelow | RuleKind::DeviceOffline | RuleKind::FireOut
+            RuleKind::BatteryBelow
+                | RuleKind::DeviceOffline
+                | RuleKind::FireOut
+                | RuleKind::BehindPlan
         )
     }
 }
@@ -112,7 +119,7 @@ impl Rule {
     /// Whether `v` triggers the rule (`threshold` already resolved).
     pub fn triggers(&self, v: f64, threshold: f64) -> bool {
         match self.kind {
-            RuleKind::Above | RuleKind::RateAbove => v > threshold,
+            RuleKind::Above | RuleKind::RateAbove | RuleKind::BehindPlan => v > threshold,
             RuleKind::Below | RuleKind::RateBelow | RuleKind::BatteryBelow => v < threshold,
             RuleKind::OutsideBand => {
                 self.low.is_some_and(|l| v < l) || self.high.is_some_and(|h| v > h)
@@ -129,7 +136,10 @@ impl Rule {
     pub fn clears(&self, v: f64, threshold: f64) -> bool {
         let h = self.hysteresis.max(0.0);
         match self.kind {
-            RuleKind::Above | RuleKind::RateAbove | RuleKind::TargetReached => v < threshold - h,
+            RuleKind::Above
+            | RuleKind::RateAbove
+            | RuleKind::TargetReached
+            | RuleKind::BehindPlan => v < threshold - h,
             RuleKind::Below | RuleKind::RateBelow | RuleKind::BatteryBelow => v > threshold + h,
             RuleKind::OutsideBand => {
                 self.low.is_none_or(|l| v >= l + h) && self.high.is_none_or(|hi| v <= hi - h)

@@ -342,6 +342,10 @@ fn replay(log: &CookLog, target_c: f64, params: &ModelParams) -> Vec<(i64, Estim
             targets_c: [(MEAT.into(), target_c)].into(),
             pit_min_c: None,
             pit_max_c: None,
+            meat: None,
+            weight_kg: None,
+            serve_at_ms: None,
+            rest_min: None,
         }),
     ];
     for input in &setup {

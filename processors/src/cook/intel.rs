@@ -138,6 +138,9 @@ pub struct ActiveCook {
     pub pit_min_c: Option<f64>,
     /// Pit band.
     pub pit_max_c: Option<f64>,
+    /// What it was planned for (serving time, rest, cut), when it named a serving time.
+    #[serde(default)]
+    pub plan: Option<super::behind_plan::CookPlan>,
 }
 
 /// A device's cook state.
@@ -241,6 +244,7 @@ impl DeviceIntel {
                 label: None,
             });
         }
+        rules.extend(super::behind_plan::implicit_rule(self));
         rules
     }
 }
@@ -311,6 +315,7 @@ impl CookBrain {
                     cook_id: c.cook_id.clone(),
                     pit_min_c: c.pit_min_c,
                     pit_max_c: c.pit_max_c,
+                    plan: super::behind_plan::CookPlan::of(c),
                 });
                 dev.targets_c = c.targets_c.clone();
                 dev.rules.retain(|_, r| r.cook_id.is_none());
@@ -347,6 +352,7 @@ impl CookBrain {
         {
             out.push(CookOutput::Prediction(p));
         }
+        super::behind_plan::track(dev, probe_touched.as_deref());
         let scope = match input {
             CookInput::Reading(r) => Scope::Probe(&r.probe_id),
             _ => Scope::All,
@@ -657,6 +663,7 @@ fn observe(dev: &DeviceIntel, rule: &Rule, now: i64) -> Option<(Option<f64>, f64
                 .map(|s| s / 60.0),
             threshold,
         ),
+        RuleKind::BehindPlan => (super::behind_plan::observe(dev, rule)?, threshold),
     })
 }
 
@@ -686,6 +693,7 @@ fn describe(dev: &DeviceIntel, rule: &Rule, value: Option<f64>, threshold: f64) 
         RuleKind::FireOut => format!("The fire on {on} looks out: the pit keeps falling"),
         RuleKind::TargetReached => format!("{on} reached its target of {threshold:.1} °C ({v} °C)"),
         RuleKind::PredictedDoneWithin => format!("{on} should be done in about {v} min"),
+        RuleKind::BehindPlan => super::behind_plan::describe(dev, rule, value),
     };
     match &rule.label {
         Some(label) => format!("{label}: {text}"),

@@ -17,6 +17,8 @@
 //!   by how well each has done on the cook so far, with a calibrated 80 % interval.
 //! * [`alerts`]: rules and the per-rule state machine (hysteresis, minimum duration, one
 //!   raise per episode, repeats, acknowledgements, snoozes).
+//! * [`behind_plan`]: a cook with a serving time re-checked against its predictions, and
+//!   what to do when it runs late.
 //! * [`intel`]: the fold that ties them together per device.
 //! * [`run`]: the processor loop: a deterministic merge of the input topics, the fold,
 //!   and exactly-once writes.
@@ -29,6 +31,7 @@
 //! so a restart neither repeats nor skips an output.
 
 pub mod alerts;
+pub mod behind_plan;
 pub mod eval;
 pub mod forecast;
 pub mod intel;

@@ -324,6 +324,39 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, PlanError> {
     })
 }
 
+/// Hours from a meat at `from_c` (perhaps mid-cook, past the fridge) to the request's target
+/// in its pit: (fast, usual, slow), by the same physics as [`plan`]. `None` when the pit
+/// cannot bring the meat to the target (less than 10 °C hotter) or the request is out of
+/// range.
+pub fn hours_from(request: &PlanRequest, from_c: f64) -> Option<(f64, f64, f64)> {
+    let ok = |v: f64, lo: f64, hi: f64| v.is_finite() && (lo..=hi).contains(&v);
+    if !(ok(request.weight_kg, 0.2, 30.0)
+        && ok(request.target_c, 40.0, 100.0)
+        && ok(request.pit_c, 80.0, 320.0)
+        && ok(from_c, -20.0, 100.0))
+        || request.pit_c < request.target_c + 10.0
+    {
+        return None;
+    }
+    let from = PlanRequest {
+        start_c: from_c,
+        ..request.clone()
+    };
+    let k = K_1KG_PER_H * request.cut.shape() / request.weight_kg.sqrt();
+    let ks = [k * (1.0 + K_SPREAD), k, k * (1.0 - K_SPREAD)];
+    let (short, usual, long) = stall_h(&from);
+    let hours = |k: f64, stall: f64| {
+        if usual > 0.0 {
+            heating_h(k, request.pit_c, from_c, STALL_START_C)
+                + stall
+                + heating_h(k, request.pit_c, STALL_START_C, request.target_c)
+        } else {
+            heating_h(k, request.pit_c, from_c, request.target_c)
+        }
+    };
+    Some((hours(ks[0], short), hours(ks[1], usual), hours(ks[2], long)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +439,26 @@ mod tests {
         assert!(matches!(plan(&r), Err(PlanError::PitTooCool { .. })));
         r = request(Cut::Roast, f64::NAN);
         assert!(plan(&r).is_err());
+    }
+
+    #[test]
+    fn hours_from_the_fridge_are_the_plans_and_a_hotter_pit_takes_fewer() {
+        let r = request(Cut::PorkShoulder, 4.0);
+        let p = plan(&r).expect("plan");
+        assert_eq!(hours_from(&r, FRIDGE_C), Some(p.cook_hours));
+        let half_way = hours_from(&r, 70.0).expect("hours").1;
+        assert!(half_way < p.cook_hours.1 / 2.0, "{half_way}");
+        let hotter = hours_from(
+            &PlanRequest {
+                pit_c: 140.0,
+                ..r.clone()
+            },
+            70.0,
+        )
+        .expect("hours")
+        .1;
+        assert!(hotter < half_way, "{hotter} vs {half_way}");
+        assert_eq!(hours_from(&PlanRequest { pit_c: 100.0, ..r }, 70.0), None);
     }
 
     #[test]
