@@ -100,6 +100,11 @@ pub(crate) fn hold(path: &Path, store: Arc<dyn Store>) {
     }
 }
 
+/// The stores this process holds open, with their paths.
+pub(crate) fn held() -> Held {
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// This process's token, random, made once.
 fn token() -> &'static str {
     static TOKEN: OnceLock<String> = OnceLock::new();

@@ -15,6 +15,7 @@
 //! * `emberline backup <file>` / `emberline restore <file>` — one file holding the data
 //!   directory's stores, taken while `up` runs; put back into an empty directory.
 
+mod allocator;
 mod backup;
 mod config;
 #[cfg(test)]

@@ -5,6 +5,11 @@
 //! open files at most 0.1 per minute (a descriptor leaked per request or per reconnect
 //! shows as many per minute).
 //!
+//! The process's own heap figures are sampled too, from its `/metrics`
+//! (`emberline_memory_allocated_bytes`: what it holds; `…_resident_bytes`: what the
+//! allocator keeps), and the held heap must be as flat: RSS alone cannot tell a leak from
+//! an allocator keeping freed pages.
+//!
 //! Ignored by default; `./scripts/test --soak` runs it. `EMBERLINE_SOAK_MINUTES`,
 //! `EMBERLINE_SOAK_DEVICES` and `EMBERLINE_SOAK_SPEEDUP` change the run (a 3-minute run
 //! checks the test itself).
@@ -39,6 +44,42 @@ fn rss_kib(pid: u32) -> Option<f64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// The Prometheus text at `http://{ops}/metrics`.
+async fn scrape(client: &reqwest::Client, ops: std::net::SocketAddr) -> Option<String> {
+    client
+        .get(format!("http://{ops}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// The sum of a family's samples in `text` (all label sets), KiB; `None` when absent.
+fn family_kib(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / 1024.0)
+}
+
+#[test]
+fn families_sum_over_their_label_sets() {
+    let text = "# TYPE a gauge\na_bytes{store=\"log\"} 1024\na_bytes{store=\"projections\"} 2048\nb_bytes 4096\n";
+    assert_eq!(family_kib(text, "a_bytes"), Some(3.0));
+    assert_eq!(family_kib(text, "b_bytes"), Some(4.0));
+    assert_eq!(family_kib(text, "c_bytes"), None);
+}
+
 fn open_files(pid: u32) -> Option<f64> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as f64)
 }
@@ -67,11 +108,12 @@ async fn fifty_grills_for_half_an_hour_keep_memory_and_open_files_flat() {
     let speedup = env_or("EMBERLINE_SOAK_SPEEDUP", 10);
     let root = tempfile::tempdir().expect("tempdir");
     let config = root.path().join("emberline.toml");
+    let ops = free_port();
     std::fs::write(
         &config,
         format!(
-            "[[sources]]\nkind = \"simulator\"\ndevices = {devices}\nprobes = 4\n\
-             interval_ms = 1000\nspeedup = {speedup}\ncook_target_c = 93.0\n"
+            "[ops]\naddr = \"{ops}\"\n\n[[sources]]\nkind = \"simulator\"\ndevices = {devices}\n\
+             probes = 4\ninterval_ms = 1000\nspeedup = {speedup}\ncook_target_c = 93.0\n"
         ),
     )
     .expect("config");
@@ -83,6 +125,9 @@ async fn fifty_grills_for_half_an_hour_keep_memory_and_open_files_flat() {
     let started = Instant::now();
     let run = Duration::from_secs(minutes * 60);
     let (mut at, mut rss, mut files) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut held, mut kept, mut cached) = (Vec::new(), Vec::new(), Vec::new());
+    emberline_common::http::install_crypto_provider();
+    let client = reqwest::Client::new();
     let mut ticker = tokio::time::interval(EVERY);
     while started.elapsed() < run {
         ticker.tick().await;
@@ -93,10 +138,25 @@ async fn fifty_grills_for_half_an_hour_keep_memory_and_open_files_flat() {
             panic!("cannot read /proc/{pid}");
         };
         let minute = started.elapsed().as_secs_f64() / 60.0;
-        eprintln!("soak sample: {minute:.2} min rss {r} KiB open files {f}");
+        let text = scrape(&client, ops).await.unwrap_or_default();
+        let figures = (
+            family_kib(&text, "emberline_memory_allocated_bytes"),
+            family_kib(&text, "emberline_memory_resident_bytes"),
+            family_kib(&text, "emberline_store_cache_bytes"),
+        );
+        let (Some(allocated), Some(resident), Some(caches)) = figures else {
+            panic!("no heap or cache figures at http://{ops}/metrics");
+        };
+        eprintln!(
+            "soak sample: {minute:.2} min rss {r} KiB open files {f} heap held {allocated:.0} KiB \
+             kept {resident:.0} KiB store caches {caches:.0} KiB"
+        );
         at.push(minute);
         rss.push(r);
         files.push(f);
+        held.push(allocated);
+        kept.push(resident);
+        cached.push(caches);
     }
     // Still working at the end: every device has history.
     let end = tokio::time::timeout(PATIENCE, answers(up.grpc))
@@ -114,6 +174,9 @@ async fn fifty_grills_for_half_an_hour_keep_memory_and_open_files_flat() {
     );
     let rss_slope = slope(&at[warm..], &rss[warm..]);
     let files_slope = slope(&at[warm..], &files[warm..]);
+    let held_slope = slope(&at[warm..], &held[warm..]);
+    let kept_slope = slope(&at[warm..], &kept[warm..]);
+    let cache_slope = slope(&at[warm..], &cached[warm..]);
     let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
     eprintln!(
         "MEASURED: soak {minutes} min, {devices} devices at {speedup}x, {readings} history points: \
@@ -122,6 +185,18 @@ async fn fifty_grills_for_half_an_hour_keep_memory_and_open_files_flat() {
         rss[warm],
         rss[rss.len() - 1],
         max(&rss)
+    );
+    eprintln!(
+        "MEASURED: soak heap held slope after warm-up {held_slope:.1} KiB/min (limit \
+         {MAX_RSS_KIB_PER_MIN}), from {:.0} to {:.0} KiB; allocator resident slope \
+         {kept_slope:.1} KiB/min, from {:.0} to {:.0} KiB; store caches slope {cache_slope:.1} \
+         KiB/min, from {:.0} to {:.0} KiB",
+        held[warm],
+        held[held.len() - 1],
+        kept[warm],
+        kept[kept.len() - 1],
+        cached[warm],
+        cached[cached.len() - 1]
     );
     eprintln!(
         "MEASURED: soak open files slope after warm-up {files_slope:.3}/min (limit {MAX_FILES_PER_MIN}), \
@@ -133,6 +208,10 @@ async fn fifty_grills_for_half_an_hour_keep_memory_and_open_files_flat() {
     assert!(
         rss_slope <= MAX_RSS_KIB_PER_MIN,
         "resident memory grows {rss_slope:.1} KiB/min after warm-up"
+    );
+    assert!(
+        held_slope <= MAX_RSS_KIB_PER_MIN,
+        "the heap the process holds grows {held_slope:.1} KiB/min after warm-up"
     );
     assert!(
         files_slope <= MAX_FILES_PER_MIN,

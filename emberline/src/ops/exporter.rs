@@ -3,7 +3,7 @@
 //! The libraries record through the [`metrics`] facade and know nothing of the exporter;
 //! this module installs `metrics-exporter-prometheus` as the process' recorder (without its
 //! HTTP listener: the ops endpoint renders the handle) and adds what only the binary knows:
-//! the build and the data directory's size and filesystem. Chosen over `prometheus-client`
+//! the build, the data directory's size and filesystem, and the allocator's heap figures. Chosen over `prometheus-client`
 //! because the facade lets the library crates record with one macro call and no registry
 //! passed through their APIs, and because the exporter without default features adds no
 //! server, TLS or runtime of its own. The families are listed in `docs/metrics.md`.
@@ -95,6 +95,25 @@ fn record_data_dir() {
     }
 }
 
+/// Records each open store's cache: bytes held and evictions so far (a cache that keeps
+/// evicting is full; one still growing is not).
+fn record_store_caches() {
+    use redb::ReadableDatabase as _;
+    for (path, store) in crate::backup::held() {
+        let name = path
+            .file_stem()
+            .map_or_else(|| "store".to_owned(), |s| s.to_string_lossy().into_owned());
+        let _ = store.with_current(&mut |db| {
+            let stats = db.cache_stats();
+            metrics::gauge!("emberline_store_cache_bytes", "store" => name.clone())
+                .set(stats.used_bytes() as f64);
+            metrics::counter!("emberline_store_cache_evictions_total", "store" => name.clone())
+                .absolute(stats.evictions());
+            Ok(())
+        });
+    }
+}
+
 /// The rendered metrics, or 503 when no recorder is installed (a role run in a test).
 pub(super) async fn render() -> Response {
     let Some(handle) = EXPORTER.get() else {
@@ -104,7 +123,15 @@ pub(super) async fn render() -> Response {
         )
             .into_response();
     };
-    let _ = tokio::task::spawn_blocking(record_data_dir).await;
+    let _ = tokio::task::spawn_blocking(|| {
+        record_data_dir();
+        record_store_caches();
+    })
+    .await;
+    if let Some(heap) = crate::allocator::stats() {
+        metrics::gauge!("emberline_memory_allocated_bytes").set(heap.allocated as f64);
+        metrics::gauge!("emberline_memory_resident_bytes").set(heap.resident as f64);
+    }
     (
         [(
             header::CONTENT_TYPE,
