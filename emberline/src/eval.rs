@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use emberline_ingest::simulator::variety_suite;
-use emberline_ingest::{Simulator, SimulatorConfig};
 use emberline_processors::cook::eval::{
     CookLog, Scored, cook_key, evaluate_loco, evaluate_with, parse_cook_file, report,
 };
@@ -108,34 +107,13 @@ pub(crate) fn run(files: &[PathBuf], simulated: u32, target_c: f64) -> Result<St
 /// A simulated brisket-style cook (pit 120 °C, one food probe), until the food passes the
 /// target by a degree.
 pub(crate) fn simulated_cook(seed: u64, target_c: f64) -> CookLog {
-    let config = SimulatorConfig {
-        devices: 1,
-        probes: 2,
-        seed,
-        interval_ms: 10_000,
-        ..SimulatorConfig::default()
-    };
-    let start = 1_800_000_000_000;
-    let mut sim = Simulator::new(config, start);
-    let mut log = CookLog {
+    let (pit, meat) =
+        emberline_ingest::simulator::classic_cook(seed, target_c, SIMULATION_LIMIT_MS);
+    CookLog {
         name: format!("simulated seed {seed}"),
         target_c: Some(target_c),
+        pit,
+        meat,
         ..CookLog::default()
-    };
-    while sim.now_ms() < start + SIMULATION_LIMIT_MS {
-        let mut done = false;
-        for r in sim.tick(None) {
-            let point = (r.event_time, r.temperature_c);
-            if r.probe_id == "pit" {
-                log.pit.push(point);
-            } else {
-                done |= r.temperature_c.is_some_and(|t| t > target_c + 1.0);
-                log.meat.push(point);
-            }
-        }
-        if done {
-            break;
-        }
     }
-    log
 }

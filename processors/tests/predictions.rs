@@ -3,42 +3,19 @@
 //! models, on which nothing was tuned — must get an estimate for every cook and a median
 //! error at half way of at most 25 %.
 
-use emberline_ingest::simulator::variety_suite;
-use emberline_ingest::{Simulator, SimulatorConfig};
+use emberline_ingest::simulator::{classic_cook, variety_suite};
 use emberline_processors::cook::eval::{CookLog, Scored, evaluate, medians};
 
 /// A classic simulated cook (pit 120 °C, one food probe) until the food passes `target_c`.
 fn classic(seed: u64, target_c: f64) -> CookLog {
-    let config = SimulatorConfig {
-        devices: 1,
-        probes: 2,
-        seed,
-        interval_ms: 10_000,
-        ..SimulatorConfig::default()
-    };
-    let start = 1_800_000_000_000;
-    let mut sim = Simulator::new(config, start);
-    let mut log = CookLog {
+    let (pit, meat) = classic_cook(seed, target_c, 24 * 3_600_000);
+    CookLog {
         name: format!("simulated seed {seed}"),
         target_c: Some(target_c),
+        pit,
+        meat,
         ..CookLog::default()
-    };
-    while sim.now_ms() < start + 24 * 3_600_000 {
-        let mut done = false;
-        for r in sim.tick(None) {
-            let point = (r.event_time, r.temperature_c);
-            if r.probe_id == "pit" {
-                log.pit.push(point);
-            } else {
-                done |= r.temperature_c.is_some_and(|t| t > target_c + 1.0);
-                log.meat.push(point);
-            }
-        }
-        if done {
-            break;
-        }
     }
-    log
 }
 
 #[test]

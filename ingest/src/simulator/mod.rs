@@ -51,6 +51,42 @@ pub use scenario::{
 };
 pub use smoker::SmokerTraits;
 
+/// One time series of a probe: (event time ms, temperature °C or none).
+pub type Series = Vec<(i64, Option<f64>)>;
+
+/// One cook of the classic simulator (its defaults: pit 120 °C, one food probe, a reading
+/// every 10 s from 2027-01-15 08:00 UTC) for `seed`, until the food passes `target_c` by a
+/// degree or `limit_ms` of cook time: the pit's and the food's series. What prediction
+/// scoring replays.
+pub fn classic_cook(seed: u64, target_c: f64, limit_ms: i64) -> (Series, Series) {
+    let config = SimulatorConfig {
+        devices: 1,
+        probes: 2,
+        seed,
+        interval_ms: 10_000,
+        ..SimulatorConfig::default()
+    };
+    let start = 1_800_000_000_000;
+    let mut sim = Simulator::new(config, start);
+    let (mut pit, mut meat) = (Vec::new(), Vec::new());
+    while sim.now_ms() < start + limit_ms {
+        let mut done = false;
+        for r in sim.tick(None) {
+            let point = (r.event_time, r.temperature_c);
+            if r.probe_id == "pit" {
+                pit.push(point);
+            } else {
+                done |= r.temperature_c.is_some_and(|t| t > target_c + 1.0);
+                meat.push(point);
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    (pit, meat)
+}
+
 /// Settings of the simulator source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
