@@ -11,8 +11,6 @@ import {
   ReadingService,
   StartFrom,
   TrendService,
-  type AlertEvent,
-  type PredictionEvent,
   type TrendEvent,
 } from "./gen/emberline/v1/emberline_pb";
 
@@ -37,24 +35,4 @@ export function subscribeTrends(
     { deviceId, resume, start: StartFrom.LATEST },
     { signal, onHeader: opened },
   );
-}
-
-/** Opens a subscription to one device's prediction updates from `resume` (empty: from now). */
-export function subscribePredictions(
-  deviceId: string,
-  resume: { [partition: number]: bigint },
-  signal: AbortSignal,
-  opened: () => void,
-): AsyncIterable<PredictionEvent> {
-  return predictions.subscribePredictions({ deviceId, resume, start: StartFrom.LATEST }, { signal, onHeader: opened });
-}
-
-/** Opens a subscription to one device's alerts raised and cleared from `resume`. */
-export function subscribeAlerts(
-  deviceId: string,
-  resume: { [partition: number]: bigint },
-  signal: AbortSignal,
-  opened: () => void,
-): AsyncIterable<AlertEvent> {
-  return alerts.subscribeAlerts({ deviceId, resume, start: StartFrom.LATEST }, { signal, onHeader: opened });
 }
