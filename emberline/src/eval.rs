@@ -62,13 +62,7 @@ pub(crate) fn run(files: &[PathBuf], simulated: u32, target_c: f64) -> Result<St
     let mut variety_rows: Vec<Scored> = Vec::new();
     for scenario in variety_suite() {
         let cook = scenario.run();
-        let log = CookLog {
-            name: cook.name,
-            meat: cook.meat,
-            pit: cook.pit,
-            target_c: Some(cook.target_c),
-            vendor: Vec::new(),
-        };
+        let log = CookLog::simulated(cook.name, cook.target_c, cook.pit, cook.meat);
         match evaluate_with(&log, &sim_params) {
             Ok(scored) => variety_rows.push(scored),
             Err(e) => {
@@ -109,11 +103,5 @@ pub(crate) fn run(files: &[PathBuf], simulated: u32, target_c: f64) -> Result<St
 pub(crate) fn simulated_cook(seed: u64, target_c: f64) -> CookLog {
     let (pit, meat) =
         emberline_ingest::simulator::classic_cook(seed, target_c, SIMULATION_LIMIT_MS);
-    CookLog {
-        name: format!("simulated seed {seed}"),
-        target_c: Some(target_c),
-        pit,
-        meat,
-        ..CookLog::default()
-    }
+    CookLog::simulated(format!("simulated seed {seed}"), target_c, pit, meat)
 }

@@ -9,13 +9,7 @@ use emberline_processors::cook::eval::{CookLog, Scored, evaluate, medians};
 /// A classic simulated cook (pit 120 °C, one food probe) until the food passes `target_c`.
 fn classic(seed: u64, target_c: f64) -> CookLog {
     let (pit, meat) = classic_cook(seed, target_c, 24 * 3_600_000);
-    CookLog {
-        name: format!("simulated seed {seed}"),
-        target_c: Some(target_c),
-        pit,
-        meat,
-        ..CookLog::default()
-    }
+    CookLog::simulated(format!("simulated seed {seed}"), target_c, pit, meat)
 }
 
 #[test]
@@ -42,14 +36,7 @@ fn cooks_of_other_physics_get_an_estimate_and_a_quarter_at_half_way() {
         .iter()
         .map(|s| {
             let c = s.run();
-            let log = CookLog {
-                name: c.name,
-                meat: c.meat,
-                pit: c.pit,
-                target_c: Some(c.target_c),
-                vendor: Vec::new(),
-            };
-            evaluate(&log).expect("scored")
+            evaluate(&CookLog::simulated(c.name, c.target_c, c.pit, c.meat)).expect("scored")
         })
         .collect();
     assert_eq!(rows.len(), 12);

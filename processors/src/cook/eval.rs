@@ -62,6 +62,25 @@ pub struct CookLog {
     pub vendor: Vec<(i64, f64)>,
 }
 
+impl CookLog {
+    /// A simulated cook's log: its pit and food series and the target it was run to (no
+    /// vendor prediction).
+    pub fn simulated(
+        name: String,
+        target_c: f64,
+        pit: Vec<(i64, Option<f64>)>,
+        meat: Vec<(i64, Option<f64>)>,
+    ) -> Self {
+        Self {
+            name,
+            meat,
+            pit,
+            target_c: Some(target_c),
+            vendor: Vec::new(),
+        }
+    }
+}
+
 /// Reads a heat-ledger CSV (`epoch_s,sensor,temp_c`, empty = no probe) or a Combustion Inc
 /// CSV export, by its header.
 pub fn parse_cook_file(name: &str, text: &str) -> Result<CookLog, EvalError> {
