@@ -53,6 +53,63 @@ async fn take_events(stream: &mut tonic::Streaming<TrendEvent>, n: usize) -> Vec
     out
 }
 
+/// A subscription's response says where each partition starts (`emberline-start-offsets`),
+/// so a client whose stream broke before its first update resumes from there: what was
+/// appended meanwhile is delivered, where a new subscription "from now" would skip it.
+async fn starts_say_where_a_resume_continues(channel: tonic::transport::Channel) {
+    let latest = |resume: BTreeMap<u32, u64>| SubscribeTrendsRequest {
+        device_id: String::new(),
+        resume: resume.into_iter().collect(),
+        start: StartFrom::Latest as i32,
+    };
+    let mut client = TrendServiceClient::new(channel);
+    let first = client
+        .subscribe_trends(latest(BTreeMap::new()))
+        .await
+        .expect("subscribe");
+    let header = first
+        .metadata()
+        .get(emberline_gateway::START_OFFSETS)
+        .expect("start offsets header")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    drop(first); // broken before any update
+    let starts: BTreeMap<u32, u64> = header
+        .split(',')
+        .map(|pair| {
+            let (p, o) = pair.split_once('=').expect("partition=offset");
+            (p.parse().expect("partition"), o.parse().expect("offset"))
+        })
+        .collect();
+    assert!(!starts.is_empty(), "no partitions in {header:?}");
+    // Something is appended after the broken stream started: a later "from now"
+    // subscription sees it.
+    let mut later = client
+        .subscribe_trends(latest(BTreeMap::new()))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let appended = take_events(&mut later, 1).await.remove(0);
+    drop(later);
+    // Resuming from the starts delivers every partition from its start, so that too.
+    let mut resumed = client
+        .subscribe_trends(latest(starts.clone()))
+        .await
+        .expect("resume")
+        .into_inner();
+    let mut next = starts.clone();
+    while next[&appended.partition] <= appended.offset {
+        let e = take_events(&mut resumed, 1).await.remove(0);
+        assert_eq!(
+            Some(&e.offset),
+            next.get(&e.partition),
+            "a resume from the start offsets skipped or repeated"
+        );
+        next.insert(e.partition, e.offset + 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -112,6 +169,8 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
         events.iter().map(|e| e.probe_id.as_str()).collect();
     assert!(probes.len() >= 3, "updates from {probes:?}");
     assert_continuous(&events);
+    drop(trends);
+    starts_say_where_a_resume_continues(channel.clone()).await;
 
     // Queries answer from projections. The stream runs ahead of them (a round's trends are
     // appended before the batch that projects them) and devices are listed once a projector

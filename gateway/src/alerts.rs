@@ -331,7 +331,7 @@ impl AlertService for Gateway {
             resume: r.resume,
             start: r.start,
         };
-        Ok(Response::new(self.tail(topics::ALERTS, tail).await?))
+        self.tail(topics::ALERTS, tail).await
     }
 }
 
@@ -361,9 +361,7 @@ impl PredictionService for Gateway {
             resume: r.resume,
             start: r.start,
         };
-        Ok(Response::new(
-            self.tail(topics::DERIVED_PREDICTIONS, tail).await?,
-        ))
+        self.tail(topics::DERIVED_PREDICTIONS, tail).await
     }
 }
 

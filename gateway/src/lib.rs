@@ -46,4 +46,5 @@ pub use queries::HISTORY_RETAINED_FROM_HEADER;
 pub use registry_api::{RestRegistry, registry_router, serve_registry};
 pub use registry_log::{LogRegistry, SCHEMAS_TOPIC};
 pub use server::{Gateway, ServeError, serve_grpc};
+pub use subscriptions::START_OFFSETS;
 pub use web::{has_web_ui, serve_web, web_router};

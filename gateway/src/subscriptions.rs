@@ -4,7 +4,8 @@
 //! order; a slow client applies backpressure to its own readers only. The stream ends when
 //! the client goes away or the gateway shuts down. Every event carries its position, and a
 //! `resume` map of next offsets continues after a disconnect with nothing skipped or
-//! repeated. The three subscriptions differ only in the topic and how a record becomes an
+//! repeated. The response's [`START_OFFSETS`] header says where each partition started,
+//! so a client that lost the stream before its first event can still resume without a gap. The three subscriptions differ only in the topic and how a record becomes an
 //! event ([`Tailed`]).
 
 use std::collections::HashMap;
@@ -25,6 +26,20 @@ use tracing::Instrument;
 
 /// Updates buffered per subscription before the readers wait for the client.
 const BUFFER: usize = 1_024;
+
+/// Response header of every subscription: the offset each subscribed partition starts
+/// from, as `partition=offset` pairs joined by commas (`3=128`). A client that has seen no
+/// event of a partition when the stream breaks resumes it from here.
+pub const START_OFFSETS: &str = "emberline-start-offsets";
+
+/// The [`START_OFFSETS`] header value of `starts`.
+fn start_offsets_header(starts: &[(u32, u64)]) -> String {
+    starts
+        .iter()
+        .map(|(p, o)| format!("{p}={o}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// An event a subscription streams, made from one record of its topic.
 #[tonic::async_trait]
@@ -48,12 +63,12 @@ pub(crate) struct Tail {
 }
 
 impl Gateway {
-    /// Streams `topic` as `E` events.
+    /// Streams `topic` as `E` events, with the [`START_OFFSETS`] header.
     pub(crate) async fn tail<E: Tailed>(
         &self,
         topic: &'static str,
         r: Tail,
-    ) -> Result<ReceiverStream<Result<E, Status>>, Status> {
+    ) -> Result<Response<ReceiverStream<Result<E, Status>>>, Status> {
         let partitions = self.log.partitions(topic).await.map_err(to_status)?;
         if let Some(p) = r.resume.keys().find(|p| **p >= partitions) {
             return Err(Status::invalid_argument(format!(
@@ -68,6 +83,7 @@ impl Gateway {
         let start = StartFrom::try_from(r.start).unwrap_or(StartFrom::Unspecified);
         let (tx, rx) = mpsc::channel(BUFFER);
         let open = std::sync::Arc::new(crate::metrics::OpenSubscription::open(topic));
+        let mut starts = Vec::with_capacity(wanted.len());
         for partition in wanted {
             let end = self
                 .log
@@ -84,6 +100,7 @@ impl Gateway {
                 (None, StartFrom::Earliest) => 0,
                 (None, _) => end,
             };
+            starts.push((partition, from));
             let reader = self
                 .log
                 .reader(topic, partition, from)
@@ -138,7 +155,12 @@ impl Gateway {
                 }
             });
         }
-        Ok(ReceiverStream::new(rx))
+        let mut response = Response::new(ReceiverStream::new(rx));
+        let header = start_offsets_header(&starts)
+            .parse()
+            .map_err(|_| Status::internal("start offsets are not a valid header value"))?;
+        response.metadata_mut().insert(START_OFFSETS, header);
+        Ok(response)
     }
 }
 
@@ -156,9 +178,7 @@ impl TrendService for Gateway {
             resume: r.resume,
             start: r.start,
         };
-        Ok(Response::new(
-            self.tail(topics::DERIVED_TRENDS, tail).await?,
-        ))
+        self.tail(topics::DERIVED_TRENDS, tail).await
     }
 }
 
@@ -192,5 +212,16 @@ impl Tailed for TrendEvent {
 
     fn device_id(&self) -> &str {
         &self.device_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::start_offsets_header;
+
+    #[test]
+    fn start_offsets_are_partition_offset_pairs() {
+        assert_eq!(start_offsets_header(&[(3, 128), (0, 7)]), "3=128,0=7");
+        assert_eq!(start_offsets_header(&[]), "");
     }
 }

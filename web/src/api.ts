@@ -11,6 +11,8 @@ import {
   ReadingService,
   StartFrom,
   TrendService,
+  type AlertEvent,
+  type PredictionEvent,
   type TrendEvent,
 } from "./gen/emberline/v1/emberline_pb";
 
@@ -29,10 +31,30 @@ export function subscribeTrends(
   deviceId: string,
   resume: { [partition: number]: bigint },
   signal: AbortSignal,
-  opened: () => void,
+  opened: (headers?: Headers) => void,
 ): AsyncIterable<TrendEvent> {
   return trends.subscribeTrends(
     { deviceId, resume, start: StartFrom.LATEST },
     { signal, onHeader: opened },
   );
+}
+
+/** Opens a subscription to one device's prediction updates from `resume` (empty: from now). */
+export function subscribePredictions(
+  deviceId: string,
+  resume: { [partition: number]: bigint },
+  signal: AbortSignal,
+  opened: (headers?: Headers) => void,
+): AsyncIterable<PredictionEvent> {
+  return predictions.subscribePredictions({ deviceId, resume, start: StartFrom.LATEST }, { signal, onHeader: opened });
+}
+
+/** Opens a subscription to one device's alerts raised and cleared from `resume`. */
+export function subscribeAlerts(
+  deviceId: string,
+  resume: { [partition: number]: bigint },
+  signal: AbortSignal,
+  opened: (headers?: Headers) => void,
+): AsyncIterable<AlertEvent> {
+  return alerts.subscribeAlerts({ deviceId, resume, start: StartFrom.LATEST }, { signal, onHeader: opened });
 }

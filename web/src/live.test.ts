@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffDelay, type FeedStatus, LiveFeed, ResumeTracker } from "./live";
+import { backoffDelay, type FeedStatus, LiveFeed, parseStartOffsets, ResumeTracker, START_OFFSETS } from "./live";
 
 interface Ev {
   partition: number;
@@ -18,6 +18,15 @@ describe("ResumeTracker", () => {
     expect(r.accept(ev(0, 4))).toBe(false);
     expect(r.accept(ev(0, 6))).toBe(true);
     expect(r.toRequest()).toEqual({ 0: 7n, 1: 3n });
+  });
+});
+
+describe("parseStartOffsets", () => {
+  it("reads partition=offset pairs and skips malformed ones", () => {
+    expect(parseStartOffsets("3=128,0=7")).toEqual([[3, 128n], [0, 7n]]);
+    expect(parseStartOffsets("3=128,x=1,4")).toEqual([[3, 128n]]);
+    expect(parseStartOffsets(null)).toEqual([]);
+    expect(parseStartOffsets("")).toEqual([]);
   });
 });
 
@@ -72,6 +81,36 @@ describe("LiveFeed", () => {
     expect(statuses.at(-1)).toBe("live");
     // Each drop after a successful open starts the backoff again.
     expect(new Set(delays).size).toBe(1);
+    void feed?.stop();
+  });
+
+  it("resumes from where the stream started when it broke before the first update", async () => {
+    // The first connection starts at offset 40 (said in its headers) and breaks before any
+    // update; meanwhile 40 and 41 are appended. The second must ask for 40, not "now".
+    const resumes: ({ [p: number]: bigint })[] = [];
+    const delivered: number[] = [];
+    let feed: LiveFeed<Ev> | undefined;
+    const done = new Promise<void>((resolve) => {
+      feed = new LiveFeed<Ev>({
+        open: async function* (resume, _signal, opened) {
+          resumes.push(resume);
+          if (resumes.length === 1) {
+            opened(new Headers({ [START_OFFSETS]: "0=40" }));
+            throw new Error("dropped before the first update");
+          }
+          opened(new Headers({ [START_OFFSETS]: `0=${resume[0] ?? 42n}` }));
+          for (let o = Number(resume[0] ?? 42n); o < 42; o++) yield ev(0, o);
+          resolve();
+          await new Promise(() => {});
+        },
+        onEvent: (e) => delivered.push(Number(e.offset)),
+        onStatus: () => {},
+        sleep: async () => {},
+      }).start();
+    });
+    await done;
+    expect(resumes[1]).toEqual({ 0: 40n });
+    expect(delivered).toEqual([40, 41]);
     void feed?.stop();
   });
 });

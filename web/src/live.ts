@@ -18,6 +18,11 @@ export class ResumeTracker {
     return true;
   }
 
+  /** Starts tracking `partition` at `offset` unless an update of it was seen already. */
+  seed(partition: number, offset: bigint): void {
+    if (!this.next.has(partition)) this.next.set(partition, offset);
+  }
+
   /** The `resume` map of a subscription request. */
   toRequest(): { [partition: number]: bigint } {
     return Object.fromEntries(this.next);
@@ -26,6 +31,20 @@ export class ResumeTracker {
   get empty(): boolean {
     return this.next.size === 0;
   }
+}
+
+/** The response header in which the gateway says where each partition starts. */
+export const START_OFFSETS = "emberline-start-offsets";
+
+/** Parses a `START_OFFSETS` value (`3=128,0=7`); malformed pairs are skipped. */
+export function parseStartOffsets(value: string | null): [number, bigint][] {
+  if (!value) return [];
+  const pairs: [number, bigint][] = [];
+  for (const pair of value.split(",")) {
+    const m = /^\s*(\d+)=(\d+)\s*$/.exec(pair);
+    if (m) pairs.push([Number(m[1]), BigInt(m[2]!)]);
+  }
+  return pairs;
 }
 
 /** Exponential backoff with full jitter: attempt 0 → up to `base`, capped at `max`. */
@@ -37,12 +56,12 @@ export function backoffDelay(attempt: number, base = 500, max = 15_000, random =
 export type FeedStatus = "connecting" | "live" | "reconnecting" | "stopped";
 
 export interface FeedOptions<E extends Positioned> {
-  /** Opens one subscription from `resume` (empty: from now); calls `opened` once the
-   * server has accepted it (its response headers arrived). */
+  /** Opens one subscription from `resume` (empty: from now); calls `opened` with the
+   * response headers once the server has accepted it. */
   open: (
     resume: { [partition: number]: bigint },
     signal: AbortSignal,
-    opened: () => void,
+    opened: (headers?: Headers) => void,
   ) => AsyncIterable<E>;
   onEvent: (ev: E) => void;
   onStatus: (status: FeedStatus, detail?: string) => void;
@@ -90,7 +109,10 @@ export class LiveFeed<E extends Positioned> {
     onStatus("connecting");
     while (!signal.aborted) {
       try {
-        const opened = () => {
+        const opened = (headers?: Headers) => {
+          // Where the stream starts: a break before the first update resumes from there,
+          // not from "now", so nothing appended meanwhile is skipped.
+          for (const [p, o] of parseStartOffsets(headers?.get(START_OFFSETS) ?? null)) this.resume.seed(p, o);
           if (!this.live) {
             this.live = true;
             attempt = 0;

@@ -110,6 +110,7 @@ void ticker;
   chart: () => view?.snapshot() ?? {},
   stored: (probe: string, from: number, to: number) => view?.storedTimes(probe, from, to) ?? Promise.resolve([]),
   status: () => store?.status,
+  insight: () => view?.insightFeedState(),
 };
 
 void route();

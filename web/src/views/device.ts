@@ -1,9 +1,10 @@
 // One device: its probes, a live chart over a chosen range, CSV export.
 
-import { readings } from "../api";
+import { readings, subscribeAlerts, subscribePredictions } from "../api";
 import { ProbeChart } from "../chart";
 import { h } from "../dom";
 import { formatClock, toCsv } from "../format";
+import { LiveFeed, type Positioned } from "../live";
 import { DeviceSeries } from "../series";
 import type { LiveStore } from "../store";
 import type { Unit } from "../units";
@@ -18,6 +19,19 @@ const RANGES: [string, number][] = [
   ["All", Number.POSITIVE_INFINITY],
 ];
 
+/** `run` at most once per `ms`, however often the returned trigger is pulled meanwhile. */
+function coalesce(run: () => void, ms: number): () => void {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    setTimeout(() => {
+      pending = false;
+      run();
+    }, ms);
+  };
+}
+
 export class DeviceView {
   readonly series = new DeviceSeries();
   private readonly chart: ProbeChart;
@@ -25,13 +39,20 @@ export class DeviceView {
   private readonly head = h("header", { class: "device-head" });
   private readonly cooks = h("section", { class: "cook-history" });
   private readonly insight = h("section", { class: "insight", "aria-label": "Predictions and alerts" });
-  private insightTimer: ReturnType<typeof setInterval> | undefined;
+  /** Prediction and alert subscriptions of this device: each update redraws the insight. */
+  private readonly insightFeeds: LiveFeed<Positioned>[];
+  /** Redraws the insight once for a burst of updates. */
+  private readonly scheduleInsight = coalesce(() => this.refreshInsight(), 250);
+  /** Insight redraws caused by pushed updates, and the feeds' states (for the e2e test). */
+  private pushedRedraws = 0;
+  private readonly feedStatus: string[] = ["connecting", "connecting"];
   /** Whether the insight was drawn with the device's probe labels. */
   private insightLabeled = false;
   private rangeMs = RANGES[0]![1];
   /** Following the newest data (false after the user zoomed or panned). */
   private following = true;
-  private pending = false;
+  /** Redraws the chart once for a burst of readings. */
+  private readonly schedule = coalesce(() => this.draw(), 250);
   private readonly unsubscribe: () => void;
   private readonly offStore: () => void;
   private loaded = false;
@@ -74,7 +95,20 @@ export class DeviceView {
     );
     void renderCooks(this.cooks, deviceId, unit);
     this.refreshInsight();
-    this.insightTimer = setInterval(() => this.refreshInsight(), 5_000);
+    // Pushed, not polled: a prediction or alert update (or a feed coming back, which may
+    // have missed some while it was down) redraws the insight from the gateway's lists.
+    const onStatus = (i: number) => (status: string) => {
+      this.feedStatus[i] = status;
+      if (status === "live") this.scheduleInsight();
+    };
+    const onEvent = () => {
+      this.pushedRedraws++;
+      this.scheduleInsight();
+    };
+    this.insightFeeds = [
+      new LiveFeed<Positioned>({ open: (r, sig, opened) => subscribePredictions(deviceId, r, sig, opened), onEvent, onStatus: onStatus(0) }),
+      new LiveFeed<Positioned>({ open: (r, sig, opened) => subscribeAlerts(deviceId, r, sig, opened), onEvent, onStatus: onStatus(1) }),
+    ].map((f) => f.start());
     const onUpdate = (ev: { deviceId: string; probeId: string; eventTimeMs: bigint; temperatureC: number }) => {
       if (ev.deviceId !== this.deviceId) return;
       this.series.probe(ev.probeId).add(Number(ev.eventTimeMs), ev.temperatureC);
@@ -85,6 +119,11 @@ export class DeviceView {
     this.offStore = store.on(() => this.renderTiles());
     this.renderTiles();
     void this.setRange(this.rangeMs, rangeButtons);
+  }
+
+  /** Pushed updates so far and the prediction and alert feeds' states. */
+  insightFeedState(): { pushed: number; feeds: string[] } {
+    return { pushed: this.pushedRedraws, feeds: [...this.feedStatus] };
   }
 
   private refreshInsight(): void {
@@ -103,7 +142,7 @@ export class DeviceView {
   }
 
   destroy(): void {
-    clearInterval(this.insightTimer);
+    for (const f of this.insightFeeds) void f.stop();
     this.unsubscribe();
     this.offStore();
     this.chart.destroy();
@@ -155,14 +194,6 @@ export class DeviceView {
     this.loaded = true;
   }
 
-  private schedule(): void {
-    if (this.pending) return;
-    this.pending = true;
-    setTimeout(() => {
-      this.pending = false;
-      this.draw();
-    }, 250);
-  }
 
   private draw(): void {
     const d = this.store.devices.get(this.deviceId);

@@ -2008,7 +2008,9 @@ export const TrendService: GenService<{
   /**
    * Streams trend updates of all devices or one. Every update carries its log position;
    * pass the positions seen back as `resume` to continue after a disconnect with nothing
-   * skipped and nothing repeated.
+   * skipped and nothing repeated. The response header `emberline-start-offsets`
+   * (`partition=offset`, comma-separated) says where each partition started: resume a
+   * partition that delivered nothing yet from there.
    *
    * @generated from rpc emberline.v1.TrendService.SubscribeTrends
    */
