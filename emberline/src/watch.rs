@@ -34,7 +34,10 @@ pub(crate) async fn watch(addr: String, device: Option<String>, from_start: bool
                 resume: resume.clone(),
                 start: start as i32,
             };
-            let mut stream = client.subscribe_trends(request).await?.into_inner();
+            let response = client.subscribe_trends(request).await?;
+            // A break before the first update resumes from where this stream started.
+            emberline_proto::start_offsets::seed(&mut resume, response.metadata());
+            let mut stream = response.into_inner();
             while let Some(event) = stream.next().await {
                 let e = event?;
                 resume.insert(e.partition, e.offset + 1);

@@ -27,19 +27,8 @@ use tracing::Instrument;
 /// Updates buffered per subscription before the readers wait for the client.
 const BUFFER: usize = 1_024;
 
-/// Response header of every subscription: the offset each subscribed partition starts
-/// from, as `partition=offset` pairs joined by commas (`3=128`). A client that has seen no
-/// event of a partition when the stream breaks resumes it from here.
-pub const START_OFFSETS: &str = "emberline-start-offsets";
-
-/// The [`START_OFFSETS`] header value of `starts`.
-fn start_offsets_header(starts: &[(u32, u64)]) -> String {
-    starts
-        .iter()
-        .map(|(p, o)| format!("{p}={o}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
+/// Response header of every subscription: where each subscribed partition starts.
+pub const START_OFFSETS: &str = emberline_proto::start_offsets::HEADER;
 
 /// An event a subscription streams, made from one record of its topic.
 #[tonic::async_trait]
@@ -156,7 +145,7 @@ impl Gateway {
             });
         }
         let mut response = Response::new(ReceiverStream::new(rx));
-        let header = start_offsets_header(&starts)
+        let header = emberline_proto::start_offsets::render(&starts)
             .parse()
             .map_err(|_| Status::internal("start offsets are not a valid header value"))?;
         response.metadata_mut().insert(START_OFFSETS, header);
@@ -212,16 +201,5 @@ impl Tailed for TrendEvent {
 
     fn device_id(&self) -> &str {
         &self.device_id
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::start_offsets_header;
-
-    #[test]
-    fn start_offsets_are_partition_offset_pairs() {
-        assert_eq!(start_offsets_header(&[(3, 128), (0, 7)]), "3=128,0=7");
-        assert_eq!(start_offsets_header(&[]), "");
     }
 }

@@ -200,7 +200,11 @@ async fn run(
                 start: StartFrom::Latest as i32,
             };
             let mut stream = match client.subscribe_trends(request).await {
-                Ok(response) => response.into_inner(),
+                Ok(response) => {
+                    // A break before the first update resumes from where this started.
+                    emberline_proto::start_offsets::seed(&mut resume, response.metadata());
+                    response.into_inner()
+                }
                 Err(status)
                     if matches!(
                         status.code(),
