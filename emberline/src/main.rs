@@ -197,6 +197,14 @@ impl Command {
 
 /// Runs the command; a failure prints its chain of causes on one line (`error: …: …`) and
 /// exits with status 1 — a configuration mistake is not a crash, so no backtrace.
+/// Threads of the runtime's blocking pool, which runs every store transaction and log read.
+/// Tokio's default of 512 let each append wake a burst of partition readers into a thread
+/// apiece: a 50-grill soak kept 126 threads alive, each holding its own allocator cache,
+/// and the heap those caches held kept creeping up for as long as it ran. Reads queue
+/// behind 32 threads instead; on a small machine more would only wait for a core. The one
+/// long-lived blocking task (the trend dataflow) takes one of them.
+const BLOCKING_THREADS: usize = 32;
+
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -262,6 +270,7 @@ fn run() -> Result<()> {
     let telemetry = telemetry::init(cli.log_format, &config.telemetry, cli.command.role())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()?;
     let result = runtime.block_on(async move {
         match cli.command {
