@@ -18,9 +18,7 @@ use super::forecast::{
 };
 use super::learn::{CookPrior, Observed, ObservedReading, Priors, SmokerProfile};
 use super::phase::{PitPhase, PitTracker, ProbeInputs, ProbePhase, ProbeTracker};
-use super::predict::{
-    Estimate, NewtonPrior, PredictInputs, Predictor, STALL_PLATEAU_C, STALL_PRIOR_S,
-};
+use super::predict::{Estimate, PredictInputs, Predictor, STALL_PLATEAU_C, STALL_PRIOR_S};
 use crate::trend::{TrendFigures, TrendState};
 
 /// A prediction is re-emitted at most this often per probe (event time), unless its phase,
@@ -140,12 +138,10 @@ impl ProbeIntel {
         let lag_ms = (crate::trend::WINDOW_MS - crate::trend::SMOOTHING_MS) / 2;
         self.predictor = Predictor::with_rate_lag(lag_ms as f64 / 60_000.0);
         self.forecaster = Forecaster::default();
+        // The learnt bias and, without a pit probe, the learnt asymptote. The learnt stall
+        // and heating coefficient stay in the profile (see `learn`): fed to the predictor
+        // they made the simulated smokers' predictions worse.
         if let Some(p) = prior {
-            self.predictor.prior = NewtonPrior {
-                k: p.k,
-                stall_s: p.stall_s,
-                plateau_c: p.stall_c,
-            };
             self.forecaster.prior = ForecastPrior {
                 margin_c: Some(p.margin_c),
                 bias: p.bias,
@@ -541,7 +537,7 @@ fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64, params: &Mod
                 phase,
                 target_c,
                 pit_c,
-                k: probe.predictor.own_k(),
+                k: probe.predictor.k(),
                 remaining_s: unbiased,
             });
             Some(estimate)

@@ -28,15 +28,29 @@
 //!   with [`LOG_OFFSET_S`]) over the estimates between 20 and 80 % of the cook, before any
 //!   learnt bias was applied: what this smoker does that the model misses.
 //!
+//! **What the next cook uses.** The forecaster applies the learnt timing bias, and without a
+//! pit probe the learnt asymptote margin ([`super::forecast::ForecastPrior`]). The stall and
+//! the heating coefficient are learnt and kept (they describe the smoker, and the prediction
+//! says what it is based on) but not fed to Newton's predictor: on the simulated smokers of
+//! the learning evaluation ([`super::learning`]) doing so made the predictions worse — the
+//! coefficient is fitted at the end of a cook, where a thick piece heats differently from
+//! its start, the stall phase's length is a noisy measure of the stall, and the bias, learnt
+//! against the model as it ran, no longer matches a model whose inputs moved under it.
+//!
 //! **Shrinkage.** Each learnt value is a mean over cooks (the probes of one cook share one
-//! cook's weight), shrunk toward its prior by the number of cooks `n`:
-//! `(n · mean + N0 · prior) / (n + N0)` with `N0` = [`PRIOR_COOKS`]: the prior counts as one
-//! cook, so the first cook moves a value half way, the third three quarters. A meat's value
-//! shrinks toward the device's (itself shrunk toward the built-in prior), so the first
-//! brisket on a smoker that has done pork starts from what the pork taught about the pit and
-//! the bias; the built-in priors are the forecaster's constants (a 2.5 h stall at 65 °C,
-//! the fitted asymptote margin, no bias). The heating coefficient is taken from the same
-//! meat only (across cuts it says more about the cut than about the smoker).
+//! cook's weight), shrunk toward its prior by the number of cooks `n` and how much they
+//! scatter — the normal–normal posterior mean
+//! `prior + n / (n + s² / tau²) · (mean − prior)`, where `tau` says how far smokers differ
+//! from the prior and `s²` is the cooks' own variance pooled with one cook of a prior
+//! scatter ([`Spread`]). With a prior scatter like `tau` the first cook moves a value half
+//! way, three that agree 90 %; a value that jumps from cook to cook (the bias of stall-bound
+//! cooks) is believed much more slowly. The built-in priors are the forecaster's constants
+//! (a 2.5 h stall at 65 °C, the fitted asymptote margin, no bias).
+//!
+//! **Which cooks count.** A cook that names its meat learns from earlier cooks of the same
+//! kind of meat only — a brisket's stall and bias say little about a chicken — except the
+//! stall's level, the pit air's wet-bulb temperature, which is the smoker's and comes from
+//! all its cooks. A cook that names no meat learns from all the device's cooks.
 //!
 //! Everything is a function of the inputs: no clock, no randomness, so a replay learns the
 //! same profile.
@@ -49,7 +63,7 @@ use super::forecast::LOG_OFFSET_S;
 use super::phase::{ProbePhase, STALL_BAND_C};
 use super::plan::Cut;
 
-/// The built-in prior counts as this many cooks.
+/// The prior scatter of one cook counts as this many cooks' worth.
 pub const PRIOR_COOKS: f64 = 1.0;
 /// Estimates are kept for the bias this often, ms.
 const ESTIMATE_EVERY_MS: i64 = 300_000;
@@ -70,26 +84,69 @@ const MARGIN_STEP_C: f64 = 1.0;
 /// A cook's heating needs this many bins in its second half for the asymptote fit.
 const MIN_MARGIN_BINS: usize = 8;
 
-/// A mean over cooks, each cook with its weight.
+/// A mean over cooks, each cook with its weight, and their spread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Mean {
     /// Sum of weights (cooks).
     pub n: f64,
     /// Weighted sum.
     pub sum: f64,
+    /// Weighted sum of squares.
+    pub sq: f64,
 }
+
+/// How a learnt value is shrunk: how far smokers differ from the prior (`tau`) and how much
+/// one cook scatters about its smoker's value before any spread is seen (`scatter`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    /// Standard deviation of the value between smokers.
+    pub tau: f64,
+    /// Prior standard deviation of one cook about its smoker's value.
+    pub scatter: f64,
+}
+
+/// Bias, log time: smokers differ by about a quarter; one cook's bias scatters more.
+const BIAS_SPREAD: Spread = Spread {
+    tau: 0.25,
+    scatter: 0.3,
+};
+/// Stall length, s.
+const STALL_S_SPREAD: Spread = Spread {
+    tau: 3_600.0,
+    scatter: 3_600.0,
+};
+/// Stall level, °C (the pit air's wet-bulb temperature).
+const STALL_C_SPREAD: Spread = Spread {
+    tau: 3.0,
+    scatter: 2.0,
+};
+/// Effective asymptote margin, °C.
+const MARGIN_SPREAD: Spread = Spread {
+    tau: 10.0,
+    scatter: 10.0,
+};
 
 impl Mean {
     fn add(&mut self, value: f64, weight: f64) {
         if value.is_finite() && weight > 0.0 {
             self.n += weight;
             self.sum += value * weight;
+            self.sq += value * value * weight;
         }
     }
 
-    /// The mean shrunk toward `prior` by [`PRIOR_COOKS`].
-    pub fn toward(&self, prior: f64) -> f64 {
-        (self.sum + PRIOR_COOKS * prior) / (self.n + PRIOR_COOKS)
+    /// The mean shrunk toward `prior`: `prior + n / (n + s² / tau²) · (mean − prior)`, where
+    /// `s²` is the cooks' own variance (over `n − 1`) pooled with [`PRIOR_COOKS`] cooks of the
+    /// spread's prior scatter (see the module docs).
+    pub fn shrunk(&self, prior: f64, spread: Spread) -> f64 {
+        let Some(mean) = self.mean() else {
+            return prior;
+        };
+        let own = (self.sq - self.n * mean * mean).max(0.0);
+        let s2 = (own + PRIOR_COOKS * spread.scatter.powi(2))
+            / (self.n - 1.0 + PRIOR_COOKS).max(PRIOR_COOKS);
+        let weight = self.n / (self.n + s2 / spread.tau.powi(2));
+        prior + weight * (mean - prior)
     }
 
     /// The mean, when there is any evidence.
@@ -274,31 +331,37 @@ impl SmokerProfile {
         priors: &Priors,
     ) -> CookPrior {
         let all = &self.all;
-        let device = CookPrior {
-            cooks: all.cooks,
-            meat_cooks: 0,
-            meat: meat.map(meat_kind),
-            k: None,
-            stall_s: all.stall_s.toward(priors.stall_s),
-            stall_c: all.stall_c.toward(priors.stall_c),
-            margin_c: all.margin_c.toward(priors.margin_c),
-            bias: all.bias.toward(0.0),
+        // The stall's level is the pit air's (its wet-bulb temperature): the smoker's.
+        let stall_c = all.stall_c.shrunk(priors.stall_c, STALL_C_SPREAD);
+        let Some(meat) = meat else {
+            // A cook that names no meat: the device's cooks, whatever they were.
+            return CookPrior {
+                cooks: all.cooks,
+                meat_cooks: 0,
+                meat: None,
+                k: None,
+                stall_s: all.stall_s.shrunk(priors.stall_s, STALL_S_SPREAD),
+                stall_c,
+                margin_c: all.margin_c.shrunk(priors.margin_c, MARGIN_SPREAD),
+                bias: all.bias.shrunk(0.0, BIAS_SPREAD),
+            };
         };
-        let Some(learnt) = meat.and_then(|m| self.by_meat.get(&meat_kind(m))) else {
-            return device;
-        };
+        let kind = meat_kind(meat);
+        let none = Learnt::default();
+        let learnt = self.by_meat.get(&kind).unwrap_or(&none);
         let k = match (weight_kg.filter(|w| *w > 0.0), learnt.k_kg.mean()) {
             (Some(w), Some(k_kg)) => Some(k_kg / w.powf(2.0 / 3.0)),
             _ => learnt.k.mean(),
         };
         CookPrior {
+            cooks: all.cooks,
             meat_cooks: learnt.cooks,
+            meat: Some(kind),
             k,
-            stall_s: learnt.stall_s.toward(device.stall_s),
-            stall_c: learnt.stall_c.toward(device.stall_c),
-            margin_c: learnt.margin_c.toward(device.margin_c),
-            bias: learnt.bias.toward(device.bias),
-            ..device
+            stall_s: learnt.stall_s.shrunk(priors.stall_s, STALL_S_SPREAD),
+            stall_c: learnt.stall_c.shrunk(stall_c, STALL_C_SPREAD),
+            margin_c: learnt.margin_c.shrunk(priors.margin_c, MARGIN_SPREAD),
+            bias: learnt.bias.shrunk(0.0, BIAS_SPREAD),
         }
     }
 }
@@ -506,32 +569,51 @@ mod tests {
     }
 
     #[test]
-    fn values_shrink_toward_the_prior_by_the_number_of_cooks() {
+    fn values_shrink_toward_the_prior_by_the_number_of_cooks_and_their_scatter() {
         let mut p = SmokerProfile::default();
         assert_eq!(
             p.prior_for(None, None, &PRIORS),
             CookPrior::built_in(&PRIORS)
         );
+        // Stall lengths that agree, with a prior scatter equal to tau: one cook moves the
+        // value half way, three cooks three quarters.
         p.learn(None, None, &[outcome(3_000.0, 0.3)]);
         let one = p.prior_for(None, None, &PRIORS);
-        // One cook against a prior worth one: half way.
-        assert!((one.stall_s - 6_000.0).abs() < 1e-9, "{one:?}");
-        assert!((one.bias - 0.15).abs() < 1e-9);
+        assert!((one.stall_s - 6_000.0).abs() < 1e-6, "{one:?}");
         p.learn(None, None, &[outcome(3_000.0, 0.3)]);
         p.learn(None, None, &[outcome(3_000.0, 0.3)]);
         let three = p.prior_for(None, None, &PRIORS);
-        assert!((three.stall_s - 4_500.0).abs() < 1e-9, "{three:?}");
+        // s² = (0 + 3600²) / (3 − 1 + 1), so n / (n + s²/tau²) = 3 / (3 + 1/3).
+        let expected = 9_000.0 - 6_000.0 * 0.9;
+        assert!((three.stall_s - expected).abs() < 1e-6, "{three:?}");
         assert_eq!(three.cooks, 3);
         assert_eq!(
             three.based_on().as_deref(),
             Some("based on your last 3 cooks")
         );
+        // The same mean bias from cooks that scatter is believed less.
+        let mut noisy = SmokerProfile::default();
+        for b in [0.9, -0.3, 0.9, -0.3] {
+            noisy.learn(None, None, &[outcome(3_000.0, b)]);
+        }
+        let mut steady = SmokerProfile::default();
+        for _ in 0..4 {
+            steady.learn(None, None, &[outcome(3_000.0, 0.3)]);
+        }
+        let noisy = noisy.prior_for(None, None, &PRIORS).bias;
+        let steady = steady.prior_for(None, None, &PRIORS).bias;
+        assert!(
+            0.0 < noisy && noisy < steady && steady < 0.3,
+            "{noisy} {steady}"
+        );
     }
 
     #[test]
-    fn a_meat_shrinks_toward_the_device_and_the_probes_of_a_cook_count_once() {
+    fn a_named_meat_learns_from_its_own_kind_and_the_probes_of_a_cook_count_once() {
         let mut p = SmokerProfile::default();
-        p.learn(Some("brisket"), None, &[outcome(3_000.0, 0.0)]);
+        let mut brisket = outcome(3_000.0, 0.5);
+        brisket.stall_c = Some(60.0);
+        p.learn(Some("brisket"), None, &[brisket]);
         // Two probes of one pork butt: one cook, their mean.
         p.learn(
             Some("Pork butt"),
@@ -539,22 +621,28 @@ mod tests {
             &[outcome(5_000.0, 0.2), outcome(7_000.0, 0.4)],
         );
         assert_eq!(p.all.cooks, 2);
+        assert_eq!(p.by_meat["pork_shoulder"].cooks, 1);
         let pork = p.prior_for(Some("pork shoulder"), Some(4.0), &PRIORS);
-        // Device: (3000 + 6000 + 9000) / 3 = 6000; pork: (6000 + 6000) / 2.
-        assert!((pork.stall_s - 6_000.0).abs() < 1e-9, "{pork:?}");
         assert_eq!(pork.meat_cooks, 1);
         assert_eq!(
             pork.based_on().as_deref(),
             Some("based on your last pork shoulder")
         );
+        // Its stall from the pork alone (6000 s, half way from 9000), not the brisket's.
+        assert!(pork.stall_s > 6_000.0 && pork.stall_s < 9_000.0, "{pork:?}");
         // The same k per kg^(2/3): a heavier piece heats more slowly.
         let heavier = p.prior_for(Some("pork_shoulder"), Some(8.0), &PRIORS);
         assert!(heavier.k.expect("k") < pork.k.expect("k"));
-        // A meat never cooked here starts from the device.
+        // A meat never cooked here learns nothing but the smoker's stall level.
         let chicken = p.prior_for(Some("chicken"), None, &PRIORS);
         assert_eq!(chicken.meat_cooks, 0);
-        assert_eq!(chicken.k, None);
-        assert!((chicken.stall_s - 6_000.0).abs() < 1e-9);
+        assert_eq!((chicken.k, chicken.bias), (None, 0.0));
+        assert_eq!(chicken.stall_s, PRIORS.stall_s);
+        assert!(chicken.stall_c < PRIORS.stall_c, "{chicken:?}");
+        assert_eq!(
+            chicken.based_on().as_deref(),
+            Some("based on your last 2 cooks")
+        );
     }
 
     #[test]

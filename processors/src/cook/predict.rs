@@ -31,12 +31,6 @@ pub const STALL_PRIOR_S: f64 = 9_000.0;
 const LOW_AND_SLOW_PIT_C: f64 = 150.0;
 /// Where a stall holds the meat, °C (a flat stretch at the bottom of the band).
 pub const STALL_PLATEAU_C: f64 = 65.0;
-/// A learnt heating coefficient weighs as much as this many fit samples at a typical drive.
-const K_PRIOR_SAMPLES: f64 = 4.0;
-/// The typical drive (pit less meat) of a learnt coefficient's weight, °C.
-const K_PRIOR_DRIVE_C: f64 = 50.0;
-/// Relative error of a learnt coefficient used alone.
-const K_PRIOR_REL: f64 = 0.3;
 /// z for a two-sided 80 % interval.
 const Z80: f64 = 1.2816;
 
@@ -72,34 +66,9 @@ impl Estimate {
     }
 }
 
-/// What a cook starts from: the stall and heating coefficient learnt from earlier cooks on
-/// the device (see [`super::learn`]), else the built-in priors.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NewtonPrior {
-    /// A heating coefficient to start from, 1/s.
-    pub k: Option<f64>,
-    /// Expected total length of a stall, s.
-    pub stall_s: f64,
-    /// Where a stall holds the meat, °C.
-    pub plateau_c: f64,
-}
-
-impl Default for NewtonPrior {
-    fn default() -> Self {
-        Self {
-            k: None,
-            stall_s: STALL_PRIOR_S,
-            plateau_c: STALL_PLATEAU_C,
-        }
-    }
-}
-
 /// Per-probe fit state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Predictor {
-    /// What this cook started from.
-    #[serde(default)]
-    pub prior: NewtonPrior,
     /// Weighted sums for rate (°C/s) against drive (°C), through the origin.
     sxx: f64,
     sxy: f64,
@@ -155,38 +124,21 @@ pub struct PredictInputs {
 }
 
 impl Predictor {
-    /// The heating coefficient against the pit, 1/s (with the learnt prior).
+    /// The heating coefficient fitted against the pit, 1/s.
     pub fn k(&self) -> Option<f64> {
         self.k_with_pit().map(|(k, _)| k)
     }
 
-    /// The heating coefficient this cook's own readings fitted, 1/s (no prior).
-    pub fn own_k(&self) -> Option<f64> {
-        (self.w >= MIN_EVIDENCE && self.sxx > 0.0)
-            .then(|| self.sxy / self.sxx)
-            .filter(|k| *k > 0.0)
-    }
-
     /// The heating coefficient, 1/s, and its relative standard error, with a pit.
-    /// A coefficient learnt from earlier cooks weighs in as a few samples, and stands alone
-    /// until the cook has its own evidence.
     fn k_with_pit(&self) -> Option<(f64, f64)> {
-        let prior = self.prior.k.filter(|k| *k > 0.0);
         if self.w < MIN_EVIDENCE || self.sxx <= 0.0 {
-            return prior.map(|k| (k, K_PRIOR_REL));
+            return None;
         }
-        let fitted = self.sxy / self.sxx;
-        let k = match prior {
-            Some(k0) => {
-                let p = K_PRIOR_SAMPLES * K_PRIOR_DRIVE_C * K_PRIOR_DRIVE_C;
-                (self.sxy + p * k0) / (self.sxx + p)
-            }
-            None => fitted,
-        };
+        let k = self.sxy / self.sxx;
         if k <= 0.0 {
             return None;
         }
-        let resid = (self.syy - fitted * self.sxy).max(0.0) / (self.w - 1.0).max(1.0);
+        let resid = (self.syy - k * self.sxy).max(0.0) / (self.w - 1.0).max(1.0);
         let se = (resid / self.sxx).sqrt();
         Some((k, se / k))
     }
@@ -315,7 +267,7 @@ impl Predictor {
             let left = if breaking {
                 0.0
             } else {
-                (self.prior.stall_s - elapsed).max(600.0)
+                (STALL_PRIOR_S - elapsed).max(600.0)
             };
             (left, 0.3 * left, 2.5 * left + 1_800.0)
         } else if !self.stalled_before
@@ -323,15 +275,14 @@ impl Predictor {
             && asymptote < LOW_AND_SLOW_PIT_C
             && i.temp_c < STALL_BAND_C.1
             && cook_target_c > STALL_BAND_C.1
-            && i.target_c > self.prior.plateau_c
+            && i.target_c > STALL_PLATEAU_C
         {
-            let s = self.prior.stall_s;
-            (s, 0.2 * s, 2.0 * s)
+            (STALL_PRIOR_S, 0.2 * STALL_PRIOR_S, 2.0 * STALL_PRIOR_S)
         } else {
             (0.0, 0.0, 0.0)
         };
         let from = if stall {
-            i.temp_c.max(self.prior.plateau_c)
+            i.temp_c.max(STALL_PLATEAU_C)
         } else {
             i.temp_c
         };
