@@ -8,7 +8,7 @@
 use emberline_ingest::simulator::{MeatKind, SimulatedCook, smoker_cooks};
 use emberline_processors::cook::eval::CookLog;
 use emberline_processors::cook::forecast::ModelParams;
-use emberline_processors::cook::intel::{CookBrain, CookInput};
+use emberline_processors::cook::intel::{CookBrain, CookInput, CookOutput};
 use emberline_processors::cook::learning::{
     CookResult, DeviceCook, by_cook_index, evaluate_device, later_cooks,
 };
@@ -85,11 +85,22 @@ fn later_cooks_of_a_smoker_are_predicted_better_than_with_nothing_learnt() {
 }
 
 /// Feeds one simulated cook into `brain` on device `d1` as the processor would: a cook
-/// started naming its meat, the readings, and its end.
-fn cook_on(brain: &mut CookBrain, cook_id: &str, scenario_cook: &SimulatedCook, end_early: bool) {
+/// started naming its meat, the readings, and its end. Returns what its last prediction
+/// said it was based on.
+fn cook_on(
+    brain: &mut CookBrain,
+    cook_id: &str,
+    scenario_cook: &SimulatedCook,
+    end_early: bool,
+) -> Option<String> {
     let start = scenario_cook.meat[0].0 - 1_000;
-    let send = |brain: &mut CookBrain, input: CookInput| {
-        brain.apply(&input);
+    let mut based_on = None;
+    let mut send = |brain: &mut CookBrain, input: CookInput| {
+        for out in brain.apply(&input).0 {
+            if let CookOutput::Prediction(p) = out {
+                based_on = Some(p.based_on);
+            }
+        }
     };
     send(
         brain,
@@ -142,6 +153,7 @@ fn cook_on(brain: &mut CookBrain, cook_id: &str, scenario_cook: &SimulatedCook, 
             event_time: end + 1_000,
         }),
     );
+    based_on.flatten()
 }
 
 #[test]
@@ -165,18 +177,22 @@ fn the_processor_learns_from_a_completed_cook_only_and_starts_the_next_from_it()
         source: "test".into(),
     }));
     // Ended an hour in, before the chicken was done: nothing learnt.
-    cook_on(&mut brain, "c1", &cooks[0], true);
+    assert_eq!(cook_on(&mut brain, "c1", &cooks[0], true), None);
     let dev = &brain.devices["d1"];
     assert_eq!(dev.profile.all.cooks, 0, "{:?}", dev.profile);
     // Done: learnt, once, under its meat.
-    cook_on(&mut brain, "c2", &cooks[1], false);
+    assert_eq!(cook_on(&mut brain, "c2", &cooks[1], false), None);
     let profile = brain.devices["d1"].profile.clone();
     assert_eq!(profile.all.cooks, 1, "{profile:?}");
     assert_eq!(profile.by_meat["chicken"].cooks, 1);
     assert!(profile.by_meat["chicken"].bias.n > 0.0, "{profile:?}");
     // The next cook starts from it: its prior, and its food probe's forecaster.
     let mut replay = brain.clone();
-    cook_on(&mut brain, "c3", &cooks[2], false);
+    assert_eq!(
+        cook_on(&mut brain, "c3", &cooks[2], false).as_deref(),
+        Some("based on your last chicken"),
+        "the predictions say what they learnt from"
+    );
     assert_eq!(brain.devices["d1"].profile.all.cooks, 2);
     replay.apply(&CookInput::CookStarted(CookStarted {
         cook_id: "c3".into(),

@@ -565,6 +565,11 @@ fn emit_prediction(dev: &mut DeviceIntel, probe_id: &str, seq: i64) -> Option<Pr
         .as_ref()
         .map(|c| c.cook_id.clone())
         .unwrap_or_default();
+    let based_on = dev
+        .cook
+        .as_ref()
+        .and_then(|c| c.prior.as_ref())
+        .and_then(CookPrior::based_on);
     let probe = dev.probes.get_mut(probe_id)?;
     let estimate = probe.estimate.clone()?;
     let figures = probe.figures.clone()?;
@@ -604,6 +609,7 @@ fn emit_prediction(dev: &mut DeviceIntel, probe_id: &str, seq: i64) -> Option<Pr
         pit_phase: pit_phase.as_str().to_owned(),
         method: estimate.method.clone(),
         source_seq: seq,
+        based_on,
     })
 }
 
