@@ -276,30 +276,33 @@ impl CookPrior {
         }
     }
 
-    /// "based on your last 3 pork shoulders", or on the device's cooks; `None` before any.
+    /// "based on your last 3 pork shoulders" — or, for a cook that names no meat, "based on
+    /// your last 2 cooks"; `None` while the estimate uses nothing learnt (no earlier cook of
+    /// its meat: the smoker's stall level alone does not move the forecast).
     pub fn based_on(&self) -> Option<String> {
-        if self.cooks == 0 {
-            return None;
-        }
         let plural = |n: u32, one: &str, many: &str| {
             if n == 1 {
-                format!("your last {one}")
+                format!("based on your last {one}")
             } else {
-                format!("your last {n} {many}")
+                format!("based on your last {n} {many}")
             }
         };
-        Some(match (&self.meat, self.meat_cooks) {
-            (Some(meat), n) if n > 0 => {
+        match &self.meat {
+            Some(meat) if self.meat_cooks > 0 && meat == Cut::Other.name() => {
+                Some(plural(self.meat_cooks, "cook like this", "cooks like this"))
+            }
+            Some(meat) if self.meat_cooks > 0 => {
                 let words = meat.replace('_', " ");
                 let many = if words.ends_with('s') {
                     words.clone()
                 } else {
                     format!("{words}s")
                 };
-                format!("based on {}", plural(n, &words, &many))
+                Some(plural(self.meat_cooks, &words, &many))
             }
-            _ => format!("based on {}", plural(self.cooks, "cook", "cooks")),
-        })
+            None if self.cooks > 0 => Some(plural(self.cooks, "cook", "cooks")),
+            _ => None,
+        }
     }
 }
 
@@ -639,10 +642,7 @@ mod tests {
         assert_eq!((chicken.k, chicken.bias), (None, 0.0));
         assert_eq!(chicken.stall_s, PRIORS.stall_s);
         assert!(chicken.stall_c < PRIORS.stall_c, "{chicken:?}");
-        assert_eq!(
-            chicken.based_on().as_deref(),
-            Some("based on your last 2 cooks")
-        );
+        assert_eq!(chicken.based_on(), None);
     }
 
     #[test]
