@@ -232,3 +232,45 @@ pub(crate) fn simulated_cook(seed: u64, target_c: f64) -> CookLog {
         emberline_ingest::simulator::classic_cook(seed, target_c, SIMULATION_LIMIT_MS);
     CookLog::simulated(format!("simulated seed {seed}"), target_c, pit, meat)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(name: &str, first_ms: i64) -> CookLog {
+        CookLog {
+            name: name.to_owned(),
+            meat: vec![(first_ms, Some(5.0)), (first_ms + 60_000, Some(6.0))],
+            ..CookLog::default()
+        }
+    }
+
+    #[test]
+    fn recorded_files_group_into_devices_with_their_cooks_in_time_order() {
+        let logs = [
+            log("tempfit_pork.csv", 3_000),
+            log("tempfit_brisket_p2.csv", 1_500),
+            log("tempfit_turkey_p1.csv", 2_000),
+            log("tempfit_brisket_p1.csv", 1_000),
+            log("other_ribs.csv", 500),
+            log("roast-chicken.csv", 100),
+        ];
+        let devices = recorded_devices(&logs);
+        // `other` has one cook and `roast-chicken` names no device: both left out.
+        assert_eq!(devices.len(), 1);
+        let (device, cooks) = &devices[0];
+        assert_eq!(device, "tempfit");
+        let names: Vec<&str> = cooks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["tempfit brisket", "tempfit turkey", "tempfit pork"],
+            "by each cook's first reading"
+        );
+        assert_eq!(
+            cooks[0].probes.len(),
+            2,
+            "the brisket's two probes are one cook"
+        );
+        assert_eq!(cooks[2].meat.as_deref(), Some("pork"));
+    }
+}
