@@ -133,6 +133,11 @@ enum Command {
         /// Target of the simulated cooks, Celsius.
         #[arg(long, default_value_t = 93.0)]
         target_c: f64,
+        /// Add the learning evaluation: each device's cooks in time order, each predicted
+        /// with what the earlier ones taught only, beside no learning (simulated smokers,
+        /// and recorded files named `<device>_<cook>[_pN].csv`).
+        #[arg(long)]
+        learning: bool,
     },
     /// Write a consistent backup of the data directory's stores (log and registry,
     /// projections, notification outbox) to one file. When a process holds the directory,
@@ -226,10 +231,12 @@ fn run() -> Result<()> {
         files,
         simulated,
         target_c,
+        learning,
     } = &cli.command
     {
-        let table =
-            tracing::dispatcher::with_default(&logs, || eval::run(files, *simulated, *target_c))?;
+        let table = tracing::dispatcher::with_default(&logs, || {
+            eval::run(files, *simulated, *target_c, *learning)
+        })?;
         #[allow(clippy::print_stdout)]
         {
             print!("{table}");

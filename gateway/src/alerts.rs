@@ -49,6 +49,7 @@ fn prediction_to_proto(p: ProbePrediction) -> Prediction {
         phase: p.phase,
         pit_phase: p.pit_phase,
         method: p.method,
+        based_on: p.based_on,
     }
 }
 
@@ -393,6 +394,7 @@ impl Tailed for PredictionEvent {
                 phase: p.phase,
                 pit_phase: p.pit_phase,
                 method: p.method,
+                based_on: p.based_on,
             }),
         })
     }

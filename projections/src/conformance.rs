@@ -451,6 +451,7 @@ pub async fn predictions_alerts_and_rules_are_kept_listed_and_removed(backend: &
         stall: t > 5,
         phase: "heating".into(),
         pit_phase: "holding".into(),
+        based_on: Some("based on your last 2 briskets".into()),
         method: "newton".into(),
     };
     {

@@ -61,7 +61,9 @@ const FORMAT_VERSION_KEY: &str = "format_version";
 /// failing value by value. A store from before versions were recorded is version 1.
 ///
 /// 2: a cook carries its plan (`CookSession::meat`, `weight_kg`, `serve_at_ms`, `rest_min`).
-pub const FORMAT_VERSION: i64 = 2;
+/// 3: the cook processor's device state carries the profile learnt from the device's
+/// completed cooks, and each probe what its cook has shown so far.
+pub const FORMAT_VERSION: i64 = 3;
 
 /// History points removed per write transaction by retention: few, so batches wait little.
 const EXPIRE_POINTS_PER_TXN: usize = 2_000;

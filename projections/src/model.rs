@@ -233,6 +233,9 @@ pub struct ProbePrediction {
     pub pit_phase: String,
     /// Estimation method.
     pub method: String,
+    /// What the estimate learnt from the device's completed cooks ("based on your last 3
+    /// pork shoulders").
+    pub based_on: Option<String>,
 }
 
 /// One alert episode.

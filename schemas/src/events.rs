@@ -338,6 +338,10 @@ pub struct PredictionUpdated {
     pub method: String,
     /// Position in the processor's merged input order.
     pub source_seq: i64,
+    /// What the estimate learnt from the device's completed cooks ("based on your last 3
+    /// pork shoulders"); `None` while it has none.
+    #[serde(default)]
+    pub based_on: Option<String>,
 }
 
 /// An alert rule was set or removed. See `alert_rule_set.avsc`.

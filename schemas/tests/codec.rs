@@ -112,9 +112,9 @@ prop_compose! {
         temperature_c in finite(), target_c in finite(), pit_c in prop::option::of(finite()),
         remaining_s in prop::option::of(finite()), low_s in prop::option::of(finite()), high_s in prop::option::of(finite()),
         done_at in prop::option::of(any::<i64>()), stall in any::<bool>(), phase in text(), pit_phase in text(),
-        method in text(), source_seq in any::<i64>()) -> PredictionUpdated {
+        method in text(), source_seq in any::<i64>(), based_on in prop::option::of(text())) -> PredictionUpdated {
         PredictionUpdated { device_id, probe_id, cook_id, event_time, temperature_c, target_c, pit_c, remaining_s,
-            low_s, high_s, done_at, stall, phase, pit_phase, method, source_seq }
+            low_s, high_s, done_at, stall, phase, pit_phase, method, source_seq, based_on }
     }
 }
 

@@ -120,6 +120,8 @@ pub struct SimulatedCook {
     pub core_done_ms: Option<i64>,
     /// The smoker's hidden parameters.
     pub smoker: SmokerTraits,
+    /// The piece's weight, kg (what a user would give the cook).
+    pub weight_kg: Option<f64>,
 }
 
 impl CookScenario {
@@ -188,6 +190,7 @@ impl CookScenario {
 
     /// Runs the cook until the meat probe reads a degree past the target (or the limit).
     pub fn run(&self) -> SimulatedCook {
+        let samples = self.samples();
         let mut cook = SimulatedCook {
             name: self.name.clone(),
             target_c: self.target_c,
@@ -196,8 +199,9 @@ impl CookScenario {
             core: Vec::new(),
             core_done_ms: None,
             smoker: self.smoker(),
+            weight_kg: samples.cook.weight_kg(),
         };
-        for s in self.samples() {
+        for s in samples {
             cook.meat.push((s.event_time_ms, Some(s.meat_c)));
             if let Some(pit) = s.pit_c {
                 cook.pit.push((s.event_time_ms, Some(pit)));

@@ -17,6 +17,7 @@ use emberline_schemas::events::{CookStarted, DeviceRegistered, ProbeReading};
 
 use super::forecast::{Calibration, LOG_OFFSET_S, ModelParams};
 use super::intel::{CookBrain, CookInput};
+use super::learn::{CookPrior, Outcome, SmokerProfile};
 use super::predict::Estimate;
 
 /// Progress points scored.
@@ -299,9 +300,19 @@ pub fn evaluate(log: &CookLog) -> Result<Scored, EvalError> {
 
 /// Replays a cook through the processor's fold with `params` and scores it.
 pub fn evaluate_with(log: &CookLog, params: &ModelParams) -> Result<Scored, EvalError> {
-    let truth = truth(log)
-        .ok_or_else(|| format_error(&log.name, "the food probe never rose to a steady maximum"))?;
+    let truth = truth_of(log)?;
     let estimates = replay(log, truth.target_c, params);
+    Ok(score(log, truth, &estimates))
+}
+
+/// The truth of a cook, or why it cannot be scored.
+pub(crate) fn truth_of(log: &CookLog) -> Result<Truth, EvalError> {
+    truth(log)
+        .ok_or_else(|| format_error(&log.name, "the food probe never rose to a steady maximum"))
+}
+
+/// Scores the estimates the fold made for a cook against its truth.
+pub(crate) fn score(log: &CookLog, truth: Truth, estimates: &[(i64, Estimate)]) -> Scored {
     let stall_flagged = estimates.iter().any(|(_, e)| e.stall);
     let mut scored = Scored {
         name: log.name.clone(),
@@ -330,11 +341,40 @@ pub fn evaluate_with(log: &CookLog, params: &ModelParams) -> Result<Scored, Eval
             v[i] = error(last.map(|(_, s)| *s));
         }
     }
-    Ok(scored)
+    scored
 }
 
 /// Every estimate the fold made for the food probe, by event time.
 fn replay(log: &CookLog, target_c: f64, params: &ModelParams) -> Vec<(i64, Estimate)> {
+    replay_on(log, target_c, params, &OnDevice::default()).estimates
+}
+
+/// The device a replayed cook runs on: what it learnt from its earlier cooks, and what the
+/// cook names.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct OnDevice<'a> {
+    /// The device's profile (`None`: a device with no completed cook).
+    pub(crate) profile: Option<&'a SmokerProfile>,
+    /// The meat the cook names.
+    pub(crate) meat: Option<&'a str>,
+    /// Its weight, kg.
+    pub(crate) weight_kg: Option<f64>,
+}
+
+/// A replay's estimates, and what the cook taught the device when it completed.
+pub(crate) struct Replayed {
+    pub(crate) estimates: Vec<(i64, Estimate)>,
+    pub(crate) outcome: Option<Outcome>,
+    pub(crate) prior: Option<CookPrior>,
+}
+
+/// Replays a cook on a device through the processor's fold.
+pub(crate) fn replay_on(
+    log: &CookLog,
+    target_c: f64,
+    params: &ModelParams,
+    device: &OnDevice<'_>,
+) -> Replayed {
     let first = log
         .meat
         .iter()
@@ -343,8 +383,8 @@ fn replay(log: &CookLog, target_c: f64, params: &ModelParams) -> Vec<(i64, Estim
         .min()
         .unwrap_or(0);
     let mut brain = CookBrain::default();
-    let setup = [
-        CookInput::Registered(DeviceRegistered {
+    brain.apply_with(
+        &CookInput::Registered(DeviceRegistered {
             device_id: DEVICE.into(),
             event_time: first,
             tenant: "eval".into(),
@@ -353,7 +393,13 @@ fn replay(log: &CookLog, target_c: f64, params: &ModelParams) -> Vec<(i64, Estim
             probe_labels: [(PIT.into(), "Pit".into()), (MEAT.into(), "Food".into())].into(),
             source: "eval".into(),
         }),
-        CookInput::CookStarted(CookStarted {
+        params,
+    );
+    if let (Some(profile), Some(dev)) = (device.profile, brain.devices.get_mut(DEVICE)) {
+        dev.profile = profile.clone();
+    }
+    brain.apply_with(
+        &CookInput::CookStarted(CookStarted {
             cook_id: "eval".into(),
             device_id: DEVICE.into(),
             event_time: first,
@@ -361,15 +407,13 @@ fn replay(log: &CookLog, target_c: f64, params: &ModelParams) -> Vec<(i64, Estim
             targets_c: [(MEAT.into(), target_c)].into(),
             pit_min_c: None,
             pit_max_c: None,
-            meat: None,
-            weight_kg: None,
+            meat: device.meat.map(str::to_owned),
+            weight_kg: device.weight_kg,
             serve_at_ms: None,
             rest_min: None,
         }),
-    ];
-    for input in &setup {
-        brain.apply_with(input, params);
-    }
+        params,
+    );
     let mut readings: Vec<(i64, u8, Option<f64>)> = log
         .pit
         .iter()
@@ -377,7 +421,7 @@ fn replay(log: &CookLog, target_c: f64, params: &ModelParams) -> Vec<(i64, Estim
         .chain(log.meat.iter().map(|(t, v)| (*t, 1, *v)))
         .collect();
     readings.sort_by_key(|(t, which, _)| (*t, *which));
-    let mut out = Vec::new();
+    let mut estimates = Vec::new();
     for (t, which, temp) in readings {
         let probe = if which == 0 { PIT } else { MEAT };
         brain.apply_with(
@@ -398,10 +442,19 @@ fn replay(log: &CookLog, target_c: f64, params: &ModelParams) -> Vec<(i64, Estim
                 .and_then(|d| d.probes.get(MEAT))
                 .and_then(|p| p.estimate.clone())
         {
-            out.push((t, e));
+            estimates.push((t, e));
         }
     }
-    out
+    let dev = brain.devices.get(DEVICE);
+    Replayed {
+        estimates,
+        outcome: dev
+            .and_then(|d| d.probes.get(MEAT))
+            .and_then(|p| p.observed.outcome()),
+        prior: dev
+            .and_then(|d| d.cook.as_ref())
+            .and_then(|c| c.prior.clone()),
+    }
 }
 
 /// Linear extrapolation over the last 10 minutes of raw readings before `at`.

@@ -42,6 +42,12 @@
 //! [`ModelParams::default`] holds the values fitted on all shared recorded cooks. As the cook
 //! goes the remaining time shrinks and the interval with it.
 //!
+//! **Learnt prior.** A cook on a device with completed cooks starts from what they taught
+//! ([`super::learn`], [`ForecastPrior`]): without a pit probe the curve heads for the
+//! device's learnt effective asymptote instead of the fitted margin, and the blend (with its
+//! interval) is moved by the device's learnt timing bias in log time. With nothing learnt
+//! both are the model's own, and the forecast is what it was without learning.
+//!
 //! Robustness: readings feed the curve only while the probe is heating or stalled — not while
 //! it is out of the food, nor for a few minutes after it is back (it is still catching up
 //! with the meat). Gaps just leave bins empty. The pit forecast is a robust level (the median
@@ -254,9 +260,23 @@ struct Fits {
     target_c: f64,
 }
 
+/// What a cook's forecast starts from, learnt from earlier cooks on the device (see
+/// [`super::learn`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForecastPrior {
+    /// The effective asymptote's margin above the target without a pit probe, °C (`None`:
+    /// the model's).
+    pub margin_c: Option<f64>,
+    /// Added to the blend in log time: what this smoker's cooks showed the model misses.
+    pub bias: f64,
+}
+
 /// Per-probe forecaster state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Forecaster {
+    /// What this cook started from.
+    #[serde(default)]
+    pub prior: ForecastPrior,
     bins: Bins,
     heating_since: Option<i64>,
     settle_until: Option<i64>,
@@ -413,7 +433,8 @@ impl Forecaster {
             .fold(f64::NEG_INFINITY, f64::max);
         // With a pit probe the meat heads for the pit (the window's k takes in what
         // evaporation costs); without one, for a level the margin above the target.
-        let asym = pit_c.unwrap_or(target_c + params.asymptote_margin_c);
+        let margin = self.prior.margin_c.unwrap_or(params.asymptote_margin_c);
+        let asym = pit_c.unwrap_or(target_c + margin);
         let asym = asym.max(target_c + 1.0).max(hottest + 1.0);
         let curve = (curve_bins.len() >= MIN_BINS)
             .then(|| {
@@ -551,6 +572,8 @@ impl Forecaster {
         let scored_mse = parts.iter().map(|p| p.2 * skill[p.0]).sum::<f64>() / w;
         let cal = &params.calibration;
         let sigma = (cal.sigma_floor.powi(2) + spread + scored_mse).sqrt();
+        // The spread is about the forecasters' own mean; the learnt bias moves all of it.
+        let mean = mean + self.prior.bias;
         let from_log = |l: f64| (l.exp() - LOG_OFFSET_S).max(0.0);
         let main = parts
             .iter()

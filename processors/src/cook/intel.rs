@@ -13,9 +13,12 @@ use emberline_schemas::events::{
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{Rule, RuleKind, RuleState, Status, Transition};
-use super::forecast::{ForecastInputs, Forecaster, ModelParams, PitRecent};
+use super::forecast::{
+    ForecastInputs, ForecastPrior, Forecaster, LOG_OFFSET_S, ModelParams, PitRecent,
+};
+use super::learn::{CookPrior, Observed, ObservedReading, Priors, SmokerProfile};
 use super::phase::{PitPhase, PitTracker, ProbeInputs, ProbePhase, ProbeTracker};
-use super::predict::{Estimate, PredictInputs, Predictor};
+use super::predict::{Estimate, PredictInputs, Predictor, STALL_PLATEAU_C, STALL_PRIOR_S};
 use crate::trend::{TrendFigures, TrendState};
 
 /// A prediction is re-emitted at most this often per probe (event time), unless its phase,
@@ -112,20 +115,40 @@ pub struct ProbeIntel {
     pub last_plugged_seen: Option<i64>,
     /// Latest estimate.
     pub estimate: Option<Estimate>,
+    /// What this cook has shown so far, for the device's profile when it completes.
+    #[serde(default)]
+    pub observed: Observed,
     /// (event time, phase, stall, target) of the last emitted prediction.
     last_emitted: Option<(i64, ProbePhase, bool, u64)>,
 }
 
 impl ProbeIntel {
-    /// A probe whose rates come from [`TrendState`].
-    fn for_trend() -> Self {
+    /// A probe whose rates come from [`TrendState`], starting its cook from `prior`.
+    fn for_trend(prior: Option<&CookPrior>) -> Self {
+        let mut probe = Self::default();
+        probe.start_cook(prior);
+        probe
+    }
+
+    /// Starts the fits of a new cook afresh (the last cook's meat is not this one's), from
+    /// what the device's earlier cooks taught.
+    fn start_cook(&mut self, prior: Option<&CookPrior>) {
         // The trend's rate is a regression over its whole window, centred half a window
         // back; its smoothed temperature averages the last SMOOTHING_MS.
         let lag_ms = (crate::trend::WINDOW_MS - crate::trend::SMOOTHING_MS) / 2;
-        Self {
-            predictor: Predictor::with_rate_lag(lag_ms as f64 / 60_000.0),
-            ..Self::default()
+        self.predictor = Predictor::with_rate_lag(lag_ms as f64 / 60_000.0);
+        self.forecaster = Forecaster::default();
+        // The learnt bias and, without a pit probe, the learnt asymptote. The learnt stall
+        // and heating coefficient stay in the profile (see `learn`): fed to the predictor
+        // they made the simulated smokers' predictions worse.
+        if let Some(p) = prior {
+            self.forecaster.prior = ForecastPrior {
+                margin_c: Some(p.margin_c),
+                bias: p.bias,
+            };
         }
+        self.observed = Observed::default();
+        self.estimate = None;
     }
 }
 
@@ -141,6 +164,15 @@ pub struct ActiveCook {
     /// What it was planned for (serving time, rest, cut), when it named a serving time.
     #[serde(default)]
     pub plan: Option<super::behind_plan::CookPlan>,
+    /// The meat it named.
+    #[serde(default)]
+    pub meat: Option<String>,
+    /// Its weight, kg, when it named it.
+    #[serde(default)]
+    pub weight_kg: Option<f64>,
+    /// What it started from: the device's earlier cooks.
+    #[serde(default)]
+    pub prior: Option<CookPrior>,
 }
 
 /// A device's cook state.
@@ -171,6 +203,9 @@ pub struct DeviceIntel {
     pub online: bool,
     /// Server time the device was last heard from.
     pub last_seen: Option<i64>,
+    /// What its completed cooks taught.
+    #[serde(default)]
+    pub profile: SmokerProfile,
 }
 
 /// Whether a probe is the pit (ambient) probe, by its id or label.
@@ -311,11 +346,25 @@ impl CookBrain {
             CookInput::Removed(_) => end_all(dev, now, seq, "device removed", &mut out),
             CookInput::CookStarted(c) => {
                 end_all(dev, now, seq, "a new cook started", &mut out);
+                learn_from_cook(dev);
+                let meat = c.meat.clone().or_else(|| c.what.clone());
+                let prior =
+                    dev.profile
+                        .prior_for(meat.as_deref(), c.weight_kg, &built_in_priors(params));
+                let pit = dev.pit_probe().map(str::to_owned);
+                for (id, probe) in &mut dev.probes {
+                    if pit.as_deref() != Some(id.as_str()) {
+                        probe.start_cook(Some(&prior));
+                    }
+                }
                 dev.cook = Some(ActiveCook {
                     cook_id: c.cook_id.clone(),
                     pit_min_c: c.pit_min_c,
                     pit_max_c: c.pit_max_c,
                     plan: super::behind_plan::CookPlan::of(c),
+                    meat,
+                    weight_kg: c.weight_kg,
+                    prior: Some(prior),
                 });
                 dev.targets_c = c.targets_c.clone();
                 dev.rules.retain(|_, r| r.cook_id.is_none());
@@ -330,6 +379,7 @@ impl CookBrain {
             CookInput::CookEnded(c) => {
                 if dev.cook.as_ref().is_some_and(|k| k.cook_id == c.cook_id) {
                     end_all(dev, now, seq, "cook ended", &mut out);
+                    learn_from_cook(dev);
                     dev.cook = None;
                     dev.targets_c.clear();
                     dev.rules
@@ -362,12 +412,43 @@ impl CookBrain {
     }
 }
 
+/// The priors a device's profile shrinks toward: the predictor's stall and the model's
+/// asymptote margin.
+fn built_in_priors(params: &ModelParams) -> Priors {
+    Priors {
+        stall_s: STALL_PRIOR_S,
+        stall_c: STALL_PLATEAU_C,
+        margin_c: params.asymptote_margin_c,
+    }
+}
+
+/// The cook in progress is over: what its food probes that reached their targets showed goes
+/// into the device's profile, once.
+fn learn_from_cook(dev: &mut DeviceIntel) {
+    let Some(cook) = &dev.cook else {
+        return;
+    };
+    let pit = dev.pit_probe().map(str::to_owned);
+    let outcomes: Vec<_> = dev
+        .probes
+        .iter()
+        .filter(|(id, _)| pit.as_deref() != Some(id.as_str()))
+        .filter_map(|(_, p)| p.observed.outcome())
+        .collect();
+    let (meat, weight_kg) = (cook.meat.clone(), cook.weight_kg);
+    dev.profile.learn(meat.as_deref(), weight_kg, &outcomes);
+    for probe in dev.probes.values_mut() {
+        probe.observed = Observed::default();
+    }
+}
+
 fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64, params: &ModelParams) {
     let is_pit = is_pit_probe(&r.probe_id, dev.labels.get(&r.probe_id).map(String::as_str));
+    let prior = dev.cook.as_ref().and_then(|c| c.prior.as_ref());
     let probe = dev
         .probes
         .entry(r.probe_id.clone())
-        .or_insert_with(ProbeIntel::for_trend);
+        .or_insert_with(|| ProbeIntel::for_trend(prior));
     let figures = probe.trend.update(r.event_time, r.temperature_c);
     probe.event_time = Some(
         probe
@@ -432,14 +513,34 @@ fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64, params: &Mod
                 target_c,
             };
             probe.predictor.update(reading);
-            Some(probe.forecaster.update(
+            let estimate = probe.forecaster.update(
                 ForecastInputs {
                     reading,
                     newton: &probe.predictor,
                     pit_forecast_c,
                 },
                 params,
-            ))
+            );
+            // What the model said before the learnt bias: the next cook's bias is learnt
+            // from it.
+            let bias = probe.forecaster.prior.bias;
+            let unbiased = estimate.remaining_s.map(|s| {
+                if estimate.method.starts_with("blend") {
+                    ((s + LOG_OFFSET_S).ln() - bias).exp() - LOG_OFFSET_S
+                } else {
+                    s
+                }
+            });
+            probe.observed.record(ObservedReading {
+                time: r.event_time,
+                temp_c: f.smoothed_c,
+                phase,
+                target_c,
+                pit_c,
+                k: probe.predictor.k(),
+                remaining_s: unbiased,
+            });
+            Some(estimate)
         }
         // Unplugged: the last estimate, aged, until it is back.
         (Some(_), None) => Some(probe.forecaster.out(r.event_time)),
@@ -464,6 +565,11 @@ fn emit_prediction(dev: &mut DeviceIntel, probe_id: &str, seq: i64) -> Option<Pr
         .as_ref()
         .map(|c| c.cook_id.clone())
         .unwrap_or_default();
+    let based_on = dev
+        .cook
+        .as_ref()
+        .and_then(|c| c.prior.as_ref())
+        .and_then(CookPrior::based_on);
     let probe = dev.probes.get_mut(probe_id)?;
     let estimate = probe.estimate.clone()?;
     let figures = probe.figures.clone()?;
@@ -503,6 +609,7 @@ fn emit_prediction(dev: &mut DeviceIntel, probe_id: &str, seq: i64) -> Option<Pr
         pit_phase: pit_phase.as_str().to_owned(),
         method: estimate.method.clone(),
         source_seq: seq,
+        based_on,
     })
 }
 

@@ -15,6 +15,10 @@
 //! * [`predict`]: time to target by Newton's law fitted online, stall-aware.
 //! * [`forecast`]: the estimate: Newton's, the meat's own curve and its recent rate, blended
 //!   by how well each has done on the cook so far, with a calibrated 80 % interval.
+//! * [`learn`]: per-smoker profiles learnt from completed cooks on a device (heating
+//!   coefficient, stall, pit behaviour, timing bias), which the next cook starts from.
+//! * [`learning`]: the evaluation of that learning: a device's cooks replayed in time order,
+//!   each predicted from what the earlier ones taught, beside no learning.
 //! * [`alerts`]: rules and the per-rule state machine (hysteresis, minimum duration, one
 //!   raise per episode, repeats, acknowledgements, snoozes).
 //! * [`behind_plan`]: a cook with a serving time re-checked against its predictions, and
@@ -35,6 +39,8 @@ pub mod behind_plan;
 pub mod eval;
 pub mod forecast;
 pub mod intel;
+pub mod learn;
+pub mod learning;
 pub mod phase;
 pub mod plan;
 pub mod predict;

@@ -26,11 +26,11 @@ const SAMPLE_EVERY_MS: i64 = 30_000;
 /// A fit needs this much effective evidence (samples × weight).
 const MIN_EVIDENCE: f64 = 8.0;
 /// Expected total length of a stall, seconds (a prior: stalls of big cuts run 1–4 h).
-const STALL_PRIOR_S: f64 = 9_000.0;
+pub const STALL_PRIOR_S: f64 = 9_000.0;
 /// Pits hotter than this rarely produce a visible stall (roasting, not smoking).
 const LOW_AND_SLOW_PIT_C: f64 = 150.0;
 /// Where a stall holds the meat, °C (a flat stretch at the bottom of the band).
-const STALL_PLATEAU_C: f64 = 65.0;
+pub const STALL_PLATEAU_C: f64 = 65.0;
 /// z for a two-sided 80 % interval.
 const Z80: f64 = 1.2816;
 

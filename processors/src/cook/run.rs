@@ -664,6 +664,7 @@ fn prediction(p: &PredictionUpdated) -> ProbePrediction {
         stall: p.stall,
         phase: p.phase.clone(),
         pit_phase: p.pit_phase.clone(),
+        based_on: p.based_on.clone(),
         method: p.method.clone(),
     }
 }
