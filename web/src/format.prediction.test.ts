@@ -16,6 +16,16 @@ describe("describePrediction", () => {
       `done ≈ ${formatClock(at + 5_400_000)} (${formatClock(at + 3_600_000)}–${formatClock(at + 9_000_000)}), in 1 h 30 min · in the stall`,
     );
   });
+  it("says what it learnt from this smoker's earlier cooks", () => {
+    const text = describePrediction({
+      remainingS: 60,
+      doneAtMs: BigInt(at),
+      stall: false,
+      phase: "heating",
+      basedOn: "based on your last 3 pork shoulders",
+    });
+    expect(text).toBe(`done ≈ ${formatClock(at)}, in 1 min · based on your last 3 pork shoulders`);
+  });
   it("says when there is nothing to say yet, or nothing left", () => {
     expect(describePrediction({ stall: false, phase: "heating" })).toBe("estimating…");
     expect(describePrediction({ remainingS: 0, doneAtMs: 1n, stall: false, phase: "done" })).toBe("at target");

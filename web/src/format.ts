@@ -87,6 +87,8 @@ export function describePrediction(p: {
   doneAtMs?: bigint;
   stall: boolean;
   phase: string;
+  /** What was learnt from this smoker's earlier cooks, when the estimate uses it. */
+  basedOn?: string;
 }): string {
   if (p.phase === "done" || p.remainingS === 0) return "at target";
   if (p.phase === "probe_out") return "probe out";
@@ -97,5 +99,5 @@ export function describePrediction(p: {
     p.lowS !== undefined
       ? ` (${formatClock(startedAt + p.lowS * 1000)}–${p.highS !== undefined ? formatClock(startedAt + p.highS * 1000) : "?"})`
       : "";
-  return `done ≈ ${formatClock(done)}${range}, in ${formatDuration(p.remainingS * 1000)}${p.stall ? " · in the stall" : ""}`;
+  return `done ≈ ${formatClock(done)}${range}, in ${formatDuration(p.remainingS * 1000)}${p.stall ? " · in the stall" : ""}${p.basedOn ? ` · ${p.basedOn}` : ""}`;
 }
