@@ -72,6 +72,15 @@ fn family_kib(text: &str, name: &str) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / 1024.0)
 }
 
+/// The held heap, the allocator's resident pages and the stores' caches in `text`, KiB.
+fn figures(text: &str) -> Option<(f64, f64, f64)> {
+    Some((
+        family_kib(text, "emberline_memory_allocated_bytes")?,
+        family_kib(text, "emberline_memory_resident_bytes")?,
+        family_kib(text, "emberline_store_cache_bytes")?,
+    ))
+}
+
 #[test]
 fn families_sum_over_their_label_sets() {
     let text = "# TYPE a gauge\na_bytes{store=\"log\"} 1024\na_bytes{store=\"projections\"} 2048\nb_bytes 4096\n";
@@ -122,12 +131,21 @@ async fn fifty_grills_for_half_an_hour_keep_memory_and_open_files_flat() {
     let mut up = Up::start_with(&dir, free_port(), &[("EMBERLINE_CONFIG", config.as_str())]);
     up.wait_for_device(&format!("sim-{devices}")).await;
     let pid = up.child.id();
+    emberline_common::http::install_crypto_provider();
+    let client = reqwest::Client::new();
+    // The ops endpoint starts beside the gateway: wait until it reports before sampling.
+    let deadline = Instant::now() + PATIENCE;
+    while figures(&scrape(&client, ops).await.unwrap_or_default()).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no heap or cache figures at http://{ops}/metrics"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let started = Instant::now();
     let run = Duration::from_secs(minutes * 60);
     let (mut at, mut rss, mut files) = (Vec::new(), Vec::new(), Vec::new());
     let (mut held, mut kept, mut cached) = (Vec::new(), Vec::new(), Vec::new());
-    emberline_common::http::install_crypto_provider();
-    let client = reqwest::Client::new();
     let mut ticker = tokio::time::interval(EVERY);
     while started.elapsed() < run {
         ticker.tick().await;
@@ -139,12 +157,7 @@ async fn fifty_grills_for_half_an_hour_keep_memory_and_open_files_flat() {
         };
         let minute = started.elapsed().as_secs_f64() / 60.0;
         let text = scrape(&client, ops).await.unwrap_or_default();
-        let figures = (
-            family_kib(&text, "emberline_memory_allocated_bytes"),
-            family_kib(&text, "emberline_memory_resident_bytes"),
-            family_kib(&text, "emberline_store_cache_bytes"),
-        );
-        let (Some(allocated), Some(resident), Some(caches)) = figures else {
+        let Some((allocated, resident, caches)) = figures(&text) else {
             panic!("no heap or cache figures at http://{ops}/metrics");
         };
         eprintln!(
