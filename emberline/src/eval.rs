@@ -142,17 +142,14 @@ fn learning_section(logs: &[CookLog], params: &ModelParams) -> String {
                 .iter()
                 .map(|scenario| {
                     let cook = scenario.run();
-                    DeviceCook {
-                        name: cook.name.clone(),
-                        meat: Some(scenario.meat.name().to_owned()),
-                        weight_kg: cook.weight_kg,
-                        probes: vec![CookLog::simulated(
-                            cook.name,
-                            cook.target_c,
-                            cook.pit,
-                            cook.meat,
-                        )],
-                    }
+                    DeviceCook::simulated(
+                        cook.name,
+                        scenario.meat.name(),
+                        cook.weight_kg,
+                        cook.target_c,
+                        cook.pit,
+                        cook.meat,
+                    )
                 })
                 .collect();
             let (results, skipped) = evaluate_device(&cooks, params);

@@ -6,7 +6,6 @@
 //! The smokers here are not the ones `emberline eval-predictions --learning` reports.
 
 use emberline_ingest::simulator::{MeatKind, SimulatedCook, smoker_cooks};
-use emberline_processors::cook::eval::CookLog;
 use emberline_processors::cook::forecast::ModelParams;
 use emberline_processors::cook::intel::{CookBrain, CookInput, CookOutput};
 use emberline_processors::cook::learning::{
@@ -21,17 +20,14 @@ fn smoker(seed: u64, meat: MeatKind, count: u32) -> Vec<DeviceCook> {
         .iter()
         .map(|scenario| {
             let cook = scenario.run();
-            DeviceCook {
-                name: cook.name.clone(),
-                meat: Some(scenario.meat.name().to_owned()),
-                weight_kg: cook.weight_kg,
-                probes: vec![CookLog::simulated(
-                    cook.name,
-                    cook.target_c,
-                    cook.pit,
-                    cook.meat,
-                )],
-            }
+            DeviceCook::simulated(
+                cook.name,
+                scenario.meat.name(),
+                cook.weight_kg,
+                cook.target_c,
+                cook.pit,
+                cook.meat,
+            )
         })
         .collect()
 }

@@ -678,7 +678,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn pct(v: f64) -> String {
+pub(super) fn pct(v: f64) -> String {
     if v.is_finite() {
         format!("{:.0} %", v * 100.0)
     } else if v.is_nan() {

@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 
-use super::eval::{CookLog, EvalError, OnDevice, replay_on, score, truth_of};
+use super::eval::{CookLog, EvalError, OnDevice, pct, replay_on, score, truth_of};
 use super::forecast::ModelParams;
 use super::learn::SmokerProfile;
 
@@ -29,6 +29,25 @@ pub struct DeviceCook {
     pub meat: Option<String>,
     /// Its weight, kg, when the cook names it.
     pub weight_kg: Option<f64>,
+}
+
+impl DeviceCook {
+    /// A simulated cook of one food probe that names its meat and weight.
+    pub fn simulated(
+        name: String,
+        meat: &str,
+        weight_kg: Option<f64>,
+        target_c: f64,
+        pit: Vec<(i64, Option<f64>)>,
+        food: Vec<(i64, Option<f64>)>,
+    ) -> Self {
+        Self {
+            probes: vec![CookLog::simulated(name.clone(), target_c, pit, food)],
+            name,
+            meat: Some(meat.to_owned()),
+            weight_kg,
+        }
+    }
 }
 
 /// How one cook of a device was predicted.
@@ -130,16 +149,6 @@ pub fn later_cooks(devices: &[Vec<CookResult>], from: usize) -> (f64, f64, usize
         median(rows.iter().map(|r| r.plain[1]).collect()),
         rows.len(),
     )
-}
-
-fn pct(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:.0} %", v * 100.0)
-    } else if v.is_nan() {
-        "–".to_owned()
-    } else {
-        "no estimate".to_owned()
-    }
 }
 
 /// The learning report: per group of devices, the median error at 50 % by cook index,
