@@ -26,7 +26,7 @@
 //!   crash re-processes and never loses. No Kafka transactions are needed.
 //!
 //! Backends: [`EmbeddedLog`] (redb on local disk, the default) and [`KafkaLog`] (rdkafka).
-//! With the `testsuite` feature, [`conformance`] holds the generic suite both must pass.
+//! With the `testsuite` feature, `conformance` holds the generic suite both must pass.
 //!
 //! This crate knows nothing of what records mean: keys and values are bytes.
 

@@ -33,7 +33,7 @@ impl Default for NotifyConfig {
 
 /// One channel of one user.
 ///
-/// Read through [`RawChannel`]: serde cannot refuse unknown keys of a struct that flattens
+/// Read through `RawChannel`: serde cannot refuse unknown keys of a struct that flattens
 /// an internally tagged enum (it refuses the tag itself), so the common keys are taken
 /// first and the rest must be exactly the keys of the channel's `kind`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

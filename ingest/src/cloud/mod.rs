@@ -2,7 +2,7 @@
 //!
 //! An adapter ([`CloudAdapter`]) knows one cloud's protocol and answers one poll with
 //! readings, statuses and registrations, or a [`CloudError`] saying what kind of failure it
-//! was. The [`CloudPoller`] runs it as a [`Source`](crate::Source) and owns the behaviour
+//! was. The [`CloudPoller`] runs it as a [`Source`] and owns the behaviour
 //! users rely on, the same for every cloud:
 //!
 //! * readings go through the [validation gate](crate::validate) (units, ranges, repeats);
@@ -13,7 +13,7 @@
 //!   off like a failure;
 //! * rejected credentials become a "credentials rejected" status on the account's devices
 //!   and an error in the log — once, then a retry only every hour: no retry storm;
-//! * passwords are [`Secret`](emberline_common::Secret)s: never printed by `Debug`, never logged.
+//! * passwords are [`Secret`]s: never printed by `Debug`, never logged.
 
 pub mod fireboard;
 pub mod firestore;

@@ -558,7 +558,7 @@ fn weighted_quantile(mut v: Vec<(f64, f64)>, q: f64) -> f64 {
 /// the effective-asymptote margin with the least mean (over cooks) median absolute log
 /// error, then, at that margin, each cook's own 10th and 90th percentiles of the normalised
 /// residual (its files and points share its weight), and over cooks the split conformal
-/// bounds of those ([`conformal_over_cooks`]): a cook unlike the others — the next user's
+/// bounds of those (`conformal_over_cooks`): a cook unlike the others — the next user's
 /// smoker — is the unit the interval must hold for, not a point of a cook already seen.
 pub fn fit_params(cooks: &BTreeMap<String, Vec<&Samples>>) -> ModelParams {
     let floor = Calibration::default().sigma_floor;
