@@ -294,12 +294,31 @@ const OLD_PROBE_READING: &str = r#"{
   ]
 }"#;
 
+/// An embedded registry in a fresh file under `dir`.
+fn registry_in(dir: &std::path::Path) -> EmbeddedRegistry {
+    EmbeddedRegistry::new(Arc::new(
+        redb::Database::create(dir.join("r.redb")).expect("db"),
+    ))
+}
+
+/// `record` written with the (older) writer schema `schema`, registered as `id`, framed as
+/// on the log.
+fn framed_with(schema: &Schema, id: u32, record: apache_avro::types::Value) -> Vec<u8> {
+    let mut framed = Vec::new();
+    wire::start_frame(id, &mut framed);
+    framed.extend(
+        GenericDatumWriter::builder(schema)
+            .build()
+            .and_then(|w| w.write_value_to_vec(record))
+            .expect("write"),
+    );
+    framed
+}
+
 #[test]
 fn old_data_is_read_after_a_backward_compatible_evolution() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let registry = EmbeddedRegistry::new(Arc::new(
-        redb::Database::create(dir.path().join("r.redb")).expect("db"),
-    ));
+    let registry = registry_in(dir.path());
     let rt = runtime();
     let old = Schema::parse_str(OLD_PROBE_READING).expect("old schema");
     let old_id = rt
@@ -338,14 +357,7 @@ fn old_data_is_read_after_a_backward_compatible_evolution() {
             apache_avro::types::Value::String("old".into()),
         ),
     ]);
-    let mut framed = Vec::new();
-    wire::start_frame(old_id, &mut framed);
-    framed.extend(
-        GenericDatumWriter::builder(&old)
-            .build()
-            .and_then(|w| w.write_value_to_vec(record))
-            .expect("write"),
-    );
+    let framed = framed_with(&old, old_id, record);
     // A fresh codec learns the old schema from the registry and resolves it.
     let fresh = rt
         .block_on(EventCodec::connect(Arc::new(registry)))
@@ -375,9 +387,7 @@ const OLD_COOK_STARTED: &str = r#"{
 fn a_cook_started_before_plans_existed_reads_with_no_plan() {
     use apache_avro::types::Value;
     let dir = tempfile::tempdir().expect("tempdir");
-    let registry = EmbeddedRegistry::new(Arc::new(
-        redb::Database::create(dir.path().join("r.redb")).expect("db"),
-    ));
+    let registry = registry_in(dir.path());
     let rt = runtime();
     let old = Schema::parse_str(OLD_COOK_STARTED).expect("old schema");
     let old_id = rt
@@ -407,14 +417,7 @@ fn a_cook_started_before_plans_existed_reads_with_no_plan() {
             Value::Union(1, Box::new(Value::Double(125.0))),
         ),
     ]);
-    let mut framed = Vec::new();
-    wire::start_frame(old_id, &mut framed);
-    framed.extend(
-        GenericDatumWriter::builder(&old)
-            .build()
-            .and_then(|w| w.write_value_to_vec(record))
-            .expect("write"),
-    );
+    let framed = framed_with(&old, old_id, record);
     let fresh = rt
         .block_on(EventCodec::connect(Arc::new(registry)))
         .expect("codec");
