@@ -3,10 +3,11 @@
 //! The libraries record through the [`metrics`] facade and know nothing of the exporter;
 //! this module installs `metrics-exporter-prometheus` as the process' recorder (without its
 //! HTTP listener: the ops endpoint renders the handle) and adds what only the binary knows:
-//! the build, the data directory's size and filesystem, and the allocator's heap figures. Chosen over `prometheus-client`
-//! because the facade lets the library crates record with one macro call and no registry
-//! passed through their APIs, and because the exporter without default features adds no
-//! server, TLS or runtime of its own. The families are listed in `docs/metrics.md`.
+//! the build, the data directory's size and filesystem, the stores' caches and the
+//! allocator's heap figures. Chosen over `prometheus-client` because the facade lets the
+//! library crates record with one macro call and no registry passed through their APIs,
+//! and because the exporter without default features adds no server, TLS or runtime of its
+//! own. The families are listed in `docs/metrics.md`.
 
 use std::path::Path;
 use std::sync::OnceLock;

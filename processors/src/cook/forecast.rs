@@ -103,6 +103,8 @@ pub const LOG_OFFSET_S: f64 = 60.0;
 /// Pit bins of this span, ms, make the pit forecast.
 const PIT_WINDOW_MS: i64 = 1_800_000;
 
+/// How a blended estimate's method starts (then the leading forecaster's name).
+const BLEND: &str = "blend/";
 /// Names of the forecasters, in the order of their slots.
 pub const FORECASTERS: [&str; 3] = ["newton", "curve", "linear"];
 
@@ -348,6 +350,17 @@ impl Forecaster {
         })
     }
 
+    /// `estimate`'s time left, s, as the model gave it before this cook's learnt bias moved
+    /// it: what the next cook's bias is learnt from. Only blended estimates carry the bias.
+    pub fn unbiased_remaining_s(&self, estimate: &Estimate) -> Option<f64> {
+        let s = estimate.remaining_s?;
+        Some(if estimate.method.starts_with(BLEND) {
+            ((s + LOG_OFFSET_S).ln() - self.prior.bias).exp() - LOG_OFFSET_S
+        } else {
+            s
+        })
+    }
+
     /// Learns from one reading and forecasts.
     pub fn update(&mut self, i: ForecastInputs<'_>, params: &ModelParams) -> Estimate {
         let r = i.reading;
@@ -584,7 +597,7 @@ impl Forecaster {
             low_s: Some(from_log(mean + cal.q_low * sigma)),
             high_s: Some(from_log(mean + cal.q_high * sigma)),
             stall: newton.stall,
-            method: format!("blend/{}", FORECASTERS[main]),
+            method: format!("{BLEND}{}", FORECASTERS[main]),
             sigma: Some(sigma),
         }
     }

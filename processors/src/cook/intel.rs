@@ -13,9 +13,7 @@ use emberline_schemas::events::{
 use serde::{Deserialize, Serialize};
 
 use super::alerts::{Rule, RuleKind, RuleState, Status, Transition};
-use super::forecast::{
-    ForecastInputs, ForecastPrior, Forecaster, LOG_OFFSET_S, ModelParams, PitRecent,
-};
+use super::forecast::{ForecastInputs, ForecastPrior, Forecaster, ModelParams, PitRecent};
 use super::learn::{CookPrior, Observed, ObservedReading, Priors, SmokerProfile};
 use super::phase::{PitPhase, PitTracker, ProbeInputs, ProbePhase, ProbeTracker};
 use super::predict::{Estimate, PredictInputs, Predictor, STALL_PLATEAU_C, STALL_PRIOR_S};
@@ -521,16 +519,7 @@ fn apply_reading(dev: &mut DeviceIntel, r: &ProbeReading, now: i64, params: &Mod
                 },
                 params,
             );
-            // What the model said before the learnt bias: the next cook's bias is learnt
-            // from it.
-            let bias = probe.forecaster.prior.bias;
-            let unbiased = estimate.remaining_s.map(|s| {
-                if estimate.method.starts_with("blend") {
-                    ((s + LOG_OFFSET_S).ln() - bias).exp() - LOG_OFFSET_S
-                } else {
-                    s
-                }
-            });
+            let unbiased = probe.forecaster.unbiased_remaining_s(&estimate);
             probe.observed.record(ObservedReading {
                 time: r.event_time,
                 temp_c: f.smoothed_c,
