@@ -62,9 +62,26 @@ pub async fn history(
     Ok(answer.into_inner().points)
 }
 
+/// A loopback port that is free now.
+///
+/// Picked below the kernel's ephemeral range (32768–60999 by default), so that ports the
+/// system hands out on its own — outgoing connections, other tests' `:0` listeners — never
+/// take it between this call and the process that binds it. Each test process starts at its
+/// own place in the range.
 pub fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FROM: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port below the ephemeral range");
+        let port = (FROM + (start + n) % SPAN) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("addr");
+        }
+    }
 }
 
 pub struct Up {
