@@ -84,7 +84,7 @@ pub async fn run(
         safe_id(&mqtt_config.client_id)
     )));
     let resume = checkpoints.load();
-    let upstream = Upstream::new(&config.gateway_url)?;
+    let upstream = Upstream::new(&config.gateway_url, config.token.as_ref())?;
     let mut connection = mqtt::start(
         &mqtt_config,
         &topics.bridge_availability(),
