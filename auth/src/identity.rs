@@ -6,9 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// The tenant data belongs to when nothing says otherwise: a single household's install,
-/// and every record written before tenants existed.
-pub const DEFAULT_TENANT: &str = "default";
+pub use emberline_common::tenant::DEFAULT_TENANT;
 
 /// What a call needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -39,7 +39,12 @@ pub fn check_name(what: &str, name: &str) -> Result<(), AuthError> {
 /// Adds a user. With `only_if_none`, refuses when any user exists (the first owner).
 pub fn add(file: &IdentityFile, new: NewUser<'_>, only_if_none: bool) -> Result<(), AuthError> {
     check_name("user", new.name)?;
-    check_name("tenant", new.tenant)?;
+    if !emberline_common::tenant::is_valid_name(new.tenant) {
+        return Err(AuthError::InvalidArgument(format!(
+            "a tenant name has 1 to 64 letters, digits, '.', '_', '-' or '@' (got {:?})",
+            new.tenant
+        )));
+    }
     password::check_policy(new.password)?;
     let password_hash = password::hash(new.password)?;
     let now = clock::now_ms();
