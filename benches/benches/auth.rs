@@ -33,7 +33,9 @@ fn bench(c: &mut Criterion) {
             .0;
     }
     let home = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let session = auth.sign_in("user3", "correct horse", home).expect("sign in");
+    let session = auth
+        .sign_in("user3", "correct horse", home)
+        .expect("sign in");
     let mut group = c.benchmark_group("auth");
     group.bench_function("verify access token", |b| {
         b.iter(|| auth.verify(&session.access_token).expect("valid"))
@@ -43,7 +45,10 @@ fn bench(c: &mut Criterion) {
     });
     group.sample_size(10);
     group.bench_function("password sign-in (Argon2id)", |b| {
-        b.iter(|| auth.sign_in("user5", "correct horse", home).expect("sign in"))
+        b.iter(|| {
+            auth.sign_in("user5", "correct horse", home)
+                .expect("sign in")
+        })
     });
     group.finish();
 }

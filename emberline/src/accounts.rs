@@ -28,6 +28,9 @@ pub(crate) enum UserCommand {
         /// Read the password from this file's first line.
         #[arg(long)]
         password_file: Option<PathBuf>,
+        /// The tenant (household or organisation) the user belongs to.
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
     },
     /// List users and their roles.
     List,
@@ -59,13 +62,23 @@ pub(crate) enum TokenCommand {
         /// Expire after this many days (default: never).
         #[arg(long)]
         expires_days: Option<u32>,
+        /// The tenant whose data it reads and writes.
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
     },
     /// List API tokens (not the tokens themselves).
-    List,
+    List {
+        /// The tenant whose tokens to list.
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+    },
     /// Revoke an API token by its id.
     Revoke {
         /// The id `token list` shows.
         id: String,
+        /// The tenant whose token it is.
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
     },
 }
 
@@ -106,6 +119,7 @@ pub(crate) fn user(config: &Config, command: UserCommand) -> Result<()> {
             name,
             role,
             password_file,
+            tenant,
         } => {
             let role: Role = role.parse()?;
             let password = read_password(password_file.as_deref())?;
@@ -115,11 +129,11 @@ pub(crate) fn user(config: &Config, command: UserCommand) -> Result<()> {
                     name: &name,
                     password: &password,
                     role,
-                    tenant: DEFAULT_TENANT,
+                    tenant: &tenant,
                 },
                 false,
             )?;
-            writeln!(out, "added {name} ({role})")?;
+            writeln!(out, "added {name} ({role} of {tenant})")?;
         }
         UserCommand::List => {
             for u in users::list(file)? {
@@ -151,16 +165,20 @@ pub(crate) fn token(config: &Config, command: TokenCommand) -> Result<()> {
             name,
             scope,
             expires_days,
+            tenant,
         } => {
             let scope: Scope = scope.parse()?;
             let expires = expires_days
                 .map(|d| emberline_common::clock::now_ms() + i64::from(d) * 24 * 3600 * 1000);
-            let (token, info) = auth.create_token(DEFAULT_TENANT, &name, scope, expires)?;
+            if !emberline_common::tenant::is_valid_name(&tenant) {
+                bail!("a tenant name has 1 to 64 letters, digits, '.', '_', '-' or '@'");
+            }
+            let (token, info) = auth.create_token(&tenant, &name, scope, expires)?;
             writeln!(out, "{token}")?;
             tracing::info!(id = %info.id, %scope, "API token created; it is shown only this once");
         }
-        TokenCommand::List => {
-            for t in auth.list_tokens(DEFAULT_TENANT)? {
+        TokenCommand::List { tenant } => {
+            for t in auth.list_tokens(&tenant)? {
                 let expires = t
                     .expires_at_ms
                     .map_or_else(|| "never".to_owned(), |e| e.to_string());
@@ -171,8 +189,8 @@ pub(crate) fn token(config: &Config, command: TokenCommand) -> Result<()> {
                 )?;
             }
         }
-        TokenCommand::Revoke { id } => {
-            auth.revoke_token(DEFAULT_TENANT, &id)?;
+        TokenCommand::Revoke { id, tenant } => {
+            auth.revoke_token(&tenant, &id)?;
             writeln!(out, "revoked {id}")?;
         }
     }

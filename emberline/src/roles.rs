@@ -295,7 +295,8 @@ fn spawn_sources(
                 continue;
             }
         };
-        let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
+        let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone())
+            .for_tenant(source.tenant());
         let (shutdown, kind) = (shutdown.clone(), source.kind());
         tasks.spawn(async move {
             run_source(built, sink, shutdown)

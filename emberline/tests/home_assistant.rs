@@ -980,8 +980,7 @@ async fn with_sign_in_on_connectors_need_a_token_and_up_gives_its_own_one() {
         return;
     };
     let broker = Broker::start(binary);
-    let watcher =
-        Recorder::connect(broker.port, "watcher", &["emberline/#", "elsewhere/#"]).await;
+    let watcher = Recorder::connect(broker.port, "watcher", &["emberline/#", "elsewhere/#"]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let admin = dir.path().join("admin.password");
@@ -1001,7 +1000,10 @@ async fn with_sign_in_on_connectors_need_a_token_and_up_gives_its_own_one() {
         .wait_for("sim-1's states from the built-in connector", |m| {
             PROBES
                 .iter()
-                .all(|p| m.iter().any(|m| m.topic == format!("emberline/sim-1/{p}/state")))
+                .all(|p| {
+                    m.iter()
+                        .any(|m| m.topic == format!("emberline/sim-1/{p}/state"))
+                })
                 .then_some(())
         })
         .await;
@@ -1009,9 +1011,18 @@ async fn with_sign_in_on_connectors_need_a_token_and_up_gives_its_own_one() {
     // A separate connector without a token is refused, and says what to do.
     let elsewhere = |token: Option<String>| {
         let mut env = vec![
-            ("EMBERLINE__HOME_ASSISTANT__BASE_TOPIC", "elsewhere".to_owned()),
-            ("EMBERLINE__HOME_ASSISTANT__MQTT__CLIENT_ID", "elsewhere".to_owned()),
-            ("EMBERLINE__HOME_ASSISTANT__DISCOVERY_PREFIX", "ha-elsewhere".to_owned()),
+            (
+                "EMBERLINE__HOME_ASSISTANT__BASE_TOPIC",
+                "elsewhere".to_owned(),
+            ),
+            (
+                "EMBERLINE__HOME_ASSISTANT__MQTT__CLIENT_ID",
+                "elsewhere".to_owned(),
+            ),
+            (
+                "EMBERLINE__HOME_ASSISTANT__DISCOVERY_PREFIX",
+                "ha-elsewhere".to_owned(),
+            ),
         ];
         if let Some(t) = token {
             env.push(("EMBERLINE__HOME_ASSISTANT__TOKEN", t));
@@ -1019,9 +1030,14 @@ async fn with_sign_in_on_connectors_need_a_token_and_up_gives_its_own_one() {
         Connector::start_with(&dir.path().join("connector"), grpc, &broker.url(), &env)
     };
     let refused = elsewhere(None);
-    refused.wait_for_line("the gateway refused the connector").await;
+    refused
+        .wait_for_line("the gateway refused the connector")
+        .await;
     assert!(
-        !watcher.messages().iter().any(|m| m.topic.starts_with("elsewhere/sim-1/")),
+        !watcher
+            .messages()
+            .iter()
+            .any(|m| m.topic.starts_with("elsewhere/sim-1/")),
         "a refused connector published nothing"
     );
     drop(refused);
@@ -1034,14 +1050,20 @@ async fn with_sign_in_on_connectors_need_a_token_and_up_gives_its_own_one() {
         .output()
         .expect("emberline token create");
     assert!(out.status.success(), "{out:?}");
-    let token = String::from_utf8(out.stdout).expect("utf-8").trim().to_owned();
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
     assert!(token.starts_with("emt_"), "{token}");
     let _allowed = elsewhere(Some(token));
     watcher
         .wait_for("sim-1's states from the connector with a token", |m| {
             PROBES
                 .iter()
-                .all(|p| m.iter().any(|m| m.topic == format!("elsewhere/sim-1/{p}/state")))
+                .all(|p| {
+                    m.iter()
+                        .any(|m| m.topic == format!("elsewhere/sim-1/{p}/state"))
+                })
                 .then_some(())
         })
         .await;

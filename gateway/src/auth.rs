@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use emberline_auth::{Authenticator, Caller, DEFAULT_TENANT, Permission};
+use emberline_auth::{Authenticator, Caller, Permission};
 use tonic::codegen::Service;
 use tonic::codegen::http::{HeaderMap, Request, Response};
 
@@ -146,19 +146,13 @@ fn admit(
         Err(_) if needs.is_none() => return Ok(None),
         Err(e) => return Err(crate::auth_api::auth_status(e)),
     };
-    if let Some(needs) = needs {
-        if caller.tenant != DEFAULT_TENANT {
-            // Until the data carries tenants, only the default tenant's callers are served.
-            return Err(tonic::Status::permission_denied(
-                "only the default tenant is served by this version",
-            ));
-        }
-        if !caller.allows(needs) {
-            return Err(tonic::Status::permission_denied(format!(
-                "{} may not call {path} (it needs {needs:?} permission)",
-                caller.name
-            )));
-        }
+    if let Some(needs) = needs
+        && !caller.allows(needs)
+    {
+        return Err(tonic::Status::permission_denied(format!(
+            "{} may not call {path} (it needs {needs:?} permission)",
+            caller.name
+        )));
     }
     Ok(Some(caller))
 }

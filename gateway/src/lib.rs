@@ -46,6 +46,7 @@ mod registry_log;
 mod server;
 mod status;
 mod subscriptions;
+mod tenancy;
 mod web;
 
 pub use auth::{AuthMode, Rule, rule};

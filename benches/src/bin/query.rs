@@ -27,7 +27,9 @@ fn request(device: &str, auth: &Auth) -> tonic::Request<GetLatestRequest> {
         device_id: device.to_owned(),
     });
     if let Some(value) = auth {
-        request.metadata_mut().insert("authorization", value.clone());
+        request
+            .metadata_mut()
+            .insert("authorization", value.clone());
     }
     request
 }
