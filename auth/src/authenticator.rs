@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{Caller, DEFAULT_TENANT, Grant, Role, Scope};
 use crate::secrets::{digest, random_id, random_token, signing_key};
-use crate::store::{ApiToken, IdentityFile, Session, User};
+use crate::store::{ApiToken, IdentityFile, Session, ShareLink, User};
 use crate::throttle::{SignInThrottle, ThrottlePolicy};
 use crate::{AuthError, password, users};
 
@@ -36,6 +36,8 @@ const ISSUER: &str = "emberline";
 const REFRESH_PREFIX: &str = "emr_";
 /// Prefix of API tokens.
 pub const API_TOKEN_PREFIX: &str = "emt_";
+/// Prefix of share link tokens.
+pub const SHARE_TOKEN_PREFIX: &str = "ems_";
 
 /// Lifetimes and limits.
 #[derive(Clone, Debug)]
@@ -250,6 +252,9 @@ impl Authenticator {
         if bearer.starts_with(API_TOKEN_PREFIX) {
             return self.verify_api_token(bearer);
         }
+        if bearer.starts_with(SHARE_TOKEN_PREFIX) {
+            return self.verify_share(bearer);
+        }
         let claims = jsonwebtoken::decode::<Claims>(bearer, &self.decoding, &self.validation)
             .map_err(|e| {
                 let why = match e.kind() {
@@ -321,6 +326,93 @@ impl Authenticator {
             tenant: found.tenant.clone(),
             grant: Grant::Token(found.scope),
         })
+    }
+
+    fn verify_share(&self, token: &str) -> Result<Caller, AuthError> {
+        let wanted = digest(token);
+        let doc = self.file.current()?;
+        let found = doc
+            .shares
+            .iter()
+            .find(|s| constant_time_eq(s.digest.as_bytes(), wanted.as_bytes()))
+            .ok_or_else(|| {
+                AuthError::Unauthenticated("the share link is unknown or revoked".into())
+            })?;
+        if found.expires_at_ms.is_some_and(|e| e <= clock::now_ms()) {
+            return Err(AuthError::Unauthenticated("the share link expired".into()));
+        }
+        Ok(Caller {
+            name: format!("share link {}", found.id),
+            tenant: found.tenant.clone(),
+            grant: Grant::Share {
+                cook_id: found.cook_id.clone(),
+                device: found.device.clone(),
+            },
+        })
+    }
+
+    /// Creates a share link of `cook_id` (on `device`, qualified) for `tenant`; returns the
+    /// token (shown once) and its record.
+    pub fn create_share(
+        &self,
+        tenant: &str,
+        cook_id: &str,
+        device: &str,
+        expires_at_ms: Option<i64>,
+    ) -> Result<(String, ShareLink), AuthError> {
+        let now = clock::now_ms();
+        if expires_at_ms.is_some_and(|e| e <= now) {
+            return Err(AuthError::InvalidArgument(
+                "the expiry is in the past".into(),
+            ));
+        }
+        let token = random_token(SHARE_TOKEN_PREFIX)?;
+        let record = ShareLink {
+            id: random_id()?,
+            tenant: tenant.to_owned(),
+            cook_id: cook_id.to_owned(),
+            device: device.to_owned(),
+            digest: digest(&token),
+            created_at_ms: now,
+            expires_at_ms,
+        };
+        let kept = record.clone();
+        self.file.update(now, move |doc| {
+            doc.shares.push(kept);
+            Ok(())
+        })?;
+        tracing::info!(target: "emberline::audit", tenant, cook_id, id = %record.id, "share link created");
+        Ok((token, record))
+    }
+
+    /// The tenant's share links (of one cook, or all).
+    pub fn list_shares(
+        &self,
+        tenant: &str,
+        cook_id: Option<&str>,
+    ) -> Result<Vec<ShareLink>, AuthError> {
+        Ok(self
+            .file
+            .current()?
+            .shares
+            .iter()
+            .filter(|s| s.tenant == tenant && cook_id.is_none_or(|c| c == s.cook_id))
+            .cloned()
+            .collect())
+    }
+
+    /// Revokes one of the tenant's share links.
+    pub fn revoke_share(&self, tenant: &str, id: &str) -> Result<(), AuthError> {
+        self.file.update(clock::now_ms(), |doc| {
+            let before = doc.shares.len();
+            doc.shares.retain(|s| !(s.tenant == tenant && s.id == id));
+            if doc.shares.len() == before {
+                return Err(AuthError::NotFound(format!("no share link {id:?}")));
+            }
+            Ok(())
+        })?;
+        tracing::info!(target: "emberline::audit", tenant, id, "share link revoked");
+        Ok(())
     }
 
     /// Creates an API token for `tenant`; returns the token (shown once) and its record.

@@ -141,12 +141,19 @@ impl fmt::Display for Scope {
 }
 
 /// How a caller proved who they are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Grant {
     /// A signed-in user, with their role.
     User(Role),
     /// An API token, with its scope.
     Token(Scope),
+    /// A live share link: read-only, one cook of one device.
+    Share {
+        /// The cook it shows.
+        cook_id: String,
+        /// The cook's device (qualified id).
+        device: String,
+    },
     /// Nobody checked: `auth.mode = "none"`, where every caller on the loopback address acts
     /// as the default tenant's owner.
     Unchecked,
@@ -175,9 +182,10 @@ impl Caller {
 
     /// Whether this caller may do what `need` names.
     pub fn allows(&self, need: Permission) -> bool {
-        match self.grant {
+        match &self.grant {
             Grant::User(role) => role.allows(need),
             Grant::Token(scope) => scope.allows(need),
+            Grant::Share { .. } => need == Permission::Read,
             Grant::Unchecked => true,
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! This crate owns the users of an install (Argon2id password hashes, roles per tenant),
 //! their sessions (signed access tokens, refresh tokens that rotate on use), API tokens for
-//! scripts and connectors, and the throttle that slows password guessing. It stores them in
+//! scripts and connectors, live share links of one cook, and the throttle that slows password guessing. It stores them in
 //! one file of the data directory and knows nothing of gRPC: the gateway asks
 //! [`Authenticator::verify`] who a bearer token is and checks [`Caller::allows`] against
 //! the permission a method needs.
@@ -23,6 +23,8 @@ pub mod store;
 pub mod throttle;
 pub mod users;
 
-pub use authenticator::{API_TOKEN_PREFIX, AuthSettings, Authenticator, SignedIn};
+pub use authenticator::{
+    API_TOKEN_PREFIX, AuthSettings, Authenticator, SHARE_TOKEN_PREFIX, SignedIn,
+};
 pub use error::AuthError;
 pub use identity::{Caller, DEFAULT_TENANT, Grant, Permission, Role, Scope};

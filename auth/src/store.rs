@@ -57,6 +57,25 @@ pub struct ApiToken {
     pub expires_at_ms: Option<i64>,
 }
 
+/// A live share link of one cook, without its token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShareLink {
+    /// Short public id, for listing and revoking.
+    pub id: String,
+    /// The tenant whose cook it is.
+    pub tenant: String,
+    /// The cook it shows.
+    pub cook_id: String,
+    /// The cook's device (qualified id).
+    pub device: String,
+    /// Hex SHA-256 of the token.
+    pub digest: String,
+    /// Epoch ms.
+    pub created_at_ms: i64,
+    /// Epoch ms; none: until revoked.
+    pub expires_at_ms: Option<i64>,
+}
+
 /// One refresh token of a signed-in session.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Session {
@@ -90,6 +109,9 @@ pub struct Identities {
     /// Refresh sessions.
     #[serde(default)]
     pub sessions: Vec<Session>,
+    /// Live share links.
+    #[serde(default)]
+    pub shares: Vec<ShareLink>,
 }
 
 impl Identities {

@@ -209,3 +209,34 @@ fn setup_creates_the_first_owner_once() {
     assert_eq!(auth.setup_code().expect("code"), None);
     unauthenticated(auth.setup(&code, "sam", "correct horse"));
 }
+
+#[test]
+fn a_share_link_reads_one_cook_and_is_revocable() {
+    let (dir, auth) = with_users();
+    let (token, link) = auth
+        .create_share("default", "grill-1", "grill", None)
+        .expect("share");
+    let caller = auth.verify(&token).expect("verify");
+    assert_eq!(
+        caller.grant,
+        Grant::Share {
+            cook_id: "grill-1".into(),
+            device: "grill".into()
+        }
+    );
+    assert!(caller.allows(Permission::Read) && !caller.allows(Permission::Control));
+    let stored = std::fs::read_to_string(dir.path().join("auth.json")).expect("file");
+    assert!(!stored.contains(&token));
+    assert_eq!(
+        auth.list_shares("default", Some("grill-1")).expect("list"),
+        vec![link.clone()]
+    );
+    assert!(auth.list_shares("other", None).expect("list").is_empty());
+    assert!(matches!(
+        auth.revoke_share("other", &link.id),
+        Err(AuthError::NotFound(_))
+    ));
+    auth.revoke_share("default", &link.id).expect("revoke");
+    let why = unauthenticated(auth.verify(&token));
+    assert!(why.contains("share link"), "{why}");
+}

@@ -604,3 +604,234 @@ fn auth_mode_none_is_refused_off_loopback() {
     assert!(err.contains("allowed only on loopback addresses"), "{err}");
     let _ = std::io::stdout().flush();
 }
+
+fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_link_shows_one_cook_live_and_nothing_else() {
+    use emberline_proto::v1::cook_service_client::CookServiceClient;
+    use emberline_proto::v1::reading_service_client::ReadingServiceClient;
+    use emberline_proto::v1::share_service_client::ShareServiceClient;
+    use emberline_proto::v1::trend_service_client::TrendServiceClient;
+    use emberline_proto::v1::{
+        CreateShareLinkRequest, GetCookRequest, GetHistoryRequest, RevokeShareLinkRequest,
+        StartCookRequest, StartFrom, SubscribeTrendsRequest,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = dir.path().join("admin.password");
+    std::fs::write(&admin, PASSWORD).expect("admin password");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let up = Up::start_with(
+        &data,
+        free_port(),
+        &[
+            ("EMBERLINE__AUTH__MODE", "password"),
+            (
+                "EMBERLINE__AUTH__ADMIN_PASSWORD_FILE",
+                admin.to_str().expect("utf-8 path"),
+            ),
+            ("EMBERLINE__SIMULATOR__DEVICES", "2"),
+        ],
+    );
+    let channel = up.channel().await;
+    let owner = sign_in(&channel, "admin").await;
+    let devices = DeviceServiceClient::new(channel.clone());
+    support::eventually(
+        "both simulated grills projected",
+        support::PATIENCE,
+        std::time::Duration::from_millis(100),
+        || {
+            let mut devices = devices.clone();
+            let request = bearer(&owner, ListDevicesRequest::default());
+            async move {
+                let listed = devices
+                    .list_devices(request)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner()
+                    .devices;
+                (listed.iter().filter(|d| d.probe_count > 0).count() == 2)
+                    .then_some(())
+                    .ok_or(format!("{listed:?}"))
+            }
+        },
+    )
+    .await;
+    let mut cooks = CookServiceClient::new(channel.clone());
+    let mut start = |device: &str| {
+        bearer(
+            &owner,
+            StartCookRequest {
+                device_id: device.into(),
+                what: "ribs".into(),
+                ..StartCookRequest::default()
+            },
+        )
+    };
+    let shared = cooks
+        .start_cook(start("sim-1"))
+        .await
+        .expect("cook")
+        .into_inner()
+        .cook_id;
+    let other = cooks
+        .start_cook(start("sim-2"))
+        .await
+        .expect("cook")
+        .into_inner()
+        .cook_id;
+    let mut shares = ShareServiceClient::new(channel.clone());
+    let created = shares
+        .create_share_link(bearer(
+            &owner,
+            CreateShareLinkRequest {
+                cook_id: shared.clone(),
+                expires_at_ms: None,
+            },
+        ))
+        .await
+        .expect("share")
+        .into_inner();
+    let link = created.token.clone();
+    assert_eq!(created.path, format!("/s/{link}"));
+
+    // The shared cook (once projected), and nothing else.
+    let cook = support::eventually(
+        "the shared cook readable through its link",
+        support::PATIENCE,
+        std::time::Duration::from_millis(100),
+        || {
+            let (mut cooks, request) = (
+                cooks.clone(),
+                bearer(
+                    &link,
+                    GetCookRequest {
+                        cook_id: shared.clone(),
+                    },
+                ),
+            );
+            async move { cooks.get_cook(request).await.map_err(|e| e.to_string()) }
+        },
+    )
+    .await
+    .into_inner()
+    .cook
+    .expect("cook");
+    assert_eq!(cook.device_id, "sim-1");
+    let hidden = cooks
+        .get_cook(bearer(&link, GetCookRequest { cook_id: other }))
+        .await
+        .expect_err("the other cook");
+    assert_eq!(hidden.code(), Code::NotFound);
+    let listed = devices
+        .clone()
+        .list_devices(bearer(&link, ListDevicesRequest::default()))
+        .await
+        .expect("list")
+        .into_inner()
+        .devices;
+    let ids: Vec<&str> = listed.iter().map(|d| d.device_id.as_str()).collect();
+    assert_eq!(ids, ["sim-1"]);
+    let hidden = devices
+        .clone()
+        .get_latest(bearer(
+            &link,
+            GetLatestRequest {
+                device_id: "sim-2".into(),
+            },
+        ))
+        .await
+        .expect_err("another device");
+    assert_eq!(hidden.code(), Code::NotFound);
+    let history = ReadingServiceClient::new(channel.clone())
+        .get_history(bearer(
+            &link,
+            GetHistoryRequest {
+                device_id: "sim-1".into(),
+                probe_id: "pit".into(),
+                from_ms: 0,
+                to_ms: i64::MAX,
+                limit: 0,
+            },
+        ))
+        .await
+        .expect("history")
+        .into_inner()
+        .points;
+    assert!(
+        history.iter().all(|p| p.event_time_ms >= cook.started_ms),
+        "readings before the cook are not shown"
+    );
+    let mut trends = TrendServiceClient::new(channel.clone())
+        .subscribe_trends(bearer(
+            &link,
+            SubscribeTrendsRequest {
+                device_id: String::new(),
+                resume: Default::default(),
+                start: StartFrom::Earliest as i32,
+            },
+        ))
+        .await
+        .expect("live trends")
+        .into_inner();
+    for _ in 0..8 {
+        let event = trends.next().await.expect("an update").expect("ok");
+        assert_eq!(event.device_id, "sim-1");
+        assert!(event.event_time_ms >= cook.started_ms, "{event:?}");
+    }
+
+    // Every other call is refused to the link, whatever it asks.
+    let share_reads = [
+        "/emberline.v1.AuthService/WhoAmI",
+        "/emberline.v1.DeviceService/ListDevices",
+        "/emberline.v1.DeviceService/GetLatest",
+        "/emberline.v1.ReadingService/GetHistory",
+        "/emberline.v1.TrendService/SubscribeTrends",
+        "/emberline.v1.CookService/GetCook",
+        "/emberline.v1.CookService/ListCooks",
+        "/emberline.v1.PredictionService/ListPredictions",
+        "/emberline.v1.PredictionService/SubscribePredictions",
+        "/emberline.v1.AlertService/ListAlerts",
+        "/emberline.v1.AlertService/SubscribeAlerts",
+    ];
+    for m in methods(channel.clone())
+        .await
+        .iter()
+        .filter(|m| !is_public(m))
+    {
+        let code = call(&channel, m, Some(&link)).await.code();
+        if share_reads.contains(&m.path.as_str()) {
+            assert!(
+                !matches!(code, Code::Unauthenticated | Code::PermissionDenied),
+                "{} refused a share link: {code:?}",
+                m.path
+            );
+        } else {
+            assert_eq!(code, Code::PermissionDenied, "{} as a share link", m.path);
+        }
+    }
+
+    // Revoked, the link shows nothing.
+    shares
+        .revoke_share_link(bearer(
+            &owner,
+            RevokeShareLinkRequest {
+                id: created.link.expect("link").id,
+            },
+        ))
+        .await
+        .expect("revoke");
+    let gone = cooks
+        .get_cook(bearer(&link, GetCookRequest { cook_id: shared }))
+        .await
+        .expect_err("revoked");
+    assert_eq!(gone.code(), Code::Unauthenticated);
+}

@@ -351,6 +351,7 @@ impl AlertService for Gateway {
         let r = request.into_inner();
         let tail = Tail {
             device_id: tenant.filter(&r.device_id)?,
+            window: self.share_window(&tenant).await?,
             tenant,
             resume: r.resume,
             start: r.start,
@@ -391,6 +392,7 @@ impl PredictionService for Gateway {
         let r = request.into_inner();
         let tail = Tail {
             device_id: tenant.filter(&r.device_id)?,
+            window: self.share_window(&tenant).await?,
             tenant,
             resume: r.resume,
             start: r.start,
@@ -434,6 +436,10 @@ impl Tailed for PredictionEvent {
 
     fn device_id_mut(&mut self) -> Option<&mut String> {
         self.prediction.as_mut().map(|p| &mut p.device_id)
+    }
+
+    fn event_time_ms(&self) -> i64 {
+        self.prediction.as_ref().map_or(0, |p| p.event_time_ms)
     }
 }
 
@@ -486,6 +492,10 @@ impl Tailed for AlertEvent {
 
     fn device_id_mut(&mut self) -> Option<&mut String> {
         Some(&mut self.device_id)
+    }
+
+    fn event_time_ms(&self) -> i64 {
+        self.event_time_ms
     }
 }
 

@@ -84,10 +84,28 @@ pub fn rule(path: &str) -> Rule {
         "TokenService/CreateToken" | "TokenService/ListTokens" | "TokenService/RevokeToken" => {
             Manage
         }
+        "ShareService/CreateShareLink"
+        | "ShareService/ListShareLinks"
+        | "ShareService/RevokeShareLink" => Control,
         _ => return Rule::Unlisted,
     };
     Rule::Needs(needs)
 }
+
+/// What a share link may call: reading its cook's page, nothing else.
+const SHARE_READS: &[&str] = &[
+    "/emberline.v1.AuthService/WhoAmI",
+    "/emberline.v1.DeviceService/ListDevices",
+    "/emberline.v1.DeviceService/GetLatest",
+    "/emberline.v1.ReadingService/GetHistory",
+    "/emberline.v1.TrendService/SubscribeTrends",
+    "/emberline.v1.CookService/GetCook",
+    "/emberline.v1.CookService/ListCooks",
+    "/emberline.v1.PredictionService/ListPredictions",
+    "/emberline.v1.PredictionService/SubscribePredictions",
+    "/emberline.v1.AlertService/ListAlerts",
+    "/emberline.v1.AlertService/SubscribeAlerts",
+];
 
 /// The value of cookie `name` in `headers`.
 pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -146,6 +164,14 @@ fn admit(
         Err(_) if needs.is_none() => return Ok(None),
         Err(e) => return Err(crate::auth_api::auth_status(e)),
     };
+    if needs.is_some()
+        && matches!(caller.grant, emberline_auth::Grant::Share { .. })
+        && !SHARE_READS.contains(&path)
+    {
+        return Err(tonic::Status::permission_denied(format!(
+            "a share link shows one cook; it may not call {path}"
+        )));
+    }
     if let Some(needs) = needs
         && !caller.allows(needs)
     {

@@ -33,21 +33,23 @@ pub(crate) fn auth_status(e: AuthError) -> Status {
 }
 
 fn who(caller: &Caller) -> WhoAmIResponse {
-    let (role, scope) = match caller.grant {
-        Grant::User(role) => (role.as_str(), ""),
-        Grant::Token(scope) => ("", scope.as_str()),
-        Grant::Unchecked => ("owner", ""),
+    let (role, scope, cook_id) = match &caller.grant {
+        Grant::User(role) => (role.as_str(), "", ""),
+        Grant::Token(scope) => ("", scope.as_str(), ""),
+        Grant::Share { cook_id, .. } => ("", "share", cook_id.as_str()),
+        Grant::Unchecked => ("owner", "", ""),
     };
     WhoAmIResponse {
         name: caller.name.clone(),
         tenant: caller.tenant.clone(),
         role: role.into(),
         scope: scope.into(),
+        cook_id: cook_id.into(),
     }
 }
 
 impl Gateway {
-    fn authenticator(&self) -> Result<&std::sync::Arc<Authenticator>, Status> {
+    pub(crate) fn authenticator(&self) -> Result<&std::sync::Arc<Authenticator>, Status> {
         match &self.auth {
             AuthMode::Checked(a) => Ok(a),
             AuthMode::Unchecked => Err(Status::failed_precondition(
@@ -58,7 +60,7 @@ impl Gateway {
 }
 
 /// Runs blocking authenticator work (password hashing, file writes) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(work)

@@ -128,7 +128,11 @@ fn check_temperature(what: &str, t: f64) -> Result<(), Status> {
 
 impl Gateway {
     /// The tenant's cook `cook_id` (another tenant's is `NOT_FOUND`, as a missing one).
-    async fn existing_cook(&self, tenant: &Tenant, cook_id: &str) -> Result<CookSession, Status> {
+    pub(crate) async fn existing_cook(
+        &self,
+        tenant: &Tenant,
+        cook_id: &str,
+    ) -> Result<CookSession, Status> {
         if cook_id.is_empty() {
             return Err(Status::invalid_argument("cook_id is required"));
         }
@@ -136,8 +140,18 @@ impl Gateway {
             .cook(cook_id)
             .await
             .map_err(to_status)?
-            .filter(|c| tenant.owns(&c.device_id))
+            .filter(|c| tenant.sees_cook(c))
             .ok_or_else(|| Status::not_found(format!("no cook {cook_id:?}")))
+    }
+
+    /// For a share link's caller, the time window of its cook (readings outside it are
+    /// not theirs to see); `None` for everyone else.
+    pub(crate) async fn share_window(&self, tenant: &Tenant) -> Result<Option<(i64, i64)>, Status> {
+        let Some(cook_id) = tenant.shared_cook() else {
+            return Ok(None);
+        };
+        let cook = self.existing_cook(tenant, cook_id).await?;
+        Ok(Some(Tenant::window(&cook)))
     }
 }
 
@@ -276,6 +290,7 @@ impl CookService for Gateway {
         Ok(Response::new(ListCooksResponse {
             cooks: cooks
                 .into_iter()
+                .filter(|c| tenant.sees_cook(c))
                 .filter_map(|c| {
                     let own = tenant.own(&c.device_id)?;
                     Some(cook_to_proto(c, own))

@@ -44,6 +44,7 @@ mod queries;
 mod registry_api;
 mod registry_log;
 mod server;
+mod share;
 mod status;
 mod subscriptions;
 mod tenancy;

@@ -174,6 +174,11 @@ impl ReadingService for Gateway {
             ));
         }
         let device_id = tenant.device(&r.device_id)?;
+        let mut r = r;
+        if let Some((from, to)) = self.share_window(&tenant).await? {
+            r.from_ms = r.from_ms.max(from);
+            r.to_ms = r.to_ms.min(to.saturating_add(1)).max(r.from_ms);
+        }
         if r.from_ms > r.to_ms {
             return Err(Status::invalid_argument(format!(
                 "from_ms ({}) is after to_ms ({})",

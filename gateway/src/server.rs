@@ -12,6 +12,7 @@ use emberline_proto::v1::device_service_server::DeviceServiceServer;
 use emberline_proto::v1::planner_service_server::PlannerServiceServer;
 use emberline_proto::v1::prediction_service_server::PredictionServiceServer;
 use emberline_proto::v1::reading_service_server::ReadingServiceServer;
+use emberline_proto::v1::share_service_server::ShareServiceServer;
 use emberline_proto::v1::token_service_server::TokenServiceServer;
 use emberline_proto::v1::trend_service_server::TrendServiceServer;
 use emberline_schemas::EventCodec;
@@ -98,6 +99,7 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
     health.set_serving::<PlannerServiceServer<Gateway>>().await;
     health.set_serving::<AuthServiceServer<Gateway>>().await;
     health.set_serving::<TokenServiceServer<Gateway>>().await;
+    health.set_serving::<ShareServiceServer<Gateway>>().await;
     let auth = AuthLayer {
         mode: gateway.auth.clone(),
     };
@@ -112,6 +114,7 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         .add_service(PlannerServiceServer::new(gateway.clone()))
         .add_service(AuthServiceServer::new(gateway.clone()))
         .add_service(TokenServiceServer::new(gateway.clone()))
+        .add_service(ShareServiceServer::new(gateway.clone()))
         .add_service(TrendServiceServer::new(gateway));
     Ok(tonic::service::Routes::from(
         routes.into_axum_router().layer(auth),

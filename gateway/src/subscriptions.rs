@@ -43,6 +43,8 @@ pub(crate) trait Tailed: Sized + Send + 'static {
     ) -> Result<Self, CodecError>;
     /// The (qualified) id of the device it concerns, to check and then unqualify.
     fn device_id_mut(&mut self) -> Option<&mut String>;
+    /// When it happened, epoch ms.
+    fn event_time_ms(&self) -> i64;
 }
 
 /// What to tail: whose, which device (qualified; none: every device of the tenant), from
@@ -50,6 +52,8 @@ pub(crate) trait Tailed: Sized + Send + 'static {
 pub(crate) struct Tail {
     pub(crate) tenant: Tenant,
     pub(crate) device_id: Option<String>,
+    /// Only events inside this time window (a share link's cook), when set.
+    pub(crate) window: Option<(i64, i64)>,
     pub(crate) resume: HashMap<u32, u64>,
     pub(crate) start: i32,
 }
@@ -98,7 +102,7 @@ impl Gateway {
                 .await
                 .map_err(to_status)?;
             let (tx, codec) = (tx.clone(), self.codec.clone());
-            let (device, tenant) = (r.device_id.clone(), r.tenant.clone());
+            let (device, tenant, window) = (r.device_id.clone(), r.tenant.clone(), r.window);
             let (shutdown, open) = (self.shutdown.clone(), open.clone());
             tokio::spawn(async move {
                 let _open = open;
@@ -135,6 +139,11 @@ impl Gateway {
                                 return;
                             }
                         };
+                        if window
+                            .is_some_and(|(from, to)| !(from..=to).contains(&event.event_time_ms()))
+                        {
+                            continue;
+                        }
                         // Only the wanted device of the caller's tenant, under the caller's id.
                         let Some(id) = event.device_id_mut() else {
                             continue;
@@ -179,6 +188,7 @@ impl TrendService for Gateway {
         let r = request.into_inner();
         let tail = Tail {
             device_id: tenant.filter(&r.device_id)?,
+            window: self.share_window(&tenant).await?,
             tenant,
             resume: r.resume,
             start: r.start,
@@ -217,5 +227,9 @@ impl Tailed for TrendEvent {
 
     fn device_id_mut(&mut self) -> Option<&mut String> {
         Some(&mut self.device_id)
+    }
+
+    fn event_time_ms(&self) -> i64 {
+        self.event_time_ms
     }
 }
