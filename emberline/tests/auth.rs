@@ -666,7 +666,7 @@ async fn a_share_link_shows_one_cook_live_and_nothing_else() {
     )
     .await;
     let mut cooks = CookServiceClient::new(channel.clone());
-    let mut start = |device: &str| {
+    let start = |device: &str| {
         bearer(
             &owner,
             StartCookRequest {
