@@ -37,6 +37,11 @@ pub fn within<'a>(tenant: &str, qualified: &'a str) -> Option<&'a str> {
     (owner == tenant).then_some(device)
 }
 
+/// Whether `tenant` is the default one (configurations leave it out when printed).
+pub fn is_default(tenant: &str) -> bool {
+    tenant == DEFAULT_TENANT
+}
+
 /// Whether `name` may name a tenant.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()

@@ -212,6 +212,18 @@ pub(crate) struct GatewayConfig {
     pub(crate) registry_addr: Option<SocketAddr>,
     /// Address of the web UI (with grpc-web on the same origin); unset serves none.
     pub(crate) web_addr: Option<SocketAddr>,
+    /// TLS on the gRPC port and the web origin, from PEM files; unset serves plain text.
+    pub(crate) tls: Option<TlsSection>,
+}
+
+/// `[gateway.tls]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSection {
+    /// PEM certificate chain.
+    pub(crate) cert_file: PathBuf,
+    /// PEM private key.
+    pub(crate) key_file: PathBuf,
 }
 
 /// The sources `up` and `ingest` run when none are listed: one simulated grill with a cook
@@ -299,6 +311,7 @@ impl Default for GatewayConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             registry_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
             web_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            tls: None,
         }
     }
 }

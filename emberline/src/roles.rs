@@ -314,14 +314,24 @@ fn spawn_gateway(
     shutdown: &CancellationToken,
     readiness: &Readiness,
     auth: AuthMode,
-) {
-    let gateway = Gateway::new(
+) -> Result<()> {
+    let mut gateway = Gateway::new(
         parts.log.clone(),
         store,
         parts.codec.clone(),
         shutdown.clone(),
         auth,
     );
+    if let Some(tls) = &config.gateway.tls {
+        let files = emberline_gateway::TlsFiles {
+            cert_file: tls.cert_file.clone(),
+            key_file: tls.key_file.clone(),
+        };
+        gateway = gateway.with_tls(
+            emberline_gateway::Tls::load(&files)
+                .context("gateway.tls (the TLS certificate and key)")?,
+        );
+    }
     let addr = config.gateway.grpc_addr;
     if let Some(web) = config.gateway.web_addr {
         let gateway = gateway.clone();
@@ -345,6 +355,7 @@ fn spawn_gateway(
             .await
             .context("gRPC gateway")
     });
+    Ok(())
 }
 
 /// Serves the embedded registry's REST API. `optional`: a busy port is a warning, not a
@@ -383,6 +394,11 @@ fn spawn_home_assistant(
 ) -> Result<()> {
     let mut ha = config.home_assistant.clone();
     ha.gateway_url = gateway_url;
+    if let Some(tls) = &config.gateway.tls
+        && ha.gateway_ca_file.is_none()
+    {
+        ha.gateway_ca_file = Some(tls.cert_file.clone());
+    }
     if ha.token.is_none() {
         ha.token = token.map(emberline_common::Secret::new);
     }
@@ -436,10 +452,15 @@ pub(crate) async fn up(config: Config) -> Result<()> {
         &shutdown,
         &readiness,
         auth.clone(),
-    );
+    )?;
     spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true);
     if config.home_assistant.mqtt.is_some() {
-        let url = format!("http://{}", config.gateway.grpc_addr);
+        // Over TLS the connector checks the gateway's certificate, which must name
+        // `localhost` (it is its own root of trust here).
+        let url = match &config.gateway.tls {
+            None => format!("http://{}", config.gateway.grpc_addr),
+            Some(_) => format!("https://localhost:{}", config.gateway.grpc_addr.port()),
+        };
         let token = accounts::internal_token(&auth, "home assistant (built in)")?;
         spawn_home_assistant(&mut tasks, &config, url, token, &shutdown)?;
     }
@@ -585,7 +606,7 @@ pub(crate) async fn gateway(config: Config) -> Result<()> {
     let auth = gateway_auth_of(&config)?;
     spawn_gateway(
         &mut tasks, &config, &parts, store, &shutdown, &readiness, auth,
-    );
+    )?;
     supervise(tasks, shutdown).await
 }
 

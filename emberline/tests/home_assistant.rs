@@ -1068,3 +1068,40 @@ async fn with_sign_in_on_connectors_need_a_token_and_up_gives_its_own_one() {
         })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_built_in_connector_checks_the_gateways_certificate() {
+    let Some(binary) = mosquitto_binary() else {
+        return;
+    };
+    let broker = Broker::start(binary);
+    let watcher = Recorder::connect(broker.port, "watcher", &["emberline/#"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .expect("self-signed certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key");
+    let mut env = ha_env(&broker);
+    env.push((
+        "EMBERLINE__GATEWAY__TLS__CERT_FILE",
+        cert.display().to_string(),
+    ));
+    env.push((
+        "EMBERLINE__GATEWAY__TLS__KEY_FILE",
+        key.display().to_string(),
+    ));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _up = Up::start_with(&dir.path().join("data"), free_port(), &env);
+    watcher
+        .wait_for("sim-1's states through a TLS gateway", |m| {
+            PROBES
+                .iter()
+                .all(|p| {
+                    m.iter()
+                        .any(|m| m.topic == format!("emberline/sim-1/{p}/state"))
+                })
+                .then_some(())
+        })
+        .await;
+}

@@ -188,16 +188,20 @@ fn admit(
 pub(crate) struct Peer(pub(crate) IpAddr);
 
 fn peer<B>(request: &Request<B>) -> Option<IpAddr> {
-    if let Some(info) = request
-        .extensions()
-        .get::<tonic::transport::server::TcpConnectInfo>()
-    {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let extensions = request.extensions();
+    if let Some(info) = extensions.get::<TcpConnectInfo>() {
         return info.remote_addr().map(|a| a.ip());
     }
-    request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
+    if let Some(info) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
+        return info.get_ref().remote_addr().map(|a| a.ip());
+    }
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        return Some(info.0.ip());
+    }
+    extensions
+        .get::<axum::extract::ConnectInfo<crate::web::WebPeer>>()
+        .map(|c| c.0.0.ip())
 }
 
 /// Wraps each service in [`AuthCheck`].

@@ -70,7 +70,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// The answer to a sign-in: tokens in the body, or in cookies.
-fn signed_in(session: SignedIn, cookie: bool) -> Response<SignInResponse> {
+fn signed_in(session: SignedIn, cookie: bool, secure: bool) -> Response<SignInResponse> {
     let caller = Some(who(&session.caller));
     if !cookie {
         return Response::new(SignInResponse {
@@ -93,6 +93,7 @@ fn signed_in(session: SignedIn, cookie: bool) -> Response<SignInResponse> {
         &session.access_token,
         "/",
         access_age,
+        secure,
     );
     set_cookie(
         &mut response,
@@ -100,13 +101,24 @@ fn signed_in(session: SignedIn, cookie: bool) -> Response<SignInResponse> {
         &session.refresh_token,
         "/emberline.v1.AuthService/",
         30 * 24 * 3600,
+        secure,
     );
     response
 }
 
-fn set_cookie<T>(response: &mut Response<T>, name: &str, value: &str, path: &str, max_age: i64) {
-    let header =
-        format!("{name}={value}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={max_age}");
+/// Sets a session cookie; `secure` (served over TLS) keeps it off plain-HTTP requests.
+fn set_cookie<T>(
+    response: &mut Response<T>,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+    secure: bool,
+) {
+    let secure = if secure { "; Secure" } else { "" };
+    let header = format!(
+        "{name}={value}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={max_age}{secure}"
+    );
     if let Ok(v) = MetadataValue::try_from(header) {
         response.metadata_mut().append("set-cookie", v);
     }
@@ -129,7 +141,7 @@ impl AuthService for Gateway {
         let auth = self.authenticator()?.clone();
         let r = request.into_inner();
         let session = blocking(move || auth.setup(&r.code, &r.user, &r.password)).await?;
-        Ok(signed_in(session, r.cookie))
+        Ok(signed_in(session, r.cookie, self.tls.is_some()))
     }
 
     async fn sign_in(
@@ -145,7 +157,7 @@ impl AuthService for Gateway {
             });
         let r = request.into_inner();
         let session = blocking(move || auth.sign_in(&r.user, &r.password, from)).await?;
-        Ok(signed_in(session, r.cookie))
+        Ok(signed_in(session, r.cookie, self.tls.is_some()))
     }
 
     async fn refresh(
@@ -157,7 +169,7 @@ impl AuthService for Gateway {
             .ok_or_else(|| Status::unauthenticated("no refresh token; sign in again"))?;
         let cookie = request.get_ref().cookie;
         let session = blocking(move || auth.refresh(&token)).await?;
-        Ok(signed_in(session, cookie))
+        Ok(signed_in(session, cookie, self.tls.is_some()))
     }
 
     async fn sign_out(
@@ -169,13 +181,15 @@ impl AuthService for Gateway {
             blocking(move || auth.sign_out(&token)).await?;
         }
         let mut response = Response::new(SignOutResponse {});
-        set_cookie(&mut response, ACCESS_COOKIE, "", "/", 0);
+        let secure = self.tls.is_some();
+        set_cookie(&mut response, ACCESS_COOKIE, "", "/", 0, secure);
         set_cookie(
             &mut response,
             REFRESH_COOKIE,
             "",
             "/emberline.v1.AuthService/",
             0,
+            secure,
         );
         Ok(response)
     }

@@ -48,6 +48,7 @@ mod share;
 mod status;
 mod subscriptions;
 mod tenancy;
+mod tls;
 mod web;
 
 pub use auth::{AuthMode, Rule, rule};
@@ -56,4 +57,5 @@ pub use registry_api::{RestRegistry, registry_router, serve_registry};
 pub use registry_log::{LogRegistry, SCHEMAS_TOPIC};
 pub use server::{Gateway, ServeError, serve_grpc};
 pub use subscriptions::START_OFFSETS;
+pub use tls::{Tls, TlsFiles};
 pub use web::{has_web_ui, serve_web, web_router};

@@ -29,6 +29,7 @@ pub struct Gateway {
     pub(crate) codec: Arc<EventCodec>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) auth: AuthMode,
+    pub(crate) tls: Option<crate::tls::Tls>,
 }
 
 impl Gateway {
@@ -47,7 +48,15 @@ impl Gateway {
             codec,
             shutdown,
             auth,
+            tls: None,
         }
+    }
+
+    /// The same gateway serving TLS on both ports with `tls` (and marking its session
+    /// cookies `Secure`).
+    pub fn with_tls(mut self, tls: crate::tls::Tls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -71,6 +80,9 @@ pub enum ServeError {
     /// The web server failed while serving.
     #[error("web server: {0}")]
     Serve(std::io::Error),
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Every API service — the Emberline services, health, and reflection (v1 and v1alpha) —
@@ -141,12 +153,18 @@ pub async fn serve_grpc(
 ) -> Result<(), ServeError> {
     let (listener, local) = bind(addr).await?;
     let shutdown = gateway.shutdown.clone();
+    let gateway_tls = gateway.tls.clone();
     let routes = api_routes(gateway).await?;
-    tracing::info!(%local, "gRPC (and grpc-web) listening");
+    tracing::info!(%local, tls = gateway_tls.is_some(), "gRPC (and grpc-web) listening");
     if let Some(tx) = bound {
         let _ = tx.send(local);
     }
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &gateway_tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    server
         // One span per RPC (gRPC and grpc-web alike), named by its method.
         .trace_fn(|request| tracing::info_span!("rpc", method = %request.uri().path()))
         .accept_http1(true)

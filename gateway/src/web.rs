@@ -92,6 +92,19 @@ pub async fn web_router(gateway: Gateway) -> Result<Router, ServeError> {
         .fallback(asset))
 }
 
+/// The address a web client connects from (on plain TCP and TLS alike).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WebPeer(pub(crate) SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
+    for WebPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        *stream.remote_addr()
+    }
+}
+
 /// Serves the web UI and grpc-web on `addr` until the gateway's shutdown token is cancelled.
 pub async fn serve_web(
     gateway: Gateway,
@@ -100,10 +113,21 @@ pub async fn serve_web(
 ) -> Result<(), ServeError> {
     let (listener, local) = bind(addr).await?;
     let shutdown = gateway.shutdown.clone();
+    let tls = gateway.tls.clone();
     let router = web_router(gateway).await?;
-    tracing::info!(url = %format!("http://{local}/"), "web UI listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(url = %format!("{scheme}://{local}/"), "web UI listening");
     if let Some(tx) = bound {
         let _ = tx.send(local);
+    }
+    // The peer's address reaches the handlers (the sign-in throttle counts by address).
+    if let Some(tls) = tls {
+        let listener = crate::tls::TlsListener::spawn(listener, &tls, shutdown.clone());
+        let service = router.into_make_service_with_connect_info::<WebPeer>();
+        return axum::serve(listener, service)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .map_err(ServeError::Serve);
     }
     // TCP_NODELAY: a small grpc-web answer must not wait for the browser's delayed ACK.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -111,7 +135,6 @@ pub async fn serve_web(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    // The peer's address reaches the handlers (the sign-in throttle counts by address).
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -51,6 +51,7 @@ use emberline_common::clock::now_ms;
 #[serde(deny_unknown_fields, default)]
 pub struct HttpPushConfig {
     /// The tenant whose devices these are (`default` for a single household).
+    #[serde(skip_serializing_if = "emberline_common::tenant::is_default")]
     pub tenant: String,
     /// Name in logs, metrics and on readings.
     pub name: String,

@@ -29,6 +29,7 @@ use emberline_common::{Backoff, Secret};
 #[serde(deny_unknown_fields, default)]
 pub struct MqttSourceConfig {
     /// The tenant whose devices these are (`default` for a single household).
+    #[serde(skip_serializing_if = "emberline_common::tenant::is_default")]
     pub tenant: String,
     /// Name in logs and on readings.
     pub name: String,

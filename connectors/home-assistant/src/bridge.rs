@@ -84,7 +84,11 @@ pub async fn run(
         safe_id(&mqtt_config.client_id)
     )));
     let resume = checkpoints.load();
-    let upstream = Upstream::new(&config.gateway_url, config.token.as_ref())?;
+    let upstream = Upstream::new(
+        &config.gateway_url,
+        config.token.as_ref(),
+        config.gateway_ca_file.as_deref(),
+    )?;
     let mut connection = mqtt::start(
         &mqtt_config,
         &topics.bridge_availability(),

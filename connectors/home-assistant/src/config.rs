@@ -19,6 +19,9 @@ pub struct HomeAssistantConfig {
     /// An API token of scope `control` for the gateway (`emberline token create "home
     /// assistant" --scope control`). `emberline up` gives its built-in connector one itself.
     pub token: Option<Secret>,
+    /// PEM file of the CA (or the self-signed certificate) the gateway's TLS certificate
+    /// is checked against, for an `https://` `gateway_url`.
+    pub gateway_ca_file: Option<PathBuf>,
     /// Home Assistant's discovery prefix.
     pub discovery_prefix: String,
     /// Prefix of Emberline's own state and command topics.
@@ -44,6 +47,7 @@ impl Default for HomeAssistantConfig {
             mqtt: None,
             gateway_url: "http://127.0.0.1:50051".into(),
             token: None,
+            gateway_ca_file: None,
             discovery_prefix: "homeassistant".into(),
             base_topic: "emberline".into(),
             unit: TemperatureUnit::Celsius,

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::ConnectorError;
 
@@ -67,12 +67,17 @@ pub struct Upstream {
     pub alerts: AlertServiceClient<Link>,
     channel: Channel,
     bearer: Bearer,
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Upstream {
     /// Clients for `url`, calling with `token` (an API token of scope `control`); nothing
     /// connects until the first call.
-    pub fn new(url: &str, token: Option<&Secret>) -> Result<Self, ConnectorError> {
+    pub fn new(
+        url: &str,
+        token: Option<&Secret>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, ConnectorError> {
         let bearer = Bearer(
             token
                 .map(|t| format!("Bearer {}", t.expose()).parse())
@@ -83,11 +88,7 @@ impl Upstream {
                     )
                 })?,
         );
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| ConnectorError::Gateway {
-                url: url.into(),
-                reason: e.to_string(),
-            })?
+        let endpoint = endpoint(url, ca_file)?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10));
         let channel = endpoint.connect_lazy();
@@ -99,7 +100,48 @@ impl Upstream {
             alerts: AlertServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             channel,
             bearer,
+            tls: tls_of(url, ca_file)?,
         })
+    }
+}
+
+/// The TLS settings of an `https://` gateway: its certificate checked against `ca_file`.
+fn tls_of(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Option<ClientTlsConfig>, ConnectorError> {
+    if !url.starts_with("https://") {
+        return Ok(None);
+    }
+    let Some(ca_file) = ca_file else {
+        return Err(ConnectorError::Config(format!(
+            "{url} is https: set home_assistant.gateway_ca_file to the PEM file its certificate is checked against"
+        )));
+    };
+    let pem = std::fs::read(ca_file).map_err(|e| {
+        ConnectorError::Config(format!(
+            "reading gateway_ca_file {}: {e}",
+            ca_file.display()
+        ))
+    })?;
+    Ok(Some(
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+    ))
+}
+
+/// An endpoint for `url`, over TLS when it is `https://`.
+fn endpoint(url: &str, ca_file: Option<&std::path::Path>) -> Result<Endpoint, ConnectorError> {
+    let gateway_error = |reason: String| ConnectorError::Gateway {
+        url: url.into(),
+        reason,
+    };
+    let endpoint =
+        Endpoint::from_shared(url.to_owned()).map_err(|e| gateway_error(e.to_string()))?;
+    match tls_of(url, ca_file)? {
+        Some(tls) => endpoint
+            .tls_config(tls)
+            .map_err(|e| gateway_error(e.to_string())),
+        None => Ok(endpoint),
     }
 }
 
@@ -117,7 +159,11 @@ pub enum Feed {
 
 /// A channel for subscriptions: long-lived, so no per-call timeout.
 fn streaming_channel(upstream: &Upstream, url: &str) -> Channel {
-    Endpoint::from_shared(url.to_owned())
+    let endpoint = Endpoint::from_shared(url.to_owned()).and_then(|e| match &upstream.tls {
+        Some(tls) => e.tls_config(tls.clone()),
+        None => Ok(e),
+    });
+    endpoint
         .map(|e| e.connect_timeout(Duration::from_secs(5)).connect_lazy())
         .unwrap_or_else(|_| upstream.channel.clone())
 }

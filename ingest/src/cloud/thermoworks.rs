@@ -42,6 +42,7 @@ pub enum Brand {
 #[serde(deny_unknown_fields, default)]
 pub struct ThermoworksConfig {
     /// The tenant whose devices these are (`default` for a single household).
+    #[serde(skip_serializing_if = "emberline_common::tenant::is_default")]
     pub tenant: String,
     /// Name in logs and on readings.
     pub name: String,

@@ -92,6 +92,7 @@ pub fn classic_cook(seed: u64, target_c: f64, limit_ms: i64) -> (Series, Series)
 #[serde(deny_unknown_fields, default)]
 pub struct SimulatorConfig {
     /// The tenant whose devices these are (`default` for a single household).
+    #[serde(skip_serializing_if = "emberline_common::tenant::is_default")]
     pub tenant: String,
     /// Number of simulated devices.
     pub devices: u32,
