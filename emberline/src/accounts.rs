@@ -253,6 +253,21 @@ pub(crate) fn gateway_auth(
     Ok(AuthMode::Checked(Arc::new(auth)))
 }
 
+/// How the registry role checks callers of its REST API on `addr`: as the gateway does,
+/// without the first-owner set-up (owners sign in to a gateway, not to the registry).
+pub(crate) fn registry_auth(config: &Config, addr: SocketAddr) -> Result<AuthMode> {
+    if config.auth.mode == AuthModeName::None {
+        if !addr.ip().is_loopback() {
+            bail!(
+                "auth.mode = \"none\" leaves the registry open to anyone who reaches it, so it is \
+                 allowed only on loopback addresses, and {addr} is not one"
+            );
+        }
+        return Ok(AuthMode::Unchecked);
+    }
+    Ok(AuthMode::Checked(Arc::new(authenticator(config)?)))
+}
+
 /// A token for the Home Assistant connector `up` runs beside the gateway, when the config
 /// gives it none.
 pub(crate) fn internal_token(mode: &AuthMode, name: &str) -> Result<Option<String>> {

@@ -189,6 +189,8 @@ pub(crate) struct RegistryConfig {
     /// URL of a Confluent-compatible registry. Required with Kafka; with the embedded log,
     /// unset means the embedded registry.
     pub(crate) url: Option<String>,
+    /// An API token (scope `ingest`) sent to `url`, when that registry checks callers.
+    pub(crate) token: Option<emberline_common::Secret>,
 }
 
 /// Processor settings.

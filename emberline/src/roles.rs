@@ -131,7 +131,14 @@ pub(crate) async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts
         };
     let (registry, embedded_registry): (Arc<dyn SchemaRegistry>, Option<EmbeddedRegistry>) =
         match &config.registry.url {
-            Some(url) => (Arc::new(ConfluentRegistry::new(url)), None),
+            Some(url) => {
+                let client = match &config.registry.token {
+                    Some(token) => ConfluentRegistry::with_token(url, token.expose())
+                        .context("registry.token")?,
+                    None => ConfluentRegistry::new(url),
+                };
+                (Arc::new(client), None)
+            }
             None => {
                 let db = match local_db {
                     Some(db) => db,
@@ -366,6 +373,7 @@ fn spawn_registry_api(
     parts: &LogParts,
     shutdown: &CancellationToken,
     optional: bool,
+    access: AuthMode,
 ) {
     if let (Some(registry), Some(addr)) = (
         parts.embedded_registry.clone(),
@@ -373,7 +381,7 @@ fn spawn_registry_api(
     ) {
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            match emberline_gateway::serve_registry(registry, addr, shutdown, None).await {
+            match emberline_gateway::serve_registry(registry, addr, shutdown, None, access).await {
                 Err(e) if optional && e.kind() == std::io::ErrorKind::AddrInUse => {
                     tracing::warn!(%addr, "schema registry REST API not served: the address is in use (set gateway.registry_addr or --registry-addr)");
                     Ok(())
@@ -453,7 +461,7 @@ pub(crate) async fn up(config: Config) -> Result<()> {
         &readiness,
         auth.clone(),
     )?;
-    spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true);
+    spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true, auth.clone());
     if config.home_assistant.mqtt.is_some() {
         // Over TLS the connector checks the gateway's certificate, which must name
         // `localhost` (it is its own root of trust here).
@@ -678,13 +686,14 @@ pub(crate) async fn registry(mut config: Config) -> Result<()> {
         .gateway
         .registry_addr
         .context("no address: set gateway.registry_addr or pass --addr")?;
+    let access = accounts::registry_auth(&config, addr)?;
     let mut tasks = JoinSet::new();
     let readiness = start_ops(&mut tasks, &config, &shutdown);
     match config.log.backend {
         Backend::Embedded => {
             let parts = open_log(&config, SchemaIds::MayServe).await?;
             readiness.ready("log");
-            spawn_registry_api(&mut tasks, &config, &parts, &shutdown, false);
+            spawn_registry_api(&mut tasks, &config, &parts, &shutdown, false, access);
         }
         Backend::Kafka => {
             let log: Arc<dyn EventLog> =
@@ -699,7 +708,7 @@ pub(crate) async fn registry(mut config: Config) -> Result<()> {
             readiness.ready("log");
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
-                emberline_gateway::serve_registry(registry, addr, shutdown, None)
+                emberline_gateway::serve_registry(registry, addr, shutdown, None, access)
                     .await
                     .with_context(|| format!("schema registry REST API on {addr}"))
             });

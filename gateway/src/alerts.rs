@@ -307,6 +307,7 @@ impl AlertService for Gateway {
             alerts: alerts
                 .into_iter()
                 .map(alert_to_proto)
+                .filter(|a| tenant.sees_cook_id(a.cook_id.as_deref()))
                 .filter_map(|mut a| tenant.unqualify(&mut a.device_id).then_some(a))
                 .collect(),
         }))
@@ -379,6 +380,7 @@ impl PredictionService for Gateway {
             predictions: predictions
                 .into_iter()
                 .map(prediction_to_proto)
+                .filter(|p| tenant.sees_cook_id(p.cook_id.as_deref()))
                 .filter_map(|mut p| tenant.unqualify(&mut p.device_id).then_some(p))
                 .collect(),
         }))
@@ -441,6 +443,10 @@ impl Tailed for PredictionEvent {
     fn event_time_ms(&self) -> i64 {
         self.prediction.as_ref().map_or(0, |p| p.event_time_ms)
     }
+
+    fn cook_id(&self) -> Option<Option<&str>> {
+        Some(self.prediction.as_ref().and_then(|p| p.cook_id.as_deref()))
+    }
 }
 
 #[tonic::async_trait]
@@ -496,6 +502,10 @@ impl Tailed for AlertEvent {
 
     fn event_time_ms(&self) -> i64 {
         self.event_time_ms
+    }
+
+    fn cook_id(&self) -> Option<Option<&str>> {
+        Some(self.cook_id.as_deref())
     }
 }
 

@@ -53,7 +53,7 @@ mod web;
 
 pub use auth::{AuthMode, Rule, rule};
 pub use queries::HISTORY_RETAINED_FROM_HEADER;
-pub use registry_api::{RestRegistry, registry_router, serve_registry};
+pub use registry_api::{RestRegistry, guarded_registry_router, registry_router, serve_registry};
 pub use registry_log::{LogRegistry, SCHEMAS_TOPIC};
 pub use server::{Gateway, ServeError, serve_grpc};
 pub use subscriptions::START_OFFSETS;

@@ -139,7 +139,10 @@ impl DeviceService for Gateway {
             return Err(Status::invalid_argument("device_id is required"));
         }
         let device_id = tenant.device(&asked)?;
-        let probes = self.store.latest(&device_id).await.map_err(to_status)?;
+        let mut probes = self.store.latest(&device_id).await.map_err(to_status)?;
+        if let Some((from, to)) = self.share_window(&tenant).await? {
+            probes.retain(|p| (from..=to).contains(&p.event_time));
+        }
         if probes.is_empty() {
             return Err(Status::not_found(format!("no device {asked:?}")));
         }

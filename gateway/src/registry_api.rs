@@ -19,7 +19,10 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use emberline_auth::Permission;
 use emberline_common::Classify;
+
+use crate::auth::AuthMode;
 use emberline_schemas::{EmbeddedRegistry, RegisteredVersion, RegistryError, SchemaRegistry};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -76,12 +79,68 @@ pub fn registry_router(registry: impl RestRegistry) -> Router {
         .with_state(registry)
 }
 
+/// Who may call the REST API: with sign-in on, every call needs a credential (an API token
+/// or a user's access token, as a bearer); registering a schema needs the `ingest` scope or
+/// an owner. Answers use Confluent's error shape (`40101` unauthenticated, `40301`
+/// forbidden).
+async fn check_caller(
+    State(access): State<AuthMode>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let AuthMode::Checked(auth) = &access else {
+        return next.run(request).await;
+    };
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned());
+    let Some(token) = token else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            40101,
+            "send `Authorization: Bearer <token>` (an API token of scope ingest to register)",
+        );
+    };
+    let caller = match auth.verify(&token) {
+        Ok(caller) => caller,
+        Err(e) => return error(StatusCode::UNAUTHORIZED, 40101, e.to_string()),
+    };
+    let registers =
+        request.method() == axum::http::Method::POST && request.uri().path().ends_with("/versions");
+    let allowed = if registers {
+        caller.allows(Permission::Ingest) || caller.allows(Permission::Manage)
+    } else {
+        caller.allows(Permission::Read) || caller.allows(Permission::Ingest)
+    };
+    if !allowed {
+        return error(
+            StatusCode::FORBIDDEN,
+            40301,
+            format!(
+                "{} may not do this (registering needs the ingest scope)",
+                caller.name
+            ),
+        );
+    }
+    next.run(request).await
+}
+
+/// The REST API over `registry`, its callers checked as `access` says.
+pub fn guarded_registry_router(registry: impl RestRegistry, access: AuthMode) -> Router {
+    registry_router(registry).layer(axum::middleware::from_fn_with_state(access, check_caller))
+}
+
 /// Serves the REST API on `addr` until `shutdown` is cancelled.
 pub async fn serve_registry(
     registry: impl RestRegistry,
     addr: SocketAddr,
     shutdown: CancellationToken,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    access: AuthMode,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -89,7 +148,7 @@ pub async fn serve_registry(
     if let Some(tx) = bound {
         let _ = tx.send(local);
     }
-    axum::serve(listener, registry_router(registry))
+    axum::serve(listener, guarded_registry_router(registry, access))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

@@ -45,6 +45,11 @@ pub(crate) trait Tailed: Sized + Send + 'static {
     fn device_id_mut(&mut self) -> Option<&mut String>;
     /// When it happened, epoch ms.
     fn event_time_ms(&self) -> i64;
+    /// The cook it belongs to (`Some(None)`: of no cook), or `None` for events that know
+    /// no cook (trends, bounded by time instead).
+    fn cook_id(&self) -> Option<Option<&str>> {
+        None
+    }
 }
 
 /// What to tail: whose, which device (qualified; none: every device of the tenant), from
@@ -139,8 +144,10 @@ impl Gateway {
                                 return;
                             }
                         };
+                        // A share link's caller: its cook's time, and its cook's records.
                         if window
                             .is_some_and(|(from, to)| !(from..=to).contains(&event.event_time_ms()))
+                            || event.cook_id().is_some_and(|c| !tenant.sees_cook_id(c))
                         {
                             continue;
                         }

@@ -58,6 +58,14 @@ impl Tenant {
                 .is_none_or(|s| s.cook_id == cook.cook_id)
     }
 
+    /// Whether a record of cook `cook_id` (none: of no cook) is the caller's to see: always,
+    /// except through a share link, which sees only its own cook's.
+    pub(crate) fn sees_cook_id(&self, cook_id: Option<&str>) -> bool {
+        self.share
+            .as_ref()
+            .is_none_or(|s| cook_id == Some(s.cook_id.as_str()))
+    }
+
     /// For a share link, the cook whose time window bounds what its caller sees.
     pub(crate) fn shared_cook(&self) -> Option<&str> {
         self.share.as_ref().map(|s| s.cook_id.as_str())
@@ -173,6 +181,12 @@ mod tests {
             }),
         };
         assert!(link.owns("acme/grill") && !link.owns("acme/smoker"));
+        assert!(link.sees_cook_id(Some("c")) && !link.sees_cook_id(Some("d")));
+        assert!(
+            !link.sees_cook_id(None),
+            "a link sees its cook's records only"
+        );
+        assert!(acme.sees_cook_id(None) && acme.sees_cook_id(Some("d")));
         assert_eq!(
             link.device("smoker").expect_err("not shared").code(),
             tonic::Code::NotFound

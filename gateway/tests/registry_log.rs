@@ -419,6 +419,7 @@ async fn serve(registry: impl RestRegistry, shutdown: &CancellationToken) -> Str
         addr,
         shutdown.clone(),
         Some(tx),
+        emberline_gateway::AuthMode::Unchecked,
     ));
     format!("http://{}", rx.await.expect("bound"))
 }

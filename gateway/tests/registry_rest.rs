@@ -19,6 +19,13 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(|_| emberline_gateway::AuthMode::Unchecked).await
+}
+
+/// A server whose callers are checked as `access` (given the registry's directory) says.
+async fn start_with(
+    access: impl FnOnce(&std::path::Path) -> emberline_gateway::AuthMode,
+) -> Server {
     emberline_common::http::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = redb::Database::create(dir.path().join("r.redb")).expect("db");
@@ -31,6 +38,7 @@ async fn start() -> Server {
         addr,
         shutdown.clone(),
         Some(tx),
+        access(dir.path()),
     ));
     let bound = rx.await.expect("bound");
     Server {
@@ -149,5 +157,58 @@ async fn rest_errors_use_confluent_codes() {
     assert_eq!((status, json["error_code"].as_u64()), (422, Some(42201)));
     let (status, json) = body(get("/subjects").await.expect("get")).await;
     assert_eq!((status, json), (200, serde_json::json!([])));
+    server.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn with_sign_in_on_reads_need_a_credential_and_registering_the_ingest_scope() {
+    use emberline_auth::{AuthSettings, Authenticator, Scope};
+    let mut tokens = Vec::new();
+    let server = start_with(|dir| {
+        let auth = Authenticator::open(dir, AuthSettings::default()).expect("identities");
+        for scope in [Scope::Read, Scope::Ingest] {
+            let (token, _) = auth
+                .create_token("default", scope.as_str(), scope, None)
+                .expect("token");
+            tokens.push(token);
+        }
+        emberline_gateway::AuthMode::Checked(Arc::new(auth))
+    })
+    .await;
+    let (read, ingest) = (&tokens[0], &tokens[1]);
+    let http = reqwest::Client::new();
+    let subjects = format!("{}/subjects", server.url);
+    let refused = http.get(&subjects).send().await.expect("answer");
+    assert_eq!(refused.status(), 401);
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(body["error_code"], 40101, "{body}");
+    let listed = http
+        .get(&subjects)
+        .bearer_auth(read)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(listed.status(), 200);
+
+    // Registering: refused to a read token, through the client too; allowed with ingest.
+    let forbidden = Arc::new(ConfluentRegistry::with_token(&server.url, read).expect("client"));
+    let err = EventCodec::connect(forbidden)
+        .await
+        .err()
+        .expect("a read token registers nothing");
+    assert!(
+        err.to_string().contains("40301") || err.to_string().contains("403"),
+        "{err}"
+    );
+    let writer = Arc::new(ConfluentRegistry::with_token(&server.url, ingest).expect("client"));
+    let codec = EventCodec::connect(writer)
+        .await
+        .expect("registered with ingest");
+    codec.schema_id(EventKind::ProbeReading).expect("an id");
+    let anonymous = Arc::new(ConfluentRegistry::new(&server.url));
+    assert!(
+        EventCodec::connect(anonymous).await.is_err(),
+        "no token, no schema"
+    );
     server.shutdown.cancel();
 }

@@ -30,6 +30,22 @@ impl ConfluentRegistry {
         }
     }
 
+    /// A client of the registry at `url` that sends `token` as a bearer (an Emberline API
+    /// token of scope `ingest`, for a registry that checks callers).
+    pub fn with_token(url: &str, token: &str) -> Result<Self, RegistryError> {
+        emberline_common::http::install_crypto_provider();
+        let url = url.trim_end_matches('/').to_owned();
+        let settings = SrSettings::new_builder(url.clone())
+            .set_token_authorization(token)
+            .build()
+            .map_err(|e| RegistryError::Remote {
+                url: url.clone(),
+                reason: e.to_string(),
+                retriable: false,
+            })?;
+        Ok(Self { settings, url })
+    }
+
     fn remote(&self, e: SRCError) -> RegistryError {
         RegistryError::Remote {
             url: self.url.clone(),
