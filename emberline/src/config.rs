@@ -65,6 +65,11 @@ pub(crate) struct AuthConfig {
     pub(crate) admin_password_file: Option<PathBuf>,
     /// The first owner's name, with `admin_password_file` (default `admin`).
     pub(crate) admin_user: Option<String>,
+    /// Calls each user, API token or share link may make per second, sustained (0: no
+    /// limit); default 100.
+    pub(crate) calls_per_second: Option<f64>,
+    /// Calls each caller may make at once; default 400.
+    pub(crate) burst: Option<f64>,
 }
 
 /// `auth.mode`.

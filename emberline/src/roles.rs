@@ -329,6 +329,14 @@ fn spawn_gateway(
         shutdown.clone(),
         auth,
     );
+    let default_budget = emberline_gateway::rate::Budget::default();
+    gateway = gateway.with_budget(emberline_gateway::rate::Budget {
+        per_second: config
+            .auth
+            .calls_per_second
+            .unwrap_or(default_budget.per_second),
+        burst: config.auth.burst.unwrap_or(default_budget.burst),
+    });
     if let Some(tls) = &config.gateway.tls {
         let files = emberline_gateway::TlsFiles {
             cert_file: tls.cert_file.clone(),

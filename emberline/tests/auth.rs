@@ -835,3 +835,49 @@ async fn a_share_link_shows_one_cook_live_and_nothing_else() {
         .expect_err("revoked");
     assert_eq!(gone.code(), Code::Unauthenticated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_and_callers_over_budget_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = start(dir.path());
+    let channel = up.channel().await;
+    let owner = sign_in(&channel, "admin").await;
+
+    // A request above the size limit is refused before it is decoded.
+    let add_note = Method {
+        path: "/emberline.v1.CookService/AddNote".into(),
+        streaming: false,
+    };
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("ready");
+    let big = bearer(&owner, vec![0u8; emberline_gateway::MAX_REQUEST_BYTES + 1]);
+    let refused = grpc
+        .unary(big, add_note.path.parse().expect("path"), Raw)
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(refused.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{refused:?}"
+    );
+
+    // One caller's burst is spent, then refused with the wait; another caller is not.
+    let list = Method {
+        path: "/emberline.v1.DeviceService/ListDevices".into(),
+        streaming: false,
+    };
+    let burst = emberline_gateway::rate::BURST as usize;
+    let mut over = None;
+    for n in 0..burst * 2 {
+        let status = call(&channel, &list, Some(&owner)).await;
+        if status.code() == Code::ResourceExhausted {
+            over = Some((n, status));
+            break;
+        }
+    }
+    let (n, status) = over.expect("the budget ran out");
+    assert!(n >= burst, "refused after only {n} calls");
+    assert!(status.message().contains("retry in"), "{status:?}");
+    add_user(&dir.path().join("data"), "viewer", "viewer");
+    let viewer = sign_in(&channel, "viewer").await;
+    assert_eq!(call(&channel, &list, Some(&viewer)).await.code(), Code::Ok);
+}

@@ -208,6 +208,7 @@ fn peer<B>(request: &Request<B>) -> Option<IpAddr> {
 #[derive(Clone)]
 pub(crate) struct AuthLayer {
     pub(crate) mode: AuthMode,
+    pub(crate) budget: std::sync::Arc<crate::rate::RateLimiter>,
 }
 
 impl<S> tower_layer::Layer<S> for AuthLayer {
@@ -217,6 +218,7 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
         AuthCheck {
             inner,
             mode: self.mode.clone(),
+            budget: self.budget.clone(),
         }
     }
 }
@@ -226,6 +228,7 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
 pub(crate) struct AuthCheck<S> {
     inner: S,
     mode: AuthMode,
+    budget: std::sync::Arc<crate::rate::RateLimiter>,
 }
 
 impl<S, B, RB> Service<Request<B>> for AuthCheck<S>
@@ -243,7 +246,27 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        match admit(&self.mode, request.uri().path(), request.headers()) {
+        let admitted =
+            admit(&self.mode, request.uri().path(), request.headers()).and_then(|caller| {
+                match (&caller, &self.mode) {
+                    (Some(c), AuthMode::Checked(_)) => {
+                        let key = format!("{}\u{1f}{}", c.tenant, c.name);
+                        self.budget
+                            .take(&key, std::time::Instant::now())
+                            .map_err(|wait| {
+                                tonic::Status::resource_exhausted(format!(
+                                    "{} is over its budget of {} calls a second; retry in {} ms",
+                                    c.name,
+                                    self.budget.budget().per_second,
+                                    wait.as_millis().max(1)
+                                ))
+                            })?;
+                        Ok(caller)
+                    }
+                    _ => Ok(caller),
+                }
+            });
+        match admitted {
             Ok(caller) => {
                 if let Some(ip) = peer(&request) {
                     request.extensions_mut().insert(Peer(ip));

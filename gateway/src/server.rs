@@ -21,6 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthLayer, AuthMode};
 
+/// Largest request message any API call takes. Requests are small (ids, a rule, a note);
+/// a larger one is refused before it is read, whoever sends it.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
 /// The gateway's shared handles; cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
@@ -30,6 +34,7 @@ pub struct Gateway {
     pub(crate) shutdown: CancellationToken,
     pub(crate) auth: AuthMode,
     pub(crate) tls: Option<crate::tls::Tls>,
+    pub(crate) budget: crate::rate::Budget,
 }
 
 impl Gateway {
@@ -49,7 +54,14 @@ impl Gateway {
             shutdown,
             auth,
             tls: None,
+            budget: crate::rate::Budget::default(),
         }
+    }
+
+    /// The same gateway giving each caller `budget` (calls per second and burst).
+    pub fn with_budget(mut self, budget: crate::rate::Budget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// The same gateway serving TLS on both ports with `tls` (and marking its session
@@ -114,20 +126,40 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
     health.set_serving::<ShareServiceServer<Gateway>>().await;
     let auth = AuthLayer {
         mode: gateway.auth.clone(),
+        budget: std::sync::Arc::new(crate::rate::RateLimiter::new(gateway.budget)),
     };
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(DeviceServiceServer::new(gateway.clone()))
-        .add_service(ReadingServiceServer::new(gateway.clone()))
-        .add_service(CookServiceServer::new(gateway.clone()))
-        .add_service(PredictionServiceServer::new(gateway.clone()))
-        .add_service(AlertServiceServer::new(gateway.clone()))
-        .add_service(PlannerServiceServer::new(gateway.clone()))
-        .add_service(AuthServiceServer::new(gateway.clone()))
-        .add_service(TokenServiceServer::new(gateway.clone()))
-        .add_service(ShareServiceServer::new(gateway.clone()))
-        .add_service(TrendServiceServer::new(gateway));
+        .add_service(
+            DeviceServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            ReadingServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            CookServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            PredictionServiceServer::new(gateway.clone())
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            AlertServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            PlannerServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            AuthServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            TokenServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            ShareServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(TrendServiceServer::new(gateway).max_decoding_message_size(MAX_REQUEST_BYTES));
     Ok(tonic::service::Routes::from(
         routes.into_axum_router().layer(auth),
     ))
