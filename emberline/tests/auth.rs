@@ -819,7 +819,19 @@ async fn a_share_link_shows_one_cook_live_and_nothing_else() {
         }
     }
 
-    // Revoked, the link shows nothing.
+    // Revoked, the link shows nothing: an open stream ends too.
+    let mut open = TrendServiceClient::new(channel.clone())
+        .subscribe_trends(bearer(
+            &link,
+            SubscribeTrendsRequest {
+                device_id: "sim-1".into(),
+                resume: Default::default(),
+                start: StartFrom::Latest as i32,
+            },
+        ))
+        .await
+        .expect("a stream before revoking")
+        .into_inner();
     shares
         .revoke_share_link(bearer(
             &owner,
@@ -834,6 +846,19 @@ async fn a_share_link_shows_one_cook_live_and_nothing_else() {
         .await
         .expect_err("revoked");
     assert_eq!(gone.code(), Code::Unauthenticated);
+    let ended = tokio::time::timeout(support::PATIENCE, async {
+        loop {
+            match open.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => return Some(status),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the open stream ends after the link is revoked")
+    .expect("with a status");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -349,8 +349,10 @@ impl AlertService for Gateway {
         request: Request<SubscribeAlertsRequest>,
     ) -> Result<Response<Self::SubscribeAlertsStream>, Status> {
         let tenant = Tenant::of(&request)?;
+        let credential = crate::auth::Credential::of(&request);
         let r = request.into_inner();
         let tail = Tail {
+            credential,
             device_id: tenant.filter(&r.device_id)?,
             window: self.share_window(&tenant).await?,
             tenant,
@@ -391,8 +393,10 @@ impl PredictionService for Gateway {
         request: Request<SubscribePredictionsRequest>,
     ) -> Result<Response<Self::SubscribePredictionsStream>, Status> {
         let tenant = Tenant::of(&request)?;
+        let credential = crate::auth::Credential::of(&request);
         let r = request.into_inner();
         let tail = Tail {
+            credential,
             device_id: tenant.filter(&r.device_id)?,
             window: self.share_window(&tenant).await?,
             tenant,

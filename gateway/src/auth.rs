@@ -183,6 +183,26 @@ fn admit(
     Ok(Some(caller))
 }
 
+/// The credential a call was admitted with, for calls that outlive it (a subscription is
+/// ended when its token expires or is revoked).
+#[derive(Clone)]
+pub(crate) struct Credential {
+    auth: Arc<Authenticator>,
+    token: String,
+}
+
+impl Credential {
+    /// Of the request, when it was admitted with one.
+    pub(crate) fn of<T>(request: &tonic::Request<T>) -> Option<Self> {
+        request.extensions().get::<Self>().cloned()
+    }
+
+    /// Why it proves nothing any more, or `None` while it still does.
+    pub(crate) fn ended(&self) -> Option<String> {
+        self.auth.verify(&self.token).err().map(|e| e.to_string())
+    }
+}
+
 /// The address a request came from, on either port.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Peer(pub(crate) IpAddr);
@@ -273,6 +293,16 @@ where
                 }
                 if let Some(caller) = caller {
                     request.extensions_mut().insert(caller);
+                    // Long calls (subscriptions) check again that it still proves something.
+                    if let (AuthMode::Checked(auth), Some(token)) =
+                        (&self.mode, bearer(request.headers()))
+                    {
+                        let credential = Credential {
+                            auth: auth.clone(),
+                            token: token.to_owned(),
+                        };
+                        request.extensions_mut().insert(credential);
+                    }
                 }
                 Box::pin(self.inner.call(request))
             }

@@ -28,6 +28,10 @@ use tracing::Instrument;
 /// Updates buffered per subscription before the readers wait for the client.
 const BUFFER: usize = 1_024;
 
+/// How often an open subscription checks that its credential still proves something: a
+/// revoked token, an expired share link or session ends the stream within this.
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// Response header of every subscription: where each subscribed partition starts.
 pub const START_OFFSETS: &str = emberline_proto::start_offsets::HEADER;
 
@@ -59,6 +63,8 @@ pub(crate) struct Tail {
     pub(crate) device_id: Option<String>,
     /// Only events inside this time window (a share link's cook), when set.
     pub(crate) window: Option<(i64, i64)>,
+    /// What the caller was admitted with, re-checked while the stream is open.
+    pub(crate) credential: Option<crate::auth::Credential>,
     pub(crate) resume: HashMap<u32, u64>,
     pub(crate) start: i32,
 }
@@ -174,6 +180,24 @@ impl Gateway {
                 }
             });
         }
+        if let Some(credential) = r.credential {
+            let shutdown = self.shutdown.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(RECHECK);
+                every.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        () = tx.closed() => return,
+                        () = shutdown.cancelled() => return,
+                    }
+                    if let Some(why) = credential.ended() {
+                        let _ = tx.send(Err(Status::unauthenticated(why))).await;
+                        return;
+                    }
+                }
+            });
+        }
         let mut response = Response::new(ReceiverStream::new(rx));
         let header = emberline_proto::start_offsets::render(&starts)
             .parse()
@@ -192,8 +216,10 @@ impl TrendService for Gateway {
         request: Request<SubscribeTrendsRequest>,
     ) -> Result<Response<Self::SubscribeTrendsStream>, Status> {
         let tenant = Tenant::of(&request)?;
+        let credential = crate::auth::Credential::of(&request);
         let r = request.into_inner();
         let tail = Tail {
+            credential,
             device_id: tenant.filter(&r.device_id)?,
             window: self.share_window(&tenant).await?,
             tenant,
