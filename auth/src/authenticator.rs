@@ -19,6 +19,7 @@ use emberline_common::clock;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{AuditEvent, AuditKind, AuditSink};
 use crate::identity::{Caller, DEFAULT_TENANT, Grant, Role, Scope};
 use crate::secrets::{digest, random_id, random_token, signing_key};
 use crate::store::{ApiToken, IdentityFile, Session, ShareLink, User};
@@ -95,6 +96,17 @@ pub struct Authenticator {
     /// Tokens of this process's own clients (the Home Assistant connector `up` runs): digest
     /// → caller. Never stored; they end with the process.
     internal: std::sync::RwLock<std::collections::HashMap<String, Caller>>,
+    /// Where security events go besides the log target.
+    audit: std::sync::OnceLock<std::sync::Arc<dyn AuditSink>>,
+    /// Share links used since this process started (their first use is an event).
+    shares_opened: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The users and API tokens last seen in the identities file, to report changes made
+    /// by the command.
+    seen_users: std::sync::Mutex<Option<(Vec<User>, Vec<ApiToken>)>>,
+    /// When a throttled sign-in from an address was last reported.
+    throttled_noted: std::sync::Mutex<std::collections::HashMap<IpAddr, Instant>>,
+    /// Ids of API tokens this process created or revoked (reported already).
+    own_token_changes: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Authenticator {
@@ -117,7 +129,112 @@ impl Authenticator {
             settings,
             setup_code: std::sync::Mutex::new(None),
             internal: std::sync::RwLock::default(),
+            audit: std::sync::OnceLock::new(),
+            shares_opened: std::sync::Mutex::default(),
+            seen_users: std::sync::Mutex::default(),
+            own_token_changes: std::sync::Mutex::default(),
+            throttled_noted: std::sync::Mutex::default(),
         })
+    }
+
+    /// Sends security events to `sink` from now on (once; later calls are ignored).
+    pub fn set_audit(&self, sink: std::sync::Arc<dyn AuditSink>) {
+        let _ = self.audit.set(sink);
+        self.remember_users();
+    }
+
+    /// Reports one security event.
+    fn audit(
+        &self,
+        tenant: &str,
+        kind: AuditKind,
+        actor: &str,
+        subject: Option<&str>,
+        address: Option<IpAddr>,
+    ) {
+        tracing::info!(target: "emberline::audit", tenant, ?kind, actor, subject, address = ?address, "security event");
+        if let Some(sink) = self.audit.get() {
+            sink.record(AuditEvent {
+                time_ms: clock::now_ms(),
+                tenant: tenant.to_owned(),
+                kind,
+                actor: actor.to_owned(),
+                subject: subject.map(str::to_owned),
+                address: address.map(|a| a.to_string()),
+            });
+        }
+    }
+
+    fn remember_users(&self) {
+        if let Ok(doc) = self.file.current() {
+            *self.seen_users.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((doc.users.clone(), doc.tokens.clone()));
+        }
+    }
+
+    /// Reports users added, removed, re-roled or re-keyed since last looked (changes made
+    /// with `emberline user` while this process runs).
+    fn notice_user_changes(&self, doc: &crate::store::Identities) {
+        if self.audit.get().is_none() {
+            return;
+        }
+        let mut seen = self.seen_users.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((before, tokens_before)) = seen.as_ref() else {
+            *seen = Some((doc.users.clone(), doc.tokens.clone()));
+            return;
+        };
+        if *before == doc.users && *tokens_before == doc.tokens {
+            return;
+        }
+        let actor = "command line";
+        for user in &doc.users {
+            let kind = match before.iter().find(|b| b.name == user.name) {
+                None => Some(AuditKind::UserAdded),
+                Some(b) if b.role != user.role || b.tenant != user.tenant => {
+                    Some(AuditKind::RoleChanged)
+                }
+                Some(b) if b.password_hash != user.password_hash => {
+                    Some(AuditKind::PasswordChanged)
+                }
+                Some(_) => None,
+            };
+            if let Some(kind) = kind {
+                self.audit(&user.tenant, kind, actor, Some(&user.name), None);
+            }
+        }
+        for gone in before.iter().filter(|b| doc.user(&b.name).is_none()) {
+            self.audit(
+                &gone.tenant,
+                AuditKind::UserRemoved,
+                actor,
+                Some(&gone.name),
+                None,
+            );
+        }
+        // Tokens this process made or revoked were reported when it did; the rest were the
+        // command's.
+        let (made, revoked): (Vec<_>, Vec<_>) = (
+            doc.tokens
+                .iter()
+                .filter(|t| !tokens_before.iter().any(|b| b.id == t.id))
+                .collect(),
+            tokens_before
+                .iter()
+                .filter(|b| !doc.tokens.iter().any(|t| t.id == b.id))
+                .collect(),
+        );
+        let mine = self
+            .own_token_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for t in made.into_iter().filter(|t| !mine.contains(&t.id)) {
+            self.audit(&t.tenant, AuditKind::TokenCreated, actor, Some(&t.id), None);
+        }
+        for t in revoked.into_iter().filter(|t| !mine.contains(&t.id)) {
+            self.audit(&t.tenant, AuditKind::TokenRevoked, actor, Some(&t.id), None);
+        }
+        *seen = Some((doc.users.clone(), doc.tokens.clone()));
     }
 
     /// The identities file.
@@ -165,6 +282,8 @@ impl Authenticator {
             )?;
             *expected = None;
         }
+        self.remember_users();
+        self.audit(DEFAULT_TENANT, AuditKind::SetupCompleted, user, None, None);
         self.issue(user, None)
     }
 
@@ -172,23 +291,45 @@ impl Authenticator {
     /// the policy's free tries, slowed down.
     pub fn sign_in(&self, user: &str, pass: &str, from: IpAddr) -> Result<SignedIn, AuthError> {
         let now = Instant::now();
-        self.throttle
-            .check(user, from, now)
-            .map_err(|t| AuthError::Throttled {
-                retry_after: t.retry_after,
-            })?;
         let doc = self.file.current()?;
+        self.notice_user_changes(&doc);
         let known = doc.user(user);
+        let tenant = known.map_or(DEFAULT_TENANT, |u| u.tenant.as_str());
+        if let Err(t) = self.throttle.check(user, from, now) {
+            // Once a minute per address: a guesser must not fill the trail (or the disk).
+            let note = {
+                let mut noted = self
+                    .throttled_noted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if noted.len() >= 10_000 {
+                    noted.clear();
+                }
+                let last = noted.get(&from).copied();
+                let due = last
+                    .is_none_or(|l| now.saturating_duration_since(l) >= Duration::from_secs(60));
+                if due {
+                    noted.insert(from, now);
+                }
+                due
+            };
+            if note {
+                self.audit(tenant, AuditKind::SignInThrottled, user, None, Some(from));
+            }
+            return Err(AuthError::Throttled {
+                retry_after: t.retry_after,
+            });
+        }
         let stored = known.map_or(password::decoy(), |u| u.password_hash.as_str());
         if !password::verify(pass, stored) || known.is_none() {
             self.throttle.failed(user, from, now);
-            tracing::info!(target: "emberline::audit", user, %from, "sign-in failed");
+            self.audit(tenant, AuditKind::SignInFailed, user, None, Some(from));
             return Err(AuthError::Unauthenticated(
                 "wrong user name or password".into(),
             ));
         }
         self.throttle.succeeded(user, from, now);
-        tracing::info!(target: "emberline::audit", user, %from, "signed in");
+        self.audit(tenant, AuditKind::SignedIn, user, None, Some(from));
         let name = known.map_or(user, |u| u.name.as_str()).to_owned();
         self.issue(&name, None)
     }
@@ -208,11 +349,12 @@ impl Authenticator {
                 match session.spent_at_ms {
                     Some(at) if now - at > REUSE_GRACE_MS => {
                         let family = session.family.clone();
+                        let user = session.user.clone();
                         doc.sessions.retain(|s| s.family != family);
-                        tracing::warn!(
-                            target: "emberline::audit",
-                            "a spent refresh token was presented again; its sessions are ended"
-                        );
+                        let tenant = doc
+                            .user(&user)
+                            .map_or(DEFAULT_TENANT, |u| u.tenant.as_str());
+                        self.audit(tenant, AuditKind::RefreshReused, &user, None, None);
                         return Ok(Err(
                             "this refresh token was used already; every session from that sign-in \
                          is ended",
@@ -234,17 +376,26 @@ impl Authenticator {
     /// Ends the session of `refresh_token` (every token of its family).
     pub fn sign_out(&self, refresh_token: &str) -> Result<(), AuthError> {
         let spent = digest(refresh_token);
-        self.file.update(clock::now_ms(), |doc| {
-            if let Some(family) = doc
+        let ended = self.file.update(clock::now_ms(), |doc| {
+            let Some((family, user)) = doc
                 .sessions
                 .iter()
                 .find(|s| s.digest == spent)
-                .map(|s| s.family.clone())
-            {
-                doc.sessions.retain(|s| s.family != family);
-            }
-            Ok(())
-        })
+                .map(|s| (s.family.clone(), s.user.clone()))
+            else {
+                return Ok(None);
+            };
+            doc.sessions.retain(|s| s.family != family);
+            let tenant = doc.user(&user).map(|u| u.tenant.clone());
+            Ok(Some((
+                user,
+                tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
+            )))
+        })?;
+        if let Some((user, tenant)) = ended {
+            self.audit(&tenant, AuditKind::SignedOut, &user, None, None);
+        }
+        Ok(())
     }
 
     /// The caller a bearer token proves, or why it proves nothing.
@@ -255,6 +406,8 @@ impl Authenticator {
         if bearer.starts_with(SHARE_TOKEN_PREFIX) {
             return self.verify_share(bearer);
         }
+        let doc = self.file.current()?;
+        self.notice_user_changes(&doc);
         let claims = jsonwebtoken::decode::<Claims>(bearer, &self.decoding, &self.validation)
             .map_err(|e| {
                 let why = match e.kind() {
@@ -272,7 +425,6 @@ impl Authenticator {
                 AuthError::Unauthenticated(why.into())
             })?
             .claims;
-        let doc = self.file.current()?;
         let user = doc
             .user(&claims.sub)
             .filter(|u| u.tenant == claims.ten)
@@ -341,6 +493,20 @@ impl Authenticator {
         if found.expires_at_ms.is_some_and(|e| e <= clock::now_ms()) {
             return Err(AuthError::Unauthenticated("the share link expired".into()));
         }
+        let first = self
+            .shares_opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(found.id.clone());
+        if first {
+            self.audit(
+                &found.tenant,
+                AuditKind::ShareOpened,
+                &format!("share link {}", found.id),
+                Some(&found.cook_id),
+                None,
+            );
+        }
         Ok(Caller {
             name: format!("share link {}", found.id),
             tenant: found.tenant.clone(),
@@ -355,6 +521,7 @@ impl Authenticator {
     /// token (shown once) and its record.
     pub fn create_share(
         &self,
+        actor: &str,
         tenant: &str,
         cook_id: &str,
         device: &str,
@@ -381,7 +548,13 @@ impl Authenticator {
             doc.shares.push(kept);
             Ok(())
         })?;
-        tracing::info!(target: "emberline::audit", tenant, cook_id, id = %record.id, "share link created");
+        self.audit(
+            tenant,
+            AuditKind::ShareCreated,
+            actor,
+            Some(&record.id),
+            None,
+        );
         Ok((token, record))
     }
 
@@ -402,7 +575,7 @@ impl Authenticator {
     }
 
     /// Revokes one of the tenant's share links.
-    pub fn revoke_share(&self, tenant: &str, id: &str) -> Result<(), AuthError> {
+    pub fn revoke_share(&self, actor: &str, tenant: &str, id: &str) -> Result<(), AuthError> {
         self.file.update(clock::now_ms(), |doc| {
             let before = doc.shares.len();
             doc.shares.retain(|s| !(s.tenant == tenant && s.id == id));
@@ -411,13 +584,14 @@ impl Authenticator {
             }
             Ok(())
         })?;
-        tracing::info!(target: "emberline::audit", tenant, id, "share link revoked");
+        self.audit(tenant, AuditKind::ShareRevoked, actor, Some(id), None);
         Ok(())
     }
 
     /// Creates an API token for `tenant`; returns the token (shown once) and its record.
     pub fn create_token(
         &self,
+        actor: &str,
         tenant: &str,
         name: &str,
         scope: Scope,
@@ -446,11 +620,22 @@ impl Authenticator {
             expires_at_ms,
         };
         let kept = record.clone();
+        // Known as this process's own before the file shows it: not the command's.
+        self.own_token_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(record.id.clone());
         self.file.update(now, move |doc| {
             doc.tokens.push(kept);
             Ok(())
         })?;
-        tracing::info!(target: "emberline::audit", tenant, name, %scope, id = %record.id, "API token created");
+        self.audit(
+            tenant,
+            AuditKind::TokenCreated,
+            actor,
+            Some(&record.id),
+            None,
+        );
         Ok((token, record))
     }
 
@@ -467,7 +652,11 @@ impl Authenticator {
     }
 
     /// Revokes one of the tenant's API tokens.
-    pub fn revoke_token(&self, tenant: &str, id: &str) -> Result<(), AuthError> {
+    pub fn revoke_token(&self, actor: &str, tenant: &str, id: &str) -> Result<(), AuthError> {
+        self.own_token_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned());
         self.file.update(clock::now_ms(), |doc| {
             let before = doc.tokens.len();
             doc.tokens.retain(|t| !(t.tenant == tenant && t.id == id));
@@ -476,7 +665,7 @@ impl Authenticator {
             }
             Ok(())
         })?;
-        tracing::info!(target: "emberline::audit", tenant, id, "API token revoked");
+        self.audit(tenant, AuditKind::TokenRevoked, actor, Some(id), None);
         Ok(())
     }
 

@@ -11,9 +11,11 @@
 //! * [`password`] — Argon2id, with its parameters;
 //! * [`store`] — the identities file, safe to change from several processes;
 //! * [`users`] — adding, removing and re-keying users;
+//! * [`audit`] — security events and where they go;
 //! * [`authenticator`] — sign-in, refresh, sign-out, API tokens, verifying a token;
 //! * [`throttle`] — the sign-in throttle and its policy.
 
+pub mod audit;
 pub mod authenticator;
 mod error;
 pub mod identity;
@@ -23,6 +25,7 @@ pub mod store;
 pub mod throttle;
 pub mod users;
 
+pub use audit::{AuditEvent, AuditKind, AuditSink};
 pub use authenticator::{
     API_TOKEN_PREFIX, AuthSettings, Authenticator, SHARE_TOKEN_PREFIX, SignedIn,
 };

@@ -163,7 +163,7 @@ fn emberline_common_now_s() -> i64 {
 fn api_tokens_are_scoped_expire_and_revoke() {
     let (dir, auth) = with_users();
     let (token, info) = auth
-        .create_token("default", "home assistant", Scope::Control, None)
+        .create_token("pat", "default", "home assistant", Scope::Control, None)
         .expect("create");
     let caller = auth.verify(&token).expect("verify");
     assert_eq!(caller.grant, Grant::Token(Scope::Control));
@@ -177,14 +177,15 @@ fn api_tokens_are_scoped_expire_and_revoke() {
     );
     assert!(auth.list_tokens("other").expect("list").is_empty());
     let err = auth
-        .revoke_token("other", &info.id)
+        .revoke_token("pat", "other", &info.id)
         .expect_err("another tenant's");
     assert!(matches!(err, AuthError::NotFound(_)));
-    auth.revoke_token("default", &info.id).expect("revoke");
+    auth.revoke_token("pat", "default", &info.id)
+        .expect("revoke");
     unauthenticated(auth.verify(&token));
 
     let (soon, _) = auth
-        .create_token("default", "ci", Scope::Read, Some(i64::MAX))
+        .create_token("pat", "default", "ci", Scope::Read, Some(i64::MAX))
         .expect("create");
     auth.identities()
         .update(0, |doc| {
@@ -214,7 +215,7 @@ fn setup_creates_the_first_owner_once() {
 fn a_share_link_reads_one_cook_and_is_revocable() {
     let (dir, auth) = with_users();
     let (token, link) = auth
-        .create_share("default", "grill-1", "grill", None)
+        .create_share("pat", "default", "grill-1", "grill", None)
         .expect("share");
     let caller = auth.verify(&token).expect("verify");
     assert_eq!(
@@ -233,10 +234,11 @@ fn a_share_link_reads_one_cook_and_is_revocable() {
     );
     assert!(auth.list_shares("other", None).expect("list").is_empty());
     assert!(matches!(
-        auth.revoke_share("other", &link.id),
+        auth.revoke_share("pat", "other", &link.id),
         Err(AuthError::NotFound(_))
     ));
-    auth.revoke_share("default", &link.id).expect("revoke");
+    auth.revoke_share("pat", "default", &link.id)
+        .expect("revoke");
     let why = unauthenticated(auth.verify(&token));
     assert!(why.contains("share link"), "{why}");
 }

@@ -28,7 +28,13 @@ fn bench(c: &mut Criterion) {
     let mut token = String::new();
     for i in 0..20 {
         token = auth
-            .create_token("default", &format!("script {i}"), Scope::Read, None)
+            .create_token(
+                "bench",
+                "default",
+                &format!("script {i}"),
+                Scope::Read,
+                None,
+            )
             .expect("token")
             .0;
     }

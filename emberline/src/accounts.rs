@@ -173,7 +173,8 @@ pub(crate) fn token(config: &Config, command: TokenCommand) -> Result<()> {
             if !emberline_common::tenant::is_valid_name(&tenant) {
                 bail!("a tenant name has 1 to 64 letters, digits, '.', '_', '-' or '@'");
             }
-            let (token, info) = auth.create_token(&tenant, &name, scope, expires)?;
+            let (token, info) =
+                auth.create_token("command line", &tenant, &name, scope, expires)?;
             writeln!(out, "{token}")?;
             tracing::info!(id = %info.id, %scope, "API token created; it is shown only this once");
         }
@@ -190,7 +191,7 @@ pub(crate) fn token(config: &Config, command: TokenCommand) -> Result<()> {
             }
         }
         TokenCommand::Revoke { id, tenant } => {
-            auth.revoke_token(&tenant, &id)?;
+            auth.revoke_token("command line", &tenant, &id)?;
             writeln!(out, "revoked {id}")?;
         }
     }

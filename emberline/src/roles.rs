@@ -322,6 +322,12 @@ fn spawn_gateway(
     readiness: &Readiness,
     auth: AuthMode,
 ) -> Result<()> {
+    if let AuthMode::Checked(auth) = &auth {
+        auth.set_audit(emberline_gateway::audit_log(
+            parts.log.clone(),
+            shutdown.clone(),
+        ));
+    }
     let mut gateway = Gateway::new(
         parts.log.clone(),
         store,

@@ -84,6 +84,7 @@ pub fn rule(path: &str) -> Rule {
         "TokenService/CreateToken" | "TokenService/ListTokens" | "TokenService/RevokeToken" => {
             Manage
         }
+        "AuditService/ListAuditEvents" => Manage,
         "ShareService/CreateShareLink"
         | "ShareService/ListShareLinks"
         | "ShareService/RevokeShareLink" => Control,

@@ -227,9 +227,16 @@ impl TokenService for Gateway {
             .map_err(|e: emberline_auth::identity::UnknownName| {
                 Status::invalid_argument(e.to_string())
             })?;
-        let (token, info) =
-            blocking(move || auth.create_token(&caller.tenant, &r.name, scope, r.expires_at_ms))
-                .await?;
+        let (token, info) = blocking(move || {
+            auth.create_token(
+                &caller.name,
+                &caller.tenant,
+                &r.name,
+                scope,
+                r.expires_at_ms,
+            )
+        })
+        .await?;
         Ok(Response::new(CreateTokenResponse {
             token,
             info: Some(token_to_proto(info)),
@@ -255,7 +262,7 @@ impl TokenService for Gateway {
         let auth = self.authenticator()?.clone();
         let caller = caller_of(&request)?;
         let id = request.into_inner().id;
-        blocking(move || auth.revoke_token(&caller.tenant, &id)).await?;
+        blocking(move || auth.revoke_token(&caller.name, &caller.tenant, &id)).await?;
         Ok(Response::new(RevokeTokenResponse {}))
     }
 }

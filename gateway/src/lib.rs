@@ -34,6 +34,7 @@
 //! (the planner's arithmetic is the processors' crate's).
 
 mod alerts;
+mod audit;
 mod auth;
 mod auth_api;
 mod commands;
@@ -52,6 +53,7 @@ mod tenancy;
 mod tls;
 mod web;
 
+pub use audit::audit_log;
 pub use auth::{AuthMode, Rule, rule};
 pub use queries::HISTORY_RETAINED_FROM_HEADER;
 pub use registry_api::{RestRegistry, guarded_registry_router, registry_router, serve_registry};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use emberline_log::EventLog;
 use emberline_projections::ProjectionStore;
 use emberline_proto::v1::alert_service_server::AlertServiceServer;
+use emberline_proto::v1::audit_service_server::AuditServiceServer;
 use emberline_proto::v1::auth_service_server::AuthServiceServer;
 use emberline_proto::v1::cook_service_server::CookServiceServer;
 use emberline_proto::v1::device_service_server::DeviceServiceServer;
@@ -124,6 +125,7 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
     health.set_serving::<AuthServiceServer<Gateway>>().await;
     health.set_serving::<TokenServiceServer<Gateway>>().await;
     health.set_serving::<ShareServiceServer<Gateway>>().await;
+    health.set_serving::<AuditServiceServer<Gateway>>().await;
     let auth = AuthLayer {
         mode: gateway.auth.clone(),
         budget: std::sync::Arc::new(crate::rate::RateLimiter::new(gateway.budget)),
@@ -158,6 +160,9 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         )
         .add_service(
             ShareServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            AuditServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(TrendServiceServer::new(gateway).max_decoding_message_size(MAX_REQUEST_BYTES));
     Ok(tonic::service::Routes::from(

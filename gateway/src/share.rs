@@ -35,6 +35,7 @@ impl ShareService for Gateway {
         let cook = self.existing_cook(&tenant, &r.cook_id).await?;
         let (token, link) = blocking(move || {
             auth.create_share(
+                &caller.name,
                 &caller.tenant,
                 &cook.cook_id,
                 &cook.device_id,
@@ -72,7 +73,7 @@ impl ShareService for Gateway {
         let auth = self.authenticator()?.clone();
         let caller = crate::auth::caller_of(&request)?;
         let id = request.into_inner().id;
-        blocking(move || auth.revoke_share(&caller.tenant, &id)).await?;
+        blocking(move || auth.revoke_share(&caller.name, &caller.tenant, &id)).await?;
         Ok(Response::new(RevokeShareLinkResponse {}))
     }
 }

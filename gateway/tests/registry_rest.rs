@@ -168,7 +168,7 @@ async fn with_sign_in_on_reads_need_a_credential_and_registering_the_ingest_scop
         let auth = Authenticator::open(dir, AuthSettings::default()).expect("identities");
         for scope in [Scope::Read, Scope::Ingest] {
             let (token, _) = auth
-                .create_token("default", scope.as_str(), scope, None)
+                .create_token("test", "default", scope.as_str(), scope, None)
                 .expect("token");
             tokens.push(token);
         }

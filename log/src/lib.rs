@@ -74,8 +74,10 @@ pub mod topics {
     /// Every projection batch the processors write, by input partition (distributed
     /// deployments: state handoff and the gateways' read models). Kept forever.
     pub const PROJECTIONS_CHANGELOG: &str = "projections.changelog";
+    /// Security events (sign-ins, tokens, share links, users), JSON, keyed by tenant.
+    pub const AUDIT: &str = "audit";
     /// Every standard topic.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         PROBE_READINGS,
         DEVICE_EVENTS,
         COOK_COMMANDS,
@@ -84,6 +86,7 @@ pub mod topics {
         ALERTS,
         DEAD_LETTER,
         PROJECTIONS_CHANGELOG,
+        AUDIT,
     ];
     /// Schema registrations of the log-backed registry, in the order that assigns ids.
     pub const SCHEMAS: &str = "_schemas";
