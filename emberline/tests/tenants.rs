@@ -245,6 +245,22 @@ async fn no_answer_of_one_tenant_ever_holds_the_others_data() {
         .await;
     }
 
+    // A cook of each tenant's grill to begin with, so every seed has cooks of both to
+    // look for across tenants.
+    for t in &mut tenants {
+        let cook = CookServiceClient::new(channel.clone())
+            .start_cook(t.request(StartCookRequest {
+                device_id: "grill".into(),
+                what: "brisket".into(),
+                ..StartCookRequest::default()
+            }))
+            .await
+            .expect("a first cook")
+            .into_inner()
+            .cook_id;
+        t.cooks.insert(cook);
+    }
+
     let seed = 0x5eed_u64 ^ u64::from(std::process::id());
     eprintln!("operations from seed {seed}");
     let mut rng = Rng(seed | 1);
