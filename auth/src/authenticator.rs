@@ -103,6 +103,8 @@ pub struct Authenticator {
     /// The users and API tokens last seen in the identities file, to report changes made
     /// by the command.
     seen_users: std::sync::Mutex<Option<(Vec<User>, Vec<ApiToken>)>>,
+    /// A pre-shared token for the deployment's own roles (scope `ingest`), from its secrets.
+    service_token: Option<String>,
     /// When a throttled sign-in from an address was last reported.
     throttled_noted: std::sync::Mutex<std::collections::HashMap<IpAddr, Instant>>,
     /// Ids of API tokens this process created or revoked (reported already).
@@ -134,7 +136,23 @@ impl Authenticator {
             seen_users: std::sync::Mutex::default(),
             own_token_changes: std::sync::Mutex::default(),
             throttled_noted: std::sync::Mutex::default(),
+            service_token: None,
         })
+    }
+
+    /// The same authenticator also accepting `token` as the deployment's service token:
+    /// the roles of a distributed deployment present it to the registry (scope `ingest`:
+    /// registering and reading schemas, appending). It comes from the deployment's secrets;
+    /// at least 32 characters.
+    pub fn with_service_token(mut self, token: &str) -> Result<Self, AuthError> {
+        if token.len() < 32 {
+            return Err(AuthError::InvalidArgument(
+                "the service token needs at least 32 characters (e.g. `openssl rand -hex 32`)"
+                    .into(),
+            ));
+        }
+        self.service_token = Some(token.to_owned());
+        Ok(self)
     }
 
     /// Sends security events to `sink` from now on (once; later calls are ignored).
@@ -400,6 +418,15 @@ impl Authenticator {
 
     /// The caller a bearer token proves, or why it proves nothing.
     pub fn verify(&self, bearer: &str) -> Result<Caller, AuthError> {
+        if let Some(service) = &self.service_token
+            && constant_time_eq(service.as_bytes(), bearer.as_bytes())
+        {
+            return Ok(Caller {
+                name: "service".into(),
+                tenant: DEFAULT_TENANT.into(),
+                grant: Grant::Token(Scope::Ingest),
+            });
+        }
         if bearer.starts_with(API_TOKEN_PREFIX) {
             return self.verify_api_token(bearer);
         }

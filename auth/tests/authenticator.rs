@@ -242,3 +242,21 @@ fn a_share_link_reads_one_cook_and_is_revocable() {
     let why = unauthenticated(auth.verify(&token));
     assert!(why.contains("share link"), "{why}");
 }
+
+#[test]
+fn the_service_token_reads_and_registers_only_and_must_be_long() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let short = Authenticator::open(dir.path(), AuthSettings::default())
+        .expect("open")
+        .with_service_token("too short");
+    assert!(matches!(short, Err(AuthError::InvalidArgument(_))));
+    let token = "0123456789abcdef0123456789abcdef";
+    let auth = Authenticator::open(dir.path(), AuthSettings::default())
+        .expect("open")
+        .with_service_token(token)
+        .expect("long enough");
+    let caller = auth.verify(token).expect("the service");
+    assert_eq!(caller.grant, Grant::Token(Scope::Ingest));
+    assert!(caller.allows(Permission::Ingest) && !caller.allows(Permission::Read));
+    unauthenticated(auth.verify("0123456789abcdef0123456789abcdeX"));
+}

@@ -84,8 +84,14 @@ pub(crate) enum TokenCommand {
 
 fn authenticator(config: &Config) -> Result<Authenticator> {
     let dir = config.data_dir()?;
-    Authenticator::open(&dir, AuthSettings::default())
-        .with_context(|| format!("opening the identities in {}", dir.display()))
+    let auth = Authenticator::open(&dir, AuthSettings::default())
+        .with_context(|| format!("opening the identities in {}", dir.display()))?;
+    match &config.auth.service_token {
+        Some(token) => auth
+            .with_service_token(token.expose())
+            .context("auth.service_token"),
+        None => Ok(auth),
+    }
 }
 
 /// A password from `file`'s first line, else from the terminal (not echoed, asked twice),

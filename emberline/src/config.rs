@@ -70,6 +70,9 @@ pub(crate) struct AuthConfig {
     pub(crate) calls_per_second: Option<f64>,
     /// Calls each caller may make at once; default 400.
     pub(crate) burst: Option<f64>,
+    /// A pre-shared token the roles of a distributed deployment present to its registry
+    /// (as `registry.token`), accepted with scope `ingest`; from the deployment's secrets.
+    pub(crate) service_token: Option<emberline_common::Secret>,
 }
 
 /// `auth.mode`.
