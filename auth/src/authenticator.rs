@@ -105,6 +105,8 @@ pub struct Authenticator {
     seen_users: std::sync::Mutex<Option<(Vec<User>, Vec<ApiToken>)>>,
     /// A pre-shared token for the deployment's own roles (scope `ingest`), from its secrets.
     service_token: Option<String>,
+    /// The OpenID provider whose tokens are accepted too.
+    oidc: Option<std::sync::Arc<crate::oidc::OidcVerifier>>,
     /// When a throttled sign-in from an address was last reported.
     throttled_noted: std::sync::Mutex<std::collections::HashMap<IpAddr, Instant>>,
     /// Ids of API tokens this process created or revoked (reported already).
@@ -137,6 +139,7 @@ impl Authenticator {
             own_token_changes: std::sync::Mutex::default(),
             throttled_noted: std::sync::Mutex::default(),
             service_token: None,
+            oidc: None,
         })
     }
 
@@ -153,6 +156,21 @@ impl Authenticator {
         }
         self.service_token = Some(token.to_owned());
         Ok(self)
+    }
+
+    /// The same authenticator also accepting the tokens `provider` signs.
+    pub fn with_oidc(mut self, provider: crate::oidc::OidcVerifier) -> Self {
+        self.oidc = Some(std::sync::Arc::new(provider));
+        self
+    }
+
+    /// The caller a bearer token proves — this server's tokens, or the OpenID provider's
+    /// (which may need its keys fetched) — or why it proves nothing.
+    pub async fn verify_any(&self, bearer: &str) -> Result<Caller, AuthError> {
+        match &self.oidc {
+            Some(oidc) if oidc.claims_issuer(bearer) => oidc.verify(bearer).await,
+            _ => self.verify(bearer),
+        }
     }
 
     /// Sends security events to `sink` from now on (once; later calls are ignored).

@@ -13,12 +13,14 @@
 //! * [`users`] — adding, removing and re-keying users;
 //! * [`audit`] — security events and where they go;
 //! * [`authenticator`] — sign-in, refresh, sign-out, API tokens, verifying a token;
+//! * [`oidc`] — tokens of an OpenID provider, checked against its published keys;
 //! * [`throttle`] — the sign-in throttle and its policy.
 
 pub mod audit;
 pub mod authenticator;
 mod error;
 pub mod identity;
+pub mod oidc;
 pub mod password;
 mod secrets;
 pub mod store;

@@ -207,7 +207,7 @@ pub(crate) fn token(config: &Config, command: TokenCommand) -> Result<()> {
 /// How the gateway checks callers, for listeners on `listeners`. With no user yet, creates
 /// the first owner from `auth.admin_password_file` or logs a one-time setup link for the
 /// web UI at `web`.
-pub(crate) fn gateway_auth(
+pub(crate) async fn gateway_auth(
     config: &Config,
     listeners: &[SocketAddr],
     web: Option<SocketAddr>,
@@ -223,7 +223,14 @@ pub(crate) fn gateway_auth(
         tracing::warn!("auth.mode = \"none\": every local caller acts as the owner");
         return Ok(AuthMode::Unchecked);
     }
-    let auth = authenticator(config)?;
+    let mut auth = authenticator(config)?;
+    if let Some(settings) = &config.auth.oidc {
+        let provider = emberline_auth::oidc::OidcVerifier::discover(settings.clone())
+            .await
+            .with_context(|| format!("auth.oidc: the OpenID provider {}", settings.issuer))?;
+        tracing::info!(issuer = %settings.issuer, "accepting the OpenID provider's tokens");
+        auth = auth.with_oidc(provider);
+    }
     if let Some(file) = &config.auth.admin_password_file
         && users::list(auth.identities())?.is_empty()
     {

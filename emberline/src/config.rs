@@ -73,6 +73,9 @@ pub(crate) struct AuthConfig {
     /// A pre-shared token the roles of a distributed deployment present to its registry
     /// (as `registry.token`), accepted with scope `ingest`; from the deployment's secrets.
     pub(crate) service_token: Option<emberline_common::Secret>,
+    /// An OpenID provider whose tokens are accepted besides Emberline's own (the hosted
+    /// deployment).
+    pub(crate) oidc: Option<emberline_auth::oidc::OidcSettings>,
 }
 
 /// `auth.mode`.

@@ -436,12 +436,12 @@ fn spawn_home_assistant(
 }
 
 /// How this process's gateway checks callers (see [`accounts::gateway_auth`]).
-fn gateway_auth_of(config: &Config) -> Result<AuthMode> {
+async fn gateway_auth_of(config: &Config) -> Result<AuthMode> {
     let listeners: Vec<_> = [Some(config.gateway.grpc_addr), config.gateway.web_addr]
         .into_iter()
         .flatten()
         .collect();
-    accounts::gateway_auth(config, &listeners, config.gateway.web_addr)
+    accounts::gateway_auth(config, &listeners, config.gateway.web_addr).await
 }
 
 /// Every role in one process.
@@ -465,7 +465,7 @@ pub(crate) async fn up(config: Config) -> Result<()> {
         writer(&config, &parts, &store),
     )
     .spawn(&mut tasks, None, Mode::Follow, &shutdown);
-    let auth = gateway_auth_of(&config)?;
+    let auth = gateway_auth_of(&config).await?;
     spawn_gateway(
         &mut tasks,
         &config,
@@ -625,7 +625,7 @@ pub(crate) async fn gateway(config: Config) -> Result<()> {
             });
         }
     }
-    let auth = gateway_auth_of(&config)?;
+    let auth = gateway_auth_of(&config).await?;
     spawn_gateway(
         &mut tasks, &config, &parts, store, &shutdown, &readiness, auth,
     )?;

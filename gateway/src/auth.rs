@@ -132,7 +132,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The caller of a request, or the status to answer instead.
-fn admit(
+async fn admit(
     mode: &AuthMode,
     path: &str,
     headers: &HeaderMap,
@@ -159,7 +159,7 @@ fn admit(
             )),
         };
     };
-    let caller = match authenticator.verify(token) {
+    let caller = match authenticator.verify_any(token).await {
         Ok(caller) => caller,
         // A public call with stale credentials still goes through (signing in again).
         Err(_) if needs.is_none() => return Ok(None),
@@ -199,8 +199,12 @@ impl Credential {
     }
 
     /// Why it proves nothing any more, or `None` while it still does.
-    pub(crate) fn ended(&self) -> Option<String> {
-        self.auth.verify(&self.token).err().map(|e| e.to_string())
+    pub(crate) async fn ended(&self) -> Option<String> {
+        self.auth
+            .verify_any(&self.token)
+            .await
+            .err()
+            .map(|e| e.to_string())
     }
 }
 
@@ -254,8 +258,9 @@ pub(crate) struct AuthCheck<S> {
 
 impl<S, B, RB> Service<Request<B>> for AuthCheck<S>
 where
-    S: Service<Request<B>, Response = Response<RB>>,
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    B: Send + 'static,
     RB: Default + Send + 'static,
 {
     type Response = S::Response;
@@ -267,51 +272,53 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let admitted =
-            admit(&self.mode, request.uri().path(), request.headers()).and_then(|caller| {
-                match (&caller, &self.mode) {
-                    (Some(c), AuthMode::Checked(_)) => {
-                        let key = format!("{}\u{1f}{}", c.tenant, c.name);
-                        self.budget
-                            .take(&key, std::time::Instant::now())
-                            .map_err(|wait| {
-                                tonic::Status::resource_exhausted(format!(
-                                    "{} is over its budget of {} calls a second; retry in {} ms",
-                                    c.name,
-                                    self.budget.budget().per_second,
-                                    wait.as_millis().max(1)
-                                ))
-                            })?;
-                        Ok(caller)
-                    }
-                    _ => Ok(caller),
-                }
-            });
-        match admitted {
-            Ok(caller) => {
-                if let Some(ip) = peer(&request) {
-                    request.extensions_mut().insert(Peer(ip));
-                }
-                if let Some(caller) = caller {
-                    request.extensions_mut().insert(caller);
-                    // Long calls (subscriptions) check again that it still proves something.
-                    if let (AuthMode::Checked(auth), Some(token)) =
-                        (&self.mode, bearer(request.headers()))
-                    {
-                        let credential = Credential {
-                            auth: auth.clone(),
-                            token: token.to_owned(),
-                        };
-                        request.extensions_mut().insert(credential);
+        // The service that was polled ready answers; a fresh clone waits for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (mode, budget) = (self.mode.clone(), self.budget.clone());
+        Box::pin(async move {
+            let admitted = match admit(&mode, request.uri().path(), request.headers()).await {
+                Ok(Some(c)) if matches!(mode, AuthMode::Checked(_)) => {
+                    let key = format!("{}\u{1f}{}", c.tenant, c.name);
+                    match budget.take(&key, std::time::Instant::now()) {
+                        Ok(()) => Ok(Some(c)),
+                        Err(wait) => Err(tonic::Status::resource_exhausted(format!(
+                            "{} is over its budget of {} calls a second; retry in {} ms",
+                            c.name,
+                            budget.budget().per_second,
+                            wait.as_millis().max(1)
+                        ))),
                     }
                 }
-                Box::pin(self.inner.call(request))
+                other => other,
+            };
+            match admitted {
+                Ok(caller) => {
+                    if let Some(ip) = peer(&request) {
+                        request.extensions_mut().insert(Peer(ip));
+                    }
+                    if let Some(caller) = caller {
+                        request.extensions_mut().insert(caller);
+                        // Long calls (subscriptions) check again that it still proves
+                        // something.
+                        if let (AuthMode::Checked(auth), Some(token)) =
+                            (&mode, bearer(request.headers()))
+                        {
+                            let credential = Credential {
+                                auth: auth.clone(),
+                                token: token.to_owned(),
+                            };
+                            request.extensions_mut().insert(credential);
+                        }
+                    }
+                    inner.call(request).await
+                }
+                Err(status) => {
+                    let (parts, ()) = status.into_http::<()>().into_parts();
+                    Ok(Response::from_parts(parts, RB::default()))
+                }
             }
-            Err(status) => {
-                let (parts, ()) = status.into_http::<()>().into_parts();
-                Box::pin(async move { Ok(Response::from_parts(parts, RB::default())) })
-            }
-        }
+        })
     }
 }
 
@@ -356,7 +363,7 @@ mod tests {
             Rule::Needs(Permission::Manage)
         );
         assert!(matches!(
-            admit(&AuthMode::Unchecked, "/emberline.v1.X/Y", &HeaderMap::new()),
+            futures::executor::block_on(admit(&AuthMode::Unchecked, "/emberline.v1.X/Y", &HeaderMap::new())),
             Err(s) if s.code() == tonic::Code::PermissionDenied
         ));
     }

@@ -191,7 +191,7 @@ impl Gateway {
                         () = tx.closed() => return,
                         () = shutdown.cancelled() => return,
                     }
-                    if let Some(why) = credential.ended() {
+                    if let Some(why) = credential.ended().await {
                         let _ = tx.send(Err(Status::unauthenticated(why))).await;
                         return;
                     }
