@@ -2,8 +2,10 @@
 
 import { createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { Renewer, renewingInterceptor } from "./session";
 import {
   AlertService,
+  AuthService,
   CookService,
   PredictionService,
   DeviceService,
@@ -16,7 +18,50 @@ import {
   type TrendEvent,
 } from "./gen/emberline/v1/emberline_pb";
 
-const transport = createGrpcWebTransport({ baseUrl: window.location.origin });
+/** Says "signed-out" when the session is over (a renewal was refused): the page then shows
+ * the sign-in form. Credentials live in HttpOnly cookies the page never sees. */
+export const sessionEvents = new EventTarget();
+const signedOut = () => sessionEvents.dispatchEvent(new Event("signed-out"));
+
+/** AuthService calls that need no session; their refusals are answers (a wrong password),
+ * not expired credentials. WhoAmI is not among them: it renews like any other call. */
+const SESSIONLESS = new Set(["Setup", "SignIn", "Refresh", "SignOut"]);
+
+/** One renewal at a time across the page's tabs too: each would present the same refresh
+ * cookie, and the server takes a reused one for a stolen one. */
+async function oneTabAtATime(renew: () => Promise<void>): Promise<void> {
+  const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
+  if (!locks) return renew();
+  await locks.request("emberline-session-renewal", renew);
+}
+
+const renewer = new Renewer(
+  () =>
+    oneTabAtATime(async () => {
+      await auth.refresh({ cookie: true });
+    }),
+  signedOut,
+);
+
+const transport = createGrpcWebTransport({
+  baseUrl: window.location.origin,
+  interceptors: [
+    renewingInterceptor(renewer, (req) => req.service.typeName === AuthService.typeName && SESSIONLESS.has(req.method.name), signedOut),
+  ],
+});
+
+export const auth = createClient(AuthService, transport);
+
+/** Ends the session: no renewal may race it (its answer could bring the cookies back). */
+export async function signOut(): Promise<void> {
+  await renewer.hold();
+  await auth.signOut({});
+}
+
+/** Signed in anew: expired credentials are renewed again. */
+export function sessionStarted(): void {
+  renewer.release();
+}
 
 export const devices = createClient(DeviceService, transport);
 export const readings = createClient(ReadingService, transport);
