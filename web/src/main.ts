@@ -208,7 +208,7 @@ signOutButton.addEventListener("click", () => {
   routing++; // whatever routing was under way is overtaken
   void signOut()
     .catch((e: unknown) => {
-      notice = `Signing out did not reach Emberline (${refusal(e)}): the session may still be open on the server.`;
+      notice = `Emberline did not confirm the sign-out (${refusal(e)}): the session may still be open on the server.`;
     })
     .finally(() => {
       // Replace, so Back does not come back here; the guard turns away any other page.

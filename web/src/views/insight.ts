@@ -6,6 +6,7 @@ import { h } from "../dom";
 import { describePrediction } from "../format";
 import type { Alert, Prediction } from "../gen/emberline/v1/emberline_pb";
 import { formatTemp, type Unit } from "../units";
+import { refusal } from "./signin";
 
 const PIT_PHASE: Record<string, string> = {
   heating: "coming up to temperature",
@@ -57,11 +58,14 @@ export async function renderInsight(host: HTMLElement, deviceId: string, unit: U
                     "button",
                     {
                       type: "button",
-                      onclick: () =>
+                      onclick: (e: Event) =>
                         void alertClient
                           .acknowledgeAlert({ alertId: a.alertId })
                           .then(() => renderInsight(host, deviceId, unit, label))
-                          .catch(() => {}),
+                          .catch((err: unknown) => {
+                            // A viewer may look but not acknowledge: say so in the server's words.
+                            (e.target as HTMLElement).replaceWith(h("span", { class: "field-error" }, ` ${refusal(err)}`));
+                          }),
                     },
                     "Acknowledge",
                   )
