@@ -49,6 +49,33 @@ pub(crate) struct Config {
     pub(crate) history: HistoryConfig,
     /// Span export (OpenTelemetry, OTLP/gRPC).
     pub(crate) telemetry: crate::telemetry::TelemetryConfig,
+    /// Who may call the API.
+    pub(crate) auth: AuthConfig,
+}
+
+/// How callers of the API are checked.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthConfig {
+    /// `password` (default): users sign in, scripts use API tokens. `none`: nobody is
+    /// checked — allowed only when every listener is on a loopback address.
+    pub(crate) mode: AuthModeName,
+    /// A file holding the first owner's password: with no user yet, `up` creates the owner
+    /// `admin_user` with it instead of printing a one-time setup link.
+    pub(crate) admin_password_file: Option<PathBuf>,
+    /// The first owner's name, with `admin_password_file` (default `admin`).
+    pub(crate) admin_user: Option<String>,
+}
+
+/// `auth.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AuthModeName {
+    /// Users and tokens.
+    #[default]
+    Password,
+    /// Nobody is checked (loopback only).
+    None,
 }
 
 /// Where projections are kept.
@@ -212,6 +239,7 @@ impl Default for Config {
             projections: ProjectionsConfig::default(),
             history: HistoryConfig::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }

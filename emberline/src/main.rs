@@ -15,6 +15,7 @@
 //! * `emberline backup <file>` / `emberline restore <file>` — one file holding the data
 //!   directory's stores, taken while `up` runs; put back into an empty directory.
 
+mod accounts;
 mod allocator;
 mod backup;
 mod config;
@@ -75,6 +76,10 @@ enum Command {
         /// Address of the web UI.
         #[arg(long)]
         web_addr: Option<SocketAddr>,
+        /// With no user yet, create the owner `admin` (or `auth.admin_user`) with the
+        /// password in this file instead of printing a one-time setup link.
+        #[arg(long)]
+        admin_password_file: Option<PathBuf>,
     },
     /// Run the ingest role: configured sources append to the log.
     Ingest,
@@ -121,7 +126,16 @@ enum Command {
         /// Start from the oldest update in the log instead of new ones.
         #[arg(long)]
         from_start: bool,
+        /// An API token (scope read or more); `emberline token create` makes one.
+        #[arg(long, env = "EMBERLINE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
+    /// Manage users (passwords, roles) of this data directory; works while `up` runs.
+    #[command(subcommand)]
+    User(accounts::UserCommand),
+    /// Manage API tokens for scripts and connectors; works while `up` runs.
+    #[command(subcommand)]
+    Token(accounts::TokenCommand),
     /// Score time-to-target predictions on cook logs (heat-ledger or Combustion CSV) and on
     /// simulated cooks; prints a Markdown table.
     EvalPredictions {
@@ -190,6 +204,8 @@ impl Command {
             Command::ConnectHa { .. } => "connect-ha",
             Command::Notify => "notify",
             Command::Watch { .. } => "watch",
+            Command::User(_) => "user",
+            Command::Token(_) => "token",
             Command::EvalPredictions { .. } => "eval-predictions",
             Command::Config { .. } => "config",
             Command::Status => "status",
@@ -285,7 +301,11 @@ fn run() -> Result<()> {
                 grpc_addr,
                 registry_addr,
                 web_addr,
+                admin_password_file,
             } => {
+                if admin_password_file.is_some() {
+                    config.auth.admin_password_file = admin_password_file;
+                }
                 if web_addr.is_some() {
                     config.gateway.web_addr = web_addr;
                 }
@@ -332,7 +352,10 @@ fn run() -> Result<()> {
                 addr,
                 device,
                 from_start,
-            } => watch::watch(addr, device, from_start).await,
+                token,
+            } => watch::watch(addr, device, from_start, token).await,
+            Command::User(command) => accounts::user(&config, command),
+            Command::Token(command) => accounts::token(&config, command),
             Command::Backup { file, ops_addr } => backup::backup(&config, &file, ops_addr).await,
             Command::Restore { file, force } => {
                 tokio::task::spawn_blocking(move || backup::restore(&config, &file, force)).await?

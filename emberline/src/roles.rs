@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use emberline_common::clock::now_ms;
 use emberline_common::redb_file::ReopeningDatabase;
-use emberline_gateway::Gateway;
+use emberline_gateway::{AuthMode, Gateway};
 use emberline_ingest::{EventSink, SourceConfig, run_source};
 use emberline_log::{
     EmbeddedLog, EventLog, GroupSettings, KafkaConfig, KafkaLog, RedbDatabase, topics,
@@ -17,6 +17,7 @@ use emberline_schemas::{ConfluentRegistry, EmbeddedRegistry, EventCodec, SchemaR
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts;
 use crate::config::{Backend, Config, StoreBackend};
 use crate::ops::{self, Readiness};
 use crate::processing::{self, Processing};
@@ -294,7 +295,8 @@ fn spawn_sources(
                 continue;
             }
         };
-        let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
+        let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone())
+            .for_tenant(source.tenant());
         let (shutdown, kind) = (shutdown.clone(), source.kind());
         tasks.spawn(async move {
             run_source(built, sink, shutdown)
@@ -311,12 +313,14 @@ fn spawn_gateway(
     store: Arc<dyn ProjectionStore>,
     shutdown: &CancellationToken,
     readiness: &Readiness,
+    auth: AuthMode,
 ) {
     let gateway = Gateway::new(
         parts.log.clone(),
         store,
         parts.codec.clone(),
         shutdown.clone(),
+        auth,
     );
     let addr = config.gateway.grpc_addr;
     if let Some(web) = config.gateway.web_addr {
@@ -374,10 +378,14 @@ fn spawn_home_assistant(
     tasks: &mut JoinSet<Result<()>>,
     config: &Config,
     gateway_url: String,
+    token: Option<String>,
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let mut ha = config.home_assistant.clone();
     ha.gateway_url = gateway_url;
+    if ha.token.is_none() {
+        ha.token = token.map(emberline_common::Secret::new);
+    }
     ha.validate().context("home_assistant settings")?;
     let data_dir = config.data_dir()?;
     let shutdown = shutdown.clone();
@@ -387,6 +395,15 @@ fn spawn_home_assistant(
             .context("Home Assistant connector")
     });
     Ok(())
+}
+
+/// How this process's gateway checks callers (see [`accounts::gateway_auth`]).
+fn gateway_auth_of(config: &Config) -> Result<AuthMode> {
+    let listeners: Vec<_> = [Some(config.gateway.grpc_addr), config.gateway.web_addr]
+        .into_iter()
+        .flatten()
+        .collect();
+    accounts::gateway_auth(config, &listeners, config.gateway.web_addr)
 }
 
 /// Every role in one process.
@@ -410,11 +427,21 @@ pub(crate) async fn up(config: Config) -> Result<()> {
         writer(&config, &parts, &store),
     )
     .spawn(&mut tasks, None, Mode::Follow, &shutdown);
-    spawn_gateway(&mut tasks, &config, &parts, store, &shutdown, &readiness);
+    let auth = gateway_auth_of(&config)?;
+    spawn_gateway(
+        &mut tasks,
+        &config,
+        &parts,
+        store,
+        &shutdown,
+        &readiness,
+        auth.clone(),
+    );
     spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true);
     if config.home_assistant.mqtt.is_some() {
         let url = format!("http://{}", config.gateway.grpc_addr);
-        spawn_home_assistant(&mut tasks, &config, url, &shutdown)?;
+        let token = accounts::internal_token(&auth, "home assistant (built in)")?;
+        spawn_home_assistant(&mut tasks, &config, url, token, &shutdown)?;
     }
     if !config.notifications.channels.is_empty() {
         spawn_notifier(&mut tasks, &config, &parts, &shutdown)?;
@@ -555,7 +582,10 @@ pub(crate) async fn gateway(config: Config) -> Result<()> {
             });
         }
     }
-    spawn_gateway(&mut tasks, &config, &parts, store, &shutdown, &readiness);
+    let auth = gateway_auth_of(&config)?;
+    spawn_gateway(
+        &mut tasks, &config, &parts, store, &shutdown, &readiness, auth,
+    );
     supervise(tasks, shutdown).await
 }
 
@@ -570,7 +600,7 @@ pub(crate) async fn connect_ha(config: Config) -> Result<()> {
     let mut tasks = JoinSet::new();
     start_ops(&mut tasks, &config, &shutdown).ready("log");
     let url = config.home_assistant.gateway_url.clone();
-    spawn_home_assistant(&mut tasks, &config, url, &shutdown)?;
+    spawn_home_assistant(&mut tasks, &config, url, None, &shutdown)?;
     supervise(tasks, shutdown).await
 }
 

@@ -11,7 +11,16 @@ use tokio_stream::StreamExt;
 
 /// Streams updates to stdout until Ctrl-C; reconnects with backoff and resumes exactly
 /// after the last update printed.
-pub(crate) async fn watch(addr: String, device: Option<String>, from_start: bool) -> Result<()> {
+pub(crate) async fn watch(
+    addr: String,
+    device: Option<String>,
+    from_start: bool,
+    token: Option<String>,
+) -> Result<()> {
+    let authorization = token
+        .map(|t| format!("Bearer {t}").parse::<tonic::metadata::MetadataValue<_>>())
+        .transpose()
+        .context("the token has characters a header cannot carry")?;
     let url = if addr.starts_with("http") {
         addr
     } else {
@@ -34,6 +43,12 @@ pub(crate) async fn watch(addr: String, device: Option<String>, from_start: bool
                 resume: resume.clone(),
                 start: start as i32,
             };
+            let mut request = tonic::Request::new(request);
+            if let Some(value) = &authorization {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
             let response = client.subscribe_trends(request).await?;
             // A break before the first update resumes from where this stream started.
             emberline_proto::start_offsets::seed(&mut resume, response.metadata());
@@ -66,6 +81,15 @@ pub(crate) async fn watch(addr: String, device: Option<String>, from_start: bool
         tokio::select! {
             result = attempt => {
                 if let Err(e) = result {
+                    if let Some(status) = e.downcast_ref::<tonic::Status>()
+                        && matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied)
+                    {
+                        anyhow::bail!(
+                            "the gateway refused: {} (pass an API token with --token or \
+                             EMBERLINE_TOKEN; `emberline token create watch --scope read` makes one)",
+                            status.message()
+                        );
+                    }
                     tracing::warn!(error = %format!("{e:#}"), ?delay, "stream interrupted; reconnecting");
                 } else {
                     tracing::warn!(?delay, "stream ended; reconnecting");

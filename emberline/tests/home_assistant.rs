@@ -973,3 +973,98 @@ async fn the_done_time_sensor_and_the_target_reached_alert_follow_a_cook_by_subs
         "{states:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sign_in_on_connectors_need_a_token_and_up_gives_its_own_one() {
+    let Some(binary) = mosquitto_binary() else {
+        return;
+    };
+    let broker = Broker::start(binary);
+    let watcher = Recorder::connect(broker.port, "watcher", &["emberline/#", "elsewhere/#"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let admin = dir.path().join("admin.password");
+    std::fs::write(&admin, "grill-master-9").expect("password file");
+    let grpc = free_port();
+    let mut env = ha_env(&broker);
+    env.push(("EMBERLINE__AUTH__MODE", "password".into()));
+    env.push((
+        "EMBERLINE__AUTH__ADMIN_PASSWORD_FILE",
+        admin.display().to_string(),
+    ));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _up = Up::start_with(&data, grpc, &env);
+
+    // The connector inside `up` signs in with the token `up` gave it.
+    watcher
+        .wait_for("sim-1's states from the built-in connector", |m| {
+            PROBES
+                .iter()
+                .all(|p| {
+                    m.iter()
+                        .any(|m| m.topic == format!("emberline/sim-1/{p}/state"))
+                })
+                .then_some(())
+        })
+        .await;
+
+    // A separate connector without a token is refused, and says what to do.
+    let elsewhere = |token: Option<String>| {
+        let mut env = vec![
+            (
+                "EMBERLINE__HOME_ASSISTANT__BASE_TOPIC",
+                "elsewhere".to_owned(),
+            ),
+            (
+                "EMBERLINE__HOME_ASSISTANT__MQTT__CLIENT_ID",
+                "elsewhere".to_owned(),
+            ),
+            (
+                "EMBERLINE__HOME_ASSISTANT__DISCOVERY_PREFIX",
+                "ha-elsewhere".to_owned(),
+            ),
+        ];
+        if let Some(t) = token {
+            env.push(("EMBERLINE__HOME_ASSISTANT__TOKEN", t));
+        }
+        Connector::start_with(&dir.path().join("connector"), grpc, &broker.url(), &env)
+    };
+    let refused = elsewhere(None);
+    refused
+        .wait_for_line("the gateway refused the connector")
+        .await;
+    assert!(
+        !watcher
+            .messages()
+            .iter()
+            .any(|m| m.topic.starts_with("elsewhere/sim-1/")),
+        "a refused connector published nothing"
+    );
+    drop(refused);
+
+    // With a control token made by the command, it publishes.
+    let out = Command::new(env!("CARGO_BIN_EXE_emberline"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["token", "create", "home assistant", "--scope", "control"])
+        .output()
+        .expect("emberline token create");
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("emt_"), "{token}");
+    let _allowed = elsewhere(Some(token));
+    watcher
+        .wait_for("sim-1's states from the connector with a token", |m| {
+            PROBES
+                .iter()
+                .all(|p| {
+                    m.iter()
+                        .any(|m| m.topic == format!("elsewhere/sim-1/{p}/state"))
+                })
+                .then_some(())
+        })
+        .await;
+}

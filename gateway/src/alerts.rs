@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 use crate::Gateway;
 use crate::status::to_status;
 use crate::subscriptions::{Tail, Tailed};
+use crate::tenancy::Tenant;
 use emberline_common::clock::now_ms;
 
 /// Longest snooze, minutes.
@@ -92,11 +93,6 @@ fn rule_to_proto(r: AlertRuleRecord) -> AlertRule {
     }
 }
 
-/// A list request's device: empty means every device.
-fn device_filter(device_id: &str) -> Option<&str> {
-    (!device_id.is_empty()).then_some(device_id)
-}
-
 /// Checks a rule for what the processor needs to evaluate it; the message says what to fix.
 fn validate_rule(r: &AlertRule) -> Result<(), String> {
     if r.device_id.is_empty() {
@@ -146,7 +142,8 @@ fn validate_rule(r: &AlertRule) -> Result<(), String> {
 }
 
 impl Gateway {
-    async fn active_alert(&self, alert_id: &str) -> Result<AlertRecord, Status> {
+    /// The tenant's active alert `alert_id` (another tenant's is `NOT_FOUND`).
+    async fn active_alert(&self, tenant: &Tenant, alert_id: &str) -> Result<AlertRecord, Status> {
         if alert_id.is_empty() {
             return Err(Status::invalid_argument("alert_id is required"));
         }
@@ -155,6 +152,7 @@ impl Gateway {
             .alert(alert_id)
             .await
             .map_err(to_status)?
+            .filter(|a| tenant.owns(&a.device_id))
             .ok_or_else(|| Status::not_found(format!("no alert {alert_id:?}")))?;
         if !alert.is_active() {
             return Err(Status::failed_precondition(format!(
@@ -190,17 +188,21 @@ impl AlertService for Gateway {
         &self,
         request: Request<SetAlertRuleRequest>,
     ) -> Result<Response<SetAlertRuleResponse>, Status> {
-        let rule = request
+        let tenant = Tenant::of(&request)?;
+        let mut rule = request
             .into_inner()
             .rule
             .ok_or_else(|| Status::invalid_argument("rule is required"))?;
         validate_rule(&rule).map_err(Status::invalid_argument)?;
+        rule.device_id = tenant.device(&rule.device_id)?;
         self.known_device(&rule.device_id).await?;
         let event_time = now_ms();
         let rule_id = if rule.rule_id.is_empty() {
             format!("{}-{}-{event_time}", rule.device_id, rule.kind)
         } else {
-            rule.rule_id.clone()
+            // Rule ids are one namespace across tenants: a caller's own id is qualified
+            // with their tenant, so it can never name (and overwrite) another tenant's.
+            tenant.rule_id(&rule.rule_id)?
         };
         let event = AlertRuleSet {
             rule_id: rule_id.clone(),
@@ -228,12 +230,14 @@ impl AlertService for Gateway {
         &self,
         request: Request<DeleteAlertRuleRequest>,
     ) -> Result<Response<DeleteAlertRuleResponse>, Status> {
-        let r = request.into_inner();
+        let tenant = Tenant::of(&request)?;
+        let mut r = request.into_inner();
         if r.device_id.is_empty() || r.rule_id.is_empty() {
             return Err(Status::invalid_argument(
                 "device_id and rule_id are required",
             ));
         }
+        r.device_id = tenant.device(&r.device_id)?;
         let rules = self
             .store
             .alert_rules(Some(&r.device_id))
@@ -271,11 +275,19 @@ impl AlertService for Gateway {
         &self,
         request: Request<ListAlertRulesRequest>,
     ) -> Result<Response<ListAlertRulesResponse>, Status> {
-        let r = request.into_inner();
-        let device = device_filter(&r.device_id);
-        let rules = self.store.alert_rules(device).await.map_err(to_status)?;
+        let tenant = Tenant::of(&request)?;
+        let device = tenant.filter(&request.into_inner().device_id)?;
+        let rules = self
+            .store
+            .alert_rules(device.as_deref())
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(ListAlertRulesResponse {
-            rules: rules.into_iter().map(rule_to_proto).collect(),
+            rules: rules
+                .into_iter()
+                .map(rule_to_proto)
+                .filter_map(|mut r| tenant.unqualify(&mut r.device_id).then_some(r))
+                .collect(),
         }))
     }
 
@@ -283,15 +295,20 @@ impl AlertService for Gateway {
         &self,
         request: Request<ListAlertsRequest>,
     ) -> Result<Response<ListAlertsResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
         let r = request.into_inner();
-        let device = device_filter(&r.device_id);
+        let device = tenant.filter(&r.device_id)?;
         let alerts = self
             .store
-            .alerts(device, r.active_only)
+            .alerts(device.as_deref(), r.active_only)
             .await
             .map_err(to_status)?;
         Ok(Response::new(ListAlertsResponse {
-            alerts: alerts.into_iter().map(alert_to_proto).collect(),
+            alerts: alerts
+                .into_iter()
+                .map(alert_to_proto)
+                .filter_map(|mut a| tenant.unqualify(&mut a.device_id).then_some(a))
+                .collect(),
         }))
     }
 
@@ -299,7 +316,10 @@ impl AlertService for Gateway {
         &self,
         request: Request<AcknowledgeAlertRequest>,
     ) -> Result<Response<AcknowledgeAlertResponse>, Status> {
-        let alert = self.active_alert(&request.into_inner().alert_id).await?;
+        let tenant = Tenant::of(&request)?;
+        let alert = self
+            .active_alert(&tenant, &request.into_inner().alert_id)
+            .await?;
         self.acknowledge(&alert, None).await?;
         Ok(Response::new(AcknowledgeAlertResponse {}))
     }
@@ -308,13 +328,14 @@ impl AlertService for Gateway {
         &self,
         request: Request<SnoozeAlertRequest>,
     ) -> Result<Response<SnoozeAlertResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
         let r = request.into_inner();
         if !(1..=MAX_SNOOZE_MIN).contains(&r.minutes) {
             return Err(Status::invalid_argument(format!(
                 "minutes must be between 1 and {MAX_SNOOZE_MIN}"
             )));
         }
-        let alert = self.active_alert(&r.alert_id).await?;
+        let alert = self.active_alert(&tenant, &r.alert_id).await?;
         let until = now_ms() + i64::from(r.minutes) * 60_000;
         self.acknowledge(&alert, Some(until)).await?;
         Ok(Response::new(SnoozeAlertResponse {
@@ -326,9 +347,12 @@ impl AlertService for Gateway {
         &self,
         request: Request<SubscribeAlertsRequest>,
     ) -> Result<Response<Self::SubscribeAlertsStream>, Status> {
+        let tenant = Tenant::of(&request)?;
         let r = request.into_inner();
         let tail = Tail {
-            device_id: r.device_id,
+            device_id: tenant.filter(&r.device_id)?,
+            window: self.share_window(&tenant).await?,
+            tenant,
             resume: r.resume,
             start: r.start,
         };
@@ -344,11 +368,19 @@ impl PredictionService for Gateway {
         &self,
         request: Request<ListPredictionsRequest>,
     ) -> Result<Response<ListPredictionsResponse>, Status> {
-        let r = request.into_inner();
-        let device = device_filter(&r.device_id);
-        let predictions = self.store.predictions(device).await.map_err(to_status)?;
+        let tenant = Tenant::of(&request)?;
+        let device = tenant.filter(&request.into_inner().device_id)?;
+        let predictions = self
+            .store
+            .predictions(device.as_deref())
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(ListPredictionsResponse {
-            predictions: predictions.into_iter().map(prediction_to_proto).collect(),
+            predictions: predictions
+                .into_iter()
+                .map(prediction_to_proto)
+                .filter_map(|mut p| tenant.unqualify(&mut p.device_id).then_some(p))
+                .collect(),
         }))
     }
 
@@ -356,9 +388,12 @@ impl PredictionService for Gateway {
         &self,
         request: Request<SubscribePredictionsRequest>,
     ) -> Result<Response<Self::SubscribePredictionsStream>, Status> {
+        let tenant = Tenant::of(&request)?;
         let r = request.into_inner();
         let tail = Tail {
-            device_id: r.device_id,
+            device_id: tenant.filter(&r.device_id)?,
+            window: self.share_window(&tenant).await?,
+            tenant,
             resume: r.resume,
             start: r.start,
         };
@@ -399,10 +434,12 @@ impl Tailed for PredictionEvent {
         })
     }
 
-    fn device_id(&self) -> &str {
-        self.prediction
-            .as_ref()
-            .map_or("", |p| p.device_id.as_str())
+    fn device_id_mut(&mut self) -> Option<&mut String> {
+        self.prediction.as_mut().map(|p| &mut p.device_id)
+    }
+
+    fn event_time_ms(&self) -> i64 {
+        self.prediction.as_ref().map_or(0, |p| p.event_time_ms)
     }
 }
 
@@ -453,8 +490,12 @@ impl Tailed for AlertEvent {
         })
     }
 
-    fn device_id(&self) -> &str {
-        &self.device_id
+    fn device_id_mut(&mut self) -> Option<&mut String> {
+        Some(&mut self.device_id)
+    }
+
+    fn event_time_ms(&self) -> i64 {
+        self.event_time_ms
     }
 }
 

@@ -11,6 +11,7 @@ use tonic::Status;
 
 use crate::Gateway;
 use crate::status::to_status;
+use crate::tenancy::Tenant;
 
 /// Targets outside this range are refused: no food or pit is meant to reach them.
 pub(crate) const TARGET_RANGE_C: std::ops::RangeInclusive<f64> = 0.0..=500.0;
@@ -110,13 +111,15 @@ impl Gateway {
     /// `CookService/SetTarget`.
     pub(crate) async fn set_target_command(
         &self,
-        r: SetTargetRequest,
+        tenant: &Tenant,
+        mut r: SetTargetRequest,
     ) -> Result<SetTargetResponse, Status> {
         if r.device_id.is_empty() || r.probe_id.is_empty() {
             return Err(Status::invalid_argument(
                 "device_id and probe_id are required",
             ));
         }
+        r.device_id = tenant.device(&r.device_id)?;
         if let Some(t) = r.target_c
             && !(t.is_finite() && TARGET_RANGE_C.contains(&t))
         {

@@ -21,6 +21,7 @@ use crate::Gateway;
 use crate::commands::TARGET_RANGE_C;
 use crate::queries::history_to_proto;
 use crate::status::to_status;
+use crate::tenancy::Tenant;
 use emberline_common::clock::now_ms;
 
 /// Longest "what is cooking", characters.
@@ -87,10 +88,11 @@ fn check_plan(r: &StartCookRequest, now_ms: i64) -> Result<PlanFields, Status> {
     Ok((meat, r.weight_kg, r.serve_at_ms, r.rest_min))
 }
 
-fn cook_to_proto(c: CookSession) -> Cook {
+/// A cook as the API answers it; `device_id` is the caller's id of the device.
+fn cook_to_proto(c: CookSession, device_id: String) -> Cook {
     Cook {
         cook_id: c.cook_id,
-        device_id: c.device_id,
+        device_id,
         what: c.what.unwrap_or_default(),
         started_ms: c.started_time,
         ended_ms: c.ended_time,
@@ -125,7 +127,12 @@ fn check_temperature(what: &str, t: f64) -> Result<(), Status> {
 }
 
 impl Gateway {
-    async fn existing_cook(&self, cook_id: &str) -> Result<CookSession, Status> {
+    /// The tenant's cook `cook_id` (another tenant's is `NOT_FOUND`, as a missing one).
+    pub(crate) async fn existing_cook(
+        &self,
+        tenant: &Tenant,
+        cook_id: &str,
+    ) -> Result<CookSession, Status> {
         if cook_id.is_empty() {
             return Err(Status::invalid_argument("cook_id is required"));
         }
@@ -133,7 +140,18 @@ impl Gateway {
             .cook(cook_id)
             .await
             .map_err(to_status)?
+            .filter(|c| tenant.sees_cook(c))
             .ok_or_else(|| Status::not_found(format!("no cook {cook_id:?}")))
+    }
+
+    /// For a share link's caller, the time window of its cook (readings outside it are
+    /// not theirs to see); `None` for everyone else.
+    pub(crate) async fn share_window(&self, tenant: &Tenant) -> Result<Option<(i64, i64)>, Status> {
+        let Some(cook_id) = tenant.shared_cook() else {
+            return Ok(None);
+        };
+        let cook = self.existing_cook(tenant, cook_id).await?;
+        Ok(Some(Tenant::window(&cook)))
     }
 }
 
@@ -143,8 +161,10 @@ impl CookService for Gateway {
         &self,
         request: Request<SetTargetRequest>,
     ) -> Result<Response<SetTargetResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
         Ok(Response::new(
-            self.set_target_command(request.into_inner()).await?,
+            self.set_target_command(&tenant, request.into_inner())
+                .await?,
         ))
     }
 
@@ -152,10 +172,12 @@ impl CookService for Gateway {
         &self,
         request: Request<StartCookRequest>,
     ) -> Result<Response<StartCookResponse>, Status> {
-        let r = request.into_inner();
+        let tenant = Tenant::of(&request)?;
+        let mut r = request.into_inner();
         if r.device_id.is_empty() {
             return Err(Status::invalid_argument("device_id is required"));
         }
+        r.device_id = tenant.device(&r.device_id)?;
         if r.what.chars().count() > MAX_WHAT {
             return Err(Status::invalid_argument(format!(
                 "what is longer than {MAX_WHAT} characters"
@@ -207,6 +229,7 @@ impl CookService for Gateway {
         &self,
         request: Request<AddNoteRequest>,
     ) -> Result<Response<AddNoteResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
         let r = request.into_inner();
         let text = r.text.trim();
         if text.is_empty() || text.chars().count() > MAX_NOTE {
@@ -214,7 +237,7 @@ impl CookService for Gateway {
                 "a note needs 1 to {MAX_NOTE} characters"
             )));
         }
-        let cook = self.existing_cook(&r.cook_id).await?;
+        let cook = self.existing_cook(&tenant, &r.cook_id).await?;
         let event_time = now_ms();
         let event = CookNoteAdded {
             cook_id: cook.cook_id,
@@ -231,7 +254,10 @@ impl CookService for Gateway {
         &self,
         request: Request<EndCookRequest>,
     ) -> Result<Response<EndCookResponse>, Status> {
-        let cook = self.existing_cook(&request.into_inner().cook_id).await?;
+        let tenant = Tenant::of(&request)?;
+        let cook = self
+            .existing_cook(&tenant, &request.into_inner().cook_id)
+            .await?;
         if cook.ended_time.is_some() {
             return Err(Status::failed_precondition(format!(
                 "cook {:?} has already ended",
@@ -254,14 +280,22 @@ impl CookService for Gateway {
         &self,
         request: Request<ListCooksRequest>,
     ) -> Result<Response<ListCooksResponse>, Status> {
-        let device = request.into_inner().device_id;
+        let tenant = Tenant::of(&request)?;
+        let device = tenant.filter(&request.into_inner().device_id)?;
         let cooks = self
             .store
-            .cooks((!device.is_empty()).then_some(device.as_str()))
+            .cooks(device.as_deref())
             .await
             .map_err(to_status)?;
         Ok(Response::new(ListCooksResponse {
-            cooks: cooks.into_iter().map(cook_to_proto).collect(),
+            cooks: cooks
+                .into_iter()
+                .filter(|c| tenant.sees_cook(c))
+                .filter_map(|c| {
+                    let own = tenant.own(&c.device_id)?;
+                    Some(cook_to_proto(c, own))
+                })
+                .collect(),
         }))
     }
 
@@ -269,7 +303,10 @@ impl CookService for Gateway {
         &self,
         request: Request<GetCookRequest>,
     ) -> Result<Response<GetCookResponse>, Status> {
-        let cook = self.existing_cook(&request.into_inner().cook_id).await?;
+        let tenant = Tenant::of(&request)?;
+        let cook = self
+            .existing_cook(&tenant, &request.into_inner().cook_id)
+            .await?;
         let to = cook.ended_time.map_or(i64::MAX, |t| t.saturating_add(1));
         let mut probes = Vec::new();
         for latest in self
@@ -294,8 +331,9 @@ impl CookService for Gateway {
                 points: points.into_iter().map(history_to_proto).collect(),
             });
         }
+        let own = tenant.own(&cook.device_id).unwrap_or_default();
         Ok(Response::new(GetCookResponse {
-            cook: Some(cook_to_proto(cook)),
+            cook: Some(cook_to_proto(cook, own)),
             probes,
         }))
     }

@@ -21,6 +21,10 @@
 //!   a cook backwards from serving time (`emberline_processors::cook::plan`); it stores
 //!   nothing.
 //!
+//! * Access ([`AuthMode`]): one layer in front of every service checks the caller's token
+//!   against the method's [`rule`]; `AuthService` signs in and out, `TokenService` manages
+//!   API tokens (identities are `emberline_auth`'s).
+//!
 //! * The web UI ([`serve_web`]): the embedded page and grpc-web on one origin.
 //!
 //! * The schema registry REST API ([`serve_registry`]) over the embedded registry or over
@@ -30,6 +34,8 @@
 //! (the planner's arithmetic is the processors' crate's).
 
 mod alerts;
+mod auth;
+mod auth_api;
 mod commands;
 mod cooks;
 mod metrics;
@@ -38,10 +44,13 @@ mod queries;
 mod registry_api;
 mod registry_log;
 mod server;
+mod share;
 mod status;
 mod subscriptions;
+mod tenancy;
 mod web;
 
+pub use auth::{AuthMode, Rule, rule};
 pub use queries::HISTORY_RETAINED_FROM_HEADER;
 pub use registry_api::{RestRegistry, registry_router, serve_registry};
 pub use registry_log::{LogRegistry, SCHEMAS_TOPIC};

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::Gateway;
 use crate::status::to_status;
+use crate::tenancy::Tenant;
 
 /// Largest history answer, points.
 const MAX_HISTORY_POINTS: usize = 100_000;
@@ -74,14 +75,17 @@ impl DeviceService for Gateway {
         &self,
         request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
         let include_removed = request.into_inner().include_removed;
-        let summaries = self.store.devices().await.map_err(to_status)?;
+        let mut summaries = self.store.devices().await.map_err(to_status)?;
+        summaries.retain(|s| tenant.owns(&s.device_id));
         let mut infos: BTreeMap<String, DeviceInfo> = self
             .store
             .device_infos()
             .await
             .map_err(to_status)?
             .into_iter()
+            .filter(|i| tenant.owns(&i.device_id))
             .map(|i| (i.device_id.clone(), i))
             .collect();
         let mut devices = Vec::new();
@@ -105,7 +109,8 @@ impl DeviceService for Gateway {
                 .into_values()
                 .map(|info| device_to_proto(info, None, Vec::new())),
         );
-        devices.retain(|d| include_removed || !d.removed);
+        devices
+            .retain_mut(|d| (include_removed || !d.removed) && tenant.unqualify(&mut d.device_id));
         devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         Ok(Response::new(ListDevicesResponse { devices }))
     }
@@ -114,8 +119,13 @@ impl DeviceService for Gateway {
         &self,
         request: Request<DeleteDeviceRequest>,
     ) -> Result<Response<DeleteDeviceResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
         let r = request.into_inner();
-        self.delete_device(&r.device_id, &r.reason).await?;
+        if r.device_id.is_empty() {
+            return Err(Status::invalid_argument("device_id is required"));
+        }
+        self.delete_device(&tenant.device(&r.device_id)?, &r.reason)
+            .await?;
         Ok(Response::new(DeleteDeviceResponse {}))
     }
 
@@ -123,20 +133,22 @@ impl DeviceService for Gateway {
         &self,
         request: Request<GetLatestRequest>,
     ) -> Result<Response<GetLatestResponse>, Status> {
-        let device_id = request.into_inner().device_id;
-        if device_id.is_empty() {
+        let tenant = Tenant::of(&request)?;
+        let asked = request.into_inner().device_id;
+        if asked.is_empty() {
             return Err(Status::invalid_argument("device_id is required"));
         }
+        let device_id = tenant.device(&asked)?;
         let probes = self.store.latest(&device_id).await.map_err(to_status)?;
         if probes.is_empty() {
-            return Err(Status::not_found(format!("no device {device_id:?}")));
+            return Err(Status::not_found(format!("no device {asked:?}")));
         }
         Ok(Response::new(GetLatestResponse {
             probes: probes
                 .into_iter()
                 .map(|p| ProbeState {
                     trend: p.trend.as_ref().map(trend_to_proto),
-                    device_id: p.device_id,
+                    device_id: asked.clone(),
                     probe_id: p.probe_id,
                     event_time_ms: p.event_time,
                     received_time_ms: p.received_time,
@@ -154,11 +166,18 @@ impl ReadingService for Gateway {
         &self,
         request: Request<GetHistoryRequest>,
     ) -> Result<Response<GetHistoryResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
         let r = request.into_inner();
         if r.device_id.is_empty() || r.probe_id.is_empty() {
             return Err(Status::invalid_argument(
                 "device_id and probe_id are required",
             ));
+        }
+        let device_id = tenant.device(&r.device_id)?;
+        let mut r = r;
+        if let Some((from, to)) = self.share_window(&tenant).await? {
+            r.from_ms = r.from_ms.max(from);
+            r.to_ms = r.to_ms.min(to.saturating_add(1)).max(r.from_ms);
         }
         if r.from_ms > r.to_ms {
             return Err(Status::invalid_argument(format!(
@@ -190,7 +209,7 @@ impl ReadingService for Gateway {
         }
         let points = self
             .store
-            .history(&r.device_id, &r.probe_id, r.from_ms, r.to_ms, limit)
+            .history(&device_id, &r.probe_id, r.from_ms, r.to_ms, limit)
             .await
             .map_err(to_status)?;
         let mut response = Response::new(GetHistoryResponse {

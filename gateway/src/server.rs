@@ -6,15 +6,20 @@ use std::sync::Arc;
 use emberline_log::EventLog;
 use emberline_projections::ProjectionStore;
 use emberline_proto::v1::alert_service_server::AlertServiceServer;
+use emberline_proto::v1::auth_service_server::AuthServiceServer;
 use emberline_proto::v1::cook_service_server::CookServiceServer;
 use emberline_proto::v1::device_service_server::DeviceServiceServer;
 use emberline_proto::v1::planner_service_server::PlannerServiceServer;
 use emberline_proto::v1::prediction_service_server::PredictionServiceServer;
 use emberline_proto::v1::reading_service_server::ReadingServiceServer;
+use emberline_proto::v1::share_service_server::ShareServiceServer;
+use emberline_proto::v1::token_service_server::TokenServiceServer;
 use emberline_proto::v1::trend_service_server::TrendServiceServer;
 use emberline_schemas::EventCodec;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AuthLayer, AuthMode};
 
 /// The gateway's shared handles; cheap to clone.
 #[derive(Clone)]
@@ -23,21 +28,25 @@ pub struct Gateway {
     pub(crate) store: Arc<dyn ProjectionStore>,
     pub(crate) codec: Arc<EventCodec>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) auth: AuthMode,
 }
 
 impl Gateway {
-    /// A gateway over these handles; `shutdown` also ends open subscriptions.
+    /// A gateway over these handles; `shutdown` also ends open subscriptions; `auth` says
+    /// how callers are checked.
     pub fn new(
         log: Arc<dyn EventLog>,
         store: Arc<dyn ProjectionStore>,
         codec: Arc<EventCodec>,
         shutdown: CancellationToken,
+        auth: AuthMode,
     ) -> Self {
         Self {
             log,
             store,
             codec,
             shutdown,
+            auth,
         }
     }
 }
@@ -65,7 +74,8 @@ pub enum ServeError {
 }
 
 /// Every API service — the Emberline services, health, and reflection (v1 and v1alpha) —
-/// as one set of routes, for the gRPC port and the web origin alike.
+/// as one set of routes behind the one access check, for the gRPC port and the web origin
+/// alike.
 pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Routes, ServeError> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(emberline_proto::FILE_DESCRIPTOR_SET)
@@ -87,7 +97,13 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         .await;
     health.set_serving::<AlertServiceServer<Gateway>>().await;
     health.set_serving::<PlannerServiceServer<Gateway>>().await;
-    Ok(tonic::service::Routes::new(health_service)
+    health.set_serving::<AuthServiceServer<Gateway>>().await;
+    health.set_serving::<TokenServiceServer<Gateway>>().await;
+    health.set_serving::<ShareServiceServer<Gateway>>().await;
+    let auth = AuthLayer {
+        mode: gateway.auth.clone(),
+    };
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(DeviceServiceServer::new(gateway.clone()))
@@ -96,7 +112,13 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         .add_service(PredictionServiceServer::new(gateway.clone()))
         .add_service(AlertServiceServer::new(gateway.clone()))
         .add_service(PlannerServiceServer::new(gateway.clone()))
-        .add_service(TrendServiceServer::new(gateway)))
+        .add_service(AuthServiceServer::new(gateway.clone()))
+        .add_service(TokenServiceServer::new(gateway.clone()))
+        .add_service(ShareServiceServer::new(gateway.clone()))
+        .add_service(TrendServiceServer::new(gateway));
+    Ok(tonic::service::Routes::from(
+        routes.into_axum_router().layer(auth),
+    ))
 }
 
 /// Binds `addr`; returns the listener and the address it got (the port, when 0 was asked).

@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status};
 
 use crate::Gateway;
 use crate::status::to_status;
+use crate::tenancy::Tenant;
 use tracing::Instrument;
 
 /// Updates buffered per subscription before the readers wait for the client.
@@ -40,13 +41,19 @@ pub(crate) trait Tailed: Sized + Send + 'static {
         offset: u64,
         bytes: &[u8],
     ) -> Result<Self, CodecError>;
-    /// The device it concerns.
-    fn device_id(&self) -> &str;
+    /// The (qualified) id of the device it concerns, to check and then unqualify.
+    fn device_id_mut(&mut self) -> Option<&mut String>;
+    /// When it happened, epoch ms.
+    fn event_time_ms(&self) -> i64;
 }
 
-/// What to tail: which device (empty: all), from where.
+/// What to tail: whose, which device (qualified; none: every device of the tenant), from
+/// where.
 pub(crate) struct Tail {
-    pub(crate) device_id: String,
+    pub(crate) tenant: Tenant,
+    pub(crate) device_id: Option<String>,
+    /// Only events inside this time window (a share link's cook), when set.
+    pub(crate) window: Option<(i64, i64)>,
     pub(crate) resume: HashMap<u32, u64>,
     pub(crate) start: i32,
 }
@@ -64,10 +71,9 @@ impl Gateway {
                 "resume names partition {p}, but {topic} has {partitions}"
             )));
         }
-        let wanted: Vec<u32> = if r.device_id.is_empty() {
-            (0..partitions).collect()
-        } else {
-            vec![partition_for(r.device_id.as_bytes(), partitions)]
+        let wanted: Vec<u32> = match &r.device_id {
+            None => (0..partitions).collect(),
+            Some(device) => vec![partition_for(device.as_bytes(), partitions)],
         };
         let start = StartFrom::try_from(r.start).unwrap_or(StartFrom::Unspecified);
         let (tx, rx) = mpsc::channel(BUFFER);
@@ -95,7 +101,8 @@ impl Gateway {
                 .reader(topic, partition, from)
                 .await
                 .map_err(to_status)?;
-            let (tx, codec, device) = (tx.clone(), self.codec.clone(), r.device_id.clone());
+            let (tx, codec) = (tx.clone(), self.codec.clone());
+            let (device, tenant, window) = (r.device_id.clone(), r.tenant.clone(), r.window);
             let (shutdown, open) = (self.shutdown.clone(), open.clone());
             tokio::spawn(async move {
                 let _open = open;
@@ -114,8 +121,13 @@ impl Gateway {
                         }
                     };
                     for record in records {
-                        let event = match E::decode(&codec, partition, record.offset, &record.value)
-                            .await
+                        let mut event = match E::decode(
+                            &codec,
+                            partition,
+                            record.offset,
+                            &record.value,
+                        )
+                        .await
                         {
                             Ok(event) => event,
                             Err(e) => {
@@ -127,7 +139,18 @@ impl Gateway {
                                 return;
                             }
                         };
-                        if !device.is_empty() && event.device_id() != device {
+                        if window
+                            .is_some_and(|(from, to)| !(from..=to).contains(&event.event_time_ms()))
+                        {
+                            continue;
+                        }
+                        // Only the wanted device of the caller's tenant, under the caller's id.
+                        let Some(id) = event.device_id_mut() else {
+                            continue;
+                        };
+                        if device.as_deref().is_some_and(|d| d != id.as_str())
+                            || !tenant.unqualify(id)
+                        {
                             continue;
                         }
                         // The `deliver` span: the record handed to this subscriber.
@@ -161,9 +184,12 @@ impl TrendService for Gateway {
         &self,
         request: Request<SubscribeTrendsRequest>,
     ) -> Result<Response<Self::SubscribeTrendsStream>, Status> {
+        let tenant = Tenant::of(&request)?;
         let r = request.into_inner();
         let tail = Tail {
-            device_id: r.device_id,
+            device_id: tenant.filter(&r.device_id)?,
+            window: self.share_window(&tenant).await?,
+            tenant,
             resume: r.resume,
             start: r.start,
         };
@@ -199,7 +225,11 @@ impl Tailed for TrendEvent {
         })
     }
 
-    fn device_id(&self) -> &str {
-        &self.device_id
+    fn device_id_mut(&mut self) -> Option<&mut String> {
+        Some(&mut self.device_id)
+    }
+
+    fn event_time_ms(&self) -> i64 {
+        self.event_time_ms
     }
 }

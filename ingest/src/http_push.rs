@@ -50,6 +50,8 @@ use emberline_common::clock::now_ms;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpPushConfig {
+    /// The tenant whose devices these are (`default` for a single household).
+    pub tenant: String,
     /// Name in logs, metrics and on readings.
     pub name: String,
     /// Address to listen on.
@@ -67,6 +69,7 @@ pub struct HttpPushConfig {
 impl Default for HttpPushConfig {
     fn default() -> Self {
         Self {
+            tenant: emberline_common::tenant::DEFAULT_TENANT.into(),
             name: "http-push".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             tokens: BTreeMap::new(),

@@ -28,6 +28,8 @@ use emberline_common::{Backoff, Secret};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttSourceConfig {
+    /// The tenant whose devices these are (`default` for a single household).
+    pub tenant: String,
     /// Name in logs and on readings.
     pub name: String,
     /// `mqtt://host[:port]`.
@@ -49,6 +51,7 @@ pub struct MqttSourceConfig {
 impl Default for MqttSourceConfig {
     fn default() -> Self {
         Self {
+            tenant: emberline_common::tenant::DEFAULT_TENANT.into(),
             name: "mqtt".into(),
             url: "mqtt://127.0.0.1:1883".into(),
             client_id: "emberline-ingest".into(),

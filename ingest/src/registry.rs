@@ -55,6 +55,18 @@ impl SourceConfig {
         }
     }
 
+    /// The tenant whose devices the source reports.
+    pub fn tenant(&self) -> &str {
+        match self {
+            SourceConfig::Simulator(c) => &c.tenant,
+            SourceConfig::Mqtt(c) => &c.tenant,
+            SourceConfig::HttpPush(c) => &c.tenant,
+            SourceConfig::Thermoworks(c) => &c.tenant,
+            SourceConfig::Meater(c) => &c.tenant,
+            SourceConfig::Fireboard(c) => &c.tenant,
+        }
+    }
+
     /// The source, ready to run; a simulator starts a new cook at `start_ms`.
     pub fn build(&self, start_ms: i64) -> Result<Box<dyn Source>, IngestError> {
         self.build_at(start_ms, start_ms)
@@ -68,6 +80,15 @@ impl SourceConfig {
             source_name: source_name.to_owned(),
             reason: e.to_string(),
         };
+        if !emberline_common::tenant::is_valid_name(self.tenant()) {
+            return Err(IngestError::Config {
+                source_name: self.kind().to_owned(),
+                reason: format!(
+                    "tenant {:?}: a tenant name has 1 to 64 letters, digits, '.', '_', '-' or '@'",
+                    self.tenant()
+                ),
+            });
+        }
         Ok(match self {
             SourceConfig::Simulator(c) => {
                 let mut simulator = Simulator::new(c.clone(), start_ms);

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::IngestError;
 use crate::validate::{Admitted, Rejected};
-use emberline_common::Backoff;
+use emberline_common::{Backoff, tenant};
 
 /// Where sources put their events.
 #[derive(Clone)]
@@ -20,11 +20,14 @@ pub struct EventSink {
     shutdown: CancellationToken,
     /// Why the last append failed, until one succeeds (shared by the sink's clones).
     failing: Arc<std::sync::Mutex<Option<String>>>,
+    /// Whose devices the events are.
+    tenant: String,
 }
 
 /// An event with the device id it is keyed by.
-trait Keyed: Event {
+trait Keyed: Event + Clone {
     fn device_id(&self) -> &str;
+    fn set_device_id(&mut self, id: String);
     fn event_time(&self) -> i64;
 }
 
@@ -32,6 +35,7 @@ macro_rules! keyed {
     ($($ty:ty),*) => {$(
         impl Keyed for $ty {
             fn device_id(&self) -> &str { &self.device_id }
+            fn set_device_id(&mut self, id: String) { self.device_id = id; }
             fn event_time(&self) -> i64 { self.event_time }
         }
     )*};
@@ -50,7 +54,15 @@ impl EventSink {
             codec,
             shutdown,
             failing: Arc::default(),
+            tenant: tenant::DEFAULT_TENANT.to_owned(),
         }
+    }
+
+    /// The same sink, appending for `tenant`: every device id it writes is qualified with
+    /// the tenant (see [`emberline_common::tenant`]).
+    pub fn for_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = tenant.to_owned();
+        self
     }
 
     /// Why appends are failing (the last failure, with its causes), or `None` when the last
@@ -121,9 +133,10 @@ impl EventSink {
                         "payload_hex": r.raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
                     }),
                 };
+                let device = tenant::qualify(&self.tenant, &r.device_id);
                 let mut body = serde_json::json!({
                     "source": source,
-                    "device_id": r.device_id,
+                    "device_id": device,
                     "probe_id": r.probe_id,
                     "reason": r.reason.to_string(),
                     "received_time": received_ms,
@@ -132,7 +145,7 @@ impl EventSink {
                     body.extend(payload.clone());
                 }
                 NewRecord {
-                    key: r.device_id.as_bytes().to_vec(),
+                    key: device.into_bytes(),
                     value: body.to_string().into_bytes(),
                     timestamp_ms: received_ms.max(1),
                 }
@@ -153,9 +166,25 @@ impl EventSink {
         }
         let mut records = Vec::with_capacity(events.len());
         for event in events {
+            if event.device_id().contains(tenant::SEPARATOR) {
+                // It would read as another tenant's device. Readings with such ids are
+                // dead-lettered by the gate; this is a registration or a status.
+                tracing::warn!(
+                    device = event.device_id(),
+                    "a device id with '/' is not accepted; event skipped"
+                );
+                continue;
+            }
+            let value = if self.tenant == tenant::DEFAULT_TENANT {
+                self.codec.encode(event)?
+            } else {
+                let mut qualified = event.clone();
+                qualified.set_device_id(tenant::qualify(&self.tenant, event.device_id()));
+                self.codec.encode(&qualified)?
+            };
             records.push(NewRecord {
-                key: event.device_id().as_bytes().to_vec(),
-                value: self.codec.encode(event)?,
+                key: tenant::qualify(&self.tenant, event.device_id()).into_bytes(),
+                value,
                 timestamp_ms: event.event_time(),
             });
         }

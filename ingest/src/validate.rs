@@ -96,6 +96,9 @@ pub enum Rejection {
     /// An id is empty or absurdly long.
     #[error("the {0} is empty or longer than 200 bytes")]
     BadId(&'static str),
+    /// A device id contains '/', which separates a tenant from its device ids.
+    #[error("the device id contains '/' (it separates tenants from device ids)")]
+    SlashInDeviceId,
     /// The payload could not be read at all (adapters use this for parse errors).
     #[error("malformed payload: {0}")]
     Malformed(String),
@@ -110,7 +113,7 @@ impl Rejection {
             Rejection::OutOfRange { .. } => "out_of_range",
             Rejection::FromTheFuture { .. } => "from_the_future",
             Rejection::TooOld { .. } => "too_old",
-            Rejection::BadId(_) => "bad_id",
+            Rejection::BadId(_) | Rejection::SlashInDeviceId => "bad_id",
             Rejection::Malformed(_) => "malformed",
         }
     }
@@ -217,6 +220,9 @@ impl Gate {
                 return Err(Rejection::BadId(what));
             }
         }
+        if r.device_id.contains(emberline_common::tenant::SEPARATOR) {
+            return Err(Rejection::SlashInDeviceId);
+        }
         let event_time = r.device_time_ms.unwrap_or(received_ms);
         if event_time - received_ms > MAX_FUTURE_MS {
             return Err(Rejection::FromTheFuture {
@@ -273,6 +279,14 @@ mod tests {
             (None, Some(r)) => Err(r.reason),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_device_id_with_a_slash_is_refused_it_would_name_a_tenant() {
+        let mut g = Gate::new("test", 30 * DAY);
+        let mut r = raw(Some(50.0), Unit::C, None);
+        r.device_id = "acme/grill".into();
+        assert_eq!(one(&mut g, r), Err(Rejection::SlashInDeviceId));
     }
 
     #[test]

@@ -44,9 +44,12 @@ pub struct ChannelConfig {
     /// Whose channel it is (shown in logs).
     #[serde(default)]
     pub user: Option<String>,
-    /// Only alerts of these devices; empty for all.
+    /// Only alerts of these devices; empty for all (of the channel's tenant).
     #[serde(default)]
     pub devices: Vec<String>,
+    /// Whose alerts it takes: only devices of this tenant (`default` for a household).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     /// How to deliver.
     #[serde(flatten)]
     pub kind: ChannelKind,
@@ -61,8 +64,14 @@ struct RawChannel {
     user: Option<String>,
     #[serde(default)]
     devices: Vec<String>,
+    #[serde(default = "default_tenant")]
+    tenant: String,
     #[serde(flatten)]
     rest: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_tenant() -> String {
+    emberline_common::tenant::DEFAULT_TENANT.to_owned()
 }
 
 impl TryFrom<RawChannel> for ChannelConfig {
@@ -75,6 +84,7 @@ impl TryFrom<RawChannel> for ChannelConfig {
             name: raw.name,
             user: raw.user,
             devices: raw.devices,
+            tenant: raw.tenant,
             kind,
         })
     }
@@ -147,9 +157,13 @@ pub enum WebhookFormat {
 }
 
 impl ChannelConfig {
-    /// Whether this channel takes alerts of `device`.
+    /// Whether this channel takes alerts of `device` (a qualified id): a device of the
+    /// channel's tenant, and one of its `devices` when it lists any.
     pub fn wants(&self, device: &str) -> bool {
-        self.devices.is_empty() || self.devices.iter().any(|d| d == device)
+        let Some(own) = emberline_common::tenant::within(&self.tenant, device) else {
+            return false;
+        };
+        self.devices.is_empty() || self.devices.iter().any(|d| d == own)
     }
 }
 
@@ -228,12 +242,26 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_takes_only_its_tenants_devices() {
+        let got = channels(
+            "[[notifications.channels]]\nname = \"home\"\nkind = \"ntfy\"\nurl = \"u\"\n\
+             [[notifications.channels]]\nname = \"acme\"\ntenant = \"acme\"\nkind = \"ntfy\"\n\
+             url = \"u\"\ndevices = [\"grill\"]\n",
+        )
+        .expect("channels");
+        let (home, acme) = (&got[0], &got[1]);
+        assert!(home.wants("grill") && !home.wants("acme/grill"));
+        assert!(acme.wants("acme/grill") && !acme.wants("grill") && !acme.wants("acme/smoker"));
+    }
+
+    #[test]
     fn a_channel_prints_and_loads_back_unchanged() {
         let config = NotifyConfig {
             channels: vec![ChannelConfig {
                 name: "team".into(),
                 user: None,
                 devices: vec!["d".into()],
+                tenant: "default".into(),
                 kind: ChannelKind::Webhook {
                     url: "https://hooks.example/x".into(),
                     secret: None,

@@ -157,6 +157,7 @@ fn channel(name: &str, kind: ChannelKind) -> ChannelConfig {
         name: name.into(),
         user: Some("pitmaster".into()),
         devices: Vec::new(),
+        tenant: "default".into(),
         kind,
     }
 }

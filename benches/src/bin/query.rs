@@ -5,7 +5,8 @@
 //!
 //! Run `emberline up` (release for figures worth quoting), then:
 //! `cargo run --release -p emberline-benches --bin query -- --addr http://127.0.0.1:50051 --device sim-1 --sequential 2000`
-//! or `… --rate 5000 --seconds 10`.
+//! or `… --rate 5000 --seconds 10`. With sign-in on (the default), pass an API token:
+//! `--token emt_…` (`emberline token create bench --scope read`).
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,24 @@ use emberline_proto::v1::GetLatestRequest;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use tonic::transport::Channel;
 
-const HELP: &str = "query --addr URL --device ID [--sequential N] [--rate PER_S --seconds S]";
+const HELP: &str =
+    "query --addr URL --device ID [--token T] [--sequential N] [--rate PER_S --seconds S]";
+
+/// The `authorization` value of every request, when a token was given.
+type Auth = Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>;
+
+/// A `GetLatest` request for `device`, carrying `auth`.
+fn request(device: &str, auth: &Auth) -> tonic::Request<GetLatestRequest> {
+    let mut request = tonic::Request::new(GetLatestRequest {
+        device_id: device.to_owned(),
+    });
+    if let Some(value) = auth {
+        request
+            .metadata_mut()
+            .insert("authorization", value.clone());
+    }
+    request
+}
 
 struct Args {
     addr: String,
@@ -22,6 +40,7 @@ struct Args {
     sequential: Option<u64>,
     rate: Option<u64>,
     seconds: u64,
+    token: Option<String>,
 }
 
 fn args() -> Result<Args> {
@@ -31,6 +50,7 @@ fn args() -> Result<Args> {
         sequential: None,
         rate: None,
         seconds: 10,
+        token: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,6 +64,7 @@ fn args() -> Result<Args> {
             "--sequential" => out.sequential = Some(value()?.parse()?),
             "--rate" => out.rate = Some(value()?.parse()?),
             "--seconds" => out.seconds = value()?.parse()?,
+            "--token" => out.token = Some(value()?),
             "--help" | "-h" => {
                 tracing::info!("{HELP}");
                 std::process::exit(0);
@@ -77,15 +98,16 @@ fn percentiles(samples: &mut [Duration]) -> String {
     )
 }
 
-async fn sequential(client: &mut DeviceServiceClient<Channel>, device: &str, n: u64) -> Result<()> {
+async fn sequential(
+    client: &mut DeviceServiceClient<Channel>,
+    device: &str,
+    auth: &Auth,
+    n: u64,
+) -> Result<()> {
     let mut samples = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let started = Instant::now();
-        client
-            .get_latest(GetLatestRequest {
-                device_id: device.to_owned(),
-            })
-            .await?;
+        client.get_latest(request(device, auth)).await?;
         samples.push(started.elapsed());
     }
     tracing::info!("GetLatest one after another: {}", percentiles(&mut samples));
@@ -95,6 +117,7 @@ async fn sequential(client: &mut DeviceServiceClient<Channel>, device: &str, n: 
 async fn open_loop(
     client: DeviceServiceClient<Channel>,
     device: &str,
+    auth: &Auth,
     rate: u64,
     seconds: u64,
 ) -> Result<()> {
@@ -105,15 +128,10 @@ async fn open_loop(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..total {
         ticker.tick().await;
-        let (mut client, device) = (client.clone(), device.to_owned());
+        let (mut client, request) = (client.clone(), request(device, auth));
         // Latency counts from when the request was due, not from when it could be sent.
         let due = Instant::now();
-        tasks.spawn(async move {
-            client
-                .get_latest(GetLatestRequest { device_id: device })
-                .await
-                .map(|_| due.elapsed())
-        });
+        tasks.spawn(async move { client.get_latest(request).await.map(|_| due.elapsed()) });
     }
     let mut samples = Vec::with_capacity(total as usize);
     let mut failed = 0u64;
@@ -139,18 +157,22 @@ async fn main() -> Result<()> {
         .await
         .with_context(|| format!("connecting to {}", args.addr))?;
     let mut client = DeviceServiceClient::new(channel);
+    let auth: Auth = args
+        .token
+        .as_ref()
+        .map(|t| format!("Bearer {t}").parse())
+        .transpose()
+        .context("the token has characters a header cannot carry")?;
     // One warm-up call: connection set-up is not what is measured.
     client
-        .get_latest(GetLatestRequest {
-            device_id: args.device.clone(),
-        })
+        .get_latest(request(&args.device, &auth))
         .await
         .with_context(|| format!("GetLatest of {}", args.device))?;
     if let Some(n) = args.sequential.filter(|n| *n > 0) {
-        sequential(&mut client, &args.device, n).await?;
+        sequential(&mut client, &args.device, &auth, n).await?;
     }
     if let Some(rate) = args.rate {
-        open_loop(client, &args.device, rate, args.seconds).await?;
+        open_loop(client, &args.device, &auth, rate, args.seconds).await?;
     }
     Ok(())
 }

@@ -84,7 +84,7 @@ pub async fn run(
         safe_id(&mqtt_config.client_id)
     )));
     let resume = checkpoints.load();
-    let upstream = Upstream::new(&config.gateway_url)?;
+    let upstream = Upstream::new(&config.gateway_url, config.token.as_ref())?;
     let mut connection = mqtt::start(
         &mqtt_config,
         &topics.bridge_availability(),
@@ -112,6 +112,7 @@ pub async fn run(
         cleared: HashSet::new(),
         positions: resume.into_iter().collect(),
         checkpoints,
+        refusal_logged: false,
     };
     let refresh_every = Duration::from_millis(bridge.config.refresh_interval_ms);
     let mut refresh = tokio::time::interval(refresh_every);
@@ -200,6 +201,8 @@ struct Bridge {
     /// Next offset per partition of the updates received.
     positions: BTreeMap<u32, u64>,
     checkpoints: Checkpoints,
+    /// Whether the gateway's refusal was logged (once, not at every refresh).
+    refusal_logged: bool,
 }
 
 impl Bridge {
@@ -369,7 +372,26 @@ impl Bridge {
             })
             .await
         {
-            Ok(r) => r.into_inner().devices,
+            Ok(r) => {
+                self.refusal_logged = false;
+                r.into_inner().devices
+            }
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                if std::mem::replace(&mut self.refusal_logged, true) {
+                    return;
+                }
+                tracing::warn!(
+                    error = %status.message(),
+                    "the gateway refused the connector: give it an API token of scope control \
+                     (home_assistant.token; `emberline token create \"home assistant\" --scope control`)"
+                );
+                return;
+            }
             Err(status) => {
                 tracing::debug!(error = %status.message(), "gateway not reachable; keeping the last known devices");
                 return;

@@ -16,6 +16,9 @@ pub struct HomeAssistantConfig {
     pub mqtt: Option<MqttConfig>,
     /// The Emberline gateway to read from, e.g. `http://127.0.0.1:50051`.
     pub gateway_url: String,
+    /// An API token of scope `control` for the gateway (`emberline token create "home
+    /// assistant" --scope control`). `emberline up` gives its built-in connector one itself.
+    pub token: Option<Secret>,
     /// Home Assistant's discovery prefix.
     pub discovery_prefix: String,
     /// Prefix of Emberline's own state and command topics.
@@ -40,6 +43,7 @@ impl Default for HomeAssistantConfig {
         Self {
             mqtt: None,
             gateway_url: "http://127.0.0.1:50051".into(),
+            token: None,
             discovery_prefix: "homeassistant".into(),
             base_topic: "emberline".into(),
             unit: TemperatureUnit::Celsius,

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use emberline_common::Backoff;
+use emberline_common::{Backoff, Secret};
 use emberline_proto::v1::alert_service_client::AlertServiceClient;
 use emberline_proto::v1::cook_service_client::CookServiceClient;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
@@ -24,29 +24,65 @@ use emberline_proto::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::ConnectorError;
+
+/// Puts the connector's API token on every call.
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel to the gateway that carries the token.
+pub type Link = InterceptedService<Channel, Bearer>;
 
 /// Clients of the gateway's query and command services, over one lazy channel.
 #[derive(Clone)]
 pub struct Upstream {
     /// Devices.
-    pub devices: DeviceServiceClient<Channel>,
+    pub devices: DeviceServiceClient<Link>,
     /// History.
-    pub readings: ReadingServiceClient<Channel>,
+    pub readings: ReadingServiceClient<Link>,
     /// Cook commands.
-    pub cooks: CookServiceClient<Channel>,
+    pub cooks: CookServiceClient<Link>,
     /// Predictions.
-    pub predictions: PredictionServiceClient<Channel>,
+    pub predictions: PredictionServiceClient<Link>,
     /// Alerts and their rules.
-    pub alerts: AlertServiceClient<Channel>,
+    pub alerts: AlertServiceClient<Link>,
     channel: Channel,
+    bearer: Bearer,
 }
 
 impl Upstream {
-    /// Clients for `url`; nothing connects until the first call.
-    pub fn new(url: &str) -> Result<Self, ConnectorError> {
+    /// Clients for `url`, calling with `token` (an API token of scope `control`); nothing
+    /// connects until the first call.
+    pub fn new(url: &str, token: Option<&Secret>) -> Result<Self, ConnectorError> {
+        let bearer = Bearer(
+            token
+                .map(|t| format!("Bearer {}", t.expose()).parse())
+                .transpose()
+                .map_err(|_| {
+                    ConnectorError::Config(
+                        "home_assistant.token has characters a header cannot carry".into(),
+                    )
+                })?,
+        );
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| ConnectorError::Gateway {
                 url: url.into(),
@@ -56,12 +92,13 @@ impl Upstream {
             .timeout(Duration::from_secs(10));
         let channel = endpoint.connect_lazy();
         Ok(Self {
-            devices: DeviceServiceClient::new(channel.clone()),
-            readings: ReadingServiceClient::new(channel.clone()),
-            cooks: CookServiceClient::new(channel.clone()),
-            predictions: PredictionServiceClient::new(channel.clone()),
-            alerts: AlertServiceClient::new(channel.clone()),
+            devices: DeviceServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            readings: ReadingServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            cooks: CookServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            predictions: PredictionServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            alerts: AlertServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             channel,
+            bearer,
         })
     }
 }
@@ -95,7 +132,8 @@ pub fn watch_changes(
 ) -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel(1);
     let channel = streaming_channel(upstream, url);
-    let predictions = PredictionServiceClient::new(channel.clone());
+    let bearer = &upstream.bearer;
+    let predictions = PredictionServiceClient::with_interceptor(channel.clone(), bearer.clone());
     tokio::spawn(signal_changes(
         "predictions",
         move || {
@@ -112,7 +150,7 @@ pub fn watch_changes(
         tx.clone(),
         shutdown.clone(),
     ));
-    let alerts = AlertServiceClient::new(channel);
+    let alerts = AlertServiceClient::with_interceptor(channel, bearer.clone());
     tokio::spawn(signal_changes(
         "alerts",
         move || {
@@ -181,12 +219,18 @@ pub fn subscribe(
 ) -> mpsc::Receiver<Feed> {
     let (tx, rx) = mpsc::channel(4_096);
     let channel = streaming_channel(upstream, url);
-    tokio::spawn(run(TrendServiceClient::new(channel), resume, tx, shutdown));
+    let bearer = &upstream.bearer;
+    tokio::spawn(run(
+        TrendServiceClient::with_interceptor(channel, bearer.clone()),
+        resume,
+        tx,
+        shutdown,
+    ));
     rx
 }
 
 async fn run(
-    mut client: TrendServiceClient<Channel>,
+    mut client: TrendServiceClient<Link>,
     mut resume: HashMap<u32, u64>,
     tx: mpsc::Sender<Feed>,
     shutdown: CancellationToken,

@@ -30,6 +30,8 @@ use emberline_common::Secret;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FireboardConfig {
+    /// The tenant whose devices these are (`default` for a single household).
+    pub tenant: String,
     /// Name in logs and on readings.
     pub name: String,
     /// The account: `username`, and `password`, `password_env` or `password_file`.
@@ -53,6 +55,7 @@ pub struct FireboardConfig {
 impl Default for FireboardConfig {
     fn default() -> Self {
         Self {
+            tenant: emberline_common::tenant::DEFAULT_TENANT.into(),
             name: "fireboard".into(),
             credentials: Credentials::default(),
             base_url: "https://fireboard.io".into(),

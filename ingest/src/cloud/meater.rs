@@ -28,6 +28,8 @@ use emberline_common::Secret;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MeaterConfig {
+    /// The tenant whose devices these are (`default` for a single household).
+    pub tenant: String,
     /// Name in logs and on readings.
     pub name: String,
     /// The account: `username`, and `password`, `password_env` or `password_file`.
@@ -46,6 +48,7 @@ pub struct MeaterConfig {
 impl Default for MeaterConfig {
     fn default() -> Self {
         Self {
+            tenant: emberline_common::tenant::DEFAULT_TENANT.into(),
             name: "meater".into(),
             credentials: Credentials::default(),
             base_url: "https://public-api.cloud.meater.com/v1".into(),

@@ -41,6 +41,8 @@ pub enum Brand {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThermoworksConfig {
+    /// The tenant whose devices these are (`default` for a single household).
+    pub tenant: String,
     /// Name in logs and on readings.
     pub name: String,
     /// The account: `username`, and `password`, `password_env` or `password_file`.
@@ -65,6 +67,7 @@ pub struct ThermoworksConfig {
 impl Default for ThermoworksConfig {
     fn default() -> Self {
         Self {
+            tenant: emberline_common::tenant::DEFAULT_TENANT.into(),
             name: "thermoworks".into(),
             credentials: Credentials::default(),
             brand: Brand::Thermoworks,

@@ -91,6 +91,8 @@ pub fn classic_cook(seed: u64, target_c: f64, limit_ms: i64) -> (Series, Series)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimulatorConfig {
+    /// The tenant whose devices these are (`default` for a single household).
+    pub tenant: String,
     /// Number of simulated devices.
     pub devices: u32,
     /// Probes per device (the first is the pit probe); at least 1.
@@ -147,6 +149,7 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
 impl Default for SimulatorConfig {
     fn default() -> Self {
         Self {
+            tenant: emberline_common::tenant::DEFAULT_TENANT.into(),
             devices: 1,
             probes: 4,
             seed: 42,

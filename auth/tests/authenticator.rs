@@ -1,0 +1,242 @@
+//! The authenticator against a real identities file: sign-in, rotation and reuse of refresh
+//! tokens, sign-out, API tokens, and tokens that must prove nothing.
+
+use std::net::IpAddr;
+
+use emberline_auth::users::{self, NewUser};
+use emberline_auth::{AuthError, AuthSettings, Authenticator, Grant, Permission, Role, Scope};
+
+const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 20));
+
+fn with_users() -> (tempfile::TempDir, Authenticator) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = Authenticator::open(dir.path(), AuthSettings::default()).expect("open");
+    for (name, role) in [("pat", Role::Owner), ("viewer", Role::Viewer)] {
+        users::add(
+            auth.identities(),
+            NewUser {
+                name,
+                password: "correct horse",
+                role,
+                tenant: "default",
+            },
+            false,
+        )
+        .expect("add");
+    }
+    (dir, auth)
+}
+
+fn unauthenticated(result: Result<impl std::fmt::Debug, AuthError>) -> String {
+    match result {
+        Err(AuthError::Unauthenticated(why)) => why,
+        other => panic!("expected unauthenticated, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_password_signs_in_and_the_access_token_names_the_user_and_role() {
+    let (_dir, auth) = with_users();
+    let session = auth.sign_in("Pat", "correct horse", HOME).expect("sign in");
+    let caller = auth.verify(&session.access_token).expect("verify");
+    assert_eq!(caller.name, "pat");
+    assert_eq!(caller.tenant, "default");
+    assert_eq!(caller.grant, Grant::User(Role::Owner));
+    let why = unauthenticated(auth.sign_in("pat", "wrong horse", HOME));
+    assert_eq!(why, "wrong user name or password");
+    let why = unauthenticated(auth.sign_in("nobody", "correct horse", HOME));
+    assert_eq!(
+        why, "wrong user name or password",
+        "an unknown name reads the same"
+    );
+}
+
+#[test]
+fn a_refresh_token_works_once_and_its_reuse_ends_the_family() {
+    let (_dir, auth) = with_users();
+    let first = auth.sign_in("pat", "correct horse", HOME).expect("sign in");
+    let second = auth.refresh(&first.refresh_token).expect("refresh");
+    assert_ne!(second.refresh_token, first.refresh_token);
+    let third = auth.refresh(&second.refresh_token).expect("refresh again");
+    // Inside the grace a second tab's refresh with the same token still works…
+    auth.refresh(&second.refresh_token)
+        .expect("concurrent refresh within grace");
+    // …but after it, reuse is theft: the whole family ends, the newest token included.
+    let spent_long_ago = auth.identities().update(0, |doc| {
+        for s in doc.sessions.iter_mut().filter(|s| s.spent_at_ms.is_some()) {
+            s.spent_at_ms = Some(s.spent_at_ms.unwrap_or(0) - 60_000);
+        }
+        Ok(())
+    });
+    spent_long_ago.expect("age the spent tokens");
+    let why = unauthenticated(auth.refresh(&first.refresh_token));
+    assert!(why.contains("used already"), "{why}");
+    let why = unauthenticated(auth.refresh(&third.refresh_token));
+    assert!(why.contains("unknown, expired or revoked"), "{why}");
+}
+
+#[test]
+fn signing_out_ends_the_session_and_other_sessions_stay() {
+    let (_dir, auth) = with_users();
+    let phone = auth.sign_in("pat", "correct horse", HOME).expect("phone");
+    let laptop = auth.sign_in("pat", "correct horse", HOME).expect("laptop");
+    auth.sign_out(&phone.refresh_token).expect("sign out");
+    unauthenticated(auth.refresh(&phone.refresh_token));
+    auth.refresh(&laptop.refresh_token)
+        .expect("the other session lives");
+}
+
+#[test]
+fn removing_a_user_or_changing_a_role_takes_effect_at_once() {
+    let (_dir, auth) = with_users();
+    let session = auth
+        .sign_in("viewer", "correct horse", HOME)
+        .expect("sign in");
+    let caller = auth.verify(&session.access_token).expect("verify");
+    assert!(caller.allows(Permission::Read) && !caller.allows(Permission::Control));
+    auth.identities()
+        .update(0, |doc| {
+            for u in doc.users.iter_mut().filter(|u| u.name == "viewer") {
+                u.role = Role::Cook;
+            }
+            Ok(())
+        })
+        .expect("promote");
+    assert!(
+        auth.verify(&session.access_token)
+            .expect("verify")
+            .allows(Permission::Control)
+    );
+    users::remove(auth.identities(), "viewer").expect("remove");
+    let why = unauthenticated(auth.verify(&session.access_token));
+    assert!(why.contains("no longer exists"), "{why}");
+    unauthenticated(auth.refresh(&session.refresh_token));
+    let err = users::remove(auth.identities(), "pat").expect_err("last owner");
+    assert!(err.to_string().contains("last owner"), "{err}");
+}
+
+#[test]
+fn tokens_from_another_key_expired_or_malformed_prove_nothing() {
+    let (dir, auth) = with_users();
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other = Authenticator::open(other_dir.path(), AuthSettings::default()).expect("open");
+    users::add(
+        other.identities(),
+        NewUser {
+            name: "pat",
+            password: "correct horse",
+            role: Role::Owner,
+            tenant: "default",
+        },
+        false,
+    )
+    .expect("add");
+    let foreign = other
+        .sign_in("pat", "correct horse", HOME)
+        .expect("sign in");
+    let why = unauthenticated(auth.verify(&foreign.access_token));
+    assert!(why.contains("not signed by this server"), "{why}");
+
+    let key = std::fs::read(dir.path().join("auth.key")).expect("key");
+    let now = emberline_common_now_s();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"iss": "emberline", "sub": "pat", "ten": "default",
+            "iat": now - 3600, "nbf": now - 3600, "exp": now - 600}),
+        &jsonwebtoken::EncodingKey::from_secret(&key),
+    )
+    .expect("sign");
+    let why = unauthenticated(auth.verify(&expired));
+    assert!(why.contains("expired"), "{why}");
+    let none_alg = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJwYXQifQ.";
+    unauthenticated(auth.verify(none_alg));
+    unauthenticated(auth.verify(""));
+}
+
+fn emberline_common_now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[test]
+fn api_tokens_are_scoped_expire_and_revoke() {
+    let (dir, auth) = with_users();
+    let (token, info) = auth
+        .create_token("default", "home assistant", Scope::Control, None)
+        .expect("create");
+    let caller = auth.verify(&token).expect("verify");
+    assert_eq!(caller.grant, Grant::Token(Scope::Control));
+    assert!(caller.allows(Permission::Control) && !caller.allows(Permission::Manage));
+    let stored = std::fs::read_to_string(dir.path().join("auth.json")).expect("file");
+    assert!(!stored.contains(&token), "the token itself is never stored");
+    assert!(!stored.contains("correct horse"), "nor a password");
+    assert_eq!(
+        auth.list_tokens("default").expect("list"),
+        vec![info.clone()]
+    );
+    assert!(auth.list_tokens("other").expect("list").is_empty());
+    let err = auth
+        .revoke_token("other", &info.id)
+        .expect_err("another tenant's");
+    assert!(matches!(err, AuthError::NotFound(_)));
+    auth.revoke_token("default", &info.id).expect("revoke");
+    unauthenticated(auth.verify(&token));
+
+    let (soon, _) = auth
+        .create_token("default", "ci", Scope::Read, Some(i64::MAX))
+        .expect("create");
+    auth.identities()
+        .update(0, |doc| {
+            for t in &mut doc.tokens {
+                t.expires_at_ms = Some(1);
+            }
+            Ok(())
+        })
+        .expect("expire");
+    let why = unauthenticated(auth.verify(&soon));
+    assert!(why.contains("expired"), "{why}");
+}
+
+#[test]
+fn setup_creates_the_first_owner_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = Authenticator::open(dir.path(), AuthSettings::default()).expect("open");
+    let code = auth.setup_code().expect("code").expect("no users yet");
+    unauthenticated(auth.setup("wrong", "pat", "correct horse"));
+    let session = auth.setup(&code, "pat", "correct horse").expect("setup");
+    assert_eq!(session.caller.grant, Grant::User(Role::Owner));
+    assert_eq!(auth.setup_code().expect("code"), None);
+    unauthenticated(auth.setup(&code, "sam", "correct horse"));
+}
+
+#[test]
+fn a_share_link_reads_one_cook_and_is_revocable() {
+    let (dir, auth) = with_users();
+    let (token, link) = auth
+        .create_share("default", "grill-1", "grill", None)
+        .expect("share");
+    let caller = auth.verify(&token).expect("verify");
+    assert_eq!(
+        caller.grant,
+        Grant::Share {
+            cook_id: "grill-1".into(),
+            device: "grill".into()
+        }
+    );
+    assert!(caller.allows(Permission::Read) && !caller.allows(Permission::Control));
+    let stored = std::fs::read_to_string(dir.path().join("auth.json")).expect("file");
+    assert!(!stored.contains(&token));
+    assert_eq!(
+        auth.list_shares("default", Some("grill-1")).expect("list"),
+        vec![link.clone()]
+    );
+    assert!(auth.list_shares("other", None).expect("list").is_empty());
+    assert!(matches!(
+        auth.revoke_share("other", &link.id),
+        Err(AuthError::NotFound(_))
+    ));
+    auth.revoke_share("default", &link.id).expect("revoke");
+    let why = unauthenticated(auth.verify(&token));
+    assert!(why.contains("share link"), "{why}");
+}
