@@ -1,8 +1,10 @@
-// Typed clients of the gateway over grpc-web on the page's own origin.
+// Typed clients of the gateway over grpc-web on the page's own origin. A page opened on a
+// share link (`/s/<token>`) calls with the link's token instead of the session cookies.
 
 import { createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { Renewer, renewingInterceptor } from "./session";
+import { shareInterceptor, shareTokenOf } from "./share";
 import {
   AlertService,
   AuthService,
@@ -43,11 +45,21 @@ const renewer = new Renewer(
   signedOut,
 );
 
+/** The share link's token when the page was opened on one (then nothing here renews a
+ * session: the page has none); undefined on a signed-in page. Kept in memory only. */
+export const shareToken: string | undefined = shareTokenOf(window.location.pathname);
+
+/** Says "share-ended" when a share link's page is refused: the link was revoked or expired. */
+export const shareEvents = new EventTarget();
+
 const transport = createGrpcWebTransport({
   baseUrl: window.location.origin,
-  interceptors: [
-    renewingInterceptor(renewer, (req) => req.service.typeName === AuthService.typeName && SESSIONLESS.has(req.method.name), signedOut),
-  ],
+  interceptors:
+    shareToken !== undefined
+      ? [shareInterceptor(shareToken, () => shareEvents.dispatchEvent(new Event("share-ended")))]
+      : [
+          renewingInterceptor(renewer, (req) => req.service.typeName === AuthService.typeName && SESSIONLESS.has(req.method.name), signedOut),
+        ],
 });
 
 export const auth = createClient(AuthService, transport);

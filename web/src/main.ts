@@ -13,6 +13,7 @@ import { DeviceView } from "./views/device";
 import { renderOverview } from "./views/overview";
 import { renderPlan } from "./views/plan";
 import { renderSetup } from "./views/setup";
+import { sharePage, startSharePage } from "./sharepage";
 import { refusal, renderSignIn } from "./views/signin";
 
 const storage = (() => {
@@ -249,7 +250,7 @@ themeButton.addEventListener("click", () => {
   view?.setUnit(unit); // redraw the chart in the theme's colours
 });
 
-window.addEventListener("hashchange", () => void route());
+if (!sharePage) window.addEventListener("hashchange", () => void route());
 // Ages ("12 s ago") move even when no update arrives.
 ticker = setInterval(() => {
   if (view) view.renderTiles();
@@ -266,7 +267,9 @@ void ticker;
   session: () => ({ state: sessionState, name: caller?.name, role: caller?.role }),
 };
 
-void route();
+// A share link's page (`/s/<token>`) is the read-only cook page instead: no session, no routes.
+if (sharePage) startSharePage();
+else void route();
 
 if ("serviceWorker" in navigator && window.location.protocol === "http:" && window.location.hostname !== "") {
   void navigator.serviceWorker.register("/sw.js").catch(() => {});

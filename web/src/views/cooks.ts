@@ -4,6 +4,7 @@ import { cooks as cookClient } from "../api";
 import { h } from "../dom";
 import { cookCsv, formatDuration } from "../format";
 import type { Cook } from "../gen/emberline/v1/emberline_pb";
+import { type PageMode, pageControls } from "../share";
 import { formatTemp, type Unit } from "../units";
 
 async function download(cook: Cook): Promise<void> {
@@ -13,7 +14,8 @@ async function download(cook: Cook): Promise<void> {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
-export async function renderCooks(host: HTMLElement, deviceId: string, unit: Unit): Promise<void> {
+export async function renderCooks(host: HTMLElement, deviceId: string, unit: Unit, mode: PageMode = "signed-in"): Promise<void> {
+  const can = pageControls(mode);
   let list: Cook[];
   try {
     list = (await cookClient.listCooks({ deviceId })).cooks;
@@ -25,7 +27,7 @@ export async function renderCooks(host: HTMLElement, deviceId: string, unit: Uni
     return;
   }
   host.replaceChildren(
-    h("h3", {}, "Cooks"),
+    h("h3", {}, mode === "share" ? "Cook" : "Cooks"),
     h(
       "ul",
       { class: "cooks" },
@@ -43,7 +45,7 @@ export async function renderCooks(host: HTMLElement, deviceId: string, unit: Uni
           ended === undefined ? "in progress" : formatDuration(ended - started),
           targets ? h("div", { class: "facts" }, `targets: ${targets}`) : null,
           c.notes.length ? h("div", { class: "facts" }, c.notes.map((n) => n.text).join(" · ")) : null,
-          h("button", { type: "button", onclick: () => void download(c) }, "CSV"),
+          can.export ? h("button", { type: "button", onclick: () => void download(c) }, "CSV") : null,
         );
       }),
     ),
