@@ -13,11 +13,13 @@ import {
   DeviceService,
   PlannerService,
   ReadingService,
+  ShareService,
   StartFrom,
   TrendService,
   type AlertEvent,
   type PredictionEvent,
   type TrendEvent,
+  type WhoAmIResponse,
 } from "./gen/emberline/v1/emberline_pb";
 
 /** Says "signed-out" when the session is over (a renewal was refused): the page then shows
@@ -66,13 +68,28 @@ export const auth = createClient(AuthService, transport);
 
 /** Ends the session: no renewal may race it (its answer could bring the cookies back). */
 export async function signOut(): Promise<void> {
+  callerAsked = undefined;
   await renewer.hold();
   await auth.signOut({});
 }
 
 /** Signed in anew: expired credentials are renewed again. */
 export function sessionStarted(): void {
+  callerAsked = undefined;
   renewer.release();
+}
+
+let callerAsked: Promise<WhoAmIResponse | undefined> | undefined;
+sessionEvents.addEventListener("signed-out", () => (callerAsked = undefined));
+
+/** Who the page calls as, asked once per session (what a view offers depends on the role;
+ * the server checks every call all the same). Undefined when the server did not say. */
+export function currentCaller(): Promise<WhoAmIResponse | undefined> {
+  callerAsked ??= auth.whoAmI({}).catch(() => {
+    callerAsked = undefined; // ask again next time
+    return undefined;
+  });
+  return callerAsked;
 }
 
 export const devices = createClient(DeviceService, transport);
@@ -81,6 +98,7 @@ export const cooks = createClient(CookService, transport);
 export const predictions = createClient(PredictionService, transport);
 export const alerts = createClient(AlertService, transport);
 export const planner = createClient(PlannerService, transport);
+export const shares = createClient(ShareService, transport);
 const trends = createClient(TrendService, transport);
 
 /** Opens a trend subscription (all devices, or one) from `resume`. */
