@@ -315,7 +315,7 @@ try {
   check(/too many failed sign-ins; try again in \d+ ?s/.test(throttled), `repeated wrong passwords are slowed down in the server's words ("${throttled}")`);
   await guesser.close();
 
-  await (await import("./share.mjs")).checkShare({ browser, url, page, check, patience: PATIENCE, artifacts });
+  await (await import("./share.mjs")).checkShare({ browser, url, page, check, patience: PATIENCE, artifacts, binary, dataDir });
   console.log(`MEASURED transferred ${(transferred / 1024).toFixed(1)} KiB for the first load; overview with live numbers ${overviewMs} ms; first chart ${firstChartMs} ms after opening the device`);
   console.log(`screenshots in ${artifacts}`);
 } finally {

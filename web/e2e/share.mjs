@@ -4,7 +4,12 @@
 // fresh browser context (no cookies) it shows the cook live (device name, probe temperatures
 // that update, the cook) with no control to press; the same browser is not signed in by it
 // (`/` shows the sign-in page); once the link is revoked, the open page and a reload say the
-// link has ended and show nothing of the cook.
+// link has ended and show nothing of the cook. Given the binary and data directory, a viewer
+// is added and shown no way to share.
+
+import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 
 /** Calls one grpc-web method from `page` (with its cookies); `body` is the request's
  * protobuf encoding as an array of bytes. Resolves with the response message's bytes. */
@@ -65,8 +70,10 @@ function encodeStrings(fields) {
  * @param {(ok: boolean, message: string) => void} t.check
  * @param {number} [t.patience] ms to wait for anything
  * @param {string} [t.artifacts] where to save screenshots
+ * @param {string} [t.binary] the emberline binary and
+ * @param {string} [t.dataDir] the data directory `up` runs on: to add a viewer
  */
-export async function checkShare({ browser, url, page, check, patience = 60_000, artifacts }) {
+export async function checkShare({ browser, url, page, check, patience = 60_000, artifacts, binary, dataDir }) {
   // The signed-in device page: the simulator's cook is in progress; start one if it is not.
   await page.goto(`${url}#/device/sim-1`);
   await page.locator(".device-head h2").filter({ hasText: "Simulated grill 1" }).waitFor();
@@ -174,5 +181,32 @@ export async function checkShare({ browser, url, page, check, patience = 60_000,
   } finally {
     await stranger.close();
     await onlooker.close();
+  }
+
+  // A viewer may watch the cook but is offered no way to share it.
+  if (binary && dataDir) {
+    const viewer = { user: "onlooker", password: "just-looking-9" };
+    const passwordFile = join(dataDir, "viewer-password");
+    writeFileSync(passwordFile, `${viewer.password}\n`, { mode: 0o600 });
+    execFileSync(binary, ["--data-dir", dataDir, "user", "add", viewer.user, "--role", "viewer", "--password-file", passwordFile], { stdio: "ignore" });
+    const viewerContext = await browser.newContext();
+    try {
+      const looking = await viewerContext.newPage();
+      looking.setDefaultTimeout(patience);
+      await looking.goto(`${url}#/device/sim-1`);
+      await looking.locator('.auth-form input[name="password"]').waitFor();
+      await looking.locator('input[name="user"]').fill(viewer.user);
+      await looking.locator('input[name="password"]').fill(viewer.password);
+      await looking.locator(".auth-form button[type=submit]").click();
+      const inProgress = looking.locator(".cooks li", { hasText: "in progress" });
+      await inProgress.first().waitFor();
+      const who = await looking.locator(".who").innerText();
+      check(
+        /viewer/.test(who) && (await looking.locator(".share-create, .share-url").count()) === 0 && (await page.locator(".share-create").count()) > 0,
+        `a viewer ("${who}") sees the cook in progress but no "Share live link" button; the owner does`,
+      );
+    } finally {
+      await viewerContext.close();
+    }
   }
 }
