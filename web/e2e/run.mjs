@@ -2,10 +2,14 @@
 //
 //   node e2e/run.mjs --binary ../target/debug/emberline
 //
-// Checks: the overview lists the simulated device; the device chart gains points live;
-// after `emberline up` is killed (SIGKILL) and restarted, the page says so, reconnects, and
-// its series has neither a gap nor a duplicate. Saves screenshots at 390×844 and 1440×900
-// in e2e/artifacts/ and prints the page's transferred size and time to first chart.
+// Checks: the first owner account is created from the one-time setup link `emberline up`
+// logs; the session lives in HttpOnly cookies; the overview lists the simulated device; the
+// device chart gains points live; after `emberline up` is killed (SIGKILL) and restarted,
+// the page says so, reconnects (still signed in), and its series has neither a gap nor a
+// duplicate; signing out leaves nothing behind (Back and reload show the sign-in page); a
+// wrong password is refused in the server's words; signing in again returns to the page
+// that asked. Saves screenshots at 390×844 and 1440×900 in e2e/artifacts/ and prints the
+// page's transferred size and time to first chart.
 
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -23,6 +27,7 @@ const chromiumPath = process.env.EMBERLINE_CHROMIUM ?? "/usr/bin/chromium";
 const artifacts = join(here, "artifacts");
 mkdirSync(artifacts, { recursive: true });
 const PATIENCE = 60_000;
+const OWNER = { user: "owner", password: "grill-master-9" };
 
 const freePort = () =>
   new Promise((resolve, reject) => {
@@ -38,23 +43,47 @@ const dataDir = mkdtempSync(join(tmpdir(), "emberline-e2e-"));
 const [grpcPort, webPort, registryPort] = [await freePort(), await freePort(), await freePort()];
 const url = `http://127.0.0.1:${webPort}/`;
 
-/** Starts `emberline up`; resolves once the web UI listens. */
+/** The one-time setup link in `emberline up`'s log, if this line has it. */
+function setupCode(line) {
+  // eslint-disable-next-line no-control-regex
+  const plain = line.replace(/\x1b\[[0-9;]*m/g, "");
+  const m = /create the first owner account at (\S*?)#\/setup\/([0-9a-fA-F]{16})\b/.exec(plain);
+  return m ? { origin: m[1], code: m[2] } : undefined;
+}
+
+/** Starts `emberline up`; `ready` resolves once the web UI listens, `setup` with the
+ * one-time setup link once it is logged (never, when an account exists). */
 function startUp() {
   const child = spawn(
     binary,
     ["--data-dir", dataDir, "up", "--grpc-addr", `127.0.0.1:${grpcPort}`, "--web-addr", `127.0.0.1:${webPort}`, "--registry-addr", `127.0.0.1:${registryPort}`],
     { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, RUST_LOG: "warn,emberline_gateway=info" } },
   );
+  let foundSetup;
+  const setup = new Promise((resolve) => (foundSetup = resolve));
   const ready = new Promise((resolve, reject) => {
     let buffer = "";
     child.stderr.on("data", (chunk) => {
       buffer += chunk;
       process.stderr.write(`[emberline up] ${chunk}`);
+      for (const line of buffer.split("\n")) {
+        const found = setupCode(line);
+        if (found) foundSetup(found);
+      }
       if (buffer.includes("web UI listening")) resolve();
     });
     child.on("exit", (code) => reject(new Error(`emberline up exited (${code}) before listening`)));
   });
-  return { child, ready };
+  return { child, ready, setup };
+}
+
+/** Resolves with `promise`, or fails saying `what` after `ms`. */
+function within(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`FAILED: ${what} within ${ms / 1000} s`)), ms))),
+  ]);
 }
 
 function check(condition, message) {
@@ -75,6 +104,39 @@ try {
   page.setDefaultTimeout(PATIENCE);
   page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
 
+  // The first owner: from the one-time link in the log.
+  const link = await within(up.setup, PATIENCE, "emberline up logs a setup link");
+  check(link.origin === "" || link.origin === url || link.origin === url.slice(0, -1), `the setup link in the log opens this web UI (${link.origin}#/setup/…)`);
+  await page.goto(`${url}#/setup/${link.code}`);
+  const transferred = await page.evaluate(() =>
+    [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
+      .filter((e) => !e.name.includes("emberline.v1."))
+      .reduce((sum, e) => sum + e.transferSize, 0),
+  );
+  check(!(await page.locator("button.signout").isVisible()), "no Sign out control before signing in");
+  await page.locator('input[name="user"]').fill(OWNER.user);
+  await page.locator('input[name="password"]').fill(OWNER.password);
+  await page.locator('input[name="confirm"]').fill(`${OWNER.password}x`);
+  await page.locator(".auth-form button[type=submit]").click();
+  const mismatch = await page.locator("#setup-confirm-error").innerText();
+  check(/differ/.test(mismatch), `the setup form catches a mistyped second password itself ("${mismatch}")`);
+  await page.locator('input[name="password"]').fill("short");
+  await page.locator('input[name="confirm"]').fill("short");
+  await page.locator(".auth-form button[type=submit]").click();
+  await page.locator("#setup-password-error").filter({ hasText: /\S/ }).waitFor();
+  const tooShort = await page.locator("#setup-password-error").innerText();
+  check(/8/.test(tooShort), `a too short password is refused next to its field in the server's words ("${tooShort}")`);
+  await page.screenshot({ path: join(artifacts, "setup-390x844.png"), fullPage: true });
+  await page.locator('input[name="password"]').fill(OWNER.password);
+  await page.locator('input[name="confirm"]').fill(OWNER.password);
+  await page.locator(".auth-form button[type=submit]").click();
+  await page.locator('[data-device="sim-1"]').waitFor();
+  check(new URL(page.url()).hash === "#/", `creating the owner opens the dashboard (${new URL(page.url()).hash})`);
+  const who = await page.locator(".who").innerText();
+  check(/owner/.test(who) && (await page.locator("button.signout").isVisible()), `the header says who is signed in ("${who}") and offers Sign out`);
+  const visible = await page.evaluate(() => ({ cookie: document.cookie, stored: JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) }));
+  check(!visible.cookie.includes("emberline_") && !/token|eyJ/i.test(visible.stored), `the page's scripts see no session cookie or token (document.cookie "${visible.cookie}")`);
+
   // Overview: the simulated device with live numbers.
   const t0 = Date.now();
   await page.goto(url);
@@ -84,11 +146,6 @@ try {
   check((await page.locator('[data-device="sim-1"] .probe').count()) === 4, "the overview shows its four probes");
   const ageText = await page.locator('[data-device="sim-1"] [data-probe="pit"] .age').innerText();
   check(/just now|s ago/.test(ageText), `each reading says how old it is ("${ageText}")`);
-  const transferred = await page.evaluate(() =>
-    [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")]
-      .filter((e) => !e.name.includes("emberline.v1."))
-      .reduce((sum, e) => sum + e.transferSize, 0),
-  );
   await page.screenshot({ path: join(artifacts, "overview-390x844.png"), fullPage: true });
 
   // Device page: the chart gains points live.
@@ -132,6 +189,7 @@ try {
   up = startUp();
   await up.ready;
   await page.locator('.status[data-state="live"]').waitFor();
+  check(await page.locator("button.signout").isVisible(), "the page is still signed in after the server restarted");
   await page.waitForFunction((t) => window.__emberline.chart().pit.filter((x) => x > t).length >= 5, lastBefore);
   const times = await page.evaluate(() => window.__emberline.chart().pit);
   const sorted = times.every((t, i) => i === 0 || t > times[i - 1]);
@@ -173,7 +231,91 @@ try {
   await page.goto(url);
   await page.locator('[data-device="sim-1"] [data-probe="pit"] .temp').filter({ hasText: "°" }).waitFor();
   await page.screenshot({ path: join(artifacts, "overview-1440x900.png"), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
 
+  // Signing out leaves nothing of the session: not on Back, not on reload.
+  const signInForm = page.locator('.auth-form input[name="password"][autocomplete="current-password"]');
+  const noDevices = async () => {
+    const text = await page.locator("body").innerText();
+    return (await page.locator("[data-device]").count()) === 0 && !text.includes("Simulated grill") && !text.includes("sim-1");
+  };
+  await page.locator('[data-device="sim-1"] h2 a').click();
+  await page.locator(".device-head h2").filter({ hasText: "Simulated grill 1" }).waitFor();
+  await page.locator("button.signout").click();
+  await signInForm.waitFor();
+  check(new URL(page.url()).hash === "#/signin" && (await noDevices()) && !(await page.locator("button.signout").isVisible()), "signing out shows the sign-in page and nothing of the session");
+  await page.goBack();
+  await page.waitForTimeout(1_500); // anything the previous page would load has had time to
+  check(new URL(page.url()).hash === "#/signin" && (await signInForm.isVisible()) && (await noDevices()), `after signing out, Back still shows the sign-in page and no device (${new URL(page.url()).hash})`);
+  await page.reload();
+  await signInForm.waitFor();
+  await page.waitForTimeout(1_000);
+  check(await noDevices(), "after signing out, a reload shows the sign-in page: the server ended the session");
+  await page.screenshot({ path: join(artifacts, "signin-390x844.png"), fullPage: true });
+
+  // A wrong password: refused, in the server's words, next to the form.
+  await page.locator('input[name="user"]').fill(OWNER.user);
+  await page.locator('input[name="password"]').fill("not-the-password");
+  await page.locator(".auth-form button[type=submit]").click();
+  await page.locator("#signin-error").filter({ hasText: /\S/ }).waitFor();
+  const wrong = await page.locator("#signin-error").innerText();
+  check(wrong.includes("wrong user name or password") && (await noDevices()), `a wrong password is refused with the server's message ("${wrong}")`);
+
+  // Signing in again returns to the page that asked for it, and shows the devices.
+  await page.goto(`${url}#/device/sim-1`);
+  await signInForm.waitFor();
+  check(new URL(page.url()).hash === "#/signin", "a device page asks to sign in first");
+  await page.locator('input[name="user"]').fill(OWNER.user);
+  await page.locator('input[name="password"]').fill(OWNER.password);
+  await page.locator(".auth-form button[type=submit]").click();
+  await page.locator(".device-head h2").filter({ hasText: "Simulated grill 1" }).waitFor();
+  check(new URL(page.url()).hash === "#/device/sim-1", "signing in again returns to the device page that asked");
+  await page.locator(".back a").click();
+  await page.locator('[data-device="sim-1"] [data-probe="pit"] .temp').filter({ hasText: "°" }).waitFor();
+  check(await page.locator('[data-device="sim-1"] h2').innerText().then((t) => t.includes("Simulated grill 1")), "signed in again, the overview shows its devices");
+  const again = await page.evaluate(() => document.cookie);
+  check(!again.includes("emberline_"), "the session cookies stay out of the page's reach after signing in again");
+
+  // The access cookie runs out (after 15 min): the calls it refuses together renew it once
+  // with the refresh cookie and go through, without asking to sign in again.
+  const renewals = [];
+  const refused = [];
+  const onRequest = (r) => r.url().includes("/emberline.v1.AuthService/Refresh") && renewals.push(r.url());
+  const onResponse = async (r) => {
+    if (r.url().includes("/emberline.v1.") && (await r.headerValue("grpc-status")) === "16") refused.push(r.url());
+  };
+  page.on("request", onRequest);
+  page.on("response", onResponse);
+  await context.clearCookies({ name: "emberline_access" });
+  await page.locator('[data-device="sim-1"] h2 a').click();
+  await page.waitForFunction(() => (window.__emberline.chart().pit ?? []).length >= 2);
+  await page.waitForFunction(() => window.__emberline.insight()?.feeds.every((f) => f === "live"));
+  await page.waitForTimeout(500);
+  page.off("request", onRequest);
+  page.off("response", onResponse);
+  check(
+    renewals.length === 1 && new URL(page.url()).hash === "#/device/sim-1" && (await page.locator("button.signout").isVisible()),
+    `an expired access cookie is renewed once for the ${refused.length} calls it refused together, and the page stays signed in (${renewals.length} renewal)`,
+  );
+
+  // Guessing is slowed down: repeated wrong passwords are refused with the time to wait.
+  const guesser = await browser.newContext();
+  const guess = await guesser.newPage();
+  guess.setDefaultTimeout(PATIENCE);
+  await guess.goto(`${url}#/signin`);
+  let throttled = "";
+  for (let i = 0; i < 12 && !throttled; i++) {
+    await guess.locator('input[name="user"]').fill(OWNER.user);
+    await guess.locator('input[name="password"]').fill(`guess-${i}`);
+    await guess.locator(".auth-form button[type=submit]").click();
+    await guess.locator(".auth-form button[type=submit]:not([disabled])").waitFor();
+    const said = await guess.locator("#signin-error").innerText();
+    if (/too many/.test(said)) throttled = said;
+  }
+  check(/too many failed sign-ins; try again in \d+ ?s/.test(throttled), `repeated wrong passwords are slowed down in the server's words ("${throttled}")`);
+  await guesser.close();
+
+  await (await import("./share.mjs")).checkShare({ browser, url, page, check, patience: PATIENCE, artifacts, binary, dataDir });
   console.log(`MEASURED transferred ${(transferred / 1024).toFixed(1)} KiB for the first load; overview with live numbers ${overviewMs} ms; first chart ${firstChartMs} ms after opening the device`);
   console.log(`screenshots in ${artifacts}`);
 } finally {

@@ -1,12 +1,20 @@
-// Emberline's web UI: routes, header controls, live store, service worker.
+// Emberline's web UI: routes and their guard, session, header controls, live store,
+// service worker.
 
 import "./style.css";
+import { auth, sessionEvents, sessionStarted, signOut } from "./api";
 import { h } from "./dom";
+import type { WhoAmIResponse } from "./gen/emberline/v1/emberline_pb";
+import { decide, parseRoute, returnRoute, SIGN_IN, type SessionState } from "./routes";
+import { isUnauthenticated } from "./session";
 import { LiveStore } from "./store";
 import { loadUnit, saveUnit, type Unit } from "./units";
 import { DeviceView } from "./views/device";
 import { renderOverview } from "./views/overview";
 import { renderPlan } from "./views/plan";
+import { renderSetup } from "./views/setup";
+import { sharePage, startSharePage } from "./sharepage";
+import { refusal, renderSignIn } from "./views/signin";
 
 const storage = (() => {
   try {
@@ -27,10 +35,45 @@ const main = h("main", { id: "app" });
 const status = h("span", { class: "status", role: "status", "aria-live": "polite" });
 const unitButton = h("button", { type: "button", class: "unit", "aria-label": "Temperature unit" });
 const themeButton = h("button", { type: "button", class: "theme", "aria-label": "Light or dark theme" });
+const planLink = h("a", { href: "#/plan", class: "nav" }, "Plan");
+const who = h("span", { class: "who", "data-testid": "who" });
+const signOutButton = h("button", { type: "button", class: "signout", title: "Sign out" }, h("span", { class: "label" }, "Sign out"));
+// A door with an arrow out: the button's face on narrow screens, where the words do not fit.
+signOutButton.insertAdjacentHTML(
+  "afterbegin",
+  '<svg class="icon" viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M14 4h4a2 2 0 0 1 2 2v12a2 2 0 0 1-2 2h-4"/><path d="M9 8l-4 4 4 4"/><path d="M5 12h10"/></svg>',
+);
 document.body.replaceChildren(
-  h("header", { class: "top" }, h("a", { href: "#/", class: "brand" }, "Emberline"), h("a", { href: "#/plan", class: "nav" }, "Plan"), status, unitButton, themeButton),
+  h(
+    "header",
+    { class: "top" },
+    h("div", { class: "brand-box" }, h("a", { href: "#/", class: "brand" }, "Emberline"), who),
+    planLink,
+    status,
+    signOutButton,
+    unitButton,
+    themeButton,
+  ),
   main,
 );
+
+// The session: who is signed in (asked once per page load and on signing in). Credentials
+// are HttpOnly cookies: the page never holds them.
+let sessionState: SessionState = "unknown";
+let caller: WhoAmIResponse | undefined;
+/** The page to return to after signing in. */
+let remembered: string | undefined;
+/** Said on the sign-in page once (e.g. that signing out did not reach the server). */
+let notice = "";
+
+function showSession(): void {
+  const signedIn = sessionState === "signed-in";
+  who.textContent = signedIn && caller ? `${caller.name}${caller.role ? ` · ${caller.role}` : ""}` : "";
+  who.hidden = !signedIn;
+  signOutButton.hidden = !signedIn;
+  planLink.hidden = !signedIn && sessionState !== "unverified";
+}
+showSession();
 
 let store: LiveStore | undefined;
 let view: DeviceView | undefined;
@@ -47,7 +90,7 @@ function showStatus(): void {
 function render(): void {
   unitButton.textContent = unit === "C" ? "°C" : "°F";
   themeButton.textContent = theme === "dark" ? "☀" : "☾";
-  if (planning) {
+  if (planning || !store) {
     // The plan page keeps no live feed: nothing to report.
     status.textContent = "";
     delete status.dataset.state;
@@ -59,27 +102,137 @@ function render(): void {
 
 let planning = false;
 
+/** Stops the live feed and forgets what it held. */
+function leaveApp(): void {
+  view?.destroy();
+  view = undefined;
+  const old = store;
+  store = undefined;
+  old?.clear();
+  void old?.stop();
+}
+
+/** Bumped by each routing: a routing that was overtaken while it waited gives up. */
+let routing = 0;
+
 async function route(): Promise<void> {
+  const mine = ++routing;
+  const where = parseRoute(window.location.hash);
+  const decision = decide(where, sessionState, remembered);
+  if (decision.kind === "check") {
+    await checkSession();
+    if (mine === routing) await route();
+    return;
+  }
+  if (decision.kind === "redirect") {
+    if (decision.remember !== undefined) remembered = decision.remember;
+    leaveApp();
+    main.replaceChildren();
+    window.location.replace(decision.to);
+    return;
+  }
+  if (where.kind !== "app") {
+    leaveApp();
+    planning = false;
+    render();
+    if (where.kind === "signin") {
+      renderSignIn(main, signedIn, notice);
+      notice = "";
+    } else {
+      renderSetup(main, where.code, signedIn);
+    }
+    return;
+  }
+  showApp();
+}
+
+/** Asks the server who this is. A refusal has already renewed (or failed to) and said so. */
+async function checkSession(): Promise<void> {
+  try {
+    caller = await auth.whoAmI({});
+    sessionState = "signed-in";
+  } catch (e) {
+    if (isUnauthenticated(e)) {
+      sessionState = "signed-out";
+    } else {
+      // The server is not answering: show what it will give (nothing, unsigned) and ask
+      // again shortly.
+      sessionState = "unverified";
+      status.title = refusal(e);
+      setTimeout(() => {
+        if (sessionState === "unverified") void recheck();
+      }, 5_000);
+    }
+  }
+  showSession();
+}
+
+async function recheck(): Promise<void> {
+  await checkSession();
+  if (sessionState === "signed-out") void route();
+}
+
+/** Signed in (by the sign-in or the setup page): back to where the page was going. */
+function signedIn(who: WhoAmIResponse | undefined): void {
+  const to = returnRoute(remembered);
+  remembered = undefined;
+  sessionState = "signed-in";
+  caller = who;
+  sessionStarted();
+  showSession();
+  if (!who) void checkSession();
+  window.location.replace(to);
+}
+
+/** The session is over: nothing of it stays on the page. */
+function signedOut(): void {
+  if (sessionState === "signed-out") return;
+  sessionState = "signed-out";
+  caller = undefined;
+  leaveApp();
+  main.replaceChildren();
+  showSession();
+  void route();
+}
+
+sessionEvents.addEventListener("signed-out", signedOut);
+
+signOutButton.addEventListener("click", () => {
+  // Forget first: from here on nothing of the session shows, and no call of the page's
+  // races the sign-out.
+  remembered = undefined;
+  sessionState = "signed-out";
+  caller = undefined;
+  leaveApp();
+  main.replaceChildren();
+  showSession();
+  routing++; // whatever routing was under way is overtaken
+  void signOut()
+    .catch((e: unknown) => {
+      notice = `Emberline did not confirm the sign-out (${refusal(e)}): the session may still be open on the server.`;
+    })
+    .finally(() => {
+      // Replace, so Back does not come back here; the guard turns away any other page.
+      if (window.location.hash === SIGN_IN) void route();
+      else window.location.replace(SIGN_IN);
+    });
+});
+
+function showApp(): void {
   planning = window.location.hash === "#/plan";
+  leaveApp();
   if (planning) {
-    view?.destroy();
-    view = undefined;
-    await store?.stop();
-    store = undefined;
     renderPlan(main, unit);
     render();
     return;
   }
   const match = /^#\/device\/(.+)$/.exec(window.location.hash);
   const deviceId = match ? decodeURIComponent(match[1]!) : "";
-  view?.destroy();
-  view = undefined;
-  await store?.stop();
   store = new LiveStore(deviceId);
   store.on(render);
   if (deviceId) view = new DeviceView(main, store, deviceId, unit);
   render();
-  await store.start();
+  void store.start();
 }
 
 unitButton.addEventListener("click", () => {
@@ -97,7 +250,7 @@ themeButton.addEventListener("click", () => {
   view?.setUnit(unit); // redraw the chart in the theme's colours
 });
 
-window.addEventListener("hashchange", () => void route());
+if (!sharePage) window.addEventListener("hashchange", () => void route());
 // Ages ("12 s ago") move even when no update arrives.
 ticker = setInterval(() => {
   if (view) view.renderTiles();
@@ -111,9 +264,12 @@ void ticker;
   stored: (probe: string, from: number, to: number) => view?.storedTimes(probe, from, to) ?? Promise.resolve([]),
   status: () => store?.status,
   insight: () => view?.insightFeedState(),
+  session: () => ({ state: sessionState, name: caller?.name, role: caller?.role }),
 };
 
-void route();
+// A share link's page (`/s/<token>`) is the read-only cook page instead: no session, no routes.
+if (sharePage) startSharePage();
+else void route();
 
 if ("serviceWorker" in navigator && window.location.protocol === "http:" && window.location.hostname !== "") {
   void navigator.serviceWorker.register("/sw.js").catch(() => {});

@@ -69,17 +69,32 @@ export class LiveStore {
     await this.feed?.stop();
   }
 
+  /** Forgets everything it holds and everyone listening (on signing out: nothing of the
+   * session may show afterwards). */
+  clear(): void {
+    this.cleared = true;
+    this.devices.clear();
+    this.listeners.clear();
+    this.updateListeners.clear();
+    this.error = "";
+  }
+
+  private cleared = false;
+
   /** Re-reads devices (names, battery, targets) and latest values. */
   async refresh(): Promise<void> {
+    if (this.cleared) return;
     try {
       const listed = (await devices.listDevices({})).devices.filter(
         (d) => !this.deviceId || d.deviceId === this.deviceId,
       );
+      if (this.cleared) return; // signed out meanwhile
       for (const device of listed) {
         const entry = this.devices.get(device.deviceId) ?? { device, probes: new Map() };
         entry.device = device;
         this.devices.set(device.deviceId, entry);
         const latest = await devices.getLatest({ deviceId: device.deviceId });
+        if (this.cleared) return;
         for (const p of latest.probes) {
           const t = Number(p.eventTimeMs);
           const probe = entry.probes.get(p.probeId);
@@ -105,6 +120,7 @@ export class LiveStore {
   }
 
   private apply(ev: TrendEvent): void {
+    if (this.cleared) return;
     for (const l of this.updateListeners) l(ev);
     const entry = this.devices.get(ev.deviceId);
     if (!entry) {

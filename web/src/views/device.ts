@@ -5,6 +5,7 @@ import { ProbeChart } from "../chart";
 import { h } from "../dom";
 import { formatClock, toCsv } from "../format";
 import { LiveFeed, type Positioned } from "../live";
+import { type PageMode, pageControls } from "../share";
 import { DeviceSeries } from "../series";
 import type { LiveStore } from "../store";
 import type { Unit } from "../units";
@@ -30,6 +31,11 @@ function coalesce(run: () => void, ms: number): () => void {
       run();
     }, ms);
   };
+}
+
+/** How the page is shown: signed in (the default), or read only through a share link. */
+export interface DeviceViewOptions {
+  mode?: PageMode;
 }
 
 export class DeviceView {
@@ -63,7 +69,9 @@ export class DeviceView {
     private readonly store: LiveStore,
     private readonly deviceId: string,
     private unit: Unit,
+    private readonly options: DeviceViewOptions = {},
   ) {
+    const can = pageControls(this.mode);
     const chartHost = h("div", { class: "chart", "data-testid": "chart" });
     this.chart = new ProbeChart(chartHost);
     const rangeButtons = RANGES.map(([label, ms]) =>
@@ -79,13 +87,13 @@ export class DeviceView {
         h("button", { type: "button", "aria-label": "Earlier", onclick: () => this.pan(-0.5) }, "◀"),
         h("button", { type: "button", "aria-label": "Later", onclick: () => this.pan(0.5) }, "▶"),
         h("button", { type: "button", onclick: () => this.follow() }, "Live"),
-        h("button", { type: "button", onclick: () => this.exportCsv() }, "CSV"),
+        can.export ? h("button", { type: "button", onclick: () => this.exportCsv() }, "CSV") : null,
       ),
     );
     chartHost.addEventListener("mouseup", () => (this.following = false));
     chartHost.addEventListener("dblclick", () => this.follow());
     root.replaceChildren(
-      h("p", { class: "back" }, h("a", { href: "#/" }, "← All devices")),
+      ...(can.navigation ? [h("p", { class: "back" }, h("a", { href: "#/" }, "← All devices"))] : []),
       this.head,
       this.insight,
       this.tiles,
@@ -93,7 +101,7 @@ export class DeviceView {
       chartHost,
       this.cooks,
     );
-    void renderCooks(this.cooks, deviceId, unit);
+    void renderCooks(this.cooks, deviceId, unit, this.mode);
     this.refreshInsight();
     // Pushed, not polled: a prediction or alert update (or a feed coming back, which may
     // have missed some while it was down) redraws the insight from the gateway's lists.
@@ -121,6 +129,10 @@ export class DeviceView {
     void this.setRange(this.rangeMs, rangeButtons);
   }
 
+  private get mode(): PageMode {
+    return this.options.mode ?? "signed-in";
+  }
+
   /** Pushed updates so far and the prediction and alert feeds' states. */
   insightFeedState(): { pushed: number; feeds: string[] } {
     return { pushed: this.pushedRedraws, feeds: [...this.feedStatus] };
@@ -130,12 +142,12 @@ export class DeviceView {
     const d = this.store.devices.get(this.deviceId);
     this.insightLabeled = d !== undefined;
     const label = (probe: string) => (d ? probeLabel(d, probe) : probe);
-    void renderInsight(this.insight, this.deviceId, this.unit, label);
+    void renderInsight(this.insight, this.deviceId, this.unit, label, this.mode);
   }
 
   setUnit(unit: Unit): void {
     this.unit = unit;
-    void renderCooks(this.cooks, this.deviceId, unit);
+    void renderCooks(this.cooks, this.deviceId, unit, this.mode);
     this.refreshInsight();
     this.renderTiles();
     this.draw();

@@ -4,8 +4,10 @@
 import { alerts as alertClient, predictions as predictionClient } from "../api";
 import { h } from "../dom";
 import { describePrediction } from "../format";
+import { type PageMode, pageControls } from "../share";
 import type { Alert, Prediction } from "../gen/emberline/v1/emberline_pb";
 import { formatTemp, type Unit } from "../units";
+import { refusal } from "./signin";
 
 const PIT_PHASE: Record<string, string> = {
   heating: "coming up to temperature",
@@ -14,7 +16,14 @@ const PIT_PHASE: Record<string, string> = {
   fire_out: "fire dying or out",
 };
 
-export async function renderInsight(host: HTMLElement, deviceId: string, unit: Unit, label: (probe: string) => string): Promise<void> {
+export async function renderInsight(
+  host: HTMLElement,
+  deviceId: string,
+  unit: Unit,
+  label: (probe: string) => string,
+  mode: PageMode = "signed-in",
+): Promise<void> {
+  const can = pageControls(mode);
   let predictions: Prediction[];
   let active: Alert[];
   try {
@@ -52,20 +61,25 @@ export async function renderInsight(host: HTMLElement, deviceId: string, unit: U
               "li",
               { "data-alert": a.alertId },
               a.message,
-              a.acknowledgedMs === undefined
-                ? h(
-                    "button",
-                    {
-                      type: "button",
-                      onclick: () =>
-                        void alertClient
-                          .acknowledgeAlert({ alertId: a.alertId })
-                          .then(() => renderInsight(host, deviceId, unit, label))
-                          .catch(() => {}),
-                    },
-                    "Acknowledge",
-                  )
-                : h("span", { class: "facts" }, " · acknowledged"),
+              a.acknowledgedMs !== undefined
+                ? h("span", { class: "facts" }, " · acknowledged")
+                : !can.acknowledge
+                  ? null
+                  : h(
+                      "button",
+                      {
+                        type: "button",
+                        onclick: (e: Event) =>
+                          void alertClient
+                            .acknowledgeAlert({ alertId: a.alertId })
+                            .then(() => renderInsight(host, deviceId, unit, label, mode))
+                            .catch((err: unknown) => {
+                              // A viewer may look but not acknowledge: say so in the server's words.
+                              (e.target as HTMLElement).replaceWith(h("span", { class: "field-error" }, ` ${refusal(err)}`));
+                            }),
+                      },
+                      "Acknowledge",
+                    ),
             ),
           ),
         )

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emberline/v1/emberline.proto.
  */
 export const file_emberline_v1_emberline: GenFile = /*@__PURE__*/
-  fileDesc("ChxlbWJlcmxpbmUvdjEvZW1iZXJsaW5lLnByb3RvEgxlbWJlcmxpbmUudjEigQIKC1BsYW5SZXF1ZXN0EhMKC3NlcnZlX2F0X21zGAEgASgDEgwKBG1lYXQYAiABKAkSEQoJd2VpZ2h0X2tnGAMgASgBEhUKCHRhcmdldF9jGAQgASgBSACIAQESFQoIcmVzdF9taW4YBSABKAFIAYgBARISCgVwaXRfYxgGIAEoAUgCiAEBEhQKB3N0YXJ0X2MYByABKAFIA4gBARIMCgR3cmFwGAggASgIEhcKCndhcm11cF9taW4YCSABKAFIBIgBAUILCglfdGFyZ2V0X2NCCwoJX3Jlc3RfbWluQggKBl9waXRfY0IKCghfc3RhcnRfY0INCgtfd2FybXVwX21pbiJGCglUaW1lUmFuZ2USEwoLZWFybGllc3RfbXMYASABKAMSEQoJbGlrZWx5X21zGAIgASgDEhEKCWxhdGVzdF9tcxgDIAEoAyKIAwoMUGxhblJlc3BvbnNlEhMKC2xpZ2h0X2F0X21zGAEgASgDEhQKDHB1dF9vbl9hdF9tcxgCIAEoAxIrCgVzdGFsbBgDIAEoCzIXLmVtYmVybGluZS52MS5UaW1lUmFuZ2VIAIgBARItCgd3cmFwX2F0GAQgASgLMhcuZW1iZXJsaW5lLnYxLlRpbWVSYW5nZUgBiAEBEigKB3B1bGxfYXQYBSABKAsyFy5lbWJlcmxpbmUudjEuVGltZVJhbmdlEhMKC3NlcnZlX2F0X21zGAYgASgDEgsKA2N1dBgHIAEoCRIQCgh0YXJnZXRfYxgIIAEoARINCgVwaXRfYxgJIAEoARIQCghyZXN0X21pbhgKIAEoARIXCg9jb29rX2hvdXJzX2Zhc3QYCyABKAESGAoQY29va19ob3Vyc191c3VhbBgMIAEoARIXCg9jb29rX2hvdXJzX3Nsb3cYDSABKAESEAoIYmFzZWRfb24YDiABKAlCCAoGX3N0YWxsQgoKCF93cmFwX2F0IqYDCgpQcmVkaWN0aW9uEhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIUCgdjb29rX2lkGAMgASgJSACIAQESFQoNZXZlbnRfdGltZV9tcxgEIAEoAxIVCg10ZW1wZXJhdHVyZV9jGAUgASgBEhAKCHRhcmdldF9jGAYgASgBEhIKBXBpdF9jGAcgASgBSAGIAQESGAoLcmVtYWluaW5nX3MYCCABKAFIAogBARISCgVsb3dfcxgJIAEoAUgDiAEBEhMKBmhpZ2hfcxgKIAEoAUgEiAEBEhcKCmRvbmVfYXRfbXMYCyABKANIBYgBARINCgVzdGFsbBgMIAEoCBINCgVwaGFzZRgNIAEoCRIRCglwaXRfcGhhc2UYDiABKAkSDgoGbWV0aG9kGA8gASgJEhUKCGJhc2VkX29uGBAgASgJSAaIAQFCCgoIX2Nvb2tfaWRCCAoGX3BpdF9jQg4KDF9yZW1haW5pbmdfc0IICgZfbG93X3NCCQoHX2hpZ2hfc0INCgtfZG9uZV9hdF9tc0ILCglfYmFzZWRfb24iKwoWTGlzdFByZWRpY3Rpb25zUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkiSAoXTGlzdFByZWRpY3Rpb25zUmVzcG9uc2USLQoLcHJlZGljdGlvbnMYASADKAsyGC5lbWJlcmxpbmUudjEuUHJlZGljdGlvbiLOAQobU3Vic2NyaWJlUHJlZGljdGlvbnNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRJFCgZyZXN1bWUYAiADKAsyNS5lbWJlcmxpbmUudjEuU3Vic2NyaWJlUHJlZGljdGlvbnNSZXF1ZXN0LlJlc3VtZUVudHJ5EiYKBXN0YXJ0GAMgASgOMhcuZW1iZXJsaW5lLnYxLlN0YXJ0RnJvbRotCgtSZXN1bWVFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAQ6AjgBImIKD1ByZWRpY3Rpb25FdmVudBIRCglwYXJ0aXRpb24YASABKA0SDgoGb2Zmc2V0GAIgASgEEiwKCnByZWRpY3Rpb24YAyABKAsyGC5lbWJlcmxpbmUudjEuUHJlZGljdGlvbiLkAgoJQWxlcnRSdWxlEg8KB3J1bGVfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhUKCHByb2JlX2lkGAMgASgJSACIAQESFAoHY29va19pZBgEIAEoCUgBiAEBEgwKBGtpbmQYBSABKAkSFgoJdGhyZXNob2xkGAYgASgBSAKIAQESEAoDbG93GAcgASgBSAOIAQESEQoEaGlnaBgIIAEoAUgEiAEBEg0KBWZvcl9zGAkgASgBEhcKCmh5c3RlcmVzaXMYCiABKAFIBYgBARIbCg5yZXBlYXRfZXZlcnlfcxgLIAEoAUgGiAEBEhIKBWxhYmVsGAwgASgJSAeIAQFCCwoJX3Byb2JlX2lkQgoKCF9jb29rX2lkQgwKCl90aHJlc2hvbGRCBgoEX2xvd0IHCgVfaGlnaEINCgtfaHlzdGVyZXNpc0IRCg9fcmVwZWF0X2V2ZXJ5X3NCCAoGX2xhYmVsIjwKE1NldEFsZXJ0UnVsZVJlcXVlc3QSJQoEcnVsZRgBIAEoCzIXLmVtYmVybGluZS52MS5BbGVydFJ1bGUiJwoUU2V0QWxlcnRSdWxlUmVzcG9uc2USDwoHcnVsZV9pZBgBIAEoCSI8ChZEZWxldGVBbGVydFJ1bGVSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIPCgdydWxlX2lkGAIgASgJIhkKF0RlbGV0ZUFsZXJ0UnVsZVJlc3BvbnNlIioKFUxpc3RBbGVydFJ1bGVzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkiQAoWTGlzdEFsZXJ0UnVsZXNSZXNwb25zZRImCgVydWxlcxgBIAMoCzIXLmVtYmVybGluZS52MS5BbGVydFJ1bGUi8AMKBUFsZXJ0EhAKCGFsZXJ0X2lkGAEgASgJEg8KB3J1bGVfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIRCglkZXZpY2VfaWQYBCABKAkSFQoIcHJvYmVfaWQYBSABKAlIAIgBARIUCgdjb29rX2lkGAYgASgJSAGIAQESEQoJcmFpc2VkX21zGAcgASgDEhYKDmxhc3RfcmFpc2VkX21zGAggASgDEg8KB3JlcGVhdHMYCSABKA0SEgoFdmFsdWUYCiABKAFIAogBARIWCgl0aHJlc2hvbGQYCyABKAFIA4gBARIPCgdtZXNzYWdlGAwgASgJEg4KBmFjdGl2ZRgNIAEoCBIXCgpjbGVhcmVkX21zGA4gASgDSASIAQESGwoOY2xlYXJlZF9yZWFzb24YDyABKAlIBYgBARIcCg9hY2tub3dsZWRnZWRfbXMYECABKANIBogBARIdChBzbm9vemVkX3VudGlsX21zGBEgASgDSAeIAQFCCwoJX3Byb2JlX2lkQgoKCF9jb29rX2lkQggKBl92YWx1ZUIMCgpfdGhyZXNob2xkQg0KC19jbGVhcmVkX21zQhEKD19jbGVhcmVkX3JlYXNvbkISChBfYWNrbm93bGVkZ2VkX21zQhMKEV9zbm9vemVkX3VudGlsX21zIjsKEUxpc3RBbGVydHNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRITCgthY3RpdmVfb25seRgCIAEoCCI5ChJMaXN0QWxlcnRzUmVzcG9uc2USIwoGYWxlcnRzGAEgAygLMhMuZW1iZXJsaW5lLnYxLkFsZXJ0IisKF0Fja25vd2xlZGdlQWxlcnRSZXF1ZXN0EhAKCGFsZXJ0X2lkGAEgASgJIhoKGEFja25vd2xlZGdlQWxlcnRSZXNwb25zZSI3ChJTbm9vemVBbGVydFJlcXVlc3QSEAoIYWxlcnRfaWQYASABKAkSDwoHbWludXRlcxgCIAEoDSIvChNTbm9vemVBbGVydFJlc3BvbnNlEhgKEHNub296ZWRfdW50aWxfbXMYASABKAMixAEKFlN1YnNjcmliZUFsZXJ0c1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEkAKBnJlc3VtZRgCIAMoCzIwLmVtYmVybGluZS52MS5TdWJzY3JpYmVBbGVydHNSZXF1ZXN0LlJlc3VtZUVudHJ5EiYKBXN0YXJ0GAMgASgOMhcuZW1iZXJsaW5lLnYxLlN0YXJ0RnJvbRotCgtSZXN1bWVFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAQ6AjgBIsUCCgpBbGVydEV2ZW50EhEKCXBhcnRpdGlvbhgBIAEoDRIOCgZvZmZzZXQYAiABKAQSDgoGcmFpc2VkGAMgASgIEhAKCGFsZXJ0X2lkGAQgASgJEg8KB3J1bGVfaWQYBSABKAkSDAoEa2luZBgGIAEoCRIRCglkZXZpY2VfaWQYByABKAkSFQoIcHJvYmVfaWQYCCABKAlIAIgBARIUCgdjb29rX2lkGAkgASgJSAGIAQESFQoNZXZlbnRfdGltZV9tcxgKIAEoAxISCgV2YWx1ZRgLIAEoAUgCiAEBEhYKCXRocmVzaG9sZBgMIAEoAUgDiAEBEg8KB21lc3NhZ2UYDSABKAkSDgoGcmVwZWF0GA4gASgNQgsKCV9wcm9iZV9pZEIKCghfY29va19pZEIICgZfdmFsdWVCDAoKX3RocmVzaG9sZCItChJMaXN0RGV2aWNlc1JlcXVlc3QSFwoPaW5jbHVkZV9yZW1vdmVkGAEgASgIIoMGCgZEZXZpY2USEQoJZGV2aWNlX2lkGAEgASgJEhMKC3Byb2JlX2NvdW50GAIgASgNEhoKEmxhc3RfZXZlbnRfdGltZV9tcxgDIAEoAxIdChVsYXN0X3JlY2VpdmVkX3RpbWVfbXMYBCABKAMSDAoEbmFtZRgFIAEoCRISCgVtb2RlbBgGIAEoCUgAiAEBEhEKCXByb2JlX2lkcxgHIAMoCRI7Cgxwcm9iZV9sYWJlbHMYCCADKAsyJS5lbWJlcmxpbmUudjEuRGV2aWNlLlByb2JlTGFiZWxzRW50cnkSEwoGb25saW5lGAkgASgISAGIAQESHAoPYmF0dGVyeV9wZXJjZW50GAogASgBSAKIAQESFwoKc2lnbmFsX2RibRgLIAEoBUgDiAEBEhUKCGZpcm13YXJlGAwgASgJSASIAQESFgoOc3RhdHVzX3RpbWVfbXMYDSABKAMSNQoJdGFyZ2V0c19jGA4gAygLMiIuZW1iZXJsaW5lLnYxLkRldmljZS5UYXJnZXRzQ0VudHJ5EhQKB2Nvb2tfaWQYDyABKAlIBYgBARIPCgdyZW1vdmVkGBAgASgIEhgKC3N0YXR1c19ub3RlGBEgASgJSAaIAQESOAoKYXR0cmlidXRlcxgSIAMoCzIkLmVtYmVybGluZS52MS5EZXZpY2UuQXR0cmlidXRlc0VudHJ5GjIKEFByb2JlTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARovCg1UYXJnZXRzQ0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGX21vZGVsQgkKB19vbmxpbmVCEgoQX2JhdHRlcnlfcGVyY2VudEINCgtfc2lnbmFsX2RibUILCglfZmlybXdhcmVCCgoIX2Nvb2tfaWRCDgoMX3N0YXR1c19ub3RlIjwKE0xpc3REZXZpY2VzUmVzcG9uc2USJQoHZGV2aWNlcxgBIAMoCzIULmVtYmVybGluZS52MS5EZXZpY2UiJQoQR2V0TGF0ZXN0UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkijQEKBVRyZW5kEhIKCnNtb290aGVkX2MYASABKAESGwoOcmF0ZV9jX3Blcl9taW4YAiABKAFIAIgBARINCgVtaW5fYxgDIAEoARINCgVtYXhfYxgEIAEoARIRCgl3aW5kb3dfbXMYBSABKAMSDwoHc2FtcGxlcxgGIAEoDUIRCg9fcmF0ZV9jX3Blcl9taW4ixAEKClByb2JlU3RhdGUSEQoJZGV2aWNlX2lkGAEgASgJEhAKCHByb2JlX2lkGAIgASgJEhUKDWV2ZW50X3RpbWVfbXMYAyABKAMSGAoQcmVjZWl2ZWRfdGltZV9tcxgEIAEoAxIaCg10ZW1wZXJhdHVyZV9jGAUgASgBSACIAQESDgoGc291cmNlGAYgASgJEiIKBXRyZW5kGAcgASgLMhMuZW1iZXJsaW5lLnYxLlRyZW5kQhAKDl90ZW1wZXJhdHVyZV9jIj0KEUdldExhdGVzdFJlc3BvbnNlEigKBnByb2JlcxgBIAMoCzIYLmVtYmVybGluZS52MS5Qcm9iZVN0YXRlIjgKE0RlbGV0ZURldmljZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIWChREZWxldGVEZXZpY2VSZXNwb25zZSJbChBTZXRUYXJnZXRSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIVCgh0YXJnZXRfYxgDIAEoAUgAiAEBQgsKCV90YXJnZXRfYyI2ChFTZXRUYXJnZXRSZXNwb25zZRIRCglwYXJ0aXRpb24YASABKA0SDgoGb2Zmc2V0GAIgASgEImcKEUdldEhpc3RvcnlSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIPCgdmcm9tX21zGAMgASgDEg0KBXRvX21zGAQgASgDEg0KBWxpbWl0GAUgASgNIm0KDEhpc3RvcnlQb2ludBIVCg1ldmVudF90aW1lX21zGAEgASgDEhgKEHJlY2VpdmVkX3RpbWVfbXMYAiABKAMSGgoNdGVtcGVyYXR1cmVfYxgDIAEoAUgAiAEBQhAKDl90ZW1wZXJhdHVyZV9jIkAKEkdldEhpc3RvcnlSZXNwb25zZRIqCgZwb2ludHMYASADKAsyGi5lbWJlcmxpbmUudjEuSGlzdG9yeVBvaW50IsQBChZTdWJzY3JpYmVUcmVuZHNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRJACgZyZXN1bWUYAiADKAsyMC5lbWJlcmxpbmUudjEuU3Vic2NyaWJlVHJlbmRzUmVxdWVzdC5SZXN1bWVFbnRyeRImCgVzdGFydBgDIAEoDjIXLmVtYmVybGluZS52MS5TdGFydEZyb20aLQoLUmVzdW1lRW50cnkSCwoDa2V5GAEgASgNEg0KBXZhbHVlGAIgASgEOgI4ASK9AQoKVHJlbmRFdmVudBIRCglwYXJ0aXRpb24YASABKA0SDgoGb2Zmc2V0GAIgASgEEhEKCWRldmljZV9pZBgDIAEoCRIQCghwcm9iZV9pZBgEIAEoCRIVCg1ldmVudF90aW1lX21zGAUgASgDEhUKDXRlbXBlcmF0dXJlX2MYBiABKAESIgoFdHJlbmQYByABKAsyEy5lbWJlcmxpbmUudjEuVHJlbmQSFQoNc291cmNlX29mZnNldBgIIAEoBCKBAwoQU3RhcnRDb29rUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSDAoEd2hhdBgCIAEoCRI/Cgl0YXJnZXRzX2MYAyADKAsyLC5lbWJlcmxpbmUudjEuU3RhcnRDb29rUmVxdWVzdC5UYXJnZXRzQ0VudHJ5EhYKCXBpdF9taW5fYxgEIAEoAUgAiAEBEhYKCXBpdF9tYXhfYxgFIAEoAUgBiAEBEhEKBG1lYXQYBiABKAlIAogBARIWCgl3ZWlnaHRfa2cYByABKAFIA4gBARIYCgtzZXJ2ZV9hdF9tcxgIIAEoA0gEiAEBEhUKCHJlc3RfbWluGAkgASgBSAWIAQEaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBQgwKCl9waXRfbWluX2NCDAoKX3BpdF9tYXhfY0IHCgVfbWVhdEIMCgpfd2VpZ2h0X2tnQg4KDF9zZXJ2ZV9hdF9tc0ILCglfcmVzdF9taW4iJAoRU3RhcnRDb29rUmVzcG9uc2USDwoHY29va19pZBgBIAEoCSIvCg5BZGROb3RlUmVxdWVzdBIPCgdjb29rX2lkGAEgASgJEgwKBHRleHQYAiABKAkiEQoPQWRkTm90ZVJlc3BvbnNlIiEKDkVuZENvb2tSZXF1ZXN0Eg8KB2Nvb2tfaWQYASABKAkiEQoPRW5kQ29va1Jlc3BvbnNlIikKCENvb2tOb3RlEg8KB3RpbWVfbXMYASABKAMSDAoEdGV4dBgCIAEoCSLZAwoEQ29vaxIPCgdjb29rX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIMCgR3aGF0GAMgASgJEhIKCnN0YXJ0ZWRfbXMYBCABKAMSFQoIZW5kZWRfbXMYBSABKANIAIgBARIzCgl0YXJnZXRzX2MYBiADKAsyIC5lbWJlcmxpbmUudjEuQ29vay5UYXJnZXRzQ0VudHJ5EhYKCXBpdF9taW5fYxgHIAEoAUgBiAEBEhYKCXBpdF9tYXhfYxgIIAEoAUgCiAEBEiUKBW5vdGVzGAkgAygLMhYuZW1iZXJsaW5lLnYxLkNvb2tOb3RlEhEKBG1lYXQYCiABKAlIA4gBARIWCgl3ZWlnaHRfa2cYCyABKAFIBIgBARIYCgtzZXJ2ZV9hdF9tcxgMIAEoA0gFiAEBEhUKCHJlc3RfbWluGA0gASgBSAaIAQEaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBQgsKCV9lbmRlZF9tc0IMCgpfcGl0X21pbl9jQgwKCl9waXRfbWF4X2NCBwoFX21lYXRCDAoKX3dlaWdodF9rZ0IOCgxfc2VydmVfYXRfbXNCCwoJX3Jlc3RfbWluIiUKEExpc3RDb29rc1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJIjYKEUxpc3RDb29rc1Jlc3BvbnNlEiEKBWNvb2tzGAEgAygLMhIuZW1iZXJsaW5lLnYxLkNvb2siIQoOR2V0Q29va1JlcXVlc3QSDwoHY29va19pZBgBIAEoCSJMCgxQcm9iZUhpc3RvcnkSEAoIcHJvYmVfaWQYASABKAkSKgoGcG9pbnRzGAIgAygLMhouZW1iZXJsaW5lLnYxLkhpc3RvcnlQb2ludCJfCg9HZXRDb29rUmVzcG9uc2USIAoEY29vaxgBIAEoCzISLmVtYmVybGluZS52MS5Db29rEioKBnByb2JlcxgCIAMoCzIaLmVtYmVybGluZS52MS5Qcm9iZUhpc3RvcnkqVwoJU3RhcnRGcm9tEhoKFlNUQVJUX0ZST01fVU5TUEVDSUZJRUQQABIVChFTVEFSVF9GUk9NX0xBVEVTVBABEhcKE1NUQVJUX0ZST01fRUFSTElFU1QQAjKIAgoNRGV2aWNlU2VydmljZRJSCgtMaXN0RGV2aWNlcxIgLmVtYmVybGluZS52MS5MaXN0RGV2aWNlc1JlcXVlc3QaIS5lbWJlcmxpbmUudjEuTGlzdERldmljZXNSZXNwb25zZRJMCglHZXRMYXRlc3QSHi5lbWJlcmxpbmUudjEuR2V0TGF0ZXN0UmVxdWVzdBofLmVtYmVybGluZS52MS5HZXRMYXRlc3RSZXNwb25zZRJVCgxEZWxldGVEZXZpY2USIS5lbWJlcmxpbmUudjEuRGVsZXRlRGV2aWNlUmVxdWVzdBoiLmVtYmVybGluZS52MS5EZWxldGVEZXZpY2VSZXNwb25zZTLPAwoLQ29va1NlcnZpY2USTAoJU2V0VGFyZ2V0Eh4uZW1iZXJsaW5lLnYxLlNldFRhcmdldFJlcXVlc3QaHy5lbWJlcmxpbmUudjEuU2V0VGFyZ2V0UmVzcG9uc2USTAoJU3RhcnRDb29rEh4uZW1iZXJsaW5lLnYxLlN0YXJ0Q29va1JlcXVlc3QaHy5lbWJlcmxpbmUudjEuU3RhcnRDb29rUmVzcG9uc2USRgoHQWRkTm90ZRIcLmVtYmVybGluZS52MS5BZGROb3RlUmVxdWVzdBodLmVtYmVybGluZS52MS5BZGROb3RlUmVzcG9uc2USRgoHRW5kQ29vaxIcLmVtYmVybGluZS52MS5FbmRDb29rUmVxdWVzdBodLmVtYmVybGluZS52MS5FbmRDb29rUmVzcG9uc2USTAoJTGlzdENvb2tzEh4uZW1iZXJsaW5lLnYxLkxpc3RDb29rc1JlcXVlc3QaHy5lbWJlcmxpbmUudjEuTGlzdENvb2tzUmVzcG9uc2USRgoHR2V0Q29vaxIcLmVtYmVybGluZS52MS5HZXRDb29rUmVxdWVzdBodLmVtYmVybGluZS52MS5HZXRDb29rUmVzcG9uc2UyYQoOUmVhZGluZ1NlcnZpY2USTwoKR2V0SGlzdG9yeRIfLmVtYmVybGluZS52MS5HZXRIaXN0b3J5UmVxdWVzdBogLmVtYmVybGluZS52MS5HZXRIaXN0b3J5UmVzcG9uc2UyYwoMVHJlbmRTZXJ2aWNlElMKD1N1YnNjcmliZVRyZW5kcxIkLmVtYmVybGluZS52MS5TdWJzY3JpYmVUcmVuZHNSZXF1ZXN0GhguZW1iZXJsaW5lLnYxLlRyZW5kRXZlbnQwATLXAQoRUHJlZGljdGlvblNlcnZpY2USXgoPTGlzdFByZWRpY3Rpb25zEiQuZW1iZXJsaW5lLnYxLkxpc3RQcmVkaWN0aW9uc1JlcXVlc3QaJS5lbWJlcmxpbmUudjEuTGlzdFByZWRpY3Rpb25zUmVzcG9uc2USYgoUU3Vic2NyaWJlUHJlZGljdGlvbnMSKS5lbWJlcmxpbmUudjEuU3Vic2NyaWJlUHJlZGljdGlvbnNSZXF1ZXN0Gh0uZW1iZXJsaW5lLnYxLlByZWRpY3Rpb25FdmVudDABMv8ECgxBbGVydFNlcnZpY2USVQoMU2V0QWxlcnRSdWxlEiEuZW1iZXJsaW5lLnYxLlNldEFsZXJ0UnVsZVJlcXVlc3QaIi5lbWJlcmxpbmUudjEuU2V0QWxlcnRSdWxlUmVzcG9uc2USXgoPRGVsZXRlQWxlcnRSdWxlEiQuZW1iZXJsaW5lLnYxLkRlbGV0ZUFsZXJ0UnVsZVJlcXVlc3QaJS5lbWJlcmxpbmUudjEuRGVsZXRlQWxlcnRSdWxlUmVzcG9uc2USWwoOTGlzdEFsZXJ0UnVsZXMSIy5lbWJlcmxpbmUudjEuTGlzdEFsZXJ0UnVsZXNSZXF1ZXN0GiQuZW1iZXJsaW5lLnYxLkxpc3RBbGVydFJ1bGVzUmVzcG9uc2USTwoKTGlzdEFsZXJ0cxIfLmVtYmVybGluZS52MS5MaXN0QWxlcnRzUmVxdWVzdBogLmVtYmVybGluZS52MS5MaXN0QWxlcnRzUmVzcG9uc2USYQoQQWNrbm93bGVkZ2VBbGVydBIlLmVtYmVybGluZS52MS5BY2tub3dsZWRnZUFsZXJ0UmVxdWVzdBomLmVtYmVybGluZS52MS5BY2tub3dsZWRnZUFsZXJ0UmVzcG9uc2USUgoLU25vb3plQWxlcnQSIC5lbWJlcmxpbmUudjEuU25vb3plQWxlcnRSZXF1ZXN0GiEuZW1iZXJsaW5lLnYxLlNub296ZUFsZXJ0UmVzcG9uc2USUwoPU3Vic2NyaWJlQWxlcnRzEiQuZW1iZXJsaW5lLnYxLlN1YnNjcmliZUFsZXJ0c1JlcXVlc3QaGC5lbWJlcmxpbmUudjEuQWxlcnRFdmVudDABMk8KDlBsYW5uZXJTZXJ2aWNlEj0KBFBsYW4SGS5lbWJlcmxpbmUudjEuUGxhblJlcXVlc3QaGi5lbWJlcmxpbmUudjEuUGxhblJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChxlbWJlcmxpbmUvdjEvZW1iZXJsaW5lLnByb3RvEgxlbWJlcmxpbmUudjEigQIKC1BsYW5SZXF1ZXN0EhMKC3NlcnZlX2F0X21zGAEgASgDEgwKBG1lYXQYAiABKAkSEQoJd2VpZ2h0X2tnGAMgASgBEhUKCHRhcmdldF9jGAQgASgBSACIAQESFQoIcmVzdF9taW4YBSABKAFIAYgBARISCgVwaXRfYxgGIAEoAUgCiAEBEhQKB3N0YXJ0X2MYByABKAFIA4gBARIMCgR3cmFwGAggASgIEhcKCndhcm11cF9taW4YCSABKAFIBIgBAUILCglfdGFyZ2V0X2NCCwoJX3Jlc3RfbWluQggKBl9waXRfY0IKCghfc3RhcnRfY0INCgtfd2FybXVwX21pbiJGCglUaW1lUmFuZ2USEwoLZWFybGllc3RfbXMYASABKAMSEQoJbGlrZWx5X21zGAIgASgDEhEKCWxhdGVzdF9tcxgDIAEoAyKIAwoMUGxhblJlc3BvbnNlEhMKC2xpZ2h0X2F0X21zGAEgASgDEhQKDHB1dF9vbl9hdF9tcxgCIAEoAxIrCgVzdGFsbBgDIAEoCzIXLmVtYmVybGluZS52MS5UaW1lUmFuZ2VIAIgBARItCgd3cmFwX2F0GAQgASgLMhcuZW1iZXJsaW5lLnYxLlRpbWVSYW5nZUgBiAEBEigKB3B1bGxfYXQYBSABKAsyFy5lbWJlcmxpbmUudjEuVGltZVJhbmdlEhMKC3NlcnZlX2F0X21zGAYgASgDEgsKA2N1dBgHIAEoCRIQCgh0YXJnZXRfYxgIIAEoARINCgVwaXRfYxgJIAEoARIQCghyZXN0X21pbhgKIAEoARIXCg9jb29rX2hvdXJzX2Zhc3QYCyABKAESGAoQY29va19ob3Vyc191c3VhbBgMIAEoARIXCg9jb29rX2hvdXJzX3Nsb3cYDSABKAESEAoIYmFzZWRfb24YDiABKAlCCAoGX3N0YWxsQgoKCF93cmFwX2F0IqYDCgpQcmVkaWN0aW9uEhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIUCgdjb29rX2lkGAMgASgJSACIAQESFQoNZXZlbnRfdGltZV9tcxgEIAEoAxIVCg10ZW1wZXJhdHVyZV9jGAUgASgBEhAKCHRhcmdldF9jGAYgASgBEhIKBXBpdF9jGAcgASgBSAGIAQESGAoLcmVtYWluaW5nX3MYCCABKAFIAogBARISCgVsb3dfcxgJIAEoAUgDiAEBEhMKBmhpZ2hfcxgKIAEoAUgEiAEBEhcKCmRvbmVfYXRfbXMYCyABKANIBYgBARINCgVzdGFsbBgMIAEoCBINCgVwaGFzZRgNIAEoCRIRCglwaXRfcGhhc2UYDiABKAkSDgoGbWV0aG9kGA8gASgJEhUKCGJhc2VkX29uGBAgASgJSAaIAQFCCgoIX2Nvb2tfaWRCCAoGX3BpdF9jQg4KDF9yZW1haW5pbmdfc0IICgZfbG93X3NCCQoHX2hpZ2hfc0INCgtfZG9uZV9hdF9tc0ILCglfYmFzZWRfb24iKwoWTGlzdFByZWRpY3Rpb25zUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkiSAoXTGlzdFByZWRpY3Rpb25zUmVzcG9uc2USLQoLcHJlZGljdGlvbnMYASADKAsyGC5lbWJlcmxpbmUudjEuUHJlZGljdGlvbiLOAQobU3Vic2NyaWJlUHJlZGljdGlvbnNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRJFCgZyZXN1bWUYAiADKAsyNS5lbWJlcmxpbmUudjEuU3Vic2NyaWJlUHJlZGljdGlvbnNSZXF1ZXN0LlJlc3VtZUVudHJ5EiYKBXN0YXJ0GAMgASgOMhcuZW1iZXJsaW5lLnYxLlN0YXJ0RnJvbRotCgtSZXN1bWVFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAQ6AjgBImIKD1ByZWRpY3Rpb25FdmVudBIRCglwYXJ0aXRpb24YASABKA0SDgoGb2Zmc2V0GAIgASgEEiwKCnByZWRpY3Rpb24YAyABKAsyGC5lbWJlcmxpbmUudjEuUHJlZGljdGlvbiLkAgoJQWxlcnRSdWxlEg8KB3J1bGVfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhUKCHByb2JlX2lkGAMgASgJSACIAQESFAoHY29va19pZBgEIAEoCUgBiAEBEgwKBGtpbmQYBSABKAkSFgoJdGhyZXNob2xkGAYgASgBSAKIAQESEAoDbG93GAcgASgBSAOIAQESEQoEaGlnaBgIIAEoAUgEiAEBEg0KBWZvcl9zGAkgASgBEhcKCmh5c3RlcmVzaXMYCiABKAFIBYgBARIbCg5yZXBlYXRfZXZlcnlfcxgLIAEoAUgGiAEBEhIKBWxhYmVsGAwgASgJSAeIAQFCCwoJX3Byb2JlX2lkQgoKCF9jb29rX2lkQgwKCl90aHJlc2hvbGRCBgoEX2xvd0IHCgVfaGlnaEINCgtfaHlzdGVyZXNpc0IRCg9fcmVwZWF0X2V2ZXJ5X3NCCAoGX2xhYmVsIjwKE1NldEFsZXJ0UnVsZVJlcXVlc3QSJQoEcnVsZRgBIAEoCzIXLmVtYmVybGluZS52MS5BbGVydFJ1bGUiJwoUU2V0QWxlcnRSdWxlUmVzcG9uc2USDwoHcnVsZV9pZBgBIAEoCSI8ChZEZWxldGVBbGVydFJ1bGVSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIPCgdydWxlX2lkGAIgASgJIhkKF0RlbGV0ZUFsZXJ0UnVsZVJlc3BvbnNlIioKFUxpc3RBbGVydFJ1bGVzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkiQAoWTGlzdEFsZXJ0UnVsZXNSZXNwb25zZRImCgVydWxlcxgBIAMoCzIXLmVtYmVybGluZS52MS5BbGVydFJ1bGUi8AMKBUFsZXJ0EhAKCGFsZXJ0X2lkGAEgASgJEg8KB3J1bGVfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIRCglkZXZpY2VfaWQYBCABKAkSFQoIcHJvYmVfaWQYBSABKAlIAIgBARIUCgdjb29rX2lkGAYgASgJSAGIAQESEQoJcmFpc2VkX21zGAcgASgDEhYKDmxhc3RfcmFpc2VkX21zGAggASgDEg8KB3JlcGVhdHMYCSABKA0SEgoFdmFsdWUYCiABKAFIAogBARIWCgl0aHJlc2hvbGQYCyABKAFIA4gBARIPCgdtZXNzYWdlGAwgASgJEg4KBmFjdGl2ZRgNIAEoCBIXCgpjbGVhcmVkX21zGA4gASgDSASIAQESGwoOY2xlYXJlZF9yZWFzb24YDyABKAlIBYgBARIcCg9hY2tub3dsZWRnZWRfbXMYECABKANIBogBARIdChBzbm9vemVkX3VudGlsX21zGBEgASgDSAeIAQFCCwoJX3Byb2JlX2lkQgoKCF9jb29rX2lkQggKBl92YWx1ZUIMCgpfdGhyZXNob2xkQg0KC19jbGVhcmVkX21zQhEKD19jbGVhcmVkX3JlYXNvbkISChBfYWNrbm93bGVkZ2VkX21zQhMKEV9zbm9vemVkX3VudGlsX21zIjsKEUxpc3RBbGVydHNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRITCgthY3RpdmVfb25seRgCIAEoCCI5ChJMaXN0QWxlcnRzUmVzcG9uc2USIwoGYWxlcnRzGAEgAygLMhMuZW1iZXJsaW5lLnYxLkFsZXJ0IisKF0Fja25vd2xlZGdlQWxlcnRSZXF1ZXN0EhAKCGFsZXJ0X2lkGAEgASgJIhoKGEFja25vd2xlZGdlQWxlcnRSZXNwb25zZSI3ChJTbm9vemVBbGVydFJlcXVlc3QSEAoIYWxlcnRfaWQYASABKAkSDwoHbWludXRlcxgCIAEoDSIvChNTbm9vemVBbGVydFJlc3BvbnNlEhgKEHNub296ZWRfdW50aWxfbXMYASABKAMixAEKFlN1YnNjcmliZUFsZXJ0c1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEkAKBnJlc3VtZRgCIAMoCzIwLmVtYmVybGluZS52MS5TdWJzY3JpYmVBbGVydHNSZXF1ZXN0LlJlc3VtZUVudHJ5EiYKBXN0YXJ0GAMgASgOMhcuZW1iZXJsaW5lLnYxLlN0YXJ0RnJvbRotCgtSZXN1bWVFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAQ6AjgBIsUCCgpBbGVydEV2ZW50EhEKCXBhcnRpdGlvbhgBIAEoDRIOCgZvZmZzZXQYAiABKAQSDgoGcmFpc2VkGAMgASgIEhAKCGFsZXJ0X2lkGAQgASgJEg8KB3J1bGVfaWQYBSABKAkSDAoEa2luZBgGIAEoCRIRCglkZXZpY2VfaWQYByABKAkSFQoIcHJvYmVfaWQYCCABKAlIAIgBARIUCgdjb29rX2lkGAkgASgJSAGIAQESFQoNZXZlbnRfdGltZV9tcxgKIAEoAxISCgV2YWx1ZRgLIAEoAUgCiAEBEhYKCXRocmVzaG9sZBgMIAEoAUgDiAEBEg8KB21lc3NhZ2UYDSABKAkSDgoGcmVwZWF0GA4gASgNQgsKCV9wcm9iZV9pZEIKCghfY29va19pZEIICgZfdmFsdWVCDAoKX3RocmVzaG9sZCItChJMaXN0RGV2aWNlc1JlcXVlc3QSFwoPaW5jbHVkZV9yZW1vdmVkGAEgASgIIoMGCgZEZXZpY2USEQoJZGV2aWNlX2lkGAEgASgJEhMKC3Byb2JlX2NvdW50GAIgASgNEhoKEmxhc3RfZXZlbnRfdGltZV9tcxgDIAEoAxIdChVsYXN0X3JlY2VpdmVkX3RpbWVfbXMYBCABKAMSDAoEbmFtZRgFIAEoCRISCgVtb2RlbBgGIAEoCUgAiAEBEhEKCXByb2JlX2lkcxgHIAMoCRI7Cgxwcm9iZV9sYWJlbHMYCCADKAsyJS5lbWJlcmxpbmUudjEuRGV2aWNlLlByb2JlTGFiZWxzRW50cnkSEwoGb25saW5lGAkgASgISAGIAQESHAoPYmF0dGVyeV9wZXJjZW50GAogASgBSAKIAQESFwoKc2lnbmFsX2RibRgLIAEoBUgDiAEBEhUKCGZpcm13YXJlGAwgASgJSASIAQESFgoOc3RhdHVzX3RpbWVfbXMYDSABKAMSNQoJdGFyZ2V0c19jGA4gAygLMiIuZW1iZXJsaW5lLnYxLkRldmljZS5UYXJnZXRzQ0VudHJ5EhQKB2Nvb2tfaWQYDyABKAlIBYgBARIPCgdyZW1vdmVkGBAgASgIEhgKC3N0YXR1c19ub3RlGBEgASgJSAaIAQESOAoKYXR0cmlidXRlcxgSIAMoCzIkLmVtYmVybGluZS52MS5EZXZpY2UuQXR0cmlidXRlc0VudHJ5GjIKEFByb2JlTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARovCg1UYXJnZXRzQ0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGX21vZGVsQgkKB19vbmxpbmVCEgoQX2JhdHRlcnlfcGVyY2VudEINCgtfc2lnbmFsX2RibUILCglfZmlybXdhcmVCCgoIX2Nvb2tfaWRCDgoMX3N0YXR1c19ub3RlIjwKE0xpc3REZXZpY2VzUmVzcG9uc2USJQoHZGV2aWNlcxgBIAMoCzIULmVtYmVybGluZS52MS5EZXZpY2UiJQoQR2V0TGF0ZXN0UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkijQEKBVRyZW5kEhIKCnNtb290aGVkX2MYASABKAESGwoOcmF0ZV9jX3Blcl9taW4YAiABKAFIAIgBARINCgVtaW5fYxgDIAEoARINCgVtYXhfYxgEIAEoARIRCgl3aW5kb3dfbXMYBSABKAMSDwoHc2FtcGxlcxgGIAEoDUIRCg9fcmF0ZV9jX3Blcl9taW4ixAEKClByb2JlU3RhdGUSEQoJZGV2aWNlX2lkGAEgASgJEhAKCHByb2JlX2lkGAIgASgJEhUKDWV2ZW50X3RpbWVfbXMYAyABKAMSGAoQcmVjZWl2ZWRfdGltZV9tcxgEIAEoAxIaCg10ZW1wZXJhdHVyZV9jGAUgASgBSACIAQESDgoGc291cmNlGAYgASgJEiIKBXRyZW5kGAcgASgLMhMuZW1iZXJsaW5lLnYxLlRyZW5kQhAKDl90ZW1wZXJhdHVyZV9jIj0KEUdldExhdGVzdFJlc3BvbnNlEigKBnByb2JlcxgBIAMoCzIYLmVtYmVybGluZS52MS5Qcm9iZVN0YXRlIjgKE0RlbGV0ZURldmljZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIWChREZWxldGVEZXZpY2VSZXNwb25zZSJbChBTZXRUYXJnZXRSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIVCgh0YXJnZXRfYxgDIAEoAUgAiAEBQgsKCV90YXJnZXRfYyI2ChFTZXRUYXJnZXRSZXNwb25zZRIRCglwYXJ0aXRpb24YASABKA0SDgoGb2Zmc2V0GAIgASgEImcKEUdldEhpc3RvcnlSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRIQCghwcm9iZV9pZBgCIAEoCRIPCgdmcm9tX21zGAMgASgDEg0KBXRvX21zGAQgASgDEg0KBWxpbWl0GAUgASgNIm0KDEhpc3RvcnlQb2ludBIVCg1ldmVudF90aW1lX21zGAEgASgDEhgKEHJlY2VpdmVkX3RpbWVfbXMYAiABKAMSGgoNdGVtcGVyYXR1cmVfYxgDIAEoAUgAiAEBQhAKDl90ZW1wZXJhdHVyZV9jIkAKEkdldEhpc3RvcnlSZXNwb25zZRIqCgZwb2ludHMYASADKAsyGi5lbWJlcmxpbmUudjEuSGlzdG9yeVBvaW50IsQBChZTdWJzY3JpYmVUcmVuZHNSZXF1ZXN0EhEKCWRldmljZV9pZBgBIAEoCRJACgZyZXN1bWUYAiADKAsyMC5lbWJlcmxpbmUudjEuU3Vic2NyaWJlVHJlbmRzUmVxdWVzdC5SZXN1bWVFbnRyeRImCgVzdGFydBgDIAEoDjIXLmVtYmVybGluZS52MS5TdGFydEZyb20aLQoLUmVzdW1lRW50cnkSCwoDa2V5GAEgASgNEg0KBXZhbHVlGAIgASgEOgI4ASK9AQoKVHJlbmRFdmVudBIRCglwYXJ0aXRpb24YASABKA0SDgoGb2Zmc2V0GAIgASgEEhEKCWRldmljZV9pZBgDIAEoCRIQCghwcm9iZV9pZBgEIAEoCRIVCg1ldmVudF90aW1lX21zGAUgASgDEhUKDXRlbXBlcmF0dXJlX2MYBiABKAESIgoFdHJlbmQYByABKAsyEy5lbWJlcmxpbmUudjEuVHJlbmQSFQoNc291cmNlX29mZnNldBgIIAEoBCKBAwoQU3RhcnRDb29rUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSDAoEd2hhdBgCIAEoCRI/Cgl0YXJnZXRzX2MYAyADKAsyLC5lbWJlcmxpbmUudjEuU3RhcnRDb29rUmVxdWVzdC5UYXJnZXRzQ0VudHJ5EhYKCXBpdF9taW5fYxgEIAEoAUgAiAEBEhYKCXBpdF9tYXhfYxgFIAEoAUgBiAEBEhEKBG1lYXQYBiABKAlIAogBARIWCgl3ZWlnaHRfa2cYByABKAFIA4gBARIYCgtzZXJ2ZV9hdF9tcxgIIAEoA0gEiAEBEhUKCHJlc3RfbWluGAkgASgBSAWIAQEaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBQgwKCl9waXRfbWluX2NCDAoKX3BpdF9tYXhfY0IHCgVfbWVhdEIMCgpfd2VpZ2h0X2tnQg4KDF9zZXJ2ZV9hdF9tc0ILCglfcmVzdF9taW4iJAoRU3RhcnRDb29rUmVzcG9uc2USDwoHY29va19pZBgBIAEoCSIvCg5BZGROb3RlUmVxdWVzdBIPCgdjb29rX2lkGAEgASgJEgwKBHRleHQYAiABKAkiEQoPQWRkTm90ZVJlc3BvbnNlIiEKDkVuZENvb2tSZXF1ZXN0Eg8KB2Nvb2tfaWQYASABKAkiEQoPRW5kQ29va1Jlc3BvbnNlIikKCENvb2tOb3RlEg8KB3RpbWVfbXMYASABKAMSDAoEdGV4dBgCIAEoCSLZAwoEQ29vaxIPCgdjb29rX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIMCgR3aGF0GAMgASgJEhIKCnN0YXJ0ZWRfbXMYBCABKAMSFQoIZW5kZWRfbXMYBSABKANIAIgBARIzCgl0YXJnZXRzX2MYBiADKAsyIC5lbWJlcmxpbmUudjEuQ29vay5UYXJnZXRzQ0VudHJ5EhYKCXBpdF9taW5fYxgHIAEoAUgBiAEBEhYKCXBpdF9tYXhfYxgIIAEoAUgCiAEBEiUKBW5vdGVzGAkgAygLMhYuZW1iZXJsaW5lLnYxLkNvb2tOb3RlEhEKBG1lYXQYCiABKAlIA4gBARIWCgl3ZWlnaHRfa2cYCyABKAFIBIgBARIYCgtzZXJ2ZV9hdF9tcxgMIAEoA0gFiAEBEhUKCHJlc3RfbWluGA0gASgBSAaIAQEaLwoNVGFyZ2V0c0NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBQgsKCV9lbmRlZF9tc0IMCgpfcGl0X21pbl9jQgwKCl9waXRfbWF4X2NCBwoFX21lYXRCDAoKX3dlaWdodF9rZ0IOCgxfc2VydmVfYXRfbXNCCwoJX3Jlc3RfbWluIiUKEExpc3RDb29rc1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJIjYKEUxpc3RDb29rc1Jlc3BvbnNlEiEKBWNvb2tzGAEgAygLMhIuZW1iZXJsaW5lLnYxLkNvb2siIQoOR2V0Q29va1JlcXVlc3QSDwoHY29va19pZBgBIAEoCSJMCgxQcm9iZUhpc3RvcnkSEAoIcHJvYmVfaWQYASABKAkSKgoGcG9pbnRzGAIgAygLMhouZW1iZXJsaW5lLnYxLkhpc3RvcnlQb2ludCJfCg9HZXRDb29rUmVzcG9uc2USIAoEY29vaxgBIAEoCzISLmVtYmVybGluZS52MS5Db29rEioKBnByb2JlcxgCIAMoCzIaLmVtYmVybGluZS52MS5Qcm9iZUhpc3RvcnkiTAoMU2V0dXBSZXF1ZXN0EgwKBGNvZGUYASABKAkSDAoEdXNlchgCIAEoCRIQCghwYXNzd29yZBgDIAEoCRIOCgZjb29raWUYBCABKAgiPwoNU2lnbkluUmVxdWVzdBIMCgR1c2VyGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEg4KBmNvb2tpZRgDIAEoCCKJAQoOU2lnbkluUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSHAoUYWNjZXNzX2V4cGlyZXNfYXRfbXMYAyABKAMSLAoGY2FsbGVyGAQgASgLMhwuZW1iZXJsaW5lLnYxLldob0FtSVJlc3BvbnNlIjcKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkSDgoGY29va2llGAIgASgIIicKDlNpZ25PdXRSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiEQoPU2lnbk91dFJlc3BvbnNlIg8KDVdob0FtSVJlcXVlc3QiXAoOV2hvQW1JUmVzcG9uc2USDAoEbmFtZRgBIAEoCRIOCgZ0ZW5hbnQYAiABKAkSDAoEcm9sZRgDIAEoCRINCgVzY29wZRgEIAEoCRIPCgdjb29rX2lkGAUgASgJIl8KEkNyZWF0ZVRva2VuUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBXNjb3BlGAIgASgJEhoKDWV4cGlyZXNfYXRfbXMYAyABKANIAIgBAUIQCg5fZXhwaXJlc19hdF9tcyJKChNDcmVhdGVUb2tlblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEiQKBGluZm8YAiABKAsyFi5lbWJlcmxpbmUudjEuQXBpVG9rZW4ieAoIQXBpVG9rZW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRINCgVzY29wZRgDIAEoCRIVCg1jcmVhdGVkX2F0X21zGAQgASgDEhoKDWV4cGlyZXNfYXRfbXMYBSABKANIAIgBAUIQCg5fZXhwaXJlc19hdF9tcyITChFMaXN0VG9rZW5zUmVxdWVzdCI8ChJMaXN0VG9rZW5zUmVzcG9uc2USJgoGdG9rZW5zGAEgAygLMhYuZW1iZXJsaW5lLnYxLkFwaVRva2VuIiAKElJldm9rZVRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCSIVChNSZXZva2VUb2tlblJlc3BvbnNlIlcKFkNyZWF0ZVNoYXJlTGlua1JlcXVlc3QSDwoHY29va19pZBgBIAEoCRIaCg1leHBpcmVzX2F0X21zGAIgASgDSACIAQFCEAoOX2V4cGlyZXNfYXRfbXMibQoJU2hhcmVMaW5rEgoKAmlkGAEgASgJEg8KB2Nvb2tfaWQYAiABKAkSFQoNY3JlYXRlZF9hdF9tcxgDIAEoAxIaCg1leHBpcmVzX2F0X21zGAQgASgDSACIAQFCEAoOX2V4cGlyZXNfYXRfbXMiXQoXQ3JlYXRlU2hhcmVMaW5rUmVzcG9uc2USDQoFdG9rZW4YASABKAkSDAoEcGF0aBgCIAEoCRIlCgRsaW5rGAMgASgLMhcuZW1iZXJsaW5lLnYxLlNoYXJlTGluayIoChVMaXN0U2hhcmVMaW5rc1JlcXVlc3QSDwoHY29va19pZBgBIAEoCSJAChZMaXN0U2hhcmVMaW5rc1Jlc3BvbnNlEiYKBWxpbmtzGAEgAygLMhcuZW1iZXJsaW5lLnYxLlNoYXJlTGluayIkChZSZXZva2VTaGFyZUxpbmtSZXF1ZXN0EgoKAmlkGAEgASgJIhkKF1Jldm9rZVNoYXJlTGlua1Jlc3BvbnNlKlcKCVN0YXJ0RnJvbRIaChZTVEFSVF9GUk9NX1VOU1BFQ0lGSUVEEAASFQoRU1RBUlRfRlJPTV9MQVRFU1QQARIXChNTVEFSVF9GUk9NX0VBUkxJRVNUEAIyiAIKDURldmljZVNlcnZpY2USUgoLTGlzdERldmljZXMSIC5lbWJlcmxpbmUudjEuTGlzdERldmljZXNSZXF1ZXN0GiEuZW1iZXJsaW5lLnYxLkxpc3REZXZpY2VzUmVzcG9uc2USTAoJR2V0TGF0ZXN0Eh4uZW1iZXJsaW5lLnYxLkdldExhdGVzdFJlcXVlc3QaHy5lbWJlcmxpbmUudjEuR2V0TGF0ZXN0UmVzcG9uc2USVQoMRGVsZXRlRGV2aWNlEiEuZW1iZXJsaW5lLnYxLkRlbGV0ZURldmljZVJlcXVlc3QaIi5lbWJlcmxpbmUudjEuRGVsZXRlRGV2aWNlUmVzcG9uc2UyzwMKC0Nvb2tTZXJ2aWNlEkwKCVNldFRhcmdldBIeLmVtYmVybGluZS52MS5TZXRUYXJnZXRSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLlNldFRhcmdldFJlc3BvbnNlEkwKCVN0YXJ0Q29vaxIeLmVtYmVybGluZS52MS5TdGFydENvb2tSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLlN0YXJ0Q29va1Jlc3BvbnNlEkYKB0FkZE5vdGUSHC5lbWJlcmxpbmUudjEuQWRkTm90ZVJlcXVlc3QaHS5lbWJlcmxpbmUudjEuQWRkTm90ZVJlc3BvbnNlEkYKB0VuZENvb2sSHC5lbWJlcmxpbmUudjEuRW5kQ29va1JlcXVlc3QaHS5lbWJlcmxpbmUudjEuRW5kQ29va1Jlc3BvbnNlEkwKCUxpc3RDb29rcxIeLmVtYmVybGluZS52MS5MaXN0Q29va3NSZXF1ZXN0Gh8uZW1iZXJsaW5lLnYxLkxpc3RDb29rc1Jlc3BvbnNlEkYKB0dldENvb2sSHC5lbWJlcmxpbmUudjEuR2V0Q29va1JlcXVlc3QaHS5lbWJlcmxpbmUudjEuR2V0Q29va1Jlc3BvbnNlMmEKDlJlYWRpbmdTZXJ2aWNlEk8KCkdldEhpc3RvcnkSHy5lbWJlcmxpbmUudjEuR2V0SGlzdG9yeVJlcXVlc3QaIC5lbWJlcmxpbmUudjEuR2V0SGlzdG9yeVJlc3BvbnNlMmMKDFRyZW5kU2VydmljZRJTCg9TdWJzY3JpYmVUcmVuZHMSJC5lbWJlcmxpbmUudjEuU3Vic2NyaWJlVHJlbmRzUmVxdWVzdBoYLmVtYmVybGluZS52MS5UcmVuZEV2ZW50MAEy1wEKEVByZWRpY3Rpb25TZXJ2aWNlEl4KD0xpc3RQcmVkaWN0aW9ucxIkLmVtYmVybGluZS52MS5MaXN0UHJlZGljdGlvbnNSZXF1ZXN0GiUuZW1iZXJsaW5lLnYxLkxpc3RQcmVkaWN0aW9uc1Jlc3BvbnNlEmIKFFN1YnNjcmliZVByZWRpY3Rpb25zEikuZW1iZXJsaW5lLnYxLlN1YnNjcmliZVByZWRpY3Rpb25zUmVxdWVzdBodLmVtYmVybGluZS52MS5QcmVkaWN0aW9uRXZlbnQwATL/BAoMQWxlcnRTZXJ2aWNlElUKDFNldEFsZXJ0UnVsZRIhLmVtYmVybGluZS52MS5TZXRBbGVydFJ1bGVSZXF1ZXN0GiIuZW1iZXJsaW5lLnYxLlNldEFsZXJ0UnVsZVJlc3BvbnNlEl4KD0RlbGV0ZUFsZXJ0UnVsZRIkLmVtYmVybGluZS52MS5EZWxldGVBbGVydFJ1bGVSZXF1ZXN0GiUuZW1iZXJsaW5lLnYxLkRlbGV0ZUFsZXJ0UnVsZVJlc3BvbnNlElsKDkxpc3RBbGVydFJ1bGVzEiMuZW1iZXJsaW5lLnYxLkxpc3RBbGVydFJ1bGVzUmVxdWVzdBokLmVtYmVybGluZS52MS5MaXN0QWxlcnRSdWxlc1Jlc3BvbnNlEk8KCkxpc3RBbGVydHMSHy5lbWJlcmxpbmUudjEuTGlzdEFsZXJ0c1JlcXVlc3QaIC5lbWJlcmxpbmUudjEuTGlzdEFsZXJ0c1Jlc3BvbnNlEmEKEEFja25vd2xlZGdlQWxlcnQSJS5lbWJlcmxpbmUudjEuQWNrbm93bGVkZ2VBbGVydFJlcXVlc3QaJi5lbWJlcmxpbmUudjEuQWNrbm93bGVkZ2VBbGVydFJlc3BvbnNlElIKC1Nub296ZUFsZXJ0EiAuZW1iZXJsaW5lLnYxLlNub296ZUFsZXJ0UmVxdWVzdBohLmVtYmVybGluZS52MS5Tbm9vemVBbGVydFJlc3BvbnNlElMKD1N1YnNjcmliZUFsZXJ0cxIkLmVtYmVybGluZS52MS5TdWJzY3JpYmVBbGVydHNSZXF1ZXN0GhguZW1iZXJsaW5lLnYxLkFsZXJ0RXZlbnQwATJPCg5QbGFubmVyU2VydmljZRI9CgRQbGFuEhkuZW1iZXJsaW5lLnYxLlBsYW5SZXF1ZXN0GhouZW1iZXJsaW5lLnYxLlBsYW5SZXNwb25zZTLpAgoLQXV0aFNlcnZpY2USQQoFU2V0dXASGi5lbWJlcmxpbmUudjEuU2V0dXBSZXF1ZXN0GhwuZW1iZXJsaW5lLnYxLlNpZ25JblJlc3BvbnNlEkMKBlNpZ25JbhIbLmVtYmVybGluZS52MS5TaWduSW5SZXF1ZXN0GhwuZW1iZXJsaW5lLnYxLlNpZ25JblJlc3BvbnNlEkUKB1JlZnJlc2gSHC5lbWJlcmxpbmUudjEuUmVmcmVzaFJlcXVlc3QaHC5lbWJlcmxpbmUudjEuU2lnbkluUmVzcG9uc2USRgoHU2lnbk91dBIcLmVtYmVybGluZS52MS5TaWduT3V0UmVxdWVzdBodLmVtYmVybGluZS52MS5TaWduT3V0UmVzcG9uc2USQwoGV2hvQW1JEhsuZW1iZXJsaW5lLnYxLldob0FtSVJlcXVlc3QaHC5lbWJlcmxpbmUudjEuV2hvQW1JUmVzcG9uc2UyqwIKDFNoYXJlU2VydmljZRJeCg9DcmVhdGVTaGFyZUxpbmsSJC5lbWJlcmxpbmUudjEuQ3JlYXRlU2hhcmVMaW5rUmVxdWVzdBolLmVtYmVybGluZS52MS5DcmVhdGVTaGFyZUxpbmtSZXNwb25zZRJbCg5MaXN0U2hhcmVMaW5rcxIjLmVtYmVybGluZS52MS5MaXN0U2hhcmVMaW5rc1JlcXVlc3QaJC5lbWJlcmxpbmUudjEuTGlzdFNoYXJlTGlua3NSZXNwb25zZRJeCg9SZXZva2VTaGFyZUxpbmsSJC5lbWJlcmxpbmUudjEuUmV2b2tlU2hhcmVMaW5rUmVxdWVzdBolLmVtYmVybGluZS52MS5SZXZva2VTaGFyZUxpbmtSZXNwb25zZTKHAgoMVG9rZW5TZXJ2aWNlElIKC0NyZWF0ZVRva2VuEiAuZW1iZXJsaW5lLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBohLmVtYmVybGluZS52MS5DcmVhdGVUb2tlblJlc3BvbnNlEk8KCkxpc3RUb2tlbnMSHy5lbWJlcmxpbmUudjEuTGlzdFRva2Vuc1JlcXVlc3QaIC5lbWJlcmxpbmUudjEuTGlzdFRva2Vuc1Jlc3BvbnNlElIKC1Jldm9rZVRva2VuEiAuZW1iZXJsaW5lLnYxLlJldm9rZVRva2VuUmVxdWVzdBohLmVtYmVybGluZS52MS5SZXZva2VUb2tlblJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message emberline.v1.PlanRequest
@@ -1845,6 +1845,523 @@ export const GetCookResponseSchema: GenMessage<GetCookResponse> = /*@__PURE__*/
   messageDesc(file_emberline_v1_emberline, 52);
 
 /**
+ * @generated from message emberline.v1.SetupRequest
+ */
+export type SetupRequest = Message<"emberline.v1.SetupRequest"> & {
+  /**
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string user = 2;
+   */
+  user: string;
+
+  /**
+   * @generated from field: string password = 3;
+   */
+  password: string;
+
+  /**
+   * Answer with HttpOnly session cookies instead of tokens in the body (the web UI).
+   *
+   * @generated from field: bool cookie = 4;
+   */
+  cookie: boolean;
+};
+
+/**
+ * Describes the message emberline.v1.SetupRequest.
+ * Use `create(SetupRequestSchema)` to create a new message.
+ */
+export const SetupRequestSchema: GenMessage<SetupRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 53);
+
+/**
+ * @generated from message emberline.v1.SignInRequest
+ */
+export type SignInRequest = Message<"emberline.v1.SignInRequest"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * @generated from field: string password = 2;
+   */
+  password: string;
+
+  /**
+   * Answer with HttpOnly session cookies instead of tokens in the body (the web UI).
+   *
+   * @generated from field: bool cookie = 3;
+   */
+  cookie: boolean;
+};
+
+/**
+ * Describes the message emberline.v1.SignInRequest.
+ * Use `create(SignInRequestSchema)` to create a new message.
+ */
+export const SignInRequestSchema: GenMessage<SignInRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 54);
+
+/**
+ * @generated from message emberline.v1.SignInResponse
+ */
+export type SignInResponse = Message<"emberline.v1.SignInResponse"> & {
+  /**
+   * Empty when the tokens went into cookies.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * @generated from field: string refresh_token = 2;
+   */
+  refreshToken: string;
+
+  /**
+   * When the access token expires, epoch ms.
+   *
+   * @generated from field: int64 access_expires_at_ms = 3;
+   */
+  accessExpiresAtMs: bigint;
+
+  /**
+   * @generated from field: emberline.v1.WhoAmIResponse caller = 4;
+   */
+  caller?: WhoAmIResponse | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.SignInResponse.
+ * Use `create(SignInResponseSchema)` to create a new message.
+ */
+export const SignInResponseSchema: GenMessage<SignInResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 55);
+
+/**
+ * @generated from message emberline.v1.RefreshRequest
+ */
+export type RefreshRequest = Message<"emberline.v1.RefreshRequest"> & {
+  /**
+   * Empty: the session's refresh cookie.
+   *
+   * @generated from field: string refresh_token = 1;
+   */
+  refreshToken: string;
+
+  /**
+   * @generated from field: bool cookie = 2;
+   */
+  cookie: boolean;
+};
+
+/**
+ * Describes the message emberline.v1.RefreshRequest.
+ * Use `create(RefreshRequestSchema)` to create a new message.
+ */
+export const RefreshRequestSchema: GenMessage<RefreshRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 56);
+
+/**
+ * @generated from message emberline.v1.SignOutRequest
+ */
+export type SignOutRequest = Message<"emberline.v1.SignOutRequest"> & {
+  /**
+   * Empty: the session's refresh cookie.
+   *
+   * @generated from field: string refresh_token = 1;
+   */
+  refreshToken: string;
+};
+
+/**
+ * Describes the message emberline.v1.SignOutRequest.
+ * Use `create(SignOutRequestSchema)` to create a new message.
+ */
+export const SignOutRequestSchema: GenMessage<SignOutRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 57);
+
+/**
+ * @generated from message emberline.v1.SignOutResponse
+ */
+export type SignOutResponse = Message<"emberline.v1.SignOutResponse"> & {
+};
+
+/**
+ * Describes the message emberline.v1.SignOutResponse.
+ * Use `create(SignOutResponseSchema)` to create a new message.
+ */
+export const SignOutResponseSchema: GenMessage<SignOutResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 58);
+
+/**
+ * @generated from message emberline.v1.WhoAmIRequest
+ */
+export type WhoAmIRequest = Message<"emberline.v1.WhoAmIRequest"> & {
+};
+
+/**
+ * Describes the message emberline.v1.WhoAmIRequest.
+ * Use `create(WhoAmIRequestSchema)` to create a new message.
+ */
+export const WhoAmIRequestSchema: GenMessage<WhoAmIRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 59);
+
+/**
+ * @generated from message emberline.v1.WhoAmIResponse
+ */
+export type WhoAmIResponse = Message<"emberline.v1.WhoAmIResponse"> & {
+  /**
+   * The user, or the API token's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string tenant = 2;
+   */
+  tenant: string;
+
+  /**
+   * "owner", "cook" or "viewer" for a user; empty for an API token.
+   *
+   * @generated from field: string role = 3;
+   */
+  role: string;
+
+  /**
+   * "read", "control" or "ingest" for an API token; "share" for a share link; empty for a
+   * user.
+   *
+   * @generated from field: string scope = 4;
+   */
+  scope: string;
+
+  /**
+   * The cook a share link shows.
+   *
+   * @generated from field: string cook_id = 5;
+   */
+  cookId: string;
+};
+
+/**
+ * Describes the message emberline.v1.WhoAmIResponse.
+ * Use `create(WhoAmIResponseSchema)` to create a new message.
+ */
+export const WhoAmIResponseSchema: GenMessage<WhoAmIResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 60);
+
+/**
+ * @generated from message emberline.v1.CreateTokenRequest
+ */
+export type CreateTokenRequest = Message<"emberline.v1.CreateTokenRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * "read", "control" or "ingest".
+   *
+   * @generated from field: string scope = 2;
+   */
+  scope: string;
+
+  /**
+   * Absent: never expires.
+   *
+   * @generated from field: optional int64 expires_at_ms = 3;
+   */
+  expiresAtMs?: bigint | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.CreateTokenRequest.
+ * Use `create(CreateTokenRequestSchema)` to create a new message.
+ */
+export const CreateTokenRequestSchema: GenMessage<CreateTokenRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 61);
+
+/**
+ * @generated from message emberline.v1.CreateTokenResponse
+ */
+export type CreateTokenResponse = Message<"emberline.v1.CreateTokenResponse"> & {
+  /**
+   * The token itself, shown this once.
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * @generated from field: emberline.v1.ApiToken info = 2;
+   */
+  info?: ApiToken | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.CreateTokenResponse.
+ * Use `create(CreateTokenResponseSchema)` to create a new message.
+ */
+export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 62);
+
+/**
+ * @generated from message emberline.v1.ApiToken
+ */
+export type ApiToken = Message<"emberline.v1.ApiToken"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string scope = 3;
+   */
+  scope: string;
+
+  /**
+   * @generated from field: int64 created_at_ms = 4;
+   */
+  createdAtMs: bigint;
+
+  /**
+   * @generated from field: optional int64 expires_at_ms = 5;
+   */
+  expiresAtMs?: bigint | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.ApiToken.
+ * Use `create(ApiTokenSchema)` to create a new message.
+ */
+export const ApiTokenSchema: GenMessage<ApiToken> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 63);
+
+/**
+ * @generated from message emberline.v1.ListTokensRequest
+ */
+export type ListTokensRequest = Message<"emberline.v1.ListTokensRequest"> & {
+};
+
+/**
+ * Describes the message emberline.v1.ListTokensRequest.
+ * Use `create(ListTokensRequestSchema)` to create a new message.
+ */
+export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 64);
+
+/**
+ * @generated from message emberline.v1.ListTokensResponse
+ */
+export type ListTokensResponse = Message<"emberline.v1.ListTokensResponse"> & {
+  /**
+   * @generated from field: repeated emberline.v1.ApiToken tokens = 1;
+   */
+  tokens: ApiToken[];
+};
+
+/**
+ * Describes the message emberline.v1.ListTokensResponse.
+ * Use `create(ListTokensResponseSchema)` to create a new message.
+ */
+export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 65);
+
+/**
+ * @generated from message emberline.v1.RevokeTokenRequest
+ */
+export type RevokeTokenRequest = Message<"emberline.v1.RevokeTokenRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message emberline.v1.RevokeTokenRequest.
+ * Use `create(RevokeTokenRequestSchema)` to create a new message.
+ */
+export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 66);
+
+/**
+ * @generated from message emberline.v1.RevokeTokenResponse
+ */
+export type RevokeTokenResponse = Message<"emberline.v1.RevokeTokenResponse"> & {
+};
+
+/**
+ * Describes the message emberline.v1.RevokeTokenResponse.
+ * Use `create(RevokeTokenResponseSchema)` to create a new message.
+ */
+export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 67);
+
+/**
+ * @generated from message emberline.v1.CreateShareLinkRequest
+ */
+export type CreateShareLinkRequest = Message<"emberline.v1.CreateShareLinkRequest"> & {
+  /**
+   * @generated from field: string cook_id = 1;
+   */
+  cookId: string;
+
+  /**
+   * Absent: until revoked.
+   *
+   * @generated from field: optional int64 expires_at_ms = 2;
+   */
+  expiresAtMs?: bigint | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.CreateShareLinkRequest.
+ * Use `create(CreateShareLinkRequestSchema)` to create a new message.
+ */
+export const CreateShareLinkRequestSchema: GenMessage<CreateShareLinkRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 68);
+
+/**
+ * @generated from message emberline.v1.ShareLink
+ */
+export type ShareLink = Message<"emberline.v1.ShareLink"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string cook_id = 2;
+   */
+  cookId: string;
+
+  /**
+   * @generated from field: int64 created_at_ms = 3;
+   */
+  createdAtMs: bigint;
+
+  /**
+   * @generated from field: optional int64 expires_at_ms = 4;
+   */
+  expiresAtMs?: bigint | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.ShareLink.
+ * Use `create(ShareLinkSchema)` to create a new message.
+ */
+export const ShareLinkSchema: GenMessage<ShareLink> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 69);
+
+/**
+ * @generated from message emberline.v1.CreateShareLinkResponse
+ */
+export type CreateShareLinkResponse = Message<"emberline.v1.CreateShareLinkResponse"> & {
+  /**
+   * The link's secret, shown this once; the page is at `/s/<token>` on the web origin.
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * @generated from field: emberline.v1.ShareLink link = 3;
+   */
+  link?: ShareLink | undefined;
+};
+
+/**
+ * Describes the message emberline.v1.CreateShareLinkResponse.
+ * Use `create(CreateShareLinkResponseSchema)` to create a new message.
+ */
+export const CreateShareLinkResponseSchema: GenMessage<CreateShareLinkResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 70);
+
+/**
+ * @generated from message emberline.v1.ListShareLinksRequest
+ */
+export type ListShareLinksRequest = Message<"emberline.v1.ListShareLinksRequest"> & {
+  /**
+   * Empty: every cook's.
+   *
+   * @generated from field: string cook_id = 1;
+   */
+  cookId: string;
+};
+
+/**
+ * Describes the message emberline.v1.ListShareLinksRequest.
+ * Use `create(ListShareLinksRequestSchema)` to create a new message.
+ */
+export const ListShareLinksRequestSchema: GenMessage<ListShareLinksRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 71);
+
+/**
+ * @generated from message emberline.v1.ListShareLinksResponse
+ */
+export type ListShareLinksResponse = Message<"emberline.v1.ListShareLinksResponse"> & {
+  /**
+   * @generated from field: repeated emberline.v1.ShareLink links = 1;
+   */
+  links: ShareLink[];
+};
+
+/**
+ * Describes the message emberline.v1.ListShareLinksResponse.
+ * Use `create(ListShareLinksResponseSchema)` to create a new message.
+ */
+export const ListShareLinksResponseSchema: GenMessage<ListShareLinksResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 72);
+
+/**
+ * @generated from message emberline.v1.RevokeShareLinkRequest
+ */
+export type RevokeShareLinkRequest = Message<"emberline.v1.RevokeShareLinkRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message emberline.v1.RevokeShareLinkRequest.
+ * Use `create(RevokeShareLinkRequestSchema)` to create a new message.
+ */
+export const RevokeShareLinkRequestSchema: GenMessage<RevokeShareLinkRequest> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 73);
+
+/**
+ * @generated from message emberline.v1.RevokeShareLinkResponse
+ */
+export type RevokeShareLinkResponse = Message<"emberline.v1.RevokeShareLinkResponse"> & {
+};
+
+/**
+ * Describes the message emberline.v1.RevokeShareLinkResponse.
+ * Use `create(RevokeShareLinkResponseSchema)` to create a new message.
+ */
+export const RevokeShareLinkResponseSchema: GenMessage<RevokeShareLinkResponse> = /*@__PURE__*/
+  messageDesc(file_emberline_v1_emberline, 74);
+
+/**
  * Where a subscription starts in partitions the resume map does not mention.
  *
  * @generated from enum emberline.v1.StartFrom
@@ -2159,4 +2676,138 @@ export const PlannerService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_emberline_v1_emberline, 6);
+
+/**
+ * Signing in. Setup, SignIn, Refresh and SignOut are the only calls open without
+ * credentials. Every other call takes `authorization: Bearer <token>` (an access token from
+ * here, or an API token), or, from the web UI, the session cookie SignIn set.
+ *
+ * @generated from service emberline.v1.AuthService
+ */
+export const AuthService: GenService<{
+  /**
+   * Creates the first owner with the one-time setup code `emberline up` printed; refused
+   * once any user exists.
+   *
+   * @generated from rpc emberline.v1.AuthService.Setup
+   */
+  setup: {
+    methodKind: "unary";
+    input: typeof SetupRequestSchema;
+    output: typeof SignInResponseSchema;
+  },
+  /**
+   * Signs in with a user name and password. Repeated failures are slowed down
+   * (RESOURCE_EXHAUSTED with the time to wait).
+   *
+   * @generated from rpc emberline.v1.AuthService.SignIn
+   */
+  signIn: {
+    methodKind: "unary";
+    input: typeof SignInRequestSchema;
+    output: typeof SignInResponseSchema;
+  },
+  /**
+   * Trades a refresh token (or the session's refresh cookie) for a new pair. A refresh token
+   * works once; presenting a used one ends every session descended from it.
+   *
+   * @generated from rpc emberline.v1.AuthService.Refresh
+   */
+  refresh: {
+    methodKind: "unary";
+    input: typeof RefreshRequestSchema;
+    output: typeof SignInResponseSchema;
+  },
+  /**
+   * Ends the session: its refresh token stops working and the cookies are cleared.
+   *
+   * @generated from rpc emberline.v1.AuthService.SignOut
+   */
+  signOut: {
+    methodKind: "unary";
+    input: typeof SignOutRequestSchema;
+    output: typeof SignOutResponseSchema;
+  },
+  /**
+   * Who the caller is.
+   *
+   * @generated from rpc emberline.v1.AuthService.WhoAmI
+   */
+  whoAmI: {
+    methodKind: "unary";
+    input: typeof WhoAmIRequestSchema;
+    output: typeof WhoAmIResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_emberline_v1_emberline, 7);
+
+/**
+ * Live share links: a read-only view of one cook for whoever has the link
+ * (`https://host/s/<token>`): that cook's device, readings from its start, predictions and
+ * alerts — nothing else, no controls. Created by a cook or an owner; optionally expiring;
+ * revocable.
+ *
+ * @generated from service emberline.v1.ShareService
+ */
+export const ShareService: GenService<{
+  /**
+   * @generated from rpc emberline.v1.ShareService.CreateShareLink
+   */
+  createShareLink: {
+    methodKind: "unary";
+    input: typeof CreateShareLinkRequestSchema;
+    output: typeof CreateShareLinkResponseSchema;
+  },
+  /**
+   * @generated from rpc emberline.v1.ShareService.ListShareLinks
+   */
+  listShareLinks: {
+    methodKind: "unary";
+    input: typeof ListShareLinksRequestSchema;
+    output: typeof ListShareLinksResponseSchema;
+  },
+  /**
+   * @generated from rpc emberline.v1.ShareService.RevokeShareLink
+   */
+  revokeShareLink: {
+    methodKind: "unary";
+    input: typeof RevokeShareLinkRequestSchema;
+    output: typeof RevokeShareLinkResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_emberline_v1_emberline, 8);
+
+/**
+ * API tokens for scripts and connectors (owners only). A token is shown once, on creation;
+ * Emberline keeps only its hash.
+ *
+ * @generated from service emberline.v1.TokenService
+ */
+export const TokenService: GenService<{
+  /**
+   * @generated from rpc emberline.v1.TokenService.CreateToken
+   */
+  createToken: {
+    methodKind: "unary";
+    input: typeof CreateTokenRequestSchema;
+    output: typeof CreateTokenResponseSchema;
+  },
+  /**
+   * @generated from rpc emberline.v1.TokenService.ListTokens
+   */
+  listTokens: {
+    methodKind: "unary";
+    input: typeof ListTokensRequestSchema;
+    output: typeof ListTokensResponseSchema;
+  },
+  /**
+   * @generated from rpc emberline.v1.TokenService.RevokeToken
+   */
+  revokeToken: {
+    methodKind: "unary";
+    input: typeof RevokeTokenRequestSchema;
+    output: typeof RevokeTokenResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_emberline_v1_emberline, 9);
 
