@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { backoffDelay, type FeedStatus, LiveFeed, parseStartOffsets, ResumeTracker, START_OFFSETS } from "./live";
 
@@ -111,6 +112,48 @@ describe("LiveFeed", () => {
     await done;
     expect(resumes[1]).toEqual({ 0: 40n });
     expect(delivered).toEqual([40, 41]);
+    void feed?.stop();
+  });
+
+  it("reopens a stream ended for expired credentials at once, without saying the connection is lost", async () => {
+    // Connections 1 and 2 deliver two updates each, then the server ends them as
+    // Unauthenticated (their access cookie ran out); the third stays open.
+    const statuses: FeedStatus[] = [];
+    const resumes: ({ [p: number]: bigint })[] = [];
+    const delivered: number[] = [];
+    const delays: number[] = [];
+    let clock = 1_000_000;
+    let feed: LiveFeed<Ev> | undefined;
+    const done = new Promise<void>((resolve) => {
+      feed = new LiveFeed<Ev>({
+        open: async function* (resume, _signal, opened) {
+          resumes.push(resume);
+          opened();
+          const from = Number(resume[0] ?? 0n);
+          yield ev(0, from);
+          yield ev(0, from + 1);
+          if (resumes.length === 3) {
+            resolve();
+            await new Promise(() => {});
+          }
+          clock += 5_000; // the second expiry comes too soon after the first to be quiet
+          throw new ConnectError("the access token expired; refresh it", Code.Unauthenticated);
+        },
+        onEvent: (e) => delivered.push(Number(e.offset)),
+        onStatus: (s) => statuses.push(s),
+        sleep: async (ms) => void delays.push(ms),
+        random: () => 0.5,
+        now: () => clock,
+      }).start();
+    });
+    await done;
+    expect(delivered).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(resumes[1]).toEqual({ 0: 2n });
+    // The first expiry: reopened at once and quietly; the second, 5 s later, is an
+    // ordinary break (backoff, "reconnecting"), so a server refusing every stream cannot
+    // make the page spin.
+    expect(statuses).toEqual(["connecting", "live", "reconnecting", "live"]);
+    expect(delays).toHaveLength(1);
     void feed?.stop();
   });
 });

@@ -1,5 +1,7 @@
 // Live updates that survive disconnects: resume positions, backoff, no duplicates.
 
+import { isUnauthenticated } from "./session";
+
 /** What the feed needs of an update: its position in the derived topic. */
 export interface Positioned {
   partition: number;
@@ -68,7 +70,12 @@ export interface FeedOptions<E extends Positioned> {
   /** Waits `ms` unless aborted (injectable for tests). */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   random?: () => number;
+  /** The clock, ms (injectable for tests). */
+  now?: () => number;
 }
+
+/** How often a live stream ended for expired credentials is reopened at once and quietly. */
+export const QUIET_REOPEN_MS = 60_000;
 
 const realSleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -105,7 +112,9 @@ export class LiveFeed<E extends Positioned> {
     const { open, onEvent, onStatus } = this.options;
     const sleep = this.options.sleep ?? realSleep;
     const signal = this.abort.signal;
+    const now = this.options.now ?? Date.now;
     let attempt = 0;
+    let quietAt = Number.NEGATIVE_INFINITY;
     onStatus("connecting");
     while (!signal.aborted) {
       try {
@@ -127,6 +136,13 @@ export class LiveFeed<E extends Positioned> {
         throw new Error("the server ended the stream");
       } catch (e) {
         if (signal.aborted) break;
+        if (this.live && isUnauthenticated(e) && now() - quietAt >= QUIET_REOPEN_MS) {
+          // The server ends a subscription when the access cookie it was opened with runs
+          // out. Reopen at once from where it stopped (the opening renews the cookie), and
+          // do not call that a lost connection. At most once a minute: no tight loop.
+          quietAt = now();
+          continue;
+        }
         this.live = false;
         const delay = backoffDelay(attempt++, 500, 15_000, this.options.random);
         onStatus("reconnecting", e instanceof Error ? e.message : String(e));

@@ -155,10 +155,9 @@ async function checkSession(): Promise<void> {
     if (isUnauthenticated(e)) {
       sessionState = "signed-out";
     } else {
-      // The server is not answering: show what it will give (nothing, unsigned) and ask
-      // again shortly.
+      // The server is not answering: show the page (it holds nothing until the server
+      // gives it data, which it gives no one unsigned) and ask again shortly.
       sessionState = "unverified";
-      status.title = refusal(e);
       setTimeout(() => {
         if (sessionState === "unverified") void recheck();
       }, 5_000);
@@ -173,14 +172,14 @@ async function recheck(): Promise<void> {
 }
 
 /** Signed in (by the sign-in or the setup page): back to where the page was going. */
-function signedIn(who: WhoAmIResponse | undefined): void {
+function signedIn(whoami: WhoAmIResponse | undefined): void {
   const to = returnRoute(remembered);
   remembered = undefined;
   sessionState = "signed-in";
-  caller = who;
+  caller = whoami;
   sessionStarted();
   showSession();
-  if (!who) void checkSession();
+  if (!whoami) void checkSession();
   window.location.replace(to);
 }
 
