@@ -164,6 +164,11 @@ impl Authenticator {
         self
     }
 
+    /// The OpenID provider whose tokens are accepted, if any.
+    pub fn oidc(&self) -> Option<&std::sync::Arc<crate::oidc::OidcVerifier>> {
+        self.oidc.as_ref()
+    }
+
     /// The caller a bearer token proves — this server's tokens, or the OpenID provider's
     /// (which may need its keys fetched) — or why it proves nothing.
     pub async fn verify_any(&self, bearer: &str) -> Result<Caller, AuthError> {

@@ -40,6 +40,25 @@ pub struct OidcSettings {
     /// The claim naming the caller's role (`owner`, `cook` or `viewer`).
     #[serde(default = "default_role_claim")]
     pub role_claim: String,
+    /// The web UI's client id at the provider: set, the sign-in page offers "sign in with
+    /// …" (authorization code with PKCE; the redirect URI to register is
+    /// `<web origin>/auth/oidc/callback`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The client's secret, for a provider that treats the web UI as a confidential client.
+    #[serde(default)]
+    pub client_secret: Option<emberline_common::Secret>,
+    /// Scopes asked for at sign-in.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// The resource indicator asked for (RFC 8707), for providers that issue JWT access
+    /// tokens per resource.
+    #[serde(default)]
+    pub resource: Option<String>,
+}
+
+fn default_scope() -> String {
+    "openid".into()
 }
 
 fn default_audience() -> String {
@@ -58,6 +77,21 @@ fn default_role_claim() -> String {
 struct Discovery {
     issuer: String,
     jwks_uri: String,
+    #[serde(default)]
+    authorization_endpoint: Option<String>,
+    #[serde(default)]
+    token_endpoint: Option<String>,
+}
+
+/// A sign-in begun in a browser: where to send it, and what to keep for its return.
+#[derive(Debug)]
+pub struct BrowserSignIn {
+    /// The provider's authorization URL to redirect the browser to.
+    pub url: String,
+    /// The state the provider sends back.
+    pub state: String,
+    /// The PKCE verifier, kept by the server until the code comes back.
+    pub verifier: String,
 }
 
 /// A usable key of the provider.
@@ -71,19 +105,33 @@ struct Key {
 pub struct OidcVerifier {
     settings: OidcSettings,
     jwks_uri: String,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
     http: reqwest::Client,
     keys: RwLock<HashMap<String, Key>>,
     fetched: Mutex<Option<Instant>>,
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> AuthError {
-    AuthError::Storage(format!("OpenID provider: {what}: {e}"))
+fn unavailable(what: &str, e: impl std::error::Error + 'static) -> AuthError {
+    AuthError::Storage(format!(
+        "OpenID provider: {what}: {}",
+        emberline_common::error::chain(&e)
+    ))
 }
 
 impl OidcVerifier {
     /// Reads the provider's discovery document and keys.
     pub async fn discover(settings: OidcSettings) -> Result<Self, AuthError> {
-        let http = emberline_common::http::client(Duration::from_secs(10))
+        // No pooled connections: calls to the provider are rare, and a provider closing an
+        // idle keep-alive connection would otherwise reset the next call (a code exchange
+        // cannot be retried).
+        emberline_common::http::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0)
+            .user_agent(concat!("emberline/", env!("CARGO_PKG_VERSION")))
+            .build()
             .map_err(|e| unavailable("HTTP client", e))?;
         let issuer = settings.issuer.trim_end_matches('/');
         let url = format!("{issuer}/.well-known/openid-configuration");
@@ -105,6 +153,8 @@ impl OidcVerifier {
         let verifier = Self {
             settings,
             jwks_uri: discovery.jwks_uri,
+            authorization_endpoint: discovery.authorization_endpoint,
+            token_endpoint: discovery.token_endpoint,
             http,
             keys: RwLock::default(),
             fetched: Mutex::new(None),
@@ -116,6 +166,117 @@ impl OidcVerifier {
     /// The provider's issuer URL.
     pub fn issuer(&self) -> &str {
         &self.settings.issuer
+    }
+
+    /// Whether browsers can sign in through the provider (a client id is configured and the
+    /// provider has the endpoints).
+    pub fn browser_sign_in(&self) -> bool {
+        self.settings.client_id.is_some()
+            && self.authorization_endpoint.is_some()
+            && self.token_endpoint.is_some()
+    }
+
+    /// Begins a browser sign-in returning to `redirect_uri`: the authorization URL (code
+    /// flow, PKCE with S256) and the state and verifier to keep.
+    pub fn begin(&self, redirect_uri: &str) -> Result<BrowserSignIn, AuthError> {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use sha2::Digest;
+        let (Some(client_id), Some(endpoint)) =
+            (&self.settings.client_id, &self.authorization_endpoint)
+        else {
+            return Err(AuthError::InvalidArgument(
+                "sign-in through the provider is not configured (auth.oidc.client_id)".into(),
+            ));
+        };
+        let verifier = crate::secrets::random_token("")?;
+        let state = crate::secrets::random_token("")?;
+        let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let mut url =
+            reqwest::Url::parse(endpoint).map_err(|e| unavailable("authorization endpoint", e))?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", client_id)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("scope", &self.settings.scope)
+                .append_pair("state", &state)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+            if let Some(resource) = &self.settings.resource {
+                q.append_pair("resource", resource);
+            }
+        }
+        Ok(BrowserSignIn {
+            url: url.into(),
+            state,
+            verifier,
+        })
+    }
+
+    /// Finishes a browser sign-in: trades `code` (with the PKCE `verifier`) for tokens and
+    /// checks the access token; returns it, its lifetime in seconds, and whom it proves.
+    pub async fn finish(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<(String, u64, Caller), AuthError> {
+        let (Some(client_id), Some(endpoint)) = (&self.settings.client_id, &self.token_endpoint)
+        else {
+            return Err(AuthError::InvalidArgument(
+                "sign-in through the provider is not configured (auth.oidc.client_id)".into(),
+            ));
+        };
+        let mut form =
+            reqwest::Url::parse("http://form.invalid/").map_err(|e| unavailable("form", e))?;
+        {
+            let mut q = form.query_pairs_mut();
+            q.append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("code_verifier", verifier)
+                .append_pair("client_id", client_id);
+            if let Some(resource) = &self.settings.resource {
+                q.append_pair("resource", resource);
+            }
+        }
+        let mut request = self
+            .http
+            .post(endpoint)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.query().unwrap_or_default().to_owned());
+        if let Some(secret) = &self.settings.client_secret {
+            request = request.basic_auth(client_id, Some(secret.expose()));
+        }
+        #[derive(Deserialize)]
+        struct Tokens {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let answer = request
+            .send()
+            .await
+            .map_err(|e| unavailable("token endpoint", e))?;
+        if !answer.status().is_success() {
+            let status = answer.status();
+            let body = answer.text().await.unwrap_or_default();
+            return Err(AuthError::Unauthenticated(format!(
+                "the provider refused the sign-in ({status}): {}",
+                body.chars().take(200).collect::<String>()
+            )));
+        }
+        let tokens: Tokens = answer
+            .json()
+            .await
+            .map_err(|e| unavailable("token endpoint answer", e))?;
+        let caller = self.verify(&tokens.access_token).await?;
+        Ok((
+            tokens.access_token,
+            tokens.expires_in.unwrap_or(300),
+            caller,
+        ))
     }
 
     async fn fetch_keys(&self) -> Result<(), AuthError> {

@@ -42,7 +42,8 @@ fn provider_available() -> bool {
 struct Provider(Child);
 
 impl Provider {
-    fn start(port: u16, keys: &Path, rotate: bool) -> Self {
+    /// Starts the provider; `web_redirect` adds the web UI's client returning there.
+    fn start(port: u16, keys: &Path, rotate: bool, web_redirect: Option<String>) -> Self {
         let mut command = Command::new("node");
         command
             .arg(provider_dir().join("provider.mjs"))
@@ -51,18 +52,25 @@ impl Provider {
         if rotate {
             command.arg("rotate");
         }
+        if let Some(redirect) = web_redirect {
+            command.env("EMBERLINE_WEB_REDIRECT", redirect);
+        }
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start the OpenID provider");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("its first line");
+        stdout.read_line(&mut line).expect("its first line");
         assert!(line.contains("listening"), "the provider said {line:?}");
         eprintln!("[provider] {}", line.trim());
+        // Keep reading: the provider logs more, and a closed pipe would stop it.
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                eprintln!("[provider] {line}");
+            }
+        });
         Self(child)
     }
 }
@@ -111,7 +119,7 @@ async fn tokens_of_an_openid_provider_sign_in_by_their_claims_through_key_rotati
     let keys = dir.path().join("keys.json");
     let port = free_port().port();
     let issuer = format!("http://127.0.0.1:{port}");
-    let provider = Provider::start(port, &keys, false);
+    let provider = Provider::start(port, &keys, false, None);
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     let up = Up::start_with(
@@ -200,7 +208,7 @@ async fn tokens_of_an_openid_provider_sign_in_by_their_claims_through_key_rotati
     // The provider rotates its keys (a restart signing with a new key, the old one still
     // published): new tokens are accepted once the new key set is fetched; old ones still are.
     drop(provider);
-    let _rotated = Provider::start(port, &keys, true);
+    let _rotated = Provider::start(port, &keys, true, None);
     let rotated = token(&http, &issuer, "default.owner").await;
     assert_ne!(
         jsonwebtoken::decode_header(&rotated).expect("header").kid,
@@ -231,4 +239,107 @@ async fn tokens_of_an_openid_provider_sign_in_by_their_claims_through_key_rotati
         .list_devices(bearer(&owner, ListDevicesRequest::default()))
         .await
         .expect("a token of the old key, still published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_signs_in_through_the_provider_with_pkce() {
+    if !provider_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, web, grpc) = (free_port().port(), free_port(), free_port());
+    let issuer = format!("http://127.0.0.1:{port}");
+    let _provider = Provider::start(
+        port,
+        &dir.path().join("keys.json"),
+        false,
+        Some(format!("http://{web}/auth/oidc/callback")),
+    );
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let up = Up::start_full(
+        &data,
+        grpc,
+        web,
+        &[
+            ("EMBERLINE__AUTH__MODE", "password"),
+            ("EMBERLINE__AUTH__OIDC__ISSUER", &issuer),
+            ("EMBERLINE__AUTH__OIDC__CLIENT_ID", "emberline-web"),
+            ("EMBERLINE__AUTH__OIDC__SCOPE", "openid api"),
+            (
+                "EMBERLINE__AUTH__OIDC__RESOURCE",
+                "https://emberline.test/api",
+            ),
+        ],
+    );
+    up.channel().await;
+    emberline_common::http::install_crypto_provider();
+    // A browser: cookies kept, redirects followed.
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client");
+    let info: serde_json::Value = browser
+        .get(format!("http://{web}/auth/oidc/info"))
+        .send()
+        .await
+        .expect("info")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(info["available"], true, "{info}");
+
+    // The button's link leads to the provider's login page.
+    let login_page = browser
+        .get(format!("http://{web}/auth/oidc/login"))
+        .send()
+        .await
+        .expect("to the provider");
+    let form_url = login_page.url().clone();
+    assert_eq!(form_url.port(), Some(port), "at the provider: {form_url}");
+    let html = login_page.text().await.expect("login page");
+    assert!(html.contains(r#"name="login""#), "{html}");
+    // Signing in there comes back to the dashboard with a session.
+    let back = browser
+        .post(form_url.as_str())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("prompt=login&login=default.viewer&password=anything")
+        .send()
+        .await
+        .expect("back from the provider");
+    assert_eq!(
+        back.url().port(),
+        Some(web.port()),
+        "back at the web UI: {}",
+        back.url()
+    );
+    let status = back.status();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        back.text().await.unwrap_or_default()
+    );
+    let who = browser
+        .post(format!("http://{web}/emberline.v1.AuthService/WhoAmI"))
+        .header("content-type", "application/grpc-web+proto")
+        .body(vec![0u8; 5])
+        .send()
+        .await
+        .expect("who am i");
+    let body = who.bytes().await.expect("body");
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("grpc-status:0")
+            && text.contains("default.viewer")
+            && text.contains("viewer"),
+        "{text}"
+    );
+
+    // A callback this browser did not begin is refused.
+    let forged = reqwest::Client::new()
+        .get(format!("http://{web}/auth/oidc/callback?code=x&state=y"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(forged.status(), 401);
 }

@@ -40,6 +40,7 @@ mod auth_api;
 mod commands;
 mod cooks;
 mod metrics;
+mod oidc_web;
 mod planner;
 mod queries;
 pub mod rate;

@@ -83,12 +83,21 @@ async fn asset(method: Method, uri: Uri, headers: HeaderMap) -> Response {
 
 /// The web origin's routes: the API (grpc-web and gRPC over HTTP/1.1 clients) and the page.
 pub async fn web_router(gateway: Gateway) -> Result<Router, ServeError> {
+    let provider = match &gateway.auth {
+        crate::AuthMode::Checked(auth) => auth.oidc().filter(|o| o.browser_sign_in()).cloned(),
+        crate::AuthMode::Unchecked => None,
+    };
+    let sign_in = match provider {
+        Some(provider) => crate::oidc_web::routes(provider, gateway.tls.is_some()),
+        None => crate::oidc_web::unavailable_routes(),
+    };
     Ok(api_routes(gateway)
         .await?
         .into_axum_router()
         // Only API routes speak grpc-web; the layer refuses plain HTTP/1.1 requests, so it
         // must not wrap the page.
         .route_layer(tonic_web::GrpcWebLayer::new())
+        .merge(sign_in)
         .fallback(asset))
 }
 

@@ -8,7 +8,9 @@
 // the page says so, reconnects (still signed in), and its series has neither a gap nor a
 // duplicate; signing out leaves nothing behind (Back and reload show the sign-in page); a
 // wrong password is refused in the server's words; signing in again returns to the page
-// that asked. Saves screenshots at 390×844 and 1440×900 in e2e/artifacts/ and prints the
+// that asked; a share link opened in a fresh browser shows the live cook and no control
+// (share.mjs); "Sign in with …" signs in through a real OpenID provider (oidc.mjs). Saves
+// screenshots at 390×844 and 1440×900 in e2e/artifacts/ and prints the
 // page's transferred size and time to first chart.
 
 import { spawn } from "node:child_process";
@@ -42,6 +44,10 @@ const freePort = () =>
 const dataDir = mkdtempSync(join(tmpdir(), "emberline-e2e-"));
 const [grpcPort, webPort, registryPort] = [await freePort(), await freePort(), await freePort()];
 const url = `http://127.0.0.1:${webPort}/`;
+// The OpenID provider for "Sign in with …" (emberline/tests/oidc, installed by the test
+// command); its web client returns to this page's callback.
+const { startProvider } = await import("./oidc.mjs");
+const provider = await startProvider({ port: await freePort(), webPort, dataDir });
 
 /** The one-time setup link in `emberline up`'s log, if this line has it. */
 function setupCode(line) {
@@ -57,7 +63,7 @@ function startUp() {
   const child = spawn(
     binary,
     ["--data-dir", dataDir, "up", "--grpc-addr", `127.0.0.1:${grpcPort}`, "--web-addr", `127.0.0.1:${webPort}`, "--registry-addr", `127.0.0.1:${registryPort}`],
-    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, RUST_LOG: "warn,emberline_gateway=info" } },
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...provider.env, RUST_LOG: "warn,emberline_gateway=info" } },
   );
   let foundSetup;
   const setup = new Promise((resolve) => (foundSetup = resolve));
@@ -316,10 +322,12 @@ try {
   await guesser.close();
 
   await (await import("./share.mjs")).checkShare({ browser, url, page, check, patience: PATIENCE, artifacts, binary, dataDir });
+  await (await import("./oidc.mjs")).checkProviderSignIn({ browser, url, check, patience: PATIENCE });
   console.log(`MEASURED transferred ${(transferred / 1024).toFixed(1)} KiB for the first load; overview with live numbers ${overviewMs} ms; first chart ${firstChartMs} ms after opening the device`);
   console.log(`screenshots in ${artifacts}`);
 } finally {
   await browser?.close();
   up.child.kill("SIGKILL");
+  provider.stop();
   rmSync(dataDir, { recursive: true, force: true });
 }

@@ -20,6 +20,21 @@ if (jwks.keys.length === 0 || rotate === "rotate") jwks.keys.unshift(newKey());
 writeFileSync(keysFile, JSON.stringify(jwks));
 const issuer = `http://127.0.0.1:${port}`;
 const clientIds = ["default.owner", "default.viewer", "next-door.owner", "default.nonsense"];
+// The web UI's client, when its callback is given: a public client (PKCE), whose users
+// sign in on the provider's development login page with the account name
+// `<tenant>.<role>` and any password.
+const webRedirect = process.env.EMBERLINE_WEB_REDIRECT;
+const resource = "https://emberline.test/api";
+const webClients = webRedirect
+  ? [{
+      client_id: "emberline-web",
+      token_endpoint_auth_method: "none",
+      grant_types: ["authorization_code"],
+      response_types: ["code"],
+      redirect_uris: [webRedirect],
+      id_token_signed_response_alg: "ES256",
+    }]
+  : [];
 
 const provider = new Provider(issuer, {
   jwks,
@@ -30,13 +45,29 @@ const provider = new Provider(issuer, {
     redirect_uris: [],
     response_types: [],
     id_token_signed_response_alg: "ES256",
-  })),
+  })).concat(webClients),
+  findAccount: (ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
+  // The web UI is first-party: no consent page.
+  loadExistingGrant: async (ctx) => {
+    const existing = ctx.oidc.result?.consent?.grantId
+      || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    if (existing) return ctx.oidc.provider.Grant.find(existing);
+    if (ctx.oidc.client.clientId !== "emberline-web") return undefined;
+    const grant = new ctx.oidc.provider.Grant({
+      clientId: "emberline-web",
+      accountId: ctx.oidc.session.accountId,
+    });
+    grant.addOIDCScope("openid");
+    grant.addResourceScope(resource, "api");
+    await grant.save();
+    return grant;
+  },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: Boolean(webRedirect) },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => "https://emberline.test/api",
+      defaultResource: () => resource,
       useGrantedResource: () => true,
       getResourceServerInfo: () => ({
         scope: "api",
@@ -48,8 +79,9 @@ const provider = new Provider(issuer, {
     },
   },
   extraTokenClaims: (ctx, token) => {
-    const [tenant, role] = String(token.clientId).split(".");
-    return { emberline_tenant: tenant, emberline_role: role, preferred_username: token.clientId };
+    const who = String(token.accountId ?? token.clientId);
+    const [tenant, role] = who.split(".");
+    return { emberline_tenant: tenant, emberline_role: role, preferred_username: who };
   },
 });
 

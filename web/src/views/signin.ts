@@ -4,6 +4,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { auth } from "../api";
 import { h } from "../dom";
+import { providerName, providerSignIn } from "../provider";
 import type { WhoAmIResponse } from "../gen/emberline/v1/emberline_pb";
 
 /** A refusal in the server's words; the network's failures in ours. */
@@ -64,8 +65,17 @@ export function renderSignIn(root: HTMLElement, signedIn: (caller: WhoAmIRespons
         submit.disabled = false;
       });
   });
+  // "Sign in with …": offered when the server has an OpenID provider for browsers; the
+  // server runs the flow (authorization code with PKCE) and sets the same session cookie.
+  const provider = h("p", { class: "auth-provider", hidden: true });
+  void providerSignIn().then((issuer) => {
+    if (!issuer) return;
+    const link = h("a", { href: "/auth/oidc/login", class: "button", id: "oidc-sign-in" }, `Sign in with ${providerName(issuer)}`);
+    provider.replaceChildren(link);
+    provider.hidden = false;
+  });
   root.replaceChildren(
-    h("section", { class: "auth" }, h("h2", { id: "signin-title" }, "Sign in"), notice ? h("p", { class: "facts notice" }, notice) : null, form),
+    h("section", { class: "auth" }, h("h2", { id: "signin-title" }, "Sign in"), notice ? h("p", { class: "facts notice" }, notice) : null, form, provider),
   );
   user.focus();
 }
