@@ -118,6 +118,9 @@ pub(crate) struct OpsConfig {
     /// Where to serve `GET /healthz` and `GET /readyz` (e.g. `"0.0.0.0:9400"` in a pod);
     /// unset serves neither.
     pub(crate) addr: Option<SocketAddr>,
+    /// A token `GET /metrics` requires as a bearer (Prometheus: `authorization:
+    /// credentials_file`); unset leaves metrics open to whoever reaches `addr`.
+    pub(crate) metrics_token: Option<emberline_common::Secret>,
 }
 
 /// Which log backend, and how to reach it.
@@ -183,8 +186,9 @@ pub(crate) struct KafkaSection {
     pub(crate) bootstrap_servers: String,
     /// Replication factor of created topics.
     pub(crate) replication_factor: i32,
-    /// Extra librdkafka properties (security.protocol, sasl.*, …).
-    pub(crate) properties: BTreeMap<String, String>,
+    /// Extra librdkafka properties (security.protocol, sasl.*, …); their values are treated
+    /// as secrets (never logged).
+    pub(crate) properties: BTreeMap<String, emberline_common::Secret>,
     /// Put before every topic, consumer and group name, so several installations can share
     /// one cluster.
     pub(crate) topic_prefix: String,

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use emberline_log::EventLog;
 use emberline_projections::ProjectionStore;
@@ -63,12 +64,46 @@ async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, String) {
     }
 }
 
-/// The endpoint's routes.
-pub(crate) fn router(readiness: Readiness) -> Router {
+/// Whether `headers` carry `token` as a bearer (compared in constant time).
+fn carries(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// The endpoint's routes. With `metrics_token`, `/metrics` answers only a scraper that
+/// sends it as a bearer (health and readiness stay open: probes carry no credentials).
+pub(crate) fn router(
+    readiness: Readiness,
+    metrics_token: Option<emberline_common::Secret>,
+) -> Router {
+    let metrics = get(move |headers: axum::http::HeaderMap| {
+        let token = metrics_token.clone();
+        async move {
+            if let Some(token) = token
+                && !carries(&headers, token.expose())
+            {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    "send `Authorization: Bearer <ops.metrics_token>`\n",
+                )
+                    .into_response();
+            }
+            exporter::render().await.into_response()
+        }
+    });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(exporter::render))
+        .route("/metrics", metrics)
         .with_state(readiness)
         .merge(crate::backup::routes())
 }
@@ -77,6 +112,7 @@ pub(crate) fn router(readiness: Readiness) -> Router {
 pub(crate) async fn serve(
     addr: SocketAddr,
     readiness: Readiness,
+    metrics_token: Option<emberline_common::Secret>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     install_metrics()?;
@@ -84,7 +120,7 @@ pub(crate) async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("ops endpoint on {addr} (ops.addr): {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "health, readiness and metrics endpoint listening");
-    axum::serve(listener, router(readiness))
+    axum::serve(listener, router(readiness, metrics_token))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
@@ -143,7 +179,7 @@ mod tests {
         let server = {
             let (r, s) = (readiness.clone(), shutdown.clone());
             tokio::spawn(async move {
-                axum::serve(listener, router(r))
+                axum::serve(listener, router(r, None))
                     .with_graceful_shutdown(async move { s.cancelled().await })
                     .await
             })
@@ -170,6 +206,44 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("emberline_build_info{version="), "{body}");
+        shutdown.cancel();
+        server.await.expect("join").expect("serve");
+    }
+
+    #[tokio::test]
+    async fn with_a_metrics_token_only_its_bearer_reads_metrics_and_probes_stay_open() {
+        emberline_common::http::install_crypto_provider();
+        install_metrics().expect("install the recorder");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let token = emberline_common::Secret::new("scrape-me-please");
+        let server = {
+            let s = shutdown.clone();
+            let app = router(Readiness::default(), Some(token));
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { s.cancelled().await })
+                    .await
+            })
+        };
+        let http = reqwest::Client::new();
+        let status = |bearer: Option<&'static str>, path: &'static str| {
+            let http = http.clone();
+            async move {
+                let mut request = http.get(format!("http://{addr}{path}"));
+                if let Some(b) = bearer {
+                    request = request.bearer_auth(b);
+                }
+                request.send().await.expect("answer").status().as_u16()
+            }
+        };
+        assert_eq!(status(None, "/metrics").await, 401);
+        assert_eq!(status(Some("scrape-me-pleasE"), "/metrics").await, 401);
+        assert_eq!(status(Some("scrape-me-please"), "/metrics").await, 200);
+        assert_eq!(status(None, "/healthz").await, 200);
         shutdown.cancel();
         server.await.expect("join").expect("serve");
     }

@@ -33,7 +33,8 @@ fn start_ops(
     readiness.waiting("log", "opening the event log");
     if let Some(addr) = config.ops.addr {
         let (r, s) = (readiness.clone(), shutdown.clone());
-        tasks.spawn(async move { ops::serve(addr, r, s).await });
+        let token = config.ops.metrics_token.clone();
+        tasks.spawn(async move { ops::serve(addr, r, token, s).await });
     }
     readiness
 }

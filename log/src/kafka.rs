@@ -41,8 +41,9 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// Timeout of metadata, offset and commit requests.
     pub request_timeout: Duration,
-    /// Further librdkafka properties (security, SASL, …), applied to every client.
-    pub properties: BTreeMap<String, String>,
+    /// Further librdkafka properties (security, SASL, …), applied to every client; values
+    /// are secrets (a SASL password is one), never shown in `Debug` output.
+    pub properties: BTreeMap<String, emberline_common::Secret>,
     /// Put before every topic, consumer and group name on the broker, so several
     /// Emberline installations (or test runs) can share one cluster.
     pub topic_prefix: String,
@@ -69,7 +70,7 @@ impl KafkaConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in &self.properties {
-            config.set(k, v);
+            config.set(k, v.expose());
         }
         config
     }
