@@ -1105,3 +1105,121 @@ async fn over_tls_the_built_in_connector_checks_the_gateways_certificate() {
         })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenants_connector_publishes_its_own_grills_only() {
+    let Some(binary) = mosquitto_binary() else {
+        return;
+    };
+    let broker = Broker::start(binary);
+    let watcher = Recorder::connect(broker.port, "watcher", &["home-ha/#", "acme-ha/#"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // Both tenants have a `sim-1`; the other tenant's has two probes, and a `sim-2` too.
+    let config = dir.path().join("emberline.toml");
+    std::fs::write(
+        &config,
+        "[[sources]]\nkind = \"simulator\"\ndevices = 1\nprobes = 4\nseed = 1\n\n\
+         [[sources]]\nkind = \"simulator\"\ntenant = \"acme\"\ndevices = 2\nprobes = 2\nseed = 2\n\n\
+         [processor]\ntick_interval_s = 1\n",
+    )
+    .expect("config");
+    let admin = dir.path().join("admin.password");
+    std::fs::write(&admin, "grill-master-9").expect("password");
+    let grpc = free_port();
+    let mut up = support::roles::Role::start(
+        "up",
+        &config,
+        &data,
+        &[
+            "up",
+            "--grpc-addr",
+            &grpc.to_string(),
+            "--web-addr",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("EMBERLINE__AUTH__MODE", "password".to_owned()),
+            (
+                "EMBERLINE__AUTH__ADMIN_PASSWORD_FILE",
+                admin.display().to_string(),
+            ),
+            (
+                "EMBERLINE__GATEWAY__REGISTRY_ADDR",
+                "127.0.0.1:0".to_owned(),
+            ),
+        ],
+    );
+    up.ready().await;
+    let token_of = |tenant: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_emberline"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "token",
+                "create",
+                "home assistant",
+                "--scope",
+                "control",
+                "--tenant",
+                tenant,
+            ])
+            .output()
+            .expect("emberline token create");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    };
+    let connector = |tenant: &str, base: &str| {
+        let env = vec![
+            ("EMBERLINE__HOME_ASSISTANT__BASE_TOPIC", base.to_owned()),
+            (
+                "EMBERLINE__HOME_ASSISTANT__MQTT__CLIENT_ID",
+                base.to_owned(),
+            ),
+            (
+                "EMBERLINE__HOME_ASSISTANT__DISCOVERY_PREFIX",
+                format!("discovery-{base}"),
+            ),
+            ("EMBERLINE__HOME_ASSISTANT__TOKEN", token_of(tenant)),
+        ];
+        Connector::start_with(&dir.path().join(base), grpc, &broker.url(), &env)
+    };
+    let _home = connector("default", "home-ha");
+    let _acme = connector("acme", "acme-ha");
+    watcher
+        .wait_for(
+            "both tenants' grills published by their own connectors",
+            |m| {
+                let has = |topic: &str| m.iter().any(|m| m.topic == topic);
+                let home = PROBES
+                    .iter()
+                    .all(|p| has(&format!("home-ha/sim-1/{p}/state")));
+                let acme = ["sim-1", "sim-2"].iter().all(|d| {
+                    ["pit", "meat-1"]
+                        .iter()
+                        .all(|p| has(&format!("acme-ha/{d}/{p}/state")))
+                });
+                (home && acme).then_some(())
+            },
+        )
+        .await;
+    let messages = watcher.messages();
+    let leaked: Vec<&str> = messages
+        .iter()
+        .map(|m| m.topic.as_str())
+        .filter(|t| {
+            t.starts_with("home-ha/sim-2/")
+                || ["meat-2", "meat-3"]
+                    .iter()
+                    .any(|p| t.starts_with(&format!("acme-ha/sim-1/{p}/")))
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "published for the other tenant's devices: {leaked:?}"
+    );
+    up.interrupt();
+}
