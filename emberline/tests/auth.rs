@@ -19,7 +19,7 @@ use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::{GetLatestRequest, ListDevicesRequest};
 use emberline_proto::v1::{SignInRequest, SignOutRequest, WhoAmIRequest};
 use prost::Message;
-use support::{Up, free_port};
+use support::{Up, bearer, free_port};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -192,6 +192,21 @@ fn add_user(dir: &std::path::Path, name: &str, role: &str) {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// Adds `neighbour`, the owner of another tenant, `next-door`.
+fn add_neighbour(data: &std::path::Path) {
+    emberline_auth::users::add(
+        &emberline_auth::store::IdentityFile::new(data),
+        emberline_auth::users::NewUser {
+            name: "neighbour",
+            password: PASSWORD,
+            role: emberline_auth::Role::Owner,
+            tenant: "next-door",
+        },
+        false,
+    )
+    .expect("another tenant's owner");
+}
+
 async fn sign_in(channel: &Channel, user: &str) -> String {
     AuthServiceClient::new(channel.clone())
         .sign_in(SignInRequest {
@@ -247,17 +262,7 @@ async fn every_rpc_refuses_who_may_not_call_it_on_grpc_and_grpc_web() {
 
     // Users made by the command while the server runs, and one of another tenant.
     add_user(&data, "viewer", "viewer");
-    emberline_auth::users::add(
-        &emberline_auth::store::IdentityFile::new(&data),
-        emberline_auth::users::NewUser {
-            name: "neighbour",
-            password: PASSWORD,
-            role: emberline_auth::Role::Owner,
-            tenant: "next-door",
-        },
-        false,
-    )
-    .expect("another tenant's owner");
+    add_neighbour(&data);
     let owner = sign_in(&channel, "admin").await;
     let viewer = sign_in(&channel, "viewer").await;
     let neighbour = sign_in(&channel, "neighbour").await;
@@ -612,15 +617,6 @@ fn auth_mode_none_is_refused_off_loopback() {
     let _ = std::io::stdout().flush();
 }
 
-fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    request
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_link_shows_one_cook_live_and_nothing_else() {
     use emberline_proto::v1::cook_service_client::CookServiceClient;
@@ -946,17 +942,7 @@ async fn owners_read_their_tenants_audit_trail_and_nobody_elses() {
         .expect("token");
     // Changes made with the command while the server runs are in the trail too.
     add_user(&data, "sam", "viewer");
-    emberline_auth::users::add(
-        &emberline_auth::store::IdentityFile::new(&data),
-        emberline_auth::users::NewUser {
-            name: "neighbour",
-            password: PASSWORD,
-            role: emberline_auth::Role::Owner,
-            tenant: "next-door",
-        },
-        false,
-    )
-    .expect("another tenant's owner");
+    add_neighbour(&data);
     let viewer = sign_in(&channel, "sam").await;
     let neighbour = sign_in(&channel, "neighbour").await;
 

@@ -49,6 +49,20 @@ struct Recorder {
 }
 
 impl Recorder {
+    /// Waits until a state of every one of `probes` of `device` is published under `base`.
+    async fn wait_for_states(&self, what: &str, base: &str, device: &str, probes: &[&str]) {
+        self.wait_for(what, |m| {
+            probes
+                .iter()
+                .all(|p| {
+                    let topic = format!("{base}/{device}/{p}/state");
+                    m.iter().any(|m| m.topic == topic)
+                })
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Connects and returns once the broker has acknowledged every subscription, so that
     /// nothing published afterwards is missed.
     async fn connect(port: u16, id: &str, filters: &[&str]) -> Self {
@@ -997,15 +1011,12 @@ async fn with_sign_in_on_connectors_need_a_token_and_up_gives_its_own_one() {
 
     // The connector inside `up` signs in with the token `up` gave it.
     watcher
-        .wait_for("sim-1's states from the built-in connector", |m| {
-            PROBES
-                .iter()
-                .all(|p| {
-                    m.iter()
-                        .any(|m| m.topic == format!("emberline/sim-1/{p}/state"))
-                })
-                .then_some(())
-        })
+        .wait_for_states(
+            "sim-1's states from the built-in connector",
+            "emberline",
+            "sim-1",
+            &PROBES,
+        )
         .await;
 
     // A separate connector without a token is refused, and says what to do.
@@ -1057,15 +1068,12 @@ async fn with_sign_in_on_connectors_need_a_token_and_up_gives_its_own_one() {
     assert!(token.starts_with("emt_"), "{token}");
     let _allowed = elsewhere(Some(token));
     watcher
-        .wait_for("sim-1's states from the connector with a token", |m| {
-            PROBES
-                .iter()
-                .all(|p| {
-                    m.iter()
-                        .any(|m| m.topic == format!("elsewhere/sim-1/{p}/state"))
-                })
-                .then_some(())
-        })
+        .wait_for_states(
+            "sim-1's states from the connector with a token",
+            "elsewhere",
+            "sim-1",
+            &PROBES,
+        )
         .await;
 }
 
@@ -1094,15 +1102,12 @@ async fn over_tls_the_built_in_connector_checks_the_gateways_certificate() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _up = Up::start_with(&dir.path().join("data"), free_port(), &env);
     watcher
-        .wait_for("sim-1's states through a TLS gateway", |m| {
-            PROBES
-                .iter()
-                .all(|p| {
-                    m.iter()
-                        .any(|m| m.topic == format!("emberline/sim-1/{p}/state"))
-                })
-                .then_some(())
-        })
+        .wait_for_states(
+            "sim-1's states through a TLS gateway",
+            "emberline",
+            "sim-1",
+            &PROBES,
+        )
         .await;
 }
 

@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use emberline_proto::v1::cook_service_client::CookServiceClient;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::{GetLatestRequest, ListDevicesRequest, StartCookRequest};
-use support::{PATIENCE, Up, eventually, free_port};
-use tonic::{Code, Request};
+use support::{PATIENCE, Up, bearer, eventually, free_port};
+use tonic::Code;
 
 fn provider_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
@@ -99,15 +99,6 @@ async fn token(http: &reqwest::Client, issuer: &str, client: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no access token: {answer}"))
         .to_owned()
-}
-
-fn bearer<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,12 +70,7 @@ impl Tenant {
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.token).parse().expect("header"),
-        );
-        request
+        support::bearer(&self.token, message)
     }
 }
 

@@ -62,6 +62,16 @@ pub async fn history(
     Ok(answer.into_inner().points)
 }
 
+/// `message` as a request carrying `token` as its bearer.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    request
+}
+
 /// A loopback port that is free now.
 ///
 /// Picked below the kernel's ephemeral range (32768–60999 by default), so that ports the
