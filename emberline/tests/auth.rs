@@ -77,6 +77,73 @@ impl tonic::codec::Decoder for Raw {
 struct Method {
     path: String,
     streaming: bool,
+    /// The request's identifier fields, by name: (number, name, nested fields of a message).
+    ids: Vec<IdField>,
+}
+
+/// A string field naming something (a device, cook, rule, alert, token or link), or a
+/// message field holding such fields.
+#[derive(Clone, Debug)]
+struct IdField {
+    number: u32,
+    name: String,
+    nested: Vec<IdField>,
+}
+
+/// The id fields of message `type_name` (`.emberline.v1.X`), one level of nesting deep.
+fn id_fields(file: &prost_types::FileDescriptorProto, type_name: &str, depth: u32) -> Vec<IdField> {
+    use prost_types::field_descriptor_proto::Type;
+    let short = type_name.rsplit('.').next().unwrap_or_default();
+    let Some(message) = file.message_type.iter().find(|m| m.name() == short) else {
+        return Vec::new();
+    };
+    let mut fields = Vec::new();
+    for f in &message.field {
+        let named = ["device_id", "cook_id", "alert_id", "rule_id", "id"].contains(&f.name());
+        if f.r#type() == Type::String && named {
+            fields.push(IdField {
+                number: f.number() as u32,
+                name: f.name().to_owned(),
+                nested: Vec::new(),
+            });
+        } else if f.r#type() == Type::Message && depth == 0 {
+            let nested = id_fields(file, f.type_name(), 1);
+            if !nested.is_empty() {
+                fields.push(IdField {
+                    number: f.number() as u32,
+                    name: f.name().to_owned(),
+                    nested,
+                });
+            }
+        }
+    }
+    fields
+}
+
+/// A protobuf message setting each of `fields` to the value `value_of` gives its name.
+fn encode_ids(fields: &[IdField], value_of: &dyn Fn(&str) -> Option<String>) -> Vec<u8> {
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut out = Vec::new();
+    for f in fields {
+        let bytes = if f.nested.is_empty() {
+            match value_of(&f.name) {
+                Some(v) => v.into_bytes(),
+                None => continue,
+            }
+        } else {
+            encode_ids(&f.nested, value_of)
+        };
+        varint(u64::from(f.number) << 3 | 2, &mut out);
+        varint(bytes.len() as u64, &mut out);
+        out.extend_from_slice(&bytes);
+    }
+    out
 }
 
 /// Every `emberline.v1` method, from reflection.
@@ -136,6 +203,7 @@ async fn methods(channel: Channel) -> Vec<Method> {
                     found.push(Method {
                         path: format!("/{full}/{}", m.name()),
                         streaming: m.server_streaming(),
+                        ids: id_fields(&file, m.input_type(), 0),
                     });
                 }
             }
@@ -143,6 +211,183 @@ async fn methods(channel: Channel) -> Vec<Method> {
     }
     assert!(found.len() >= 25, "reflection listed only {found:?}");
     found
+}
+
+/// Every RPC, called by another tenant's owner with this tenant's ids (its device, cook,
+/// alert rule, API token and share link): nothing that changes things is done, and no
+/// answer holds any of those ids.
+async fn neighbour_finds_nothing(
+    channel: &Channel,
+    methods: &[Method],
+    owner: &str,
+    neighbour: &str,
+) {
+    use emberline_proto::v1::alert_service_client::AlertServiceClient;
+    use emberline_proto::v1::cook_service_client::CookServiceClient;
+    use emberline_proto::v1::share_service_client::ShareServiceClient;
+    use emberline_proto::v1::token_service_client::TokenServiceClient;
+    use emberline_proto::v1::{
+        AlertRule, CreateShareLinkRequest, CreateTokenRequest, GetCookRequest, SetAlertRuleRequest,
+        StartCookRequest,
+    };
+    let cook_id = CookServiceClient::new(channel.clone())
+        .start_cook(bearer(
+            owner,
+            StartCookRequest {
+                device_id: "sim-1".into(),
+                ..StartCookRequest::default()
+            },
+        ))
+        .await
+        .expect("a cook")
+        .into_inner()
+        .cook_id;
+    let cooks = CookServiceClient::new(channel.clone());
+    support::eventually(
+        "the cook projected",
+        support::PATIENCE,
+        std::time::Duration::from_millis(100),
+        || {
+            let (mut cooks, request) = (
+                cooks.clone(),
+                bearer(
+                    owner,
+                    GetCookRequest {
+                        cook_id: cook_id.clone(),
+                    },
+                ),
+            );
+            async move {
+                cooks
+                    .get_cook(request)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await;
+    let rule_id = AlertServiceClient::new(channel.clone())
+        .set_alert_rule(bearer(
+            owner,
+            SetAlertRuleRequest {
+                rule: Some(AlertRule {
+                    device_id: "sim-1".into(),
+                    probe_id: Some("pit".into()),
+                    kind: "above".into(),
+                    threshold: Some(400.0),
+                    ..AlertRule::default()
+                }),
+            },
+        ))
+        .await
+        .expect("a rule")
+        .into_inner()
+        .rule_id;
+    let token_id = TokenServiceClient::new(channel.clone())
+        .create_token(bearer(
+            owner,
+            CreateTokenRequest {
+                name: "mine".into(),
+                scope: "read".into(),
+                expires_at_ms: None,
+            },
+        ))
+        .await
+        .expect("a token")
+        .into_inner()
+        .info
+        .expect("info")
+        .id;
+    let share_id = ShareServiceClient::new(channel.clone())
+        .create_share_link(bearer(
+            owner,
+            CreateShareLinkRequest {
+                cook_id: cook_id.clone(),
+                expires_at_ms: None,
+            },
+        ))
+        .await
+        .expect("a link")
+        .into_inner()
+        .link
+        .expect("link")
+        .id;
+    let ours = [
+        "sim-1".to_owned(),
+        cook_id.clone(),
+        rule_id.clone(),
+        token_id.clone(),
+        share_id.clone(),
+    ];
+    let mut named = 0;
+    for m in methods
+        .iter()
+        .filter(|m| !is_public(m) && !m.ids.is_empty())
+    {
+        let value_of = |field: &str| -> Option<String> {
+            Some(match field {
+                "device_id" => "sim-1".into(),
+                "cook_id" => cook_id.clone(),
+                "rule_id" => rule_id.clone(),
+                "alert_id" => format!("{rule_id}#1"),
+                "id" if m.path.contains("ShareService") => share_id.clone(),
+                "id" => token_id.clone(),
+                _ => return None,
+            })
+        };
+        let request = bearer(neighbour, encode_ids(&m.ids, &value_of));
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.expect("ready");
+        let path = m.path.parse().expect("path");
+        let answers: Result<Vec<Vec<u8>>, tonic::Status> = if m.streaming {
+            match grpc.server_streaming(request, path, Raw).await {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    let first =
+                        tokio::time::timeout(std::time::Duration::from_secs(2), stream.next())
+                            .await;
+                    Ok(match first {
+                        Ok(Some(Ok(message))) => vec![message],
+                        _ => Vec::new(),
+                    })
+                }
+                Err(status) => Err(status),
+            }
+        } else {
+            grpc.unary(request, path, Raw)
+                .await
+                .map(|r| vec![r.into_inner()])
+        };
+        match answers {
+            Ok(messages) => {
+                assert!(
+                    !changes(m) || m.path.ends_with("/CreateToken"),
+                    "{} did something for another tenant",
+                    m.path
+                );
+                for message in messages {
+                    for id in &ours {
+                        let leaked = message.windows(id.len()).any(|w| w == id.as_bytes());
+                        assert!(!leaked, "{} answered another tenant with {id:?}", m.path);
+                    }
+                }
+            }
+            Err(status) => assert!(
+                matches!(
+                    status.code(),
+                    Code::NotFound
+                        | Code::InvalidArgument
+                        | Code::FailedPrecondition
+                        | Code::PermissionDenied
+                ),
+                "{} as another tenant: {status:?}",
+                m.path
+            ),
+        }
+        named += 1;
+    }
+    assert!(named >= 20, "only {named} methods take an id");
 }
 
 /// The status `method` answers an empty request with, as `token`.
@@ -372,18 +617,7 @@ async fn every_rpc_refuses_who_may_not_call_it_on_grpc_and_grpc_web() {
         .await
         .expect_err("another tenant's device");
     assert_eq!(hidden.code(), Code::NotFound, "{hidden:?}");
-    let mut list = tonic::Request::new(ListDevicesRequest::default());
-    list.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {neighbour}").parse().expect("header"),
-    );
-    let listed = devices
-        .clone()
-        .list_devices(list)
-        .await
-        .expect("list")
-        .into_inner();
-    assert!(listed.devices.is_empty(), "{listed:?}");
+    neighbour_finds_nothing(&channel, &methods, &owner, &neighbour).await;
 
     // grpc-web on the web origin: the same layer answers.
     emberline_common::http::install_crypto_provider();
@@ -875,6 +1109,7 @@ async fn oversized_requests_and_callers_over_budget_are_refused() {
     let add_note = Method {
         path: "/emberline.v1.CookService/AddNote".into(),
         streaming: false,
+        ids: Vec::new(),
     };
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.expect("ready");
@@ -892,6 +1127,7 @@ async fn oversized_requests_and_callers_over_budget_are_refused() {
     let list = Method {
         path: "/emberline.v1.DeviceService/ListDevices".into(),
         streaming: false,
+        ids: Vec::new(),
     };
     let burst = emberline_gateway::rate::BURST as usize;
     let mut over = None;
