@@ -2,9 +2,9 @@
 //! token into a [`Caller`].
 //!
 //! * Access tokens are JWTs signed with HS256 by the data directory's key, valid
-//!   [`AuthSettings::access_ttl`] (15 minutes by default). They name the user and tenant;
-//!   the role is read from the identities file on every call, so a changed role or a
-//!   removed user takes effect at once.
+//!   [`AuthSettings::access_ttl`] (15 minutes by default). They name the user, tenant and
+//!   session; the role and the session are read from the identities file on every call, so
+//!   a changed role, a removed user or a signed-out session takes effect at once.
 //! * Refresh tokens are random, stored as digests, valid [`AuthSettings::refresh_ttl`] (30
 //!   days) and work once: refreshing spends the token and returns a new one of the same
 //!   family. A spent token presented again ends the whole family (the token was copied),
@@ -66,6 +66,9 @@ struct Claims {
     iss: String,
     sub: String,
     ten: String,
+    /// The session (refresh family) it belongs to: signing out ends it at once.
+    #[serde(default)]
+    sid: String,
     iat: i64,
     nbf: i64,
     exp: i64,
@@ -479,6 +482,13 @@ impl Authenticator {
             .user(&claims.sub)
             .filter(|u| u.tenant == claims.ten)
             .ok_or_else(|| AuthError::Unauthenticated("the user no longer exists".into()))?;
+        // Signing out, a new password or a reused refresh token ended the session: its
+        // access tokens end with it, not when they expire.
+        if !doc.sessions.iter().any(|s| s.family == claims.sid) {
+            return Err(AuthError::Unauthenticated(
+                "the session was ended; sign in again".into(),
+            ));
+        }
         Ok(Caller {
             name: user.name.clone(),
             tenant: user.tenant.clone(),
@@ -728,10 +738,15 @@ impl Authenticator {
             .cloned()
             .ok_or_else(|| AuthError::Unauthenticated("the user no longer exists".into()))?;
         let access_expires_at_ms = now + self.settings.access_ttl.as_millis() as i64;
+        let family = match family {
+            Some(f) => f,
+            None => random_id()?,
+        };
         let claims = Claims {
             iss: ISSUER.into(),
             sub: record.name.clone(),
             ten: record.tenant.clone(),
+            sid: family.clone(),
             iat: now / 1000,
             nbf: now / 1000,
             exp: access_expires_at_ms / 1000,
@@ -743,10 +758,7 @@ impl Authenticator {
         let session = Session {
             digest: digest(&refresh_token),
             user: record.name.clone(),
-            family: match family {
-                Some(f) => f,
-                None => random_id()?,
-            },
+            family,
             expires_at_ms: now + self.settings.refresh_ttl.as_millis() as i64,
             spent_at_ms: None,
         };

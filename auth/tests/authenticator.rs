@@ -82,6 +82,13 @@ fn signing_out_ends_the_session_and_other_sessions_stay() {
     let laptop = auth.sign_in("pat", "correct horse", HOME).expect("laptop");
     auth.sign_out(&phone.refresh_token).expect("sign out");
     unauthenticated(auth.refresh(&phone.refresh_token));
+    let why = unauthenticated(auth.verify(&phone.access_token));
+    assert!(
+        why.contains("session was ended"),
+        "its access token ends at once: {why}"
+    );
+    auth.verify(&laptop.access_token)
+        .expect("the other session's access token lives");
     auth.refresh(&laptop.refresh_token)
         .expect("the other session lives");
 }

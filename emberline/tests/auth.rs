@@ -14,10 +14,10 @@ use std::process::{Command, Stdio};
 use bytes::{Buf, BufMut};
 use emberline_auth::Permission;
 use emberline_gateway::Rule;
+use emberline_proto::v1::SignInRequest;
 use emberline_proto::v1::auth_service_client::AuthServiceClient;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::{GetLatestRequest, ListDevicesRequest};
-use emberline_proto::v1::{SignInRequest, SignOutRequest, WhoAmIRequest};
 use prost::Message;
 use support::{Up, bearer, free_port};
 use tokio_stream::StreamExt;
@@ -465,14 +465,15 @@ async fn sign_in(channel: &Channel, user: &str) -> String {
         .access_token
 }
 
-fn forged(key: &[u8], exp_offset_s: i64) -> String {
+/// An access token made outside the server, for the admin's session `sid`.
+fn forged(key: &[u8], exp_offset_s: i64, sid: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64;
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({"iss": "emberline", "sub": "admin", "ten": "default",
+        &serde_json::json!({"iss": "emberline", "sub": "admin", "ten": "default", "sid": sid,
             "iat": now - 7200, "nbf": now - 7200, "exp": now + exp_offset_s}),
         &jsonwebtoken::EncodingKey::from_secret(key),
     )
@@ -512,9 +513,19 @@ async fn every_rpc_refuses_who_may_not_call_it_on_grpc_and_grpc_web() {
     let viewer = sign_in(&channel, "viewer").await;
     let neighbour = sign_in(&channel, "neighbour").await;
     let key = std::fs::read(data.join("auth.key")).expect("signing key");
-    let expired = forged(&key, -600);
-    let foreign = forged(&[7u8; 32], 600);
-    let valid_forgery_check = forged(&key, 600);
+    // The admin's session, as the identities file has it.
+    let identities: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("auth.json")).expect("identities"))
+            .expect("json");
+    let sid = identities["sessions"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["user"] == "admin"))
+        .and_then(|s| s["family"].as_str())
+        .expect("the admin's session")
+        .to_owned();
+    let expired = forged(&key, -600, &sid);
+    let foreign = forged(&[7u8; 32], 600, &sid);
+    let valid_forgery_check = forged(&key, 600, &sid);
 
     let mut checked = 0;
     for m in &methods {
@@ -823,8 +834,21 @@ async fn the_web_session_lives_in_http_only_cookies_and_ends_on_sign_out() {
         .await
         .expect_err("a signed-out session does not refresh");
     assert_eq!(again.code(), Code::Unauthenticated);
-    let _ = SignOutRequest::default();
-    let _ = WhoAmIRequest::default();
+    // A copy of the access cookie kept from before is worthless at once, not in 15 minutes.
+    let stale = web
+        .post(format!("http://{}/emberline.v1.AuthService/WhoAmI", up.web))
+        .header("content-type", "application/grpc-web+proto")
+        .header("cookie", &access)
+        .body(vec![0u8; 5])
+        .send()
+        .await
+        .expect("who am i");
+    let status = stale
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(status.as_deref(), Some("16"), "{stale:?}");
 }
 
 #[test]
