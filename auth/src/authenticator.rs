@@ -105,7 +105,7 @@ pub struct Authenticator {
     shares_opened: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The users and API tokens last seen in the identities file, to report changes made
     /// by the command.
-    seen_users: std::sync::Mutex<Option<(Vec<User>, Vec<ApiToken>)>>,
+    seen_users: std::sync::Mutex<Option<std::sync::Arc<crate::store::Identities>>>,
     /// A pre-shared token for the deployment's own roles (scope `ingest`), from its secrets.
     service_token: Option<String>,
     /// The OpenID provider whose tokens are accepted too.
@@ -211,23 +211,28 @@ impl Authenticator {
 
     fn remember_users(&self) {
         if let Ok(doc) = self.file.current() {
-            *self.seen_users.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((doc.users.clone(), doc.tokens.clone()));
+            *self.seen_users.lock().unwrap_or_else(|p| p.into_inner()) = Some(doc);
         }
     }
 
     /// Reports users added, removed, re-roled or re-keyed since last looked (changes made
     /// with `emberline user` while this process runs).
-    fn notice_user_changes(&self, doc: &crate::store::Identities) {
+    fn notice_user_changes(&self, doc: &std::sync::Arc<crate::store::Identities>) {
         if self.audit.get().is_none() {
             return;
         }
         let mut seen = self.seen_users.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((before, tokens_before)) = seen.as_ref() else {
-            *seen = Some((doc.users.clone(), doc.tokens.clone()));
+        let Some(last) = seen.as_ref() else {
+            *seen = Some(doc.clone());
             return;
         };
+        // The file unchanged since (the common case on every call): nothing to compare.
+        if std::sync::Arc::ptr_eq(last, doc) {
+            return;
+        }
+        let (before, tokens_before) = (&last.users, &last.tokens);
         if *before == doc.users && *tokens_before == doc.tokens {
+            *seen = Some(doc.clone());
             return;
         }
         let actor = "command line";
@@ -278,7 +283,7 @@ impl Authenticator {
         for t in revoked.into_iter().filter(|t| !mine.contains(&t.id)) {
             self.audit(&t.tenant, AuditKind::TokenRevoked, actor, Some(&t.id), None);
         }
-        *seen = Some((doc.users.clone(), doc.tokens.clone()));
+        *seen = Some(doc.clone());
     }
 
     /// The identities file.

@@ -596,14 +596,12 @@ async fn every_rpc_refuses_who_may_not_call_it_on_grpc_and_grpc_web() {
     // Another tenant's owner is let in, and finds nothing of this tenant: sim-1 is this
     // tenant's device, and to the neighbour it does not exist.
     let latest = |token: &str| {
-        let mut request = tonic::Request::new(GetLatestRequest {
-            device_id: "sim-1".into(),
-        });
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("header"),
-        );
-        request
+        bearer(
+            token,
+            GetLatestRequest {
+                device_id: "sim-1".into(),
+            },
+        )
     };
     let devices = DeviceServiceClient::new(channel.clone());
     support::eventually(
