@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditEvent, AuditKind, AuditSink};
 use crate::identity::{Caller, DEFAULT_TENANT, Grant, Role, Scope};
 use crate::secrets::{digest, random_id, random_token, signing_key};
-use crate::store::{ApiToken, IdentityFile, Session, ShareLink, User};
+use crate::store::{ApiToken, IdentityStore, Session, ShareLink, User};
 use crate::throttle::{SignInThrottle, ThrottlePolicy};
 use crate::{AuthError, password, users};
 
@@ -87,9 +87,9 @@ pub struct SignedIn {
     pub caller: Caller,
 }
 
-/// Checks credentials against one data directory's identities.
+/// Checks credentials against an install's identities.
 pub struct Authenticator {
-    file: IdentityFile,
+    file: IdentityStore,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -117,20 +117,36 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// The authenticator of the identities in `dir` (made on first use).
+    /// The authenticator of the identities file in `dir` (made on first use), signing with
+    /// the key in `dir`.
     pub fn open(dir: &std::path::Path, settings: AuthSettings) -> Result<Self, AuthError> {
-        let key = signing_key(dir)?;
+        Self::new(IdentityStore::file(dir), &signing_key(dir)?, settings)
+    }
+
+    /// The authenticator of the identities in `store`, signing access tokens with `key`
+    /// (every replica that shares a store must share the key).
+    pub fn new(
+        store: IdentityStore,
+        key: &[u8],
+        settings: AuthSettings,
+    ) -> Result<Self, AuthError> {
+        if key.len() < 32 {
+            return Err(AuthError::InvalidArgument(
+                "the key that signs access tokens needs at least 32 bytes (e.g. `openssl rand \
+                 -hex 32`)"
+                    .into(),
+            ));
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.validate_nbf = true;
         validation.leeway = 30;
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
-        let file = IdentityFile::new(dir);
-        file.current()?;
+        store.current()?;
         Ok(Self {
-            file,
-            encoding: EncodingKey::from_secret(&key),
-            decoding: DecodingKey::from_secret(&key),
+            file: store,
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
             validation,
             throttle: SignInThrottle::new(settings.throttle.clone()),
             settings,
@@ -177,7 +193,16 @@ impl Authenticator {
     pub async fn verify_any(&self, bearer: &str) -> Result<Caller, AuthError> {
         match &self.oidc {
             Some(oidc) if oidc.claims_issuer(bearer) => oidc.verify(bearer).await,
-            _ => self.verify(bearer),
+            _ => match self.check(bearer) {
+                Ok(caller) => Ok(caller),
+                // Signed in, made or shared on another replica a moment ago: read the log
+                // to its end before refusing.
+                Err(Miss::NotSeen(_)) if self.file.may_lag() => {
+                    self.file.catch_up().await?;
+                    self.verify(bearer)
+                }
+                Err(miss) => Err(miss.into_error()),
+            },
         }
     }
 
@@ -218,7 +243,7 @@ impl Authenticator {
     /// Reports users added, removed, re-roled or re-keyed since last looked (changes made
     /// with `emberline user` while this process runs).
     fn notice_user_changes(&self, doc: &std::sync::Arc<crate::store::Identities>) {
-        if self.audit.get().is_none() {
+        if self.audit.get().is_none() || self.file.writers_report_changes() {
             return;
         }
         let mut seen = self.seen_users.lock().unwrap_or_else(|p| p.into_inner());
@@ -286,8 +311,8 @@ impl Authenticator {
         *seen = Some(doc.clone());
     }
 
-    /// The identities file.
-    pub fn identities(&self) -> &IdentityFile {
+    /// Where the identities live.
+    pub fn identities(&self) -> &IdentityStore {
         &self.file
     }
 
@@ -305,10 +330,12 @@ impl Authenticator {
     }
 
     /// Creates the first owner with the setup code, and signs them in.
-    pub fn setup(&self, code: &str, user: &str, pass: &str) -> Result<SignedIn, AuthError> {
+    pub async fn setup(&self, code: &str, user: &str, pass: &str) -> Result<SignedIn, AuthError> {
         {
-            let mut expected = self.setup_code.lock().unwrap_or_else(|p| p.into_inner());
-            let matches = expected
+            let matches = self
+                .setup_code
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
                 .as_deref()
                 .is_some_and(|e| constant_time_eq(e.as_bytes(), code.as_bytes()));
             if !matches {
@@ -328,17 +355,23 @@ impl Authenticator {
                     tenant: DEFAULT_TENANT,
                 },
                 true,
-            )?;
-            *expected = None;
+            )
+            .await?;
+            *self.setup_code.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         self.remember_users();
         self.audit(DEFAULT_TENANT, AuditKind::SetupCompleted, user, None, None);
-        self.issue(user, None)
+        self.issue(user, None).await
     }
 
     /// Checks a password and signs the user in. Failures from `from` are counted and, past
     /// the policy's free tries, slowed down.
-    pub fn sign_in(&self, user: &str, pass: &str, from: IpAddr) -> Result<SignedIn, AuthError> {
+    pub async fn sign_in(
+        &self,
+        user: &str,
+        pass: &str,
+        from: IpAddr,
+    ) -> Result<SignedIn, AuthError> {
         let now = Instant::now();
         let doc = self.file.current()?;
         self.notice_user_changes(&doc);
@@ -380,20 +413,18 @@ impl Authenticator {
         self.throttle.succeeded(user, from, now);
         self.audit(tenant, AuditKind::SignedIn, user, None, Some(from));
         let name = known.map_or(user, |u| u.name.as_str()).to_owned();
-        self.issue(&name, None)
+        self.issue(&name, None).await
     }
 
     /// Trades a refresh token for a new session.
-    pub fn refresh(&self, refresh_token: &str) -> Result<SignedIn, AuthError> {
+    pub async fn refresh(&self, refresh_token: &str) -> Result<SignedIn, AuthError> {
         let spent = digest(refresh_token);
         let now = clock::now_ms();
-        let (user, family) = self
+        let outcome = self
             .file
             .update(now, |doc| {
                 let Some(session) = doc.sessions.iter_mut().find(|s| s.digest == spent) else {
-                    return Ok(Err(
-                        "the refresh token is unknown, expired or revoked; sign in again",
-                    ));
+                    return Ok(Refreshed::Unknown);
                 };
                 match session.spent_at_ms {
                     Some(at) if now - at > REUSE_GRACE_MS => {
@@ -402,53 +433,67 @@ impl Authenticator {
                         doc.sessions.retain(|s| s.family != family);
                         let tenant = doc
                             .user(&user)
-                            .map_or(DEFAULT_TENANT, |u| u.tenant.as_str());
-                        self.audit(tenant, AuditKind::RefreshReused, &user, None, None);
-                        return Ok(Err(
-                            "this refresh token was used already; every session from that sign-in \
-                         is ended",
-                        ));
+                            .map_or(DEFAULT_TENANT, |u| u.tenant.as_str())
+                            .to_owned();
+                        return Ok(Refreshed::Reused { user, tenant });
                     }
                     Some(_) => {}
                     None => session.spent_at_ms = Some(now),
                 }
                 let (user, family) = (session.user.clone(), session.family.clone());
                 if doc.user(&user).is_none() {
-                    return Ok(Err("the user was removed"));
+                    return Ok(Refreshed::UserGone);
                 }
-                Ok(Ok((user, family)))
-            })?
-            .map_err(|reason| AuthError::Unauthenticated(reason.into()))?;
-        self.issue(&user, Some(family))
+                Ok(Refreshed::Traded { user, family })
+            })
+            .await?;
+        let why = match outcome {
+            Refreshed::Traded { user, family } => return self.issue(&user, Some(family)).await,
+            Refreshed::Unknown => "the refresh token is unknown, expired or revoked; sign in again",
+            Refreshed::UserGone => "the user was removed",
+            Refreshed::Reused { user, tenant } => {
+                self.audit(&tenant, AuditKind::RefreshReused, &user, None, None);
+                "this refresh token was used already; every session from that sign-in is ended"
+            }
+        };
+        Err(AuthError::Unauthenticated(why.into()))
     }
 
     /// Ends the session of `refresh_token` (every token of its family).
-    pub fn sign_out(&self, refresh_token: &str) -> Result<(), AuthError> {
+    pub async fn sign_out(&self, refresh_token: &str) -> Result<(), AuthError> {
         let spent = digest(refresh_token);
-        let ended = self.file.update(clock::now_ms(), |doc| {
-            let Some((family, user)) = doc
-                .sessions
-                .iter()
-                .find(|s| s.digest == spent)
-                .map(|s| (s.family.clone(), s.user.clone()))
-            else {
-                return Ok(None);
-            };
-            doc.sessions.retain(|s| s.family != family);
-            let tenant = doc.user(&user).map(|u| u.tenant.clone());
-            Ok(Some((
-                user,
-                tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
-            )))
-        })?;
+        let ended = self
+            .file
+            .update(clock::now_ms(), |doc| {
+                let Some((family, user)) = doc
+                    .sessions
+                    .iter()
+                    .find(|s| s.digest == spent)
+                    .map(|s| (s.family.clone(), s.user.clone()))
+                else {
+                    return Ok(None);
+                };
+                doc.sessions.retain(|s| s.family != family);
+                let tenant = doc.user(&user).map(|u| u.tenant.clone());
+                Ok(Some((
+                    user,
+                    tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
+                )))
+            })
+            .await?;
         if let Some((user, tenant)) = ended {
             self.audit(&tenant, AuditKind::SignedOut, &user, None, None);
         }
         Ok(())
     }
 
-    /// The caller a bearer token proves, or why it proves nothing.
+    /// The caller a bearer token proves, or why it proves nothing, as far as this process
+    /// has read the identities ([`verify_any`](Self::verify_any) reads on before refusing).
     pub fn verify(&self, bearer: &str) -> Result<Caller, AuthError> {
+        self.check(bearer).map_err(Miss::into_error)
+    }
+
+    fn check(&self, bearer: &str) -> Result<Caller, Miss> {
         if let Some(service) = &self.service_token
             && constant_time_eq(service.as_bytes(), bearer.as_bytes())
         {
@@ -464,7 +509,7 @@ impl Authenticator {
         if bearer.starts_with(SHARE_TOKEN_PREFIX) {
             return self.verify_share(bearer);
         }
-        let doc = self.file.current()?;
+        let doc = self.file.current().map_err(Miss::Refused)?;
         self.notice_user_changes(&doc);
         let claims = jsonwebtoken::decode::<Claims>(bearer, &self.decoding, &self.validation)
             .map_err(|e| {
@@ -480,19 +525,17 @@ impl Authenticator {
                     }
                     _ => "the access token is malformed",
                 };
-                AuthError::Unauthenticated(why.into())
+                Miss::Refused(AuthError::Unauthenticated(why.into()))
             })?
             .claims;
         let user = doc
             .user(&claims.sub)
             .filter(|u| u.tenant == claims.ten)
-            .ok_or_else(|| AuthError::Unauthenticated("the user no longer exists".into()))?;
+            .ok_or_else(|| Miss::unseen("the user no longer exists"))?;
         // Signing out, a new password or a reused refresh token ended the session: its
         // access tokens end with it, not when they expire.
         if !doc.sessions.iter().any(|s| s.family == claims.sid) {
-            return Err(AuthError::Unauthenticated(
-                "the session was ended; sign in again".into(),
-            ));
+            return Err(Miss::unseen("the session was ended; sign in again"));
         }
         Ok(Caller {
             name: user.name.clone(),
@@ -517,7 +560,7 @@ impl Authenticator {
         Ok(token)
     }
 
-    fn verify_api_token(&self, token: &str) -> Result<Caller, AuthError> {
+    fn verify_api_token(&self, token: &str) -> Result<Caller, Miss> {
         let wanted = digest(token);
         if let Some(caller) = self
             .internal
@@ -527,16 +570,16 @@ impl Authenticator {
         {
             return Ok(caller.clone());
         }
-        let doc = self.file.current()?;
+        let doc = self.file.current().map_err(Miss::Refused)?;
         let found = doc
             .tokens
             .iter()
             .find(|t| constant_time_eq(t.digest.as_bytes(), wanted.as_bytes()))
-            .ok_or_else(|| {
-                AuthError::Unauthenticated("the API token is unknown or revoked".into())
-            })?;
+            .ok_or_else(|| Miss::unseen("the API token is unknown or revoked"))?;
         if found.expires_at_ms.is_some_and(|e| e <= clock::now_ms()) {
-            return Err(AuthError::Unauthenticated("the API token expired".into()));
+            return Err(Miss::Refused(AuthError::Unauthenticated(
+                "the API token expired".into(),
+            )));
         }
         Ok(Caller {
             name: found.name.clone(),
@@ -545,18 +588,18 @@ impl Authenticator {
         })
     }
 
-    fn verify_share(&self, token: &str) -> Result<Caller, AuthError> {
+    fn verify_share(&self, token: &str) -> Result<Caller, Miss> {
         let wanted = digest(token);
-        let doc = self.file.current()?;
+        let doc = self.file.current().map_err(Miss::Refused)?;
         let found = doc
             .shares
             .iter()
             .find(|s| constant_time_eq(s.digest.as_bytes(), wanted.as_bytes()))
-            .ok_or_else(|| {
-                AuthError::Unauthenticated("the share link is unknown or revoked".into())
-            })?;
+            .ok_or_else(|| Miss::unseen("the share link is unknown or revoked"))?;
         if found.expires_at_ms.is_some_and(|e| e <= clock::now_ms()) {
-            return Err(AuthError::Unauthenticated("the share link expired".into()));
+            return Err(Miss::Refused(AuthError::Unauthenticated(
+                "the share link expired".into(),
+            )));
         }
         let first = self
             .shares_opened
@@ -584,7 +627,7 @@ impl Authenticator {
 
     /// Creates a share link of `cook_id` (on `device`, qualified) for `tenant`; returns the
     /// token (shown once) and its record.
-    pub fn create_share(
+    pub async fn create_share(
         &self,
         actor: &str,
         tenant: &str,
@@ -608,11 +651,12 @@ impl Authenticator {
             created_at_ms: now,
             expires_at_ms,
         };
-        let kept = record.clone();
-        self.file.update(now, move |doc| {
-            doc.shares.push(kept);
-            Ok(())
-        })?;
+        self.file
+            .update(now, |doc| {
+                doc.shares.push(record.clone());
+                Ok(())
+            })
+            .await?;
         self.audit(
             tenant,
             AuditKind::ShareCreated,
@@ -640,21 +684,23 @@ impl Authenticator {
     }
 
     /// Revokes one of the tenant's share links.
-    pub fn revoke_share(&self, actor: &str, tenant: &str, id: &str) -> Result<(), AuthError> {
-        self.file.update(clock::now_ms(), |doc| {
-            let before = doc.shares.len();
-            doc.shares.retain(|s| !(s.tenant == tenant && s.id == id));
-            if doc.shares.len() == before {
-                return Err(AuthError::NotFound(format!("no share link {id:?}")));
-            }
-            Ok(())
-        })?;
+    pub async fn revoke_share(&self, actor: &str, tenant: &str, id: &str) -> Result<(), AuthError> {
+        self.file
+            .update(clock::now_ms(), |doc| {
+                let before = doc.shares.len();
+                doc.shares.retain(|s| !(s.tenant == tenant && s.id == id));
+                if doc.shares.len() == before {
+                    return Err(AuthError::NotFound(format!("no share link {id:?}")));
+                }
+                Ok(())
+            })
+            .await?;
         self.audit(tenant, AuditKind::ShareRevoked, actor, Some(id), None);
         Ok(())
     }
 
     /// Creates an API token for `tenant`; returns the token (shown once) and its record.
-    pub fn create_token(
+    pub async fn create_token(
         &self,
         actor: &str,
         tenant: &str,
@@ -684,16 +730,17 @@ impl Authenticator {
             created_at_ms: now,
             expires_at_ms,
         };
-        let kept = record.clone();
         // Known as this process's own before the file shows it: not the command's.
         self.own_token_changes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(record.id.clone());
-        self.file.update(now, move |doc| {
-            doc.tokens.push(kept);
-            Ok(())
-        })?;
+        self.file
+            .update(now, |doc| {
+                doc.tokens.push(record.clone());
+                Ok(())
+            })
+            .await?;
         self.audit(
             tenant,
             AuditKind::TokenCreated,
@@ -717,25 +764,27 @@ impl Authenticator {
     }
 
     /// Revokes one of the tenant's API tokens.
-    pub fn revoke_token(&self, actor: &str, tenant: &str, id: &str) -> Result<(), AuthError> {
+    pub async fn revoke_token(&self, actor: &str, tenant: &str, id: &str) -> Result<(), AuthError> {
         self.own_token_changes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_owned());
-        self.file.update(clock::now_ms(), |doc| {
-            let before = doc.tokens.len();
-            doc.tokens.retain(|t| !(t.tenant == tenant && t.id == id));
-            if doc.tokens.len() == before {
-                return Err(AuthError::NotFound(format!("no API token {id:?}")));
-            }
-            Ok(())
-        })?;
+        self.file
+            .update(clock::now_ms(), |doc| {
+                let before = doc.tokens.len();
+                doc.tokens.retain(|t| !(t.tenant == tenant && t.id == id));
+                if doc.tokens.len() == before {
+                    return Err(AuthError::NotFound(format!("no API token {id:?}")));
+                }
+                Ok(())
+            })
+            .await?;
         self.audit(tenant, AuditKind::TokenRevoked, actor, Some(id), None);
         Ok(())
     }
 
     /// A session for `user`: a new family, or the next token of `family`.
-    fn issue(&self, user: &str, family: Option<String>) -> Result<SignedIn, AuthError> {
+    async fn issue(&self, user: &str, family: Option<String>) -> Result<SignedIn, AuthError> {
         let now = clock::now_ms();
         let doc = self.file.current()?;
         let record: User = doc
@@ -767,10 +816,12 @@ impl Authenticator {
             expires_at_ms: now + self.settings.refresh_ttl.as_millis() as i64,
             spent_at_ms: None,
         };
-        self.file.update(now, move |doc| {
-            doc.sessions.push(session);
-            Ok(())
-        })?;
+        self.file
+            .update(now, |doc| {
+                doc.sessions.push(session.clone());
+                Ok(())
+            })
+            .await?;
         Ok(SignedIn {
             access_token,
             access_expires_at_ms,
@@ -782,6 +833,34 @@ impl Authenticator {
             },
         })
     }
+}
+
+/// Why a token proved nothing: for good, or only as far as this process has read.
+enum Miss {
+    /// Refused whatever the identities say (expired, forged, malformed).
+    Refused(AuthError),
+    /// Nobody, no session or no token of that name here (yet).
+    NotSeen(AuthError),
+}
+
+impl Miss {
+    fn unseen(why: &str) -> Self {
+        Self::NotSeen(AuthError::Unauthenticated(why.into()))
+    }
+
+    fn into_error(self) -> AuthError {
+        match self {
+            Self::Refused(e) | Self::NotSeen(e) => e,
+        }
+    }
+}
+
+/// What trading a refresh token came to.
+enum Refreshed {
+    Traded { user: String, family: String },
+    Unknown,
+    UserGone,
+    Reused { user: String, tenant: String },
 }
 
 /// Compares two byte strings in time independent of where they differ.

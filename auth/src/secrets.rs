@@ -36,7 +36,7 @@ pub(crate) fn digest(token: &str) -> String {
 /// The HMAC key access tokens are signed with: `auth.key` in the data directory, 32 random
 /// bytes made on first use and readable by the owner only. Deleting it signs every
 /// session out (their access tokens stop verifying; refresh tokens still work).
-pub(crate) fn signing_key(dir: &Path) -> Result<Vec<u8>, AuthError> {
+pub fn signing_key(dir: &Path) -> Result<Vec<u8>, AuthError> {
     let path = dir.join("auth.key");
     let storage = |what: &str, e: std::io::Error| {
         AuthError::Storage(format!("{what} {}: {e}", path.display()))

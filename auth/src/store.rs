@@ -1,6 +1,11 @@
-//! The identities file: users, API tokens and refresh sessions in one JSON document
-//! (`auth.json` in the data directory), shared by the server and the `emberline user` and
-//! `emberline token` commands.
+//! Where identities live: users, API tokens, refresh sessions and share links as one
+//! [`Identities`] document, kept in an [`IdentityStore`] — the identities file of one data
+//! directory ([`IdentityFile`], the embedded default) or the `identities` topic of the log
+//! ([`IdentityLog`](crate::identity_log::IdentityLog), which every gateway replica of a
+//! distributed deployment follows).
+//!
+//! The file is `auth.json` in the data directory, shared by the server and the
+//! `emberline user` and `emberline token` commands.
 //!
 //! Every change takes an exclusive lock on `auth.lock` beside it, reads the newest document,
 //! applies the change and replaces the file atomically (write, fsync, rename, fsync the
@@ -21,7 +26,7 @@ use crate::AuthError;
 use crate::identity::{Role, Scope};
 
 /// The document's format; a newer one is refused rather than misread.
-const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 /// A user.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -123,7 +128,7 @@ impl Identities {
     }
 
     /// Drops sessions past their expiry (spent ones included).
-    fn prune(&mut self, now_ms: i64) {
+    pub(crate) fn prune(&mut self, now_ms: i64) {
         self.sessions.retain(|s| s.expires_at_ms > now_ms);
     }
 }
@@ -250,6 +255,65 @@ impl IdentityFile {
         *cached = (stamp(&self.path), Arc::new(doc));
         drop(lock);
         Ok(answer)
+    }
+}
+
+/// Where an install's identities live.
+pub enum IdentityStore {
+    /// The identities file of one data directory (one process and its commands).
+    File(IdentityFile),
+    /// The log's `identities` topic, shared by every replica that follows it.
+    Log(crate::identity_log::IdentityLog),
+}
+
+impl IdentityStore {
+    /// The identities file in `dir`.
+    pub fn file(dir: &Path) -> Self {
+        Self::File(IdentityFile::new(dir))
+    }
+
+    /// The current document (for the log: as far as this process has read it).
+    pub fn current(&self) -> Result<Arc<Identities>, AuthError> {
+        match self {
+            Self::File(file) => file.current(),
+            Self::Log(log) => log.current(),
+        }
+    }
+
+    /// Applies `change` to the newest document and stores the result; returns what `change`
+    /// returned. Nothing is stored when `change` fails. `change` may run more than once (the
+    /// log retries it on a newer document when another replica changed it meanwhile), so it
+    /// must not have effects outside the document.
+    pub async fn update<T>(
+        &self,
+        now_ms: i64,
+        change: impl FnMut(&mut Identities) -> Result<T, AuthError>,
+    ) -> Result<T, AuthError> {
+        match self {
+            Self::File(file) => file.update(now_ms, change),
+            Self::Log(log) => log.update(now_ms, change).await,
+        }
+    }
+
+    /// Whether another process may have changed the identities without this one having read
+    /// it yet (the log; the file is read again whenever it changed).
+    pub fn may_lag(&self) -> bool {
+        matches!(self, Self::Log(_))
+    }
+
+    /// Reads every change made up to now (the log: to its current end).
+    pub async fn catch_up(&self) -> Result<(), AuthError> {
+        match self {
+            Self::File(_) => Ok(()),
+            Self::Log(log) => log.catch_up().await,
+        }
+    }
+
+    /// Whether changes made elsewhere are reported by whoever made them (the log: every
+    /// writer reports its own), rather than noticed by the server (the file: the commands
+    /// write it behind the server's back).
+    pub fn writers_report_changes(&self) -> bool {
+        matches!(self, Self::Log(_))
     }
 }
 

@@ -1,10 +1,10 @@
 //! Managing users: what `emberline user add|list|remove|passwd` does, through the
-//! identities file, whether or not the server is running.
+//! identities store, whether or not the server is running.
 
 use emberline_common::clock;
 
 use crate::identity::Role;
-use crate::store::{IdentityFile, User};
+use crate::store::{IdentityStore, User};
 use crate::{AuthError, password};
 
 /// A user to add.
@@ -37,7 +37,11 @@ pub fn check_name(what: &str, name: &str) -> Result<(), AuthError> {
 }
 
 /// Adds a user. With `only_if_none`, refuses when any user exists (the first owner).
-pub fn add(file: &IdentityFile, new: NewUser<'_>, only_if_none: bool) -> Result<(), AuthError> {
+pub async fn add(
+    file: &IdentityStore,
+    new: NewUser<'_>,
+    only_if_none: bool,
+) -> Result<(), AuthError> {
     check_name("user", new.name)?;
     if !emberline_common::tenant::is_valid_name(new.tenant) {
         return Err(AuthError::InvalidArgument(format!(
@@ -64,17 +68,18 @@ pub fn add(file: &IdentityFile, new: NewUser<'_>, only_if_none: bool) -> Result<
             name: new.name.to_owned(),
             tenant: new.tenant.to_owned(),
             role: new.role,
-            password_hash,
+            password_hash: password_hash.clone(),
             created_at_ms: now,
         });
         Ok(())
-    })?;
+    })
+    .await?;
     tracing::info!(target: "emberline::audit", user = new.name, tenant = new.tenant, role = %new.role, "user added");
     Ok(())
 }
 
 /// Removes a user and ends their sessions. Refuses to remove a tenant's last owner.
-pub fn remove(file: &IdentityFile, name: &str) -> Result<(), AuthError> {
+pub async fn remove(file: &IdentityStore, name: &str) -> Result<(), AuthError> {
     file.update(clock::now_ms(), |doc| {
         let user = doc
             .user(name)
@@ -94,13 +99,18 @@ pub fn remove(file: &IdentityFile, name: &str) -> Result<(), AuthError> {
         doc.users.retain(|u| u.name != user.name);
         doc.sessions.retain(|s| s.user != user.name);
         Ok(())
-    })?;
+    })
+    .await?;
     tracing::info!(target: "emberline::audit", user = name, "user removed");
     Ok(())
 }
 
 /// Sets a user's password and ends their sessions.
-pub fn set_password(file: &IdentityFile, name: &str, new_password: &str) -> Result<(), AuthError> {
+pub async fn set_password(
+    file: &IdentityStore,
+    name: &str,
+    new_password: &str,
+) -> Result<(), AuthError> {
     password::check_policy(new_password)?;
     let hash = password::hash(new_password)?;
     file.update(clock::now_ms(), |doc| {
@@ -113,13 +123,14 @@ pub fn set_password(file: &IdentityFile, name: &str, new_password: &str) -> Resu
         }
         doc.sessions.retain(|s| s.user != canonical);
         Ok(())
-    })?;
+    })
+    .await?;
     tracing::info!(target: "emberline::audit", user = name, "password changed");
     Ok(())
 }
 
 /// Every user, by name.
-pub fn list(file: &IdentityFile) -> Result<Vec<User>, AuthError> {
+pub fn list(file: &IdentityStore) -> Result<Vec<User>, AuthError> {
     let mut users = file.current()?.users.clone();
     users.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(users)

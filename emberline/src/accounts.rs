@@ -1,6 +1,10 @@
-//! Accounts: how the gateway checks callers (`[auth]`), the first owner of a new install,
-//! and the `emberline user …` and `emberline token …` commands, which change the
-//! identities file directly — the server sees the change on its next check.
+//! Accounts: how the gateway checks callers (`[auth]`), where identities live, the first
+//! owner of a new install, and the `emberline user …` and `emberline token …` commands.
+//!
+//! On the embedded log the identities are a file of the data directory: the commands change
+//! it directly and the server sees the change on its next check. On Kafka they are the
+//! log's `identities` topic, which every gateway replica follows: the commands append to it
+//! (and write their own audit events, since no server notices them).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -9,11 +13,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use emberline_auth::identity_log::IdentityLog;
+use emberline_auth::store::{IdentityFile, IdentityStore};
 use emberline_auth::users::{self, NewUser};
-use emberline_auth::{AuthSettings, Authenticator, DEFAULT_TENANT, Role, Scope};
+use emberline_auth::{
+    AuditEvent, AuditKind, AuditSink, AuthSettings, Authenticator, DEFAULT_TENANT, Role, Scope,
+};
 use emberline_gateway::AuthMode;
+use emberline_log::{EventLog, KafkaLog, topics};
 
-use crate::config::{AuthModeName, Config};
+use crate::config::{AuthModeName, Backend, Config};
 
 /// `emberline user …`.
 #[derive(Subcommand, Debug)]
@@ -82,15 +91,147 @@ pub(crate) enum TokenCommand {
     },
 }
 
-fn authenticator(config: &Config) -> Result<Authenticator> {
+/// The authenticator of this install's identities: the log's `identities` topic on Kafka
+/// (`log` is the process's own connection), else the data directory's file.
+async fn authenticator(config: &Config, log: Option<&Arc<dyn EventLog>>) -> Result<Authenticator> {
     let dir = config.data_dir()?;
-    let auth = Authenticator::open(&dir, AuthSettings::default())
-        .with_context(|| format!("opening the identities in {}", dir.display()))?;
+    let key = match &config.auth.signing_key {
+        Some(key) => key.expose().as_bytes().to_vec(),
+        None => emberline_auth::data_dir_signing_key(&dir)
+            .with_context(|| format!("the signing key in {}", dir.display()))?,
+    };
+    let store = match log {
+        Some(log) if config.log.backend == Backend::Kafka => identities_in_log(log, &dir).await?,
+        _ => IdentityStore::file(&dir),
+    };
+    let auth = Authenticator::new(store, &key, AuthSettings::default())
+        .with_context(|| format!("opening the identities of {}", dir.display()))
+        .context("auth.signing_key")?;
     match &config.auth.service_token {
         Some(token) => auth
             .with_service_token(token.expose())
             .context("auth.service_token"),
         None => Ok(auth),
+    }
+}
+
+/// The identities in `log`, after importing the data directory's identities file into an
+/// empty topic (an install moving from the embedded log to Kafka keeps its users).
+async fn identities_in_log(log: &Arc<dyn EventLog>, dir: &Path) -> Result<IdentityStore> {
+    let store = IdentityLog::open(log.clone())
+        .await
+        .context("reading the identities topic")?;
+    let file = IdentityFile::new(dir);
+    if store.version() == 0 && file.path().exists() {
+        let local = file.current()?;
+        if !local.users.is_empty() || !local.tokens.is_empty() {
+            let imported = store
+                .update(emberline_common::clock::now_ms(), |doc| {
+                    // Another replica may have imported or added someone meanwhile.
+                    let empty = doc.users.is_empty() && doc.tokens.is_empty();
+                    if empty {
+                        *doc = (*local).clone();
+                    }
+                    Ok(empty)
+                })
+                .await?;
+            if imported {
+                tracing::info!(
+                    users = local.users.len(),
+                    tokens = local.tokens.len(),
+                    from = %file.path().display(),
+                    "imported the identities file into the log's identities topic"
+                );
+            }
+        }
+    }
+    Ok(IdentityStore::Log(store))
+}
+
+/// Refuses to start a gateway replica on Kafka without `auth.signing_key`: each would sign
+/// with its own data directory's key, and reject the access tokens of the others.
+pub(crate) fn require_shared_signing_key(config: &Config) -> Result<()> {
+    if config.log.backend == Backend::Kafka
+        && config.auth.mode == AuthModeName::Password
+        && config.auth.signing_key.is_none()
+    {
+        bail!(
+            "auth.signing_key is not set: gateway replicas must sign access tokens with one \
+             shared key, or each rejects the others' (set it, or EMBERLINE__AUTH__SIGNING_KEY, \
+             to the same 32+ random characters on every gateway, e.g. `openssl rand -hex 32`)"
+        );
+    }
+    Ok(())
+}
+
+/// The command's own connection to the log when identities live there (Kafka).
+fn command_log(config: &Config) -> Result<Option<Arc<dyn EventLog>>> {
+    match config.log.backend {
+        Backend::Embedded => Ok(None),
+        Backend::Kafka => Ok(Some(Arc::new(
+            KafkaLog::connect(crate::roles::kafka_config(config)).context("connecting to Kafka")?,
+        ))),
+    }
+}
+
+/// A command's view of the identities, and the security events it caused.
+struct Accounts {
+    auth: Authenticator,
+    log: Option<Arc<dyn EventLog>>,
+    events: Arc<Collected>,
+}
+
+/// Security events of one command.
+#[derive(Default)]
+struct Collected(std::sync::Mutex<Vec<AuditEvent>>);
+
+impl AuditSink for Collected {
+    fn record(&self, event: AuditEvent) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+    }
+}
+
+impl Accounts {
+    async fn open(config: &Config) -> Result<Self> {
+        let log = command_log(config)?;
+        if let Some(log) = &log {
+            // Before any change, so a change is never made without its audit event.
+            log.ensure_topic(topics::AUDIT, config.log.partitions)
+                .await
+                .context("creating the audit topic")?;
+        }
+        let auth = authenticator(config, log.as_ref()).await?;
+        let events = Arc::new(Collected::default());
+        auth.set_audit(events.clone());
+        Ok(Self { auth, log, events })
+    }
+
+    fn note(&self, tenant: &str, kind: AuditKind, subject: &str) {
+        self.events.record(AuditEvent {
+            time_ms: emberline_common::clock::now_ms(),
+            tenant: tenant.to_owned(),
+            kind,
+            actor: "command line".into(),
+            subject: Some(subject.to_owned()),
+            address: None,
+        });
+    }
+
+    /// Appends the command's security events to the log's audit topic, when identities
+    /// live there (with the file, the server notices the change and reports it).
+    async fn finish(self) -> Result<()> {
+        let Some(log) = self.log else { return Ok(()) };
+        let events = std::mem::take(&mut *self.events.0.lock().unwrap_or_else(|p| p.into_inner()));
+        let records: Vec<_> = events
+            .iter()
+            .filter_map(emberline_gateway::audit_record)
+            .collect();
+        if !records.is_empty() {
+            log.append(topics::AUDIT, records)
+                .await
+                .context("appending the audit events of this change")?;
+        }
+        Ok(())
     }
 }
 
@@ -116,9 +257,9 @@ fn read_password(file: Option<&Path>) -> Result<String> {
 }
 
 /// Runs `emberline user …`.
-pub(crate) fn user(config: &Config, command: UserCommand) -> Result<()> {
-    let auth = authenticator(config)?;
-    let file = auth.identities();
+pub(crate) async fn user(config: &Config, command: UserCommand) -> Result<()> {
+    let accounts = Accounts::open(config).await?;
+    let file = accounts.auth.identities();
     let mut out = std::io::stdout().lock();
     match command {
         UserCommand::Add {
@@ -138,7 +279,9 @@ pub(crate) fn user(config: &Config, command: UserCommand) -> Result<()> {
                     tenant: &tenant,
                 },
                 false,
-            )?;
+            )
+            .await?;
+            accounts.note(&tenant, AuditKind::UserAdded, &name);
             writeln!(out, "added {name} ({role} of {tenant})")?;
         }
         UserCommand::List => {
@@ -147,7 +290,9 @@ pub(crate) fn user(config: &Config, command: UserCommand) -> Result<()> {
             }
         }
         UserCommand::Remove { name } => {
-            users::remove(file, &name)?;
+            let tenant = tenant_of(file, &name)?;
+            users::remove(file, &name).await?;
+            accounts.note(&tenant, AuditKind::UserRemoved, &name);
             writeln!(out, "removed {name}; their sessions are ended")?;
         }
         UserCommand::Passwd {
@@ -155,16 +300,28 @@ pub(crate) fn user(config: &Config, command: UserCommand) -> Result<()> {
             password_file,
         } => {
             let password = read_password(password_file.as_deref())?;
-            users::set_password(file, &name, &password)?;
+            let tenant = tenant_of(file, &name)?;
+            users::set_password(file, &name, &password).await?;
+            accounts.note(&tenant, AuditKind::PasswordChanged, &name);
             writeln!(out, "password of {name} changed; their sessions are ended")?;
         }
     }
-    Ok(())
+    accounts.finish().await
+}
+
+/// The tenant of user `name` (for its audit event); the change itself says when there is
+/// no such user.
+fn tenant_of(store: &IdentityStore, name: &str) -> Result<String> {
+    Ok(store
+        .current()?
+        .user(name)
+        .map_or_else(|| DEFAULT_TENANT.to_owned(), |u| u.tenant.clone()))
 }
 
 /// Runs `emberline token …`.
-pub(crate) fn token(config: &Config, command: TokenCommand) -> Result<()> {
-    let auth = authenticator(config)?;
+pub(crate) async fn token(config: &Config, command: TokenCommand) -> Result<()> {
+    let accounts = Accounts::open(config).await?;
+    let auth = &accounts.auth;
     let mut out = std::io::stdout().lock();
     match command {
         TokenCommand::Create {
@@ -179,8 +336,9 @@ pub(crate) fn token(config: &Config, command: TokenCommand) -> Result<()> {
             if !emberline_common::tenant::is_valid_name(&tenant) {
                 bail!("a tenant name has 1 to 64 letters, digits, '.', '_', '-' or '@'");
             }
-            let (token, info) =
-                auth.create_token("command line", &tenant, &name, scope, expires)?;
+            let (token, info) = auth
+                .create_token("command line", &tenant, &name, scope, expires)
+                .await?;
             writeln!(out, "{token}")?;
             tracing::info!(id = %info.id, %scope, "API token created; it is shown only this once");
         }
@@ -197,11 +355,11 @@ pub(crate) fn token(config: &Config, command: TokenCommand) -> Result<()> {
             }
         }
         TokenCommand::Revoke { id, tenant } => {
-            auth.revoke_token("command line", &tenant, &id)?;
+            auth.revoke_token("command line", &tenant, &id).await?;
             writeln!(out, "revoked {id}")?;
         }
     }
-    Ok(())
+    accounts.finish().await
 }
 
 /// How the gateway checks callers, for listeners on `listeners`. With no user yet, creates
@@ -211,6 +369,7 @@ pub(crate) async fn gateway_auth(
     config: &Config,
     listeners: &[SocketAddr],
     web: Option<SocketAddr>,
+    log: &Arc<dyn EventLog>,
 ) -> Result<AuthMode> {
     if config.auth.mode == AuthModeName::None {
         if let Some(open) = listeners.iter().find(|a| !a.ip().is_loopback()) {
@@ -223,7 +382,7 @@ pub(crate) async fn gateway_auth(
         tracing::warn!("auth.mode = \"none\": every local caller acts as the owner");
         return Ok(AuthMode::Unchecked);
     }
-    let mut auth = authenticator(config)?;
+    let mut auth = authenticator(config, Some(log)).await?;
     if let Some(settings) = &config.auth.oidc {
         let provider = emberline_auth::oidc::OidcVerifier::discover(settings.clone())
             .await
@@ -246,6 +405,7 @@ pub(crate) async fn gateway_auth(
             },
             true,
         )
+        .await
         .context("creating the first owner from auth.admin_password_file")?;
         tracing::info!(
             user = name,
@@ -269,7 +429,11 @@ pub(crate) async fn gateway_auth(
 
 /// How the registry role checks callers of its REST API on `addr`: as the gateway does,
 /// without the first-owner set-up (owners sign in to a gateway, not to the registry).
-pub(crate) fn registry_auth(config: &Config, addr: SocketAddr) -> Result<AuthMode> {
+pub(crate) async fn registry_auth(
+    config: &Config,
+    addr: SocketAddr,
+    log: &Arc<dyn EventLog>,
+) -> Result<AuthMode> {
     if config.auth.mode == AuthModeName::None {
         if !addr.ip().is_loopback() {
             bail!(
@@ -279,7 +443,9 @@ pub(crate) fn registry_auth(config: &Config, addr: SocketAddr) -> Result<AuthMod
         }
         return Ok(AuthMode::Unchecked);
     }
-    Ok(AuthMode::Checked(Arc::new(authenticator(config)?)))
+    Ok(AuthMode::Checked(Arc::new(
+        authenticator(config, Some(log)).await?,
+    )))
 }
 
 /// A token for the Home Assistant connector `up` runs beside the gateway, when the config

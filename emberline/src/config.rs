@@ -73,6 +73,10 @@ pub(crate) struct AuthConfig {
     /// A pre-shared token the roles of a distributed deployment present to its registry
     /// (as `registry.token`), accepted with scope `ingest`; from the deployment's secrets.
     pub(crate) service_token: Option<emberline_common::Secret>,
+    /// The key access tokens are signed with, 32+ characters; every gateway replica of a
+    /// distributed deployment needs the same one. Default: `auth.key` in the data
+    /// directory, made on first start.
+    pub(crate) signing_key: Option<emberline_common::Secret>,
     /// An OpenID provider whose tokens are accepted besides Emberline's own (the hosted
     /// deployment).
     pub(crate) oidc: Option<emberline_auth::oidc::OidcSettings>,

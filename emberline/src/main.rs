@@ -354,8 +354,8 @@ fn run() -> Result<()> {
                 from_start,
                 token,
             } => watch::watch(addr, device, from_start, token).await,
-            Command::User(command) => accounts::user(&config, command),
-            Command::Token(command) => accounts::token(&config, command),
+            Command::User(command) => accounts::user(&config, command).await,
+            Command::Token(command) => accounts::token(&config, command).await,
             Command::Backup { file, ops_addr } => backup::backup(&config, &file, ops_addr).await,
             Command::Restore { file, force } => {
                 tokio::task::spawn_blocking(move || backup::restore(&config, &file, force)).await?

@@ -72,7 +72,7 @@ pub(crate) struct LogParts {
 }
 
 /// How to reach the broker, from `[log.kafka]`.
-fn kafka_config(config: &Config) -> KafkaConfig {
+pub(crate) fn kafka_config(config: &Config) -> KafkaConfig {
     let k = &config.log.kafka;
     let mut kafka = KafkaConfig::new(k.bootstrap_servers.clone());
     kafka.replication_factor = k.replication_factor;
@@ -437,12 +437,12 @@ fn spawn_home_assistant(
 }
 
 /// How this process's gateway checks callers (see [`accounts::gateway_auth`]).
-async fn gateway_auth_of(config: &Config) -> Result<AuthMode> {
+async fn gateway_auth_of(config: &Config, log: &Arc<dyn EventLog>) -> Result<AuthMode> {
     let listeners: Vec<_> = [Some(config.gateway.grpc_addr), config.gateway.web_addr]
         .into_iter()
         .flatten()
         .collect();
-    accounts::gateway_auth(config, &listeners, config.gateway.web_addr).await
+    accounts::gateway_auth(config, &listeners, config.gateway.web_addr, log).await
 }
 
 /// Every role in one process.
@@ -451,6 +451,8 @@ pub(crate) async fn up(config: Config) -> Result<()> {
     cancel_on_signal(shutdown.clone());
     let mut tasks = JoinSet::new();
     let readiness = start_ops(&mut tasks, &config, &shutdown);
+    // Not ready before the gRPC port is bound (after the log and the identities are read).
+    readiness.waiting("grpc", "starting");
     let parts = open_log(&config, SchemaIds::MayServe).await?;
     let store = open_store(&config).await?;
     readiness.ready("log");
@@ -466,7 +468,7 @@ pub(crate) async fn up(config: Config) -> Result<()> {
         writer(&config, &parts, &store),
     )
     .spawn(&mut tasks, None, Mode::Follow, &shutdown);
-    let auth = gateway_auth_of(&config).await?;
+    let auth = gateway_auth_of(&config, &parts.log).await?;
     spawn_gateway(
         &mut tasks,
         &config,
@@ -598,10 +600,13 @@ fn writer(
 /// The gateway role. On Kafka it keeps a read model of its own, in its own data directory,
 /// following the projection changelog; it is ready once that has caught up.
 pub(crate) async fn gateway(config: Config) -> Result<()> {
+    accounts::require_shared_signing_key(&config)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let mut tasks = JoinSet::new();
     let readiness = start_ops(&mut tasks, &config, &shutdown);
+    // Not ready before the gRPC port is bound (after the log and the identities are read).
+    readiness.waiting("grpc", "starting");
     let parts = open_log(&config, SchemaIds::Shared).await?;
     let store = open_store(&config).await?;
     readiness.ready("log");
@@ -626,7 +631,7 @@ pub(crate) async fn gateway(config: Config) -> Result<()> {
             });
         }
     }
-    let auth = gateway_auth_of(&config).await?;
+    let auth = gateway_auth_of(&config, &parts.log).await?;
     spawn_gateway(
         &mut tasks, &config, &parts, store, &shutdown, &readiness, auth,
     )?;
@@ -701,18 +706,19 @@ pub(crate) async fn registry(mut config: Config) -> Result<()> {
         .gateway
         .registry_addr
         .context("no address: set gateway.registry_addr or pass --addr")?;
-    let access = accounts::registry_auth(&config, addr)?;
     let mut tasks = JoinSet::new();
     let readiness = start_ops(&mut tasks, &config, &shutdown);
     match config.log.backend {
         Backend::Embedded => {
             let parts = open_log(&config, SchemaIds::MayServe).await?;
+            let access = accounts::registry_auth(&config, addr, &parts.log).await?;
             readiness.ready("log");
             spawn_registry_api(&mut tasks, &config, &parts, &shutdown, false, access);
         }
         Backend::Kafka => {
             let log: Arc<dyn EventLog> =
                 Arc::new(KafkaLog::connect(kafka_config(&config)).context("connecting to Kafka")?);
+            let access = accounts::registry_auth(&config, addr, &log).await?;
             let registry = emberline_gateway::LogRegistry::open(log)
                 .await
                 .context("rebuilding the schema registry from the _schemas topic")?;

@@ -438,9 +438,9 @@ fn add_user(dir: &std::path::Path, name: &str, role: &str) {
 }
 
 /// Adds `neighbour`, the owner of another tenant, `next-door`.
-fn add_neighbour(data: &std::path::Path) {
+async fn add_neighbour(data: &std::path::Path) {
     emberline_auth::users::add(
-        &emberline_auth::store::IdentityFile::new(data),
+        &emberline_auth::store::IdentityStore::file(data),
         emberline_auth::users::NewUser {
             name: "neighbour",
             password: PASSWORD,
@@ -449,6 +449,7 @@ fn add_neighbour(data: &std::path::Path) {
         },
         false,
     )
+    .await
     .expect("another tenant's owner");
 }
 
@@ -508,7 +509,7 @@ async fn every_rpc_refuses_who_may_not_call_it_on_grpc_and_grpc_web() {
 
     // Users made by the command while the server runs, and one of another tenant.
     add_user(&data, "viewer", "viewer");
-    add_neighbour(&data);
+    add_neighbour(&data).await;
     let owner = sign_in(&channel, "admin").await;
     let viewer = sign_in(&channel, "viewer").await;
     let neighbour = sign_in(&channel, "neighbour").await;
@@ -1200,7 +1201,7 @@ async fn owners_read_their_tenants_audit_trail_and_nobody_elses() {
         .expect("token");
     // Changes made with the command while the server runs are in the trail too.
     add_user(&data, "sam", "viewer");
-    add_neighbour(&data);
+    add_neighbour(&data).await;
     let viewer = sign_in(&channel, "sam").await;
     let neighbour = sign_in(&channel, "neighbour").await;
 

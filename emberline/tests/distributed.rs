@@ -569,3 +569,275 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         role.interrupt();
     }
 }
+
+/// A key every gateway replica of the identities test shares.
+const SIGNING_KEY: &str = "0123456789abcdef0123456789abcdef-shared";
+
+/// A gateway replica with sign-in on, signing with `key` (none: its own).
+fn signing_gateway(name: &str, config: &Path, data: &Path, grpc: std::net::SocketAddr) -> Role {
+    Role::start(
+        name,
+        config,
+        data,
+        &["gateway"],
+        &[
+            ("EMBERLINE__GATEWAY__GRPC_ADDR", grpc.to_string()),
+            ("EMBERLINE__GATEWAY__WEB_ADDR", "127.0.0.1:0".to_owned()),
+            ("EMBERLINE__AUTH__MODE", "password".to_owned()),
+            ("EMBERLINE__AUTH__SIGNING_KEY", SIGNING_KEY.to_owned()),
+        ],
+    )
+}
+
+async fn channel_to(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// Users, sessions, API tokens and the audit trail are one set for every gateway replica:
+/// the command adds the first owner to the log before any gateway runs; a session signed
+/// in on one replica is refreshed on the other and signed out on the first, and its access
+/// token stops working on both; an API token made on one works on the other until it is
+/// revoked; a replica started late on an empty data directory knows everyone; the
+/// command's change is in the audit trail once, not once per replica. A gateway without
+/// the shared signing key refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_replicas_share_users_sessions_and_tokens_through_the_log() {
+    use emberline_proto::v1::audit_service_client::AuditServiceClient;
+    use emberline_proto::v1::auth_service_client::AuthServiceClient;
+    use emberline_proto::v1::device_service_client::DeviceServiceClient;
+    use emberline_proto::v1::token_service_client::TokenServiceClient;
+    use emberline_proto::v1::{
+        CreateTokenRequest, ListAuditEventsRequest, ListDevicesRequest, ListTokensRequest,
+        RefreshRequest, RevokeTokenRequest, SignInRequest, SignOutRequest, WhoAmIRequest,
+    };
+    use support::bearer;
+    use tonic::Code;
+
+    let Some(kafka) = emberline_log::conformance::kafka_from_env() else {
+        return;
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let prefix = format!("ids.{}.", emberline_common::clock::now_nanos());
+    let registry_addr = free_port();
+    let config = root.path().join("emberline.toml");
+    std::fs::write(
+        &config,
+        kafka_roles_config(1, &kafka.bootstrap_servers, &prefix, registry_addr, 1),
+    )
+    .expect("config");
+    let dir = |name: &str| root.path().join(name);
+    let mut registry = Role::registry(&config, &dir("registry"), registry_addr);
+    registry.ready().await;
+
+    let password = dir("password");
+    std::fs::write(&password, "grill-master-9\n").expect("password file");
+    let emberline = |data: &Path, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_emberline"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .env("EMBERLINE__AUTH__MODE", "password")
+            .output()
+            .expect("run emberline")
+    };
+    let added = emberline(
+        &dir("command"),
+        &["user", "add", "pat", "--role", "owner", "--password-file"]
+            .into_iter()
+            .chain([password.to_str().expect("utf-8")])
+            .collect::<Vec<_>>(),
+    );
+    assert!(added.status.success(), "user add: {added:?}");
+    let unkeyed = emberline(&dir("unkeyed"), &["gateway"]);
+    assert!(
+        !unkeyed.status.success(),
+        "a gateway without the shared key"
+    );
+    assert!(
+        String::from_utf8_lossy(&unkeyed.stderr).contains("auth.signing_key"),
+        "says which setting is missing: {unkeyed:?}"
+    );
+
+    let (g1, g2) = (free_port(), free_port());
+    let mut gateway_1 = signing_gateway("gateway-1", &config, &dir("gateway-1"), g1);
+    let mut gateway_2 = signing_gateway("gateway-2", &config, &dir("gateway-2"), g2);
+    gateway_1.ready().await;
+    gateway_2.ready().await;
+    let (one, two) = (channel_to(g1).await, channel_to(g2).await);
+
+    let first = AuthServiceClient::new(one.clone())
+        .sign_in(SignInRequest {
+            user: "pat".into(),
+            password: "grill-master-9".into(),
+            cookie: false,
+        })
+        .await
+        .expect("sign in on gateway 1, as the command added pat")
+        .into_inner();
+    let me = AuthServiceClient::new(two.clone())
+        .who_am_i(bearer(&first.access_token, WhoAmIRequest {}))
+        .await
+        .expect("gateway 2 accepts gateway 1's access token")
+        .into_inner();
+    assert_eq!((me.name.as_str(), me.role.as_str()), ("pat", "owner"));
+
+    let made = TokenServiceClient::new(two.clone())
+        .create_token(bearer(
+            &first.access_token,
+            CreateTokenRequest {
+                name: "scripts".into(),
+                scope: "read".into(),
+                expires_at_ms: None,
+            },
+        ))
+        .await
+        .expect("token made on gateway 2")
+        .into_inner();
+    DeviceServiceClient::new(one.clone())
+        .list_devices(bearer(&made.token, ListDevicesRequest::default()))
+        .await
+        .expect("gateway 1 accepts gateway 2's API token");
+
+    let second = AuthServiceClient::new(two.clone())
+        .refresh(RefreshRequest {
+            refresh_token: first.refresh_token.clone(),
+            cookie: false,
+        })
+        .await
+        .expect("gateway 2 trades gateway 1's refresh token")
+        .into_inner();
+    AuthServiceClient::new(one.clone())
+        .sign_out(SignOutRequest {
+            refresh_token: second.refresh_token.clone(),
+        })
+        .await
+        .expect("sign out on gateway 1");
+    let ended = AuthServiceClient::new(one.clone())
+        .who_am_i(bearer(&second.access_token, WhoAmIRequest {}))
+        .await
+        .expect_err("signed out");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    let who_am_i = |channel: &tonic::transport::Channel, token: &str| {
+        let (mut client, request) = (
+            AuthServiceClient::new(channel.clone()),
+            bearer(token, WhoAmIRequest {}),
+        );
+        async move { client.who_am_i(request).await.map(|_| ()) }
+    };
+    eventually(
+        "gateway 2 ends the signed-out session",
+        PATIENCE,
+        TICK,
+        || async {
+            match who_am_i(&two, &second.access_token).await {
+                Err(s) if s.code() == Code::Unauthenticated => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
+    let owner = AuthServiceClient::new(two.clone())
+        .sign_in(SignInRequest {
+            user: "pat".into(),
+            password: "grill-master-9".into(),
+            cookie: false,
+        })
+        .await
+        .expect("sign in again on gateway 2")
+        .into_inner()
+        .access_token;
+    TokenServiceClient::new(one.clone())
+        .revoke_token(bearer(
+            &owner,
+            RevokeTokenRequest {
+                id: made.info.expect("info").id,
+            },
+        ))
+        .await
+        .expect("revoke on gateway 1");
+    eventually(
+        "gateway 2 refuses the revoked token",
+        PATIENCE,
+        TICK,
+        || async {
+            let mut devices = DeviceServiceClient::new(two.clone());
+            match devices
+                .list_devices(bearer(&made.token, ListDevicesRequest::default()))
+                .await
+            {
+                Err(s) if s.code() == Code::Unauthenticated => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
+    // A replica started late, on an empty data directory, reads everyone from the log.
+    let g3 = free_port();
+    let mut gateway_3 = signing_gateway("gateway-3", &config, &dir("gateway-3"), g3);
+    gateway_3.ready().await;
+    let three = channel_to(g3).await;
+    who_am_i(&three, &owner)
+        .await
+        .expect("gateway 3 accepts a session signed in on gateway 2");
+    let tokens = TokenServiceClient::new(three.clone())
+        .list_tokens(bearer(&owner, ListTokensRequest {}))
+        .await
+        .expect("tokens")
+        .into_inner()
+        .tokens;
+    assert!(tokens.is_empty(), "the revoked token is gone: {tokens:?}");
+    let trail = eventually(
+        "the audit trail has the command's change and gateway 1's revocation",
+        PATIENCE,
+        TICK,
+        || async {
+            let entries = AuditServiceClient::new(three.clone())
+                .list_audit_events(bearer(
+                    &owner,
+                    ListAuditEventsRequest {
+                        since_ms: 0,
+                        limit: 1_000,
+                    },
+                ))
+                .await
+                .map_err(|s| s.to_string())?
+                .into_inner()
+                .events;
+            if entries.iter().any(|e| e.kind == "token_revoked") {
+                Ok(entries)
+            } else {
+                Err(format!("{entries:?}"))
+            }
+        },
+    )
+    .await;
+    let added: Vec<_> = trail
+        .iter()
+        .filter(|e| e.kind == "user_added" && e.subject.as_deref() == Some("pat"))
+        .collect();
+    assert_eq!(added.len(), 1, "once, by the command: {trail:?}");
+    assert_eq!(added[0].actor, "command line");
+    for e in ["token_created", "token_revoked", "signed_out"] {
+        assert_eq!(
+            trail.iter().filter(|t| t.kind == e).count(),
+            1,
+            "{e} once, by the replica that did it: {trail:?}"
+        );
+    }
+    for g in [
+        &mut gateway_1,
+        &mut gateway_2,
+        &mut gateway_3,
+        &mut registry,
+    ] {
+        g.interrupt();
+    }
+}

@@ -141,7 +141,7 @@ async fn no_answer_of_one_tenant_ever_holds_the_others_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
-    let identities = emberline_auth::store::IdentityFile::new(&data);
+    let identities = emberline_auth::store::IdentityStore::file(&data);
     for (name, tenant) in [("pat", "default"), ("ace", "acme")] {
         emberline_auth::users::add(
             &identities,
@@ -153,6 +153,7 @@ async fn no_answer_of_one_tenant_ever_holds_the_others_data() {
             },
             false,
         )
+        .await
         .expect("user");
     }
     let (home_push, acme_push, grpc) = (free_port(), free_port(), free_port());

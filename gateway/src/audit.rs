@@ -27,6 +27,8 @@ use crate::status::to_status;
 const PENDING: usize = 10_000;
 /// Largest answer.
 const MAX_LIMIT: u32 = 1_000;
+/// How long reading the trail may wait for the log.
+const READ_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Appends security events to the log.
 struct LogAudit {
@@ -39,6 +41,15 @@ impl AuditSink for LogAudit {
             tracing::error!(error = %e, "audit event not appended: too many waiting");
         }
     }
+}
+
+/// The record of `event` in the `audit` topic: JSON, keyed by tenant.
+pub fn audit_record(event: &AuditEvent) -> Option<NewRecord> {
+    Some(NewRecord {
+        key: event.tenant.as_bytes().to_vec(),
+        value: serde_json::to_vec(event).ok()?,
+        timestamp_ms: event.time_ms.max(1),
+    })
 }
 
 /// A sink appending to `log`'s `audit` topic until `shutdown` (what waits then is appended
@@ -58,16 +69,7 @@ pub fn audit_log(log: Arc<dyn EventLog>, shutdown: CancellationToken) -> Arc<dyn
             {
                 batch.push(more);
             }
-            let records: Vec<NewRecord> = batch
-                .iter()
-                .filter_map(|e| {
-                    Some(NewRecord {
-                        key: e.tenant.as_bytes().to_vec(),
-                        value: serde_json::to_vec(e).ok()?,
-                        timestamp_ms: e.time_ms.max(1),
-                    })
-                })
-                .collect();
+            let records: Vec<NewRecord> = batch.iter().filter_map(audit_record).collect();
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
             loop {
                 match log.append(topics::AUDIT, records.clone()).await {
@@ -136,13 +138,17 @@ impl AuditService for Gateway {
                 .reader(topics::AUDIT, partition, start)
                 .await
                 .map_err(to_status)?;
+            // Records below `end` exist; a Kafka reader may take a moment to fetch them.
+            let deadline = tokio::time::Instant::now() + READ_PATIENCE;
             while reader.position() < end {
                 let batch = reader
-                    .next_batch(1_024, Duration::from_millis(100))
+                    .next_batch(1_024, Duration::from_millis(500))
                     .await
                     .map_err(to_status)?;
-                if batch.is_empty() {
-                    break;
+                if batch.is_empty() && tokio::time::Instant::now() >= deadline {
+                    return Err(Status::unavailable(
+                        "the audit topic did not answer in time; try again",
+                    ));
                 }
                 for record in batch.into_iter().filter(|r| r.offset < end) {
                     let Ok(event) = serde_json::from_slice::<AuditEvent>(&record.value) else {

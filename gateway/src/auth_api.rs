@@ -59,6 +59,19 @@ impl Gateway {
     }
 }
 
+/// Like [`blocking`], for work that also waits on the identities store (the log): the
+/// future runs to completion on the blocking thread.
+pub(crate) async fn blocking_async<T, F>(
+    work: impl FnOnce() -> F + Send + 'static,
+) -> Result<T, Status>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, AuthError>>,
+{
+    let runtime = tokio::runtime::Handle::current();
+    blocking(move || runtime.block_on(work())).await
+}
+
 /// Runs blocking authenticator work (password hashing, file writes) off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
@@ -140,7 +153,9 @@ impl AuthService for Gateway {
     ) -> Result<Response<SignInResponse>, Status> {
         let auth = self.authenticator()?.clone();
         let r = request.into_inner();
-        let session = blocking(move || auth.setup(&r.code, &r.user, &r.password)).await?;
+        let session =
+            blocking_async(move || async move { auth.setup(&r.code, &r.user, &r.password).await })
+                .await?;
         Ok(signed_in(session, r.cookie, self.tls.is_some()))
     }
 
@@ -156,7 +171,9 @@ impl AuthService for Gateway {
                 p.0
             });
         let r = request.into_inner();
-        let session = blocking(move || auth.sign_in(&r.user, &r.password, from)).await?;
+        let session =
+            blocking_async(move || async move { auth.sign_in(&r.user, &r.password, from).await })
+                .await?;
         Ok(signed_in(session, r.cookie, self.tls.is_some()))
     }
 
@@ -168,7 +185,7 @@ impl AuthService for Gateway {
         let token = refresh_token_of(&request, &request.get_ref().refresh_token)
             .ok_or_else(|| Status::unauthenticated("no refresh token; sign in again"))?;
         let cookie = request.get_ref().cookie;
-        let session = blocking(move || auth.refresh(&token)).await?;
+        let session = blocking_async(move || async move { auth.refresh(&token).await }).await?;
         Ok(signed_in(session, cookie, self.tls.is_some()))
     }
 
@@ -178,7 +195,7 @@ impl AuthService for Gateway {
     ) -> Result<Response<SignOutResponse>, Status> {
         let auth = self.authenticator()?.clone();
         if let Some(token) = refresh_token_of(&request, &request.get_ref().refresh_token) {
-            blocking(move || auth.sign_out(&token)).await?;
+            blocking_async(move || async move { auth.sign_out(&token).await }).await?;
         }
         let mut response = Response::new(SignOutResponse {});
         let secure = self.tls.is_some();
@@ -227,7 +244,7 @@ impl TokenService for Gateway {
             .map_err(|e: emberline_auth::identity::UnknownName| {
                 Status::invalid_argument(e.to_string())
             })?;
-        let (token, info) = blocking(move || {
+        let (token, info) = blocking_async(move || async move {
             auth.create_token(
                 &caller.name,
                 &caller.tenant,
@@ -235,6 +252,7 @@ impl TokenService for Gateway {
                 scope,
                 r.expires_at_ms,
             )
+            .await
         })
         .await?;
         Ok(Response::new(CreateTokenResponse {
@@ -262,7 +280,10 @@ impl TokenService for Gateway {
         let auth = self.authenticator()?.clone();
         let caller = caller_of(&request)?;
         let id = request.into_inner().id;
-        blocking(move || auth.revoke_token(&caller.name, &caller.tenant, &id)).await?;
+        blocking_async(move || async move {
+            auth.revoke_token(&caller.name, &caller.tenant, &id).await
+        })
+        .await?;
         Ok(Response::new(RevokeTokenResponse {}))
     }
 }

@@ -54,7 +54,7 @@ mod tenancy;
 mod tls;
 mod web;
 
-pub use audit::audit_log;
+pub use audit::{audit_log, audit_record};
 pub use auth::{AuthMode, Rule, rule};
 pub use queries::HISTORY_RETAINED_FROM_HEADER;
 pub use registry_api::{RestRegistry, guarded_registry_router, registry_router, serve_registry};

@@ -105,7 +105,7 @@ async fn check_caller(
             "send `Authorization: Bearer <token>` (an API token of scope ingest to register)",
         );
     };
-    let caller = match auth.verify(&token) {
+    let caller = match auth.verify_any(&token).await {
         Ok(caller) => caller,
         Err(e) => return error(StatusCode::UNAUTHORIZED, 40101, e.to_string()),
     };

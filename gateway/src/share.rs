@@ -10,7 +10,7 @@ use emberline_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::Gateway;
-use crate::auth_api::blocking;
+use crate::auth_api::{blocking, blocking_async};
 use crate::tenancy::Tenant;
 
 fn link_to_proto(s: emberline_auth::store::ShareLink) -> ShareLink {
@@ -33,7 +33,7 @@ impl ShareService for Gateway {
         let tenant = Tenant::from(&caller);
         let r = request.into_inner();
         let cook = self.existing_cook(&tenant, &r.cook_id).await?;
-        let (token, link) = blocking(move || {
+        let (token, link) = blocking_async(move || async move {
             auth.create_share(
                 &caller.name,
                 &caller.tenant,
@@ -41,6 +41,7 @@ impl ShareService for Gateway {
                 &cook.device_id,
                 r.expires_at_ms,
             )
+            .await
         })
         .await?;
         Ok(Response::new(CreateShareLinkResponse {
@@ -73,7 +74,10 @@ impl ShareService for Gateway {
         let auth = self.authenticator()?.clone();
         let caller = crate::auth::caller_of(&request)?;
         let id = request.into_inner().id;
-        blocking(move || auth.revoke_share(&caller.name, &caller.tenant, &id)).await?;
+        blocking_async(move || async move {
+            auth.revoke_share(&caller.name, &caller.tenant, &id).await
+        })
+        .await?;
         Ok(Response::new(RevokeShareLinkResponse {}))
     }
 }

@@ -71,8 +71,8 @@ impl Tenant {
         self.share.as_ref().map(|s| s.cook_id.as_str())
     }
 
-    /// The time window a share link's caller sees of its cook: from its start to its end
-    /// (still open while it runs). `None`: no bound.
+    /// The time window, epoch ms, a share link's caller sees of its cook: from its start to
+    /// its end, or to `i64::MAX` while it runs.
     pub(crate) fn window(cook: &CookSession) -> (i64, i64) {
         (cook.started_time, cook.ended_time.unwrap_or(i64::MAX))
     }

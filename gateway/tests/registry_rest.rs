@@ -167,9 +167,15 @@ async fn with_sign_in_on_reads_need_a_credential_and_registering_the_ingest_scop
     let server = start_with(|dir| {
         let auth = Authenticator::open(dir, AuthSettings::default()).expect("identities");
         for scope in [Scope::Read, Scope::Ingest] {
-            let (token, _) = auth
-                .create_token("test", "default", scope.as_str(), scope, None)
-                .expect("token");
+            // The identities file answers without waiting on anything.
+            let (token, _) = futures::executor::block_on(auth.create_token(
+                "test",
+                "default",
+                scope.as_str(),
+                scope,
+                None,
+            ))
+            .expect("token");
             tokens.push(token);
         }
         emberline_gateway::AuthMode::Checked(Arc::new(auth))

@@ -90,8 +90,11 @@ pub mod topics {
     ];
     /// Schema registrations of the log-backed registry, in the order that assigns ids.
     pub const SCHEMAS: &str = "_schemas";
+    /// Changes to users, API tokens, sessions and share links, JSON, one partition
+    /// (distributed deployments: what every gateway replica signs callers in with).
+    pub const IDENTITIES: &str = "identities";
     /// Topics whose records must never expire (created with `retention.ms = -1`).
-    pub const KEEP_FOREVER: [&str; 2] = [PROJECTIONS_CHANGELOG, SCHEMAS];
+    pub const KEEP_FOREVER: [&str; 3] = [PROJECTIONS_CHANGELOG, SCHEMAS, IDENTITIES];
 }
 
 /// An append-only, partitioned log of byte records. See the crate docs for the contract.
