@@ -28,8 +28,11 @@
 //! Backends: [`EmbeddedLog`] (redb on local disk, the default) and [`KafkaLog`] (rdkafka).
 //! With the `testsuite` feature, `conformance` holds the generic suite both must pass.
 //!
-//! This crate knows nothing of what records mean: keys and values are bytes.
+//! This crate knows nothing of what records mean: keys and values are bytes. The one
+//! exception, [`document`], keeps a caller's document type as JSON changes in a topic that
+//! every process follows (identities, settings).
 
+pub mod document;
 mod embedded;
 mod error;
 mod group;
