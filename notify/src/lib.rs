@@ -30,4 +30,4 @@ pub use config::{ChannelConfig, ChannelKind, NotifyConfig, WebhookFormat};
 pub use error::NotifyError;
 pub use notice::Notice;
 pub use outbox::{Outbox, OutboxEntry};
-pub use run::run_notifier;
+pub use run::{run_notifier, run_notifier_with, send_test, validate_channel};

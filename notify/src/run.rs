@@ -8,12 +8,12 @@ use emberline_common::clock::now_ms;
 use emberline_log::{EventLog, topics};
 use emberline_schemas::events::{AlertCleared, AlertRaised};
 use emberline_schemas::{CodecError, EventCodec, EventKind};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::deliver;
-use crate::config::{ChannelKind, NotifyConfig};
+use crate::config::{ChannelConfig, ChannelKind, NotifyConfig};
 use crate::error::NotifyError;
 use crate::notice::Notice;
 use crate::outbox::Outbox;
@@ -22,42 +22,105 @@ use crate::outbox::Outbox;
 fn validate(config: &NotifyConfig) -> Result<(), NotifyError> {
     let mut names = HashSet::new();
     for c in &config.channels {
-        let bad = |reason: String| NotifyError::Config {
-            channel: c.name.clone(),
-            reason,
-        };
-        if c.name.is_empty() || !names.insert(c.name.as_str()) {
-            return Err(bad("every channel needs a name of its own".into()));
+        if !names.insert(c.name.as_str()) {
+            return Err(NotifyError::Config {
+                channel: c.name.clone(),
+                reason: "every channel needs a name of its own".into(),
+            });
         }
-        match &c.kind {
-            ChannelKind::Webhook { url, .. } | ChannelKind::Ntfy { url, .. } => {
-                let parsed =
-                    reqwest::Url::parse(url).map_err(|e| bad(format!("url {url:?}: {e}")))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(bad(format!("url {url:?} is not http(s)")));
-                }
+        validate_channel(c)?;
+    }
+    Ok(())
+}
+
+/// Checks one channel: a name, and URLs and addresses that parse. The reason names the
+/// field at fault first (`url: …`), for forms that show it next to the field.
+pub fn validate_channel(c: &ChannelConfig) -> Result<(), NotifyError> {
+    let bad = |reason: String| NotifyError::Config {
+        channel: c.name.clone(),
+        reason,
+    };
+    if c.name.trim().is_empty() {
+        return Err(bad("name: every channel needs a name".into()));
+    }
+    match &c.kind {
+        ChannelKind::Webhook { url, .. } | ChannelKind::Ntfy { url, .. } => {
+            let parsed = reqwest::Url::parse(url).map_err(|e| bad(format!("url: {url:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(bad(format!("url: {url:?} is not http(s)")));
             }
-            ChannelKind::Email {
-                smtp_url, from, to, ..
-            } => {
-                if !(smtp_url.starts_with("smtp://") || smtp_url.starts_with("smtps://")) {
-                    return Err(bad(format!(
-                        "smtp_url {smtp_url:?} is not smtp:// or smtps://"
-                    )));
-                }
-                if to.is_empty() {
-                    return Err(bad(
-                        "an email channel needs at least one address in `to`".into()
-                    ));
-                }
-                for a in std::iter::once(from).chain(to) {
-                    a.parse::<lettre::message::Mailbox>()
-                        .map_err(|e| bad(format!("address {a:?}: {e}")))?;
-                }
+        }
+        ChannelKind::Email {
+            smtp_url, from, to, ..
+        } => {
+            if !(smtp_url.starts_with("smtp://") || smtp_url.starts_with("smtps://")) {
+                return Err(bad(format!(
+                    "smtp_url: {smtp_url:?} is not smtp:// or smtps://"
+                )));
+            }
+            if to.is_empty() {
+                return Err(bad(
+                    "to: an email channel needs at least one address".into()
+                ));
+            }
+            from.parse::<lettre::message::Mailbox>()
+                .map_err(|e| bad(format!("from: address {from:?}: {e}")))?;
+            for a in to {
+                a.parse::<lettre::message::Mailbox>()
+                    .map_err(|e| bad(format!("to: address {a:?}: {e}")))?;
             }
         }
     }
     Ok(())
+}
+
+/// Sends a test notification through `channel` now (no outbox, no retry): what a user's
+/// "test" button does. The error says what the channel's server answered.
+pub async fn send_test(channel: &ChannelConfig, timeout: Duration) -> Result<(), NotifyError> {
+    validate_channel(channel)?;
+    let http = emberline_common::http::client(timeout).map_err(|e| NotifyError::Config {
+        channel: channel.name.clone(),
+        reason: e.to_string(),
+    })?;
+    let now = now_ms();
+    let notice = Notice {
+        delivery_id: format!("test/{}/{now}", channel.name),
+        alert_id: "test".into(),
+        kind: "test".into(),
+        device_id: "emberline".into(),
+        probe_id: None,
+        raised: true,
+        repeat: 0,
+        time_ms: now,
+        value: None,
+        threshold: None,
+        message: format!(
+            "Test notification from Emberline to channel {:?}: it works.",
+            channel.name
+        ),
+    };
+    deliver(channel, &notice, &http, timeout)
+        .await
+        .map_err(|e| NotifyError::Config {
+            channel: channel.name.clone(),
+            reason: format!("the test notification failed: {}", e.0),
+        })
+}
+
+/// The channels alerts go to: those of the configuration file, fixed, and those set up
+/// while running (the web UI's), which may change at any time.
+#[derive(Clone)]
+struct Channels {
+    file: Arc<Vec<ChannelConfig>>,
+    added: watch::Receiver<Arc<Vec<ChannelConfig>>>,
+}
+
+impl Channels {
+    /// Every channel now.
+    fn now(&self) -> Vec<ChannelConfig> {
+        let added = self.added.borrow().clone();
+        self.file.iter().chain(added.iter()).cloned().collect()
+    }
 }
 
 /// Runs until shut down: every alert record the channels want goes into the outbox, and
@@ -69,7 +132,28 @@ pub async fn run_notifier(
     outbox: Outbox,
     shutdown: CancellationToken,
 ) -> Result<(), NotifyError> {
+    let (_fixed, none) = watch::channel(Arc::new(Vec::new()));
+    run_notifier_with(log, codec, config, none, outbox, shutdown).await
+}
+
+/// [`run_notifier`], with channels `added` besides the configuration's, which may change
+/// while it runs: an alert goes to the channels there are when it is read, and an entry
+/// waiting for a channel that was removed waits until it returns. Added channels with a
+/// name of the configuration's, or that do not validate, are left out (with an error line);
+/// the writer of the set is expected to have refused them.
+pub async fn run_notifier_with(
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    config: NotifyConfig,
+    added: watch::Receiver<Arc<Vec<ChannelConfig>>>,
+    outbox: Outbox,
+    shutdown: CancellationToken,
+) -> Result<(), NotifyError> {
     validate(&config)?;
+    let channels = Channels {
+        file: Arc::new(config.channels.clone()),
+        added: checked(&config, added, &shutdown),
+    };
     let config = Arc::new(config);
     let wake = Arc::new(Notify::new());
     let partitions = log.partitions(topics::ALERTS).await?;
@@ -80,6 +164,7 @@ pub async fn run_notifier(
             log: log.clone(),
             codec: codec.clone(),
             config: config.clone(),
+            channels: channels.clone(),
             outbox: outbox.clone(),
             partition,
             from: positions.get(&partition).copied().unwrap_or(0),
@@ -88,7 +173,13 @@ pub async fn run_notifier(
         };
         tasks.spawn(enqueue.run());
     }
-    tasks.spawn(deliver_loop(config, outbox, wake, shutdown.clone()));
+    tasks.spawn(deliver_loop(
+        config,
+        channels,
+        outbox,
+        wake,
+        shutdown.clone(),
+    ));
     tracing::info!(partitions, ?positions, "notifier starting");
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
@@ -114,6 +205,7 @@ struct Enqueue {
     log: Arc<dyn EventLog>,
     codec: Arc<EventCodec>,
     config: Arc<NotifyConfig>,
+    channels: Channels,
     outbox: Outbox,
     partition: u32,
     from: u64,
@@ -136,6 +228,7 @@ impl Enqueue {
                 continue;
             };
             let mut entries = Vec::new();
+            let channels = self.channels.now();
             for record in &records {
                 let notice = match self.notice(&record.value).await {
                     Ok(Some(n)) => n,
@@ -145,11 +238,7 @@ impl Enqueue {
                         continue;
                     }
                 };
-                for channel in self
-                    .config
-                    .channels
-                    .iter()
-                    .filter(|c| c.wants(&notice.device_id))
+                for channel in channels.iter().filter(|c| c.wants(&notice.device_id))
                 {
                     entries.push((channel.name.clone(), notice.clone()));
                 }
@@ -180,6 +269,7 @@ impl Enqueue {
 /// Attempts due entries; sleeps until the next is due or something is enqueued.
 async fn deliver_loop(
     config: Arc<NotifyConfig>,
+    channels: Channels,
     outbox: Outbox,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
@@ -192,11 +282,12 @@ async fn deliver_loop(
     loop {
         let woken = wake.notified();
         let (due, next) = outbox.due(now_ms())?;
+        let channels = channels.now();
         for entry in due {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            let Some(channel) = config.channels.iter().find(|c| c.name == entry.channel) else {
+            let Some(channel) = channels.iter().find(|c| c.name == entry.channel) else {
                 // A channel removed from the configuration: its entries wait for it to return.
                 continue;
             };
@@ -228,6 +319,50 @@ async fn deliver_loop(
             () = shutdown.cancelled() => return Ok(()),
         }
     }
+}
+
+/// `added` without the channels that clash with the configuration's or do not validate.
+fn checked(
+    config: &NotifyConfig,
+    mut added: watch::Receiver<Arc<Vec<ChannelConfig>>>,
+    shutdown: &CancellationToken,
+) -> watch::Receiver<Arc<Vec<ChannelConfig>>> {
+    let taken: HashSet<String> = config.channels.iter().map(|c| c.name.clone()).collect();
+    let keep = move |set: &[ChannelConfig]| -> Arc<Vec<ChannelConfig>> {
+        let mut names = HashSet::new();
+        Arc::new(
+            set.iter()
+                .filter(|c| {
+                    let ok = !taken.contains(&c.name)
+                        && names.insert(c.name.clone())
+                        && validate_channel(c).is_ok();
+                    if !ok {
+                        tracing::error!(channel = %c.name, "a channel set up while running clashes with another or does not validate; it is left out");
+                    }
+                    ok
+                })
+                .cloned()
+                .collect(),
+        )
+    };
+    let (tx, rx) = watch::channel(keep(&added.borrow_and_update()));
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = added.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let set = keep(&added.borrow_and_update());
+                    tracing::info!(channels = set.len(), "notification channels changed");
+                    tx.send_replace(set);
+                }
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
+    rx
 }
 
 /// Counts one delivery attempt to a channel of `kind` by its `result`.

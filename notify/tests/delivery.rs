@@ -440,3 +440,131 @@ async fn misconfigured_channels_are_refused_before_anything_is_sent() {
         assert!(err.to_string().contains(what), "{err}");
     }
 }
+
+/// Appends one raise of `alert` on device `sim-1`; returns its partition's new end.
+async fn append_raise(
+    log: &emberline_log::EmbeddedLog,
+    codec: &emberline_schemas::EventCodec,
+    alert: &str,
+    seq: i64,
+) -> (u32, u64) {
+    let a = raised(alert, "sim-1", 0, seq);
+    let at = log
+        .append(
+            topics::ALERTS,
+            vec![NewRecord {
+                key: a.device_id.as_bytes().to_vec(),
+                value: codec.encode(&a).expect("encode"),
+                timestamp_ms: seq,
+            }],
+        )
+        .await
+        .expect("append");
+    (at[0].partition, at[0].offset + 1)
+}
+
+/// Waits until the notifier has read `partition` up to `end` (its outbox position).
+async fn read_to(outbox: &Outbox, (partition, end): (u32, u64)) {
+    until("the notifier read the alert", || {
+        outbox
+            .positions()
+            .expect("positions")
+            .get(&partition)
+            .is_some_and(|p| *p >= end)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_set_up_while_running_take_alerts_from_then_on_and_stop_when_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, codec) = embedded_log(dir.path(), 1).await.expect("log");
+    let (hook, seen) = receiver(0).await;
+    let outbox = Outbox::open(&dir.path().join("outbox.redb")).expect("outbox");
+    let (set, added) = tokio::sync::watch::channel(Arc::new(Vec::new()));
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(emberline_notify::run_notifier_with(
+        log.clone(),
+        codec.clone(),
+        config(Vec::new()),
+        added,
+        outbox.clone(),
+        stop.clone(),
+    ));
+    read_to(&outbox, append_raise(&log, &codec, "before#1", 1).await).await;
+
+    let live = channel(
+        "added",
+        ChannelKind::Webhook {
+            url: format!("http://{hook}/hook"),
+            secret: None,
+            format: WebhookFormat::Json,
+        },
+    );
+    // A channel with a bad URL in the same set is left out; the good one still works.
+    let broken = channel(
+        "broken",
+        ChannelKind::Webhook {
+            url: "not a url".into(),
+            secret: None,
+            format: WebhookFormat::Json,
+        },
+    );
+    set.send_replace(Arc::new(vec![live, broken]));
+    // The notifier takes the new set before the next alert: retry until one arrives.
+    let mut seq = 2;
+    while seen.lock().expect("lock").requests.is_empty() {
+        read_to(
+            &outbox,
+            append_raise(&log, &codec, &format!("during#{seq}"), seq).await,
+        )
+        .await;
+        until("delivered", || {
+            outbox
+                .entries()
+                .expect("entries")
+                .iter()
+                .all(|e| e.delivered_ms.is_some())
+        })
+        .await;
+        seq += 1;
+    }
+    let bodies: Vec<String> = seen
+        .lock()
+        .expect("lock")
+        .requests
+        .iter()
+        .map(|(_, _, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(
+        bodies.iter().all(|b| !b.contains("before#1")),
+        "an alert read before the channel existed is not sent to it: {bodies:?}"
+    );
+    assert!(outbox
+        .entries()
+        .expect("entries")
+        .iter()
+        .all(|e| e.channel == "added"));
+
+    set.send_replace(Arc::new(Vec::new()));
+    let sent = seen.lock().expect("lock").requests.len();
+    // Once removed, later alerts make no entries (allow the one batch that may have been
+    // read before the change arrived).
+    for i in 0..3 {
+        read_to(
+            &outbox,
+            append_raise(&log, &codec, &format!("after#{i}"), 100 + i).await,
+        )
+        .await;
+    }
+    let after = outbox
+        .entries()
+        .expect("entries")
+        .iter()
+        .filter(|e| e.notice.alert_id.starts_with("after#"))
+        .count();
+    assert!(after <= 1, "{after} entries for a removed channel");
+    assert!(seen.lock().expect("lock").requests.len() <= sent + 1);
+    stop.cancel();
+    run.await.expect("join").expect("notifier");
+}
