@@ -96,8 +96,11 @@ pub mod topics {
     /// Changes to users, API tokens, sessions and share links, JSON, one partition
     /// (distributed deployments: what every gateway replica signs callers in with).
     pub const IDENTITIES: &str = "identities";
+    /// Settings made while running (notification channels), JSON changes, sealed where
+    /// confidential, one partition.
+    pub const SETTINGS: &str = "settings";
     /// Topics whose records must never expire (created with `retention.ms = -1`).
-    pub const KEEP_FOREVER: [&str; 3] = [PROJECTIONS_CHANGELOG, SCHEMAS, IDENTITIES];
+    pub const KEEP_FOREVER: [&str; 4] = [PROJECTIONS_CHANGELOG, SCHEMAS, IDENTITIES, SETTINGS];
 }
 
 /// An append-only, partitioned log of byte records. See the crate docs for the contract.

@@ -59,9 +59,7 @@ pub fn validate_channel(c: &ChannelConfig) -> Result<(), NotifyError> {
                 )));
             }
             if to.is_empty() {
-                return Err(bad(
-                    "to: an email channel needs at least one address".into()
-                ));
+                return Err(bad("to: an email channel needs at least one address".into()));
             }
             from.parse::<lettre::message::Mailbox>()
                 .map_err(|e| bad(format!("from: address {from:?}: {e}")))?;
@@ -238,8 +236,7 @@ impl Enqueue {
                         continue;
                     }
                 };
-                for channel in channels.iter().filter(|c| c.wants(&notice.device_id))
-                {
+                for channel in channels.iter().filter(|c| c.wants(&notice.device_id)) {
                     entries.push((channel.name.clone(), notice.clone()));
                 }
             }

@@ -540,11 +540,13 @@ async fn channels_set_up_while_running_take_alerts_from_then_on_and_stop_when_re
         bodies.iter().all(|b| !b.contains("before#1")),
         "an alert read before the channel existed is not sent to it: {bodies:?}"
     );
-    assert!(outbox
-        .entries()
-        .expect("entries")
-        .iter()
-        .all(|e| e.channel == "added"));
+    assert!(
+        outbox
+            .entries()
+            .expect("entries")
+            .iter()
+            .all(|e| e.channel == "added")
+    );
 
     set.send_replace(Arc::new(Vec::new()));
     let sent = seen.lock().expect("lock").requests.len();

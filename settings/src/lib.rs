@@ -1,0 +1,292 @@
+//! Emberline's settings made while it runs — today the notification channels the web UI
+//! sets up — kept as changes in the log's `settings` topic, so every replica and a replay
+//! agree ("the log is the database"), and applied live by the processes that follow it.
+//!
+//! * [`sealed`] — the settings key, and sealing what a setting holds in confidence;
+//! * [`channels`] — stored channels, and what a manager is shown of one;
+//! * [`SettingsStore`] — the document in the log: read, change, and follow.
+//!
+//! What the configuration file sets stays there and is shown read-only; a setting may not
+//! take a name the file uses.
+
+pub mod channels;
+pub mod sealed;
+
+use std::sync::Arc;
+
+use emberline_log::document::{Document, DocumentError, LogDocument};
+use emberline_log::{EventLog, topics};
+use emberline_notify::ChannelConfig;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use channels::{ChannelView, StoredChannel};
+pub use sealed::SettingsKey;
+
+/// What can go wrong with settings, in terms the caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The setting is not valid; the text names the field first (`url: …`).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such setting (in the caller's tenant).
+    #[error("{0}")]
+    NotFound(String),
+    /// The settings key is missing, short or unreadable.
+    #[error("settings key: {0}")]
+    Key(String),
+    /// A sealed value cannot be opened.
+    #[error("a sealed setting: {0}")]
+    Sealed(String),
+    /// The log failed.
+    #[error("settings store: {0}")]
+    Storage(String),
+}
+
+/// The settings document.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Notification channels, by qualified name.
+    pub channels: channels::Channels,
+}
+
+/// One change to the settings document.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SettingsChange {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    channels: Vec<StoredChannel>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    channels_gone: Vec<String>,
+}
+
+impl Document for Settings {
+    type Change = SettingsChange;
+    const FORMAT: u32 = 1;
+
+    fn change(old: &Self, new: &Self) -> Option<SettingsChange> {
+        let channels: Vec<_> = new
+            .channels
+            .iter()
+            .filter(|(k, v)| old.channels.get(*k) != Some(v))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let channels_gone: Vec<_> = old
+            .channels
+            .keys()
+            .filter(|k| !new.channels.contains_key(*k))
+            .cloned()
+            .collect();
+        (!channels.is_empty() || !channels_gone.is_empty()).then_some(SettingsChange {
+            channels,
+            channels_gone,
+        })
+    }
+
+    fn apply(&mut self, change: &SettingsChange) {
+        for gone in &change.channels_gone {
+            self.channels.remove(gone);
+        }
+        for c in &change.channels {
+            self.channels
+                .insert(channels::qualified(&c.tenant, &c.name), c.clone());
+        }
+    }
+}
+
+/// The settings of a deployment, in its log, with the key that seals them and the names
+/// the configuration file holds.
+pub struct SettingsStore {
+    doc: LogDocument<Settings>,
+    key: SettingsKey,
+    /// Channels of the configuration file, by qualified name (read-only here).
+    file_channels: Vec<ChannelConfig>,
+}
+
+impl SettingsStore {
+    /// Follows the `settings` topic of `log`; `file_channels` are the configuration's.
+    pub async fn open(
+        log: Arc<dyn EventLog>,
+        key: SettingsKey,
+        file_channels: Vec<ChannelConfig>,
+    ) -> Result<Self, SettingsError> {
+        let doc = LogDocument::open(log, topics::SETTINGS)
+            .await
+            .map_err(|e| SettingsError::Storage(e.to_string()))?;
+        Ok(Self {
+            doc,
+            key,
+            file_channels,
+        })
+    }
+
+    fn unseal(&self, stored: &StoredChannel) -> Result<ChannelConfig, SettingsError> {
+        let plain = self.key.open(&stored.sealed)?;
+        let mut channel: ChannelConfig = serde_json::from_slice(&plain)
+            .map_err(|e| SettingsError::Sealed(format!("channel {:?}: {e}", stored.name)))?;
+        channel.name = channels::qualified(&stored.tenant, &stored.name);
+        channel.tenant.clone_from(&stored.tenant);
+        Ok(channel)
+    }
+
+    fn current(&self) -> Result<Arc<Settings>, SettingsError> {
+        self.doc
+            .current()
+            .map_err(|e| SettingsError::Storage(e.to_string()))
+    }
+
+    /// The tenant's channels: the configuration file's first, then those set up here.
+    pub fn channels(&self, tenant: &str) -> Result<Vec<ChannelView>, SettingsError> {
+        let mut views: Vec<ChannelView> = self
+            .file_channels
+            .iter()
+            .filter(|c| c.tenant == tenant)
+            .map(|c| ChannelView::of(&c.name, c, true))
+            .collect();
+        for stored in self
+            .current()?
+            .channels
+            .values()
+            .filter(|c| c.tenant == tenant)
+        {
+            match self.unseal(stored) {
+                Ok(channel) => views.push(ChannelView::of(&stored.name, &channel, false)),
+                Err(e) => {
+                    tracing::error!(channel = %stored.name, error = %e, "a stored channel cannot be opened")
+                }
+            }
+        }
+        Ok(views)
+    }
+
+    /// The tenant's channel `name` as the notifier uses it (a test notification).
+    pub fn channel(&self, tenant: &str, name: &str) -> Result<ChannelConfig, SettingsError> {
+        if let Some(c) = self
+            .file_channels
+            .iter()
+            .find(|c| c.tenant == tenant && c.name == name)
+        {
+            return Ok(c.clone());
+        }
+        let doc = self.current()?;
+        let stored = doc
+            .channels
+            .get(&channels::qualified(tenant, name))
+            .ok_or_else(|| SettingsError::NotFound(format!("no channel {name:?}")))?;
+        self.unseal(stored)
+    }
+
+    /// Saves `channel` for `tenant` (a new one, or one of the same name replaced; a missing
+    /// secret keeps the stored one), after the same checks the configuration file gets.
+    pub async fn set_channel(
+        &self,
+        tenant: &str,
+        mut channel: ChannelConfig,
+        now_ms: i64,
+    ) -> Result<(), SettingsError> {
+        emberline_common::tenant::is_valid_name(&channel.name)
+            .then_some(())
+            .ok_or_else(|| {
+                SettingsError::Invalid("name: 1 to 64 letters, digits, '.', '_', '-' or '@'".into())
+            })?;
+        if self
+            .file_channels
+            .iter()
+            .any(|c| c.name == channels::qualified(tenant, &channel.name))
+        {
+            return Err(SettingsError::Invalid(format!(
+                "name: {:?} is a channel of the configuration file, which only the file \
+                 changes",
+                channel.name
+            )));
+        }
+        channel.tenant = tenant.to_owned();
+        let key = channels::qualified(tenant, &channel.name);
+        if let Some(stored) = self.current()?.channels.get(&key) {
+            keep_secrets_of(&self.unseal(stored)?, &mut channel);
+        }
+        emberline_notify::validate_channel(&channel).map_err(|e| match e {
+            emberline_notify::NotifyError::Config { reason, .. } => SettingsError::Invalid(reason),
+            other => SettingsError::Invalid(other.to_string()),
+        })?;
+        let plain = serde_json::to_vec(&channel)
+            .map_err(|e| SettingsError::Invalid(format!("channel: {e}")))?;
+        let stored = StoredChannel {
+            tenant: tenant.to_owned(),
+            name: channel.name.clone(),
+            sealed: self.key.seal(&plain)?,
+            updated_at_ms: now_ms,
+        };
+        self.doc
+            .update(now_ms, |doc| {
+                doc.channels.insert(key.clone(), stored.clone());
+                Ok::<_, SettingsError>(())
+            })
+            .await
+            .map_err(document_error)
+    }
+
+    /// Removes the tenant's channel `name`.
+    pub async fn delete_channel(
+        &self,
+        tenant: &str,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<(), SettingsError> {
+        let key = channels::qualified(tenant, name);
+        self.doc
+            .update(now_ms, |doc| match doc.channels.remove(&key) {
+                Some(_) => Ok(()),
+                None if self.file_channels.iter().any(|c| c.name == key) => {
+                    Err(SettingsError::Invalid(format!(
+                        "name: {name:?} is a channel of the configuration file, which only the \
+                         file changes"
+                    )))
+                }
+                None => Err(SettingsError::NotFound(format!("no channel {name:?}"))),
+            })
+            .await
+            .map_err(document_error)
+    }
+
+    /// Every channel set up here, opened, as it is now and whenever it changes: what the
+    /// notifier takes besides the configuration's. Runs until the store is dropped.
+    pub fn live_channels(self: &Arc<Self>) -> watch::Receiver<Arc<Vec<ChannelConfig>>> {
+        let (tx, rx) = watch::channel(Arc::new(self.opened_channels()));
+        let mut changes = self.doc.watch();
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(store) = store.upgrade() else { return };
+                tx.send_replace(Arc::new(store.opened_channels()));
+            }
+        });
+        rx
+    }
+
+    fn opened_channels(&self) -> Vec<ChannelConfig> {
+        let Ok(doc) = self.current() else {
+            return Vec::new();
+        };
+        doc.channels
+            .values()
+            .filter_map(|stored| match self.unseal(stored) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(channel = %stored.name, error = %e, "a stored channel cannot be opened; it is left out");
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+fn keep_secrets_of(old: &ChannelConfig, new: &mut ChannelConfig) {
+    channels::keep_secrets(&old.kind, &mut new.kind);
+}
+
+fn document_error(e: DocumentError<SettingsError>) -> SettingsError {
+    match e {
+        DocumentError::Refused(e) => e,
+        DocumentError::Log(e) => SettingsError::Storage(e.to_string()),
+    }
+}
