@@ -51,6 +51,20 @@ pub(crate) struct Config {
     pub(crate) telemetry: crate::telemetry::TelemetryConfig,
     /// Who may call the API.
     pub(crate) auth: AuthConfig,
+    /// Settings made while running (the web UI's notification channels).
+    pub(crate) settings: SettingsConfig,
+}
+
+/// How settings made while running are sealed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SettingsConfig {
+    /// The key that seals credentials in the settings, 32+ characters; every gateway and
+    /// notifier of a distributed deployment needs the same. Default: `settings.key` in the
+    /// data directory, made on first start.
+    pub(crate) key: Option<emberline_common::Secret>,
+    /// Older keys, still opening what they sealed (rotation).
+    pub(crate) previous_keys: Vec<emberline_common::Secret>,
 }
 
 /// How callers of the API are checked.
@@ -273,6 +287,7 @@ impl Default for Config {
             history: HistoryConfig::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
             auth: AuthConfig::default(),
+            settings: SettingsConfig::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ use emberline_processors::Mode;
 use emberline_processors::changelog::{self, ChangelogStore};
 use emberline_projections::{EmbeddedStore, ProjectionStore, ScyllaStore};
 use emberline_schemas::{ConfluentRegistry, EmbeddedRegistry, EventCodec, SchemaRegistry};
+use emberline_settings::{SettingsKey, SettingsStore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -314,6 +315,7 @@ fn spawn_sources(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the parts of a gateway, each from the caller's setup
 fn spawn_gateway(
     tasks: &mut JoinSet<Result<()>>,
     config: &Config,
@@ -322,6 +324,7 @@ fn spawn_gateway(
     shutdown: &CancellationToken,
     readiness: &Readiness,
     auth: AuthMode,
+    settings: Option<Arc<SettingsStore>>,
 ) -> Result<()> {
     if let AuthMode::Checked(auth) = &auth {
         auth.set_audit(emberline_gateway::audit_log(
@@ -336,6 +339,9 @@ fn spawn_gateway(
         shutdown.clone(),
         auth,
     );
+    if let Some(settings) = settings {
+        gateway = gateway.with_settings(settings);
+    }
     let default_budget = emberline_gateway::rate::Budget::default();
     gateway = gateway.with_budget(emberline_gateway::rate::Budget {
         per_second: config
@@ -469,6 +475,7 @@ pub(crate) async fn up(config: Config) -> Result<()> {
     )
     .spawn(&mut tasks, None, Mode::Follow, &shutdown);
     let auth = gateway_auth_of(&config, &parts.log).await?;
+    let settings = open_settings(&config, &parts.log, false).await?;
     spawn_gateway(
         &mut tasks,
         &config,
@@ -477,6 +484,7 @@ pub(crate) async fn up(config: Config) -> Result<()> {
         &shutdown,
         &readiness,
         auth.clone(),
+        settings.clone(),
     )?;
     spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true, auth.clone());
     if config.home_assistant.mqtt.is_some() {
@@ -489,9 +497,8 @@ pub(crate) async fn up(config: Config) -> Result<()> {
         let token = accounts::internal_token(&auth, "home assistant (built in)")?;
         spawn_home_assistant(&mut tasks, &config, url, token, &shutdown)?;
     }
-    if !config.notifications.channels.is_empty() {
-        spawn_notifier(&mut tasks, &config, &parts, &shutdown)?;
-    }
+    // Always: channels may be set up in the web UI at any time.
+    spawn_notifier(&mut tasks, &config, &parts, &shutdown, settings.as_ref())?;
     match config.gateway.web_addr {
         Some(web) if emberline_gateway::has_web_ui() => tracing::info!(
             "Emberline is starting: open http://{web}/ in a browser (gRPC on {}); Ctrl-C stops it",
@@ -632,8 +639,9 @@ pub(crate) async fn gateway(config: Config) -> Result<()> {
         }
     }
     let auth = gateway_auth_of(&config, &parts.log).await?;
+    let settings = open_settings(&config, &parts.log, true).await?;
     spawn_gateway(
-        &mut tasks, &config, &parts, store, &shutdown, &readiness, auth,
+        &mut tasks, &config, &parts, store, &shutdown, &readiness, auth, settings,
     )?;
     supervise(tasks, shutdown).await
 }
@@ -653,26 +661,63 @@ pub(crate) async fn connect_ha(config: Config) -> Result<()> {
     supervise(tasks, shutdown).await
 }
 
-/// Starts the notifier: alerts from the log to the configured channels, through the outbox
-/// in the data directory.
+/// The settings made while running, in `log`, sealed with `settings.key` or (one process
+/// on its own data) the data directory's key. A role run apart on Kafka without
+/// `settings.key` has none: its own key could not open what another process sealed.
+async fn open_settings(
+    config: &Config,
+    log: &Arc<dyn EventLog>,
+    apart: bool,
+) -> Result<Option<Arc<SettingsStore>>> {
+    let previous: Vec<&str> = config
+        .settings
+        .previous_keys
+        .iter()
+        .map(emberline_common::Secret::expose)
+        .collect();
+    let key = match &config.settings.key {
+        Some(key) => SettingsKey::from_text(key.expose(), &previous).context("settings.key")?,
+        None if apart && config.log.backend == Backend::Kafka => {
+            tracing::warn!(
+                "settings.key is not set: notification channels set up in the web UI are not \
+                 available here (set the same settings.key, or EMBERLINE__SETTINGS__KEY, on \
+                 every gateway and notifier)"
+            );
+            return Ok(None);
+        }
+        None => SettingsKey::in_dir(&config.data_dir()?, &previous).context("the settings key")?,
+    };
+    let store = SettingsStore::open(log.clone(), key, config.notifications.channels.clone())
+        .await
+        .context("reading the settings topic")?;
+    Ok(Some(Arc::new(store)))
+}
+
+/// Starts the notifier: alerts from the log to the configured channels and those set up
+/// in `settings`, through the outbox in the data directory.
 fn spawn_notifier(
     tasks: &mut JoinSet<Result<()>>,
     config: &Config,
     parts: &LogParts,
     shutdown: &CancellationToken,
+    settings: Option<&Arc<SettingsStore>>,
 ) -> Result<()> {
     let path = config.data_dir()?.join("outbox.redb");
     let outbox = emberline_notify::Outbox::open(&path)
         .with_context(|| format!("opening the notification outbox at {}", path.display()))?;
     crate::backup::hold(&path, outbox.database());
-    let (log, codec, settings, shutdown) = (
+    let added = match settings {
+        Some(store) => store.live_channels(),
+        None => tokio::sync::watch::channel(Arc::new(Vec::new())).1,
+    };
+    let (log, codec, notifications, shutdown) = (
         parts.log.clone(),
         parts.codec.clone(),
         config.notifications.clone(),
         shutdown.clone(),
     );
     tasks.spawn(async move {
-        emberline_notify::run_notifier(log, codec, settings, outbox, shutdown)
+        emberline_notify::run_notifier_with(log, codec, notifications, added, outbox, shutdown)
             .await
             .context("notifier")
     });
@@ -683,15 +728,17 @@ fn spawn_notifier(
 pub(crate) async fn notify(config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    anyhow::ensure!(
-        !config.notifications.channels.is_empty(),
-        "no channels: add [[notifications.channels]] to the configuration"
-    );
     let mut tasks = JoinSet::new();
     let readiness = start_ops(&mut tasks, &config, &shutdown);
     let parts = open_log(&config, SchemaIds::Shared).await?;
+    let settings = open_settings(&config, &parts.log, true).await?;
+    anyhow::ensure!(
+        !config.notifications.channels.is_empty() || settings.is_some(),
+        "no channels: add [[notifications.channels]] to the configuration, or set settings.key \
+         to deliver to the channels set up in the web UI"
+    );
     readiness.ready("log");
-    spawn_notifier(&mut tasks, &config, &parts, &shutdown)?;
+    spawn_notifier(&mut tasks, &config, &parts, &shutdown, settings.as_ref())?;
     supervise(tasks, shutdown).await
 }
 

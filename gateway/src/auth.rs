@@ -85,6 +85,10 @@ pub fn rule(path: &str) -> Rule {
             Manage
         }
         "AuditService/ListAuditEvents" => Manage,
+        "SettingsService/ListChannels"
+        | "SettingsService/SetChannel"
+        | "SettingsService/DeleteChannel"
+        | "SettingsService/TestChannel" => Manage,
         "ShareService/CreateShareLink"
         | "ShareService/ListShareLinks"
         | "ShareService/RevokeShareLink" => Control,

@@ -25,6 +25,9 @@
 //!   against the method's [`rule`]; `AuthService` signs in and out, `TokenService` manages
 //!   API tokens (identities are `emberline_auth`'s).
 //!
+//! * `SettingsService` sets up notification channels while running, in the log through
+//!   `emberline_settings` (the notifier applies them live).
+//!
 //! * The web UI ([`serve_web`]): the embedded page and grpc-web on one origin.
 //!
 //! * The schema registry REST API ([`serve_registry`]) over the embedded registry or over
@@ -47,6 +50,7 @@ pub mod rate;
 mod registry_api;
 mod registry_log;
 mod server;
+mod settings;
 mod share;
 mod status;
 mod subscriptions;

@@ -13,6 +13,7 @@ use emberline_proto::v1::device_service_server::DeviceServiceServer;
 use emberline_proto::v1::planner_service_server::PlannerServiceServer;
 use emberline_proto::v1::prediction_service_server::PredictionServiceServer;
 use emberline_proto::v1::reading_service_server::ReadingServiceServer;
+use emberline_proto::v1::settings_service_server::SettingsServiceServer;
 use emberline_proto::v1::share_service_server::ShareServiceServer;
 use emberline_proto::v1::token_service_server::TokenServiceServer;
 use emberline_proto::v1::trend_service_server::TrendServiceServer;
@@ -36,6 +37,7 @@ pub struct Gateway {
     pub(crate) auth: AuthMode,
     pub(crate) tls: Option<crate::tls::Tls>,
     pub(crate) budget: crate::rate::Budget,
+    pub(crate) settings: Option<Arc<emberline_settings::SettingsStore>>,
 }
 
 impl Gateway {
@@ -56,7 +58,14 @@ impl Gateway {
             auth,
             tls: None,
             budget: crate::rate::Budget::default(),
+            settings: None,
         }
+    }
+
+    /// The same gateway answering `SettingsService` from `settings`.
+    pub fn with_settings(mut self, settings: Arc<emberline_settings::SettingsStore>) -> Self {
+        self.settings = Some(settings);
+        self
     }
 
     /// The same gateway giving each caller `budget` (calls per second and burst).
@@ -126,6 +135,7 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
     health.set_serving::<TokenServiceServer<Gateway>>().await;
     health.set_serving::<ShareServiceServer<Gateway>>().await;
     health.set_serving::<AuditServiceServer<Gateway>>().await;
+    health.set_serving::<SettingsServiceServer<Gateway>>().await;
     let auth = AuthLayer {
         mode: gateway.auth.clone(),
         budget: std::sync::Arc::new(crate::rate::RateLimiter::new(gateway.budget)),
@@ -163,6 +173,10 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         )
         .add_service(
             AuditServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            SettingsServiceServer::new(gateway.clone())
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(TrendServiceServer::new(gateway).max_decoding_message_size(MAX_REQUEST_BYTES));
     Ok(tonic::service::Routes::from(

@@ -188,10 +188,11 @@ impl SettingsStore {
             .ok_or_else(|| {
                 SettingsError::Invalid("name: 1 to 64 letters, digits, '.', '_', '-' or '@'".into())
             })?;
+        let qualified = channels::qualified(tenant, &channel.name);
         if self
             .file_channels
             .iter()
-            .any(|c| c.name == channels::qualified(tenant, &channel.name))
+            .any(|c| c.name == qualified || (c.tenant == tenant && c.name == channel.name))
         {
             return Err(SettingsError::Invalid(format!(
                 "name: {:?} is a channel of the configuration file, which only the file \

@@ -100,6 +100,8 @@ pub struct Up {
     pub web: SocketAddr,
     /// Becomes true when the process logs that gRPC is listening.
     pub ready: tokio::sync::watch::Receiver<bool>,
+    /// Every line the process has logged.
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The log line `emberline up` writes once its gRPC port accepts connections.
@@ -148,12 +150,17 @@ impl Up {
         // Forward the child's log (for failure reports) and watch for the listening line.
         let stderr = child.stderr.take().expect("stderr");
         let (tx, ready) = tokio::sync::watch::channel(false);
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains(LISTENING) {
                     let _ = tx.send(true);
                 }
                 eprintln!("[emberline up] {line}");
+                if let Ok(mut l) = kept.lock() {
+                    l.push(line);
+                }
             }
         });
         Self {
@@ -161,6 +168,7 @@ impl Up {
             grpc,
             web,
             ready,
+            lines,
         }
     }
 
@@ -212,6 +220,13 @@ impl Up {
 
     pub fn interrupt(mut self) {
         interrupt(&mut self.child, "emberline up");
+    }
+
+    /// Ctrl-C, and once it has exited, `check` on every line it logged.
+    pub fn interrupt_keeping_log(mut self, check: impl FnOnce(&[String])) {
+        interrupt(&mut self.child, "emberline up");
+        let lines = self.lines.lock().map(|l| l.clone()).unwrap_or_default();
+        check(&lines);
     }
 }
 
