@@ -9,7 +9,9 @@
 // duplicate; signing out leaves nothing behind (Back and reload show the sign-in page); a
 // wrong password is refused in the server's words; signing in again returns to the page
 // that asked; a share link opened in a fresh browser shows the live cook and no control
-// (share.mjs); "Sign in with …" signs in through a real OpenID provider (oidc.mjs). Saves
+// (share.mjs); an owner sets up a webhook channel on the Settings page and its test
+// notification arrives, signed (settings.mjs); "Sign in with …" signs in through a real
+// OpenID provider (oidc.mjs). Saves
 // screenshots at 390×844 and 1440×900 in e2e/artifacts/ and prints the
 // page's transferred size and time to first chart.
 
@@ -321,6 +323,7 @@ try {
   check(/too many failed sign-ins; try again in \d+ ?s/.test(throttled), `repeated wrong passwords are slowed down in the server's words ("${throttled}")`);
   await guesser.close();
 
+  await (await import("./settings.mjs")).checkSettings({ url, page, check, patience: PATIENCE, artifacts });
   await (await import("./share.mjs")).checkShare({ browser, url, page, check, patience: PATIENCE, artifacts, binary, dataDir });
   await (await import("./oidc.mjs")).checkProviderSignIn({ browser, url, check, patience: PATIENCE });
   console.log(`MEASURED transferred ${(transferred / 1024).toFixed(1)} KiB for the first load; overview with live numbers ${overviewMs} ms; first chart ${firstChartMs} ms after opening the device`);

@@ -13,6 +13,7 @@ import {
   DeviceService,
   PlannerService,
   ReadingService,
+  SettingsService,
   ShareService,
   StartFrom,
   TrendService,
@@ -99,6 +100,7 @@ export const predictions = createClient(PredictionService, transport);
 export const alerts = createClient(AlertService, transport);
 export const planner = createClient(PlannerService, transport);
 export const shares = createClient(ShareService, transport);
+export const settings = createClient(SettingsService, transport);
 const trends = createClient(TrendService, transport);
 
 /** Opens a trend subscription (all devices, or one) from `resume`. */

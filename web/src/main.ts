@@ -12,6 +12,7 @@ import { loadUnit, saveUnit, type Unit } from "./units";
 import { DeviceView } from "./views/device";
 import { renderOverview } from "./views/overview";
 import { renderPlan } from "./views/plan";
+import { renderSettings } from "./views/settings";
 import { renderSetup } from "./views/setup";
 import { sharePage, startSharePage } from "./sharepage";
 import { refusal, renderSignIn } from "./views/signin";
@@ -36,6 +37,12 @@ const status = h("span", { class: "status", role: "status", "aria-live": "polite
 const unitButton = h("button", { type: "button", class: "unit", "aria-label": "Temperature unit" });
 const themeButton = h("button", { type: "button", class: "theme", "aria-label": "Light or dark theme" });
 const planLink = h("a", { href: "#/plan", class: "nav" }, "Plan");
+const settingsLink = h("a", { href: "#/settings", class: "nav settings", "data-testid": "settings-link", title: "Settings" }, h("span", { class: "label" }, "Settings"));
+// A gear: the link's face on narrow screens, where the word does not fit beside the rest.
+settingsLink.insertAdjacentHTML(
+  "afterbegin",
+  '<svg class="icon" viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><circle cx="12" cy="12" r="3"/><path d="M19.4 15a1.7 1.7 0 0 0 .3 1.8l.1.1a2 2 0 1 1-2.8 2.8l-.1-.1a1.7 1.7 0 0 0-1.8-.3 1.7 1.7 0 0 0-1 1.5V21a2 2 0 1 1-4 0v-.1a1.7 1.7 0 0 0-1.1-1.5 1.7 1.7 0 0 0-1.8.3l-.1.1a2 2 0 1 1-2.8-2.8l.1-.1a1.7 1.7 0 0 0 .3-1.8 1.7 1.7 0 0 0-1.5-1H3a2 2 0 1 1 0-4h.1a1.7 1.7 0 0 0 1.5-1.1 1.7 1.7 0 0 0-.3-1.8l-.1-.1a2 2 0 1 1 2.8-2.8l.1.1a1.7 1.7 0 0 0 1.8.3H9a1.7 1.7 0 0 0 1-1.5V3a2 2 0 1 1 4 0v.1a1.7 1.7 0 0 0 1 1.5 1.7 1.7 0 0 0 1.8-.3l.1-.1a2 2 0 1 1 2.8 2.8l-.1.1a1.7 1.7 0 0 0-.3 1.8V9a1.7 1.7 0 0 0 1.5 1H21a2 2 0 1 1 0 4h-.1a1.7 1.7 0 0 0-1.5 1z"/></svg>',
+);
 const who = h("span", { class: "who", "data-testid": "who" });
 const signOutButton = h("button", { type: "button", class: "signout", title: "Sign out" }, h("span", { class: "label" }, "Sign out"));
 // A door with an arrow out: the button's face on narrow screens, where the words do not fit.
@@ -49,6 +56,7 @@ document.body.replaceChildren(
     { class: "top" },
     h("div", { class: "brand-box" }, h("a", { href: "#/", class: "brand" }, "Emberline"), who),
     planLink,
+    settingsLink,
     status,
     signOutButton,
     unitButton,
@@ -72,6 +80,8 @@ function showSession(): void {
   who.hidden = !signedIn;
   signOutButton.hidden = !signedIn;
   planLink.hidden = !signedIn && sessionState !== "unverified";
+  // Settings are an owner's (the server refuses anyone else all the same).
+  settingsLink.hidden = !(signedIn && caller?.role === "owner") && sessionState !== "unverified";
 }
 showSession();
 
@@ -218,8 +228,13 @@ signOutButton.addEventListener("click", () => {
 });
 
 function showApp(): void {
-  planning = window.location.hash === "#/plan";
+  planning = window.location.hash === "#/plan" || window.location.hash === "#/settings";
   leaveApp();
+  if (window.location.hash === "#/settings") {
+    renderSettings(main);
+    render();
+    return;
+  }
   if (planning) {
     renderPlan(main, unit);
     render();
@@ -238,7 +253,7 @@ unitButton.addEventListener("click", () => {
   unit = unit === "C" ? "F" : "C";
   saveUnit(storage, unit);
   view?.setUnit(unit);
-  if (planning) renderPlan(main, unit);
+  if (window.location.hash === "#/plan") renderPlan(main, unit);
   render();
 });
 themeButton.addEventListener("click", () => {

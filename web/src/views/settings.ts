@@ -1,0 +1,152 @@
+// The Settings page: the tenant's notification channels — those of the configuration file
+// (read-only) and those set up here, which the server keeps in the log and the notifier
+// uses at once. A stored secret is never shown: only that one is set, and leaving the
+// secret field empty keeps it.
+
+import { settings } from "../api";
+import { h } from "../dom";
+import type { NotificationChannel } from "../gen/emberline/v1/emberline_pb";
+import { placeRefusal, recipients, type ChannelField } from "../settingsform";
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function row(c: NotificationChannel, refresh: () => void, say: (text: string, bad?: boolean) => void): HTMLElement {
+  const test = h("button", { type: "button", class: "test", "data-testid": `test-${c.name}` }, "Send a test");
+  test.addEventListener("click", () => {
+    test.disabled = true;
+    say(`Sending a test notification to ${c.name}…`);
+    settings
+      .testChannel({ name: c.name })
+      .then(() => say(`Test notification sent to ${c.name}.`))
+      .catch((err: unknown) => say(placeRefusal(messageOf(err)).text, true))
+      .finally(() => (test.disabled = false));
+  });
+  const remove = c.fromConfigFile
+    ? null
+    : h("button", { type: "button", class: "remove", "data-testid": `remove-${c.name}` }, "Remove");
+  remove?.addEventListener("click", () => {
+    settings
+      .deleteChannel({ name: c.name })
+      .then(() => {
+        say(`Removed ${c.name}.`);
+        refresh();
+      })
+      .catch((err: unknown) => say(placeRefusal(messageOf(err)).text, true));
+  });
+  return h(
+    "li",
+    { class: "channel", "data-channel": c.name },
+    h("strong", {}, c.name),
+    h("span", { class: "kind" }, c.kind + (c.format && c.format !== "json" ? ` (${c.format})` : "")),
+    h("span", { class: "target" }, c.target),
+    c.secretSet ? h("span", { class: "secret" }, "secret set") : null,
+    c.fromConfigFile ? h("span", { class: "readonly" }, "from the config file") : null,
+    test,
+    remove,
+  );
+}
+
+function channelForm(saved: () => void): HTMLFormElement {
+  const errors = new Map<ChannelField | "form", HTMLElement>();
+  const field = (name: ChannelField, label: string, input: HTMLInputElement | HTMLSelectElement) => {
+    const error = h("span", { class: "field-error", "data-error": name, role: "alert" });
+    errors.set(name, error);
+    input.setAttribute("name", name);
+    return h("label", { "data-field": name }, h("span", {}, label), input, error);
+  };
+  const kind = h("select", {}, ["webhook", "ntfy", "email"].map((k) => h("option", { value: k }, k)));
+  const name = h("input", { type: "text", required: true, placeholder: "phone", autocomplete: "off" });
+  const url = h("input", { type: "url", placeholder: "https://hooks.slack.com/services/…", autocomplete: "off" });
+  const format = h("select", {}, ["json", "slack", "discord"].map((f) => h("option", { value: f }, f)));
+  const secret = h("input", { type: "password", placeholder: "leave empty to keep the one set", autocomplete: "new-password" });
+  const smtpUrl = h("input", { type: "text", placeholder: "smtps://mail.example.org:465" });
+  const from = h("input", { type: "email", placeholder: "grill@example.org" });
+  const to = h("input", { type: "text", placeholder: "me@example.org, you@example.org" });
+  const username = h("input", { type: "text", autocomplete: "off" });
+  const formError = h("p", { class: "error", role: "alert" });
+  errors.set("form", formError);
+  // Built on each change of kind: an input sits in one label at a time.
+  const byKind = {
+    webhook: () => [field("url", "URL", url), field("format", "Format", format), field("secret", "Signing secret", secret)],
+    ntfy: () => [field("url", "Topic URL", url), field("secret", "Access token", secret)],
+    email: () => [
+      field("smtp_url", "SMTP server", smtpUrl),
+      field("from", "From", from),
+      field("to", "To", to),
+      field("username", "Login", username),
+      field("secret", "Password", secret),
+    ],
+  };
+  const specific = h("div", { class: "kind-fields" });
+  const showKind = () => specific.replaceChildren(...byKind[kind.value as keyof typeof byKind]());
+  kind.addEventListener("change", showKind);
+  showKind();
+  const form = h(
+    "form",
+    { class: "plan-form channel-form", "data-testid": "channel-form" },
+    field("name", "Name", name),
+    field("kind", "Kind", kind),
+    specific,
+    formError,
+    h("button", { type: "submit" }, "Save channel"),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    for (const el of errors.values()) el.textContent = "";
+    settings
+      .setChannel({
+        channel: { name: name.value.trim(), kind: kind.value, format: format.value, devices: [] },
+        url: url.value.trim(),
+        secret: secret.value,
+        smtpUrl: smtpUrl.value.trim(),
+        from: from.value.trim(),
+        to: recipients(to.value),
+        username: username.value.trim(),
+      })
+      .then(() => {
+        secret.value = "";
+        saved();
+      })
+      .catch((err: unknown) => {
+        const { field: at, text } = placeRefusal(messageOf(err));
+        (errors.get(at ?? "form") ?? formError).textContent = text;
+      });
+  });
+  return form;
+}
+
+export function renderSettings(root: HTMLElement): void {
+  const list = h("ul", { class: "channels", "data-testid": "channels" });
+  const said = h("p", { class: "facts", role: "status", "aria-live": "polite" });
+  const say = (text: string, bad = false) => {
+    said.textContent = text;
+    said.classList.toggle("error", bad);
+  };
+  const refresh = () => {
+    settings
+      .listChannels({})
+      .then((r) => {
+        list.replaceChildren(...r.channels.map((c) => row(c, refresh, say)));
+        if (r.channels.length === 0) list.replaceChildren(h("li", { class: "empty" }, "No channel yet: alerts go nowhere. Add one below."));
+      })
+      .catch((err: unknown) => {
+        const text = messageOf(err);
+        say(/permission_denied/i.test(text) ? "Only an owner sees and changes the settings." : placeRefusal(text).text, true);
+      });
+  };
+  refresh();
+  root.replaceChildren(
+    h("h2", {}, "Settings"),
+    h("h3", {}, "Notification channels"),
+    h("p", { class: "facts" }, "Where alerts go. Channels saved here work at once, on every server; a stored secret is never shown again."),
+    list,
+    said,
+    h("h3", {}, "Add or change a channel"),
+    channelForm(() => {
+      say("Saved.");
+      refresh();
+    }),
+  );
+}
