@@ -675,7 +675,8 @@ async fn open_settings(
         .iter()
         .map(emberline_common::Secret::expose)
         .collect();
-    let key = match &config.settings.key {
+    // An empty value (an unset variable in a compose file) is no key.
+    let key = match config.settings.key.as_ref().filter(|k| !k.is_empty()) {
         Some(key) => SettingsKey::from_text(key.expose(), &previous).context("settings.key")?,
         None if apart && config.log.backend == Backend::Kafka => {
             tracing::warn!(
