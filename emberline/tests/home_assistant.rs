@@ -1228,3 +1228,105 @@ async fn each_tenants_connector_publishes_its_own_grills_only() {
     );
     up.interrupt();
 }
+
+/// A name given in the Settings (`SettingsService/RenameDevice`) reaches Home Assistant as
+/// the device's and the entity's name, on the same discovery topic and unique id, so
+/// entity ids and automations stay; an empty name gives the source's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_and_probe_renamed_in_the_settings_keep_their_home_assistant_ids() {
+    use emberline_proto::v1::RenameDeviceRequest;
+    use emberline_proto::v1::settings_service_client::SettingsServiceClient;
+    let Some(binary) = mosquitto_binary() else {
+        return;
+    };
+    let broker = Broker::start(binary);
+    let watcher = Recorder::connect(broker.port, "watcher", &["homeassistant/#"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = ha_env(&broker);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let up = Up::start_with(dir.path(), free_port(), &env);
+    let pit_config = "homeassistant/sensor/emberline_sim-1/pit_temperature/config";
+    let named = |device: &'static str, entity: &'static str| {
+        move |m: &[Msg]| {
+            m.iter()
+                .rev()
+                .find(|m| m.topic == pit_config)
+                .and_then(|m| {
+                    let c: Value = serde_json::from_str(&m.payload).ok()?;
+                    (c["device"]["name"] == device && c["name"] == entity)
+                        .then(|| c["unique_id"].as_str().map(str::to_owned))
+                        .flatten()
+                })
+        }
+    };
+    let before = watcher
+        .wait_for(
+            "the pit's discovery config",
+            named("Simulated grill 1", "Pit"),
+        )
+        .await;
+
+    let mut settings = SettingsServiceClient::new(up.channel().await);
+    let refused = settings
+        .rename_device(RenameDeviceRequest {
+            device_id: "sim-1".into(),
+            name: "Big Green Egg".into(),
+            probe_labels: [("meat-9".to_owned(), "Nope".to_owned())].into(),
+        })
+        .await
+        .expect_err("no such probe");
+    assert!(
+        refused.message().starts_with("probe_labels:"),
+        "{refused:?}"
+    );
+    let missing = settings
+        .rename_device(RenameDeviceRequest {
+            device_id: "no-such-grill".into(),
+            name: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no such device");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    settings
+        .rename_device(RenameDeviceRequest {
+            device_id: "sim-1".into(),
+            name: "Big Green Egg".into(),
+            probe_labels: [("pit".to_owned(), "Dome".to_owned())].into(),
+        })
+        .await
+        .expect("rename");
+    let device = DeviceServiceClient::new(up.channel().await)
+        .list_devices(ListDevicesRequest::default())
+        .await
+        .expect("devices")
+        .into_inner()
+        .devices
+        .into_iter()
+        .find(|d| d.device_id == "sim-1")
+        .expect("sim-1");
+    assert_eq!(device.name, "Big Green Egg");
+    assert_eq!(device.probe_labels["pit"], "Dome");
+    let after = watcher
+        .wait_for(
+            "the renamed pit's discovery config",
+            named("Big Green Egg", "Dome"),
+        )
+        .await;
+    assert_eq!(after, before, "same unique id: the entity id stays");
+
+    settings
+        .rename_device(RenameDeviceRequest {
+            device_id: "sim-1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("names back");
+    watcher
+        .wait_for(
+            "the source's names again",
+            named("Simulated grill 1", "Pit"),
+        )
+        .await;
+    up.interrupt();
+}

@@ -88,7 +88,8 @@ pub fn rule(path: &str) -> Rule {
         "SettingsService/ListChannels"
         | "SettingsService/SetChannel"
         | "SettingsService/DeleteChannel"
-        | "SettingsService/TestChannel" => Manage,
+        | "SettingsService/TestChannel"
+        | "SettingsService/RenameDevice" => Manage,
         "ShareService/CreateShareLink"
         | "ShareService/ListShareLinks"
         | "ShareService/RevokeShareLink" => Control,

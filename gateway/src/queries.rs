@@ -109,6 +109,13 @@ impl DeviceService for Gateway {
                 .into_values()
                 .map(|info| device_to_proto(info, None, Vec::new())),
         );
+        if let Some(settings) = &self.settings {
+            for d in &mut devices {
+                if let Some(names) = settings.names_of(&d.device_id) {
+                    names.apply(&mut d.name, &mut d.probe_labels);
+                }
+            }
+        }
         devices
             .retain_mut(|d| (include_removed || !d.removed) && tenant.unqualify(&mut d.device_id));
         devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));

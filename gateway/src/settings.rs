@@ -1,7 +1,8 @@
 //! `SettingsService`: the notification channels a tenant's owners set up while Emberline
-//! runs, kept in the log by [`SettingsStore`] and applied live by the notifier. A stored
-//! credential is never answered back; a channel of another tenant does not exist for the
-//! caller.
+//! runs, and the names they give devices and probes, kept in the log by [`SettingsStore`]
+//! and applied live (the notifier takes the channels; `ListDevices` answers with the
+//! names). A stored credential is never answered back; a channel or device of another
+//! tenant does not exist for the caller.
 
 use std::time::Duration;
 
@@ -10,14 +11,16 @@ use emberline_notify::{ChannelConfig, ChannelKind, WebhookFormat};
 use emberline_proto::v1::settings_service_server::SettingsService;
 use emberline_proto::v1::{
     DeleteChannelRequest, DeleteChannelResponse, ListChannelsRequest, ListChannelsResponse,
-    NotificationChannel, SetChannelRequest, SetChannelResponse, TestChannelRequest,
-    TestChannelResponse,
+    NotificationChannel, RenameDeviceRequest, RenameDeviceResponse, SetChannelRequest,
+    SetChannelResponse, TestChannelRequest, TestChannelResponse,
 };
 use emberline_settings::{ChannelView, SettingsError, SettingsStore};
 use tonic::{Request, Response, Status};
 
 use crate::Gateway;
 use crate::auth::caller_of;
+use crate::status::to_status;
+use crate::tenancy::Tenant;
 
 /// How long a test notification may take.
 const TEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -172,5 +175,47 @@ impl SettingsService for Gateway {
             .await
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         Ok(Response::new(TestChannelResponse {}))
+    }
+
+    async fn rename_device(
+        &self,
+        request: Request<RenameDeviceRequest>,
+    ) -> Result<Response<RenameDeviceResponse>, Status> {
+        let caller = caller_of(&request)?;
+        let tenant = Tenant::of(&request)?;
+        let r = request.into_inner();
+        if r.device_id.is_empty() {
+            return Err(Status::invalid_argument("device_id: required"));
+        }
+        let device = tenant.device(&r.device_id)?;
+        let known = self.store.devices().await.map_err(to_status)?;
+        let infos = self.store.device_infos().await.map_err(to_status)?;
+        if !known.iter().any(|d| d.device_id == device)
+            && !infos.iter().any(|i| i.device_id == device)
+        {
+            return Err(Status::not_found(format!("no device {:?}", r.device_id)));
+        }
+        let probes: Vec<String> = self
+            .store
+            .latest(&device)
+            .await
+            .map_err(to_status)?
+            .into_iter()
+            .map(|p| p.probe_id)
+            .collect();
+        let labels = r.probe_labels.into_iter().collect();
+        self.settings()?
+            .rename_device(
+                &caller.tenant,
+                &device,
+                &r.name,
+                &labels,
+                &probes,
+                clock::now_ms(),
+            )
+            .await
+            .map_err(status)?;
+        tracing::info!(tenant = %caller.tenant, device = %r.device_id, by = %caller.name, "device renamed");
+        Ok(Response::new(RenameDeviceResponse {}))
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! * [`sealed`] — the settings key, and sealing what a setting holds in confidence;
 //! * [`channels`] — stored channels, and what a manager is shown of one;
+//! * [`names`] — the names users give devices and probes, over those their sources report;
 //! * [`SettingsStore`] — the document in the log: read, change, and follow.
 //!
 //! What the configuration file sets stays there and is shown read-only; a setting may not
 //! take a name the file uses.
 
 pub mod channels;
+pub mod names;
 pub mod sealed;
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use channels::{ChannelView, StoredChannel};
+pub use names::DeviceNames;
 pub use sealed::SettingsKey;
 
 /// What can go wrong with settings, in terms the caller can act on.
@@ -48,6 +51,9 @@ pub enum SettingsError {
 pub struct Settings {
     /// Notification channels, by qualified name.
     pub channels: channels::Channels,
+    /// Names users gave devices and probes, by qualified device id.
+    #[serde(default)]
+    pub names: std::collections::BTreeMap<String, DeviceNames>,
 }
 
 /// One change to the settings document.
@@ -57,6 +63,10 @@ pub struct SettingsChange {
     channels: Vec<StoredChannel>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     channels_gone: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    names: Vec<DeviceNames>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    names_gone: Vec<String>,
 }
 
 impl Document for Settings {
@@ -76,10 +86,29 @@ impl Document for Settings {
             .filter(|k| !new.channels.contains_key(*k))
             .cloned()
             .collect();
-        (!channels.is_empty() || !channels_gone.is_empty()).then_some(SettingsChange {
+        let names: Vec<_> = new
+            .names
+            .iter()
+            .filter(|(k, v)| old.names.get(*k) != Some(v))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let names_gone: Vec<_> = old
+            .names
+            .keys()
+            .filter(|k| !new.names.contains_key(*k))
+            .cloned()
+            .collect();
+        let change = SettingsChange {
             channels,
             channels_gone,
-        })
+            names,
+            names_gone,
+        };
+        let empty = change.channels.is_empty()
+            && change.channels_gone.is_empty()
+            && change.names.is_empty()
+            && change.names_gone.is_empty();
+        (!empty).then_some(change)
     }
 
     fn apply(&mut self, change: &SettingsChange) {
@@ -89,6 +118,12 @@ impl Document for Settings {
         for c in &change.channels {
             self.channels
                 .insert(channels::qualified(&c.tenant, &c.name), c.clone());
+        }
+        for gone in &change.names_gone {
+            self.names.remove(gone);
+        }
+        for n in &change.names {
+            self.names.insert(n.device_id.clone(), n.clone());
         }
     }
 }
@@ -247,6 +282,40 @@ impl SettingsStore {
             })
             .await
             .map_err(document_error)
+    }
+
+    /// The names given to the device `device_id` (qualified), if any.
+    pub fn names_of(&self, device_id: &str) -> Option<DeviceNames> {
+        self.current().ok()?.names.get(device_id).cloned()
+    }
+
+    /// Gives the device `device_id` (qualified, of `tenant`) the name `name` (empty: the
+    /// one its source reports) and its probes the labels `probes` (an empty label: the
+    /// source's again); `known_probes` are the probes it has, which alone may be labelled.
+    pub async fn rename_device(
+        &self,
+        tenant: &str,
+        device_id: &str,
+        name: &str,
+        probes: &std::collections::BTreeMap<String, String>,
+        known_probes: &[String],
+        now_ms: i64,
+    ) -> Result<DeviceNames, SettingsError> {
+        let named =
+            names::DeviceNames::checked(tenant, device_id, name, probes, known_probes, now_ms)?;
+        let kept = named.clone();
+        self.doc
+            .update(now_ms, |doc| {
+                if kept.is_empty() {
+                    doc.names.remove(&kept.device_id);
+                } else {
+                    doc.names.insert(kept.device_id.clone(), kept.clone());
+                }
+                Ok::<_, SettingsError>(())
+            })
+            .await
+            .map_err(document_error)?;
+        Ok(named)
     }
 
     /// Every channel set up here, opened, as it is now and whenever it changes: what the

@@ -1,7 +1,7 @@
 // The Settings page in headless Chromium: an owner adds a webhook channel pointing at a
 // local receiver, a bad URL is refused next to the URL field in the server's words, the
 // saved channel is listed without its secret, and "Send a test" reaches the receiver,
-// signed with the secret typed in.
+// signed with the secret typed in; a probe renamed there shows so on the dashboard.
 
 import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
@@ -71,6 +71,20 @@ export async function checkSettings({ url, page, check, patience = 60_000, artif
     await page.locator('[data-testid="remove-phone"]').click();
     await page.locator('[data-testid="channels"] li.empty').waitFor({ timeout: patience });
     check(true, "a removed channel leaves the list");
+
+    // A probe renamed here shows on the dashboard under its new name.
+    const names = page.locator('form[data-names="sim-1"]');
+    await names.waitFor({ timeout: patience });
+    await names.locator('input[name="probe-pit"]').fill("Dome");
+    await names.locator("button[type=submit]").click();
+    await page.locator("p.facts", { hasText: "Names of sim-1 saved" }).waitFor({ timeout: patience });
+    await page.goto(`${url}#/`);
+    await page.locator('[data-device="sim-1"] [data-probe="pit"]', { hasText: "Dome" }).waitFor({ timeout: patience });
+    check(true, "a probe renamed in the Settings shows under its new name on the dashboard");
+    await page.goto(`${url}#/settings`);
+    await names.locator('input[name="probe-pit"]').fill("");
+    await names.locator("button[type=submit]").click();
+    await page.locator("p.facts", { hasText: "Names of sim-1 saved" }).waitFor({ timeout: patience });
   } finally {
     hook.close();
   }

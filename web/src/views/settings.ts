@@ -3,9 +3,9 @@
 // uses at once. A stored secret is never shown: only that one is set, and leaving the
 // secret field empty keeps it.
 
-import { settings } from "../api";
+import { devices, settings } from "../api";
 import { h } from "../dom";
-import type { NotificationChannel } from "../gen/emberline/v1/emberline_pb";
+import type { Device, NotificationChannel } from "../gen/emberline/v1/emberline_pb";
 import { placeRefusal, recipients, type ChannelField } from "../settingsform";
 
 function messageOf(err: unknown): string {
@@ -117,6 +117,39 @@ function channelForm(saved: () => void): HTMLFormElement {
   return form;
 }
 
+/** One device's names: the device's and each probe's; an emptied field gives back the
+ * name its source reports. */
+function namesForm(d: Device, say: (text: string, bad?: boolean) => void): HTMLFormElement {
+  const name = h("input", { type: "text", name: "name", value: d.name, maxlength: "64", autocomplete: "off" });
+  const labels = d.probeIds.map((p) => ({
+    probe: p,
+    input: h("input", { type: "text", name: `probe-${p}`, value: d.probeLabels[p] ?? p, maxlength: "64", autocomplete: "off" }),
+  }));
+  const error = h("span", { class: "field-error", role: "alert" });
+  const form = h(
+    "form",
+    { class: "plan-form names-form", "data-names": d.deviceId },
+    h("label", {}, h("span", {}, `Device ${d.deviceId}`), name),
+    labels.map(({ probe, input }) => h("label", {}, h("span", {}, `Probe ${probe}`), input)),
+    error,
+    h("button", { type: "submit" }, "Save names"),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    error.textContent = "";
+    settings
+      .renameDevice({
+        deviceId: d.deviceId,
+        name: name.value.trim() === d.deviceId ? "" : name.value,
+        // A label left as the probe's id is no label.
+        probeLabels: Object.fromEntries(labels.map(({ probe, input }) => [probe, input.value.trim() === probe ? "" : input.value])),
+      })
+      .then(() => say(`Names of ${d.deviceId} saved.`))
+      .catch((err: unknown) => (error.textContent = placeRefusal(messageOf(err)).text));
+  });
+  return form;
+}
+
 export function renderSettings(root: HTMLElement): void {
   const list = h("ul", { class: "channels", "data-testid": "channels" });
   const said = h("p", { class: "facts", role: "status", "aria-live": "polite" });
@@ -137,6 +170,11 @@ export function renderSettings(root: HTMLElement): void {
       });
   };
   refresh();
+  const names = h("div", { class: "names", "data-testid": "names" });
+  devices
+    .listDevices({})
+    .then((r) => names.replaceChildren(...r.devices.map((d) => namesForm(d, say))))
+    .catch(() => names.replaceChildren());
   root.replaceChildren(
     h("h2", {}, "Settings"),
     h("h3", {}, "Notification channels"),
@@ -148,5 +186,8 @@ export function renderSettings(root: HTMLElement): void {
       say("Saved.");
       refresh();
     }),
+    h("h3", {}, "Devices and probes"),
+    h("p", { class: "facts" }, "Names shown here, on the dashboard and in Home Assistant (whose entity ids stay). Empty a field for the name the thermometer reports."),
+    names,
   );
 }
