@@ -78,6 +78,14 @@ fn channel_of(r: SetChannelRequest) -> Result<ChannelConfig, Status> {
             url: r.url,
             token: secret,
         },
+        "sms" => ChannelKind::Sms {
+            api_url: optional(r.url).unwrap_or_else(|| "https://api.twilio.com".to_owned()),
+            account_sid: r.username,
+            // Empty: the stored one is kept (an empty token never validates).
+            auth_token: secret.unwrap_or_default(),
+            from: r.from,
+            to: r.to.into_iter().next().unwrap_or_default(),
+        },
         "email" => ChannelKind::Email {
             smtp_url: r.smtp_url,
             from: r.from,
@@ -87,7 +95,7 @@ fn channel_of(r: SetChannelRequest) -> Result<ChannelConfig, Status> {
         },
         other => {
             return Err(Status::invalid_argument(format!(
-                "kind: {other:?} is not webhook, email or ntfy"
+                "kind: {other:?} is not webhook, email, sms or ntfy"
             )));
         }
     };

@@ -109,6 +109,52 @@ pub(crate) async fn deliver(
             }
             check(request.body(body).send().await).await
         }
+        ChannelKind::Sms {
+            api_url,
+            account_sid,
+            auth_token,
+            from,
+            to,
+        } => {
+            let url = format!(
+                "{}/2010-04-01/Accounts/{account_sid}/Messages.json",
+                api_url.trim_end_matches('/')
+            );
+            let body = sms_body(notice);
+            let answer = http
+                .post(&url)
+                .timeout(timeout)
+                .basic_auth(account_sid, Some(auth_token.expose()))
+                .form(&[
+                    ("To", to.as_str()),
+                    ("From", from.as_str()),
+                    ("Body", body.as_str()),
+                ])
+                .send()
+                .await
+                .map_err(|e| DeliveryError(format!("SMS API: {e}")))?;
+            let status = answer.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            // The API says why in JSON: {"code": 21211, "message": "…", "status": 400}.
+            let why = answer
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| {
+                    let message = v["message"].as_str()?.to_owned();
+                    Some(match v["code"].as_i64() {
+                        Some(code) => format!("{message} (code {code})"),
+                        None => message,
+                    })
+                })
+                .unwrap_or_default();
+            Err(DeliveryError(format!(
+                "the SMS API answered HTTP {status}{}{why}",
+                if why.is_empty() { "" } else { ": " }
+            )))
+        }
         ChannelKind::Ntfy { url, token } => {
             let mut request = http
                 .post(url)
@@ -154,6 +200,15 @@ pub(crate) async fn deliver(
                 Err(_) => Err(DeliveryError("SMTP: timed out".into())),
             }
         }
+    }
+}
+
+/// A text message of a notice: its title and message, at most two SMS segments long.
+pub(crate) fn sms_body(notice: &Notice) -> String {
+    let text = format!("{}: {}", notice.title(), notice.message);
+    match text.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
     }
 }
 

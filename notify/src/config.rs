@@ -122,6 +122,22 @@ pub enum ChannelKind {
         #[serde(default)]
         password: Option<Secret>,
     },
+    /// A text message through a Twilio-compatible API: `POST {api_url}/2010-04-01/Accounts/
+    /// {account_sid}/Messages.json` with the form fields `To`, `From` and `Body`, and HTTP
+    /// basic authentication with the account SID and its auth token.
+    Sms {
+        /// The API's base URL.
+        #[serde(default = "default_sms_api")]
+        api_url: String,
+        /// The account SID (`AC…`).
+        account_sid: String,
+        /// The account's auth token.
+        auth_token: Secret,
+        /// The sending number (E.164, `+15005550006`) or messaging service.
+        from: String,
+        /// The phone to text (E.164).
+        to: String,
+    },
     /// An ntfy-compatible topic URL (`https://ntfy.sh/<topic>` or a self-hosted one).
     Ntfy {
         /// Topic URL.
@@ -133,14 +149,19 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
-    /// The kind's name as configured (`webhook`, `email`, `ntfy`), for metrics labels.
+    /// The kind's name as configured (`webhook`, `email`, `sms`, `ntfy`), for metrics labels.
     pub fn name(&self) -> &'static str {
         match self {
             ChannelKind::Webhook { .. } => "webhook",
             ChannelKind::Email { .. } => "email",
+            ChannelKind::Sms { .. } => "sms",
             ChannelKind::Ntfy { .. } => "ntfy",
         }
     }
+}
+
+fn default_sms_api() -> String {
+    "https://api.twilio.com".to_owned()
 }
 
 /// Webhook payload shapes.

@@ -50,6 +50,38 @@ pub fn validate_channel(c: &ChannelConfig) -> Result<(), NotifyError> {
                 return Err(bad(format!("url: {url:?} is not http(s)")));
             }
         }
+        ChannelKind::Sms {
+            api_url,
+            account_sid,
+            auth_token,
+            from,
+            to,
+        } => {
+            let parsed = reqwest::Url::parse(api_url)
+                .map_err(|e| bad(format!("api_url: {api_url:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(bad(format!("api_url: {api_url:?} is not http(s)")));
+            }
+            if account_sid.is_empty() || !account_sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(bad("account_sid: letters and digits (AC…)".into()));
+            }
+            let phone = |n: &str| {
+                n.strip_prefix('+').is_some_and(|d| {
+                    (8..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit())
+                })
+            };
+            if !phone(to) {
+                return Err(bad(format!(
+                    "to: {to:?} is not a phone number in international form (+15005550006)"
+                )));
+            }
+            if from.is_empty() {
+                return Err(bad("from: the sending number or messaging service".into()));
+            }
+            if auth_token.is_empty() {
+                return Err(bad("secret: the account's auth token".into()));
+            }
+        }
         ChannelKind::Email {
             smtp_url, from, to, ..
         } => {

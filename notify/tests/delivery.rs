@@ -570,3 +570,107 @@ async fn channels_set_up_while_running_take_alerts_from_then_on_and_stop_when_re
     stop.cancel();
     run.await.expect("join").expect("notifier");
 }
+
+/// A local stand-in for a Twilio-compatible Messages API, answering as its documentation
+/// says: 201 and the message resource for a good request, 401 with error 20003 for a wrong
+/// login, 400 with error 21211 for a `To` it cannot text (its test number +15005550001). Keeps every form it accepted.
+async fn sms_api(
+    sid: &'static str,
+    token: &'static str,
+) -> (SocketAddr, Arc<Mutex<Vec<BTreeMap<String, String>>>>) {
+    use axum::extract::{Form, Path as UrlPath};
+    use axum::http::header::AUTHORIZATION;
+    use axum::response::IntoResponse;
+    use base64::Engine;
+    let sent: Arc<Mutex<Vec<BTreeMap<String, String>>>> = Arc::default();
+    let kept = sent.clone();
+    let app = Router::new().route(
+        "/2010-04-01/Accounts/{account}/Messages.json",
+        post(
+            move |UrlPath(account): UrlPath<String>,
+                  headers: HeaderMap,
+                  Form(form): Form<BTreeMap<String, String>>| {
+                let kept = kept.clone();
+                async move {
+                    let expected = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(format!("{sid}:{token}"))
+                    );
+                    let authorized = account == sid
+                        && headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+                    if !authorized {
+                        let body = serde_json::json!({"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401});
+                        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+                    }
+                    let to = form.get("To").cloned().unwrap_or_default();
+                    // Twilio's test number for "not a valid phone number".
+                    if to == "+15005550001" {
+                        let body = serde_json::json!({"code": 21211, "message": format!("The 'To' number {to} is not a valid phone number."), "status": 400});
+                        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+                    }
+                    kept.lock().expect("lock").push(form.clone());
+                    let body = serde_json::json!({"sid": "SM0123", "status": "queued", "to": to, "body": form.get("Body")});
+                    (StatusCode::CREATED, axum::Json(body)).into_response()
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_message_goes_through_a_twilio_compatible_api_and_its_refusals_are_explained() {
+    let (api, sent) = sms_api("AC0123456789", "the-auth-token").await;
+    let sms = |token: &str, to: &str| {
+        channel(
+            "text",
+            ChannelKind::Sms {
+                api_url: format!("http://{api}"),
+                account_sid: "AC0123456789".into(),
+                auth_token: Secret::new(token),
+                from: "+15005550006".into(),
+                to: to.into(),
+            },
+        )
+    };
+    emberline_notify::send_test(&sms("the-auth-token", "+15551234567"), PATIENCE)
+        .await
+        .expect("texted");
+    {
+        let sent = sent.lock().expect("lock");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0]["To"], "+15551234567");
+        assert_eq!(sent[0]["From"], "+15005550006");
+        assert!(
+            sent[0]["Body"].contains("Test notification"),
+            "{:?}",
+            sent[0]
+        );
+    }
+    let err = emberline_notify::send_test(&sms("wrong", "+15551234567"), PATIENCE)
+        .await
+        .expect_err("wrong token");
+    assert!(
+        err.to_string()
+            .contains("HTTP 401 Unauthorized: Authenticate (code 20003)"),
+        "{err}"
+    );
+    let err = emberline_notify::send_test(&sms("the-auth-token", "+15005550001"), PATIENCE)
+        .await
+        .expect_err("a number the API cannot text");
+    assert!(
+        err.to_string()
+            .contains("is not a valid phone number. (code 21211)"),
+        "{err}"
+    );
+    let err = emberline_notify::send_test(&sms("the-auth-token", "+1"), PATIENCE)
+        .await
+        .expect_err("not a number, refused before sending");
+    assert!(err.to_string().contains("to:"), "{err}");
+    assert_eq!(sent.lock().expect("lock").len(), 1);
+}

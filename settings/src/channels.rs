@@ -51,6 +51,12 @@ pub fn keep_secrets(old: &ChannelKind, new: &mut ChannelKind) {
         {
             token.clone_from(kept)
         }
+        (
+            ChannelKind::Sms {
+                auth_token: kept, ..
+            },
+            ChannelKind::Sms { auth_token, .. },
+        ) if auth_token.is_empty() => auth_token.clone_from(kept),
         _ => {}
     }
 }
@@ -96,6 +102,20 @@ impl ChannelView {
                     .unwrap_or_default(),
             ),
             ChannelKind::Ntfy { url, token } => (host_of(url), token.is_some(), String::new()),
+            ChannelKind::Sms {
+                api_url,
+                to,
+                auth_token,
+                ..
+            } => (
+                format!(
+                    "{} → {}",
+                    host_of(api_url).trim_end_matches("/…"),
+                    masked(to)
+                ),
+                !auth_token.is_empty(),
+                String::new(),
+            ),
             ChannelKind::Email {
                 smtp_url,
                 to,
@@ -121,6 +141,22 @@ impl ChannelView {
             from_config_file,
         }
     }
+}
+
+/// A phone number with all but its last three digits hidden.
+fn masked(number: &str) -> String {
+    let digits = number.chars().count();
+    number
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i + 3 < digits && c.is_ascii_digit() {
+                '•'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// `scheme://host[:port]` of a URL, without path, query or credentials.

@@ -56,13 +56,14 @@ function channelForm(saved: () => void): HTMLFormElement {
     input.setAttribute("name", name);
     return h("label", { "data-field": name }, h("span", {}, label), input, error);
   };
-  const kind = h("select", {}, ["webhook", "ntfy", "email"].map((k) => h("option", { value: k }, k)));
+  const kind = h("select", {}, ["webhook", "ntfy", "email", "sms"].map((k) => h("option", { value: k }, k)));
   const name = h("input", { type: "text", required: true, placeholder: "phone", autocomplete: "off" });
   const url = h("input", { type: "url", placeholder: "https://hooks.slack.com/services/…", autocomplete: "off" });
   const format = h("select", {}, ["json", "slack", "discord"].map((f) => h("option", { value: f }, f)));
   const secret = h("input", { type: "password", placeholder: "leave empty to keep the one set", autocomplete: "new-password" });
   const smtpUrl = h("input", { type: "text", placeholder: "smtps://mail.example.org:465" });
   const from = h("input", { type: "email", placeholder: "grill@example.org" });
+  const fromNumber = h("input", { type: "tel", placeholder: "+15005550006" });
   const to = h("input", { type: "text", placeholder: "me@example.org, you@example.org" });
   const username = h("input", { type: "text", autocomplete: "off" });
   const formError = h("p", { class: "error", role: "alert" });
@@ -71,6 +72,13 @@ function channelForm(saved: () => void): HTMLFormElement {
   const byKind = {
     webhook: () => [field("url", "URL", url), field("format", "Format", format), field("secret", "Signing secret", secret)],
     ntfy: () => [field("url", "Topic URL", url), field("secret", "Access token", secret)],
+    sms: () => [
+      field("username", "Account SID", username),
+      field("secret", "Auth token", secret),
+      field("from", "From (number)", fromNumber),
+      field("to", "To (number)", to),
+      field("url", "API (Twilio-compatible)", url),
+    ],
     email: () => [
       field("smtp_url", "SMTP server", smtpUrl),
       field("from", "From", from),
@@ -101,7 +109,7 @@ function channelForm(saved: () => void): HTMLFormElement {
         url: url.value.trim(),
         secret: secret.value,
         smtpUrl: smtpUrl.value.trim(),
-        from: from.value.trim(),
+        from: (kind.value === "sms" ? fromNumber : from).value.trim(),
         to: recipients(to.value),
         username: username.value.trim(),
       })

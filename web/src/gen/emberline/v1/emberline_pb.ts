@@ -68,7 +68,7 @@ export type NotificationChannel = Message<"emberline.v1.NotificationChannel"> & 
   name: string;
 
   /**
-   * "webhook", "email" or "ntfy".
+   * "webhook", "email", "sms" or "ntfy".
    *
    * @generated from field: string kind = 2;
    */
@@ -159,22 +159,24 @@ export type SetChannelRequest = Message<"emberline.v1.SetChannelRequest"> & {
   channel?: NotificationChannel | undefined;
 
   /**
-   * webhook and ntfy: the URL to deliver to (required).
+   * webhook and ntfy: the URL to deliver to (required); sms: the Twilio-compatible API's
+   * base URL (default https://api.twilio.com).
    *
    * @generated from field: string url = 2;
    */
   url: string;
 
   /**
-   * webhook: signing secret; email: password; ntfy: access token. Empty: keep the stored
-   * one (none for a new channel).
+   * webhook: signing secret; email: password; ntfy: access token; sms: the account's auth
+   * token. Empty: keep the stored one (none for a new channel).
    *
    * @generated from field: string secret = 3;
    */
   secret: string;
 
   /**
-   * email: smtp://host:port or smtps://host:port, sender, recipients, login.
+   * email: smtp://host:port or smtps://host:port, sender, recipients, login. sms: `from`
+   * the sending number, `to` the one phone to text, `username` the account SID.
    *
    * @generated from field: string smtp_url = 4;
    */
