@@ -948,6 +948,32 @@ async fn a_share_link_shows_one_cook_live_and_nothing_else() {
         .expect("cook")
         .into_inner()
         .cook_id;
+    // As the page does, share a cook once it is shown: a cook started a moment ago is not
+    // projected yet, and sharing it is NOT_FOUND until it is.
+    support::eventually(
+        "the shared cook projected",
+        support::PATIENCE,
+        std::time::Duration::from_millis(50),
+        || {
+            let (mut cooks, request) = (
+                cooks.clone(),
+                bearer(
+                    &owner,
+                    GetCookRequest {
+                        cook_id: shared.clone(),
+                    },
+                ),
+            );
+            async move {
+                cooks
+                    .get_cook(request)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await;
     let mut shares = ShareServiceClient::new(channel.clone());
     let created = shares
         .create_share_link(bearer(
