@@ -1,6 +1,7 @@
 //! Two tenants in one `emberline up`, each with its own HTTP push source and a device
 //! called `grill` (and one more for the second tenant): random operations of both — queries,
-//! commands on their own and on the other's ids, cooks, rules, subscriptions — and every
+//! commands on their own and on the other's ids, cooks, rules, subscriptions, notification
+//! channels and device names set up in the Settings — and every
 //! answer is checked to be the caller's: its device ids are the caller's and its
 //! temperatures lie in the band only the caller's devices report.
 #![allow(clippy::print_stderr)]
@@ -16,12 +17,14 @@ use emberline_proto::v1::cook_service_client::CookServiceClient;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::prediction_service_client::PredictionServiceClient;
 use emberline_proto::v1::reading_service_client::ReadingServiceClient;
+use emberline_proto::v1::settings_service_client::SettingsServiceClient;
 use emberline_proto::v1::trend_service_client::TrendServiceClient;
 use emberline_proto::v1::{
     AlertRule, EndCookRequest, GetCookRequest, GetHistoryRequest, GetLatestRequest,
-    ListAlertRulesRequest, ListAlertsRequest, ListCooksRequest, ListDevicesRequest,
-    ListPredictionsRequest, SetAlertRuleRequest, SetTargetRequest, SignInRequest, StartCookRequest,
-    StartFrom, SubscribeTrendsRequest,
+    ListAlertRulesRequest, ListAlertsRequest, ListChannelsRequest, ListCooksRequest,
+    ListDevicesRequest, ListPredictionsRequest, NotificationChannel, RenameDeviceRequest,
+    SetAlertRuleRequest, SetChannelRequest, SetTargetRequest, SignInRequest, StartCookRequest,
+    StartFrom, SubscribeTrendsRequest, TestChannelRequest,
 };
 use support::roles::Role;
 use support::{PATIENCE, eventually, free_port};
@@ -273,7 +276,7 @@ async fn no_answer_of_one_tenant_ever_holds_the_others_data() {
     for step in 0..300 {
         let who = (rng.next() % 2) as usize;
         let device = *rng.pick(&names);
-        let op = rng.next() % 11;
+        let op = rng.next() % 13;
         let t = &tenants[who];
         let other = &tenants[1 - who];
         let what = format!("step {step}: {} op {op} on {device:?}", t.name);
@@ -472,6 +475,65 @@ async fn no_answer_of_one_tenant_ever_holds_the_others_data() {
                     t.check_temperature(p.temperature_c, &what);
                 }
             }
+            11 => {
+                // Settings: each tenant's channels and only those; the other's by name is
+                // nothing.
+                let mut settings = SettingsServiceClient::new(channel.clone());
+                settings
+                    .set_channel(t.request(SetChannelRequest {
+                        channel: Some(NotificationChannel {
+                            name: format!("{}-hook", t.name),
+                            kind: "webhook".into(),
+                            ..NotificationChannel::default()
+                        }),
+                        url: format!("http://127.0.0.1:9/{}", t.name),
+                        ..SetChannelRequest::default()
+                    }))
+                    .await
+                    .expect(&what);
+                let listed = settings
+                    .list_channels(t.request(ListChannelsRequest {}))
+                    .await
+                    .expect(&what)
+                    .into_inner()
+                    .channels;
+                assert!(
+                    listed.iter().all(|c| c.name.starts_with(t.name)),
+                    "{what}: {listed:?}"
+                );
+                let theirs = settings
+                    .test_channel(t.request(TestChannelRequest {
+                        name: format!("{}-hook", other.name),
+                    }))
+                    .await
+                    .expect_err(&what);
+                assert_eq!(theirs.code(), Code::NotFound, "{what}: {theirs:?}");
+            }
+            12 => {
+                // Names: a device of one's own may be renamed; a rename never shows to the
+                // other tenant.
+                let got = SettingsServiceClient::new(channel.clone())
+                    .rename_device(t.request(RenameDeviceRequest {
+                        device_id: device.into(),
+                        name: format!("{} renamed {step}", t.name),
+                        ..RenameDeviceRequest::default()
+                    }))
+                    .await;
+                assert_eq!(got.is_ok(), own, "{what}: {got:?}");
+                let listed = DeviceServiceClient::new(channel.clone())
+                    .list_devices(t.request(ListDevicesRequest::default()))
+                    .await
+                    .expect(&what)
+                    .into_inner()
+                    .devices;
+                for d in listed {
+                    t.check_device(&d.device_id, &what);
+                    assert!(
+                        !d.name.starts_with(&format!("{} renamed", other.name)),
+                        "{what}: the other's name on {d:?}"
+                    );
+                }
+            }
             _ => {
                 let filter = if own || device.is_empty() { device } else { "" };
                 let mut stream = TrendServiceClient::new(channel.clone())
@@ -512,6 +574,8 @@ async fn no_answer_of_one_tenant_ever_holds_the_others_data() {
                     "rule",
                     "alerts",
                     "trends",
+                    "channels",
+                    "names",
                 ][op as usize],
             )
             .or_default() += 1;
