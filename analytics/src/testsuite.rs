@@ -130,7 +130,15 @@ impl Rng {
 pub async fn write_sample(dir: &Path, partitions: u32) -> Sample {
     let log = EmbeddedLog::open(&dir.join("log.redb")).expect("open log");
     let registry = EmbeddedRegistry::shared(log.handle());
-    let log: Arc<dyn EventLog> = Arc::new(log);
+    write_sample_to(Arc::new(log), registry, partitions).await
+}
+
+/// Writes the sample to `log` (any backend), registering schemas with `registry`.
+pub async fn write_sample_to(
+    log: Arc<dyn EventLog>,
+    registry: EmbeddedRegistry,
+    partitions: u32,
+) -> Sample {
     for topic in topics::ALL {
         log.ensure_topic(topic, partitions).await.expect("topic");
     }

@@ -1,7 +1,8 @@
 //! Every table against the oracle: the rows a query returns equal the records read through
 //! the `EventLog` API (same count, same values), including records written with older schema
-//! versions; the device filter reads one partition; the `cooks` view and the readings export
-//! agree with the log; bad SQL is an error, not a panic.
+//! versions, on the embedded log and on Kafka (when `EMBERLINE_TEST_KAFKA` names a broker);
+//! the device filter reads one partition; the `cooks` view and the readings export agree
+//! with the log; bad SQL is an error, not a panic.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,13 +11,24 @@ use emberline_analytics::datafusion::execution::context::SessionConfig;
 use emberline_analytics::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use emberline_analytics::datafusion::physical_plan::ExecutionPlan;
 use emberline_analytics::testsuite::{
-    Cell, Cells, DEVICES, PROBES, READING_EVERY_MS, READINGS_PER_PROBE, T0, batch_rows,
-    expected_rows, write_sample,
+    Cell, Cells, DEVICES, PROBES, READING_EVERY_MS, READINGS_PER_PROBE, Sample, T0, batch_rows,
+    expected_rows, write_sample, write_sample_to,
 };
 use emberline_analytics::{Analytics, Format, TABLES, table, write_stream};
-use emberline_log::partition_for;
+use emberline_log::{KafkaLog, RedbDatabase, partition_for};
+use emberline_schemas::EmbeddedRegistry;
 
 const PARTITIONS: u32 = 3;
+
+/// The sample on Kafka, in topics of this run's own prefix, when a broker is configured.
+async fn on_kafka(dir: &std::path::Path) -> Option<Sample> {
+    let mut config = emberline_log::conformance::kafka_from_env()?;
+    config.topic_prefix = format!("analytics-{}.", emberline_common::clock::now_nanos());
+    let log = KafkaLog::connect(config).expect("connect to Kafka");
+    let db = RedbDatabase::create(dir.join("registry.redb")).expect("registry file");
+    let registry = EmbeddedRegistry::new(Arc::new(db));
+    Some(write_sample_to(Arc::new(log), registry, PARTITIONS).await)
+}
 
 async fn rows(analytics: &Analytics, sql: &str) -> Vec<Cells> {
     let batches = analytics
@@ -46,7 +58,18 @@ fn int(row: &Cells, column: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_table_holds_exactly_the_records_of_its_topic() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sample = write_sample(dir.path(), PARTITIONS).await;
+    every_table_matches_the_log(write_sample(dir.path(), PARTITIONS).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_holds_exactly_the_records_of_its_topic_on_kafka() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if let Some(sample) = on_kafka(dir.path()).await {
+        every_table_matches_the_log(sample).await;
+    }
+}
+
+async fn every_table_matches_the_log(sample: Sample) {
     let analytics = Analytics::new(sample.log.clone(), sample.codec.clone())
         .await
         .expect("session");
@@ -123,7 +146,18 @@ fn scan_of(plan: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_filter_reads_only_the_devices_partition() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sample = write_sample(dir.path(), PARTITIONS).await;
+    device_filters_read_their_partitions(write_sample(dir.path(), PARTITIONS).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_filter_reads_only_the_devices_partition_on_kafka() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if let Some(sample) = on_kafka(dir.path()).await {
+        device_filters_read_their_partitions(sample).await;
+    }
+}
+
+async fn device_filters_read_their_partitions(sample: Sample) {
     let analytics = Analytics::new(sample.log.clone(), sample.codec.clone())
         .await
         .expect("session");
