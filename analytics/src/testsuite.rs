@@ -329,7 +329,7 @@ impl Writer {
                 device_id: device.into(),
                 event_time: t(0),
                 tenant: owner.into(),
-                model: (i % 2 == 0).then(|| "Signals".to_owned()),
+                model: i.is_multiple_of(2).then(|| "Signals".to_owned()),
                 name: format!("Smoker {i}"),
                 probe_labels: labels,
                 source: "sim".into(),
@@ -346,7 +346,7 @@ impl Writer {
                 device_id: device.into(),
                 event_time: t(k * 60),
                 received_time: t(k * 60) + 250,
-                online: k != 2 || i % 2 == 0,
+                online: k != 2 || i.is_multiple_of(2),
                 battery_percent: self.rng.chance(0.7).then(|| 100.0 - self.rng.unit() * 50.0),
                 signal_dbm: self
                     .rng
@@ -367,7 +367,7 @@ impl Writer {
         if i % 2 == 1 {
             targets.insert("p2".to_owned(), 70.5);
         }
-        let plan = i % 2 == 0;
+        let plan = i.is_multiple_of(2);
         self.put(
             topics::COOK_COMMANDS,
             device,
@@ -470,7 +470,7 @@ impl Writer {
                 high: Some(125.0),
                 for_s: 30.0,
                 hysteresis: 2.0,
-                repeat_every_s: (i % 2 == 0).then_some(600.0),
+                repeat_every_s: i.is_multiple_of(2).then_some(600.0),
                 enabled: i != 4,
                 label: (i == 1).then(|| "pit band".to_owned()),
             }],
@@ -554,7 +554,7 @@ impl Writer {
         )
         .await;
         // Even devices' cooks end; odd ones are still running.
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             self.put(
                 topics::COOK_COMMANDS,
                 device,
