@@ -14,9 +14,12 @@
 //! * `emberline config --print-default` — the whole configuration with its defaults.
 //! * `emberline backup <file>` / `emberline restore <file>` — one file holding the data
 //!   directory's stores, taken while `up` runs; put back into an empty directory.
+//! * `emberline sql "<query>"` / `emberline export --device D` — SQL over the log's topics
+//!   as tables, and a device's readings to Parquet or CSV.
 
 mod accounts;
 mod allocator;
+mod analytics;
 mod backup;
 mod config;
 #[cfg(test)]
@@ -180,6 +183,12 @@ enum Command {
         #[arg(long)]
         discard_older_history: bool,
     },
+    /// Run a SQL query over the log: every topic is a table (probe_readings, device_events,
+    /// cook_commands, trends, predictions, alerts, dead_letter), plus the view cooks. On the
+    /// embedded log, not while another process holds the data directory.
+    Sql(analytics::SqlArgs),
+    /// Export one device's readings, in log order, to Parquet or CSV (streaming).
+    Export(analytics::ExportArgs),
     /// Print what the data directory holds: per topic records, bytes and oldest/newest
     /// times, per projection table entries and stored bytes, and file sizes. Reads the files
     /// read-only, so it works while `emberline up` runs on the directory.
@@ -212,6 +221,8 @@ impl Command {
             Command::Rebuild { .. } => "rebuild",
             Command::Backup { .. } => "backup",
             Command::Restore { .. } => "restore",
+            Command::Sql(_) => "sql",
+            Command::Export(_) => "export",
         }
     }
 }
@@ -363,6 +374,8 @@ fn run() -> Result<()> {
             Command::Rebuild {
                 discard_older_history,
             } => rebuild::run(config, discard_older_history).await,
+            Command::Sql(args) => analytics::sql(&config, args).await,
+            Command::Export(args) => analytics::export(&config, args).await,
             Command::Config { .. } | Command::EvalPredictions { .. } | Command::Status => Ok(()),
         }
     });

@@ -1,0 +1,376 @@
+//! [`LogTable`]: one topic of the log as a DataFusion table.
+//!
+//! A scan reads each selected partition of the topic as one DataFusion partition, so
+//! partitions are read (and decoded) in parallel, from the partition's start offset up to
+//! the end offset it had when the scan was planned: a query sees a consistent snapshot and
+//! never waits for records appended after it started.
+//!
+//! What is pushed down (decides what is read at all):
+//!
+//! * `device_id = 'x'` and `device_id IN ('x', 'y')`: only the partitions
+//!   [`partition_for`] gives for those keys are read, since a device's records all live in
+//!   its partition. The filter is *inexact* — the partition holds other devices too, so
+//!   DataFusion still filters the rows.
+//! * `log_partition = n` and `log_partition IN (…)`: only those partitions (exact).
+//! * Several such conditions joined by `AND` select the intersection.
+//!
+//! What is not pushed down (yet): time ranges (`event_time` filters read the whole selected
+//! partitions; a time→offset index per partition would let them seek), `OR` across
+//! columns, and predicates on any other column. `LIMIT` stops each partition's reader once
+//! it has produced enough rows.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::LexOrdering;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use emberline_log::{EventLog, PartitionReader, partition_for};
+use emberline_schemas::EventCodec;
+use futures::StreamExt as _;
+
+use crate::AnalyticsError;
+use crate::columns::{BatchBuilder, schema};
+use crate::tables::{DEVICE_COLUMN, Decode, PARTITION_COLUMN, TableDef, dead_letter};
+
+/// Rows per record batch.
+const BATCH_ROWS: usize = 8192;
+/// Records asked of the log per read.
+const READ_RECORDS: usize = 4096;
+/// How long one read waits for records known to exist (a Kafka fetch in flight).
+const READ_WAIT: Duration = Duration::from_secs(10);
+
+/// One topic as a table (see the module docs).
+pub struct LogTable {
+    def: &'static TableDef,
+    schema: SchemaRef,
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+}
+
+impl std::fmt::Debug for LogTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogTable").field("def", &self.def).finish()
+    }
+}
+
+impl LogTable {
+    /// The table `def` over `log`, decoding with `codec`.
+    pub fn new(def: &'static TableDef, log: Arc<dyn EventLog>, codec: Arc<EventCodec>) -> Self {
+        Self {
+            def,
+            schema: schema(def.columns),
+            log,
+            codec,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for LogTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match selection(f) {
+                Some(Selection::Devices(_)) => TableProviderFilterPushDown::Inexact,
+                Some(Selection::Partitions(_)) => TableProviderFilterPushDown::Exact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let topic = self.def.topic;
+        let count = self.log.partitions(topic).await.map_err(external)?;
+        let mut chosen: BTreeSet<u32> = (0..count).collect();
+        for filter in filters {
+            let keep: BTreeSet<u32> = match selection(filter) {
+                Some(Selection::Devices(devices)) => devices
+                    .iter()
+                    .map(|d| partition_for(d.as_bytes(), count))
+                    .collect(),
+                Some(Selection::Partitions(p)) => p.into_iter().collect(),
+                None => continue,
+            };
+            chosen.retain(|p| keep.contains(p));
+        }
+        tracing::debug!(table = self.def.name, topic, partitions = ?chosen, "scan");
+        let mut streams: Vec<Arc<dyn PartitionStream>> = Vec::with_capacity(chosen.len());
+        for partition in chosen {
+            let start = self
+                .log
+                .start_offset(topic, partition)
+                .await
+                .map_err(external)?;
+            let end = self
+                .log
+                .end_offset(topic, partition)
+                .await
+                .map_err(external)?;
+            streams.push(Arc::new(PartitionScan {
+                def: self.def,
+                schema: self.schema.clone(),
+                log: self.log.clone(),
+                codec: self.codec.clone(),
+                partition,
+                start,
+                end,
+                limit,
+            }));
+        }
+        if streams.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        let exec = StreamingTableExec::try_new(
+            self.schema.clone(),
+            streams,
+            projection,
+            Vec::<LexOrdering>::new(),
+            false,
+            limit,
+        )?;
+        Ok(Arc::new(exec))
+    }
+}
+
+/// What a pushed-down filter selects.
+#[derive(Debug, PartialEq)]
+enum Selection {
+    /// Rows of these devices (their partitions).
+    Devices(Vec<String>),
+    /// Rows of these partitions.
+    Partitions(Vec<u32>),
+}
+
+/// The selection `expr` makes, if it is a filter this table pushes down.
+fn selection(expr: &Expr) -> Option<Selection> {
+    let (column, values): (&str, Vec<&ScalarValue>) = match expr {
+        Expr::BinaryExpr(b) if b.op == Operator::Eq => match (&*b.left, &*b.right) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
+                (c.name.as_str(), vec![v])
+            }
+            _ => return None,
+        },
+        Expr::InList(list) if !list.negated => {
+            let Expr::Column(c) = &*list.expr else {
+                return None;
+            };
+            let values = list
+                .list
+                .iter()
+                .map(|e| match e {
+                    Expr::Literal(v, _) => Some(v),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            (c.name.as_str(), values)
+        }
+        _ => return None,
+    };
+    match column {
+        DEVICE_COLUMN => values
+            .into_iter()
+            .map(|v| match v {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::Utf8View(Some(s))
+                | ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Selection::Devices),
+        PARTITION_COLUMN => values
+            .into_iter()
+            .map(|v| match v {
+                ScalarValue::Int32(Some(n)) => u32::try_from(*n).ok(),
+                ScalarValue::Int64(Some(n)) => u32::try_from(*n).ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Selection::Partitions),
+        _ => None,
+    }
+}
+
+fn external(e: emberline_log::LogError) -> DataFusionError {
+    DataFusionError::External(Box::new(AnalyticsError::Log(e)))
+}
+
+/// Reading one partition of a topic into record batches.
+struct PartitionScan {
+    def: &'static TableDef,
+    schema: SchemaRef,
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    partition: u32,
+    start: u64,
+    end: u64,
+    limit: Option<usize>,
+}
+
+impl std::fmt::Debug for PartitionScan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionScan")
+            .field("table", &self.def.name)
+            .field("partition", &self.partition)
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .finish()
+    }
+}
+
+impl PartitionStream for PartitionScan {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let state = ScanState {
+            def: self.def,
+            log: self.log.clone(),
+            codec: self.codec.clone(),
+            partition: self.partition,
+            end: self.end,
+            next: self.start,
+            reader: None,
+            batch: BatchBuilder::new(self.def.columns, self.schema.clone()),
+            left: self.limit.unwrap_or(usize::MAX),
+            skipped: 0,
+        };
+        let stream = futures::stream::unfold(state, |mut state| async move {
+            match state.next_batch().await {
+                Ok(Some(batch)) => Some((Ok(batch), state)),
+                Ok(None) => None,
+                Err(e) => {
+                    // End the stream after the error.
+                    state.next = state.end;
+                    state.left = 0;
+                    Some((Err(DataFusionError::External(Box::new(e))), state))
+                }
+            }
+        })
+        .fuse();
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+struct ScanState {
+    def: &'static TableDef,
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    partition: u32,
+    end: u64,
+    next: u64,
+    reader: Option<Box<dyn PartitionReader>>,
+    batch: BatchBuilder,
+    left: usize,
+    skipped: u64,
+}
+
+impl ScanState {
+    /// The next batch of rows, or `None` at the end of the snapshot.
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>, AnalyticsError> {
+        while self.next < self.end && self.left > 0 && self.batch.rows() < BATCH_ROWS {
+            let reader = match &mut self.reader {
+                Some(r) => r,
+                None => self.reader.insert(
+                    self.log
+                        .reader(self.def.topic, self.partition, self.next)
+                        .await?,
+                ),
+            };
+            let want = usize::try_from(self.end - self.next).unwrap_or(usize::MAX);
+            let records = reader.next_batch(want.min(READ_RECORDS), READ_WAIT).await?;
+            if records.is_empty() {
+                tracing::warn!(
+                    topic = self.def.topic,
+                    partition = self.partition,
+                    at = self.next,
+                    end = self.end,
+                    "the log returned no records before the end it reported; stopping there"
+                );
+                self.next = self.end;
+                break;
+            }
+            for record in records {
+                if record.offset >= self.end || self.left == 0 {
+                    self.next = self.end;
+                    break;
+                }
+                self.next = record.offset + 1;
+                let wrote = self.decode(&record).await;
+                match wrote {
+                    Ok(true) => self.left -= 1,
+                    Ok(false) => {}
+                    Err(reason) => {
+                        self.skipped += 1;
+                        tracing::warn!(
+                            topic = self.def.topic,
+                            partition = record.partition,
+                            offset = record.offset,
+                            %reason,
+                            "record does not decode; left out of the table"
+                        );
+                    }
+                }
+            }
+        }
+        if self.batch.rows() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.batch.finish()?))
+    }
+
+    /// Writes `record` as a row; `Ok(false)` for a record that is not one of this table's.
+    async fn decode(&mut self, record: &emberline_log::Record) -> Result<bool, AnalyticsError> {
+        match self.def.decode {
+            Decode::Avro(fill) => {
+                let Some(kind) = self.codec.kind_of_learning(&record.value).await? else {
+                    return Ok(false);
+                };
+                // The table's decoder decodes before it writes a column, and a row with no
+                // column written is no row: a record that fails adds nothing.
+                let mut row = self.batch.row();
+                Ok(fill(&self.codec, kind, record, &mut row)?)
+            }
+            Decode::DeadLetter => {
+                let mut row = self.batch.row();
+                dead_letter(record, &mut row).map_err(|e| AnalyticsError::DeadLetter {
+                    offset: record.offset,
+                    reason: e.to_string(),
+                })?;
+                Ok(true)
+            }
+        }
+    }
+}

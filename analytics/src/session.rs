@@ -1,0 +1,113 @@
+//! [`Analytics`]: a DataFusion session with every table of the log and the views over them.
+
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::{col, lit};
+use emberline_log::EventLog;
+use emberline_schemas::EventCodec;
+
+use crate::AnalyticsError;
+use crate::columns::UTC;
+use crate::provider::LogTable;
+use crate::tables::{DEVICE_COLUMN, TABLES};
+
+/// `cooks`: one row per cook, from its `CookStarted` and (once it ended) `CookEnded`
+/// commands. `targets_c` are the targets the cook started with (JSON, probe → °C); later
+/// `TargetSet` commands are in `cook_commands`. `duration_min` is null while a cook runs.
+const COOKS_VIEW: &str = "CREATE VIEW cooks AS
+SELECT s.tenant, s.device_id, s.cook_id, s.what, s.meat, s.weight_kg,
+       s.event_time AS started, e.ended, s.targets_c, s.pit_min_c, s.pit_max_c,
+       (CAST(e.ended AS BIGINT) - CAST(s.event_time AS BIGINT)) / 60000.0 AS duration_min
+FROM cook_commands s
+LEFT JOIN (
+    SELECT device_id, cook_id, max(event_time) AS ended
+    FROM cook_commands WHERE event_type = 'CookEnded'
+    GROUP BY device_id, cook_id
+) e ON s.device_id = e.device_id AND s.cook_id = e.cook_id
+WHERE s.event_type = 'CookStarted'";
+
+/// The views, by name, with the statement that creates each.
+pub const VIEWS: [(&str, &str); 1] = [("cooks", COOKS_VIEW)];
+
+/// A query session over the log: every table of [`TABLES`](crate::TABLES) and the
+/// [`VIEWS`].
+pub struct Analytics {
+    ctx: SessionContext,
+}
+
+impl Analytics {
+    /// A session over `log`, decoding with `codec`, with DataFusion's default settings
+    /// (as many target partitions as cores).
+    pub async fn new(
+        log: Arc<dyn EventLog>,
+        codec: Arc<EventCodec>,
+    ) -> Result<Self, AnalyticsError> {
+        Self::with_config(log, codec, SessionConfig::new()).await
+    }
+
+    /// A session with `config`.
+    pub async fn with_config(
+        log: Arc<dyn EventLog>,
+        codec: Arc<EventCodec>,
+        config: SessionConfig,
+    ) -> Result<Self, AnalyticsError> {
+        let ctx = SessionContext::new_with_config(config);
+        for def in &TABLES {
+            ctx.register_table(
+                def.name,
+                Arc::new(LogTable::new(def, log.clone(), codec.clone())),
+            )?;
+        }
+        for (_, statement) in VIEWS {
+            ctx.sql(statement).await?;
+        }
+        Ok(Self { ctx })
+    }
+
+    /// The DataFusion session, for callers that build plans themselves.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Plans a read-only query: `SELECT`, `WITH`, `EXPLAIN`, `SHOW`/`DESCRIBE`. Statements
+    /// that would change the session or write files (`CREATE`, `COPY`, `INSERT`, `SET`) are
+    /// refused.
+    pub async fn query(&self, sql: &str) -> Result<DataFrame, AnalyticsError> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        Ok(self.ctx.sql_with_options(sql, options).await?)
+    }
+
+    /// The readings of `device` (its qualified id) with `from <= event_time < to` (epoch
+    /// ms; either bound optional), in log order when the session has one target partition.
+    pub async fn readings(
+        &self,
+        device: &str,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<DataFrame, AnalyticsError> {
+        let time = |ms: i64| {
+            lit(ScalarValue::TimestampMillisecond(
+                Some(ms),
+                Some(UTC.into()),
+            ))
+        };
+        let mut df = self
+            .ctx
+            .table("probe_readings")
+            .await?
+            .filter(col(DEVICE_COLUMN).eq(lit(device)))?;
+        if let Some(from) = from_ms {
+            df = df.filter(col("event_time").gt_eq(time(from)))?;
+        }
+        if let Some(to) = to_ms {
+            df = df.filter(col("event_time").lt(time(to)))?;
+        }
+        Ok(df)
+    }
+}

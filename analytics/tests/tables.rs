@@ -1,0 +1,379 @@
+//! Every table against the oracle: the rows a query returns equal the records read through
+//! the `EventLog` API (same count, same values), including records written with older schema
+//! versions, on the embedded log and on Kafka (when `EMBERLINE_TEST_KAFKA` names a broker);
+//! the device filter reads one partition; the `cooks` view and the readings export agree
+//! with the log; bad SQL is an error, not a panic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use emberline_analytics::datafusion::execution::context::SessionConfig;
+use emberline_analytics::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use emberline_analytics::datafusion::physical_plan::ExecutionPlan;
+use emberline_analytics::testsuite::{
+    Cell, Cells, DEVICES, PROBES, READING_EVERY_MS, READINGS_PER_PROBE, Sample, T0, batch_rows,
+    expected_rows, write_sample, write_sample_to,
+};
+use emberline_analytics::{Analytics, Format, TABLES, table, write_stream};
+use emberline_log::{KafkaLog, RedbDatabase, partition_for};
+use emberline_schemas::EmbeddedRegistry;
+
+const PARTITIONS: u32 = 3;
+
+/// The sample on Kafka, in topics of this run's own prefix, when a broker is configured.
+async fn on_kafka(dir: &std::path::Path) -> Option<Sample> {
+    let mut config = emberline_log::conformance::kafka_from_env()?;
+    config.topic_prefix = format!("analytics-{}.", emberline_common::clock::now_nanos());
+    let log = KafkaLog::connect(config).expect("connect to Kafka");
+    let db = RedbDatabase::create(dir.join("registry.redb")).expect("registry file");
+    let registry = EmbeddedRegistry::new(Arc::new(db));
+    Some(write_sample_to(Arc::new(log), registry, PARTITIONS).await)
+}
+
+async fn rows(analytics: &Analytics, sql: &str) -> Vec<Cells> {
+    let batches = analytics
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    batch_rows(&batches)
+}
+
+fn text(row: &Cells, column: &str) -> String {
+    match row.get(column) {
+        Some(Cell::S(s)) => s.clone(),
+        other => panic!("{column} is {other:?} in {row:?}"),
+    }
+}
+
+fn int(row: &Cells, column: &str) -> i64 {
+    match row.get(column) {
+        Some(Cell::I(i)) => *i,
+        other => panic!("{column} is {other:?} in {row:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_holds_exactly_the_records_of_its_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    every_table_matches_the_log(write_sample(dir.path(), PARTITIONS).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_holds_exactly_the_records_of_its_topic_on_kafka() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if let Some(sample) = on_kafka(dir.path()).await {
+        every_table_matches_the_log(sample).await;
+    }
+}
+
+async fn every_table_matches_the_log(sample: Sample) {
+    let analytics = Analytics::new(sample.log.clone(), sample.codec.clone())
+        .await
+        .expect("session");
+    for def in &TABLES {
+        let expected = expected_rows(sample.log.as_ref(), &sample.codec, def).await;
+        assert!(!expected.is_empty(), "the sample has no {}", def.name);
+        let actual = rows(
+            &analytics,
+            &format!(
+                "SELECT * FROM {} ORDER BY log_partition, log_offset",
+                def.name
+            ),
+        )
+        .await;
+        assert_eq!(actual.len(), expected.len(), "row count of {}", def.name);
+        for (a, e) in actual.iter().zip(&expected) {
+            assert_eq!(a, e, "a row of {}", def.name);
+        }
+        // Several partitions hold rows: the table reads them all.
+        let partitions: std::collections::BTreeSet<i64> =
+            actual.iter().map(|r| int(r, "log_partition")).collect();
+        if def.name != "dead_letter" {
+            assert!(partitions.len() > 1, "{} rows in one partition", def.name);
+        }
+    }
+
+    // Records written with the older schemas are rows, their newer fields null.
+    let old = rows(
+        &analytics,
+        "SELECT * FROM probe_readings WHERE source = 'old-firmware'",
+    )
+    .await;
+    assert_eq!(old.len(), 1);
+    assert_eq!(text(&old[0], "probe_id"), "legacy");
+    assert!(!old[0].contains_key("temperature_c"));
+    let old = rows(
+        &analytics,
+        "SELECT * FROM cook_commands WHERE cook_id = 'old-cook'",
+    )
+    .await;
+    assert_eq!(old.len(), 1);
+    assert_eq!(text(&old[0], "what"), "ribs");
+    assert!(!old[0].contains_key("meat") && !old[0].contains_key("weight_kg"));
+
+    // Tenants come from the device ids.
+    let tenants = rows(
+        &analytics,
+        "SELECT tenant, count(DISTINCT device_id) AS devices FROM probe_readings \
+         GROUP BY tenant ORDER BY tenant",
+    )
+    .await;
+    let mut want: BTreeMap<String, i64> = BTreeMap::new();
+    for d in DEVICES {
+        *want
+            .entry(emberline_common::tenant::split(d).0.to_owned())
+            .or_default() += 1;
+    }
+    let got: BTreeMap<String, i64> = tenants
+        .iter()
+        .map(|r| (text(r, "tenant"), int(r, "devices")))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// The leaf (the table scan) of a physical plan.
+fn scan_of(plan: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    let mut node = plan.clone();
+    while let Some(child) = node.children().first() {
+        node = Arc::clone(child);
+    }
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_filter_reads_only_the_devices_partition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    device_filters_read_their_partitions(write_sample(dir.path(), PARTITIONS).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_filter_reads_only_the_devices_partition_on_kafka() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if let Some(sample) = on_kafka(dir.path()).await {
+        device_filters_read_their_partitions(sample).await;
+    }
+}
+
+async fn device_filters_read_their_partitions(sample: Sample) {
+    let analytics = Analytics::new(sample.log.clone(), sample.codec.clone())
+        .await
+        .expect("session");
+    let def = table("probe_readings").expect("table");
+    let all = expected_rows(sample.log.as_ref(), &sample.codec, def).await;
+    for device in DEVICES {
+        let sql = format!(
+            "SELECT * FROM probe_readings WHERE device_id = '{device}' \
+             ORDER BY log_partition, log_offset"
+        );
+        let plan = analytics
+            .query(&sql)
+            .await
+            .expect("plan")
+            .create_physical_plan()
+            .await
+            .expect("physical plan");
+        let scan = scan_of(&plan);
+        assert_eq!(
+            scan.properties().output_partitioning().partition_count(),
+            1,
+            "{device}: {}",
+            emberline_analytics::datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
+        );
+        let got = rows(&analytics, &sql).await;
+        let want: Vec<Cells> = all
+            .iter()
+            .filter(|r| text(r, "device_id") == device)
+            .cloned()
+            .collect();
+        assert_eq!(got, want, "{device}");
+        let partition = i64::from(partition_for(device.as_bytes(), PARTITIONS));
+        assert!(got.iter().all(|r| int(r, "log_partition") == partition));
+    }
+    // Without a device filter every partition is read.
+    let plan = analytics
+        .query("SELECT * FROM probe_readings")
+        .await
+        .expect("plan")
+        .create_physical_plan()
+        .await
+        .expect("physical plan");
+    assert_eq!(
+        scan_of(&plan)
+            .properties()
+            .output_partitioning()
+            .partition_count(),
+        PARTITIONS as usize
+    );
+    // An IN list reads the union of the devices' partitions, and a partition filter reads
+    // that partition.
+    let got = rows(
+        &analytics,
+        &format!(
+            "SELECT count(*) AS n FROM probe_readings WHERE device_id IN ('{}', '{}')",
+            DEVICES[0], DEVICES[2]
+        ),
+    )
+    .await;
+    let want = all
+        .iter()
+        .filter(|r| [DEVICES[0], DEVICES[2]].contains(&text(r, "device_id").as_str()))
+        .count();
+    assert_eq!(int(&got[0], "n"), want as i64);
+    let got = rows(
+        &analytics,
+        "SELECT count(*) AS n FROM probe_readings WHERE log_partition = 1",
+    )
+    .await;
+    let want = all.iter().filter(|r| int(r, "log_partition") == 1).count();
+    assert_eq!(int(&got[0], "n"), want as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cooks_view_has_one_row_per_cook_with_its_start_and_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = write_sample(dir.path(), PARTITIONS).await;
+    let analytics = Analytics::new(sample.log.clone(), sample.codec.clone())
+        .await
+        .expect("session");
+    let commands = expected_rows(
+        sample.log.as_ref(),
+        &sample.codec,
+        table("cook_commands").expect("table"),
+    )
+    .await;
+    // The oracle: starts and ends by (device, cook).
+    let mut want: BTreeMap<(String, String), (Cells, Option<i64>)> = BTreeMap::new();
+    for c in commands
+        .iter()
+        .filter(|c| text(c, "event_type") == "CookStarted")
+    {
+        let key = (text(c, "device_id"), text(c, "cook_id"));
+        want.insert(key, (c.clone(), None));
+    }
+    for c in commands
+        .iter()
+        .filter(|c| text(c, "event_type") == "CookEnded")
+    {
+        let key = (text(c, "device_id"), text(c, "cook_id"));
+        let end = int(c, "event_time");
+        let slot = &mut want.get_mut(&key).expect("an ended cook started").1;
+        *slot = Some(slot.map_or(end, |e: i64| e.max(end)));
+    }
+    let got = rows(
+        &analytics,
+        "SELECT * FROM cooks ORDER BY device_id, cook_id",
+    )
+    .await;
+    assert_eq!(got.len(), want.len());
+    assert!(want.values().any(|(_, end)| end.is_none()));
+    assert!(want.values().any(|(_, end)| end.is_some()));
+    for (row, ((device, cook), (start, end))) in got.iter().zip(&want) {
+        assert_eq!(
+            (&text(row, "device_id"), &text(row, "cook_id")),
+            (device, cook)
+        );
+        assert_eq!(row.get("started"), start.get("event_time"));
+        assert_eq!(row.get("what"), start.get("what"));
+        assert_eq!(row.get("targets_c"), start.get("targets_c"));
+        assert_eq!(row.get("tenant"), start.get("tenant"));
+        assert_eq!(row.get("ended").cloned(), end.map(Cell::I));
+        let duration = end.map(|e| Cell::F((e - int(start, "event_time")) as f64 / 60_000.0));
+        assert_eq!(row.get("duration_min").cloned(), duration);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readings_export_to_parquet_reads_back_with_the_same_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = write_sample(dir.path(), PARTITIONS).await;
+    // One target partition: the export keeps the log's order.
+    let analytics = Analytics::with_config(
+        sample.log.clone(),
+        sample.codec.clone(),
+        SessionConfig::new().with_target_partitions(1),
+    )
+    .await
+    .expect("session");
+    let all = expected_rows(
+        sample.log.as_ref(),
+        &sample.codec,
+        table("probe_readings").expect("table"),
+    )
+    .await;
+    let device = DEVICES[2];
+    let from = T0 + READING_EVERY_MS * 10;
+    let to = T0 + READING_EVERY_MS * (READINGS_PER_PROBE as i64 - 10);
+    let want: Vec<Cells> = all
+        .iter()
+        .filter(|r| text(r, "device_id") == device)
+        .filter(|r| (from..to).contains(&int(r, "event_time")))
+        .cloned()
+        .collect();
+    assert!(want.len() > PROBES.len() * 10, "{} rows", want.len());
+
+    let file = dir.path().join("readings.parquet");
+    let df = analytics
+        .readings(device, Some(from), Some(to))
+        .await
+        .expect("plan");
+    let written = write_stream(
+        df.execute_stream().await.expect("stream"),
+        Format::Parquet,
+        std::fs::File::create(&file).expect("create"),
+    )
+    .await
+    .expect("export");
+    assert_eq!(written, want.len() as u64);
+
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).expect("open"))
+            .expect("a parquet file")
+            .build()
+            .expect("reader");
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("batches");
+    assert_eq!(batch_rows(&batches), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_are_errors_that_say_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = write_sample(dir.path(), PARTITIONS).await;
+    let analytics = Analytics::new(sample.log.clone(), sample.codec.clone())
+        .await
+        .expect("session");
+    let error = |e: emberline_analytics::AnalyticsError| {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    };
+    let unknown = analytics
+        .query("SELECT * FROM no_such_table")
+        .await
+        .map(|_| ())
+        .expect_err("unknown table");
+    assert!(error(unknown).contains("no_such_table"));
+    let column = analytics
+        .query("SELECT no_such_column FROM probe_readings")
+        .await
+        .map(|_| ())
+        .expect_err("unknown column");
+    assert!(error(column).contains("no_such_column"));
+    assert!(analytics.query("SELEC 1").await.is_err());
+    for statement in [
+        "CREATE TABLE t AS SELECT 1",
+        "COPY (SELECT 1) TO '/tmp/x.csv'",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        assert!(
+            analytics.query(statement).await.is_err(),
+            "{statement} was allowed"
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! `emberline sql` and `emberline export` as a user runs them, on a data directory holding
+//! a sample log (every event type, several tenants, records of older schema versions): the
+//! answers agree with the records read through the `EventLog` API, an export reads back
+//! with the same rows, and mistakes are one-line errors.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use emberline_analytics::TABLES;
+use emberline_analytics::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use emberline_analytics::testsuite::{
+    Cell, Cells, DEVICES, READING_EVERY_MS, T0, batch_rows, expected_rows, write_sample,
+};
+
+/// The default `log.partitions`, so the binary finds the topics as it would create them.
+const PARTITIONS: u32 = 4;
+
+fn emberline(dir: &Path, args: &[&str]) -> Output {
+    let config = dir.join("emberline.toml");
+    std::fs::write(&config, "").expect("config");
+    Command::new(env!("CARGO_BIN_EXE_emberline"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run emberline")
+}
+
+fn stdout_of(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "emberline failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8")
+}
+
+fn text(row: &Cells, column: &str) -> String {
+    match row.get(column) {
+        Some(Cell::S(s)) => s.clone(),
+        other => panic!("{column} is {other:?}"),
+    }
+}
+
+/// The oracle's rows of every table, read before the test process lets go of the log.
+async fn sample(dir: &Path) -> BTreeMap<&'static str, Vec<Cells>> {
+    let sample = write_sample(&dir.join("data"), PARTITIONS).await;
+    let mut tables = BTreeMap::new();
+    for def in &TABLES {
+        tables.insert(
+            def.name,
+            expected_rows(sample.log.as_ref(), &sample.codec, def).await,
+        );
+    }
+    tables
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_answers_from_the_log_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tables = sample(dir.path()).await;
+
+    // Row counts of every table, as CSV.
+    for (name, rows) in &tables {
+        let out = stdout_of(&emberline(
+            dir.path(),
+            &[
+                "sql",
+                &format!("SELECT count(*) AS n FROM {name}"),
+                "--format",
+                "csv",
+            ],
+        ));
+        assert_eq!(out, format!("n\n{}\n", rows.len()), "{name}");
+    }
+
+    // Per probe: readings and the hottest one, against the oracle.
+    let mut want: BTreeMap<(String, String), (usize, Option<f64>)> = BTreeMap::new();
+    for r in &tables["probe_readings"] {
+        let slot = want
+            .entry((text(r, "device_id"), text(r, "probe_id")))
+            .or_default();
+        slot.0 += 1;
+        if let Some(Cell::F(t)) = r.get("temperature_c") {
+            slot.1 = Some(slot.1.map_or(*t, |m: f64| m.max(*t)));
+        }
+    }
+    let out = stdout_of(&emberline(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT device_id, probe_id, count(*) AS n, max(temperature_c) AS hottest \
+             FROM probe_readings GROUP BY device_id, probe_id ORDER BY device_id, probe_id",
+            "--format",
+            "json",
+        ],
+    ));
+    let got: BTreeMap<(String, String), (usize, Option<f64>)> = out
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            (
+                (
+                    v["device_id"].as_str().expect("device").to_owned(),
+                    v["probe_id"].as_str().expect("probe").to_owned(),
+                ),
+                (
+                    v["n"].as_u64().expect("n") as usize,
+                    v.get("hottest").and_then(serde_json::Value::as_f64),
+                ),
+            )
+        })
+        .collect();
+    // JSON prints doubles to about 16 digits: equal within that.
+    assert_eq!(got.len(), want.len());
+    for ((gk, (gn, gt)), (wk, (wn, wt))) in got.iter().zip(&want) {
+        assert_eq!((gk, gn), (wk, wn));
+        match (gt, wt) {
+            (Some(g), Some(w)) => assert!((g - w).abs() <= 1e-12 * w.abs(), "{gk:?}: {g} {w}"),
+            (g, w) => assert_eq!(g, w, "{gk:?}"),
+        }
+    }
+
+    // The default format is an aligned table with a header.
+    let cooks = tables["cook_commands"]
+        .iter()
+        .filter(|r| text(r, "event_type") == "CookStarted")
+        .count();
+    let out = stdout_of(&emberline(
+        dir.path(),
+        &["sql", "SELECT count(*) AS cooks FROM cooks"],
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(lines[1].contains("| cooks |"), "{out}");
+    assert!(lines[3].contains(&format!("| {cooks:<5} |")), "{out}");
+
+    // Parquet goes to a file.
+    let file = dir.path().join("alerts.parquet");
+    stdout_of(&emberline(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT * FROM alerts ORDER BY log_partition, log_offset",
+            "--format",
+            "parquet",
+            "--output",
+            file.to_str().expect("path"),
+        ],
+    ));
+    let batches: Vec<_> =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).expect("open"))
+            .expect("parquet")
+            .build()
+            .expect("reader")
+            .collect::<Result<_, _>>()
+            .expect("batches");
+    assert_eq!(batch_rows(&batches), tables["alerts"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_writes_a_devices_readings_that_read_back_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tables = sample(dir.path()).await;
+    let device = DEVICES[3];
+    let (from, to) = (T0 + 20 * READING_EVERY_MS, T0 + 40 * READING_EVERY_MS);
+    let want: Vec<Cells> = tables["probe_readings"]
+        .iter()
+        .filter(|r| text(r, "device_id") == device)
+        .filter(|r| matches!(r.get("event_time"), Some(Cell::I(t)) if (from..to).contains(t)))
+        .cloned()
+        .collect();
+    assert!(!want.is_empty());
+    let rfc3339 = |ms: i64| {
+        let (s, ms) = (ms / 1_000, ms % 1_000);
+        // Through the shell's `date`: an independent formatter.
+        let out = Command::new("date")
+            .args(["-u", "-d", &format!("@{s}"), "+%Y-%m-%dT%H:%M:%S"])
+            .output()
+            .expect("date");
+        format!("{}.{ms:03}Z", String::from_utf8_lossy(&out.stdout).trim())
+    };
+    let file = dir.path().join("export.parquet");
+    let out = stdout_of(&emberline(
+        dir.path(),
+        &[
+            "export",
+            "--device",
+            device,
+            "--from",
+            &rfc3339(from),
+            "--to",
+            &rfc3339(to),
+            "--format",
+            "parquet",
+            "--output",
+            file.to_str().expect("path"),
+        ],
+    ));
+    assert!(out.contains(&format!("{} readings", want.len())), "{out}");
+    let batches: Vec<_> =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).expect("open"))
+            .expect("parquet")
+            .build()
+            .expect("reader")
+            .collect::<Result<_, _>>()
+            .expect("batches");
+    assert_eq!(batch_rows(&batches), want);
+
+    // CSV too: a header and one line per reading.
+    let csv = dir.path().join("export.csv");
+    stdout_of(&emberline(
+        dir.path(),
+        &[
+            "export",
+            "--device",
+            device,
+            "--format",
+            "csv",
+            "--output",
+            csv.to_str().expect("path"),
+        ],
+    ));
+    let all = tables["probe_readings"]
+        .iter()
+        .filter(|r| text(r, "device_id") == device)
+        .count();
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    assert_eq!(text.lines().count(), all + 1);
+    assert!(text.starts_with("log_partition,log_offset,tenant,device_id,probe_id,"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistakes_are_one_line_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sample(dir.path()).await;
+    for (query, says) in [
+        ("SELECT * FROM no_such_table", "no_such_table"),
+        ("SELEC 1", "SELEC"),
+        ("SELECT nope FROM trends", "nope"),
+        ("CREATE TABLE t AS SELECT 1", "not supported"),
+    ] {
+        let out = emberline(dir.path(), &["sql", query]);
+        assert!(!out.status.success(), "{query} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{query}:\n{err}");
+        assert!(lines[0].starts_with("error: "), "{query}:\n{err}");
+        assert!(lines[0].contains(says), "{query}:\n{err}");
+        assert!(!err.contains("panicked"), "{query}:\n{err}");
+    }
+
+    // While another process holds the embedded log, sql says why it cannot run.
+    let held = emberline_log::EmbeddedLog::open(&dir.path().join("data").join("log.redb"))
+        .expect("hold the log");
+    let out = emberline(dir.path(), &["sql", "SELECT 1"]);
+    drop(held);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot run while `emberline up`"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The `emberline sql` command lines of the README's Analytics section (continuation
+/// lines joined).
+fn readme_queries() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("\n## Analytics\n")
+        .expect("an Analytics section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |e| e + 1)];
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    let mut current = String::new();
+    for line in section.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(line);
+                let command = std::mem::take(&mut current);
+                if command.starts_with("emberline sql ") {
+                    commands.push(command);
+                }
+            }
+        }
+    }
+    commands
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_example_queries_run_and_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sample(dir.path()).await;
+    let config = dir.path().join("emberline.toml");
+    std::fs::write(&config, "").expect("config");
+    let queries = readme_queries();
+    assert!(queries.len() >= 5, "{queries:?}");
+    for command in queries {
+        // Through the shell, as a reader would paste it.
+        let line = command.replacen(
+            "emberline ",
+            "\"$EMBERLINE\" --config \"$CONFIG\" --data-dir \"$DATA\" ",
+            1,
+        );
+        let out = Command::new("sh")
+            .args(["-c", &line])
+            .env("EMBERLINE", env!("CARGO_BIN_EXE_emberline"))
+            .env("CONFIG", &config)
+            .env("DATA", dir.path().join("data"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("sh");
+        let text = stdout_of(&out);
+        // A header and at least one row, in either the table or the CSV form.
+        let rows = text
+            .lines()
+            .filter(|l| !l.starts_with('+') && !l.trim().is_empty())
+            .count();
+        assert!(rows >= 2, "{command}:\n{text}");
+    }
+}
