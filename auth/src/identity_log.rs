@@ -201,16 +201,7 @@ impl IdentityLog {
 mod tests {
     use super::*;
     use crate::identity::{Role, Scope};
-
-    fn user(name: &str) -> User {
-        User {
-            name: name.into(),
-            tenant: "default".into(),
-            role: Role::Owner,
-            password_hash: "x".into(),
-            created_at_ms: 0,
-        }
-    }
+    use crate::store::test_user as user;
 
     fn token(id: &str) -> ApiToken {
         ApiToken {

@@ -328,19 +328,22 @@ fn restricted(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// An owner of the default tenant called `name`, for tests.
+#[cfg(test)]
+pub(crate) fn test_user(name: &str) -> User {
+    User {
+        name: name.into(),
+        tenant: "default".into(),
+        role: Role::Owner,
+        password_hash: "x".into(),
+        created_at_ms: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_user as user;
     use super::*;
-
-    fn user(name: &str) -> User {
-        User {
-            name: name.into(),
-            tenant: "default".into(),
-            role: Role::Owner,
-            password_hash: "x".into(),
-            created_at_ms: 0,
-        }
-    }
 
     #[test]
     fn a_change_by_one_handle_is_seen_by_another() {

@@ -227,7 +227,7 @@ async fn neighbour_finds_nothing(
     use emberline_proto::v1::share_service_client::ShareServiceClient;
     use emberline_proto::v1::token_service_client::TokenServiceClient;
     use emberline_proto::v1::{
-        AlertRule, CreateShareLinkRequest, CreateTokenRequest, GetCookRequest, SetAlertRuleRequest,
+        AlertRule, CreateShareLinkRequest, CreateTokenRequest, SetAlertRuleRequest,
         StartCookRequest,
     };
     let cook_id = CookServiceClient::new(channel.clone())
@@ -242,31 +242,7 @@ async fn neighbour_finds_nothing(
         .expect("a cook")
         .into_inner()
         .cook_id;
-    let cooks = CookServiceClient::new(channel.clone());
-    support::eventually(
-        "the cook projected",
-        support::PATIENCE,
-        std::time::Duration::from_millis(100),
-        || {
-            let (mut cooks, request) = (
-                cooks.clone(),
-                bearer(
-                    owner,
-                    GetCookRequest {
-                        cook_id: cook_id.clone(),
-                    },
-                ),
-            );
-            async move {
-                cooks
-                    .get_cook(request)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        },
-    )
-    .await;
+    cook_shown(channel, owner, &cook_id).await;
     let rule_id = AlertServiceClient::new(channel.clone())
         .set_alert_rule(bearer(
             owner,
@@ -451,6 +427,35 @@ async fn add_neighbour(data: &std::path::Path) {
     )
     .await
     .expect("another tenant's owner");
+}
+
+/// Waits until `cook_id` is projected: `GetCook` finds it for `token`.
+async fn cook_shown(channel: &Channel, token: &str, cook_id: &str) {
+    let cooks = emberline_proto::v1::cook_service_client::CookServiceClient::new(channel.clone());
+    support::eventually(
+        "the cook projected",
+        support::PATIENCE,
+        std::time::Duration::from_millis(50),
+        || {
+            let (mut cooks, request) = (
+                cooks.clone(),
+                bearer(
+                    token,
+                    emberline_proto::v1::GetCookRequest {
+                        cook_id: cook_id.to_owned(),
+                    },
+                ),
+            );
+            async move {
+                cooks
+                    .get_cook(request)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await;
 }
 
 async fn sign_in(channel: &Channel, user: &str) -> String {
@@ -950,30 +955,7 @@ async fn a_share_link_shows_one_cook_live_and_nothing_else() {
         .cook_id;
     // As the page does, share a cook once it is shown: a cook started a moment ago is not
     // projected yet, and sharing it is NOT_FOUND until it is.
-    support::eventually(
-        "the shared cook projected",
-        support::PATIENCE,
-        std::time::Duration::from_millis(50),
-        || {
-            let (mut cooks, request) = (
-                cooks.clone(),
-                bearer(
-                    &owner,
-                    GetCookRequest {
-                        cook_id: shared.clone(),
-                    },
-                ),
-            );
-            async move {
-                cooks
-                    .get_cook(request)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        },
-    )
-    .await;
+    cook_shown(&channel, &owner, &shared).await;
     let mut shares = ShareServiceClient::new(channel.clone());
     let created = shares
         .create_share_link(bearer(
