@@ -196,13 +196,7 @@ impl SettingsService for Gateway {
             return Err(Status::invalid_argument("device_id: required"));
         }
         let device = tenant.device(&r.device_id)?;
-        let known = self.store.devices().await.map_err(to_status)?;
-        let infos = self.store.device_infos().await.map_err(to_status)?;
-        if !known.iter().any(|d| d.device_id == device)
-            && !infos.iter().any(|i| i.device_id == device)
-        {
-            return Err(Status::not_found(format!("no device {:?}", r.device_id)));
-        }
+        self.known_device(&device).await?;
         let probes: Vec<String> = self
             .store
             .latest(&device)
