@@ -73,8 +73,9 @@ struct Record<C> {
 struct Followed<D> {
     version: u64,
     doc: Arc<D>,
-    /// Offset of the record that made `version`.
-    made_at: Option<u64>,
+    /// Offsets of the latest records that were applied (a writer asks whether its own was,
+    /// even when later ones were applied since).
+    applied: std::collections::VecDeque<u64>,
     /// Why the document cannot be trusted (a record of a newer format).
     refused: Option<String>,
 }
@@ -117,7 +118,10 @@ impl<D: Document> Shared<D> {
         D::apply(&mut doc, &record.change);
         followed.doc = Arc::new(doc);
         followed.version = record.version;
-        followed.made_at = Some(offset);
+        if followed.applied.len() == 1_024 {
+            followed.applied.pop_front();
+        }
+        followed.applied.push_back(offset);
         self.changed.send_replace(followed.doc.clone());
     }
 
@@ -175,7 +179,7 @@ impl<D: Document> LogDocument<D> {
             followed: Mutex::new(Followed {
                 version: 0,
                 doc: Arc::new(D::default()),
-                made_at: None,
+                applied: std::collections::VecDeque::new(),
                 refused: None,
             }),
             read_to,
@@ -287,12 +291,13 @@ impl<D: Document> LogDocument<D> {
                 .map(|p| p.offset)
                 .ok_or_else(|| log("the log did not say where the change went".into()))?;
             shared.read_past(offset + 1).await.map_err(log)?;
-            let made_at = shared
+            let applied = shared
                 .followed
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .made_at;
-            if made_at == Some(offset) {
+                .applied
+                .contains(&offset);
+            if applied {
                 return Ok(answer);
             }
             tracing::debug!(topic = %shared.topic, attempt, offset, "another process changed the document first; trying again");
