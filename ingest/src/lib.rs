@@ -7,17 +7,22 @@
 //! the log keyed by device id. An append that fails is retried with exponential backoff until
 //! it succeeds or the source is shut down: a reading is never dropped silently.
 //!
+//! [`accounts`] turns the web UI's account forms into sources, and [`live`] runs the sources
+//! whose settings change while Emberline runs.
+//!
 //! With the `testsuite` feature, [`testing`] holds local stand-ins for the clouds and
 //! `conformance` the suite every source kind must pass.
 //!
 //! This crate knows the log and the schemas; it knows nothing of processors, projections or
 //! gRPC.
 
+pub mod accounts;
 pub mod cloud;
 #[cfg(feature = "testsuite")]
 pub mod conformance;
 mod error;
 pub mod http_push;
+pub mod live;
 pub mod metrics;
 pub mod mqtt;
 mod registry;

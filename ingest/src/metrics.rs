@@ -152,3 +152,59 @@ impl Drop for Running {
         metrics::gauge!("emberline_source_up", "source" => self.0.clone()).set(0.0);
     }
 }
+
+/// How each polling source last fared, by source name, for the settings pages ("last
+/// successful poll", "last error"). Kept in the process that runs the sources: a gateway
+/// elsewhere does not see it.
+pub mod status {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+
+    /// How a source last fared.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct SourceStatus {
+        /// When a poll last delivered, epoch ms (0: never).
+        pub last_success_ms: i64,
+        /// The last failure since then, if any, in words with no secret in them.
+        pub last_error: Option<String>,
+        /// Whether the source is running now.
+        pub running: bool,
+    }
+
+    fn all() -> &'static Mutex<HashMap<String, SourceStatus>> {
+        static ALL: OnceLock<Mutex<HashMap<String, SourceStatus>>> = OnceLock::new();
+        ALL.get_or_init(Mutex::default)
+    }
+
+    fn update(source: &str, f: impl FnOnce(&mut SourceStatus)) {
+        let mut all = all().lock().unwrap_or_else(PoisonError::into_inner);
+        f(all.entry(source.to_owned()).or_default());
+    }
+
+    /// `source` delivered a poll at `at_ms`.
+    pub fn succeeded(source: &str, at_ms: i64) {
+        update(source, |s| {
+            s.last_success_ms = at_ms;
+            s.last_error = None;
+        });
+    }
+
+    /// `source` failed with `error`.
+    pub fn failed(source: &str, error: &str) {
+        update(source, |s| s.last_error = Some(error.to_owned()));
+    }
+
+    /// `source` started (true) or stopped (false).
+    pub fn running(source: &str, running: bool) {
+        update(source, |s| s.running = running);
+    }
+
+    /// How `source` last fared, if it ran in this process.
+    pub fn of(source: &str) -> Option<SourceStatus> {
+        all()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(source)
+            .cloned()
+    }
+}

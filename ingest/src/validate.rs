@@ -8,6 +8,7 @@
 //! already admitted is the only thing discarded, and it is counted.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use emberline_schemas::events::ProbeReading;
 use serde::{Deserialize, Serialize};
@@ -146,21 +147,31 @@ pub struct Admitted {
 /// Recent event times remembered per probe for de-duplication.
 const REMEMBERED: usize = 256;
 
+/// The event times a gate remembers per (device, probe), shareable so that a source
+/// restarted with new settings (see [`crate::live`]) does not admit again what its previous
+/// run admitted.
+pub type Remembered = Arc<Mutex<HashMap<(String, String), VecDeque<i64>>>>;
+
 /// Validation and de-duplication for one source.
 #[derive(Debug)]
 pub struct Gate {
     source: String,
     retention_ms: i64,
-    seen: HashMap<(String, String), VecDeque<i64>>,
+    seen: Remembered,
 }
 
 impl Gate {
     /// A gate for `source` (its name goes on every reading) with the log's retention.
     pub fn new(source: &str, retention_ms: i64) -> Self {
+        Self::remembering(source, retention_ms, Remembered::default())
+    }
+
+    /// A gate that remembers in `seen`, which another gate may have filled (or fill later).
+    pub fn remembering(source: &str, retention_ms: i64, seen: Remembered) -> Self {
         Self {
             source: source.to_owned(),
             retention_ms,
-            seen: HashMap::new(),
+            seen,
         }
     }
 
@@ -168,6 +179,7 @@ impl Gate {
     /// receive time. Out-of-order readings are admitted with their own event time.
     pub fn admit(&mut self, raw: Vec<RawReading>, received_ms: i64) -> Admitted {
         let mut out = Admitted::default();
+        let mut remembered = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         for r in raw {
             match self.check(&r, received_ms) {
                 Err(reason) => out.rejected.push(Rejected {
@@ -178,7 +190,7 @@ impl Gate {
                 }),
                 Ok((event_time, temperature_c)) => {
                     let key = (r.device_id.clone(), r.probe_id.clone());
-                    let seen = self.seen.entry(key).or_default();
+                    let seen = remembered.entry(key).or_default();
                     if seen.contains(&event_time) {
                         out.duplicates += 1;
                         continue;
@@ -204,11 +216,9 @@ impl Gate {
     /// Forgets `readings` it admitted whose delivery failed, so that the same readings sent
     /// again are admitted again instead of discarded as repeats of something never stored.
     pub fn forget(&mut self, readings: &[ProbeReading]) {
+        let mut remembered = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         for r in readings {
-            if let Some(seen) = self
-                .seen
-                .get_mut(&(r.device_id.clone(), r.probe_id.clone()))
-            {
+            if let Some(seen) = remembered.get_mut(&(r.device_id.clone(), r.probe_id.clone())) {
                 seen.retain(|t| *t != r.event_time);
             }
         }

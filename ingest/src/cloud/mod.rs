@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::SourceMetrics;
-use crate::validate::{Gate, RawReading, Rejected, Rejection};
+use crate::validate::{Gate, RawReading, Rejected, Rejection, Remembered};
 use crate::{EventSink, IngestError, Source};
 use emberline_common::clock::now_ms;
 use emberline_common::{Backoff, Secret};
@@ -252,6 +252,7 @@ pub struct CloudPoller<A> {
     adapter: A,
     retention_ms: i64,
     metrics: SourceMetrics,
+    remembered: Remembered,
 }
 
 impl<A: CloudAdapter> CloudPoller<A> {
@@ -261,7 +262,15 @@ impl<A: CloudAdapter> CloudPoller<A> {
             metrics: SourceMetrics::new(adapter.name()),
             adapter,
             retention_ms: i64::from(retention_days) * 86_400_000,
+            remembered: Remembered::default(),
         }
+    }
+
+    /// Remembers the readings it admits in `remembered`, which an earlier run of the same
+    /// account may have filled: what that run appended is not appended again.
+    pub fn remembering(mut self, remembered: Remembered) -> Self {
+        self.remembered = remembered;
+        self
     }
 }
 
@@ -291,7 +300,7 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
         shutdown: CancellationToken,
     ) -> Result<(), IngestError> {
         let name = self.adapter.name().to_owned();
-        let mut gate = Gate::new(&name, self.retention_ms);
+        let mut gate = Gate::remembering(&name, self.retention_ms, self.remembered.clone());
         let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(600));
         let mut breaker = CircuitBreaker::new(5, Duration::from_secs(300));
         let m = &self.metrics;
@@ -328,12 +337,17 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
                     }
                     m.delivered(&admitted, received);
                     m.backing_off(Duration::ZERO);
+                    crate::metrics::status::succeeded(&name, received);
                     self.adapter.interval()
                 }
                 Err(CloudError::CredentialsRejected(reason)) => {
                     m.failed("credentials");
                     m.backing_off(CREDENTIALS_RETRY);
                     tracing::error!(source = %name, %reason, "credentials rejected; fix them in the config — retrying only once an hour");
+                    crate::metrics::status::failed(
+                        &name,
+                        &format!("credentials rejected: {reason}"),
+                    );
                     let note = format!("{name} credentials rejected: {reason}");
                     let statuses: Vec<DeviceStatus> = self
                         .adapter
@@ -364,6 +378,7 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
                         .max(self.adapter.interval());
                     m.backing_off(delay);
                     tracing::warn!(source = %name, ?delay, "rate limited by the cloud; waiting");
+                    crate::metrics::status::failed(&name, "rate limited by the cloud");
                     delay
                 }
                 Err(CloudError::Config(reason)) => {
@@ -391,6 +406,7 @@ impl<A: CloudAdapter> Source for CloudPoller<A> {
                     let delay = backoff.next_delay();
                     m.backing_off(delay);
                     tracing::warn!(source = %name, error = %e, ?delay, circuit_opened = opened, "poll failed; retrying");
+                    crate::metrics::status::failed(&name, &e.to_string());
                     delay
                 }
             };
