@@ -5,6 +5,7 @@
 //! * [`sealed`] — the settings key, and sealing what a setting holds in confidence;
 //! * [`channels`] — stored channels, and what a manager is shown of one;
 //! * [`names`] — the names users give devices and probes, over those their sources report;
+//! * [`sources`] — thermometer-cloud accounts, which the ingest role runs as they change;
 //! * [`SettingsStore`] — the document in the log: read, change, and follow.
 //!
 //! What the configuration file sets stays there and is shown read-only; a setting may not
@@ -13,6 +14,7 @@
 pub mod channels;
 pub mod names;
 pub mod sealed;
+pub mod sources;
 
 use std::sync::Arc;
 
@@ -25,6 +27,10 @@ use tokio::sync::watch;
 pub use channels::{ChannelView, StoredChannel};
 pub use names::DeviceNames;
 pub use sealed::SettingsKey;
+pub use sources::{SourceView, StoredSource};
+
+use emberline_ingest::SourceConfig;
+use emberline_ingest::accounts::{self, FoundDevice};
 
 /// What can go wrong with settings, in terms the caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +50,9 @@ pub enum SettingsError {
     /// The log failed.
     #[error("settings store: {0}")]
     Storage(String),
+    /// What a setting reaches refused or failed (a test sign-in); the text says how.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// The settings document.
@@ -54,6 +63,9 @@ pub struct Settings {
     /// Names users gave devices and probes, by qualified device id.
     #[serde(default)]
     pub names: std::collections::BTreeMap<String, DeviceNames>,
+    /// Thermometer-cloud accounts, by qualified name.
+    #[serde(default)]
+    pub sources: sources::Sources,
 }
 
 /// One change to the settings document.
@@ -67,6 +79,28 @@ pub struct SettingsChange {
     names: Vec<DeviceNames>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     names_gone: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<StoredSource>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sources_gone: Vec<String>,
+}
+
+/// The entries of `new` that `old` lacks or holds otherwise, and the keys `new` dropped.
+fn diff<V: Clone + PartialEq>(
+    old: &std::collections::BTreeMap<String, V>,
+    new: &std::collections::BTreeMap<String, V>,
+) -> (Vec<V>, Vec<String>) {
+    let changed = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(v))
+        .map(|(_, v)| v.clone())
+        .collect();
+    let gone = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .cloned()
+        .collect();
+    (changed, gone)
 }
 
 impl Document for Settings {
@@ -74,40 +108,23 @@ impl Document for Settings {
     const FORMAT: u32 = 1;
 
     fn change(old: &Self, new: &Self) -> Option<SettingsChange> {
-        let channels: Vec<_> = new
-            .channels
-            .iter()
-            .filter(|(k, v)| old.channels.get(*k) != Some(v))
-            .map(|(_, v)| v.clone())
-            .collect();
-        let channels_gone: Vec<_> = old
-            .channels
-            .keys()
-            .filter(|k| !new.channels.contains_key(*k))
-            .cloned()
-            .collect();
-        let names: Vec<_> = new
-            .names
-            .iter()
-            .filter(|(k, v)| old.names.get(*k) != Some(v))
-            .map(|(_, v)| v.clone())
-            .collect();
-        let names_gone: Vec<_> = old
-            .names
-            .keys()
-            .filter(|k| !new.names.contains_key(*k))
-            .cloned()
-            .collect();
+        let (channels, channels_gone) = diff(&old.channels, &new.channels);
+        let (names, names_gone) = diff(&old.names, &new.names);
+        let (sources, sources_gone) = diff(&old.sources, &new.sources);
         let change = SettingsChange {
             channels,
             channels_gone,
             names,
             names_gone,
+            sources,
+            sources_gone,
         };
         let empty = change.channels.is_empty()
             && change.channels_gone.is_empty()
             && change.names.is_empty()
-            && change.names_gone.is_empty();
+            && change.names_gone.is_empty()
+            && change.sources.is_empty()
+            && change.sources_gone.is_empty();
         (!empty).then_some(change)
     }
 
@@ -125,6 +142,15 @@ impl Document for Settings {
         for n in &change.names {
             self.names.insert(n.device_id.clone(), n.clone());
         }
+        for gone in &change.sources_gone {
+            self.sources.remove(gone);
+        }
+        for source in &change.sources {
+            self.sources.insert(
+                channels::qualified(&source.tenant, &source.name),
+                source.clone(),
+            );
+        }
     }
 }
 
@@ -135,6 +161,8 @@ pub struct SettingsStore {
     key: SettingsKey,
     /// Channels of the configuration file, by qualified name (read-only here).
     file_channels: Vec<ChannelConfig>,
+    /// Sources of the configuration file (read-only here).
+    file_sources: Vec<SourceConfig>,
 }
 
 impl SettingsStore {
@@ -151,7 +179,15 @@ impl SettingsStore {
             doc,
             key,
             file_channels,
+            file_sources: Vec::new(),
         })
+    }
+
+    /// The same store, knowing the configuration file's sources (shown read-only; their
+    /// names are taken).
+    pub fn with_file_sources(mut self, sources: Vec<SourceConfig>) -> Self {
+        self.file_sources = sources;
+        self
     }
 
     fn unseal(&self, stored: &StoredChannel) -> Result<ChannelConfig, SettingsError> {
@@ -318,19 +354,198 @@ impl SettingsStore {
         Ok(named)
     }
 
-    /// Every channel set up here, opened, as it is now and whenever it changes: what the
-    /// notifier takes besides the configuration's. Runs until the store is dropped.
-    pub fn live_channels(self: &Arc<Self>) -> watch::Receiver<Arc<Vec<ChannelConfig>>> {
-        let (tx, rx) = watch::channel(Arc::new(self.opened_channels()));
+    fn unseal_source(&self, stored: &StoredSource) -> Result<SourceConfig, SettingsError> {
+        let plain = self.key.open(&stored.sealed)?;
+        serde_json::from_slice(&plain)
+            .map_err(|e| SettingsError::Sealed(format!("source {:?}: {e}", stored.name)))
+    }
+
+    /// The tenant's sources: the configuration file's first (any kind), then the accounts
+    /// set up here, each with how it last fared when it runs in this process.
+    pub fn sources(&self, tenant: &str) -> Result<Vec<SourceView>, SettingsError> {
+        let mut views: Vec<SourceView> = self
+            .file_sources
+            .iter()
+            .filter(|c| c.tenant() == tenant)
+            .map(|c| {
+                let name = sources::file_source_name(c);
+                let source_name = channels::qualified(tenant, &name);
+                SourceView::of(&name, c, true, &source_name)
+            })
+            .collect();
+        for stored in self
+            .current()?
+            .sources
+            .values()
+            .filter(|s| s.tenant == tenant)
+        {
+            match self.unseal_source(stored) {
+                Ok(config) => views.push(SourceView::of(
+                    &stored.name,
+                    &config,
+                    false,
+                    &channels::qualified(tenant, &stored.name),
+                )),
+                Err(e) => {
+                    tracing::error!(source = %stored.name, error = %e, "a stored source cannot be opened")
+                }
+            }
+        }
+        Ok(views)
+    }
+
+    /// The account a form describes, for `tenant`, checked; a password left empty is the
+    /// one stored under the same name.
+    fn account(
+        &self,
+        tenant: &str,
+        kind: &str,
+        name: &str,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Result<SourceConfig, SettingsError> {
+        emberline_common::tenant::is_valid_name(name)
+            .then_some(())
+            .ok_or_else(|| {
+                SettingsError::Invalid("name: 1 to 64 letters, digits, '.', '_', '-' or '@'".into())
+            })?;
+        if self
+            .file_sources
+            .iter()
+            .any(|c| c.tenant() == tenant && sources::file_source_name(c) == name)
+        {
+            return Err(SettingsError::Invalid(format!(
+                "name: {name:?} is a source of the configuration file, which only the file \
+                 changes"
+            )));
+        }
+        let qualified = channels::qualified(tenant, name);
+        let mut config = accounts::config_of(kind, tenant, &qualified, fields)
+            .map_err(|e| SettingsError::Invalid(e.0))?;
+        if let Some(stored) = self.current()?.sources.get(&qualified) {
+            accounts::keep_password(&self.unseal_source(stored)?, &mut config);
+        }
+        accounts::check(&config).map_err(|e| SettingsError::Invalid(e.0))?;
+        Ok(config)
+    }
+
+    /// Saves the account a form describes (a new one, or the one of the same name
+    /// replaced) after the checks a configuration file's source gets; the ingest role
+    /// starts or restarts it.
+    pub async fn set_source(
+        &self,
+        tenant: &str,
+        kind: &str,
+        name: &str,
+        fields: &std::collections::BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<(), SettingsError> {
+        let config = self.account(tenant, kind, name, fields)?;
+        let plain = serde_json::to_vec(&config)
+            .map_err(|e| SettingsError::Invalid(format!("source: {e}")))?;
+        let stored = StoredSource {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+            kind: config.kind().to_owned(),
+            sealed: self.key.seal(&plain)?,
+            updated_at_ms: now_ms,
+        };
+        let key = channels::qualified(tenant, name);
+        self.doc
+            .update(now_ms, |doc| {
+                doc.sources.insert(key.clone(), stored.clone());
+                Ok::<_, SettingsError>(())
+            })
+            .await
+            .map_err(document_error)
+    }
+
+    /// Signs in to the account a form describes and polls it once, appending nothing: the
+    /// devices it has, or why it failed.
+    pub async fn test_source(
+        &self,
+        tenant: &str,
+        kind: &str,
+        name: &str,
+        fields: &std::collections::BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<Vec<FoundDevice>, SettingsError> {
+        let config = self.account(tenant, kind, name, fields)?;
+        accounts::test(&config, now_ms)
+            .await
+            .map_err(|e| SettingsError::Failed(e.0))
+    }
+
+    /// Removes the tenant's account `name`; the ingest role stops it.
+    pub async fn delete_source(
+        &self,
+        tenant: &str,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<(), SettingsError> {
+        let key = channels::qualified(tenant, name);
+        self.doc
+            .update(now_ms, |doc| match doc.sources.remove(&key) {
+                Some(_) => Ok(()),
+                None if self
+                    .file_sources
+                    .iter()
+                    .any(|c| c.tenant() == tenant && sources::file_source_name(c) == name) =>
+                {
+                    Err(SettingsError::Invalid(format!(
+                        "name: {name:?} is a source of the configuration file, which only the \
+                         file changes"
+                    )))
+                }
+                None => Err(SettingsError::NotFound(format!("no source {name:?}"))),
+            })
+            .await
+            .map_err(document_error)
+    }
+
+    /// Every account set up here, opened, as it is now and whenever it changes: what the
+    /// ingest role runs besides the configuration's. Runs until the store is dropped.
+    pub fn live_sources(self: &Arc<Self>) -> watch::Receiver<Arc<Vec<SourceConfig>>> {
+        self.follow(Self::opened_sources)
+    }
+
+    fn opened_sources(&self) -> Vec<SourceConfig> {
+        let Ok(doc) = self.current() else {
+            return Vec::new();
+        };
+        doc.sources
+            .values()
+            .filter_map(|stored| match self.unseal_source(stored) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(source = %stored.name, error = %e, "a stored source cannot be opened; it is left out");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// `view` of the document as it is now and whenever it changes, until the store is
+    /// dropped.
+    fn follow<T: Send + Sync + 'static>(
+        self: &Arc<Self>,
+        view: fn(&Self) -> T,
+    ) -> watch::Receiver<Arc<T>> {
+        let (tx, rx) = watch::channel(Arc::new(view(self)));
         let mut changes = self.doc.watch();
         let store = Arc::downgrade(self);
         tokio::spawn(async move {
             while changes.changed().await.is_ok() {
                 let Some(store) = store.upgrade() else { return };
-                tx.send_replace(Arc::new(store.opened_channels()));
+                tx.send_replace(Arc::new(view(&store)));
             }
         });
         rx
+    }
+
+    /// Every channel set up here, opened, as it is now and whenever it changes: what the
+    /// notifier takes besides the configuration's. Runs until the store is dropped.
+    pub fn live_channels(self: &Arc<Self>) -> watch::Receiver<Arc<Vec<ChannelConfig>>> {
+        self.follow(Self::opened_channels)
     }
 
     fn opened_channels(&self) -> Vec<ChannelConfig> {
