@@ -476,6 +476,9 @@ pub(crate) async fn up(config: Config) -> Result<()> {
     .spawn(&mut tasks, None, Mode::Follow, &shutdown);
     let auth = gateway_auth_of(&config, &parts.log).await?;
     let settings = open_settings(&config, &parts.log, false).await?;
+    if let Some(settings) = &settings {
+        spawn_live_sources(&mut tasks, &parts, &shutdown, settings);
+    }
     spawn_gateway(
         &mut tasks,
         &config,
@@ -516,15 +519,20 @@ pub(crate) async fn up(config: Config) -> Result<()> {
 pub(crate) async fn ingest(config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    anyhow::ensure!(
-        !config.sources.is_empty(),
-        "no sources are configured: add [[sources]] (kind = \"simulator\" for the simulated grill)"
-    );
     let mut tasks = JoinSet::new();
     let readiness = start_ops(&mut tasks, &config, &shutdown);
     let parts = open_log(&config, SchemaIds::Shared).await?;
+    let settings = open_settings(&config, &parts.log, true).await?;
+    anyhow::ensure!(
+        !config.sources.is_empty() || settings.is_some(),
+        "no sources are configured: add [[sources]] (kind = \"simulator\" for the simulated \
+         grill), or set settings.key to run the accounts added in the web UI"
+    );
     readiness.ready("log");
     spawn_sources(&mut tasks, &config, &parts, &shutdown);
+    if let Some(settings) = &settings {
+        spawn_live_sources(&mut tasks, &parts, &shutdown, settings);
+    }
     supervise(tasks, shutdown).await
 }
 
@@ -680,8 +688,8 @@ async fn open_settings(
         Some(key) => SettingsKey::from_text(key.expose(), &previous).context("settings.key")?,
         None if apart && config.log.backend == Backend::Kafka => {
             tracing::warn!(
-                "settings.key is not set: notification channels set up in the web UI are not \
-                 available here (set the same settings.key, or EMBERLINE__SETTINGS__KEY, on \
+                "settings.key is not set: notification channels and thermometer accounts set up \
+                 in the web UI are not available here (set the same settings.key, or EMBERLINE__SETTINGS__KEY, on \
                  every gateway and notifier)"
             );
             return Ok(None);
@@ -690,8 +698,27 @@ async fn open_settings(
     };
     let store = SettingsStore::open(log.clone(), key, config.notifications.channels.clone())
         .await
-        .context("reading the settings topic")?;
+        .context("reading the settings topic")?
+        .with_file_sources(config.sources.clone());
     Ok(Some(Arc::new(store)))
+}
+
+/// Runs the thermometer accounts set up in the web UI, starting, restarting and stopping
+/// them as `settings` change.
+fn spawn_live_sources(
+    tasks: &mut JoinSet<Result<()>>,
+    parts: &LogParts,
+    shutdown: &CancellationToken,
+    settings: &Arc<SettingsStore>,
+) {
+    let sink = EventSink::new(parts.log.clone(), parts.codec.clone(), shutdown.clone());
+    let (store, shutdown) = (settings.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        let configs = store.live_sources();
+        emberline_ingest::live::run_live_sources(configs, sink, shutdown).await;
+        drop(store);
+        Ok(())
+    });
 }
 
 /// Starts the notifier: alerts from the log to the configured channels and those set up

@@ -96,21 +96,21 @@ fn rule_to_proto(r: AlertRuleRecord) -> AlertRule {
 /// Checks a rule for what the processor needs to evaluate it; the message says what to fix.
 fn validate_rule(r: &AlertRule) -> Result<(), String> {
     if r.device_id.is_empty() {
-        return Err("device_id is required".into());
+        return Err("device_id: required".into());
     }
     let kind = r.kind.as_str();
     if !AlertRuleSet::KINDS.contains(&kind) {
         return Err(format!(
-            "unknown kind {kind:?}; one of {}",
+            "kind: unknown kind {kind:?}; one of {}",
             AlertRuleSet::KINDS.join(", ")
         ));
     }
     let device_rule = AlertRuleSet::DEVICE_KINDS.contains(&kind);
     if !device_rule && r.probe_id.as_deref().is_none_or(str::is_empty) {
-        return Err(format!("a {kind} rule needs a probe_id"));
+        return Err(format!("probe_id: a {kind} rule needs a probe"));
     }
     let finite = |name: &str, v: Option<f64>| match v {
-        Some(v) if !v.is_finite() => Err(format!("{name} must be a finite number")),
+        Some(v) if !v.is_finite() => Err(format!("{name}: must be a finite number")),
         _ => Ok(()),
     };
     finite("threshold", r.threshold)?;
@@ -119,24 +119,26 @@ fn validate_rule(r: &AlertRule) -> Result<(), String> {
     match kind {
         "outside_band" => match (r.low, r.high) {
             (Some(l), Some(h)) if l < h => {}
-            (None, None) => return Err("an outside_band rule needs low and/or high".into()),
-            (Some(_), Some(_)) => return Err("low must be below high".into()),
+            (None, None) => return Err("low: an outside_band rule needs low and/or high".into()),
+            (Some(_), Some(_)) => return Err("low: must be below high".into()),
             _ => {}
         },
         "fire_out" | "target_reached" => {}
-        _ if r.threshold.is_none() => return Err(format!("a {kind} rule needs a threshold")),
+        _ if r.threshold.is_none() => {
+            return Err(format!("threshold: a {kind} rule needs a threshold"));
+        }
         _ => {}
     }
     if !(r.for_s.is_finite() && (0.0..=MAX_FOR_S).contains(&r.for_s)) {
-        return Err(format!("for_s must be between 0 and {MAX_FOR_S}"));
+        return Err(format!("for_s: must be between 0 and {MAX_FOR_S} s"));
     }
     if r.hysteresis.is_some_and(|h| !(h.is_finite() && h >= 0.0)) {
-        return Err("hysteresis must be zero or more".into());
+        return Err("hysteresis: must be zero or more".into());
     }
     if r.repeat_every_s
         .is_some_and(|s| !(s.is_finite() && s >= MIN_REPEAT_S))
     {
-        return Err(format!("repeat_every_s must be at least {MIN_REPEAT_S}"));
+        return Err(format!("repeat_every_s: must be at least {MIN_REPEAT_S} s"));
     }
     Ok(())
 }

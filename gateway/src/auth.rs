@@ -90,6 +90,11 @@ pub fn rule(path: &str) -> Rule {
         | "SettingsService/DeleteChannel"
         | "SettingsService/TestChannel"
         | "SettingsService/RenameDevice" => Manage,
+        "SourceService/ListSourceKinds"
+        | "SourceService/ListSources"
+        | "SourceService/SetSource"
+        | "SourceService/DeleteSource"
+        | "SourceService/TestSource" => Manage,
         "ShareService/CreateShareLink"
         | "ShareService/ListShareLinks"
         | "ShareService/RevokeShareLink" => Control,

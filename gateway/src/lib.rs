@@ -27,6 +27,8 @@
 //!
 //! * `SettingsService` sets up notification channels while running, in the log through
 //!   `emberline_settings` (the notifier applies them live).
+//! * `SourceService` adds thermometer-cloud accounts the same way (the ingest role runs
+//!   them live).
 //!
 //! * The web UI ([`serve_web`]): the embedded page and grpc-web on one origin.
 //!
@@ -52,6 +54,7 @@ mod registry_log;
 mod server;
 mod settings;
 mod share;
+mod sources;
 mod status;
 mod subscriptions;
 mod tenancy;

@@ -37,7 +37,7 @@ fn to_proto(v: ChannelView) -> NotificationChannel {
     }
 }
 
-fn status(e: SettingsError) -> Status {
+pub(crate) fn status(e: SettingsError) -> Status {
     match e {
         SettingsError::Invalid(why) => Status::invalid_argument(why),
         SettingsError::NotFound(why) => Status::not_found(why),
@@ -46,6 +46,7 @@ fn status(e: SettingsError) -> Status {
             Status::internal("the settings cannot be opened on this server (see its log)")
         }
         SettingsError::Storage(why) => Status::unavailable(why),
+        SettingsError::Failed(why) => Status::failed_precondition(why),
     }
 }
 
@@ -109,7 +110,7 @@ fn channel_of(r: SetChannelRequest) -> Result<ChannelConfig, Status> {
 }
 
 impl Gateway {
-    fn settings(&self) -> Result<&SettingsStore, Status> {
+    pub(crate) fn settings(&self) -> Result<&SettingsStore, Status> {
         self.settings
             .as_deref()
             .ok_or_else(|| Status::failed_precondition("settings are not kept by this gateway"))
