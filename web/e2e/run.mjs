@@ -1,6 +1,6 @@
 // End-to-end test of the web UI in headless Chromium against a real `emberline up`.
 //
-//   node e2e/run.mjs --binary ../target/debug/emberline
+//   node e2e/run.mjs --binary ../target/debug/emberline [--thermoworks PATH]
 //
 // Checks: the first owner account is created from the one-time setup link `emberline up`
 // logs; the session lives in HttpOnly cookies; the overview lists the simulated device; the
@@ -9,11 +9,12 @@
 // duplicate; signing out leaves nothing behind (Back and reload show the sign-in page); a
 // wrong password is refused in the server's words; signing in again returns to the page
 // that asked; a share link opened in a fresh browser shows the live cook and no control
-// (share.mjs); an owner sets up a webhook channel on the Settings page and its test
-// notification arrives, signed (settings.mjs); "Sign in with …" signs in through a real
-// OpenID provider (oidc.mjs). Saves
-// screenshots at 390×844 and 1440×900 in e2e/artifacts/ and prints the
-// page's transferred size and time to first chart.
+// (share.mjs); on the Settings page an owner adds and removes an alert rule, sets up a
+// webhook channel whose test notification arrives, signed, and adds a ThermoWorks account
+// against the local stand-in whose Node then streams onto the dashboard (settings.mjs);
+// "Sign in with …" signs in through a real OpenID provider (oidc.mjs). Saves screenshots
+// at 390×844 and 1440×900 in e2e/artifacts/ and prints the page's transferred size and
+// time to first chart.
 
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -26,7 +27,10 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const binary = args[args.indexOf("--binary") + 1];
-if (!binary || args.indexOf("--binary") < 0) throw new Error("usage: run.mjs --binary PATH");
+if (!binary || args.indexOf("--binary") < 0) throw new Error("usage: run.mjs --binary PATH [--thermoworks PATH]");
+// The ThermoWorks Cloud stand-in (emberline-ingest's `thermoworks-cloud` example), for the
+// accounts check; without it that check is skipped, and says so.
+const thermoworks = args.indexOf("--thermoworks") >= 0 ? args[args.indexOf("--thermoworks") + 1] : undefined;
 const chromiumPath = process.env.EMBERLINE_CHROMIUM ?? "/usr/bin/chromium";
 const artifacts = join(here, "artifacts");
 mkdirSync(artifacts, { recursive: true });
@@ -324,6 +328,11 @@ try {
   await guesser.close();
 
   await (await import("./settings.mjs")).checkSettings({ url, page, check, patience: PATIENCE, artifacts });
+  if (thermoworks) {
+    await (await import("./settings.mjs")).checkAccounts({ url, page, check, thermoworks, port: await freePort(), patience: PATIENCE, artifacts });
+  } else {
+    console.log("SKIP thermometer accounts: no --thermoworks stand-in given");
+  }
   await (await import("./share.mjs")).checkShare({ browser, url, page, check, patience: PATIENCE, artifacts, binary, dataDir });
   await (await import("./oidc.mjs")).checkProviderSignIn({ browser, url, check, patience: PATIENCE });
   console.log(`MEASURED transferred ${(transferred / 1024).toFixed(1)} KiB for the first load; overview with live numbers ${overviewMs} ms; first chart ${firstChartMs} ms after opening the device`);

@@ -1,7 +1,9 @@
 // The Settings page in headless Chromium: an owner adds a webhook channel pointing at a
 // local receiver, a bad URL is refused next to the URL field in the server's words, the
 // saved channel is listed without its secret, and "Send a test" reaches the receiver,
-// signed with the secret typed in; a probe renamed there shows so on the dashboard.
+// signed with the secret typed in; an alert rule without its threshold is refused next to
+// that field, a good one is listed in words and removed; a probe renamed there shows so on
+// the dashboard. `checkAccounts` adds a ThermoWorks account against the local stand-in.
 
 import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
@@ -72,6 +74,29 @@ export async function checkSettings({ url, page, check, patience = 60_000, artif
     await page.locator('[data-testid="channels"] li.empty').waitFor({ timeout: patience });
     check(true, "a removed channel leaves the list");
 
+    // An alert rule: a missing threshold is refused next to the threshold field, a good rule
+    // is listed in words, and Remove takes it away.
+    const rules = page.locator('[data-testid="rule-form"]');
+    await rules.waitFor({ timeout: patience });
+    await rules.locator('select[name="device_id"]').selectOption("sim-1");
+    await rules.locator('select[name="probe_id"]').selectOption("pit");
+    await rules.locator('select[name="kind"]').selectOption("above");
+    await rules.locator("button[type=submit]").click();
+    const thresholdError = rules.locator('[data-error="threshold"]');
+    await thresholdError.filter({ hasText: /needs a threshold/ }).waitFor({ timeout: patience });
+    check(true, `a rule without its threshold is refused next to the threshold field ("${await thresholdError.innerText()}")`);
+    await rules.locator('input[name="threshold"]').fill("500");
+    await rules.locator('input[name="for_s"]').fill("1");
+    await rules.locator('input[name="label"]').fill("Pit on fire");
+    await rules.locator("button[type=submit]").click();
+    const ruleRow = page.locator('li.rule[data-rule-device="sim-1"]', { hasText: "Pit on fire" });
+    await ruleRow.waitFor({ timeout: patience });
+    const ruleText = await ruleRow.innerText();
+    check(/goes above (500°C|932°F) for 1 min/.test(ruleText), `the rule is listed in words, in the page's unit ("${ruleText.replace(/\s+/g, " ")}")`);
+    await ruleRow.locator("button.remove").click();
+    await ruleRow.waitFor({ state: "detached", timeout: patience });
+    check(true, "a removed rule leaves the list");
+
     // A probe renamed here shows on the dashboard under its new name.
     const names = page.locator('form[data-names="sim-1"]');
     await names.waitFor({ timeout: patience });
@@ -87,5 +112,93 @@ export async function checkSettings({ url, page, check, patience = 60_000, artif
     await page.locator("p.facts", { hasText: "Names of sim-1 saved" }).waitFor({ timeout: patience });
   } finally {
     hook.close();
+  }
+}
+
+/** Starts the ThermoWorks Cloud stand-in (`emberline-ingest`'s `thermoworks-cloud`
+ * example) on `port`; resolves with its URL once it serves. */
+async function thermoworksCloud(binary, port) {
+  const { spawn } = await import("node:child_process");
+  const child = spawn(binary, [`127.0.0.1:${port}`], { stdio: ["ignore", "pipe", "inherit"] });
+  const url = await new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+      const m = /stand-in on (\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`the ThermoWorks stand-in exited (${code}): ${out}`)));
+  });
+  return { url, stop: () => child.kill("SIGKILL") };
+}
+
+/**
+ * The thermometer accounts on the Settings page: an owner picks ThermoWorks, a wrong
+ * password is refused in the cloud's words, "Find my devices" lists the account's Node
+ * before anything is saved, and once saved the Node streams onto the dashboard; the
+ * password is never shown.
+ *
+ * @param {object} t
+ * @param {string} t.url the web UI's address, ending in "/"
+ * @param {import("playwright-core").Page} t.page a page signed in as an owner
+ * @param {(ok: boolean, message: string) => void} t.check
+ * @param {string} t.thermoworks the stand-in's binary
+ * @param {number} t.port a free port for it
+ * @param {number} [t.patience] ms to wait for anything
+ * @param {string} [t.artifacts] where to save a screenshot
+ */
+export async function checkAccounts({ url, page, check, thermoworks, port, patience = 60_000, artifacts }) {
+  const cloud = await thermoworksCloud(thermoworks, port);
+  try {
+    await page.goto(`${url}#/settings`);
+    const form = page.locator('[data-testid="source-form"]');
+    await form.waitFor({ timeout: patience });
+    const simulator = page.locator('li.source[data-source="simulator"]');
+    await simulator.waitFor({ timeout: patience });
+    check((await simulator.innerText()).includes("from the config file"), "the configuration file's source (the simulator) is listed read-only");
+    check((await page.locator('[data-testid="remove-source-simulator"]').count()) === 0, "a source of the configuration file has no Remove button");
+    await form.locator('[data-testid="source-kind"]').selectOption("thermoworks");
+    await form.locator('input[name="name"]').fill("backyard");
+    await form.locator('input[name="username"]').fill("cook@example.com");
+    await form.locator('input[name="password"]').fill("not-the-password");
+    await form.locator('input[name="poll_interval_s"]').fill("5");
+    await form.locator('input[name="base_url"]').fill(cloud.url);
+    await form.locator('[data-testid="find-devices"]').click();
+    const refusal = form.locator("p.error", { hasText: /credentials rejected/ });
+    await refusal.waitFor({ timeout: patience });
+    check(true, `a wrong password is refused in the cloud's words ("${await refusal.innerText()}")`);
+
+    const password = "s3cret";
+    await form.locator('input[name="password"]').fill(password);
+    await form.locator('[data-testid="find-devices"]').click();
+    await form.locator('[data-found="A1"]', { hasText: "Back yard Node" }).waitFor({ timeout: patience });
+    check((await form.locator("p.error").innerText()) === "", "\"Find my devices\" lists the account's Node, and the refusal is gone");
+    check((await page.locator('li.source[data-source="backyard"]').count()) === 0, "finding devices saves nothing");
+
+    await form.locator("button[type=submit]").click();
+    const row = page.locator('li.source[data-source="backyard"]');
+    await row.waitFor({ timeout: patience });
+    const shown = await page.locator('[data-testid="sources"]').innerText();
+    check(shown.includes("password set") && shown.includes("cook@example.com") && !shown.includes(password), "the saved account is listed with its password set and not shown");
+    if (artifacts) await page.screenshot({ path: `${artifacts}/accounts-390.png`, fullPage: true });
+
+    // Its Node streams onto the dashboard: the pit's number changes as the cloud uploads.
+    await page.goto(`${url}#/`);
+    const pit = page.locator('[data-device="A1"] [data-probe="1"] [data-testid="temp"]');
+    await pit.waitFor({ timeout: patience });
+    const first = await pit.innerText();
+    await page.waitForFunction(
+      ([selector, before]) => document.querySelector(selector)?.textContent !== before,
+      ['[data-device="A1"] [data-probe="1"] [data-testid="temp"]', first],
+      { timeout: patience },
+    );
+    check(true, `the account's Node streams onto the dashboard (pit ${first} → ${await pit.innerText()})`);
+
+    await page.goto(`${url}#/settings`);
+    await page.locator('[data-testid="remove-source-backyard"]').click();
+    await page.locator('li.source[data-source="backyard"]').waitFor({ state: "detached", timeout: patience });
+    check(true, "a removed account leaves the list");
+  } finally {
+    cloud.stop();
   }
 }

@@ -15,6 +15,7 @@ import {
   ReadingService,
   SettingsService,
   ShareService,
+  SourceService,
   StartFrom,
   TrendService,
   type AlertEvent,
@@ -101,6 +102,7 @@ export const alerts = createClient(AlertService, transport);
 export const planner = createClient(PlannerService, transport);
 export const shares = createClient(ShareService, transport);
 export const settings = createClient(SettingsService, transport);
+export const sources = createClient(SourceService, transport);
 const trends = createClient(TrendService, transport);
 
 /** Opens a trend subscription (all devices, or one) from `resume`. */

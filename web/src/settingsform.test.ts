@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { placeRefusal, recipients } from "./settingsform";
+import { placeRefusal, placeRefusalIn, recipients } from "./settingsform";
 
 describe("placeRefusal", () => {
   it("puts a refusal next to the field it names", () => {
@@ -16,6 +16,19 @@ describe("placeRefusal", () => {
       text: "settings store: the log is down",
     });
     expect(placeRefusal("password: nope").field).toBeUndefined();
+  });
+});
+
+describe("placeRefusalIn", () => {
+  it("places a refusal among the fields of the form it is given", () => {
+    const fields = ["name", "username", "password", "poll_interval_s"] as const;
+    expect(placeRefusalIn("[invalid_argument] poll_interval_s must be at least 5", fields).field).toBeUndefined();
+    expect(placeRefusalIn('[invalid_argument] poll_interval_s: "soon" is not a whole number', fields)).toEqual({
+      field: "poll_interval_s",
+      text: '"soon" is not a whole number',
+    });
+    expect(placeRefusalIn("password: required", fields).field).toBe("password");
+    expect(placeRefusalIn("url: nope", fields).field).toBeUndefined();
   });
 });
 

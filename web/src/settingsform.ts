@@ -8,10 +8,16 @@ export type ChannelField = (typeof CHANNEL_FIELDS)[number];
 
 /** The field a refusal names and what to say there; `undefined` field: say it for the form. */
 export function placeRefusal(message: string): { field: ChannelField | undefined; text: string } {
+  return placeRefusalIn(message, CHANNEL_FIELDS);
+}
+
+/** The field of `fields` a refusal names and what to say there; `undefined` field: say it
+ * for the form. */
+export function placeRefusalIn<F extends string>(message: string, fields: readonly F[]): { field: F | undefined; text: string } {
   const clean = message.replace(/^\[\w+\]\s*/, "");
   const m = /^([a-z_]+):\s*(.*)$/s.exec(clean);
-  if (m && (CHANNEL_FIELDS as readonly string[]).includes(m[1]!)) {
-    return { field: m[1] as ChannelField, text: m[2]! };
+  if (m && (fields as readonly string[]).includes(m[1]!)) {
+    return { field: m[1] as F, text: m[2]! };
   }
   return { field: undefined, text: clean };
 }

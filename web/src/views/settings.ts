@@ -1,4 +1,5 @@
-// The Settings page: the tenant's notification channels — those of the configuration file
+// The Settings page: the tenant's thermometer accounts (see `accounts.ts`), and its
+// notification channels — those of the configuration file
 // (read-only) and those set up here, which the server keeps in the log and the notifier
 // uses at once. A stored secret is never shown: only that one is set, and leaving the
 // secret field empty keeps it.
@@ -7,6 +8,8 @@ import { devices, settings } from "../api";
 import { h } from "../dom";
 import type { Device, NotificationChannel } from "../gen/emberline/v1/emberline_pb";
 import { placeRefusal, recipients, type ChannelField } from "../settingsform";
+import { accountsSection } from "./accounts";
+import { rulesSection } from "./rules";
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -179,12 +182,18 @@ export function renderSettings(root: HTMLElement): void {
   };
   refresh();
   const names = h("div", { class: "names", "data-testid": "names" });
+  const rules = h("div", { "data-testid": "rules-section" });
   devices
     .listDevices({})
-    .then((r) => names.replaceChildren(...r.devices.map((d) => namesForm(d, say))))
+    .then((r) => {
+      names.replaceChildren(...r.devices.map((d) => namesForm(d, say)));
+      rules.replaceChildren(rulesSection(r.devices));
+    })
     .catch(() => names.replaceChildren());
   root.replaceChildren(
     h("h2", {}, "Settings"),
+    accountsSection(),
+    rules,
     h("h3", {}, "Notification channels"),
     h("p", { class: "facts" }, "Where alerts go. Channels saved here work at once, on every server; a stored secret is never shown again."),
     list,
