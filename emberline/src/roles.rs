@@ -734,9 +734,12 @@ fn spawn_notifier(
     let outbox = emberline_notify::Outbox::open(&path)
         .with_context(|| format!("opening the notification outbox at {}", path.display()))?;
     crate::backup::hold(&path, outbox.database());
-    let added = match settings {
-        Some(store) => store.live_channels(),
-        None => tokio::sync::watch::channel(Arc::new(Vec::new())).1,
+    let (added, routes) = match settings {
+        Some(store) => (store.live_channels(), store.live_routes()),
+        None => (
+            tokio::sync::watch::channel(Arc::new(Vec::new())).1,
+            tokio::sync::watch::channel(Arc::new(emberline_notify::Routes::new())).1,
+        ),
     };
     let (log, codec, notifications, shutdown) = (
         parts.log.clone(),
@@ -745,9 +748,17 @@ fn spawn_notifier(
         shutdown.clone(),
     );
     tasks.spawn(async move {
-        emberline_notify::run_notifier_with(log, codec, notifications, added, outbox, shutdown)
-            .await
-            .context("notifier")
+        emberline_notify::run_notifier_routed(
+            log,
+            codec,
+            notifications,
+            added,
+            routes,
+            outbox,
+            shutdown,
+        )
+        .await
+        .context("notifier")
     });
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! channel added while running gets a signed test notification and then a real alert, with
 //! no restart; its URL path and signing secret never appear in an answer, in the log topic
 //! or in the process's log; it is still there after a restart; a removed channel takes no
-//! further alert; bad input is refused naming the field.
+//! further alert; bad input is refused naming the field. A rule routed to two channels
+//! escalates from the first to the second when nobody acknowledges its alert.
 
 mod support;
 
@@ -223,5 +224,94 @@ async fn a_channel_set_up_while_running_is_tested_takes_alerts_and_keeps_its_sec
         .await
         .expect_err("gone");
     assert_eq!(gone.code(), Code::NotFound);
+    up.interrupt();
+}
+
+/// An alert rule routed to two channels escalates: the first raise reaches the first
+/// channel only, and when nobody acknowledges it within the rule's repeat interval, the
+/// raise again reaches the second. The wait is the shortest a rule may have, 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_alert_escalates_to_the_next_channel_of_its_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first_addr, first) = receiver().await;
+    let (second_addr, second) = receiver().await;
+    let up = start(&dir.path().join("data"));
+    let mut settings = SettingsServiceClient::new(up.channel().await);
+    for (name, addr) in [("first", first_addr), ("second", second_addr)] {
+        let mut channel = webhook(format!("http://{addr}/{name}"), "");
+        channel.channel.as_mut().expect("channel").name = name.into();
+        settings.set_channel(channel).await.expect("channel saved");
+    }
+    up.wait_for_device("sim-1").await;
+    let mut alerts = AlertServiceClient::new(up.channel().await);
+    let rule = |notify: &[&str], repeat: Option<f64>| SetAlertRuleRequest {
+        rule: Some(AlertRule {
+            device_id: "sim-1".into(),
+            probe_id: Some("pit".into()),
+            kind: "above".into(),
+            threshold: Some(0.0),
+            repeat_every_s: repeat,
+            notify: notify.iter().map(|n| (*n).to_owned()).collect(),
+            ..Default::default()
+        }),
+    };
+    let refused = alerts
+        .set_alert_rule(rule(&["first", "nobody"], Some(30.0)))
+        .await
+        .expect_err("no such channel");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().starts_with("notify:"), "{refused:?}");
+    let refused = alerts
+        .set_alert_rule(rule(&["first", "second"], None))
+        .await
+        .expect_err("no wait to escalate after");
+    assert!(
+        refused.message().starts_with("repeat_every_s:"),
+        "{refused:?}"
+    );
+
+    let rule_id = alerts
+        .set_alert_rule(rule(&["first", "second"], Some(30.0)))
+        .await
+        .expect("rule")
+        .into_inner()
+        .rule_id;
+    let about_sim = |seen: &Seen| {
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, body)| body.contains("sim-1"))
+            .count()
+    };
+    eventually(
+        "the second channel gets the alert nobody acknowledged",
+        PATIENCE,
+        Duration::from_millis(100),
+        || async {
+            match about_sim(&second) {
+                0 => Err(format!("first has {}", about_sim(&first))),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        about_sim(&first),
+        1,
+        "the first channel had the first raise only"
+    );
+    let listed = alerts
+        .list_alert_rules(emberline_proto::v1::ListAlertRulesRequest {
+            device_id: "sim-1".into(),
+        })
+        .await
+        .expect("rules")
+        .into_inner()
+        .rules;
+    let listed = listed
+        .iter()
+        .find(|r| r.rule_id == rule_id)
+        .expect("the rule is listed");
+    assert_eq!(listed.notify, ["first", "second"]);
     up.interrupt();
 }

@@ -90,6 +90,7 @@ fn rule_to_proto(r: AlertRuleRecord) -> AlertRule {
         hysteresis: Some(r.hysteresis),
         repeat_every_s: r.repeat_every_s,
         label: r.label,
+        notify: Vec::new(),
     }
 }
 
@@ -139,6 +140,13 @@ fn validate_rule(r: &AlertRule) -> Result<(), String> {
         .is_some_and(|s| !(s.is_finite() && s >= MIN_REPEAT_S))
     {
         return Err(format!("repeat_every_s: must be at least {MIN_REPEAT_S} s"));
+    }
+    if r.notify.len() > 1 && r.repeat_every_s.is_none() {
+        return Err(
+            "repeat_every_s: escalating to a next channel needs how long to wait for an \
+             acknowledgement"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -198,6 +206,21 @@ impl AlertService for Gateway {
         validate_rule(&rule).map_err(Status::invalid_argument)?;
         rule.device_id = tenant.device(&rule.device_id)?;
         self.known_device(&rule.device_id).await?;
+        let route = std::mem::take(&mut rule.notify);
+        let settings = match (&self.settings, route.is_empty()) {
+            (Some(settings), _) => {
+                settings
+                    .check_route(tenant.name(), &route)
+                    .map_err(crate::settings::status)?;
+                Some(settings.clone())
+            }
+            (None, true) => None,
+            (None, false) => {
+                return Err(Status::failed_precondition(
+                    "notify: routes are kept in the settings, which this gateway does not keep",
+                ));
+            }
+        };
         let event_time = now_ms();
         let rule_id = if rule.rule_id.is_empty() {
             format!("{}-{}-{event_time}", rule.device_id, rule.kind)
@@ -222,6 +245,13 @@ impl AlertService for Gateway {
             enabled: true,
             label: rule.label.filter(|l| !l.is_empty()),
         };
+        // The route first: an alert the new rule raises finds it in place.
+        if let Some(settings) = settings {
+            settings
+                .set_route(tenant.name(), &rule_id, &route, event_time)
+                .await
+                .map_err(crate::settings::status)?;
+        }
         self.append_command(topics::COOK_COMMANDS, &rule.device_id, &event, event_time)
             .await?;
         tracing::info!(rule_id, device_id = %rule.device_id, kind = %event.kind, "alert rule set");
@@ -270,6 +300,14 @@ impl AlertService for Gateway {
         };
         self.append_command(topics::COOK_COMMANDS, &r.device_id, &event, event_time)
             .await?;
+        if let Some(settings) = &self.settings
+            && !settings.route_of(tenant.name(), &r.rule_id).is_empty()
+        {
+            settings
+                .set_route(tenant.name(), &r.rule_id, &[], event_time)
+                .await
+                .map_err(crate::settings::status)?;
+        }
         Ok(Response::new(DeleteAlertRuleResponse {}))
     }
 
@@ -289,6 +327,12 @@ impl AlertService for Gateway {
                 .into_iter()
                 .map(rule_to_proto)
                 .filter_map(|mut r| tenant.unqualify(&mut r.device_id).then_some(r))
+                .map(|mut r| {
+                    if let Some(settings) = &self.settings {
+                        r.notify = settings.route_of(tenant.name(), &r.rule_id);
+                    }
+                    r
+                })
                 .collect(),
         }))
     }

@@ -35,6 +35,11 @@ impl Tenant {
         Ok(Self::from(&caller_of(request)?))
     }
 
+    /// The tenant's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The qualified id of the device the caller calls `id` (`NOT_FOUND` when `id` could
     /// only name another tenant's device, or for a share link another device than its).
     pub(crate) fn device(&self, id: &str) -> Result<String, Status> {

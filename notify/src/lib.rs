@@ -16,6 +16,10 @@
 //!   e-mail's `Message-ID`, ntfy's `X-Emberline-Delivery`), so a receiver can also drop
 //!   the one duplicate a crash between a successful send and its record could cause.
 //!
+//! Alerts go to every channel that wants the device, unless their rule has a route
+//! ([`Routes`]): then the first raise goes to the route's first channel, and each raise
+//! again for want of an acknowledgement to the next (escalation); a clear goes to them all.
+//!
 //! This crate knows the log and the schemas; it reads no projections.
 
 mod channel;
@@ -30,4 +34,7 @@ pub use config::{ChannelConfig, ChannelKind, NotifyConfig, WebhookFormat};
 pub use error::NotifyError;
 pub use notice::Notice;
 pub use outbox::{Outbox, OutboxEntry};
-pub use run::{run_notifier, run_notifier_with, send_test, validate_channel};
+pub use run::{
+    Routes, run_notifier, run_notifier_routed, run_notifier_with, send_test, targets,
+    validate_channel,
+};

@@ -137,12 +137,51 @@ pub async fn send_test(channel: &ChannelConfig, timeout: Duration) -> Result<(),
         })
 }
 
+/// Alert routes: a rule id to the channels (by name) its alerts go to, in escalation order.
+pub type Routes = std::collections::HashMap<String, Vec<String>>;
+
+/// The names of the channels among `channels` that `notice` goes to. Without a route for
+/// its rule: every channel that wants the device. With one: a raise goes to the route's
+/// channel for its repeat (the first raise to the first, each raise again for want of an
+/// acknowledgement to the next, the last keeping the rest), and a clear to every channel
+/// of the route; a routed channel that no longer exists is left out.
+pub fn targets(notice: &Notice, channels: &[ChannelConfig], routes: &Routes) -> Vec<String> {
+    let rule = notice
+        .alert_id
+        .rsplit_once('#')
+        .map_or(notice.alert_id.as_str(), |(rule, _)| rule);
+    let wanted = |name: &str| {
+        channels
+            .iter()
+            .any(|c| c.name == name && c.wants(&notice.device_id))
+    };
+    match routes.get(rule).filter(|r| !r.is_empty()) {
+        None => channels
+            .iter()
+            .filter(|c| c.wants(&notice.device_id))
+            .map(|c| c.name.clone())
+            .collect(),
+        Some(route) if notice.raised => {
+            let level = usize::try_from(notice.repeat.max(0))
+                .unwrap_or(usize::MAX)
+                .min(route.len() - 1);
+            route[level..=level]
+                .iter()
+                .filter(|n| wanted(n))
+                .cloned()
+                .collect()
+        }
+        Some(route) => route.iter().filter(|n| wanted(n)).cloned().collect(),
+    }
+}
+
 /// The channels alerts go to: those of the configuration file, fixed, and those set up
-/// while running (the web UI's), which may change at any time.
+/// while running (the web UI's), which may change at any time; and the rules' routes.
 #[derive(Clone)]
 struct Channels {
     file: Arc<Vec<ChannelConfig>>,
     added: watch::Receiver<Arc<Vec<ChannelConfig>>>,
+    routes: watch::Receiver<Arc<Routes>>,
 }
 
 impl Channels {
@@ -179,10 +218,26 @@ pub async fn run_notifier_with(
     outbox: Outbox,
     shutdown: CancellationToken,
 ) -> Result<(), NotifyError> {
+    let (_fixed, none) = watch::channel(Arc::new(Routes::new()));
+    run_notifier_routed(log, codec, config, added, none, outbox, shutdown).await
+}
+
+/// [`run_notifier_with`], routing the alerts of rules that have a route in `routes` (see
+/// [`targets`]), which may change while it runs.
+pub async fn run_notifier_routed(
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    config: NotifyConfig,
+    added: watch::Receiver<Arc<Vec<ChannelConfig>>>,
+    routes: watch::Receiver<Arc<Routes>>,
+    outbox: Outbox,
+    shutdown: CancellationToken,
+) -> Result<(), NotifyError> {
     validate(&config)?;
     let channels = Channels {
         file: Arc::new(config.channels.clone()),
         added: checked(&config, added, &shutdown),
+        routes,
     };
     let config = Arc::new(config);
     let wake = Arc::new(Notify::new());
@@ -259,6 +314,7 @@ impl Enqueue {
             };
             let mut entries = Vec::new();
             let channels = self.channels.now();
+            let routes = self.channels.routes.borrow().clone();
             for record in &records {
                 let notice = match self.notice(&record.value).await {
                     Ok(Some(n)) => n,
@@ -268,8 +324,8 @@ impl Enqueue {
                         continue;
                     }
                 };
-                for channel in channels.iter().filter(|c| c.wants(&notice.device_id)) {
-                    entries.push((channel.name.clone(), notice.clone()));
+                for channel in targets(&notice, &channels, &routes) {
+                    entries.push((channel, notice.clone()));
                 }
             }
             let added = self
@@ -410,4 +466,82 @@ fn retry_delay(config: &NotifyConfig, attempts: u32) -> u64 {
         .retry_initial_ms
         .saturating_mul(1u64 << attempts.min(30))
         .min(config.retry_max_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChannelKind, WebhookFormat};
+
+    fn channel(name: &str, tenant: &str) -> ChannelConfig {
+        ChannelConfig {
+            name: name.into(),
+            user: None,
+            devices: Vec::new(),
+            tenant: tenant.into(),
+            kind: ChannelKind::Webhook {
+                url: format!("http://127.0.0.1:9/{name}"),
+                secret: None,
+                format: WebhookFormat::Json,
+            },
+        }
+    }
+
+    fn notice(alert_id: &str, raised: bool, repeat: i32) -> Notice {
+        Notice {
+            delivery_id: format!("{alert_id}/{repeat}"),
+            alert_id: alert_id.into(),
+            kind: "above".into(),
+            device_id: "sim-1".into(),
+            probe_id: Some("pit".into()),
+            raised,
+            repeat,
+            time_ms: 0,
+            value: Some(1.0),
+            threshold: Some(0.0),
+            message: "hot".into(),
+        }
+    }
+
+    #[test]
+    fn an_unrouted_alert_goes_to_every_channel_of_its_tenant() {
+        let channels = [channel("phone", "default"), channel("b/pager", "b")];
+        let to = targets(&notice("r1#1", true, 0), &channels, &Routes::new());
+        assert_eq!(to, ["phone"]);
+    }
+
+    #[test]
+    fn a_routed_alert_escalates_one_channel_per_raise_and_clears_on_all() {
+        let channels = [
+            channel("phone", "default"),
+            channel("pager", "default"),
+            channel("other", "default"),
+        ];
+        let routes = Routes::from([("r1".to_owned(), vec!["phone".into(), "pager".into()])]);
+        let raise = |repeat| targets(&notice("r1#3", true, repeat), &channels, &routes);
+        assert_eq!(
+            raise(0),
+            ["phone"],
+            "the first raise: the first channel only"
+        );
+        assert_eq!(raise(1), ["pager"], "unacknowledged: the next");
+        assert_eq!(raise(5), ["pager"], "the last keeps the repeats");
+        assert_eq!(
+            targets(&notice("r1#3", false, 0), &channels, &routes),
+            ["phone", "pager"]
+        );
+        assert_eq!(
+            targets(&notice("r2#1", true, 0), &channels, &routes),
+            ["phone", "pager", "other"],
+            "another rule is not routed"
+        );
+    }
+
+    #[test]
+    fn a_routed_channel_that_is_gone_or_of_another_tenant_is_left_out() {
+        let channels = [channel("phone", "default"), channel("b/pager", "b")];
+        let routes = Routes::from([("r1".to_owned(), vec!["gone".into(), "b/pager".into()])]);
+        assert!(targets(&notice("r1#1", true, 0), &channels, &routes).is_empty());
+        assert!(targets(&notice("r1#1", true, 1), &channels, &routes).is_empty());
+    }
 }

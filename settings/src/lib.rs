@@ -6,6 +6,7 @@
 //! * [`channels`] — stored channels, and what a manager is shown of one;
 //! * [`names`] — the names users give devices and probes, over those their sources report;
 //! * [`sources`] — thermometer-cloud accounts, which the ingest role runs as they change;
+//! * [`routes`] — which channels a rule's alerts go to, and in what order they escalate;
 //! * [`SettingsStore`] — the document in the log: read, change, and follow.
 //!
 //! What the configuration file sets stays there and is shown read-only; a setting may not
@@ -13,6 +14,7 @@
 
 pub mod channels;
 pub mod names;
+pub mod routes;
 pub mod sealed;
 pub mod sources;
 
@@ -66,6 +68,9 @@ pub struct Settings {
     /// Thermometer-cloud accounts, by qualified name.
     #[serde(default)]
     pub sources: sources::Sources,
+    /// Alert routes, by rule id.
+    #[serde(default)]
+    pub routes: routes::Routes,
 }
 
 /// One change to the settings document.
@@ -83,6 +88,10 @@ pub struct SettingsChange {
     sources: Vec<StoredSource>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sources_gone: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    routes: Vec<routes::Route>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    routes_gone: Vec<String>,
 }
 
 /// The entries of `new` that `old` lacks or holds otherwise, and the keys `new` dropped.
@@ -111,6 +120,7 @@ impl Document for Settings {
         let (channels, channels_gone) = diff(&old.channels, &new.channels);
         let (names, names_gone) = diff(&old.names, &new.names);
         let (sources, sources_gone) = diff(&old.sources, &new.sources);
+        let (routes, routes_gone) = diff(&old.routes, &new.routes);
         let change = SettingsChange {
             channels,
             channels_gone,
@@ -118,13 +128,17 @@ impl Document for Settings {
             names_gone,
             sources,
             sources_gone,
+            routes,
+            routes_gone,
         };
         let empty = change.channels.is_empty()
             && change.channels_gone.is_empty()
             && change.names.is_empty()
             && change.names_gone.is_empty()
             && change.sources.is_empty()
-            && change.sources_gone.is_empty();
+            && change.sources_gone.is_empty()
+            && change.routes.is_empty()
+            && change.routes_gone.is_empty();
         (!empty).then_some(change)
     }
 
@@ -150,6 +164,12 @@ impl Document for Settings {
                 channels::qualified(&source.tenant, &source.name),
                 source.clone(),
             );
+        }
+        for gone in &change.routes_gone {
+            self.routes.remove(gone);
+        }
+        for route in &change.routes {
+            self.routes.insert(route.rule_id.clone(), route.clone());
         }
     }
 }
@@ -500,6 +520,103 @@ impl SettingsStore {
             })
             .await
             .map_err(document_error)
+    }
+
+    /// Checks that `channels` are the tenant's channels (the configuration file's or set up
+    /// here), each once: the route a rule may be given.
+    pub fn check_route(&self, tenant: &str, channels: &[String]) -> Result<(), SettingsError> {
+        let mut seen = std::collections::HashSet::new();
+        for name in channels {
+            if !seen.insert(name) {
+                return Err(SettingsError::Invalid(format!(
+                    "notify: {name:?} is listed twice"
+                )));
+            }
+            match self.channel(tenant, name) {
+                Ok(_) => {}
+                Err(SettingsError::NotFound(_)) => {
+                    return Err(SettingsError::Invalid(format!(
+                        "notify: there is no channel {name:?}"
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes the tenant's rule `rule_id` to `channels` in escalation order (checked with
+    /// [`Self::check_route`]); none: to every channel again.
+    pub async fn set_route(
+        &self,
+        tenant: &str,
+        rule_id: &str,
+        channels: &[String],
+        now_ms: i64,
+    ) -> Result<(), SettingsError> {
+        self.check_route(tenant, channels)?;
+        let route = routes::Route {
+            tenant: tenant.to_owned(),
+            rule_id: rule_id.to_owned(),
+            channels: channels.to_vec(),
+            updated_at_ms: now_ms,
+        };
+        self.doc
+            .update(now_ms, |doc| {
+                if route.channels.is_empty() {
+                    doc.routes.remove(&route.rule_id);
+                } else {
+                    doc.routes.insert(route.rule_id.clone(), route.clone());
+                }
+                Ok::<_, SettingsError>(())
+            })
+            .await
+            .map_err(document_error)
+    }
+
+    /// The channels the rule `rule_id` of `tenant` goes to, in escalation order; empty:
+    /// every channel.
+    pub fn route_of(&self, tenant: &str, rule_id: &str) -> Vec<String> {
+        self.current()
+            .ok()
+            .and_then(|doc| doc.routes.get(rule_id).cloned())
+            .filter(|r| r.tenant == tenant)
+            .map(|r| r.channels)
+            .unwrap_or_default()
+    }
+
+    /// Every route, by rule id, to the channels' names as the notifier knows them
+    /// (qualified), as it is now and whenever it changes.
+    pub fn live_routes(self: &Arc<Self>) -> watch::Receiver<Arc<emberline_notify::Routes>> {
+        self.follow(Self::qualified_routes)
+    }
+
+    fn qualified_routes(&self) -> emberline_notify::Routes {
+        let Ok(doc) = self.current() else {
+            return emberline_notify::Routes::default();
+        };
+        doc.routes
+            .values()
+            .map(|r| {
+                let channels = r
+                    .channels
+                    .iter()
+                    .map(|name| self.notifier_name(&r.tenant, name))
+                    .collect();
+                (r.rule_id.clone(), channels)
+            })
+            .collect()
+    }
+
+    /// The name the notifier knows the tenant's channel `name` by.
+    fn notifier_name(&self, tenant: &str, name: &str) -> String {
+        self.file_channels
+            .iter()
+            .find(|c| {
+                c.tenant == tenant
+                    && (c.name == name || c.name == channels::qualified(tenant, name))
+            })
+            .map_or_else(|| channels::qualified(tenant, name), |c| c.name.clone())
     }
 
     /// Every account set up here, opened, as it is now and whenever it changes: what the
