@@ -70,8 +70,10 @@ export async function checkSettings({ url, page, check, patience = 60_000, artif
     check(headers["x-emberline-signature"] === expected, "signed with the secret typed in the form");
     if (artifacts) await page.screenshot({ path: `${artifacts}/settings-390.png`, fullPage: true });
 
+    await checkEscalation({ page, check, patience, form, url, phone: hook });
+
     await page.locator('[data-testid="remove-phone"]').click();
-    await page.locator('[data-testid="channels"] li.empty').waitFor({ timeout: patience });
+    await page.locator('li.channel[data-channel="phone"]').waitFor({ state: "detached", timeout: patience });
     check(true, "a removed channel leaves the list");
 
     // An alert rule: a missing threshold is refused next to the threshold field, a good rule
@@ -81,6 +83,9 @@ export async function checkSettings({ url, page, check, patience = 60_000, artif
     await rules.locator('select[name="device_id"]').selectOption("sim-1");
     await rules.locator('select[name="probe_id"]').selectOption("pit");
     await rules.locator('select[name="kind"]').selectOption("above");
+    await rules.locator('select[name="notify"]').selectOption("");
+    await rules.locator('select[name="escalate_to"]').selectOption("");
+    await rules.locator('input[name="repeat_every_s"]').fill("");
     await rules.locator("button[type=submit]").click();
     const thresholdError = rules.locator('[data-error="threshold"]');
     await thresholdError.filter({ hasText: /needs a threshold/ }).waitFor({ timeout: patience });
@@ -112,6 +117,55 @@ export async function checkSettings({ url, page, check, patience = 60_000, artif
     await page.locator("p.facts", { hasText: "Names of sim-1 saved" }).waitFor({ timeout: patience });
   } finally {
     hook.close();
+  }
+}
+
+/**
+ * Escalation: with a second channel ("pager", its own receiver) and a rule that sends to
+ * "phone" and escalates to "pager" after the shortest wait (30 s), the rule fires, nobody
+ * acknowledges, and the pager gets the alert the phone had first.
+ */
+async function checkEscalation({ page, check, patience, form, url, phone }) {
+  const pager = await receiver();
+  try {
+    await form.locator('input[name="name"]').fill("pager");
+    await form.locator('input[name="url"]').fill(`http://127.0.0.1:${pager.port}/pager`);
+    await form.locator('input[name="secret"]').fill("");
+    await form.locator("button[type=submit]").click();
+    await page.locator('li.channel[data-channel="pager"]').waitFor({ timeout: patience });
+    // The rule form offers the channels there were when the page opened.
+    await page.goto(`${url}#/`);
+    await page.goto(`${url}#/settings`);
+    const rules = page.locator('[data-testid="rule-form"]');
+    await rules.waitFor({ timeout: patience });
+    await rules.locator('select[name="device_id"]').selectOption("sim-1");
+    await rules.locator('select[name="probe_id"]').selectOption("pit");
+    await rules.locator('select[name="kind"]').selectOption("above");
+    await rules.locator('input[name="threshold"]').fill("-40");
+    await rules.locator('select[name="notify"]').selectOption("phone");
+    await rules.locator('select[name="escalate_to"]').selectOption("pager");
+    await rules.locator('input[name="repeat_every_s"]').fill("0.5");
+    await rules.locator('input[name="label"]').fill("Escalating");
+    await rules.locator("button[type=submit]").click();
+    const row = page.locator('li.rule[data-rule-device="sim-1"]', { hasText: "Escalating" });
+    await row.waitFor({ timeout: patience });
+    check((await row.innerText()).includes("→ phone, then pager if not acknowledged within 0.5 min"), "the rule says where its alerts go and when they escalate");
+    const deadline = Date.now() + patience;
+    const aboutSim = (seen) => seen.filter(({ body }) => body.includes("sim-1")).length;
+    while (aboutSim(pager.seen) === 0 && Date.now() < deadline) await page.waitForTimeout(250);
+    check(aboutSim(pager.seen) > 0, `nobody acknowledged: the pager got the alert after the wait (${aboutSim(pager.seen)} notification)`);
+    check(pager.seen.every(({ body }) => !/"repeat":\s*0\b/.test(body)), "the pager did not get the first raise");
+    check(
+      phone.seen.some(({ body }) => body.includes("sim-1") && /"repeat":\s*0\b/.test(body)) &&
+        phone.seen.every(({ body }) => !body.includes("sim-1") || /"repeat":\s*0\b/.test(body)),
+      "the phone got the first raise, and not the escalated one",
+    );
+    await row.locator("button.remove").click();
+    await row.waitFor({ state: "detached", timeout: patience });
+    await page.locator('[data-testid="remove-pager"]').click();
+    await page.locator('li.channel[data-channel="pager"]').waitFor({ state: "detached", timeout: patience });
+  } finally {
+    pager.close();
   }
 }
 

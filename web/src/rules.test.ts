@@ -36,6 +36,13 @@ describe("describeRule", () => {
     );
   });
 
+  it("says where the alerts go and how they escalate", () => {
+    expect(describeRule(rule({ probeId: "pit", threshold: 150, notify: ["phone"] }), "C", names)).toBe("Pit goes above 150°C → phone");
+    expect(describeRule(rule({ probeId: "pit", threshold: 150, repeatEveryS: 300, notify: ["phone", "pager"] }), "C", names)).toBe(
+      "Pit goes above 150°C → phone, then pager if not acknowledged within 5 min",
+    );
+  });
+
   it("puts the user's label first", () => {
     expect(describeRule(rule({ probeId: "pit", threshold: 150, label: "Too hot" }), "C", names)).toBe("Too hot: Pit goes above 150°C");
   });

@@ -82,6 +82,10 @@ export function describeRule(rule: AlertRule, unit: Unit, probeName: (probe: str
   } else if (rule.kind === "outside_band") what += ` outside ${rule.low ?? "—"}…${rule.high ?? "—"} °C`;
   else if (kind && rule.threshold !== undefined) what += ` ${amount(kind.measure, rule.threshold, unit)}`;
   if (rule.forS > 0) what += ` for ${rule.forS >= 60 ? `${Math.round(rule.forS / 60)} min` : `${rule.forS} s`}`;
-  if (rule.repeatEveryS !== undefined) what += `, repeated every ${Math.round(rule.repeatEveryS / 60)} min until acknowledged`;
+  const every = rule.repeatEveryS === undefined ? "" : `${+(rule.repeatEveryS / 60).toFixed(1)} min`;
+  const [first, ...then] = rule.notify ?? [];
+  if (first && then.length) what += ` → ${first}, then ${then.join(", then ")} if not acknowledged within ${every}`;
+  else if (first) what += ` → ${first}`;
+  if (every && !then.length) what += `, repeated every ${every} until acknowledged`;
   return rule.label ? `${rule.label}: ${what}` : what;
 }

@@ -12,7 +12,7 @@ import { loadUnit, type Unit } from "../units";
 
 type Say = (text: string, bad?: boolean) => void;
 
-const RULE_FIELDS = ["device_id", "probe_id", "kind", "threshold", "for_s", "repeat_every_s", "label"] as const;
+const RULE_FIELDS = ["device_id", "probe_id", "kind", "threshold", "for_s", "repeat_every_s", "label", "notify"] as const;
 type RuleField = (typeof RULE_FIELDS)[number];
 
 function messageOf(err: unknown): string {
@@ -70,7 +70,7 @@ function ruleList(devices: Device[], unit: Unit, say: Say): { list: HTMLElement;
   return { list, refreshUntil };
 }
 
-function ruleForm(devices: Device[], unit: Unit, saved: (ruleId: string) => void): HTMLFormElement {
+function ruleForm(devices: Device[], channels: string[], unit: Unit, saved: (ruleId: string) => void): HTMLFormElement {
   const errors = new Map<RuleField | "form", HTMLElement>();
   const field = (name: RuleField, label: string, input: HTMLElement) => {
     const error = h("span", { class: "field-error", "data-error": name, role: "alert" });
@@ -85,6 +85,8 @@ function ruleForm(devices: Device[], unit: Unit, saved: (ruleId: string) => void
   const forMin = h("input", { type: "number", step: "any", min: "0", placeholder: "0" });
   const repeatMin = h("input", { type: "number", step: "any", min: "0.5", placeholder: "never" });
   const label = h("input", { type: "text", maxlength: "64", placeholder: "Pit too hot", autocomplete: "off" });
+  const sendTo = h("select", {}, h("option", { value: "" }, "every channel"), channels.map((c) => h("option", { value: c }, c)));
+  const escalateTo = h("select", { name: "escalate_to" }, h("option", { value: "" }, "nobody"), channels.map((c) => h("option", { value: c }, c)));
   const formError = h("p", { class: "error", role: "alert" });
   errors.set("form", formError);
   const thresholdLabel = h("span", {});
@@ -113,7 +115,9 @@ function ruleForm(devices: Device[], unit: Unit, saved: (ruleId: string) => void
     field("kind", "When it", kind),
     thresholdField,
     field("for_s", "For at least (min)", forMin),
-    field("repeat_every_s", "Repeat until acknowledged, every (min)", repeatMin),
+    field("notify", "Send to", sendTo),
+    h("label", { "data-field": "escalate_to" }, h("span", {}, "If not acknowledged, escalate to"), escalateTo),
+    field("repeat_every_s", "Repeat (or escalate) until acknowledged, every (min)", repeatMin),
     field("label", "Label (optional)", label),
     formError,
     h("button", { type: "submit" }, "Add rule"),
@@ -124,6 +128,10 @@ function ruleForm(devices: Device[], unit: Unit, saved: (ruleId: string) => void
     const k = ruleKind(kind.value);
     const typed = threshold.value.trim();
     const minutes = (text: string) => (text.trim() === "" ? undefined : Number(text) * 60);
+    if (escalateTo.value && !sendTo.value) {
+      errors.get("notify")!.textContent = "pick the channel the first alert goes to";
+      return;
+    }
     alerts
       .setAlertRule({
         rule: {
@@ -134,6 +142,7 @@ function ruleForm(devices: Device[], unit: Unit, saved: (ruleId: string) => void
           forS: minutes(forMin.value) ?? 0,
           repeatEveryS: minutes(repeatMin.value),
           label: label.value.trim() || undefined,
+          notify: [sendTo.value, escalateTo.value].filter((c) => c !== ""),
         },
       })
       .then((r) => {
@@ -149,8 +158,8 @@ function ruleForm(devices: Device[], unit: Unit, saved: (ruleId: string) => void
   return form;
 }
 
-/** The alert rules section of the Settings page, for `devices`. */
-export function rulesSection(devices: Device[]): HTMLElement {
+/** The alert rules section of the Settings page, for `devices`, routing to `channels`. */
+export function rulesSection(devices: Device[], channels: string[]): HTMLElement {
   const unit = loadUnit(globalThis.localStorage);
   const said = h("p", { class: "facts", role: "status", "aria-live": "polite", "data-testid": "rules-said" });
   const say: Say = (text, bad = false) => {
@@ -167,7 +176,7 @@ export function rulesSection(devices: Device[]): HTMLElement {
     list,
     said,
     devices.length
-      ? ruleForm(devices, unit, (ruleId) => {
+      ? ruleForm(devices, channels, unit, (ruleId) => {
           say("Rule added.");
           refreshUntil((ids) => ids.has(ruleId));
         })

@@ -183,11 +183,10 @@ export function renderSettings(root: HTMLElement): void {
   refresh();
   const names = h("div", { class: "names", "data-testid": "names" });
   const rules = h("div", { "data-testid": "rules-section" });
-  devices
-    .listDevices({})
-    .then((r) => {
+  Promise.all([devices.listDevices({}), settings.listChannels({}).catch(() => ({ channels: [] }))])
+    .then(([r, c]) => {
       names.replaceChildren(...r.devices.map((d) => namesForm(d, say)));
-      rules.replaceChildren(rulesSection(r.devices));
+      rules.replaceChildren(rulesSection(r.devices, c.channels.map((ch) => ch.name)));
     })
     .catch(() => names.replaceChildren());
   root.replaceChildren(
