@@ -841,3 +841,162 @@ async fn gateway_replicas_share_users_sessions_and_tokens_through_the_log() {
         g.interrupt();
     }
 }
+
+/// Settings made on one gateway are the deployment's: a ThermoWorks account added on
+/// gateway 1 is run by the separate ingest role (its readings reach the log), and a
+/// gateway started afterwards on an empty data directory lists the account and a channel
+/// as they were left — every process reads them from the `settings` topic, opened with
+/// the one `settings.key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_made_on_one_gateway_run_on_the_ingest_role_and_reach_a_late_gateway() {
+    use emberline_ingest::testing::thermoworks::{self, FakeThermoworks};
+    use emberline_proto::v1::settings_service_client::SettingsServiceClient;
+    use emberline_proto::v1::source_service_client::SourceServiceClient;
+    use emberline_proto::v1::{
+        ListChannelsRequest, ListSourcesRequest, NotificationChannel, SetChannelRequest,
+        SetSourceRequest,
+    };
+    use emberline_schemas::events::ProbeReading;
+
+    let Some(kafka) = emberline_log::conformance::kafka_from_env() else {
+        return;
+    };
+    const KEY: &str = "settings-key-of-the-distributed-test-0123456789";
+    let cloud = FakeThermoworks::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        "s3cret",
+        emberline_common::clock::now_ms() - 60_000,
+    )
+    .await
+    .expect("cloud");
+    let root = tempfile::tempdir().expect("tempdir");
+    let prefix = format!("settings.{}.", emberline_common::clock::now_nanos());
+    let registry_addr = free_port();
+    let config = root.path().join("emberline.toml");
+    std::fs::write(
+        &config,
+        // No simulator: the account is the only source.
+        format!(
+            "sources = []\n{}",
+            kafka_roles_config(2, &kafka.bootstrap_servers, &prefix, registry_addr, 1)
+        ),
+    )
+    .expect("config");
+    let dir = |name: &str| root.path().join(name);
+    let keyed = || vec![("EMBERLINE__SETTINGS__KEY", KEY.to_owned())];
+    let mut registry = Role::registry(&config, &dir("registry"), registry_addr);
+    registry.ready().await;
+    let mut ingest = Role::start("ingest", &config, &dir("ingest"), &["ingest"], &keyed());
+    let g1 = free_port();
+    let mut env = keyed();
+    env.extend([
+        ("EMBERLINE__GATEWAY__GRPC_ADDR", g1.to_string()),
+        ("EMBERLINE__GATEWAY__WEB_ADDR", "127.0.0.1:0".to_owned()),
+    ]);
+    let mut gateway_1 = Role::start("gateway-1", &config, &dir("gateway-1"), &["gateway"], &env);
+    ingest.ready().await;
+    gateway_1.ready().await;
+    let one = channel_to(g1).await;
+
+    SourceServiceClient::new(one.clone())
+        .set_source(SetSourceRequest {
+            name: "garage".into(),
+            kind: "thermoworks".into(),
+            fields: [
+                ("username", thermoworks::EMAIL),
+                ("password", "s3cret"),
+                ("poll_interval_s", "5"),
+                ("base_url", cloud.url.as_str()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        })
+        .await
+        .expect("account added on gateway 1");
+    SettingsServiceClient::new(one.clone())
+        .set_channel(SetChannelRequest {
+            channel: Some(NotificationChannel {
+                name: "phone".into(),
+                kind: "webhook".into(),
+                ..Default::default()
+            }),
+            url: "http://127.0.0.1:9/hook".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("channel added on gateway 1");
+
+    // The ingest role runs the account: the Node's readings reach the log.
+    let log: Arc<dyn EventLog> = {
+        let mut k = emberline_log::KafkaConfig::new(kafka.bootstrap_servers.clone());
+        k.topic_prefix = prefix.clone();
+        Arc::new(KafkaLog::connect(k).expect("connect"))
+    };
+    let codec = EventCodec::connect(Arc::new(ConfluentRegistry::new(&format!(
+        "http://{registry_addr}"
+    ))))
+    .await
+    .expect("codec");
+    eventually(
+        "the ingest role appends the account's readings",
+        PATIENCE,
+        TICK,
+        || async {
+            let mut devices = BTreeSet::new();
+            for p in 0..2 {
+                let end = log
+                    .end_offset(topics::PROBE_READINGS, p)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for r in read_until(log.as_ref(), topics::PROBE_READINGS, p, end).await {
+                    let reading: ProbeReading =
+                        codec.decode(&r.value).await.map_err(|e| e.to_string())?;
+                    devices.insert(reading.device_id);
+                }
+            }
+            if devices.contains("A1") {
+                Ok(())
+            } else {
+                Err(format!("devices {devices:?}"))
+            }
+        },
+    )
+    .await;
+
+    // A gateway started now, on an empty data directory, has every setting.
+    let g2 = free_port();
+    let mut env = keyed();
+    env.extend([
+        ("EMBERLINE__GATEWAY__GRPC_ADDR", g2.to_string()),
+        ("EMBERLINE__GATEWAY__WEB_ADDR", "127.0.0.1:0".to_owned()),
+    ]);
+    let mut gateway_2 = Role::start("gateway-2", &config, &dir("gateway-2"), &["gateway"], &env);
+    gateway_2.ready().await;
+    let two = channel_to(g2).await;
+    let sources = SourceServiceClient::new(two.clone())
+        .list_sources(ListSourcesRequest {})
+        .await
+        .expect("sources")
+        .into_inner()
+        .sources;
+    assert!(
+        sources
+            .iter()
+            .any(|s| s.name == "garage" && s.kind == "thermoworks" && s.secret_set),
+        "{sources:?}"
+    );
+    let channels = SettingsServiceClient::new(two)
+        .list_channels(ListChannelsRequest {})
+        .await
+        .expect("channels")
+        .into_inner()
+        .channels;
+    assert_eq!(
+        channels.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["phone"]
+    );
+    for role in [&mut gateway_2, &mut gateway_1, &mut ingest, &mut registry] {
+        role.interrupt();
+    }
+}
