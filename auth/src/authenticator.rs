@@ -711,13 +711,13 @@ impl Authenticator {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 {
             return Err(AuthError::InvalidArgument(
-                "a token needs a name of 1 to 100 bytes".into(),
+                "name: a token needs a name of 1 to 100 bytes".into(),
             ));
         }
         let now = clock::now_ms();
         if expires_at_ms.is_some_and(|e| e <= now) {
             return Err(AuthError::InvalidArgument(
-                "the expiry is in the past".into(),
+                "expires_at_ms: the expiry is in the past".into(),
             ));
         }
         let token = random_token(API_TOKEN_PREFIX)?;

@@ -242,7 +242,7 @@ impl TokenService for Gateway {
             .scope
             .parse()
             .map_err(|e: emberline_auth::identity::UnknownName| {
-                Status::invalid_argument(e.to_string())
+                Status::invalid_argument(format!("scope: {e}"))
             })?;
         let (token, info) = blocking_async(move || async move {
             auth.create_token(

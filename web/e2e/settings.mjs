@@ -2,7 +2,9 @@
 // local receiver, a bad URL is refused next to the URL field in the server's words, the
 // saved channel is listed without its secret, and "Send a test" reaches the receiver,
 // signed with the secret typed in; an alert rule without its threshold is refused next to
-// that field, a good one is listed in words and removed; a probe renamed there shows so on
+// that field, a good one is listed in words and removed, and one routed to the channel
+// escalates to a second channel when nobody acknowledges it; an API token is made, shown
+// once, works from a script and is refused once revoked; a probe renamed there shows so on
 // the dashboard. `checkAccounts` adds a ThermoWorks account against the local stand-in.
 
 import { createHmac } from "node:crypto";
@@ -101,6 +103,38 @@ export async function checkSettings({ url, page, check, patience = 60_000, artif
     await ruleRow.locator("button.remove").click();
     await ruleRow.waitFor({ state: "detached", timeout: patience });
     check(true, "a removed rule leaves the list");
+
+    // An API token: made, shown once, listed by name; revoked, it leaves the list.
+    const tokenForm = page.locator('[data-testid="token-form"]');
+    await tokenForm.locator("button[type=submit]").click();
+    await tokenForm.locator('[data-error="name"]').filter({ hasText: /needs a name/ }).waitFor({ timeout: patience });
+    check(true, "a token without a name is refused next to the name field");
+    await tokenForm.locator('input[name="name"]').fill("scripts");
+    await tokenForm.locator('select[name="scope"]').selectOption("read");
+    await tokenForm.locator("button[type=submit]").click();
+    const tokenValue = page.locator('[data-testid="token-value"]');
+    await tokenValue.waitFor({ timeout: patience });
+    const token = await tokenValue.innerText();
+    const tokenRow = page.locator('li.token[data-token="scripts"]');
+    await tokenRow.waitFor({ timeout: patience });
+    check(token.length > 20 && !(await page.locator('[data-testid="tokens"]').innerText()).includes(token), "a new token is shown once, and listed by name without its value");
+    // A script's call with the token, as grpc-web: a refusal comes as a trailers-only
+    // answer with grpc-status in the headers; an answer has it in the body's trailer.
+    const scriptCall = async () => {
+      const r = await fetch(`${url}emberline.v1.DeviceService/ListDevices`, {
+        method: "POST",
+        headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1", authorization: `Bearer ${token}` },
+        body: new Uint8Array([0, 0, 0, 0, 0]),
+      });
+      const body = new Uint8Array(await r.arrayBuffer());
+      return r.headers.get("grpc-status") ?? /grpc-status:\s*(\d+)/.exec(new TextDecoder().decode(body))?.[1] ?? "none";
+    };
+    const before = await scriptCall();
+    check(before === "0", `the token works from a script (grpc-status ${before})`);
+    await page.locator('[data-testid="revoke-token-scripts"]').click();
+    await tokenRow.waitFor({ state: "detached", timeout: patience });
+    const after = await scriptCall();
+    check(after === "16", `a revoked token leaves the list and is refused (grpc-status ${after})`);
 
     // A probe renamed here shows on the dashboard under its new name.
     const names = page.locator('form[data-names="sim-1"]');

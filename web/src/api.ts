@@ -16,6 +16,7 @@ import {
   SettingsService,
   ShareService,
   SourceService,
+  TokenService,
   StartFrom,
   TrendService,
   type AlertEvent,
@@ -103,6 +104,7 @@ export const planner = createClient(PlannerService, transport);
 export const shares = createClient(ShareService, transport);
 export const settings = createClient(SettingsService, transport);
 export const sources = createClient(SourceService, transport);
+export const tokens = createClient(TokenService, transport);
 const trends = createClient(TrendService, transport);
 
 /** Opens a trend subscription (all devices, or one) from `resume`. */

@@ -10,6 +10,7 @@ import type { Device, NotificationChannel } from "../gen/emberline/v1/emberline_
 import { placeRefusal, recipients, type ChannelField } from "../settingsform";
 import { accountsSection } from "./accounts";
 import { rulesSection } from "./rules";
+import { tokensSection } from "./tokens";
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -202,6 +203,7 @@ export function renderSettings(root: HTMLElement): void {
       say("Saved.");
       refresh();
     }),
+    tokensSection(),
     h("h3", {}, "Devices and probes"),
     h("p", { class: "facts" }, "Names shown here, on the dashboard and in Home Assistant (whose entity ids stay). Empty a field for the name the thermometer reports."),
     names,
