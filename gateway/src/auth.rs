@@ -90,6 +90,7 @@ pub fn rule(path: &str) -> Rule {
         | "SettingsService/DeleteChannel"
         | "SettingsService/TestChannel"
         | "SettingsService/RenameDevice" => Manage,
+        "SettingsService/GetPreferences" | "SettingsService/SetPreferences" => Read,
         "SourceService/ListSourceKinds"
         | "SourceService/ListSources"
         | "SourceService/SetSource"

@@ -10,9 +10,10 @@ use emberline_common::{Secret, clock};
 use emberline_notify::{ChannelConfig, ChannelKind, WebhookFormat};
 use emberline_proto::v1::settings_service_server::SettingsService;
 use emberline_proto::v1::{
-    DeleteChannelRequest, DeleteChannelResponse, ListChannelsRequest, ListChannelsResponse,
-    NotificationChannel, RenameDeviceRequest, RenameDeviceResponse, SetChannelRequest,
-    SetChannelResponse, TestChannelRequest, TestChannelResponse,
+    DeleteChannelRequest, DeleteChannelResponse, GetPreferencesRequest, ListChannelsRequest,
+    ListChannelsResponse, NotificationChannel, Preferences, RenameDeviceRequest,
+    RenameDeviceResponse, SetChannelRequest, SetChannelResponse, TestChannelRequest,
+    TestChannelResponse,
 };
 use emberline_settings::{ChannelView, SettingsError, SettingsStore};
 use tonic::{Request, Response, Status};
@@ -220,5 +221,40 @@ impl SettingsService for Gateway {
             .map_err(status)?;
         tracing::info!(tenant = %caller.tenant, device = %r.device_id, by = %caller.name, "device renamed");
         Ok(Response::new(RenameDeviceResponse {}))
+    }
+
+    async fn get_preferences(
+        &self,
+        request: Request<GetPreferencesRequest>,
+    ) -> Result<Response<Preferences>, Status> {
+        let caller = caller_of(&request)?;
+        let p = self.settings()?.preferences(&caller.tenant, &caller.name);
+        Ok(Response::new(Preferences {
+            unit: p.unit,
+            theme: p.theme,
+        }))
+    }
+
+    async fn set_preferences(
+        &self,
+        request: Request<Preferences>,
+    ) -> Result<Response<Preferences>, Status> {
+        let caller = caller_of(&request)?;
+        let r = request.into_inner();
+        let p = self
+            .settings()?
+            .set_preferences(
+                &caller.tenant,
+                &caller.name,
+                &r.unit,
+                &r.theme,
+                clock::now_ms(),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(Preferences {
+            unit: p.unit,
+            theme: p.theme,
+        }))
     }
 }

@@ -7,6 +7,7 @@
 //! * [`names`] — the names users give devices and probes, over those their sources report;
 //! * [`sources`] — thermometer-cloud accounts, which the ingest role runs as they change;
 //! * [`routes`] — which channels a rule's alerts go to, and in what order they escalate;
+//! * [`preferences`] — each user's °C/°F and theme;
 //! * [`SettingsStore`] — the document in the log: read, change, and follow.
 //!
 //! What the configuration file sets stays there and is shown read-only; a setting may not
@@ -14,6 +15,7 @@
 
 pub mod channels;
 pub mod names;
+pub mod preferences;
 pub mod routes;
 pub mod sealed;
 pub mod sources;
@@ -71,6 +73,9 @@ pub struct Settings {
     /// Alert routes, by rule id.
     #[serde(default)]
     pub routes: routes::Routes,
+    /// Users' preferences, by [`preferences::key`].
+    #[serde(default)]
+    pub preferences: std::collections::BTreeMap<String, preferences::UserPreferences>,
 }
 
 /// One change to the settings document.
@@ -92,6 +97,8 @@ pub struct SettingsChange {
     routes: Vec<routes::Route>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     routes_gone: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    preferences: Vec<preferences::UserPreferences>,
 }
 
 /// The entries of `new` that `old` lacks or holds otherwise, and the keys `new` dropped.
@@ -121,6 +128,8 @@ impl Document for Settings {
         let (names, names_gone) = diff(&old.names, &new.names);
         let (sources, sources_gone) = diff(&old.sources, &new.sources);
         let (routes, routes_gone) = diff(&old.routes, &new.routes);
+        // Preferences are only ever replaced, never removed.
+        let (preferences, _) = diff(&old.preferences, &new.preferences);
         let change = SettingsChange {
             channels,
             channels_gone,
@@ -130,6 +139,7 @@ impl Document for Settings {
             sources_gone,
             routes,
             routes_gone,
+            preferences,
         };
         let empty = change.channels.is_empty()
             && change.channels_gone.is_empty()
@@ -138,7 +148,8 @@ impl Document for Settings {
             && change.sources.is_empty()
             && change.sources_gone.is_empty()
             && change.routes.is_empty()
-            && change.routes_gone.is_empty();
+            && change.routes_gone.is_empty()
+            && change.preferences.is_empty();
         (!empty).then_some(change)
     }
 
@@ -170,6 +181,9 @@ impl Document for Settings {
         }
         for route in &change.routes {
             self.routes.insert(route.rule_id.clone(), route.clone());
+        }
+        for p in &change.preferences {
+            self.preferences.insert(p.key(), p.clone());
         }
     }
 }
@@ -520,6 +534,43 @@ impl SettingsStore {
             })
             .await
             .map_err(document_error)
+    }
+
+    /// The preferences of `user` in `tenant` (nothing chosen when none are kept).
+    pub fn preferences(&self, tenant: &str, user: &str) -> preferences::UserPreferences {
+        self.current()
+            .ok()
+            .and_then(|doc| {
+                doc.preferences
+                    .get(&preferences::key(tenant, user))
+                    .cloned()
+            })
+            .unwrap_or_else(|| preferences::UserPreferences {
+                tenant: tenant.to_owned(),
+                user: user.to_owned(),
+                ..Default::default()
+            })
+    }
+
+    /// Saves the preferences of `user` in `tenant`, checked.
+    pub async fn set_preferences(
+        &self,
+        tenant: &str,
+        user: &str,
+        unit: &str,
+        theme: &str,
+        now_ms: i64,
+    ) -> Result<preferences::UserPreferences, SettingsError> {
+        let p = preferences::UserPreferences::checked(tenant, user, unit, theme, now_ms)?;
+        let kept = p.clone();
+        self.doc
+            .update(now_ms, |doc| {
+                doc.preferences.insert(kept.key(), kept.clone());
+                Ok::<_, SettingsError>(())
+            })
+            .await
+            .map_err(document_error)?;
+        Ok(p)
     }
 
     /// Checks that `channels` are the tenant's channels (the configuration file's or set up

@@ -335,6 +335,24 @@ try {
   }
   await (await import("./share.mjs")).checkShare({ browser, url, page, check, patience: PATIENCE, artifacts, binary, dataDir });
   await (await import("./oidc.mjs")).checkProviderSignIn({ browser, url, check, patience: PATIENCE });
+
+  // Preferences follow the user: °F chosen here shows in a browser signed in afresh.
+  await page.goto(`${url}#/`);
+  const unitButton = page.locator("button.unit");
+  if ((await unitButton.innerText()) !== "°F") await unitButton.click();
+  await page.locator("button.unit", { hasText: "°F" }).waitFor();
+  const other = await browser.newContext();
+  const elsewhere = await other.newPage();
+  elsewhere.setDefaultTimeout(PATIENCE);
+  await elsewhere.goto(`${url}#/signin`);
+  await elsewhere.locator('input[name="user"]').fill(OWNER.user);
+  await elsewhere.locator('input[name="password"]').fill(OWNER.password);
+  await elsewhere.locator(".auth-form button[type=submit]").click();
+  await elsewhere.locator("button.unit", { hasText: "°F" }).waitFor();
+  check(true, "°F chosen in one browser shows in another the same user signs in on (preferences kept on the server)");
+  await other.close();
+  await unitButton.click();
+  await page.locator("button.unit", { hasText: "°C" }).waitFor();
   console.log(`MEASURED transferred ${(transferred / 1024).toFixed(1)} KiB for the first load; overview with live numbers ${overviewMs} ms; first chart ${firstChartMs} ms after opening the device`);
   console.log(`screenshots in ${artifacts}`);
 } finally {

@@ -2,7 +2,7 @@
 // service worker.
 
 import "./style.css";
-import { auth, sessionEvents, sessionStarted, signOut } from "./api";
+import { auth, sessionEvents, sessionStarted, settings, signOut } from "./api";
 import { h } from "./dom";
 import type { WhoAmIResponse } from "./gen/emberline/v1/emberline_pb";
 import { decide, parseRoute, returnRoute, SIGN_IN, type SessionState } from "./routes";
@@ -73,6 +73,38 @@ let caller: WhoAmIResponse | undefined;
 let remembered: string | undefined;
 /** Said on the sign-in page once (e.g. that signing out did not reach the server). */
 let notice = "";
+
+/** Applies the signed-in user's preferences, kept on the server so every browser and phone
+ * they use shows the same; this browser's own choice stays when they have none. */
+async function loadPreferences(): Promise<void> {
+  try {
+    const p = await settings.getPreferences({});
+    let changed = false;
+    if ((p.unit === "C" || p.unit === "F") && p.unit !== unit) {
+      unit = p.unit;
+      saveUnit(storage, unit);
+      changed = true;
+    }
+    if ((p.theme === "light" || p.theme === "dark") && p.theme !== theme) {
+      theme = p.theme;
+      storage?.setItem("emberline.theme", theme);
+      document.documentElement.dataset.theme = theme;
+      changed = true;
+    }
+    if (changed) {
+      view?.setUnit(unit);
+      render();
+    }
+  } catch {
+    // Not kept by this server, or not signed in: this browser's choice stands.
+  }
+}
+
+/** Keeps this choice as the signed-in user's (a failure leaves it this browser's). */
+function savePreferences(): void {
+  if (sessionState !== "signed-in") return;
+  settings.setPreferences({ unit, theme }).catch(() => undefined);
+}
 
 function showSession(): void {
   const signedIn = sessionState === "signed-in";
@@ -161,6 +193,7 @@ async function checkSession(): Promise<void> {
   try {
     caller = await auth.whoAmI({});
     sessionState = "signed-in";
+    void loadPreferences();
   } catch (e) {
     if (isUnauthenticated(e)) {
       sessionState = "signed-out";
@@ -189,6 +222,7 @@ function signedIn(whoami: WhoAmIResponse | undefined): void {
   caller = whoami;
   sessionStarted();
   showSession();
+  void loadPreferences();
   if (!whoami) void checkSession();
   window.location.replace(to);
 }
@@ -252,6 +286,7 @@ function showApp(): void {
 unitButton.addEventListener("click", () => {
   unit = unit === "C" ? "F" : "C";
   saveUnit(storage, unit);
+  savePreferences();
   view?.setUnit(unit);
   if (window.location.hash === "#/plan") renderPlan(main, unit);
   render();
@@ -259,6 +294,7 @@ unitButton.addEventListener("click", () => {
 themeButton.addEventListener("click", () => {
   theme = theme === "dark" ? "light" : "dark";
   storage?.setItem("emberline.theme", theme);
+  savePreferences();
   document.documentElement.dataset.theme = theme;
   render();
   view?.setUnit(unit); // redraw the chart in the theme's colours
