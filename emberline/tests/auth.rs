@@ -395,9 +395,12 @@ fn is_public(method: &Method) -> bool {
 /// Whether the method changes something (control or manage), by its name.
 fn changes(method: &Method) -> bool {
     let name = method.path.rsplit('/').next().unwrap_or_default();
-    !["List", "Get", "Subscribe", "WhoAmI", "Plan"]
-        .iter()
-        .any(|p| name.starts_with(p))
+    // Changes only the caller's own choices (°C/°F, theme), which any reader may make.
+    let own_only = method.path.ends_with("SettingsService/SetPreferences");
+    !own_only
+        && !["List", "Get", "Subscribe", "WhoAmI", "Plan"]
+            .iter()
+            .any(|p| name.starts_with(p))
 }
 
 fn add_user(dir: &std::path::Path, name: &str, role: &str) {
