@@ -34,7 +34,6 @@ pub use sealed::SettingsKey;
 pub use sources::{SourceView, StoredSource};
 
 use emberline_ingest::SourceConfig;
-use emberline_ingest::accounts::{self, FoundDevice};
 
 /// What can go wrong with settings, in terms the caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -388,310 +387,6 @@ impl SettingsStore {
         Ok(named)
     }
 
-    fn unseal_source(&self, stored: &StoredSource) -> Result<SourceConfig, SettingsError> {
-        let plain = self.key.open(&stored.sealed)?;
-        serde_json::from_slice(&plain)
-            .map_err(|e| SettingsError::Sealed(format!("source {:?}: {e}", stored.name)))
-    }
-
-    /// The tenant's sources: the configuration file's first (any kind), then the accounts
-    /// set up here, each with how it last fared when it runs in this process.
-    pub fn sources(&self, tenant: &str) -> Result<Vec<SourceView>, SettingsError> {
-        let mut views: Vec<SourceView> = self
-            .file_sources
-            .iter()
-            .filter(|c| c.tenant() == tenant)
-            .map(|c| {
-                let name = sources::file_source_name(c);
-                let source_name = channels::qualified(tenant, &name);
-                SourceView::of(&name, c, true, &source_name)
-            })
-            .collect();
-        for stored in self
-            .current()?
-            .sources
-            .values()
-            .filter(|s| s.tenant == tenant)
-        {
-            match self.unseal_source(stored) {
-                Ok(config) => views.push(SourceView::of(
-                    &stored.name,
-                    &config,
-                    false,
-                    &channels::qualified(tenant, &stored.name),
-                )),
-                Err(e) => {
-                    tracing::error!(source = %stored.name, error = %e, "a stored source cannot be opened")
-                }
-            }
-        }
-        Ok(views)
-    }
-
-    /// The account a form describes, for `tenant`, checked; a password left empty is the
-    /// one stored under the same name.
-    fn account(
-        &self,
-        tenant: &str,
-        kind: &str,
-        name: &str,
-        fields: &std::collections::BTreeMap<String, String>,
-    ) -> Result<SourceConfig, SettingsError> {
-        emberline_common::tenant::is_valid_name(name)
-            .then_some(())
-            .ok_or_else(|| {
-                SettingsError::Invalid("name: 1 to 64 letters, digits, '.', '_', '-' or '@'".into())
-            })?;
-        if self
-            .file_sources
-            .iter()
-            .any(|c| c.tenant() == tenant && sources::file_source_name(c) == name)
-        {
-            return Err(SettingsError::Invalid(format!(
-                "name: {name:?} is a source of the configuration file, which only the file \
-                 changes"
-            )));
-        }
-        let qualified = channels::qualified(tenant, name);
-        let mut config = accounts::config_of(kind, tenant, &qualified, fields)
-            .map_err(|e| SettingsError::Invalid(e.0))?;
-        if let Some(stored) = self.current()?.sources.get(&qualified) {
-            accounts::keep_password(&self.unseal_source(stored)?, &mut config);
-        }
-        accounts::check(&config).map_err(|e| SettingsError::Invalid(e.0))?;
-        Ok(config)
-    }
-
-    /// Saves the account a form describes (a new one, or the one of the same name
-    /// replaced) after the checks a configuration file's source gets; the ingest role
-    /// starts or restarts it.
-    pub async fn set_source(
-        &self,
-        tenant: &str,
-        kind: &str,
-        name: &str,
-        fields: &std::collections::BTreeMap<String, String>,
-        now_ms: i64,
-    ) -> Result<(), SettingsError> {
-        let config = self.account(tenant, kind, name, fields)?;
-        let plain = serde_json::to_vec(&config)
-            .map_err(|e| SettingsError::Invalid(format!("source: {e}")))?;
-        let stored = StoredSource {
-            tenant: tenant.to_owned(),
-            name: name.to_owned(),
-            kind: config.kind().to_owned(),
-            sealed: self.key.seal(&plain)?,
-            updated_at_ms: now_ms,
-        };
-        let key = channels::qualified(tenant, name);
-        self.doc
-            .update(now_ms, |doc| {
-                doc.sources.insert(key.clone(), stored.clone());
-                Ok::<_, SettingsError>(())
-            })
-            .await
-            .map_err(document_error)
-    }
-
-    /// Signs in to the account a form describes and polls it once, appending nothing: the
-    /// devices it has, or why it failed.
-    pub async fn test_source(
-        &self,
-        tenant: &str,
-        kind: &str,
-        name: &str,
-        fields: &std::collections::BTreeMap<String, String>,
-        now_ms: i64,
-    ) -> Result<Vec<FoundDevice>, SettingsError> {
-        let config = self.account(tenant, kind, name, fields)?;
-        accounts::test(&config, now_ms)
-            .await
-            .map_err(|e| SettingsError::Failed(e.0))
-    }
-
-    /// Removes the tenant's account `name`; the ingest role stops it.
-    pub async fn delete_source(
-        &self,
-        tenant: &str,
-        name: &str,
-        now_ms: i64,
-    ) -> Result<(), SettingsError> {
-        let key = channels::qualified(tenant, name);
-        self.doc
-            .update(now_ms, |doc| match doc.sources.remove(&key) {
-                Some(_) => Ok(()),
-                None if self
-                    .file_sources
-                    .iter()
-                    .any(|c| c.tenant() == tenant && sources::file_source_name(c) == name) =>
-                {
-                    Err(SettingsError::Invalid(format!(
-                        "name: {name:?} is a source of the configuration file, which only the \
-                         file changes"
-                    )))
-                }
-                None => Err(SettingsError::NotFound(format!("no source {name:?}"))),
-            })
-            .await
-            .map_err(document_error)
-    }
-
-    /// The preferences of `user` in `tenant` (nothing chosen when none are kept).
-    pub fn preferences(&self, tenant: &str, user: &str) -> preferences::UserPreferences {
-        self.current()
-            .ok()
-            .and_then(|doc| {
-                doc.preferences
-                    .get(&preferences::key(tenant, user))
-                    .cloned()
-            })
-            .unwrap_or_else(|| preferences::UserPreferences {
-                tenant: tenant.to_owned(),
-                user: user.to_owned(),
-                ..Default::default()
-            })
-    }
-
-    /// Saves the preferences of `user` in `tenant`, checked.
-    pub async fn set_preferences(
-        &self,
-        tenant: &str,
-        user: &str,
-        unit: &str,
-        theme: &str,
-        now_ms: i64,
-    ) -> Result<preferences::UserPreferences, SettingsError> {
-        let p = preferences::UserPreferences::checked(tenant, user, unit, theme, now_ms)?;
-        let kept = p.clone();
-        self.doc
-            .update(now_ms, |doc| {
-                doc.preferences.insert(kept.key(), kept.clone());
-                Ok::<_, SettingsError>(())
-            })
-            .await
-            .map_err(document_error)?;
-        Ok(p)
-    }
-
-    /// Checks that `channels` are the tenant's channels (the configuration file's or set up
-    /// here), each once: the route a rule may be given.
-    pub fn check_route(&self, tenant: &str, channels: &[String]) -> Result<(), SettingsError> {
-        let mut seen = std::collections::HashSet::new();
-        for name in channels {
-            if !seen.insert(name) {
-                return Err(SettingsError::Invalid(format!(
-                    "notify: {name:?} is listed twice"
-                )));
-            }
-            match self.channel(tenant, name) {
-                Ok(_) => {}
-                Err(SettingsError::NotFound(_)) => {
-                    return Err(SettingsError::Invalid(format!(
-                        "notify: there is no channel {name:?}"
-                    )));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Routes the tenant's rule `rule_id` to `channels` in escalation order (checked with
-    /// [`Self::check_route`]); none: to every channel again.
-    pub async fn set_route(
-        &self,
-        tenant: &str,
-        rule_id: &str,
-        channels: &[String],
-        now_ms: i64,
-    ) -> Result<(), SettingsError> {
-        self.check_route(tenant, channels)?;
-        let route = routes::Route {
-            tenant: tenant.to_owned(),
-            rule_id: rule_id.to_owned(),
-            channels: channels.to_vec(),
-            updated_at_ms: now_ms,
-        };
-        self.doc
-            .update(now_ms, |doc| {
-                if route.channels.is_empty() {
-                    doc.routes.remove(&route.rule_id);
-                } else {
-                    doc.routes.insert(route.rule_id.clone(), route.clone());
-                }
-                Ok::<_, SettingsError>(())
-            })
-            .await
-            .map_err(document_error)
-    }
-
-    /// The channels the rule `rule_id` of `tenant` goes to, in escalation order; empty:
-    /// every channel.
-    pub fn route_of(&self, tenant: &str, rule_id: &str) -> Vec<String> {
-        self.current()
-            .ok()
-            .and_then(|doc| doc.routes.get(rule_id).cloned())
-            .filter(|r| r.tenant == tenant)
-            .map(|r| r.channels)
-            .unwrap_or_default()
-    }
-
-    /// Every route, by rule id, to the channels' names as the notifier knows them
-    /// (qualified), as it is now and whenever it changes.
-    pub fn live_routes(self: &Arc<Self>) -> watch::Receiver<Arc<emberline_notify::Routes>> {
-        self.follow(Self::qualified_routes)
-    }
-
-    fn qualified_routes(&self) -> emberline_notify::Routes {
-        let Ok(doc) = self.current() else {
-            return emberline_notify::Routes::default();
-        };
-        doc.routes
-            .values()
-            .map(|r| {
-                let channels = r
-                    .channels
-                    .iter()
-                    .map(|name| self.notifier_name(&r.tenant, name))
-                    .collect();
-                (r.rule_id.clone(), channels)
-            })
-            .collect()
-    }
-
-    /// The name the notifier knows the tenant's channel `name` by.
-    fn notifier_name(&self, tenant: &str, name: &str) -> String {
-        self.file_channels
-            .iter()
-            .find(|c| {
-                c.tenant == tenant
-                    && (c.name == name || c.name == channels::qualified(tenant, name))
-            })
-            .map_or_else(|| channels::qualified(tenant, name), |c| c.name.clone())
-    }
-
-    /// Every account set up here, opened, as it is now and whenever it changes: what the
-    /// ingest role runs besides the configuration's. Runs until the store is dropped.
-    pub fn live_sources(self: &Arc<Self>) -> watch::Receiver<Arc<Vec<SourceConfig>>> {
-        self.follow(Self::opened_sources)
-    }
-
-    fn opened_sources(&self) -> Vec<SourceConfig> {
-        let Ok(doc) = self.current() else {
-            return Vec::new();
-        };
-        doc.sources
-            .values()
-            .filter_map(|stored| match self.unseal_source(stored) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::error!(source = %stored.name, error = %e, "a stored source cannot be opened; it is left out");
-                    None
-                }
-            })
-            .collect()
-    }
-
     /// `view` of the document as it is now and whenever it changes, until the store is
     /// dropped.
     fn follow<T: Send + Sync + 'static>(
@@ -717,15 +412,29 @@ impl SettingsStore {
     }
 
     fn opened_channels(&self) -> Vec<ChannelConfig> {
+        self.opened(|doc| {
+            doc.channels
+                .values()
+                .map(|stored| (stored.name.as_str(), self.unseal(stored)))
+                .collect()
+        })
+    }
+
+    /// What `open` opens of the document now, each entry named; one that cannot be opened
+    /// (another key sealed it, say) is left out with an error line.
+    fn opened<T>(
+        &self,
+        open: impl for<'d> Fn(&'d Settings) -> Vec<(&'d str, Result<T, SettingsError>)>,
+    ) -> Vec<T> {
         let Ok(doc) = self.current() else {
             return Vec::new();
         };
-        doc.channels
-            .values()
-            .filter_map(|stored| match self.unseal(stored) {
-                Ok(c) => Some(c),
+        open(&doc)
+            .into_iter()
+            .filter_map(|(name, opened)| match opened {
+                Ok(v) => Some(v),
                 Err(e) => {
-                    tracing::error!(channel = %stored.name, error = %e, "a stored channel cannot be opened; it is left out");
+                    tracing::error!(setting = %name, error = %e, "a stored setting cannot be opened; it is left out");
                     None
                 }
             })

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::SettingsError;
+use crate::{SettingsError, SettingsStore, document_error};
 
 /// One user's preferences.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +59,41 @@ impl UserPreferences {
 /// The key a user's preferences are kept under.
 pub fn key(tenant: &str, user: &str) -> String {
     format!("{tenant}\u{1f}{user}")
+}
+
+impl SettingsStore {
+    /// The preferences of `user` in `tenant` (nothing chosen when none are kept).
+    pub fn preferences(&self, tenant: &str, user: &str) -> UserPreferences {
+        self.current()
+            .ok()
+            .and_then(|doc| doc.preferences.get(&key(tenant, user)).cloned())
+            .unwrap_or_else(|| UserPreferences {
+                tenant: tenant.to_owned(),
+                user: user.to_owned(),
+                ..Default::default()
+            })
+    }
+
+    /// Saves the preferences of `user` in `tenant`, checked.
+    pub async fn set_preferences(
+        &self,
+        tenant: &str,
+        user: &str,
+        unit: &str,
+        theme: &str,
+        now_ms: i64,
+    ) -> Result<UserPreferences, SettingsError> {
+        let p = UserPreferences::checked(tenant, user, unit, theme, now_ms)?;
+        let kept = p.clone();
+        self.doc
+            .update(now_ms, |doc| {
+                doc.preferences.insert(kept.key(), kept.clone());
+                Ok::<_, SettingsError>(())
+            })
+            .await
+            .map_err(document_error)?;
+        Ok(p)
+    }
 }
 
 #[cfg(test)]
