@@ -235,3 +235,83 @@ unit_field = "unit"
     );
     assert!(dead.iter().all(|d| d["source"] == "mqtt"));
 }
+
+/// An MQTT broker added through `SourceService` on a running `up`: a test connection lists
+/// the ESPHome node a retained message announces, a closed port is reported as such, and
+/// once saved the node's readings arrive with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_added_while_running_is_tested_and_streams() {
+    use emberline_proto::v1::SetSourceRequest;
+    use emberline_proto::v1::source_service_client::SourceServiceClient;
+
+    let Some(binary) = mosquitto_binary() else {
+        return;
+    };
+    let broker = Broker::start(binary);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Up::start(&dir.path().join("data"), free_port());
+    let channel = up.channel().await;
+    let mqtt = publisher(broker.port);
+    mqtt.publish(
+        "smoker-node/sensor/pit/state",
+        QoS::AtLeastOnce,
+        true,
+        b"110.5".to_vec(),
+    )
+    .await
+    .expect("publish a retained reading");
+    let account = |url: String| SetSourceRequest {
+        name: "shed".into(),
+        kind: "mqtt".into(),
+        fields: [("url".to_owned(), url)].into_iter().collect(),
+    };
+    let mut sources = SourceServiceClient::new(channel.clone());
+
+    let closed = free_port();
+    let refused = sources
+        .test_source(account(format!("mqtt://{closed}")))
+        .await
+        .expect_err("nothing listens there");
+    assert!(
+        refused.message().starts_with("cannot connect"),
+        "{refused:?}"
+    );
+    let bad = sources
+        .set_source(account("http://127.0.0.1:1883".into()))
+        .await
+        .expect_err("not an MQTT URL");
+    assert!(bad.message().starts_with("url:"), "{bad:?}");
+
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let found = sources
+        .test_source(account(url.clone()))
+        .await
+        .expect("test connection")
+        .into_inner()
+        .devices;
+    assert_eq!(
+        found
+            .iter()
+            .map(|d| (
+                d.device_id.as_str(),
+                d.probes.keys().cloned().collect::<Vec<_>>()
+            ))
+            .collect::<Vec<_>>(),
+        [("smoker-node", vec!["pit".to_owned()])]
+    );
+    sources
+        .set_source(account(url))
+        .await
+        .expect("broker added");
+    publish_until(
+        &mqtt,
+        &channel,
+        "smoker-node/sensor/pit/state",
+        "111.5",
+        "smoker-node",
+        "pit",
+        111.5,
+    )
+    .await;
+    up.interrupt();
+}

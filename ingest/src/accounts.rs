@@ -3,19 +3,27 @@
 //! config file's `[[sources]]` entry goes through), what may be shown of one (never its
 //! password), and a test sign-in that reports the devices the account has.
 //!
-//! Only the cloud kinds are offered: they need nothing but credentials. A password from a
-//! form is always the password itself — a form may not name an environment variable or a
-//! file of the server, whose contents would otherwise be sent wherever `base_url` points.
+//! The cloud kinds are offered, which need nothing but credentials, and an MQTT broker
+//! (ESPHome's topic convention; other mappings are the configuration file's). A password
+//! from a form is always the password itself — a form may not name an environment variable
+//! or a file of the server, whose contents would otherwise be sent wherever `base_url` or
+//! `url` points.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use emberline_common::Secret;
 use serde_json::{Map, Value};
 
 use crate::SourceConfig;
 use crate::cloud::fireboard::Fireboard;
 use crate::cloud::meater::Meater;
 use crate::cloud::thermoworks::Thermoworks;
-use crate::cloud::{CloudAdapter, CloudError, Credentials};
+use crate::cloud::{CloudAdapter, CloudError};
+use crate::mqtt::MqttSource;
+
+/// How long a test of an MQTT broker listens for devices.
+const MQTT_LISTEN: Duration = Duration::from_secs(3);
 
 /// How a field is entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +142,27 @@ pub fn kinds() -> Vec<AccountKind> {
             label: "FireBoard",
             fields: common_fields("60 if empty; calls stay within FireBoard's hourly budget"),
         },
+        AccountKind {
+            kind: "mqtt",
+            label: "MQTT broker (ESPHome)",
+            fields: vec![
+                field(
+                    "url",
+                    "Broker",
+                    FieldType::Text,
+                    true,
+                    "mqtt://host[:port]; readings on <node>/sensor/<name>/state",
+                ),
+                field(
+                    "username",
+                    "User name",
+                    FieldType::Text,
+                    false,
+                    "if the broker wants one",
+                ),
+                field("password", "Password", FieldType::Secret, false, ""),
+            ],
+        },
     ]
 }
 
@@ -161,6 +190,11 @@ pub fn config_of(
     object.insert("kind".into(), kind.into());
     object.insert("tenant".into(), tenant.into());
     object.insert("name".into(), source_name.into());
+    if kind == "mqtt" {
+        // Its own broker session, kept across restarts (see `crate::mqtt`).
+        let id = format!("emberline-{}", source_name.replace(['/', '@'], "-"));
+        object.insert("client_id".into(), id.into());
+    }
     for (name, value) in fields {
         let Some(f) = form.fields.iter().find(|f| f.name == name.as_str()) else {
             return Err(FormError(format!(
@@ -195,59 +229,106 @@ pub fn config_of(
         };
         object.insert(name.clone(), json);
     }
+    if let Some(missing) = form.fields.iter().find(|f| {
+        f.required
+            && f.kind != FieldType::Secret
+            && fields.get(f.name).is_none_or(|v| v.trim().is_empty())
+    }) {
+        return Err(FormError(format!("{}: required", missing.name)));
+    }
     let config: SourceConfig = serde_json::from_value(Value::Object(object))
         .map_err(|e| FormError(format!("{kind}: {e}")))?;
     Ok(config)
 }
 
-fn credentials(config: &SourceConfig) -> Option<&Credentials> {
+/// The password stored in `config`, if its kind has one.
+fn stored_password(config: &SourceConfig) -> Option<&Secret> {
     match config {
-        SourceConfig::Thermoworks(c) => Some(&c.credentials),
-        SourceConfig::Meater(c) => Some(&c.credentials),
-        SourceConfig::Fireboard(c) => Some(&c.credentials),
+        SourceConfig::Thermoworks(c) => c.credentials.password.as_ref(),
+        SourceConfig::Meater(c) => c.credentials.password.as_ref(),
+        SourceConfig::Fireboard(c) => c.credentials.password.as_ref(),
+        SourceConfig::Mqtt(c) => c.password.as_ref(),
+        _ => None,
+    }
+    .filter(|p| !p.is_empty())
+}
+
+fn password_slot(config: &mut SourceConfig) -> Option<&mut Option<Secret>> {
+    match config {
+        SourceConfig::Thermoworks(c) => Some(&mut c.credentials.password),
+        SourceConfig::Meater(c) => Some(&mut c.credentials.password),
+        SourceConfig::Fireboard(c) => Some(&mut c.credentials.password),
+        SourceConfig::Mqtt(c) => Some(&mut c.password),
         _ => None,
     }
 }
 
-fn credentials_mut(config: &mut SourceConfig) -> Option<&mut Credentials> {
+/// Whether `config` takes its password from the server's environment or files.
+fn password_from_server(config: &SourceConfig) -> bool {
     match config {
-        SourceConfig::Thermoworks(c) => Some(&mut c.credentials),
-        SourceConfig::Meater(c) => Some(&mut c.credentials),
-        SourceConfig::Fireboard(c) => Some(&mut c.credentials),
-        _ => None,
+        SourceConfig::Thermoworks(c) => {
+            c.credentials.password_env.is_some() || c.credentials.password_file.is_some()
+        }
+        SourceConfig::Meater(c) => {
+            c.credentials.password_env.is_some() || c.credentials.password_file.is_some()
+        }
+        SourceConfig::Fireboard(c) => {
+            c.credentials.password_env.is_some() || c.credentials.password_file.is_some()
+        }
+        SourceConfig::Mqtt(c) => c.password_file.is_some(),
+        _ => false,
     }
 }
 
 /// Gives `new` the password of `old` when it has none (an edit that leaves the password
 /// field empty: forms never see a stored password, so cannot send it back).
 pub fn keep_password(old: &SourceConfig, new: &mut SourceConfig) {
-    if let (Some(old), Some(new)) = (credentials(old), credentials_mut(new))
-        && new.password.as_ref().is_none_or(|p| p.is_empty())
+    let kept = stored_password(old).cloned();
+    if stored_password(new).is_none()
+        && let Some(slot) = password_slot(new)
     {
-        new.password.clone_from(&old.password);
+        *slot = kept;
     }
 }
 
-/// Checks `config` as an account a form may store: a cloud kind, a password given in it
-/// (never from the server's environment or files), and settings its adapter accepts.
+/// Checks `config` as an account a form may store: a kind the forms offer, a password
+/// given in it (never from the server's environment or files) where the kind needs one,
+/// and settings its source accepts.
 pub fn check(config: &SourceConfig) -> Result<(), FormError> {
-    let Some(c) = credentials(config) else {
+    let Some(form) = kinds().into_iter().find(|k| k.kind == config.kind()) else {
         return Err(FormError(format!(
             "kind: a {} source is set in the configuration file, not here",
             config.kind()
         )));
     };
-    if c.password_env.is_some() || c.password_file.is_some() {
+    if password_from_server(config) {
         return Err(FormError(
             "password: give the password itself; the server's environment and files are \
              not offered here"
                 .into(),
         ));
     }
-    if c.password.as_ref().is_none_or(|p| p.is_empty()) {
+    let needs_password = form
+        .fields
+        .iter()
+        .any(|f| f.name == "password" && f.required);
+    if needs_password && stored_password(config).is_none() {
         return Err(FormError("password: required".into()));
     }
-    adapter(config).map(drop)
+    match config {
+        SourceConfig::Mqtt(c) => MqttSource::new(c.clone())
+            .check()
+            .map_err(|e| FormError(naming_the_field("mqtt", &config_reason(e)))),
+        _ => adapter(config).map(drop),
+    }
+}
+
+/// The reason of a configuration error, without the source's name.
+fn config_reason(e: crate::IngestError) -> String {
+    match e {
+        crate::IngestError::Config { reason, .. } => reason,
+        other => other.to_string(),
+    }
 }
 
 /// What a form may show of `config`: its fields, without the password.
@@ -278,9 +359,7 @@ pub fn shown_fields(config: &SourceConfig) -> BTreeMap<String, String> {
 
 /// Whether a password is stored in `config`.
 pub fn password_set(config: &SourceConfig) -> bool {
-    credentials(config)
-        .and_then(|c| c.password.as_ref())
-        .is_some_and(|p| !p.is_empty())
+    stored_password(config).is_some()
 }
 
 /// `text` with the field it begins with followed by a colon (`poll_interval_s must be …` →
@@ -334,6 +413,25 @@ pub struct FoundDevice {
 /// Signs in to the account and polls it once, without appending anything: the devices it
 /// has, or why it failed (`credentials rejected: …`, `upstream failure: …`).
 pub async fn test(config: &SourceConfig, now_ms: i64) -> Result<Vec<FoundDevice>, FormError> {
+    if let SourceConfig::Mqtt(c) = config {
+        let heard = MqttSource::new(c.clone())
+            .probe(MQTT_LISTEN)
+            .await
+            .map_err(FormError)?;
+        let mut found: BTreeMap<String, FoundDevice> = BTreeMap::new();
+        for (device_id, probe_id) in heard {
+            found
+                .entry(device_id.clone())
+                .or_insert_with(|| FoundDevice {
+                    name: device_id.clone(),
+                    device_id,
+                    probes: BTreeMap::new(),
+                })
+                .probes
+                .insert(probe_id.clone(), probe_id);
+        }
+        return Ok(found.into_values().collect());
+    }
     let mut adapter = adapter(config)?;
     let out = adapter
         .poll(now_ms)
@@ -428,7 +526,8 @@ mod tests {
                 .0
         };
         assert!(refused("pigeon", &[]).starts_with("kind:"));
-        assert!(refused("mqtt", &[]).starts_with("kind:"));
+        assert!(refused("http_push", &[]).starts_with("kind:"));
+        assert_eq!(refused("mqtt", &[]), "url: required");
         assert!(
             refused("thermoworks", &[("password_file", "/etc/shadow")])
                 .starts_with("password_file:")
@@ -451,6 +550,29 @@ mod tests {
         assert!(refused("thermoworks", &[("password", "p")]).starts_with("username: "));
         assert!(refused("meater", &[("base_url", "file:///etc/passwd")]).starts_with("base_url:"));
         assert!(refused("thermoworks", &[("brand", "acme")]).starts_with("brand:"));
+    }
+
+    #[test]
+    fn a_broker_needs_only_its_url_and_gets_a_session_of_its_own() {
+        let config = config_of(
+            "mqtt",
+            "smiths",
+            "smiths/shed",
+            &form(&[("url", "mqtt://10.0.0.2:1883"), ("username", "grill")]),
+        )
+        .expect("valid");
+        check(&config).expect("no password needed");
+        let SourceConfig::Mqtt(m) = &config else {
+            panic!("{config:?}")
+        };
+        assert_eq!(m.client_id, "emberline-smiths-shed");
+        assert!(!password_set(&config));
+        assert!(!shown_fields(&config).contains_key("client_id"));
+        let refused = config_of("mqtt", "default", "b", &form(&[("url", "http://x")]))
+            .and_then(|c| check(&c))
+            .expect_err("not mqtt://")
+            .0;
+        assert!(refused.starts_with("url: "), "{refused}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::cloud::fireboard::Fireboard;
 use crate::cloud::meater::Meater;
 use crate::cloud::thermoworks::Thermoworks;
 use crate::metrics::status;
+use crate::mqtt::MqttSource;
 use crate::validate::Remembered;
 use crate::{EventSink, IngestError, Source, SourceConfig, run_source};
 
@@ -66,6 +67,7 @@ fn build(config: &SourceConfig, remembered: Remembered) -> Result<Box<dyn Source
             )
             .remembering(remembered),
         ),
+        SourceConfig::Mqtt(c) => Box::new(MqttSource::new(c.clone()).remembering(remembered)),
         other => other.build(emberline_common::clock::now_ms())?,
     })
 }

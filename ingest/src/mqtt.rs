@@ -19,7 +19,7 @@ use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOption
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::validate::{Gate, RawReading, Rejected, Rejection, Unit};
+use crate::validate::{Gate, RawReading, Rejected, Rejection, Remembered, Unit};
 use crate::{EventSink, IngestError, Source};
 use emberline_common::clock::now_ms;
 use emberline_common::{Backoff, Secret};
@@ -246,6 +246,7 @@ fn truncate(s: &str) -> &str {
 /// The source.
 pub struct MqttSource {
     config: MqttSourceConfig,
+    remembered: Remembered,
 }
 
 impl MqttSource {
@@ -254,7 +255,97 @@ impl MqttSource {
         if config.topics.is_empty() {
             config.topics.push(TopicMapping::default());
         }
-        Self { config }
+        Self {
+            config,
+            remembered: Remembered::default(),
+        }
+    }
+
+    /// Remembers the readings it admits in `remembered`, which an earlier run of the same
+    /// source may have filled: a message that run appended but could not acknowledge, which
+    /// the broker sends again, is not appended twice.
+    pub fn remembering(mut self, remembered: Remembered) -> Self {
+        self.remembered = remembered;
+        self
+    }
+
+    /// Checks the settings (the URL's form; a password file is read).
+    pub fn check(&self) -> Result<(), IngestError> {
+        self.options().map(drop)
+    }
+
+    /// Connects as a passing client — its own client id, a clean session, nothing
+    /// acknowledged for the source — and listens for `wait`: the (device, probe) pairs the
+    /// topics carried, or why the broker could not be used.
+    pub async fn probe(&self, wait: Duration) -> Result<Vec<(String, String)>, String> {
+        let source = self.options().map_err(|e| e.to_string())?;
+        let (host, port) = source.broker_address();
+        let mut options = MqttOptions::new(format!("emberline-test-{}", now_ms()), host, port);
+        options
+            .set_clean_session(true)
+            .set_keep_alive(Duration::from_secs(10));
+        if let Some(login) = source.credentials() {
+            options.set_credentials(login.username, login.password);
+        }
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let mut found = std::collections::BTreeSet::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut connected = false;
+        loop {
+            let polled = tokio::select! {
+                p = eventloop.poll() => p,
+                () = tokio::time::sleep_until(deadline) => break,
+            };
+            match polled {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    connected = true;
+                    for mapping in &self.config.topics {
+                        client
+                            .subscribe(&mapping.filter, QoS::AtMostOnce)
+                            .await
+                            .map_err(|e| {
+                                format!("cannot subscribe to {:?}: {e}", mapping.filter)
+                            })?;
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let parsed = self
+                        .config
+                        .topics
+                        .iter()
+                        .find(|m| topic_matches(&m.filter, &publish.topic))
+                        .and_then(|m| parse_message(m, &publish.topic, &publish.payload).ok());
+                    if let Some(raw) = parsed {
+                        found.insert((raw.device_id, raw.probe_id));
+                    }
+                }
+                Ok(_) => {}
+                Err(ConnectionError::ConnectionRefused(
+                    ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+                )) => {
+                    return Err(
+                        "credentials rejected: the broker refused the user name or password".into(),
+                    );
+                }
+                Err(e) if !connected => {
+                    return Err(format!("cannot connect to {}: {e}", self.config.url));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the connection to {} dropped: {e}",
+                        self.config.url
+                    ));
+                }
+            }
+        }
+        if !connected {
+            return Err(format!(
+                "cannot connect to {}: no answer within {wait:?}",
+                self.config.url
+            ));
+        }
+        let _ = client.disconnect().await;
+        Ok(found.into_iter().collect())
     }
 
     fn options(&self) -> Result<MqttOptions, IngestError> {
@@ -313,9 +404,10 @@ impl Source for MqttSource {
     ) -> Result<(), IngestError> {
         let options = self.options()?;
         let (client, mut eventloop) = AsyncClient::new(options, 256);
-        let mut gate = Gate::new(
+        let mut gate = Gate::remembering(
             &self.config.name,
             i64::from(self.config.retention_days) * 86_400_000,
+            self.remembered.clone(),
         );
         let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(60));
         let metrics = crate::metrics::SourceMetrics::new(&self.config.name);
