@@ -114,6 +114,8 @@ pub struct Authenticator {
     throttled_noted: std::sync::Mutex<std::collections::HashMap<IpAddr, Instant>>,
     /// Ids of API tokens this process created or revoked (reported already).
     own_token_changes: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Users this process added or removed and has reported, not yet seen in the file.
+    own_user_changes: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Authenticator {
@@ -156,6 +158,7 @@ impl Authenticator {
             shares_opened: std::sync::Mutex::default(),
             seen_users: std::sync::Mutex::default(),
             own_token_changes: std::sync::Mutex::default(),
+            own_user_changes: std::sync::Mutex::default(),
             throttled_noted: std::sync::Mutex::default(),
             service_token: None,
             oidc: None,
@@ -261,6 +264,10 @@ impl Authenticator {
             return;
         }
         let actor = "command line";
+        let mut mine = self
+            .own_user_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for user in &doc.users {
             let kind = match before.iter().find(|b| b.name == user.name) {
                 None => Some(AuditKind::UserAdded),
@@ -272,11 +279,16 @@ impl Authenticator {
                 }
                 Some(_) => None,
             };
-            if let Some(kind) = kind {
+            if let Some(kind) = kind
+                && !(kind == AuditKind::UserAdded && mine.remove(&user.name))
+            {
                 self.audit(&user.tenant, kind, actor, Some(&user.name), None);
             }
         }
         for gone in before.iter().filter(|b| doc.user(&b.name).is_none()) {
+            if mine.remove(&gone.name) {
+                continue;
+            }
             self.audit(
                 &gone.tenant,
                 AuditKind::UserRemoved,
@@ -761,6 +773,94 @@ impl Authenticator {
             .filter(|t| t.tenant == tenant)
             .cloned()
             .collect())
+    }
+
+    /// The tenant's users, by name.
+    pub fn list_users(&self, tenant: &str) -> Result<Vec<User>, AuthError> {
+        Ok(users::list(&self.file)?
+            .into_iter()
+            .filter(|u| u.tenant == tenant)
+            .collect())
+    }
+
+    /// Adds a user to the tenant (the password checked against the policy).
+    pub async fn add_user(
+        &self,
+        actor: &str,
+        tenant: &str,
+        name: &str,
+        role: Role,
+        password: &str,
+    ) -> Result<(), AuthError> {
+        // Refusals name their field first, for forms.
+        let on = |field: &str| {
+            let field = field.to_owned();
+            move |e: AuthError| match e {
+                AuthError::InvalidArgument(why) => {
+                    AuthError::InvalidArgument(format!("{field}: {why}"))
+                }
+                other => other,
+            }
+        };
+        users::check_name("user", name).map_err(on("name"))?;
+        password::check_policy(password).map_err(on("password"))?;
+        self.own_user_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned());
+        let added = users::add(
+            &self.file,
+            users::NewUser {
+                name,
+                password,
+                role,
+                tenant,
+            },
+            false,
+        )
+        .await;
+        if added.is_err() {
+            self.own_user_changes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
+        }
+        // What is left to refuse is a name taken.
+        added.map_err(on("name"))?;
+        self.audit(tenant, AuditKind::UserAdded, actor, Some(name), None);
+        Ok(())
+    }
+
+    /// Removes one of the tenant's users and ends their sessions (never the tenant's last
+    /// owner).
+    pub async fn remove_user(
+        &self,
+        actor: &str,
+        tenant: &str,
+        name: &str,
+    ) -> Result<(), AuthError> {
+        let theirs = self
+            .file
+            .current()?
+            .user(name)
+            .is_some_and(|u| u.tenant == tenant);
+        if !theirs {
+            return Err(AuthError::NotFound(format!("no user called {name:?}")));
+        }
+        self.own_user_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned());
+        let removed = users::remove(&self.file, name).await;
+        if removed.is_err() {
+            self.own_user_changes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
+        }
+        removed?;
+        self.audit(tenant, AuditKind::UserRemoved, actor, Some(name), None);
+        Ok(())
     }
 
     /// Revokes one of the tenant's API tokens.

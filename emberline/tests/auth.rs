@@ -1281,3 +1281,124 @@ async fn owners_read_their_tenants_audit_trail_and_nobody_elses() {
         .expect_err("a viewer reads no trail");
     assert_eq!(denied.code(), Code::PermissionDenied);
 }
+
+/// An owner manages the tenant's users through `UserService`: a user added with a role
+/// signs in with it, each change is in the audit trail once and by the owner (not also by
+/// "command line"), the owner cannot remove another tenant's user or the last owner, and a
+/// removed user's session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_add_and_remove_their_tenants_users_through_the_api() {
+    use emberline_proto::v1::audit_service_client::AuditServiceClient;
+    use emberline_proto::v1::user_service_client::UserServiceClient;
+    use emberline_proto::v1::{
+        AddUserRequest, ListAuditEventsRequest, ListUsersRequest, RemoveUserRequest, WhoAmIRequest,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = start(dir.path());
+    let channel = up.channel().await;
+    add_neighbour(&dir.path().join("data")).await;
+    let owner = sign_in(&channel, "admin").await;
+    let mut users = UserServiceClient::new(channel.clone());
+
+    let short = users
+        .add_user(bearer(
+            &owner,
+            AddUserRequest {
+                name: "sam".into(),
+                role: "cook".into(),
+                password: "short".into(),
+            },
+        ))
+        .await
+        .expect_err("too short");
+    assert!(short.message().starts_with("password:"), "{short:?}");
+    let added = users
+        .add_user(bearer(
+            &owner,
+            AddUserRequest {
+                name: "sam".into(),
+                role: "cook".into(),
+                password: PASSWORD.into(),
+            },
+        ))
+        .await
+        .expect("added")
+        .into_inner()
+        .user
+        .expect("the user");
+    assert_eq!((added.name.as_str(), added.role.as_str()), ("sam", "cook"));
+    let listed = users
+        .list_users(bearer(&owner, ListUsersRequest {}))
+        .await
+        .expect("list")
+        .into_inner()
+        .users;
+    assert_eq!(
+        listed.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        ["admin", "sam"],
+        "the tenant's users only"
+    );
+    let sam = sign_in(&channel, "sam").await;
+    let me = AuthServiceClient::new(channel.clone())
+        .who_am_i(bearer(&sam, WhoAmIRequest {}))
+        .await
+        .expect("sam is signed in")
+        .into_inner();
+    assert_eq!(me.role, "cook");
+
+    for (name, code) in [
+        ("neighbour", Code::NotFound),
+        ("admin", Code::InvalidArgument),
+    ] {
+        let refused = users
+            .remove_user(bearer(&owner, RemoveUserRequest { name: name.into() }))
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), code, "{name}: {refused:?}");
+    }
+    users
+        .remove_user(bearer(&owner, RemoveUserRequest { name: "sam".into() }))
+        .await
+        .expect("removed");
+    let ended = AuthServiceClient::new(channel.clone())
+        .who_am_i(bearer(&sam, WhoAmIRequest {}))
+        .await
+        .expect_err("sam's session ended");
+    assert_eq!(ended.code(), Code::Unauthenticated);
+
+    let audit = AuditServiceClient::new(channel.clone());
+    let trail = support::eventually(
+        "the removal is in the trail",
+        support::PATIENCE,
+        std::time::Duration::from_millis(100),
+        || {
+            let (mut audit, request) = (
+                audit.clone(),
+                bearer(&owner, ListAuditEventsRequest::default()),
+            );
+            async move {
+                let events = audit
+                    .list_audit_events(request)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner()
+                    .events;
+                events
+                    .iter()
+                    .any(|e| e.kind == "user_removed")
+                    .then_some(events.clone())
+                    .ok_or(format!("{events:?}"))
+            }
+        },
+    )
+    .await;
+    let about_sam = |kind: &str| {
+        trail
+            .iter()
+            .filter(|e| e.kind == kind && e.subject.as_deref() == Some("sam"))
+            .map(|e| e.actor.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(about_sam("user_added"), ["admin"], "{trail:?}");
+    assert_eq!(about_sam("user_removed"), ["admin"], "{trail:?}");
+}

@@ -85,6 +85,7 @@ pub fn rule(path: &str) -> Rule {
             Manage
         }
         "AuditService/ListAuditEvents" => Manage,
+        "UserService/ListUsers" | "UserService/AddUser" | "UserService/RemoveUser" => Manage,
         "SettingsService/ListChannels"
         | "SettingsService/SetChannel"
         | "SettingsService/DeleteChannel"

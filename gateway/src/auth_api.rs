@@ -1,4 +1,5 @@
-//! `AuthService` and `TokenService`: signing in and out, refreshing, and API tokens.
+//! `AuthService`, `TokenService` and `UserService`: signing in and out, refreshing, API
+//! tokens, and the tenant's users.
 //!
 //! With `cookie` set (the web UI), the tokens go into HttpOnly, SameSite=Strict cookies the
 //! page's scripts cannot read, instead of into the answer: the access cookie for every
@@ -7,10 +8,13 @@
 use emberline_auth::{AuthError, Authenticator, Caller, Grant, SignedIn};
 use emberline_proto::v1::auth_service_server::AuthService;
 use emberline_proto::v1::token_service_server::TokenService;
+use emberline_proto::v1::user_service_server::UserService;
 use emberline_proto::v1::{
-    ApiToken, CreateTokenRequest, CreateTokenResponse, ListTokensRequest, ListTokensResponse,
-    RefreshRequest, RevokeTokenRequest, RevokeTokenResponse, SetupRequest, SignInRequest,
-    SignInResponse, SignOutRequest, SignOutResponse, WhoAmIRequest, WhoAmIResponse,
+    AddUserRequest, AddUserResponse, ApiToken, CreateTokenRequest, CreateTokenResponse,
+    ListTokensRequest, ListTokensResponse, ListUsersRequest, ListUsersResponse, RefreshRequest,
+    RemoveUserRequest, RemoveUserResponse, RevokeTokenRequest, RevokeTokenResponse, SetupRequest,
+    SignInRequest, SignInResponse, SignOutRequest, SignOutResponse, UserInfo, WhoAmIRequest,
+    WhoAmIResponse,
 };
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
@@ -285,5 +289,71 @@ impl TokenService for Gateway {
         })
         .await?;
         Ok(Response::new(RevokeTokenResponse {}))
+    }
+}
+
+fn user_to_proto(u: emberline_auth::store::User) -> UserInfo {
+    UserInfo {
+        name: u.name,
+        role: u.role.as_str().into(),
+        created_at_ms: u.created_at_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl UserService for Gateway {
+    async fn list_users(
+        &self,
+        request: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
+        let auth = self.authenticator()?.clone();
+        let caller = caller_of(&request)?;
+        let users = blocking(move || auth.list_users(&caller.tenant)).await?;
+        Ok(Response::new(ListUsersResponse {
+            users: users.into_iter().map(user_to_proto).collect(),
+        }))
+    }
+
+    async fn add_user(
+        &self,
+        request: Request<AddUserRequest>,
+    ) -> Result<Response<AddUserResponse>, Status> {
+        let auth = self.authenticator()?.clone();
+        let caller = caller_of(&request)?;
+        let r = request.into_inner();
+        let role = r
+            .role
+            .parse()
+            .map_err(|e: emberline_auth::identity::UnknownName| {
+                Status::invalid_argument(format!("role: {e}"))
+            })?;
+        let (tenant, name) = (caller.tenant.clone(), r.name.clone());
+        let check = auth.clone();
+        blocking_async(move || async move {
+            check
+                .add_user(&caller.name, &caller.tenant, &r.name, role, &r.password)
+                .await
+        })
+        .await?;
+        let added = blocking(move || auth.list_users(&tenant))
+            .await?
+            .into_iter()
+            .find(|u| u.name == name)
+            .map(user_to_proto);
+        Ok(Response::new(AddUserResponse { user: added }))
+    }
+
+    async fn remove_user(
+        &self,
+        request: Request<RemoveUserRequest>,
+    ) -> Result<Response<RemoveUserResponse>, Status> {
+        let auth = self.authenticator()?.clone();
+        let caller = caller_of(&request)?;
+        let name = request.into_inner().name;
+        blocking_async(move || async move {
+            auth.remove_user(&caller.name, &caller.tenant, &name).await
+        })
+        .await?;
+        Ok(Response::new(RemoveUserResponse {}))
     }
 }

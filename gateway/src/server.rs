@@ -18,6 +18,7 @@ use emberline_proto::v1::share_service_server::ShareServiceServer;
 use emberline_proto::v1::source_service_server::SourceServiceServer;
 use emberline_proto::v1::token_service_server::TokenServiceServer;
 use emberline_proto::v1::trend_service_server::TrendServiceServer;
+use emberline_proto::v1::user_service_server::UserServiceServer;
 use emberline_schemas::EventCodec;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -138,6 +139,7 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
     health.set_serving::<AuditServiceServer<Gateway>>().await;
     health.set_serving::<SettingsServiceServer<Gateway>>().await;
     health.set_serving::<SourceServiceServer<Gateway>>().await;
+    health.set_serving::<UserServiceServer<Gateway>>().await;
     let auth = AuthLayer {
         mode: gateway.auth.clone(),
         budget: std::sync::Arc::new(crate::rate::RateLimiter::new(gateway.budget)),
@@ -182,6 +184,9 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         )
         .add_service(
             SourceServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            UserServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(TrendServiceServer::new(gateway).max_decoding_message_size(MAX_REQUEST_BYTES));
     Ok(tonic::service::Routes::from(

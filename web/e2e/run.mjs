@@ -327,7 +327,7 @@ try {
   check(/too many failed sign-ins; try again in \d+ ?s/.test(throttled), `repeated wrong passwords are slowed down in the server's words ("${throttled}")`);
   await guesser.close();
 
-  await (await import("./settings.mjs")).checkSettings({ url, page, check, patience: PATIENCE, artifacts });
+  await (await import("./settings.mjs")).checkSettings({ url, page, check, patience: PATIENCE, artifacts, browser });
   if (thermoworks) {
     await (await import("./settings.mjs")).checkAccounts({ url, page, check, thermoworks, port: await freePort(), patience: PATIENCE, artifacts });
   } else {

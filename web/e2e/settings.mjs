@@ -34,7 +34,7 @@ function receiver() {
  * @param {number} [t.patience] ms to wait for anything
  * @param {string} [t.artifacts] where to save a screenshot
  */
-export async function checkSettings({ url, page, check, patience = 60_000, artifacts }) {
+export async function checkSettings({ url, page, check, patience = 60_000, artifacts, browser }) {
   const hook = await receiver();
   try {
     await page.goto(`${url}#/`);
@@ -135,6 +135,44 @@ export async function checkSettings({ url, page, check, patience = 60_000, artif
     await tokenRow.waitFor({ state: "detached", timeout: patience });
     const after = await scriptCall();
     check(after === "16", `a revoked token leaves the list and is refused (grpc-status ${after})`);
+
+    // A user: a short password is refused next to its field; added, they can sign in with
+    // their role; removed, they cannot.
+    const userForm = page.locator('[data-testid="user-form"]');
+    await userForm.locator('input[name="name"]').fill("sam");
+    await userForm.locator('select[name="role"]').selectOption("cook");
+    await userForm.locator('input[name="password"]').fill("short");
+    await userForm.locator("button[type=submit]").click();
+    await userForm.locator('[data-error="password"]').filter({ hasText: /at least/ }).waitFor({ timeout: patience });
+    check(true, "a short password is refused next to the password field");
+    await userForm.locator('input[name="password"]').fill("sams-first-password");
+    await userForm.locator("button[type=submit]").click();
+    const samRow = page.locator('li.user[data-user="sam"]');
+    await samRow.waitFor({ timeout: patience });
+    check((await samRow.innerText()).includes("cook"), "the added user is listed with their role");
+    if (browser) {
+      const signInAs = async () => {
+        const context = await browser.newContext();
+        const other = await context.newPage();
+        other.setDefaultTimeout(patience);
+        await other.goto(`${url}#/signin`);
+        await other.locator('input[name="user"]').fill("sam");
+        await other.locator('input[name="password"]').fill("sams-first-password");
+        await other.locator(".auth-form button[type=submit]").click();
+        return { context, other };
+      };
+      const { context, other } = await signInAs();
+      await other.locator("button.signout").waitFor({ timeout: patience });
+      const whoText = await other.locator(".who").innerText().catch(() => "");
+      check(/sam/.test(whoText) && !(await other.locator('[data-testid="settings-link"]').isVisible()), `the new user signs in as a cook, with no Settings ("${whoText}")`);
+      await context.close();
+      await page.locator('[data-testid="remove-user-sam"]').click();
+      await samRow.waitFor({ state: "detached", timeout: patience });
+      const again = await signInAs();
+      await again.other.locator("#signin-error").filter({ hasText: /\S/ }).waitFor({ timeout: patience });
+      check(true, `a removed user can no longer sign in ("${await again.other.locator("#signin-error").innerText()}")`);
+      await again.context.close();
+    }
 
     // A probe renamed here shows on the dashboard under its new name.
     const names = page.locator('form[data-names="sim-1"]');

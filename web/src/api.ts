@@ -17,6 +17,7 @@ import {
   ShareService,
   SourceService,
   TokenService,
+  UserService,
   StartFrom,
   TrendService,
   type AlertEvent,
@@ -105,6 +106,7 @@ export const shares = createClient(ShareService, transport);
 export const settings = createClient(SettingsService, transport);
 export const sources = createClient(SourceService, transport);
 export const tokens = createClient(TokenService, transport);
+export const users = createClient(UserService, transport);
 const trends = createClient(TrendService, transport);
 
 /** Opens a trend subscription (all devices, or one) from `resume`. */

@@ -265,7 +265,7 @@ function showApp(): void {
   planning = window.location.hash === "#/plan" || window.location.hash === "#/settings";
   leaveApp();
   if (window.location.hash === "#/settings") {
-    renderSettings(main);
+    renderSettings(main, caller?.name);
     render();
     return;
   }

@@ -11,6 +11,7 @@ import { placeRefusal, recipients, type ChannelField } from "../settingsform";
 import { accountsSection } from "./accounts";
 import { rulesSection } from "./rules";
 import { tokensSection } from "./tokens";
+import { usersSection } from "./users";
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -162,7 +163,8 @@ function namesForm(d: Device, say: (text: string, bad?: boolean) => void): HTMLF
   return form;
 }
 
-export function renderSettings(root: HTMLElement): void {
+/** The Settings page; `me` is the signed-in user's name. */
+export function renderSettings(root: HTMLElement, me?: string): void {
   const list = h("ul", { class: "channels", "data-testid": "channels" });
   const said = h("p", { class: "facts", role: "status", "aria-live": "polite" });
   const say = (text: string, bad = false) => {
@@ -203,6 +205,7 @@ export function renderSettings(root: HTMLElement): void {
       say("Saved.");
       refresh();
     }),
+    usersSection(me),
     tokensSection(),
     h("h3", {}, "Devices and probes"),
     h("p", { class: "facts" }, "Names shown here, on the dashboard and in Home Assistant (whose entity ids stay). Empty a field for the name the thermometer reports."),
