@@ -1217,36 +1217,18 @@ async fn owners_read_their_tenants_audit_trail_and_nobody_elses() {
     let neighbour = sign_in(&channel, "neighbour").await;
 
     let audit = AuditServiceClient::new(channel.clone());
-    let trail = support::eventually(
-        "the trail has every event",
-        support::PATIENCE,
-        std::time::Duration::from_millis(100),
-        || {
-            let (mut audit, request) = (
-                audit.clone(),
-                bearer(&owner, ListAuditEventsRequest::default()),
-            );
-            async move {
-                let events = audit
-                    .list_audit_events(request)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into_inner()
-                    .events;
-                let has = |kind: &str, who: &str| {
-                    events.iter().any(|e| {
-                        e.kind == kind && (e.actor == who || e.subject.as_deref() == Some(who))
-                    })
-                };
-                let all = has("signed_in", "admin")
-                    && has("sign_in_failed", "admin")
-                    && has("token_created", "admin")
-                    && has("user_added", "sam")
-                    && has("signed_in", "sam");
-                all.then_some(events.clone()).ok_or(format!("{events:?}"))
-            }
-        },
-    )
+    let trail = audit_trail_until(&channel, &owner, "the trail has every event", |events| {
+        let has = |kind: &str, who: &str| {
+            events
+                .iter()
+                .any(|e| e.kind == kind && (e.actor == who || e.subject.as_deref() == Some(who)))
+        };
+        has("signed_in", "admin")
+            && has("sign_in_failed", "admin")
+            && has("token_created", "admin")
+            && has("user_added", "sam")
+            && has("signed_in", "sam")
+    })
     .await;
     assert!(
         trail
@@ -1288,11 +1270,8 @@ async fn owners_read_their_tenants_audit_trail_and_nobody_elses() {
 /// removed user's session ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_add_and_remove_their_tenants_users_through_the_api() {
-    use emberline_proto::v1::audit_service_client::AuditServiceClient;
     use emberline_proto::v1::user_service_client::UserServiceClient;
-    use emberline_proto::v1::{
-        AddUserRequest, ListAuditEventsRequest, ListUsersRequest, RemoveUserRequest, WhoAmIRequest,
-    };
+    use emberline_proto::v1::{AddUserRequest, ListUsersRequest, RemoveUserRequest, WhoAmIRequest};
     let dir = tempfile::tempdir().expect("tempdir");
     let up = start(dir.path());
     let channel = up.channel().await;
@@ -1366,31 +1345,9 @@ async fn owners_add_and_remove_their_tenants_users_through_the_api() {
         .expect_err("sam's session ended");
     assert_eq!(ended.code(), Code::Unauthenticated);
 
-    let audit = AuditServiceClient::new(channel.clone());
-    let trail = support::eventually(
-        "the removal is in the trail",
-        support::PATIENCE,
-        std::time::Duration::from_millis(100),
-        || {
-            let (mut audit, request) = (
-                audit.clone(),
-                bearer(&owner, ListAuditEventsRequest::default()),
-            );
-            async move {
-                let events = audit
-                    .list_audit_events(request)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into_inner()
-                    .events;
-                events
-                    .iter()
-                    .any(|e| e.kind == "user_removed")
-                    .then_some(events.clone())
-                    .ok_or(format!("{events:?}"))
-            }
-        },
-    )
+    let trail = audit_trail_until(&channel, &owner, "the removal is in the trail", |events| {
+        events.iter().any(|e| e.kind == "user_removed")
+    })
     .await;
     let about_sam = |kind: &str| {
         trail
@@ -1401,4 +1358,42 @@ async fn owners_add_and_remove_their_tenants_users_through_the_api() {
     };
     assert_eq!(about_sam("user_added"), ["admin"], "{trail:?}");
     assert_eq!(about_sam("user_removed"), ["admin"], "{trail:?}");
+}
+
+/// The owner's audit trail once `done` holds for it (waiting for the events in flight).
+async fn audit_trail_until(
+    channel: &Channel,
+    owner: &str,
+    what: &str,
+    done: impl Fn(&[emberline_proto::v1::AuditEntry]) -> bool,
+) -> Vec<emberline_proto::v1::AuditEntry> {
+    use emberline_proto::v1::ListAuditEventsRequest;
+    use emberline_proto::v1::audit_service_client::AuditServiceClient;
+    let audit = AuditServiceClient::new(channel.clone());
+    support::eventually(
+        what,
+        support::PATIENCE,
+        std::time::Duration::from_millis(100),
+        || {
+            let (mut audit, request) = (
+                audit.clone(),
+                bearer(owner, ListAuditEventsRequest::default()),
+            );
+            let done = &done;
+            async move {
+                let events = audit
+                    .list_audit_events(request)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner()
+                    .events;
+                if done(&events) {
+                    Ok(events)
+                } else {
+                    Err(format!("{events:?}"))
+                }
+            }
+        },
+    )
+    .await
 }
