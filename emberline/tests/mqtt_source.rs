@@ -313,5 +313,16 @@ async fn a_broker_added_while_running_is_tested_and_streams() {
         111.5,
     )
     .await;
+    let listed = sources
+        .list_sources(emberline_proto::v1::ListSourcesRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .sources;
+    let shed = listed.iter().find(|s| s.name == "shed").expect("listed");
+    assert!(
+        shed.running && shed.last_success_ms > 0 && shed.last_error.is_empty(),
+        "the broker's status shows its last delivery: {shed:?}"
+    );
     up.interrupt();
 }

@@ -452,6 +452,7 @@ impl Source for MqttSource {
                     match sink.deliver(&self.config.name, &admitted, received).await {
                         Ok(()) => {
                             metrics.delivered(&admitted, received);
+                            crate::metrics::status::succeeded(&self.config.name, received);
                             // Only now may the broker forget the message.
                             if let Err(e) = client.ack(&publish).await {
                                 tracing::warn!(error = %e, "cannot acknowledge a message; the broker re-sends it");
@@ -484,6 +485,15 @@ impl Source for MqttSource {
                         delay
                     };
                     metrics.backing_off(delay);
+                    crate::metrics::status::failed(
+                        &self.config.name,
+                        &if rejected {
+                            "credentials rejected: the broker refused the user name or password"
+                                .to_owned()
+                        } else {
+                            format!("MQTT connection lost: {e}")
+                        },
+                    );
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = shutdown.cancelled() => return Ok(()),
