@@ -15,22 +15,74 @@ use crate::provider::LogTable;
 use crate::tables::{DEVICE_COLUMN, TABLES};
 
 /// `cooks`: one row per cook, from its `CookStarted` and (once it ended) `CookEnded`
-/// commands. `targets_c` are the targets the cook started with (JSON, probe → °C); later
-/// `TargetSet` commands are in `cook_commands`. `duration_min` is null while a cook runs.
+/// commands, with what its predictions saw. `targets_c` are the targets the cook started
+/// with (JSON, probe → °C); later `TargetSet` commands are in `cook_commands`.
+/// `duration_min` is null while a cook runs. `stall_min` is, for the probe that stalled
+/// longest, the minutes from its first prediction flagged as in the stall to its last (0 when
+/// no prediction was; null when the cook has no predictions); `max_pit_c` is the highest
+/// smoothed pit temperature its predictions carried.
 const COOKS_VIEW: &str = "CREATE VIEW cooks AS
 SELECT s.tenant, s.device_id, s.cook_id, s.what, s.meat, s.weight_kg,
        s.event_time AS started, e.ended, s.targets_c, s.pit_min_c, s.pit_max_c,
-       (CAST(e.ended AS BIGINT) - CAST(s.event_time AS BIGINT)) / 60000.0 AS duration_min
+       (CAST(e.ended AS BIGINT) - CAST(s.event_time AS BIGINT)) / 60000.0 AS duration_min,
+       p.stall_min, p.max_pit_c
 FROM cook_commands s
 LEFT JOIN (
     SELECT device_id, cook_id, max(event_time) AS ended
     FROM cook_commands WHERE event_type = 'CookEnded'
     GROUP BY device_id, cook_id
 ) e ON s.device_id = e.device_id AND s.cook_id = e.cook_id
+LEFT JOIN (
+    SELECT device_id, cook_id, max(stall_min) AS stall_min, max(max_pit_c) AS max_pit_c
+    FROM (
+        SELECT device_id, cook_id, probe_id, max(pit_c) AS max_pit_c,
+               coalesce((CAST(max(CASE WHEN stall THEN event_time END) AS BIGINT)
+                         - CAST(min(CASE WHEN stall THEN event_time END) AS BIGINT)) / 60000.0,
+                        0.0) AS stall_min
+        FROM predictions GROUP BY device_id, cook_id, probe_id
+    ) GROUP BY device_id, cook_id
+) p ON s.device_id = p.device_id AND s.cook_id = p.cook_id
 WHERE s.event_type = 'CookStarted'";
 
+/// `cook_readings`: every reading of a cook's device from its start to its end (to now while
+/// it runs), with the cook and the minutes since it started.
+const COOK_READINGS_VIEW: &str = "CREATE VIEW cook_readings AS
+SELECT c.tenant, c.device_id, c.cook_id, c.what, c.meat, r.probe_id, r.event_time,
+       (CAST(r.event_time AS BIGINT) - CAST(c.started AS BIGINT)) / 60000.0 AS minutes,
+       r.temperature_c
+FROM cooks c
+JOIN probe_readings r ON r.device_id = c.device_id
+WHERE r.event_time >= c.started AND (c.ended IS NULL OR r.event_time <= c.ended)";
+
+/// `alerts_history`: one row per alert, from its first raise: how often it was raised again
+/// for want of an acknowledgement (`repeats`), when it was first acknowledged and when it
+/// cleared (null while it has not), and for how long it was up.
+const ALERTS_HISTORY_VIEW: &str = "CREATE VIEW alerts_history AS
+SELECT r.tenant, r.device_id, r.alert_id, r.rule_id, r.kind, r.probe_id, r.cook_id,
+       r.event_time AS raised, r.value, r.threshold, r.message, n.repeats,
+       a.acknowledged, c.cleared, c.reason AS cleared_reason,
+       (CAST(c.cleared AS BIGINT) - CAST(r.event_time AS BIGINT)) / 60000.0 AS duration_min
+FROM alerts r
+JOIN (
+    SELECT device_id, alert_id, max(coalesce(repeat, 0)) AS repeats
+    FROM alerts WHERE event_type = 'AlertRaised' GROUP BY device_id, alert_id
+) n ON n.device_id = r.device_id AND n.alert_id = r.alert_id
+LEFT JOIN (
+    SELECT device_id, alert_id, min(event_time) AS acknowledged
+    FROM cook_commands WHERE event_type = 'AlertAcknowledged' GROUP BY device_id, alert_id
+) a ON a.device_id = r.device_id AND a.alert_id = r.alert_id
+LEFT JOIN (
+    SELECT device_id, alert_id, min(event_time) AS cleared, min(reason) AS reason
+    FROM alerts WHERE event_type = 'AlertCleared' GROUP BY device_id, alert_id
+) c ON c.device_id = r.device_id AND c.alert_id = r.alert_id
+WHERE r.event_type = 'AlertRaised' AND coalesce(r.repeat, 0) = 0";
+
 /// The views, by name, with the statement that creates each.
-pub const VIEWS: [(&str, &str); 1] = [("cooks", COOKS_VIEW)];
+pub const VIEWS: [(&str, &str); 3] = [
+    ("cooks", COOKS_VIEW),
+    ("cook_readings", COOK_READINGS_VIEW),
+    ("alerts_history", ALERTS_HISTORY_VIEW),
+];
 
 /// A query session over the log: every table of [`TABLES`](crate::TABLES) and the
 /// [`VIEWS`].

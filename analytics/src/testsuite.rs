@@ -441,8 +441,8 @@ impl Writer {
                     low_s: open.then_some(3_000.0),
                     high_s: (k == 0).then_some(4_000.0),
                     done_at: open.then_some(t(3_600)),
-                    stall: k == 3,
-                    phase: if k == 3 { "stall" } else { "rising" }.into(),
+                    stall: k == 2 || k == 3,
+                    phase: if k == 2 || k == 3 { "stall" } else { "rising" }.into(),
                     pit_phase: "steady".into(),
                     method: "physics".into(),
                     source_seq: k,
@@ -490,26 +490,25 @@ impl Writer {
         )
         .await;
         let alert = format!("{rule}#1");
-        self.put(
-            topics::ALERTS,
-            device,
-            t(120),
-            &[AlertRaised {
+        // Raised, and on even devices raised again for want of an acknowledgement.
+        let raises = if i.is_multiple_of(2) { 2 } else { 1 };
+        let raised: Vec<AlertRaised> = (0..raises)
+            .map(|repeat| AlertRaised {
                 alert_id: alert.clone(),
                 rule_id: rule.clone(),
                 kind: "outside_band".into(),
                 device_id: device.into(),
                 probe_id: Some("pit".into()),
                 cook_id: (i != 0).then(|| cook.clone()),
-                event_time: t(120),
-                value: Some(99.5),
+                event_time: t(120 + 5 * i64::from(repeat)),
+                value: Some(99.5 - f64::from(repeat)),
                 threshold: None,
                 message: format!("pit at 99.5 °C on {device}"),
-                repeat: 0,
-                source_seq: 7,
-            }],
-        )
-        .await;
+                repeat,
+                source_seq: 7 + i64::from(repeat),
+            })
+            .collect();
+        self.put(topics::ALERTS, device, t(120), &raised).await;
         self.put(
             topics::COOK_COMMANDS,
             device,

@@ -1,8 +1,9 @@
 //! Every table against the oracle: the rows a query returns equal the records read through
 //! the `EventLog` API (same count, same values), including records written with older schema
 //! versions, on the embedded log and on Kafka (when `EMBERLINE_TEST_KAFKA` names a broker);
-//! the device filter reads one partition; the `cooks` view and the readings export agree
-//! with the log; bad SQL is an error, not a panic.
+//! the device filter reads one partition; the views (`cooks`, `cook_readings`,
+//! `alerts_history`) and the readings export agree with the log; bad SQL is an error, not a
+//! panic.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -262,6 +263,12 @@ async fn the_cooks_view_has_one_row_per_cook_with_its_start_and_end() {
         let slot = &mut want.get_mut(&key).expect("an ended cook started").1;
         *slot = Some(slot.map_or(end, |e: i64| e.max(end)));
     }
+    let predictions = expected_rows(
+        sample.log.as_ref(),
+        &sample.codec,
+        table("predictions").expect("table"),
+    )
+    .await;
     let got = rows(
         &analytics,
         "SELECT * FROM cooks ORDER BY device_id, cook_id",
@@ -275,6 +282,7 @@ async fn the_cooks_view_has_one_row_per_cook_with_its_start_and_end() {
             (&text(row, "device_id"), &text(row, "cook_id")),
             (device, cook)
         );
+        let (device, cook) = (device.as_str(), cook.as_str());
         assert_eq!(row.get("started"), start.get("event_time"));
         assert_eq!(row.get("what"), start.get("what"));
         assert_eq!(row.get("targets_c"), start.get("targets_c"));
@@ -282,7 +290,180 @@ async fn the_cooks_view_has_one_row_per_cook_with_its_start_and_end() {
         assert_eq!(row.get("ended").cloned(), end.map(Cell::I));
         let duration = end.map(|e| Cell::F((e - int(start, "event_time")) as f64 / 60_000.0));
         assert_eq!(row.get("duration_min").cloned(), duration);
+        let (stall, pit) = stall_and_pit(&predictions, device, cook);
+        assert_eq!(row.get("stall_min").cloned(), stall.map(Cell::F), "{row:?}");
+        assert_eq!(row.get("max_pit_c").cloned(), pit.map(Cell::F), "{row:?}");
     }
+    assert!(
+        got.iter()
+            .any(|r| matches!(r.get("stall_min"), Some(Cell::F(m)) if *m > 0.0)),
+        "the sample has a cook with a stall"
+    );
+}
+
+/// The oracle of `cooks.stall_min` and `max_pit_c`: per probe of the cook, first to last
+/// prediction in the stall; the longest, and the highest pit.
+fn stall_and_pit(predictions: &[Cells], device: &str, cook: &str) -> (Option<f64>, Option<f64>) {
+    let mine: Vec<&Cells> = predictions
+        .iter()
+        .filter(|p| text(p, "device_id") == device && text(p, "cook_id") == cook)
+        .collect();
+    if mine.is_empty() {
+        return (None, None);
+    }
+    let mut by_probe: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for p in &mine {
+        let stalled = by_probe.entry(text(p, "probe_id")).or_default();
+        if p.get("stall") == Some(&Cell::B(true)) {
+            stalled.push(int(p, "event_time"));
+        }
+    }
+    let stall = by_probe
+        .values()
+        .map(|times| match (times.iter().min(), times.iter().max()) {
+            (Some(a), Some(b)) => (b - a) as f64 / 60_000.0,
+            _ => 0.0,
+        })
+        .fold(0.0, f64::max);
+    let pit = mine
+        .iter()
+        .filter_map(|p| match p.get("pit_c") {
+            Some(Cell::F(c)) => Some(*c),
+            _ => None,
+        })
+        .reduce(f64::max);
+    (Some(stall), pit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cook_readings_are_the_readings_inside_each_cook() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = write_sample(dir.path(), PARTITIONS).await;
+    let analytics = Analytics::new(sample.log.clone(), sample.codec.clone())
+        .await
+        .expect("session");
+    let cooks = rows(&analytics, "SELECT * FROM cooks").await;
+    let readings = expected_rows(
+        sample.log.as_ref(),
+        &sample.codec,
+        table("probe_readings").expect("table"),
+    )
+    .await;
+    let mut want: Vec<(String, String, String, i64, Option<Cell>, Cell)> = Vec::new();
+    for cook in &cooks {
+        let (start, end) = (int(cook, "started"), cook.get("ended"));
+        for r in readings.iter().filter(|r| {
+            let t = int(r, "event_time");
+            text(r, "device_id") == text(cook, "device_id")
+                && t >= start
+                && end.is_none_or(|e| matches!(e, Cell::I(e) if t <= *e))
+        }) {
+            let t = int(r, "event_time");
+            want.push((
+                text(cook, "device_id"),
+                text(cook, "cook_id"),
+                text(r, "probe_id"),
+                t,
+                r.get("temperature_c").cloned(),
+                Cell::F((t - start) as f64 / 60_000.0),
+            ));
+        }
+    }
+    want.sort_by(|a, b| (&a.0, &a.1, &a.2, a.3).cmp(&(&b.0, &b.1, &b.2, b.3)));
+    assert!(want.len() > 100, "the sample's cooks hold readings");
+    let got: Vec<_> = rows(
+        &analytics,
+        "SELECT * FROM cook_readings ORDER BY device_id, cook_id, probe_id, event_time",
+    )
+    .await
+    .into_iter()
+    .map(|r| {
+        (
+            text(&r, "device_id"),
+            text(&r, "cook_id"),
+            text(&r, "probe_id"),
+            int(&r, "event_time"),
+            r.get("temperature_c").cloned(),
+            r.get("minutes").cloned().expect("minutes"),
+        )
+    })
+    .collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_history_has_one_row_per_alert_with_its_repeats_ack_and_clear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = write_sample(dir.path(), PARTITIONS).await;
+    let analytics = Analytics::new(sample.log.clone(), sample.codec.clone())
+        .await
+        .expect("session");
+    let oracle = |name| {
+        expected_rows(
+            sample.log.as_ref(),
+            &sample.codec,
+            table(name).expect("table"),
+        )
+    };
+    let (alerts, commands) = (oracle("alerts").await, oracle("cook_commands").await);
+    let of = |rows: &[Cells], kind: &str, device: &str, alert: &str| -> Vec<Cells> {
+        rows.iter()
+            .filter(|r| {
+                text(r, "event_type") == kind
+                    && text(r, "device_id") == device
+                    && text(r, "alert_id") == alert
+            })
+            .cloned()
+            .collect()
+    };
+    let got = rows(
+        &analytics,
+        "SELECT * FROM alerts_history ORDER BY device_id, alert_id",
+    )
+    .await;
+    let firsts: Vec<&Cells> = alerts
+        .iter()
+        .filter(|a| text(a, "event_type") == "AlertRaised" && int(a, "repeat") == 0)
+        .collect();
+    assert_eq!(got.len(), firsts.len());
+    let mut repeated = 0;
+    for row in &got {
+        let (device, alert) = (text(row, "device_id"), text(row, "alert_id"));
+        let raises = of(&alerts, "AlertRaised", &device, &alert);
+        let first = raises
+            .iter()
+            .find(|r| int(r, "repeat") == 0)
+            .expect("first raise");
+        assert_eq!(row.get("raised"), first.get("event_time"));
+        assert_eq!(row.get("value"), first.get("value"));
+        assert_eq!(row.get("message"), first.get("message"));
+        let repeats = raises
+            .iter()
+            .map(|r| int(r, "repeat"))
+            .max()
+            .expect("raised");
+        assert_eq!(row.get("repeats"), Some(&Cell::I(repeats)));
+        repeated += usize::from(repeats > 0);
+        let acked = of(&commands, "AlertAcknowledged", &device, &alert)
+            .iter()
+            .map(|a| int(a, "event_time"))
+            .min();
+        assert_eq!(row.get("acknowledged").cloned(), acked.map(Cell::I));
+        let cleared = of(&alerts, "AlertCleared", &device, &alert);
+        let cleared_at = cleared.iter().map(|c| int(c, "event_time")).min();
+        assert_eq!(row.get("cleared").cloned(), cleared_at.map(Cell::I));
+        assert_eq!(
+            row.get("cleared_reason"),
+            cleared.first().and_then(|c| c.get("reason"))
+        );
+        let up = cleared_at.map(|c| Cell::F((c - int(first, "event_time")) as f64 / 60_000.0));
+        assert_eq!(row.get("duration_min").cloned(), up);
+    }
+    assert!(repeated > 0, "the sample repeats an alert");
+    assert!(
+        got.iter().any(|r| r.get("cleared").is_none()),
+        "an alert still up"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
