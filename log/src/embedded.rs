@@ -25,6 +25,10 @@
 //! * `log.positions`: (consumer, topic, partition) → next offset to read.
 //! * `log.starts`: (topic, partition) → the first offset still stored, once retention has
 //!   removed anything (absent: 0).
+//! * `log.times`: (topic, partition, first offset) → the batch's oldest and newest record
+//!   timestamps and its record count: the time index [`EventLog::time_ranges`] answers from
+//!   without reading a batch (24 bytes a batch; batches written before it existed have no
+//!   entry and are always read).
 //!
 //! Tailing readers wait on an in-process signal that every commit bumps.
 //!
@@ -70,6 +74,8 @@ const HEADS: TableDefinition<(&str, u32), u64> = TableDefinition::new("log.heads
 const BATCHES: TableDefinition<(&str, u32, u64), &[u8]> = TableDefinition::new("log.batches");
 const POSITIONS: TableDefinition<(&str, &str, u32), u64> = TableDefinition::new("log.positions");
 const STARTS: TableDefinition<(&str, u32), u64> = TableDefinition::new("log.starts");
+/// (oldest timestamp, newest timestamp, records) of each batch.
+const TIMES: TableDefinition<(&str, u32, u64), (i64, i64, u64)> = TableDefinition::new("log.times");
 
 /// Batches removed per write transaction by retention: small, so appends wait little.
 const EXPIRE_BATCHES_PER_TXN: usize = 64;
@@ -197,6 +203,7 @@ impl EmbeddedLog {
             {
                 let mut heads = txn.open_table(HEADS)?;
                 let mut batches = txn.open_table(BATCHES)?;
+                let mut times = txn.open_table(TIMES)?;
                 for (partition, records) in groups {
                     let first = heads
                         .get((topic, *partition))?
@@ -204,6 +211,11 @@ impl EmbeddedLog {
                         .unwrap_or(0);
                     let encoded = batch::encode(records.iter().map(|(_, r)| r));
                     batches.insert((topic, *partition, first), encoded.as_slice())?;
+                    let stamps = records.iter().map(|(_, r)| r.timestamp_ms);
+                    if let (Some(oldest), Some(newest)) = (stamps.clone().min(), stamps.max()) {
+                        let count = records.len() as u64;
+                        times.insert((topic, *partition, first), (oldest, newest, count))?;
+                    }
                     for (i, (index, _)) in records.iter().enumerate() {
                         positions[*index] = Position {
                             partition: *partition,
@@ -280,6 +292,32 @@ impl EmbeddedLog {
 
     fn start_offset_blocking(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
         self.offset_blocking(topic, partition, STARTS, "reading the start offset")
+    }
+
+    fn time_ranges_blocking(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<std::ops::Range<u64>>, LogError> {
+        let start = self.start_offset_blocking(topic, partition)?;
+        let end = self.end_offset_blocking(topic, partition)?;
+        let read = |db: &Database| -> Result<Vec<std::ops::Range<u64>>, redb::Error> {
+            let txn = db.begin_read()?;
+            let mut batches = Vec::new();
+            if let Some(table) = read_table!(txn, TIMES) {
+                for entry in table.range((topic, partition, 0)..=(topic, partition, u64::MAX))? {
+                    let (key, value) = entry?;
+                    batches.push((key.value().2, value.value()));
+                }
+            }
+            Ok(overlapping(&batches, start, end, from_ms, to_ms))
+        };
+        self.inner
+            .db
+            .run(read)
+            .map_err(storage("reading the time index"))
     }
 
     /// The offset `table` holds for `partition` of `topic`, 0 when it holds none.
@@ -516,6 +554,22 @@ impl EventLog for EmbeddedLog {
         let topic = topic.to_owned();
         self.blocking(move |log| log.start_offset_blocking(&topic, partition))
             .await
+    }
+
+    async fn time_ranges(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<Vec<std::ops::Range<u64>>>, LogError> {
+        let topic = topic.to_owned();
+        self.blocking(move |log| {
+            log.check_partition(&topic, partition)?;
+            log.time_ranges_blocking(&topic, partition, from_ms, to_ms)
+                .map(Some)
+        })
+        .await
     }
 
     async fn delete_before(
@@ -762,6 +816,48 @@ fn partition_stats<D: ReadableDatabase>(
     Ok(Ok(out))
 }
 
+/// The offset ranges within `[start, end)` that may hold timestamps in `[from_ms, to_ms)`,
+/// given the indexed `batches` (first offset, (oldest, newest, count)) in offset order:
+/// every batch whose times overlap the range, and every stretch no entry covers (written
+/// before the index existed). Adjacent ranges are merged.
+fn overlapping(
+    batches: &[(u64, (i64, i64, u64))],
+    start: u64,
+    end: u64,
+    from_ms: i64,
+    to_ms: i64,
+) -> Vec<std::ops::Range<u64>> {
+    let mut out: Vec<std::ops::Range<u64>> = Vec::new();
+    let mut push = |range: std::ops::Range<u64>| {
+        let range = range.start.max(start)..range.end.min(end);
+        if range.is_empty() {
+            return;
+        }
+        match out.last_mut() {
+            Some(last) if last.end >= range.start => last.end = last.end.max(range.end),
+            _ => out.push(range),
+        }
+    };
+    let mut covered = start;
+    for &(first, (oldest, newest, count)) in batches {
+        let last = first + count;
+        if last <= start {
+            continue;
+        }
+        if first > covered {
+            push(covered..first);
+        }
+        if newest >= from_ms && oldest < to_ms {
+            push(first..last);
+        }
+        covered = covered.max(last);
+    }
+    if covered < end {
+        push(covered..end);
+    }
+    out
+}
+
 fn corrupt(topic: &str, partition: u32, offset: u64, reason: String) -> LogError {
     LogError::Corrupt {
         topic: topic.to_owned(),
@@ -817,8 +913,10 @@ fn expire_some(
         if expired.is_empty() {
             return Ok(Ok((0, true)));
         }
+        let mut times = txn.open_table(TIMES)?;
         for (first, count) in &expired {
             batches.remove((topic, partition, *first))?;
+            times.remove((topic, partition, *first))?;
             removed += count;
         }
         let start = match next_start {
@@ -870,8 +968,10 @@ fn delete_batches_before(
             .map(|g| g.value())
             .unwrap_or(0);
         start = next.unwrap_or(head.min(offset.max(old))).max(old);
+        let mut times = txn.open_table(TIMES)?;
         for first in gone {
             batches.remove((topic, partition, first))?;
+            times.remove((topic, partition, first))?;
         }
         starts.insert((topic, partition), start)?;
     }

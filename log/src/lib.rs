@@ -158,6 +158,22 @@ pub trait EventLog: Send + Sync + 'static {
         })
     }
 
+    /// The offsets of `partition` a reader must read to see every record whose timestamp is
+    /// in `[from_ms, to_ms)`: ascending, disjoint ranges within the partition's start and end
+    /// offsets, from the log's own time index. A record outside them has a timestamp outside
+    /// the range (records inside them may too: the index is coarse). `None` when the log
+    /// keeps no such index: the whole partition must be read.
+    async fn time_ranges(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<Vec<std::ops::Range<u64>>>, LogError> {
+        let _ = (topic, partition, from_ms, to_ms);
+        Ok(None)
+    }
+
     /// Durably stores `consumer`'s positions (next offset to read) for partitions of `topic`.
     async fn store_positions(
         &self,
