@@ -12,19 +12,24 @@
 //!   its partition. The filter is *inexact* — the partition holds other devices too, so
 //!   DataFusion still filters the rows.
 //! * `log_partition = n` and `log_partition IN (…)`: only those partitions (exact).
+//! * Time ranges on the table's time column (`event_time`; `record_time` of `dead_letter`):
+//!   `<`, `<=`, `>`, `>=` and `BETWEEN` against a timestamp. Each selected partition is read
+//!   only over the offset ranges the log's time index names for that range
+//!   ([`EventLog::time_ranges`]: the embedded log keeps one per batch; without one the whole
+//!   partition is read), and records whose log timestamp is outside the range are not
+//!   decoded. This holds because every writer stamps a record with its event's time, the
+//!   contract the log's retention also keys on. Inexact: DataFusion still filters the rows.
 //! * Several such conditions joined by `AND` select the intersection.
 //!
-//! What is not pushed down (yet): time ranges (`event_time` filters read the whole selected
-//! partitions; a time→offset index per partition would let them seek), `OR` across
-//! columns, and predicates on any other column. `LIMIT` stops each partition's reader once
-//! it has produced enough rows.
+//! What is not pushed down: `OR` across columns, and predicates on any other column.
+//! `LIMIT` stops each partition's reader once it has produced enough rows.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DataFusionError, ScalarValue};
@@ -90,10 +95,13 @@ impl TableProvider for LogTable {
         &self,
         filters: &[&Expr],
     ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
+        let time = self.def.time_column();
         Ok(filters
             .iter()
-            .map(|f| match selection(f) {
-                Some(Selection::Devices(_)) => TableProviderFilterPushDown::Inexact,
+            .map(|f| match selection(f, time) {
+                Some(Selection::Devices(_) | Selection::Time(_)) => {
+                    TableProviderFilterPushDown::Inexact
+                }
                 Some(Selection::Partitions(_)) => TableProviderFilterPushDown::Exact,
                 None => TableProviderFilterPushDown::Unsupported,
             })
@@ -110,18 +118,23 @@ impl TableProvider for LogTable {
         let topic = self.def.topic;
         let count = self.log.partitions(topic).await.map_err(external)?;
         let mut chosen: BTreeSet<u32> = (0..count).collect();
+        let mut times = TimeRange::ALL;
         for filter in filters {
-            let keep: BTreeSet<u32> = match selection(filter) {
+            let keep: BTreeSet<u32> = match selection(filter, self.def.time_column()) {
                 Some(Selection::Devices(devices)) => devices
                     .iter()
                     .map(|d| partition_for(d.as_bytes(), count))
                     .collect(),
                 Some(Selection::Partitions(p)) => p.into_iter().collect(),
+                Some(Selection::Time(range)) => {
+                    times = times.intersect(range);
+                    continue;
+                }
                 None => continue,
             };
             chosen.retain(|p| keep.contains(p));
         }
-        tracing::debug!(table = self.def.name, topic, partitions = ?chosen, "scan");
+        tracing::debug!(table = self.def.name, topic, partitions = ?chosen, ?times, "scan");
         let mut streams: Vec<Arc<dyn PartitionStream>> = Vec::with_capacity(chosen.len());
         for partition in chosen {
             let start = self
@@ -134,14 +147,36 @@ impl TableProvider for LogTable {
                 .end_offset(topic, partition)
                 .await
                 .map_err(external)?;
+            let ranges = if times == TimeRange::ALL {
+                vec![start..end]
+            } else {
+                match self
+                    .log
+                    .time_ranges(topic, partition, times.from_ms, times.to_ms)
+                    .await
+                    .map_err(external)?
+                {
+                    // The index was read after the end offset: keep to the snapshot.
+                    Some(ranges) => ranges
+                        .into_iter()
+                        .map(|r| r.start.max(start)..r.end.min(end))
+                        .filter(|r| !r.is_empty())
+                        .collect(),
+                    None => vec![start..end],
+                }
+            };
+            tracing::debug!(table = self.def.name, partition, ?ranges, "offsets to read");
+            if ranges.is_empty() {
+                continue;
+            }
             streams.push(Arc::new(PartitionScan {
                 def: self.def,
                 schema: self.schema.clone(),
                 log: self.log.clone(),
                 codec: self.codec.clone(),
                 partition,
-                start,
-                end,
+                ranges,
+                times,
                 limit,
             }));
         }
@@ -171,10 +206,112 @@ enum Selection {
     Devices(Vec<String>),
     /// Rows of these partitions.
     Partitions(Vec<u32>),
+    /// Rows whose time is in this range.
+    Time(TimeRange),
 }
 
-/// The selection `expr` makes, if it is a filter this table pushes down.
-fn selection(expr: &Expr) -> Option<Selection> {
+/// `[from_ms, to_ms)` in epoch ms: the times a scan may return.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct TimeRange {
+    from_ms: i64,
+    to_ms: i64,
+}
+
+impl TimeRange {
+    const ALL: Self = Self {
+        from_ms: i64::MIN,
+        to_ms: i64::MAX,
+    };
+
+    fn intersect(self, other: Self) -> Self {
+        Self {
+            from_ms: self.from_ms.max(other.from_ms),
+            to_ms: self.to_ms.min(other.to_ms),
+        }
+    }
+
+    fn contains(&self, ms: i64) -> bool {
+        (self.from_ms..self.to_ms).contains(&ms)
+    }
+}
+
+/// A timestamp literal in epoch ms, rounded down (`floor`) or up; `None` for anything else.
+fn epoch_ms(value: &ScalarValue, floor: bool) -> Option<i64> {
+    let (v, per_ms) = match value {
+        ScalarValue::TimestampSecond(Some(v), _) => return v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => return Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => (*v, 1_000),
+        ScalarValue::TimestampNanosecond(Some(v), _) => (*v, 1_000_000),
+        _ => return None,
+    };
+    Some(if floor {
+        v.div_euclid(per_ms)
+    } else {
+        v.div_euclid(per_ms) + i64::from(v.rem_euclid(per_ms) != 0)
+    })
+}
+
+/// The time range a comparison `column op value` (or `BETWEEN`) on the time column allows,
+/// widened to whole milliseconds.
+fn time_selection(expr: &Expr, time_column: &str) -> Option<TimeRange> {
+    // The column, or the column cast to another timestamp unit (which keeps its order), as
+    // comparing with a literal of another unit or time zone plans it.
+    let is_time = |e: &Expr| match e {
+        Expr::Column(c) => c.name == time_column,
+        Expr::Cast(cast) => {
+            matches!(cast.field.data_type(), DataType::Timestamp(..))
+                && matches!(&*cast.expr, Expr::Column(c) if c.name == time_column)
+        }
+        _ => false,
+    };
+    match expr {
+        Expr::BinaryExpr(b) => {
+            let (op, value) = match (&*b.left, &*b.right) {
+                (l, Expr::Literal(v, _)) if is_time(l) => (b.op, v),
+                (Expr::Literal(v, _), r) if is_time(r) => (b.op.swap()?, v),
+                _ => return None,
+            };
+            let all = TimeRange::ALL;
+            match op {
+                Operator::Gt | Operator::GtEq => Some(TimeRange {
+                    from_ms: epoch_ms(value, true)?,
+                    ..all
+                }),
+                Operator::Lt => Some(TimeRange {
+                    to_ms: epoch_ms(value, false)?,
+                    ..all
+                }),
+                Operator::LtEq => Some(TimeRange {
+                    to_ms: epoch_ms(value, false)?.checked_add(1)?,
+                    ..all
+                }),
+                Operator::Eq => {
+                    let ms = epoch_ms(value, true)?;
+                    Some(TimeRange {
+                        from_ms: ms,
+                        to_ms: epoch_ms(value, false)?.checked_add(1)?,
+                    })
+                }
+                _ => None,
+            }
+        }
+        Expr::Between(b) if !b.negated && is_time(&b.expr) => match (&*b.low, &*b.high) {
+            (Expr::Literal(low, _), Expr::Literal(high, _)) => Some(TimeRange {
+                from_ms: epoch_ms(low, true)?,
+                to_ms: epoch_ms(high, false)?.checked_add(1)?,
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The selection `expr` makes, if it is a filter this table pushes down; `time_column` is
+/// the table's time column.
+fn selection(expr: &Expr, time_column: &str) -> Option<Selection> {
+    if let Some(range) = time_selection(expr, time_column) {
+        return Some(Selection::Time(range));
+    }
     let (column, values): (&str, Vec<&ScalarValue>) = match expr {
         Expr::BinaryExpr(b) if b.op == Operator::Eq => match (&*b.left, &*b.right) {
             (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
@@ -233,8 +370,10 @@ struct PartitionScan {
     log: Arc<dyn EventLog>,
     codec: Arc<EventCodec>,
     partition: u32,
-    start: u64,
-    end: u64,
+    /// The offsets to read, ascending and disjoint, within the snapshot.
+    ranges: Vec<std::ops::Range<u64>>,
+    /// Records stamped outside it are not decoded.
+    times: TimeRange,
     limit: Option<usize>,
 }
 
@@ -243,8 +382,8 @@ impl std::fmt::Debug for PartitionScan {
         f.debug_struct("PartitionScan")
             .field("table", &self.def.name)
             .field("partition", &self.partition)
-            .field("start", &self.start)
-            .field("end", &self.end)
+            .field("ranges", &self.ranges)
+            .field("times", &self.times)
             .finish()
     }
 }
@@ -255,13 +394,17 @@ impl PartitionStream for PartitionScan {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let mut ranges = self.ranges.iter().rev().cloned().collect::<Vec<_>>();
+        let first = ranges.pop().unwrap_or(0..0);
         let state = ScanState {
             def: self.def,
             log: self.log.clone(),
             codec: self.codec.clone(),
             partition: self.partition,
-            end: self.end,
-            next: self.start,
+            end: first.end,
+            next: first.start,
+            ranges,
+            times: self.times,
             reader: None,
             batch: BatchBuilder::new(self.def.columns, self.schema.clone()),
             left: self.limit.unwrap_or(usize::MAX),
@@ -274,6 +417,7 @@ impl PartitionStream for PartitionScan {
                 Err(e) => {
                     // End the stream after the error.
                     state.next = state.end;
+                    state.ranges.clear();
                     state.left = 0;
                     Some((Err(DataFusionError::External(Box::new(e))), state))
                 }
@@ -289,8 +433,12 @@ struct ScanState {
     log: Arc<dyn EventLog>,
     codec: Arc<EventCodec>,
     partition: u32,
+    /// The end of the range being read.
     end: u64,
     next: u64,
+    /// The ranges still to read, the next last.
+    ranges: Vec<std::ops::Range<u64>>,
+    times: TimeRange,
     reader: Option<Box<dyn PartitionReader>>,
     batch: BatchBuilder,
     left: usize,
@@ -300,7 +448,16 @@ struct ScanState {
 impl ScanState {
     /// The next batch of rows, or `None` at the end of the snapshot.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>, AnalyticsError> {
-        while self.next < self.end && self.left > 0 && self.batch.rows() < BATCH_ROWS {
+        while self.left > 0 && self.batch.rows() < BATCH_ROWS {
+            if self.next >= self.end {
+                // On to the next range, with a reader that starts there.
+                let Some(range) = self.ranges.pop() else {
+                    break;
+                };
+                (self.next, self.end) = (range.start, range.end);
+                self.reader = None;
+                continue;
+            }
             let reader = match &mut self.reader {
                 Some(r) => r,
                 None => self.reader.insert(
@@ -320,7 +477,7 @@ impl ScanState {
                     "the log returned no records before the end it reported; stopping there"
                 );
                 self.next = self.end;
-                break;
+                continue;
             }
             for record in records {
                 if record.offset >= self.end || self.left == 0 {
@@ -328,6 +485,9 @@ impl ScanState {
                     break;
                 }
                 self.next = record.offset + 1;
+                if !self.times.contains(record.timestamp_ms) {
+                    continue;
+                }
                 let wrote = self.decode(&record).await;
                 match wrote {
                     Ok(true) => self.left -= 1,

@@ -54,6 +54,18 @@ pub struct TableDef {
     pub(crate) decode: Decode,
 }
 
+impl TableDef {
+    /// The column that holds each record's log timestamp, so that filters on it can be
+    /// answered from the log's time index: the event's `event_time` (every writer stamps a
+    /// record with its event's time), or the dead letter's `record_time`.
+    pub(crate) fn time_column(&self) -> &'static str {
+        match self.decode {
+            Decode::Avro(_) => "event_time",
+            Decode::DeadLetter => "record_time",
+        }
+    }
+}
+
 impl std::fmt::Debug for TableDef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TableDef")

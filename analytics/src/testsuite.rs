@@ -305,12 +305,24 @@ impl Writer {
     }
 
     async fn put<E: Event>(&self, topic: &str, device: &str, time: i64, events: &[E]) {
+        self.put_stamped(topic, device, events, |_| time).await;
+    }
+
+    /// Appends `events`, each stamped with `time_of` it (as writers stamp a record with its
+    /// event's time).
+    async fn put_stamped<E: Event>(
+        &self,
+        topic: &str,
+        device: &str,
+        events: &[E],
+        time_of: impl Fn(&E) -> i64,
+    ) {
         let records = events
             .iter()
             .map(|e| NewRecord {
                 key: device.as_bytes().to_vec(),
                 value: self.codec.encode(e).expect("encode"),
-                timestamp_ms: time,
+                timestamp_ms: time_of(e),
             })
             .collect();
         self.log.append(topic, records).await.expect("append");
@@ -422,9 +434,11 @@ impl Writer {
         }
         // Several appends, so the log holds several batches.
         for chunk in readings.chunks(50) {
-            self.put(topics::PROBE_READINGS, device, T0, chunk).await;
+            self.put_stamped(topics::PROBE_READINGS, device, chunk, |r| r.event_time)
+                .await;
         }
-        self.put(topics::DERIVED_TRENDS, device, T0, &trends).await;
+        self.put_stamped(topics::DERIVED_TRENDS, device, &trends, |t| t.event_time)
+            .await;
 
         let predictions: Vec<PredictionUpdated> = (0..5)
             .map(|k| {
@@ -450,8 +464,10 @@ impl Writer {
                 }
             })
             .collect();
-        self.put(topics::DERIVED_PREDICTIONS, device, t(0), &predictions)
-            .await;
+        self.put_stamped(topics::DERIVED_PREDICTIONS, device, &predictions, |p| {
+            p.event_time
+        })
+        .await;
 
         let rule = format!("rule-{i}");
         self.put(

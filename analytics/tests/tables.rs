@@ -1,7 +1,8 @@
 //! Every table against the oracle: the rows a query returns equal the records read through
 //! the `EventLog` API (same count, same values), including records written with older schema
 //! versions, on the embedded log and on Kafka (when `EMBERLINE_TEST_KAFKA` names a broker);
-//! the device filter reads one partition; the views (`cooks`, `cook_readings`,
+//! the device filter reads one partition and a time range only the batches that hold it;
+//! the views (`cooks`, `cook_readings`,
 //! `alerts_history`) and the readings export agree with the log; bad SQL is an error, not a
 //! panic.
 
@@ -16,7 +17,10 @@ use emberline_analytics::testsuite::{
     expected_rows, write_sample, write_sample_to,
 };
 use emberline_analytics::{Analytics, Format, TABLES, table, write_stream};
-use emberline_log::{KafkaLog, RedbDatabase, partition_for};
+use emberline_log::{
+    EventLog, KafkaLog, LogError, NewRecord, PartitionReader, Position, Record, RedbDatabase,
+    partition_for,
+};
 use emberline_schemas::EmbeddedRegistry;
 
 const PARTITIONS: u32 = 3;
@@ -556,5 +560,189 @@ async fn bad_queries_are_errors_that_say_what_is_wrong() {
             analytics.query(statement).await.is_err(),
             "{statement} was allowed"
         );
+    }
+}
+
+/// A log that counts the records its readers return.
+struct Counting {
+    inner: Arc<dyn EventLog>,
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+struct CountingReader {
+    inner: Box<dyn PartitionReader>,
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl PartitionReader for CountingReader {
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        wait: std::time::Duration,
+    ) -> Result<Vec<Record>, LogError> {
+        let records = self.inner.next_batch(max, wait).await?;
+        self.read
+            .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(records)
+    }
+
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for Counting {
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, LogError> {
+        self.inner.ensure_topic(topic, partitions).await
+    }
+    async fn partitions(&self, topic: &str) -> Result<u32, LogError> {
+        self.inner.partitions(topic).await
+    }
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+    ) -> Result<Vec<Position>, LogError> {
+        self.inner.append(topic, records).await
+    }
+    async fn append_to(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<NewRecord>,
+    ) -> Result<Vec<Position>, LogError> {
+        self.inner.append_to(topic, partition, records).await
+    }
+    async fn reader(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+    ) -> Result<Box<dyn PartitionReader>, LogError> {
+        Ok(Box::new(CountingReader {
+            inner: self.inner.reader(topic, partition, from).await?,
+            read: self.read.clone(),
+        }))
+    }
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        self.inner.end_offset(topic, partition).await
+    }
+    async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        self.inner.start_offset(topic, partition).await
+    }
+    async fn time_ranges(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<Vec<std::ops::Range<u64>>>, LogError> {
+        self.inner
+            .time_ranges(topic, partition, from_ms, to_ms)
+            .await
+    }
+    async fn store_positions(
+        &self,
+        consumer: &str,
+        topic: &str,
+        positions: &BTreeMap<u32, u64>,
+    ) -> Result<(), LogError> {
+        self.inner.store_positions(consumer, topic, positions).await
+    }
+    async fn load_positions(
+        &self,
+        consumer: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<u32, u64>, LogError> {
+        self.inner.load_positions(consumer, topic).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_range_reads_only_the_batches_that_hold_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    time_ranges_read_what_they_need(write_sample(dir.path(), PARTITIONS).await, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_range_returns_the_same_rows_on_kafka() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if let Some(sample) = on_kafka(dir.path()).await {
+        // Kafka keeps no time index here: the same rows, from a whole read.
+        time_ranges_read_what_they_need(sample, false).await;
+    }
+}
+
+async fn time_ranges_read_what_they_need(sample: Sample, indexed: bool) {
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let log = Arc::new(Counting {
+        inner: sample.log.clone(),
+        read: read.clone(),
+    });
+    let analytics = Analytics::new(log, sample.codec.clone())
+        .await
+        .expect("session");
+    let def = table("probe_readings").expect("table");
+    let all = expected_rows(sample.log.as_ref(), &sample.codec, def).await;
+    let mut total = 0;
+    for p in 0..PARTITIONS {
+        total += sample.log.end_offset(def.topic, p).await.expect("end");
+    }
+    let ts = |ms: i64| {
+        emberline_analytics::datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(ms)
+            .expect("time")
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    // The last tenth of the sample's readings, then a window in the middle written as
+    // BETWEEN, and one bounded on one side only.
+    let span = READINGS_PER_PROBE as i64 * READING_EVERY_MS;
+    let windows = [
+        (T0 + span * 9 / 10, T0 + span),
+        (T0 + span / 2, T0 + span / 2 + 3 * READING_EVERY_MS),
+        (T0 + span - 2 * READING_EVERY_MS, i64::MAX),
+    ];
+    for (i, (from, to)) in windows.into_iter().enumerate() {
+        let condition = match i {
+            1 => format!(
+                "event_time BETWEEN TIMESTAMP '{}' AND TIMESTAMP '{}'",
+                ts(from),
+                ts(to - 1)
+            ),
+            2 => format!("event_time >= '{}'", ts(from)),
+            _ => format!(
+                "event_time >= TIMESTAMP '{}' AND event_time < TIMESTAMP '{}'",
+                ts(from),
+                ts(to)
+            ),
+        };
+        read.store(0, std::sync::atomic::Ordering::Relaxed);
+        let got = rows(
+            &analytics,
+            &format!(
+                "SELECT * FROM probe_readings WHERE {condition} \
+                 ORDER BY log_partition, log_offset"
+            ),
+        )
+        .await;
+        let want: Vec<Cells> = all
+            .iter()
+            .filter(|r| (from..to).contains(&int(r, "event_time")))
+            .cloned()
+            .collect();
+        assert!(!want.is_empty(), "{condition}");
+        assert_eq!(got, want, "{condition}");
+        let read = read.load(std::sync::atomic::Ordering::Relaxed);
+        if indexed {
+            assert!(
+                read * 2 < total,
+                "{condition}: {read} of {total} records read for {} rows",
+                want.len()
+            );
+        } else {
+            assert_eq!(read, total, "{condition}");
+        }
     }
 }
