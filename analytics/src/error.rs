@@ -26,6 +26,20 @@ pub enum AnalyticsError {
     /// Planning or running a query failed (bad SQL, an unknown table or column, …).
     #[error("running the query")]
     Query(#[source] datafusion::error::DataFusionError),
+    /// No cook has this id.
+    #[error("no cook {cook:?} in the log")]
+    NoSuchCook {
+        /// The id asked for.
+        cook: String,
+    },
+    /// Several devices have a cook of this id: the caller must name the device.
+    #[error("cook {cook:?} is on several devices ({devices}): name the device too")]
+    AmbiguousCook {
+        /// The id asked for.
+        cook: String,
+        /// The devices, comma-separated.
+        devices: String,
+    },
     /// Writing the results failed.
     #[error("writing {format} output")]
     Write {

@@ -8,7 +8,7 @@
 //!   trait — so it works on the embedded log and on Kafka alike — and decoding the Avro
 //!   records with the schema codec into typed Arrow columns (the `tables` module says which
 //!   columns, and the `provider` module what is pushed down into the read);
-//! * views built from those tables ([`VIEWS`]: `cooks`);
+//! * views built from those tables ([`VIEWS`]: `cooks`, `cook_readings`, `alerts_history`);
 //! * a read-only query session over all of them ([`Analytics`]);
 //! * writing results as a table, CSV, JSON lines or Parquet, streaming ([`write_stream`]).
 //!
@@ -43,5 +43,5 @@ pub use datafusion;
 pub use error::AnalyticsError;
 pub use output::{Format, PARQUET_ROW_GROUP_ROWS, write_stream};
 pub use provider::LogTable;
-pub use session::{Analytics, VIEWS};
+pub use session::{Analytics, CookSpan, VIEWS};
 pub use tables::{DEVICE_COLUMN, PARTITION_COLUMN, TABLES, TableDef, table};

@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array as _, AsArray as _};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::logical_expr::{col, lit};
+use datafusion::logical_expr::{cast, col, lit};
 use emberline_log::EventLog;
 use emberline_schemas::EventCodec;
 
@@ -143,6 +145,20 @@ impl Analytics {
         from_ms: Option<i64>,
         to_ms: Option<i64>,
     ) -> Result<DataFrame, AnalyticsError> {
+        self.device_rows("probe_readings", device, from_ms, to_ms)
+            .await
+    }
+
+    /// The rows of `table` for `device` (its qualified id) with `from <= event_time < to`
+    /// (epoch ms; either bound optional), in log order when the session has one target
+    /// partition. Both filters are pushed down to what is read.
+    pub async fn device_rows(
+        &self,
+        table: &str,
+        device: &str,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<DataFrame, AnalyticsError> {
         let time = |ms: i64| {
             lit(ScalarValue::TimestampMillisecond(
                 Some(ms),
@@ -151,7 +167,7 @@ impl Analytics {
         };
         let mut df = self
             .ctx
-            .table("probe_readings")
+            .table(table)
             .await?
             .filter(col(DEVICE_COLUMN).eq(lit(device)))?;
         if let Some(from) = from_ms {
@@ -162,4 +178,64 @@ impl Analytics {
         }
         Ok(df)
     }
+
+    /// Where and when cook `cook_id` ran, from the `cooks` view; `device` (qualified)
+    /// narrows it when several devices have a cook of that id.
+    pub async fn cook_span(
+        &self,
+        cook_id: &str,
+        device: Option<&str>,
+    ) -> Result<CookSpan, AnalyticsError> {
+        let mut df = self
+            .ctx
+            .table("cooks")
+            .await?
+            .filter(col("cook_id").eq(lit(cook_id)))?;
+        if let Some(device) = device {
+            df = df.filter(col(DEVICE_COLUMN).eq(lit(device)))?;
+        }
+        let df = df.select(vec![
+            col(DEVICE_COLUMN),
+            cast(col("started"), DataType::Int64),
+            cast(col("ended"), DataType::Int64),
+        ])?;
+        let mut spans = Vec::new();
+        for batch in df.collect().await? {
+            let devices = batch.column(0).as_string::<i32>();
+            let started = batch.column(1).as_primitive::<Int64Type>();
+            let ended = batch.column(2).as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                spans.push(CookSpan {
+                    device: devices.value(i).to_owned(),
+                    started_ms: started.value(i),
+                    ended_ms: ended.is_valid(i).then(|| ended.value(i)),
+                });
+            }
+        }
+        match spans.len() {
+            0 => Err(AnalyticsError::NoSuchCook {
+                cook: cook_id.to_owned(),
+            }),
+            1 => Ok(spans.remove(0)),
+            _ => Err(AnalyticsError::AmbiguousCook {
+                cook: cook_id.to_owned(),
+                devices: spans
+                    .iter()
+                    .map(|s| s.device.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+}
+
+/// Where and when a cook ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookSpan {
+    /// Its device (qualified id).
+    pub device: String,
+    /// Its start, epoch ms.
+    pub started_ms: i64,
+    /// Its end, epoch ms; `None` while it runs.
+    pub ended_ms: Option<i64>,
 }

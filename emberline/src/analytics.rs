@@ -66,13 +66,20 @@ impl From<SqlFormat> for Format {
 /// `emberline export`.
 #[derive(Args, Debug)]
 pub(crate) struct ExportArgs {
+    /// What to export.
+    #[arg(long, value_enum, default_value_t = ExportWhat::Readings)]
+    what: ExportWhat,
     /// The device, as the log names it (`grill-1`, or `tenant/grill-1` for another tenant's).
-    #[arg(long)]
-    device: String,
-    /// Readings at or after this time (RFC 3339, e.g. 2026-05-01T12:00:00Z).
+    #[arg(long, required_unless_present = "cook")]
+    device: Option<String>,
+    /// A cook, by id: its device's rows from the cook's start to its end (to now while it
+    /// runs). With --device when several devices have a cook of that id.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    cook: Option<String>,
+    /// Rows at or after this time (RFC 3339, e.g. 2026-05-01T12:00:00Z).
     #[arg(long)]
     from: Option<String>,
-    /// Readings before this time (RFC 3339).
+    /// Rows before this time (RFC 3339).
     #[arg(long)]
     to: Option<String>,
     /// File format.
@@ -81,6 +88,39 @@ pub(crate) struct ExportArgs {
     /// The file to write.
     #[arg(long, short)]
     output: PathBuf,
+}
+
+/// What `emberline export` writes: one table of the log.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum ExportWhat {
+    /// Probe readings (`probe_readings`).
+    Readings,
+    /// Rolling trends (`trends`).
+    Trends,
+    /// Cook-time predictions (`predictions`).
+    Predictions,
+    /// Alerts raised and cleared (`alerts`).
+    Alerts,
+}
+
+impl ExportWhat {
+    fn table(self) -> &'static str {
+        match self {
+            ExportWhat::Readings => "probe_readings",
+            ExportWhat::Trends => "trends",
+            ExportWhat::Predictions => "predictions",
+            ExportWhat::Alerts => "alerts",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            ExportWhat::Readings => "readings",
+            ExportWhat::Trends => "trends",
+            ExportWhat::Predictions => "predictions",
+            ExportWhat::Alerts => "alert events",
+        }
+    }
 }
 
 /// File formats of `emberline export`.
@@ -122,12 +162,12 @@ pub(crate) async fn sql(config: &Config, args: SqlArgs) -> Result<()> {
 
 /// Runs `emberline export`.
 pub(crate) async fn export(config: &Config, args: ExportArgs) -> Result<()> {
-    let from = args
+    let mut from = args
         .from
         .as_deref()
         .map(|t| epoch_ms(t, "--from"))
         .transpose()?;
-    let to = args
+    let mut to = args
         .to
         .as_deref()
         .map(|t| epoch_ms(t, "--to"))
@@ -137,15 +177,31 @@ pub(crate) async fn export(config: &Config, args: ExportArgs) -> Result<()> {
     {
         bail!("--from must be before --to");
     }
-    // One target partition: the device's readings leave in the order of its partition.
+    // One target partition: the device's rows leave in the order of its partition.
     let analytics = open(
         config,
         "export",
         SessionConfig::new().with_target_partitions(1),
     )
     .await?;
+    let device = match &args.cook {
+        Some(cook) => {
+            let span = analytics
+                .cook_span(cook, args.device.as_deref())
+                .await
+                .map_err(one_line)?;
+            from = Some(span.started_ms);
+            // Inclusive of the end, as the `cook_readings` view is.
+            to = span.ended_ms.map(|end| end + 1);
+            span.device
+        }
+        None => args
+            .device
+            .clone()
+            .context("--device or --cook says what to export")?,
+    };
     let df = analytics
-        .readings(&args.device, from, to)
+        .device_rows(args.what.table(), &device, from, to)
         .await
         .map_err(one_line)?;
     let stream = df
@@ -159,11 +215,15 @@ pub(crate) async fn export(config: &Config, args: ExportArgs) -> Result<()> {
     let rows = write_stream(stream, format, create(&args.output)?)
         .await
         .map_err(one_line)?;
+    let of = match &args.cook {
+        Some(cook) => format!("cook {cook} on {device}"),
+        None => device,
+    };
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "{rows} readings of {} written to {}",
-            args.device,
+            "{rows} {} of {of} written to {}",
+            args.what.noun(),
             args.output.display()
         );
     }

@@ -237,6 +237,114 @@ async fn export_writes_a_devices_readings_that_read_back_the_same() {
     assert!(text.starts_with("log_partition,log_offset,tenant,device_id,probe_id,"));
 }
 
+/// The rows of `path`, a Parquet file.
+fn parquet_rows(path: &Path) -> Vec<Cells> {
+    let batches: Vec<_> =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).expect("open"))
+            .expect("parquet")
+            .build()
+            .expect("reader")
+            .collect::<Result<_, _>>()
+            .expect("batches");
+    batch_rows(&batches)
+}
+
+fn int(row: &Cells, column: &str) -> i64 {
+    match row.get(column) {
+        Some(Cell::I(i)) => *i,
+        other => panic!("{column} is {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_of_a_cook_writes_its_devices_rows_from_start_to_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tables = sample(dir.path()).await;
+    let commands = &tables["cook_commands"];
+    fn of_kind<'a>(commands: &'a [Cells], kind: &'a str) -> impl Iterator<Item = &'a Cells> {
+        commands
+            .iter()
+            .filter(move |c| text(c, "event_type") == kind)
+    }
+    let (mut checked, mut narrower) = ((0, 0), 0);
+    for start in of_kind(commands, "CookStarted") {
+        let (cook, device) = (text(start, "cook_id"), text(start, "device_id"));
+        let end = of_kind(commands, "CookEnded")
+            .filter(|e| text(e, "cook_id") == cook && text(e, "device_id") == device)
+            .map(|e| int(e, "event_time"))
+            .max();
+        let during = |t: i64| t >= int(start, "event_time") && end.is_none_or(|e| t <= e);
+        for (what, table) in [
+            ("readings", "probe_readings"),
+            ("predictions", "predictions"),
+            ("alerts", "alerts"),
+        ] {
+            let want: Vec<Cells> = tables[table]
+                .iter()
+                .filter(|r| text(r, "device_id") == device && during(int(r, "event_time")))
+                .cloned()
+                .collect();
+            let file = dir.path().join(format!("{what}.parquet"));
+            let out = stdout_of(&emberline(
+                dir.path(),
+                &[
+                    "export",
+                    "--cook",
+                    &cook,
+                    "--what",
+                    what,
+                    "--format",
+                    "parquet",
+                    "--output",
+                    file.to_str().expect("path"),
+                ],
+            ));
+            assert!(
+                out.contains(&format!("{} ", want.len())) && out.contains(&cook),
+                "{out}"
+            );
+            assert_eq!(parquet_rows(&file), want, "{cook} {what}");
+            if what == "readings" {
+                let all = tables[table]
+                    .iter()
+                    .filter(|r| text(r, "device_id") == device)
+                    .count();
+                narrower += usize::from(want.len() < all);
+            }
+        }
+        if end.is_some() {
+            checked.0 += 1
+        } else {
+            checked.1 += 1
+        }
+    }
+    assert!(
+        checked.0 > 0 && checked.1 > 0,
+        "ended and running cooks: {checked:?}"
+    );
+
+    let out = emberline(
+        dir.path(),
+        &[
+            "export",
+            "--cook",
+            "no-such-cook",
+            "--format",
+            "csv",
+            "--output",
+            "x.csv",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no cook \"no-such-cook\""), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| !l.trim().is_empty()).count(),
+        1,
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mistakes_are_one_line_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
