@@ -40,6 +40,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use emberline_common::tenant::split;
 use emberline_log::{EventLog, PartitionReader, partition_for};
 use emberline_schemas::EventCodec;
 use futures::StreamExt as _;
@@ -61,6 +62,7 @@ pub struct LogTable {
     schema: SchemaRef,
     log: Arc<dyn EventLog>,
     codec: Arc<EventCodec>,
+    tenant: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for LogTable {
@@ -77,7 +79,16 @@ impl LogTable {
             schema: schema(def.columns),
             log,
             codec,
+            tenant: None,
         }
+    }
+
+    /// The same table holding only `tenant`'s records: those whose key (the qualified
+    /// device id every writer keys a record with) is one of the tenant's devices. Other
+    /// records are skipped before they are decoded, so no filter in a query can reach them.
+    pub fn of_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = Some(tenant.into());
+        self
     }
 }
 
@@ -177,6 +188,7 @@ impl TableProvider for LogTable {
                 partition,
                 ranges,
                 times,
+                tenant: self.tenant.clone(),
                 limit,
             }));
         }
@@ -374,6 +386,8 @@ struct PartitionScan {
     ranges: Vec<std::ops::Range<u64>>,
     /// Records stamped outside it are not decoded.
     times: TimeRange,
+    /// Only this tenant's records are rows.
+    tenant: Option<Arc<str>>,
     limit: Option<usize>,
 }
 
@@ -405,6 +419,7 @@ impl PartitionStream for PartitionScan {
             next: first.start,
             ranges,
             times: self.times,
+            tenant: self.tenant.clone(),
             reader: None,
             batch: BatchBuilder::new(self.def.columns, self.schema.clone()),
             left: self.limit.unwrap_or(usize::MAX),
@@ -439,6 +454,7 @@ struct ScanState {
     /// The ranges still to read, the next last.
     ranges: Vec<std::ops::Range<u64>>,
     times: TimeRange,
+    tenant: Option<Arc<str>>,
     reader: Option<Box<dyn PartitionReader>>,
     batch: BatchBuilder,
     left: usize,
@@ -485,7 +501,7 @@ impl ScanState {
                     break;
                 }
                 self.next = record.offset + 1;
-                if !self.times.contains(record.timestamp_ms) {
+                if !self.times.contains(record.timestamp_ms) || !self.tenants(&record) {
                     continue;
                 }
                 let wrote = self.decode(&record).await;
@@ -509,6 +525,13 @@ impl ScanState {
             return Ok(None);
         }
         Ok(Some(self.batch.finish()?))
+    }
+
+    /// Whether `record` belongs to the tenant the scan is limited to (any, when none).
+    fn tenants(&self, record: &emberline_log::Record) -> bool {
+        self.tenant.as_deref().is_none_or(|tenant| {
+            std::str::from_utf8(&record.key).is_ok_and(|key| split(key).0 == tenant)
+        })
     }
 
     /// Writes `record` as a row; `Ok(false)` for a record that is not one of this table's.

@@ -7,6 +7,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{cast, col, lit};
 use emberline_log::EventLog;
 use emberline_schemas::EventCodec;
@@ -108,12 +109,35 @@ impl Analytics {
         codec: Arc<EventCodec>,
         config: SessionConfig,
     ) -> Result<Self, AnalyticsError> {
-        let ctx = SessionContext::new_with_config(config);
+        Self::build(log, codec, SessionContext::new_with_config(config), None).await
+    }
+
+    /// A session that sees only `tenant`'s devices (every table and view), with `config`
+    /// and `runtime` (its memory pool bounds what a query may hold).
+    pub async fn of_tenant(
+        log: Arc<dyn EventLog>,
+        codec: Arc<EventCodec>,
+        config: SessionConfig,
+        runtime: Arc<RuntimeEnv>,
+        tenant: &str,
+    ) -> Result<Self, AnalyticsError> {
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        Self::build(log, codec, ctx, Some(tenant)).await
+    }
+
+    async fn build(
+        log: Arc<dyn EventLog>,
+        codec: Arc<EventCodec>,
+        ctx: SessionContext,
+        tenant: Option<&str>,
+    ) -> Result<Self, AnalyticsError> {
         for def in &TABLES {
-            ctx.register_table(
-                def.name,
-                Arc::new(LogTable::new(def, log.clone(), codec.clone())),
-            )?;
+            let table = LogTable::new(def, log.clone(), codec.clone());
+            let table = match tenant {
+                Some(tenant) => table.of_tenant(tenant),
+                None => table,
+            };
+            ctx.register_table(def.name, Arc::new(table))?;
         }
         for (_, statement) in VIEWS {
             ctx.sql(statement).await?;

@@ -260,8 +260,13 @@ async fn open(config: &Config, command: &str, session: SessionConfig) -> Result<
 /// A query's error as one line: DataFusion's messages span lines ("Valid fields are …"),
 /// and a command's error is one `error:` line.
 fn one_line(e: AnalyticsError) -> anyhow::Error {
+    anyhow::anyhow!(one_line_text(&e))
+}
+
+/// An error and its causes on one line, each cause once.
+pub(crate) fn one_line_text(e: &AnalyticsError) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {
@@ -270,7 +275,7 @@ fn one_line(e: AnalyticsError) -> anyhow::Error {
         }
         source = cause.source();
     }
-    anyhow::anyhow!(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn create(path: &Path) -> Result<BufWriter<std::fs::File>> {

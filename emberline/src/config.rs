@@ -249,6 +249,36 @@ pub(crate) struct GatewayConfig {
     pub(crate) web_addr: Option<SocketAddr>,
     /// TLS on the gRPC port and the web origin, from PEM files; unset serves plain text.
     pub(crate) tls: Option<TlsSection>,
+    /// Bounds of `QueryService/Sql`.
+    pub(crate) sql: SqlLimits,
+}
+
+/// `[gateway.sql]`: what one `QueryService/Sql` query may take.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SqlLimits {
+    /// Longest a query may run, seconds (planning, reading and sending its result).
+    pub(crate) timeout_s: u64,
+    /// Memory a query's joins, sorts and aggregations may hold, MiB (nothing spills to disk).
+    pub(crate) memory_mib: u64,
+    /// Largest result, MiB of Arrow IPC.
+    pub(crate) max_result_mib: u64,
+    /// Queries that run at once; more wait up to 5 s for a turn, then are refused.
+    pub(crate) concurrent: usize,
+    /// Threads the queries run on (apart from those that answer other calls).
+    pub(crate) threads: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            timeout_s: 30,
+            memory_mib: 256,
+            max_result_mib: 64,
+            concurrent: 2,
+            threads: 2,
+        }
+    }
 }
 
 /// `[gateway.tls]`.
@@ -348,6 +378,7 @@ impl Default for GatewayConfig {
             registry_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
             web_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             tls: None,
+            sql: SqlLimits::default(),
         }
     }
 }

@@ -31,6 +31,7 @@ mod progress;
 mod rebuild;
 mod report;
 mod roles;
+mod sql_engine;
 mod status;
 mod telemetry;
 mod watch;

@@ -342,6 +342,13 @@ fn spawn_gateway(
     if let Some(settings) = settings {
         gateway = gateway.with_settings(settings);
     }
+    let sql = crate::sql_engine::LogSql::new(
+        parts.log.clone(),
+        parts.codec.clone(),
+        config.gateway.sql.clone(),
+    )
+    .context("starting the SQL engine's threads")?;
+    gateway = gateway.with_sql(Arc::new(sql));
     let default_budget = emberline_gateway::rate::Budget::default();
     gateway = gateway.with_budget(emberline_gateway::rate::Budget {
         per_second: config

@@ -322,6 +322,7 @@ async fn export_of_a_cook_writes_its_devices_rows_from_start_to_end() {
         checked.0 > 0 && checked.1 > 0,
         "ended and running cooks: {checked:?}"
     );
+    assert!(narrower > 0, "a cook that leaves readings out");
 
     let out = emberline(
         dir.path(),

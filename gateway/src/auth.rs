@@ -81,6 +81,7 @@ pub fn rule(path: &str) -> Rule {
         | "AlertService/AcknowledgeAlert"
         | "AlertService/SnoozeAlert" => Control,
         "PlannerService/Plan" => Read,
+        "QueryService/Sql" => Read,
         "TokenService/CreateToken" | "TokenService/ListTokens" | "TokenService/RevokeToken" => {
             Manage
         }

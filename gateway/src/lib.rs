@@ -30,6 +30,10 @@
 //! * `SourceService` adds thermometer-cloud accounts the same way (the ingest role runs
 //!   them live).
 //!
+//! * [`QueryService`](emberline_proto::v1::query_service_server::QueryService) runs SQL
+//!   over the caller's tenant's log through a [`sql::SqlEngine`] the binary provides, so the
+//!   gateway links no query engine of its own.
+//!
 //! * The web UI ([`serve_web`]): the embedded page and grpc-web on one origin.
 //!
 //! * The schema registry REST API ([`serve_registry`]) over the embedded registry or over
@@ -55,6 +59,7 @@ mod server;
 mod settings;
 mod share;
 mod sources;
+pub mod sql;
 mod status;
 mod subscriptions;
 mod tenancy;

@@ -12,6 +12,7 @@ use emberline_proto::v1::cook_service_server::CookServiceServer;
 use emberline_proto::v1::device_service_server::DeviceServiceServer;
 use emberline_proto::v1::planner_service_server::PlannerServiceServer;
 use emberline_proto::v1::prediction_service_server::PredictionServiceServer;
+use emberline_proto::v1::query_service_server::QueryServiceServer;
 use emberline_proto::v1::reading_service_server::ReadingServiceServer;
 use emberline_proto::v1::settings_service_server::SettingsServiceServer;
 use emberline_proto::v1::share_service_server::ShareServiceServer;
@@ -40,6 +41,7 @@ pub struct Gateway {
     pub(crate) tls: Option<crate::tls::Tls>,
     pub(crate) budget: crate::rate::Budget,
     pub(crate) settings: Option<Arc<emberline_settings::SettingsStore>>,
+    pub(crate) sql: Option<Arc<dyn crate::sql::SqlEngine>>,
 }
 
 impl Gateway {
@@ -61,7 +63,14 @@ impl Gateway {
             tls: None,
             budget: crate::rate::Budget::default(),
             settings: None,
+            sql: None,
         }
+    }
+
+    /// The same gateway answering `QueryService/Sql` with `engine`.
+    pub fn with_sql(mut self, engine: Arc<dyn crate::sql::SqlEngine>) -> Self {
+        self.sql = Some(engine);
+        self
     }
 
     /// The same gateway answering `SettingsService` from `settings`.
@@ -133,6 +142,9 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         .await;
     health.set_serving::<AlertServiceServer<Gateway>>().await;
     health.set_serving::<PlannerServiceServer<Gateway>>().await;
+    if gateway.sql.is_some() {
+        health.set_serving::<QueryServiceServer<Gateway>>().await;
+    }
     health.set_serving::<AuthServiceServer<Gateway>>().await;
     health.set_serving::<TokenServiceServer<Gateway>>().await;
     health.set_serving::<ShareServiceServer<Gateway>>().await;
@@ -165,6 +177,9 @@ pub(crate) async fn api_routes(gateway: Gateway) -> Result<tonic::service::Route
         )
         .add_service(
             PlannerServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            QueryServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
             AuthServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
