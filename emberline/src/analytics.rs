@@ -29,8 +29,11 @@ use crate::roles::{self, SchemaIds};
 #[derive(Args, Debug)]
 pub(crate) struct SqlArgs {
     /// The query (DataFusion SQL). Tables: probe_readings, device_events, cook_commands,
-    /// trends, predictions, alerts, dead_letter; view: cooks.
-    query: String,
+    /// trends, predictions, alerts, dead_letter; views: cooks, cook_readings,
+    /// alerts_history. Without one, an interactive prompt (statements end with `;`; history
+    /// in `<data_dir>/sql_history`), or, with standard input not a terminal, the statements
+    /// read from it.
+    query: Option<String>,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
     format: SqlFormat,
@@ -139,7 +142,13 @@ pub(crate) async fn sql(config: &Config, args: SqlArgs) -> Result<()> {
         bail!("--format parquet writes a file: give it with --output FILE");
     }
     let analytics = open(config, "sql", SessionConfig::new()).await?;
-    let df = analytics.query(&args.query).await.map_err(one_line)?;
+    let Some(query) = &args.query else {
+        if args.output.is_some() || !matches!(args.format, SqlFormat::Table) {
+            bail!("--format and --output go with a query given on the command line");
+        }
+        return crate::sql_prompt::run(&analytics, &config.data_dir()?).await;
+    };
+    let df = analytics.query(query).await.map_err(one_line)?;
     let stream = df
         .execute_stream()
         .await
@@ -259,7 +268,7 @@ async fn open(config: &Config, command: &str, session: SessionConfig) -> Result<
 
 /// A query's error as one line: DataFusion's messages span lines ("Valid fields are …"),
 /// and a command's error is one `error:` line.
-fn one_line(e: AnalyticsError) -> anyhow::Error {
+pub(crate) fn one_line(e: AnalyticsError) -> anyhow::Error {
     anyhow::anyhow!(one_line_text(&e))
 }
 

@@ -32,6 +32,7 @@ mod rebuild;
 mod report;
 mod roles;
 mod sql_engine;
+mod sql_prompt;
 mod status;
 mod telemetry;
 mod watch;

@@ -347,6 +347,75 @@ async fn export_of_a_cook_writes_its_devices_rows_from_start_to_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_without_a_query_runs_the_statements_it_is_given_one_by_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tables = sample(dir.path()).await;
+    let config = dir.path().join("emberline.toml");
+    std::fs::write(&config, "").expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emberline"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("sql")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run emberline sql");
+    // Two statements on one line, a mistake, one over two lines, and one without its `;`.
+    let input = "SELECT count(*) AS cooks FROM cooks; SELECT count(*) AS alerts FROM alerts;\n\
+                 SELECT nope FROM trends;\n\
+                 SELECT count(*) AS readings\n  FROM probe_readings;\n\
+                 SELECT count(*) AS history FROM alerts_history";
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let cooks = tables["cook_commands"]
+        .iter()
+        .filter(|c| text(c, "event_type") == "CookStarted")
+        .count();
+    let raised_first = tables["alerts"]
+        .iter()
+        .filter(|a| text(a, "event_type") == "AlertRaised" && int(a, "repeat") == 0)
+        .count();
+    for (column, n) in [
+        ("cooks", cooks),
+        ("alerts", tables["alerts"].len()),
+        ("readings", tables["probe_readings"].len()),
+        ("history", raised_first),
+    ] {
+        let at = stdout
+            .find(&format!("| {column}"))
+            .unwrap_or_else(|| panic!("no {column} table in:\n{stdout}"));
+        let value = stdout[at..].lines().nth(2).and_then(|l| {
+            l.trim_matches(|c| c == '|' || c == ' ')
+                .parse::<usize>()
+                .ok()
+        });
+        assert_eq!(value, Some(n), "{column}:\n{stdout}");
+    }
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("nope"), "{stderr}");
+    assert_eq!(stderr.matches("(1 row, ").count(), 4, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mistakes_are_one_line_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     sample(dir.path()).await;
@@ -444,4 +513,210 @@ async fn the_readmes_example_queries_run_and_answer() {
             .count();
         assert!(rows >= 2, "{command}:\n{text}");
     }
+}
+
+/// The python with pyarrow the test command provides (`EMBERLINE_TEST_PYTHON`); `None`
+/// (the test skipped) when there is none, unless `EMBERLINE_REQUIRE_PYTHON=1`.
+fn python_with_pyarrow() -> Option<String> {
+    match std::env::var("EMBERLINE_TEST_PYTHON") {
+        Ok(python) if !python.is_empty() => Some(python),
+        _ if std::env::var("EMBERLINE_REQUIRE_PYTHON").as_deref() == Ok("1") => {
+            panic!("EMBERLINE_REQUIRE_PYTHON=1 but EMBERLINE_TEST_PYTHON names no python")
+        }
+        _ => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("skipped: EMBERLINE_TEST_PYTHON (a python with pyarrow) is not set");
+            }
+            None
+        }
+    }
+}
+
+/// What pyarrow reads back, summed up the same way on both sides.
+#[derive(Debug, PartialEq)]
+struct Summary {
+    rows: usize,
+    nulls: usize,
+    first: i64,
+    last: i64,
+    probes: Vec<String>,
+    devices: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_12_hour_cook_exported_to_parquet_reads_back_in_pyarrow_with_the_same_rows() {
+    use emberline_ingest::{Simulator, SimulatorConfig};
+    use emberline_log::{EmbeddedLog, EventLog, NewRecord, topics};
+    use emberline_schemas::events::{CookEnded, CookStarted};
+    use emberline_schemas::{EmbeddedRegistry, EventCodec};
+
+    let Some(python) = python_with_pyarrow() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+    // One 4-probe grill at 1 Hz for 12 h and 10 minutes; the cook is the 12 h after the
+    // first 10 minutes.
+    let log = EmbeddedLog::open(&dir.path().join("data").join("log.redb")).expect("log");
+    let registry = EmbeddedRegistry::shared(log.handle());
+    let codec = EventCodec::connect(std::sync::Arc::new(registry))
+        .await
+        .expect("codec");
+    for topic in topics::ALL {
+        log.ensure_topic(topic, PARTITIONS).await.expect("topic");
+    }
+    let t0 = 1_790_000_000_000i64;
+    let (start, end) = (t0 + 600_000, t0 + 600_000 + 12 * 3_600_000);
+    let mut sim = Simulator::new(
+        SimulatorConfig {
+            devices: 1,
+            probes: 4,
+            ..SimulatorConfig::default()
+        },
+        t0,
+    );
+    let (mut temps, mut want) = (
+        Vec::new(),
+        Summary {
+            rows: 0,
+            nulls: 0,
+            first: i64::MAX,
+            last: i64::MIN,
+            probes: Vec::new(),
+            devices: Vec::new(),
+        },
+    );
+    let mut device = String::new();
+    let mut pending = Vec::new();
+    for _ in 0..(12 * 3_600 + 600 + 60) {
+        for r in sim.tick(None) {
+            if (start..=end).contains(&r.event_time) {
+                want.rows += 1;
+                want.first = want.first.min(r.event_time);
+                want.last = want.last.max(r.event_time);
+                match r.temperature_c {
+                    Some(t) => temps.push(t),
+                    None => want.nulls += 1,
+                }
+                if !want.probes.contains(&r.probe_id) {
+                    want.probes.push(r.probe_id.clone());
+                }
+            }
+            device.clone_from(&r.device_id);
+            pending.push(NewRecord {
+                key: r.device_id.as_bytes().to_vec(),
+                value: codec.encode(&r).expect("encode"),
+                timestamp_ms: r.event_time,
+            });
+        }
+        if pending.len() >= 4_000 {
+            log.append(topics::PROBE_READINGS, std::mem::take(&mut pending))
+                .await
+                .expect("append");
+        }
+    }
+    log.append(topics::PROBE_READINGS, pending)
+        .await
+        .expect("append");
+    want.probes.sort();
+    want.devices = vec![device.clone()];
+    let commands = vec![
+        NewRecord {
+            key: device.as_bytes().to_vec(),
+            value: codec
+                .encode(&CookStarted {
+                    cook_id: "overnight".into(),
+                    device_id: device.clone(),
+                    event_time: start,
+                    what: Some("brisket".into()),
+                    targets_c: BTreeMap::new(),
+                    pit_min_c: None,
+                    pit_max_c: None,
+                    meat: Some("brisket".into()),
+                    weight_kg: Some(6.0),
+                    serve_at_ms: None,
+                    rest_min: None,
+                })
+                .expect("encode"),
+            timestamp_ms: start,
+        },
+        NewRecord {
+            key: device.as_bytes().to_vec(),
+            value: codec
+                .encode(&CookEnded {
+                    cook_id: "overnight".into(),
+                    device_id: device.clone(),
+                    event_time: end,
+                })
+                .expect("encode"),
+            timestamp_ms: end,
+        },
+    ];
+    log.append(topics::COOK_COMMANDS, commands)
+        .await
+        .expect("append");
+    // The registry in the codec holds the log's file too: let go of both.
+    drop((log, codec));
+    assert!(want.rows >= 4 * 12 * 3_600, "{}", want.rows);
+
+    let file = dir.path().join("overnight.parquet");
+    let out = stdout_of(&emberline(
+        dir.path(),
+        &[
+            "export",
+            "--cook",
+            "overnight",
+            "--format",
+            "parquet",
+            "--output",
+            file.to_str().expect("path"),
+        ],
+    ));
+    assert!(out.contains(&format!("{} readings", want.rows)), "{out}");
+    // pyarrow's own reader, as a user's notebook would read it.
+    let script = "import json, sys\n\
+                  import pyarrow.parquet as pq\n\
+                  t = pq.read_table(sys.argv[1])\n\
+                  temps = t.column('temperature_c').to_pylist()\n\
+                  times = t.column('event_time').cast('int64').to_pylist()\n\
+                  print(json.dumps({'rows': t.num_rows, 'nulls': temps.count(None),\n\
+                    'sum': sum(x for x in temps if x is not None),\n\
+                    'first': min(times), 'last': max(times),\n\
+                    'probes': sorted(set(t.column('probe_id').to_pylist())),\n\
+                    'devices': sorted(set(t.column('device_id').to_pylist()))}))\n";
+    let read = Command::new(&python)
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .expect("run python");
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&read.stdout).expect("json");
+    let strings = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|s| s.as_str().expect("text").to_owned())
+            .collect()
+    };
+    let got = Summary {
+        rows: v["rows"].as_u64().expect("rows") as usize,
+        nulls: v["nulls"].as_u64().expect("nulls") as usize,
+        first: v["first"].as_i64().expect("first"),
+        last: v["last"].as_i64().expect("last"),
+        probes: strings("probes"),
+        devices: strings("devices"),
+    };
+    assert_eq!(got, want);
+    let sum: f64 = temps.iter().sum();
+    let read_sum = v["sum"].as_f64().expect("sum");
+    assert!(
+        (read_sum - sum).abs() <= 1e-9 * sum.abs(),
+        "sum of temperatures {read_sum} read back, {sum} written"
+    );
 }
