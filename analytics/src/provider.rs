@@ -158,8 +158,8 @@ impl TableProvider for LogTable {
                 .end_offset(topic, partition)
                 .await
                 .map_err(external)?;
-            let ranges = if times == TimeRange::ALL {
-                vec![start..end]
+            let ranges: Vec<std::ops::Range<u64>> = if times == TimeRange::ALL {
+                std::iter::once(start..end).collect()
             } else {
                 match self
                     .log
@@ -173,7 +173,7 @@ impl TableProvider for LogTable {
                         .map(|r| r.start.max(start)..r.end.min(end))
                         .filter(|r| !r.is_empty())
                         .collect(),
-                    None => vec![start..end],
+                    None => std::iter::once(start..end).collect(),
                 }
             };
             tracing::debug!(table = self.def.name, partition, ?ranges, "offsets to read");
