@@ -397,7 +397,10 @@ fn changes(method: &Method) -> bool {
     let name = method.path.rsplit('/').next().unwrap_or_default();
     // Changes only the caller's own choices (°C/°F, theme), which any reader may make.
     let own_only = method.path.ends_with("SettingsService/SetPreferences");
+    // Runs queries only: statements that would create or write anything are refused.
+    let query = method.path.ends_with("QueryService/Sql");
     !own_only
+        && !query
         && !["List", "Get", "Subscribe", "WhoAmI", "Plan"]
             .iter()
             .any(|p| name.starts_with(p))
