@@ -12,66 +12,14 @@ use std::time::Duration;
 use emberline_analytics::datafusion::arrow::array::{AsArray as _, RecordBatch};
 use emberline_analytics::datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use emberline_analytics::datafusion::arrow::ipc::reader::StreamReader;
-use emberline_proto::v1::auth_service_client::AuthServiceClient;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::query_service_client::QueryServiceClient;
-use emberline_proto::v1::{
-    GetLatestRequest, ListDevicesRequest, SignInRequest, SqlRequest, SqlResponse,
-};
-use support::roles::Role;
-use support::{PATIENCE, eventually, free_port};
+use emberline_proto::v1::{GetLatestRequest, ListDevicesRequest, SqlRequest, SqlResponse};
+use support::two_tenants::{self, TENANTS};
+use support::{PATIENCE, eventually};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
-
-const PASSWORD: &str = "grill-master-9";
-
-fn config(home: std::net::SocketAddr, acme: std::net::SocketAddr) -> String {
-    format!(
-        r#"[[sources]]
-kind = "http_push"
-name = "home-push"
-listen = "{home}"
-tokens = {{ grill = "home-grill" }}
-
-[[sources]]
-kind = "http_push"
-name = "acme-push"
-tenant = "acme"
-listen = "{acme}"
-tokens = {{ grill = "acme-grill", smoker = "acme-smoker" }}
-
-[gateway.sql]
-timeout_s = 4
-memory_mib = 4
-"#
-    )
-}
-
-/// Pushes 60 readings of two probes, every one inside `band`.
-async fn push(
-    http: &reqwest::Client,
-    addr: std::net::SocketAddr,
-    device: &str,
-    token: &str,
-    band: &std::ops::Range<f64>,
-) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    let mut readings = Vec::new();
-    for i in 0..60 {
-        for (p, probe) in ["pit", "meat-1"].iter().enumerate() {
-            let value = band.start + 1.0 + p as f64 * 2.0 + f64::from(i) * 0.05;
-            readings.push(serde_json::json!({
-                "probe_id": probe, "value": value, "time": now - (60 - i64::from(i)) * 1000
-            }));
-        }
-    }
-    let (status, answer) = support::push::push(http, addr, device, token, readings).await;
-    assert_eq!(status, 200, "{answer}");
-}
 
 /// Runs `query` as the holder of `token`: the batches, or the error.
 async fn sql(
@@ -125,67 +73,21 @@ fn summary(batches: &[RecordBatch]) -> Vec<(String, i64, f64, f64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_tenant_queries_only_its_own_log_within_bounds() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    let identities = emberline_auth::store::IdentityStore::file(&data);
-    for (name, tenant) in [("pat", "default"), ("ace", "acme")] {
-        emberline_auth::users::add(
-            &identities,
-            emberline_auth::users::NewUser {
-                name,
-                password: PASSWORD,
-                role: emberline_auth::Role::Viewer,
-                tenant,
-            },
-            false,
-        )
-        .await
-        .expect("user");
-    }
-    let (home_push, acme_push, grpc) = (free_port(), free_port(), free_port());
-    let config_path = dir.path().join("emberline.toml");
-    std::fs::write(&config_path, config(home_push, acme_push)).expect("config");
-    let mut up = Role::start(
-        "up",
-        &config_path,
-        &data,
-        &[
-            "up",
-            "--grpc-addr",
-            &grpc.to_string(),
-            "--web-addr",
-            "127.0.0.1:0",
-        ],
-        &[("EMBERLINE__AUTH__MODE", "password".to_owned())],
-    );
-    up.ready().await;
-    let channel = Channel::from_shared(format!("http://{grpc}"))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    let mut tokens = Vec::new();
-    for user in ["pat", "ace"] {
-        tokens.push(
-            AuthServiceClient::new(channel.clone())
-                .sign_in(SignInRequest {
-                    user: user.into(),
-                    password: PASSWORD.into(),
-                    cookie: false,
-                })
-                .await
-                .expect("sign in")
-                .into_inner()
-                .access_token,
-        );
-    }
+    let running = two_tenants::start(
+        dir.path(),
+        emberline_auth::Role::Viewer,
+        "[gateway.sql]\ntimeout_s = 4\nmemory_mib = 4",
+    )
+    .await;
+    two_tenants::push_all(&running).await;
+    let two_tenants::TwoTenants {
+        mut up,
+        channel,
+        tokens,
+        ..
+    } = running;
     let (pat, ace) = (tokens[0].as_str(), tokens[1].as_str());
-    emberline_common::http::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let (home_band, acme_band) = (40.0..60.0, 140.0..160.0);
-    push(&http, home_push, "grill", "home-grill", &home_band).await;
-    push(&http, acme_push, "grill", "acme-grill", &acme_band).await;
-    push(&http, acme_push, "smoker", "acme-smoker", &acme_band).await;
+    let (home_band, acme_band) = (TENANTS[0].2.clone(), TENANTS[1].2.clone());
 
     // Without a token: refused before any engine runs.
     let refused = QueryServiceClient::new(channel.clone())

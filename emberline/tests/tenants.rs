@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use emberline_proto::v1::alert_service_client::AlertServiceClient;
-use emberline_proto::v1::auth_service_client::AuthServiceClient;
 use emberline_proto::v1::cook_service_client::CookServiceClient;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use emberline_proto::v1::prediction_service_client::PredictionServiceClient;
@@ -23,16 +22,13 @@ use emberline_proto::v1::{
     AlertRule, EndCookRequest, GetCookRequest, GetHistoryRequest, GetLatestRequest,
     ListAlertRulesRequest, ListAlertsRequest, ListChannelsRequest, ListCooksRequest,
     ListDevicesRequest, ListPredictionsRequest, NotificationChannel, RenameDeviceRequest,
-    SetAlertRuleRequest, SetChannelRequest, SetTargetRequest, SignInRequest, StartCookRequest,
-    StartFrom, SubscribeTrendsRequest, TestChannelRequest,
+    SetAlertRuleRequest, SetChannelRequest, SetTargetRequest, StartCookRequest, StartFrom,
+    SubscribeTrendsRequest, TestChannelRequest,
 };
-use support::roles::Role;
-use support::{PATIENCE, eventually, free_port};
+use support::two_tenants::{self, TENANTS};
+use support::{PATIENCE, eventually};
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 use tonic::{Code, Request};
-
-const PASSWORD: &str = "grill-master-9";
 
 /// Temperatures checked, so a run that checked nothing fails.
 static CHECKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -40,7 +36,6 @@ static CHECKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// One tenant as the test sees it.
 struct Tenant {
     name: &'static str,
-    user: &'static str,
     devices: &'static [&'static str],
     /// Every temperature its devices report lies in this band, and no other tenant's does.
     band: std::ops::Range<f64>,
@@ -93,130 +88,42 @@ impl Rng {
     }
 }
 
-fn config(home: std::net::SocketAddr, acme: std::net::SocketAddr) -> String {
-    format!(
-        r#"[[sources]]
-kind = "http_push"
-name = "home-push"
-listen = "{home}"
-tokens = {{ grill = "home-grill" }}
-
-[[sources]]
-kind = "http_push"
-name = "acme-push"
-tenant = "acme"
-listen = "{acme}"
-tokens = {{ grill = "acme-grill", smoker = "acme-smoker" }}
-
-[processor]
-tick_interval_s = 1
-"#
-    )
-}
-
-/// Pushes 60 readings a probe, one a second up to now, every one inside `band`.
-async fn push(
-    http: &reqwest::Client,
-    addr: std::net::SocketAddr,
-    device: &str,
-    token: &str,
-    band: &std::ops::Range<f64>,
-) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    let mut readings = Vec::new();
-    for i in 0..60 {
-        for (p, probe) in ["pit", "meat-1"].iter().enumerate() {
-            let value = band.start + 1.0 + p as f64 * 2.0 + f64::from(i) * 0.05;
-            readings.push(serde_json::json!({
-                "probe_id": probe, "value": value, "time": now - (60 - i64::from(i)) * 1000
-            }));
-        }
-    }
-    let (status, answer) = support::push::push(http, addr, device, token, readings).await;
-    assert_eq!(status, 200, "{answer}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_answer_of_one_tenant_ever_holds_the_others_data() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    let identities = emberline_auth::store::IdentityStore::file(&data);
-    for (name, tenant) in [("pat", "default"), ("ace", "acme")] {
-        emberline_auth::users::add(
-            &identities,
-            emberline_auth::users::NewUser {
-                name,
-                password: PASSWORD,
-                role: emberline_auth::Role::Owner,
-                tenant,
-            },
-            false,
-        )
-        .await
-        .expect("user");
-    }
-    let (home_push, acme_push, grpc) = (free_port(), free_port(), free_port());
-    let config_path = dir.path().join("emberline.toml");
-    std::fs::write(&config_path, config(home_push, acme_push)).expect("config");
-    let mut up = Role::start(
-        "up",
-        &config_path,
-        &data,
-        &[
-            "up",
-            "--grpc-addr",
-            &grpc.to_string(),
-            "--web-addr",
-            "127.0.0.1:0",
-        ],
-        &[("EMBERLINE__AUTH__MODE", "password".to_owned())],
-    );
-    up.ready().await;
-    let channel = Channel::from_shared(format!("http://{grpc}"))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
+    let running = two_tenants::start(
+        dir.path(),
+        emberline_auth::Role::Owner,
+        "[processor]\ntick_interval_s = 1",
+    )
+    .await;
+    two_tenants::push_all(&running).await;
+    let two_tenants::TwoTenants {
+        mut up,
+        channel,
+        tokens,
+        ..
+    } = running;
 
     let mut tenants = [
         Tenant {
             name: "default",
-            user: "pat",
             devices: &["grill"],
-            band: 40.0..60.0,
+            band: TENANTS[0].2.clone(),
             token: String::new(),
             cooks: BTreeSet::new(),
         },
         Tenant {
             name: "acme",
-            user: "ace",
             devices: &["grill", "smoker"],
-            band: 140.0..160.0,
+            band: TENANTS[1].2.clone(),
             token: String::new(),
             cooks: BTreeSet::new(),
         },
     ];
-    for t in &mut tenants {
-        t.token = AuthServiceClient::new(channel.clone())
-            .sign_in(SignInRequest {
-                user: t.user.into(),
-                password: PASSWORD.into(),
-                cookie: false,
-            })
-            .await
-            .expect("sign in")
-            .into_inner()
-            .access_token;
+    for (t, token) in tenants.iter_mut().zip(tokens) {
+        t.token = token;
     }
-    emberline_common::http::install_crypto_provider();
-    let http = reqwest::Client::new();
-    push(&http, home_push, "grill", "home-grill", &tenants[0].band).await;
-    push(&http, acme_push, "grill", "acme-grill", &tenants[1].band).await;
-    push(&http, acme_push, "smoker", "acme-smoker", &tenants[1].band).await;
 
     // Both tenants see all of their devices' probes projected before the operations start.
     for t in &tenants {

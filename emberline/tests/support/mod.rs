@@ -15,6 +15,7 @@ pub mod answers;
 pub mod mosquitto;
 pub mod push;
 pub mod roles;
+pub mod two_tenants;
 
 /// Generous bound for anything that should take a second or two; only reached on failure.
 pub const PATIENCE: Duration = Duration::from_secs(60);
