@@ -3,7 +3,9 @@
 //! * `benches/codec.rs` — Avro encode and decode per event (criterion);
 //! * `benches/embedded_log.rs` — embedded log append and read (criterion);
 //! * `src/bin/e2e.rs` — simulator → log → trend processor → projections, N events,
-//!   printing events per second and peak memory.
+//!   printing events per second and peak memory;
+//! * `src/bin/analytics.rs` — writes a data directory of simulated readings and cooks that
+//!   `emberline` opens, for `analytics/run` to time rebuild, export and SQL beside DuckDB.
 
 use emberline_schemas::events::ProbeReading;
 
