@@ -99,7 +99,9 @@ export async function checkSettings({ url, page, check, patience = 60_000, artif
     const ruleRow = page.locator('li.rule[data-rule-device="sim-1"]', { hasText: "Pit on fire" });
     await ruleRow.waitFor({ timeout: patience });
     const ruleText = await ruleRow.innerText();
-    check(/goes above (500°C|932°F) for 1 min/.test(ruleText), `the rule is listed in words, in the page's unit ("${ruleText.replace(/\s+/g, " ")}")`);
+    // The threshold is typed in the page's unit, which the preferences check may have made
+    // °F by the time the form was read: 500 °C, 500 °F, or 500 °C shown as 932 °F.
+    check(/goes above (500°C|500°F|932°F) for 1 min/.test(ruleText), `the rule is listed in words, in the page's unit ("${ruleText.replace(/\s+/g, " ")}")`);
     await ruleRow.locator("button.remove").click();
     await ruleRow.waitFor({ state: "detached", timeout: patience });
     check(true, "a removed rule leaves the list");
