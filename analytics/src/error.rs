@@ -40,6 +40,34 @@ pub enum AnalyticsError {
         /// The devices, comma-separated.
         devices: String,
     },
+    /// Reading or writing the archive failed.
+    #[error("{action} {}", path.display())]
+    Archive {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Archiving a range read fewer records than it holds; it was not archived (nor deleted).
+    #[error(
+        "archiving offsets {from}..{to} of {topic} partition {partition}: the log returned {read} \
+         records; the range stays in the log"
+    )]
+    ArchiveIncomplete {
+        /// The topic.
+        topic: &'static str,
+        /// The partition.
+        partition: u32,
+        /// First offset.
+        from: u64,
+        /// One past the last.
+        to: u64,
+        /// Records read.
+        read: u64,
+    },
     /// Writing the results failed.
     #[error("writing {format} output")]
     Write {

@@ -10,6 +10,8 @@
 //!   columns, and the `provider` module what is pushed down into the read);
 //! * views built from those tables ([`VIEWS`]: `cooks`, `cook_readings`, `alerts_history`);
 //! * a read-only query session over all of them ([`Analytics`]);
+//! * the archive: records the embedded log's retention removes, kept as Parquet files by
+//!   day and device, which the tables read together with the live log ([`archive`]);
 //! * writing results as a table, CSV, JSON lines or Parquet, streaming ([`write_stream`]).
 //!
 //! It reads the log, never the projections, and knows nothing of gRPC or of how the binary
@@ -30,6 +32,7 @@
 //! # }
 //! ```
 
+pub mod archive;
 mod columns;
 mod error;
 mod output;
@@ -39,6 +42,7 @@ mod tables;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
+pub use archive::Archive;
 pub use datafusion;
 pub use error::AnalyticsError;
 pub use output::{Format, PARQUET_ROW_GROUP_ROWS, write_stream};

@@ -46,6 +46,7 @@ use emberline_schemas::EventCodec;
 use futures::StreamExt as _;
 
 use crate::AnalyticsError;
+use crate::archive::{Archive, ArchiveScan, ArchivedRange};
 use crate::columns::{BatchBuilder, schema};
 use crate::tables::{DEVICE_COLUMN, Decode, PARTITION_COLUMN, TableDef, dead_letter};
 
@@ -63,6 +64,7 @@ pub struct LogTable {
     log: Arc<dyn EventLog>,
     codec: Arc<EventCodec>,
     tenant: Option<Arc<str>>,
+    archive: Option<Arc<Archive>>,
 }
 
 impl std::fmt::Debug for LogTable {
@@ -80,7 +82,15 @@ impl LogTable {
             log,
             codec,
             tenant: None,
+            archive: None,
         }
+    }
+
+    /// The same table reading `archive` too: the records retention moved there, and of each
+    /// partition's live records only those past where its archive ends.
+    pub fn with_archive(mut self, archive: Arc<Archive>) -> Self {
+        self.archive = Some(archive);
+        self
     }
 
     /// The same table holding only `tenant`'s records: those whose key (the qualified
@@ -130,12 +140,21 @@ impl TableProvider for LogTable {
         let count = self.log.partitions(topic).await.map_err(external)?;
         let mut chosen: BTreeSet<u32> = (0..count).collect();
         let mut times = TimeRange::ALL;
+        let mut devices: Option<BTreeSet<String>> = None;
         for filter in filters {
             let keep: BTreeSet<u32> = match selection(filter, self.def.time_column()) {
-                Some(Selection::Devices(devices)) => devices
-                    .iter()
-                    .map(|d| partition_for(d.as_bytes(), count))
-                    .collect(),
+                Some(Selection::Devices(these)) => {
+                    let keep = these
+                        .iter()
+                        .map(|d| partition_for(d.as_bytes(), count))
+                        .collect();
+                    let these: BTreeSet<String> = these.into_iter().collect();
+                    devices = Some(match devices {
+                        Some(before) => before.intersection(&these).cloned().collect(),
+                        None => these,
+                    });
+                    keep
+                }
                 Some(Selection::Partitions(p)) => p.into_iter().collect(),
                 Some(Selection::Time(range)) => {
                     times = times.intersect(range);
@@ -147,18 +166,42 @@ impl TableProvider for LogTable {
         }
         tracing::debug!(table = self.def.name, topic, partitions = ?chosen, ?times, "scan");
         let mut streams: Vec<Arc<dyn PartitionStream>> = Vec::with_capacity(chosen.len());
+        let archived = match &self.archive {
+            Some(archive) => archive
+                .ranges(topic)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            None => Arc::default(),
+        };
         for partition in chosen {
+            let files = self.archive_files(&archived, partition, devices.as_ref(), times);
+            if !files.is_empty() {
+                streams.push(Arc::new(ArchiveScan {
+                    schema: self.schema.clone(),
+                    files,
+                }));
+            }
+            // Live records from where the archive ends: a range archived but not yet deleted
+            // from the log is read once, from the archive.
+            let archived_to = archived
+                .iter()
+                .filter(|r| r.partition == partition)
+                .map(|r| r.to)
+                .max()
+                .unwrap_or(0);
             let start = self
                 .log
                 .start_offset(topic, partition)
                 .await
-                .map_err(external)?;
+                .map_err(external)?
+                .max(archived_to);
             let end = self
                 .log
                 .end_offset(topic, partition)
                 .await
                 .map_err(external)?;
-            let ranges: Vec<std::ops::Range<u64>> = if times == TimeRange::ALL {
+            let ranges: Vec<std::ops::Range<u64>> = if start >= end {
+                Vec::new()
+            } else if times == TimeRange::ALL {
                 std::iter::once(start..end).collect()
             } else {
                 match self
@@ -208,6 +251,36 @@ impl TableProvider for LogTable {
             limit,
         )?;
         Ok(Arc::new(exec))
+    }
+}
+
+impl LogTable {
+    /// The archive files of `partition` that may hold rows of `devices` in `times` (and of
+    /// the tenant, when limited to one).
+    fn archive_files(
+        &self,
+        archived: &[ArchivedRange],
+        partition: u32,
+        devices: Option<&BTreeSet<String>>,
+        times: TimeRange,
+    ) -> Vec<std::path::PathBuf> {
+        let Some(archive) = &self.archive else {
+            return Vec::new();
+        };
+        let dir = archive.topic_dir(self.def.topic);
+        archived
+            .iter()
+            .filter(|r| r.partition == partition)
+            .flat_map(|r| &r.files)
+            .filter(|f| devices.is_none_or(|d| d.contains(&f.device)))
+            .filter(|f| f.max_ms >= times.from_ms && f.min_ms < times.to_ms)
+            .filter(|f| {
+                self.tenant
+                    .as_deref()
+                    .is_none_or(|tenant| split(&f.device).0 == tenant)
+            })
+            .map(|f| dir.join(&f.path))
+            .collect()
     }
 }
 
@@ -371,6 +444,30 @@ fn selection(expr: &Expr, time_column: &str) -> Option<Selection> {
     }
 }
 
+/// Every row of offsets `range` of `partition` of `def`'s topic, as a scan reads them (no
+/// time or tenant filter); records that make no row go to `rejects`.
+pub(crate) fn read_range(
+    def: &'static TableDef,
+    log: Arc<dyn EventLog>,
+    codec: Arc<EventCodec>,
+    partition: u32,
+    range: std::ops::Range<u64>,
+    rejects: Rejects,
+) -> SendableRecordBatchStream {
+    PartitionScan {
+        def,
+        schema: schema(def.columns),
+        log,
+        codec,
+        partition,
+        ranges: vec![range],
+        times: TimeRange::ALL,
+        tenant: None,
+        limit: None,
+    }
+    .stream(Some(rejects))
+}
+
 fn external(e: emberline_log::LogError) -> DataFusionError {
     DataFusionError::External(Box::new(AnalyticsError::Log(e)))
 }
@@ -408,6 +505,14 @@ impl PartitionStream for PartitionScan {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        self.stream(None)
+    }
+}
+
+impl PartitionScan {
+    /// The rows of this partition's ranges; records that make no row are handed to
+    /// `rejects` when given.
+    fn stream(&self, rejects: Option<Rejects>) -> SendableRecordBatchStream {
         let mut ranges = self.ranges.iter().rev().cloned().collect::<Vec<_>>();
         let first = ranges.pop().unwrap_or(0..0);
         let state = ScanState {
@@ -424,6 +529,7 @@ impl PartitionStream for PartitionScan {
             batch: BatchBuilder::new(self.def.columns, self.schema.clone()),
             left: self.limit.unwrap_or(usize::MAX),
             skipped: 0,
+            rejects,
         };
         let stream = futures::stream::unfold(state, |mut state| async move {
             match state.next_batch().await {
@@ -459,7 +565,12 @@ struct ScanState {
     batch: BatchBuilder,
     left: usize,
     skipped: u64,
+    /// Where records that make no row go, when someone keeps them (the archive).
+    rejects: Option<Rejects>,
 }
+
+/// Records a read found no row in (not the table's kind, or not decodable).
+pub(crate) type Rejects = Arc<std::sync::Mutex<Vec<emberline_log::Record>>>;
 
 impl ScanState {
     /// The next batch of rows, or `None` at the end of the snapshot.
@@ -505,6 +616,14 @@ impl ScanState {
                     continue;
                 }
                 let wrote = self.decode(&record).await;
+                if !matches!(wrote, Ok(true))
+                    && let Some(rejects) = &self.rejects
+                {
+                    rejects
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(record.clone());
+                }
                 match wrote {
                     Ok(true) => self.left -= 1,
                     Ok(false) => {}

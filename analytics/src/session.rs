@@ -13,6 +13,7 @@ use emberline_log::EventLog;
 use emberline_schemas::EventCodec;
 
 use crate::AnalyticsError;
+use crate::archive::Archive;
 use crate::columns::UTC;
 use crate::provider::LogTable;
 use crate::tables::{DEVICE_COLUMN, TABLES};
@@ -100,43 +101,50 @@ impl Analytics {
         log: Arc<dyn EventLog>,
         codec: Arc<EventCodec>,
     ) -> Result<Self, AnalyticsError> {
-        Self::with_config(log, codec, SessionConfig::new()).await
+        Self::with_config(log, codec, None, SessionConfig::new()).await
     }
 
-    /// A session with `config`.
+    /// A session with `config`, reading `archive` too when given.
     pub async fn with_config(
         log: Arc<dyn EventLog>,
         codec: Arc<EventCodec>,
+        archive: Option<Arc<Archive>>,
         config: SessionConfig,
     ) -> Result<Self, AnalyticsError> {
-        Self::build(log, codec, SessionContext::new_with_config(config), None).await
+        let ctx = SessionContext::new_with_config(config);
+        Self::build(log, codec, archive, ctx, None).await
     }
 
-    /// A session that sees only `tenant`'s devices (every table and view), with `config`
-    /// and `runtime` (its memory pool bounds what a query may hold).
+    /// A session that sees only `tenant`'s devices (every table and view), reading
+    /// `archive` too when given, with `config` and `runtime` (its memory pool bounds what a
+    /// query may hold).
     pub async fn of_tenant(
         log: Arc<dyn EventLog>,
         codec: Arc<EventCodec>,
+        archive: Option<Arc<Archive>>,
         config: SessionConfig,
         runtime: Arc<RuntimeEnv>,
         tenant: &str,
     ) -> Result<Self, AnalyticsError> {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        Self::build(log, codec, ctx, Some(tenant)).await
+        Self::build(log, codec, archive, ctx, Some(tenant)).await
     }
 
     async fn build(
         log: Arc<dyn EventLog>,
         codec: Arc<EventCodec>,
+        archive: Option<Arc<Archive>>,
         ctx: SessionContext,
         tenant: Option<&str>,
     ) -> Result<Self, AnalyticsError> {
         for def in &TABLES {
-            let table = LogTable::new(def, log.clone(), codec.clone());
-            let table = match tenant {
-                Some(tenant) => table.of_tenant(tenant),
-                None => table,
-            };
+            let mut table = LogTable::new(def, log.clone(), codec.clone());
+            if let Some(tenant) = tenant {
+                table = table.of_tenant(tenant);
+            }
+            if let Some(archive) = &archive {
+                table = table.with_archive(archive.clone());
+            }
             ctx.register_table(def.name, Arc::new(table))?;
         }
         for (_, statement) in VIEWS {

@@ -478,6 +478,7 @@ async fn a_readings_export_to_parquet_reads_back_with_the_same_rows() {
     let analytics = Analytics::with_config(
         sample.log.clone(),
         sample.codec.clone(),
+        None,
         SessionConfig::new().with_target_partitions(1),
     )
     .await

@@ -261,9 +261,14 @@ async fn open(config: &Config, command: &str, session: SessionConfig) -> Result<
             return Err(e);
         }
     };
-    Analytics::with_config(parts.log.clone(), parts.codec.clone(), session)
-        .await
-        .map_err(one_line)
+    Analytics::with_config(
+        parts.log.clone(),
+        parts.codec.clone(),
+        parts.archive.clone(),
+        session,
+    )
+    .await
+    .map_err(one_line)
 }
 
 /// A query's error as one line: DataFusion's messages span lines ("Valid fields are …"),

@@ -158,6 +158,10 @@ pub(crate) struct LogConfig {
     pub(crate) retention_days: u32,
     /// How often the embedded log looks for expired records, seconds.
     pub(crate) retention_check_interval_s: u64,
+    /// Whether the embedded log keeps what retention removes, as Parquet files by day and
+    /// device in `<data_dir>/archive`, which `emberline sql`, `export` and the `Sql` RPC read
+    /// with the live log. Not used on Kafka, whose brokers delete by `retention.ms`.
+    pub(crate) archive: bool,
 }
 
 /// How long projection history is kept.
@@ -346,6 +350,7 @@ impl Default for LogConfig {
             kafka: KafkaSection::default(),
             retention_days: 30,
             retention_check_interval_s: 60,
+            archive: true,
         }
     }
 }

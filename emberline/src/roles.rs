@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use emberline_analytics::Archive;
+use emberline_analytics::archive;
 use emberline_common::clock::now_ms;
 use emberline_common::redb_file::ReopeningDatabase;
 use emberline_gateway::{AuthMode, Gateway};
@@ -69,6 +71,8 @@ fn watch_processors_catch_up(
 pub(crate) struct LogParts {
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) codec: Arc<EventCodec>,
+    /// Where the embedded log's retention keeps what it removes (`log.archive`).
+    pub(crate) archive: Option<Arc<Archive>>,
     embedded_registry: Option<EmbeddedRegistry>,
 }
 
@@ -108,6 +112,7 @@ pub(crate) async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts
              processes"
         );
     }
+    let mut embedded = None;
     let (log, local_db): (Arc<dyn EventLog>, Option<Arc<ReopeningDatabase>>) =
         match config.log.backend {
             Backend::Embedded => {
@@ -116,14 +121,7 @@ pub(crate) async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts
                     .with_context(|| format!("opening the embedded log at {}", path.display()))?;
                 let db = log.handle();
                 crate::backup::hold(&path, db.clone());
-                if let Some(retention) = crate::config::retention(config.log.retention_days) {
-                    let every = std::time::Duration::from_secs(
-                        config.log.retention_check_interval_s.max(1),
-                    );
-                    let log = log.clone();
-                    // Runs as long as the process: nothing to hand over at shutdown.
-                    tokio::spawn(async move { log.run_retention(retention, every).await });
-                }
+                embedded = Some(log.clone());
                 (Arc::new(log), Some(db))
             }
             Backend::Kafka => {
@@ -175,9 +173,34 @@ pub(crate) async fn open_log(config: &Config, ids: SchemaIds) -> Result<LogParts
             );
         }
     }
+    let codec = Arc::new(codec);
+    let archive = match (&embedded, config.log.archive) {
+        (Some(_), true) => {
+            let dir = config.data_dir()?.join("archive");
+            let archive = Archive::open(&dir)
+                .with_context(|| format!("opening the log archive at {}", dir.display()))?;
+            Some(Arc::new(archive))
+        }
+        _ => None,
+    };
+    if let (Some(log), Some(retention)) = (
+        embedded,
+        crate::config::retention(config.log.retention_days),
+    ) {
+        let every = std::time::Duration::from_secs(config.log.retention_check_interval_s.max(1));
+        // Runs as long as the process: a round cut short is taken up by the next process.
+        tokio::spawn(archive::run_retention(
+            log,
+            codec.clone(),
+            archive.clone(),
+            retention,
+            every,
+        ));
+    }
     Ok(LogParts {
         log,
-        codec: Arc::new(codec),
+        codec,
+        archive,
         embedded_registry,
     })
 }
@@ -345,6 +368,7 @@ fn spawn_gateway(
     let sql = crate::sql_engine::LogSql::new(
         parts.log.clone(),
         parts.codec.clone(),
+        parts.archive.clone(),
         config.gateway.sql.clone(),
     )
     .context("starting the SQL engine's threads")?;

@@ -21,7 +21,7 @@ use emberline_analytics::datafusion::execution::disk_manager::{
 };
 use emberline_analytics::datafusion::execution::memory_pool::GreedyMemoryPool;
 use emberline_analytics::datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use emberline_analytics::{Analytics, AnalyticsError};
+use emberline_analytics::{Analytics, AnalyticsError, Archive};
 use emberline_gateway::sql::{SqlBatch, SqlEngine, SqlError, SqlStream};
 use emberline_log::EventLog;
 use emberline_schemas::EventCodec;
@@ -38,6 +38,7 @@ pub(crate) const QUEUE_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct LogSql {
     log: Arc<dyn EventLog>,
     codec: Arc<EventCodec>,
+    archive: Option<Arc<Archive>>,
     limits: SqlLimits,
     turns: Arc<Semaphore>,
     runtime: QueryRuntime,
@@ -56,10 +57,11 @@ impl Drop for QueryRuntime {
 }
 
 impl LogSql {
-    /// An engine over `log` with `limits`.
+    /// An engine over `log` (and `archive`, when given) with `limits`.
     pub(crate) fn new(
         log: Arc<dyn EventLog>,
         codec: Arc<EventCodec>,
+        archive: Option<Arc<Archive>>,
         limits: SqlLimits,
     ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -70,6 +72,7 @@ impl LogSql {
         Ok(Self {
             log,
             codec,
+            archive,
             turns: Arc::new(Semaphore::new(limits.concurrent.max(1))),
             limits,
             runtime: QueryRuntime(Some(runtime)),
@@ -98,7 +101,7 @@ impl SqlEngine for LogSql {
             })?
             .map_err(|_| SqlError::Failed("the SQL engine has stopped".into()))?;
         let limits = self.limits.clone();
-        let (log, codec) = (self.log.clone(), self.codec.clone());
+        let (log, codec, archive) = (self.log.clone(), self.codec.clone(), self.archive.clone());
         let (tenant, query) = (tenant.to_owned(), query.to_owned());
         let (planned_tx, planned_rx) = oneshot::channel();
         let (batches_tx, batches_rx) = mpsc::channel(2);
@@ -107,8 +110,11 @@ impl SqlEngine for LogSql {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(limits.timeout_s);
             let mut planned = Some(planned_tx);
             let work = execute(
-                log,
-                codec,
+                Source {
+                    log,
+                    codec,
+                    archive,
+                },
                 &limits,
                 &tenant,
                 &query,
@@ -142,10 +148,16 @@ impl SqlEngine for LogSql {
     }
 }
 
-/// Plans `query` (answering `planned` once it runs) and sends its batches.
-async fn execute(
+/// What a query reads.
+struct Source {
     log: Arc<dyn EventLog>,
     codec: Arc<EventCodec>,
+    archive: Option<Arc<Archive>>,
+}
+
+/// Plans `query` (answering `planned` once it runs) and sends its batches.
+async fn execute(
+    source: Source,
     limits: &SqlLimits,
     tenant: &str,
     query: &str,
@@ -161,7 +173,12 @@ async fn execute(
         .build_arc()
         .map_err(|e| classify(limits, AnalyticsError::from(e)))?;
     let config = SessionConfig::new().with_target_partitions(limits.threads.max(1));
-    let analytics = Analytics::of_tenant(log, codec, config, runtime, tenant)
+    let Source {
+        log,
+        codec,
+        archive,
+    } = source;
+    let analytics = Analytics::of_tenant(log, codec, archive, config, runtime, tenant)
         .await
         .map_err(|e| classify(limits, e))?;
     let df = analytics

@@ -11,6 +11,9 @@
 //! directory must stay within what holds about three days (one day retained, the day being
 //! written, and the one retention has not yet removed): `3 × (size after day 1) + 2 MiB`.
 //! Without retention it would grow to about seven times the first day.
+//!
+//! What retention removes goes to the archive (`<data_dir>/archive`, Parquet, outside that
+//! bound): afterwards `emberline sql` still counts every reading of the week, each once.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
 mod support;
@@ -199,4 +202,40 @@ async fn a_week_with_one_day_of_retention_stays_bounded_and_says_expired() {
         .expect("the last day");
     assert_eq!(last_day.len() as i64, (DAY - 600_000) / STEP_MS);
     up.interrupt();
+
+    // What retention removed from the log is in the archive (`log.archive`, on by default):
+    // SQL still sees every reading of the week, each once.
+    let week = 7 * (DAY / STEP_MS) * PROBES.len() as i64;
+    let expired = 5 * (DAY / STEP_MS) * PROBES.len() as i64;
+    let query = format!(
+        "SELECT (SELECT count(*) FROM probe_readings) AS n, \
+         (SELECT count(*) FROM (SELECT DISTINCT probe_id, event_time FROM probe_readings)) \
+         AS distinct_n, \
+         (SELECT count(*) FROM probe_readings WHERE event_time < to_timestamp_millis({})) AS old",
+        start + 5 * DAY
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_emberline"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["sql", &query, "--format", "csv"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run emberline sql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("n,distinct_n,old\n{week},{week},{expired}\n"),
+    );
+    let manifest = data
+        .join("archive")
+        .join("probe.readings")
+        .join("manifest.jsonl");
+    let lines = std::fs::read_to_string(&manifest).expect("the archive's manifest");
+    assert!(lines.lines().count() > 0, "{lines}");
 }

@@ -350,9 +350,13 @@ impl EmbeddedLog {
             .await
     }
 
-    fn expire_blocking(&self, cutoff_ms: i64) -> Result<u64, LogError> {
-        let topics = self
-            .inner
+    /// Every topic with its partition count.
+    pub async fn topics(&self) -> Result<Vec<(String, u32)>, LogError> {
+        self.blocking(|log| log.topics_blocking()).await
+    }
+
+    fn topics_blocking(&self) -> Result<Vec<(String, u32)>, LogError> {
+        self.inner
             .db
             .run(|db| {
                 let txn = db.begin_read()?;
@@ -366,7 +370,42 @@ impl EmbeddedLog {
                 }
                 Ok(out)
             })
-            .map_err(storage("listing topics"))?;
+            .map_err(storage("listing topics"))
+    }
+
+    /// The offset below which every batch of `partition` holds only records older than
+    /// `cutoff_ms`: what [`expire`](Self::expire) would remove, found without removing it
+    /// (the start offset when nothing has expired). A caller that keeps expired records
+    /// elsewhere first (the analytics archive) copies the offsets below it, then calls
+    /// [`EventLog::delete_before`].
+    pub async fn expired_before(
+        &self,
+        topic: &str,
+        partition: u32,
+        cutoff_ms: i64,
+    ) -> Result<u64, LogError> {
+        let topic = topic.to_owned();
+        self.blocking(move |log| {
+            log.check_partition(&topic, partition)?;
+            let start = log.start_offset_blocking(&topic, partition)?;
+            let end = log.end_offset_blocking(&topic, partition)?;
+            log.inner
+                .db
+                .run(|db| expired_before(db, &topic, partition, cutoff_ms))
+                .map_err(storage("finding expired records"))?
+                .map(|upto| upto.unwrap_or(end).max(start))
+                .map_err(|(offset, reason)| LogError::Corrupt {
+                    topic: topic.clone(),
+                    partition,
+                    offset,
+                    reason,
+                })
+        })
+        .await
+    }
+
+    fn expire_blocking(&self, cutoff_ms: i64) -> Result<u64, LogError> {
+        let topics = self.topics_blocking()?;
         let mut removed = 0;
         for (topic, partitions) in topics {
             if crate::topics::KEEP_FOREVER.contains(&topic.as_str()) {
@@ -930,6 +969,42 @@ fn expire_some(
     }
     txn.commit()?;
     Ok(Ok((removed, done)))
+}
+
+/// The first offset of the partition's first batch still inside the retention (`None`: every
+/// batch has expired). The time index answers for the batches it covers; older batches are
+/// read.
+#[allow(clippy::type_complexity)]
+fn expired_before(
+    db: &Database,
+    topic: &str,
+    partition: u32,
+    cutoff_ms: i64,
+) -> Result<Result<Option<u64>, (u64, String)>, redb::Error> {
+    let txn = db.begin_read()?;
+    let Some(batches) = read_table!(txn, BATCHES) else {
+        return Ok(Ok(None));
+    };
+    let times = read_table!(txn, TIMES);
+    for entry in batches.range((topic, partition, 0)..=(topic, partition, u64::MAX))? {
+        let (key, value) = entry?;
+        let first = key.value().2;
+        let indexed = match &times {
+            Some(t) => t.get((topic, partition, first))?.map(|g| g.value().1),
+            None => None,
+        };
+        let newest = match indexed {
+            Some(newest) => Some(newest),
+            None => match batch::time_range(value.value()) {
+                Ok(range) => range.map(|(_, newest)| newest),
+                Err(reason) => return Ok(Err((first, reason))),
+            },
+        };
+        if newest.is_none_or(|newest| newest >= cutoff_ms) {
+            return Ok(Ok(Some(first)));
+        }
+    }
+    Ok(Ok(None))
 }
 
 /// Removes the partition's batches that lie wholly below `offset`; returns the new start.
