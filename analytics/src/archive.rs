@@ -9,9 +9,12 @@
 //!
 //! ## Layout (under the archive directory)
 //!
-//! * `<topic>/day=YYYY-MM-DD/device=<device>/p<partition>-<from>-<to>.parquet`: the rows,
-//!   with the table's own columns, of one device on one day (UTC, by the table's time
-//!   column) among offsets `from..to` of a partition. The device id is percent-encoded.
+//! * `<topic>/day=YYYY-MM-DD/device=<device>/p<partition>-<from>-<to>-<hash>.parquet`: the
+//!   rows, with the table's own columns, of one device on one day (UTC, by the table's time
+//!   column) among offsets `from..to` of a partition. The device id is percent-encoded (a
+//!   long one shortened with its hash); the hash of the id in the file name keeps two ids
+//!   that differ only in case apart on file systems that ignore case. Each file is written
+//!   as `….parquet.partial`, fsynced and renamed.
 //! * `<topic>/raw/p<partition>-<from>-<to>.parquet`: the records of that range that make no
 //!   row (not decodable, or not the table's kind), as the log held them — partition,
 //!   offset, time, key and value bytes — so nothing the log held is lost.
@@ -28,6 +31,8 @@
 //! where its archive ends, so no row appears twice, and the next round deletes it. A crash
 //! before the manifest line leaves files no line names, which the next round overwrites or
 //! ignores. Only the topics that are tables are archived; other topics expire as before.
+//! A partition whose archive reaches past the log's end was archived from another log (an
+//! older backup restored): it is neither archived nor expired, and says so.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -229,6 +234,11 @@ impl Archive {
             path: self.topic_dir(def.topic),
             source: e.into(),
         })??;
+        // Read again on the next call, whatever the manifest's length.
+        self.manifests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(def.topic);
         Ok(archived)
     }
 }
@@ -267,12 +277,19 @@ fn append_manifest(dir: &Path, range: &ArchivedRange) -> Result<(), AnalyticsErr
         .map_err(failed())?;
     let mut text = Vec::new();
     file.read_to_end(&mut text).map_err(failed())?;
+    let mut line = Vec::new();
     if !text.is_empty() && !text.ends_with(b"\n") {
+        // A last line without its newline: a range when it parses (as readers take it),
+        // torn by a crash otherwise, and cut.
         let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        file.set_len(keep as u64).map_err(failed())?;
+        if serde_json::from_slice::<ArchivedRange>(&text[keep..]).is_ok() {
+            line.push(b'\n');
+        } else {
+            file.set_len(keep as u64).map_err(failed())?;
+        }
     }
     file.seek(SeekFrom::End(0)).map_err(failed())?;
-    let mut line = serde_json::to_vec(range).map_err(|e| failed()(std::io::Error::other(e)))?;
+    line.extend(serde_json::to_vec(range).map_err(|e| failed()(std::io::Error::other(e)))?);
     line.push(b'\n');
     file.write_all(&line).map_err(failed())?;
     file.sync_all().map_err(failed())?;
@@ -288,9 +305,32 @@ fn sync_dir(dir: &Path) -> Result<(), AnalyticsError> {
         .map_err(io_error("syncing an archive directory", dir))
 }
 
+/// Longest device path component: well within any file system's 255-byte names.
+const MAX_COMPONENT: usize = 80;
+
 /// A device id as a path component: letters, digits, `-`, `_` and `.` as they are (a leading
-/// `.` encoded), everything else `%XX`.
+/// `.` encoded), everything else `%XX`; past [`MAX_COMPONENT`] bytes, a prefix and the id's
+/// hash (the manifest holds the id itself).
 fn path_component(device: &str) -> String {
+    let encoded = encode_component(device);
+    if encoded.len() <= MAX_COMPONENT {
+        return encoded;
+    }
+    format!(
+        "{}~{:016x}",
+        &encoded[..MAX_COMPONENT - 17],
+        fnv1a(device.as_bytes())
+    )
+}
+
+/// FNV-1a, 64 bits: a stable hash of a device id for file names.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn encode_component(device: &str) -> String {
     let mut out = String::with_capacity(device.len());
     for (i, b) in device.bytes().enumerate() {
         let plain = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && i > 0);
@@ -328,13 +368,17 @@ fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), AnalyticsError>
         std::fs::create_dir_all(parent)
             .map_err(io_error("creating an archive directory", parent))?;
     }
-    let file = File::create(path).map_err(io_error("creating an archive file", path))?;
+    // Written whole under another name, then renamed: a file under its own name is
+    // complete, whatever a crash interrupts.
+    let partial = path.with_extension("parquet.partial");
+    let file = File::create(&partial).map_err(io_error("creating an archive file", &partial))?;
     let mut writer =
         ArrowWriter::try_new(file, batch.schema(), Some(parquet_props())).map_err(parquet)?;
     writer.write(batch).map_err(parquet)?;
     let file = writer.into_inner().map_err(parquet)?;
     file.sync_all()
-        .map_err(io_error("syncing an archive file", path))
+        .map_err(io_error("syncing an archive file", &partial))?;
+    std::fs::rename(&partial, path).map_err(io_error("naming an archive file", path))
 }
 
 /// The schema of the records that make no row.
@@ -388,6 +432,8 @@ fn write_range(
     raw: &[Record],
 ) -> Result<ArchivedRange, AnalyticsError> {
     let name = format!("p{partition}-{}-{}.parquet", range.start, range.end);
+    // The archive's root, which holds a topic directory made by this range.
+    let root = dir.parent().map(Path::to_owned);
     let mut files = Vec::new();
     let mut dirs = BTreeSet::new();
     if let Some(first) = batches.first() {
@@ -410,7 +456,15 @@ fn write_range(
         for ((day, device), rows) in groups {
             let batch = take_record_batch(&all, &UInt32Array::from(rows))?;
             let group_times = column::<TimestampMillisecondArray>(&batch, def.time_column())?;
-            let path = format!("day={day}/device={}/{name}", path_component(device));
+            // The device's hash in the file name too: on a file system that ignores case,
+            // `Grill` and `grill` share a directory but never a file.
+            let path = format!(
+                "day={day}/device={}/p{partition}-{}-{}-{:08x}.parquet",
+                path_component(device),
+                range.start,
+                range.end,
+                fnv1a(device.as_bytes()) as u32
+            );
             let full = dir.join(&path);
             write_parquet(&full, &batch)?;
             if let Some(parent) = full.parent() {
@@ -441,6 +495,7 @@ fn write_range(
         })
     };
     dirs.insert(dir.to_owned());
+    dirs.extend(root);
     for d in dirs {
         sync_dir(&d)?;
     }
@@ -511,10 +566,9 @@ impl PartitionStream for ArchiveScan {
                     }
                 };
                 for batch in reader {
-                    let batch = batch.map_err(|e| failed(e.into())).and_then(|b| {
-                        RecordBatch::try_new(schema.clone(), b.columns().to_vec())
-                            .map_err(|e| failed(e.into()))
-                    });
+                    let batch = batch
+                        .map_err(|e| failed(e.into()))
+                        .and_then(|b| as_table(&schema, &b).map_err(|e| failed(e.into())));
                     let stop = batch.is_err();
                     if tx.blocking_send(batch).is_err() || stop {
                         return;
@@ -525,6 +579,23 @@ impl PartitionStream for ArchiveScan {
         let stream = tokio_stream_of(rx);
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
+}
+
+/// `batch` (read from a file an older release may have written) with the table's columns:
+/// by name, a column the file lacks null.
+fn as_table(
+    schema: &SchemaRef,
+    batch: &RecordBatch,
+) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => column.clone(),
+            None => datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 fn tokio_stream_of(
@@ -542,16 +613,30 @@ pub struct Expired {
     pub archived_raw: u64,
     /// Records deleted from the log.
     pub removed: u64,
+    /// Partitions that could not be expired (logged; tried again next round).
+    pub failed: u32,
 }
 
 /// One round of retention over the embedded log: records older than `cutoff_ms` are
 /// archived (when there is an archive and their topic is a table) and then deleted (see
-/// the module docs). Stops at the first failure, having deleted only what was archived.
+/// the module docs). A partition that fails is logged, counted in [`Expired::failed`] and
+/// left as it is (only what was archived is deleted); the others go on.
 pub async fn expire(
     log: &EmbeddedLog,
     codec: &Arc<EventCodec>,
     archive: Option<&Archive>,
     cutoff_ms: i64,
+) -> Result<Expired, AnalyticsError> {
+    expire_in_ranges(log, codec, archive, cutoff_ms, RANGE_RECORDS).await
+}
+
+/// [`expire`], archiving at most `range_records` records per range.
+pub async fn expire_in_ranges(
+    log: &EmbeddedLog,
+    codec: &Arc<EventCodec>,
+    archive: Option<&Archive>,
+    cutoff_ms: i64,
+    range_records: u64,
 ) -> Result<Expired, AnalyticsError> {
     let mut done = Expired::default();
     let shared: Arc<dyn EventLog> = Arc::new(log.clone());
@@ -561,43 +646,108 @@ pub async fn expire(
         }
         let def = archive.and(TABLES.iter().find(|t| t.topic == topic));
         for partition in 0..partitions {
-            let upto = log.expired_before(&topic, partition, cutoff_ms).await?;
-            let first = log.start_offset(&topic, partition).await?;
-            let mut start = first;
-            let mut at = first;
-            while at < upto {
-                let step = (at + RANGE_RECORDS).min(upto);
-                if let (Some(archive), Some(def)) = (archive, def) {
-                    let from = archive.archived_to(&topic, partition)?.unwrap_or(0).max(at);
-                    if from < step {
-                        let range = archive
-                            .archive_range(
-                                def,
-                                shared.clone(),
-                                codec.clone(),
-                                partition,
-                                from..step,
-                            )
-                            .await?;
-                        done.archived_rows += range.files.iter().map(|f| f.rows).sum::<u64>();
-                        done.archived_raw += range.raw.as_ref().map_or(0, |r| r.records);
-                    }
-                }
-                start = log.delete_before(&topic, partition, step).await?;
-                at = step;
-            }
-            done.removed += start - first;
-            if start > first {
-                tracing::info!(
+            let target = Partition {
+                log,
+                shared: &shared,
+                codec,
+                archive: archive.zip(def),
+                topic: &topic,
+                partition,
+            };
+            if let Err(e) = target
+                .expire(cutoff_ms, range_records.max(1), &mut done)
+                .await
+            {
+                done.failed += 1;
+                tracing::warn!(
                     topic,
                     partition,
-                    removed = start - first,
-                    "expired records removed from the log"
+                    error = %emberline_common::error::chain(&e),
+                    "could not expire this partition; its unarchived records stay in the log"
                 );
             }
         }
     }
     Ok(done)
+}
+
+/// Records deleted from the log per write transaction: appends wait for one at most.
+const DELETE_RECORDS: u64 = 5_000;
+
+/// One partition that retention works on.
+struct Partition<'a> {
+    log: &'a EmbeddedLog,
+    shared: &'a Arc<dyn EventLog>,
+    codec: &'a Arc<EventCodec>,
+    archive: Option<(&'a Archive, &'static TableDef)>,
+    topic: &'a str,
+    partition: u32,
+}
+
+impl Partition<'_> {
+    async fn expire(
+        &self,
+        cutoff_ms: i64,
+        range_records: u64,
+        done: &mut Expired,
+    ) -> Result<(), AnalyticsError> {
+        let (log, topic, partition) = (self.log, self.topic, self.partition);
+        let upto = log.expired_before(topic, partition, cutoff_ms).await?;
+        let first = log.start_offset(topic, partition).await?;
+        if upto <= first {
+            return Ok(());
+        }
+        if let Some((archive, _)) = self.archive {
+            let end = log.end_offset(topic, partition).await?;
+            if let Some(archived) = archive.archived_to(topic, partition)?
+                && archived > end
+            {
+                // Offsets past this log's end: the archive was written from another log
+                // (a restore of an older backup, a log file removed by hand).
+                return Err(AnalyticsError::ForeignArchive {
+                    topic: topic.to_owned(),
+                    partition,
+                    archived,
+                    end,
+                });
+            }
+        }
+        let mut start = first;
+        let mut at = first;
+        while at < upto {
+            let step = (at + range_records).min(upto);
+            if let Some((archive, def)) = self.archive {
+                let from = archive.archived_to(topic, partition)?.unwrap_or(0).max(at);
+                if from < step {
+                    let range = archive
+                        .archive_range(
+                            def,
+                            self.shared.clone(),
+                            self.codec.clone(),
+                            partition,
+                            from..step,
+                        )
+                        .await?;
+                    done.archived_rows += range.files.iter().map(|f| f.rows).sum::<u64>();
+                    done.archived_raw += range.raw.as_ref().map_or(0, |r| r.records);
+                }
+            }
+            let mut cut = at;
+            while cut < step {
+                cut = (cut + DELETE_RECORDS).min(step);
+                start = log.delete_before(topic, partition, cut).await?;
+            }
+            at = step;
+        }
+        done.removed += start - first;
+        tracing::info!(
+            topic,
+            partition,
+            removed = start - first,
+            "expired records removed from the log"
+        );
+        Ok(())
+    }
 }
 
 /// Runs [`expire`] every `every` with the cut-off `retention` before the clock, forever;
@@ -636,12 +786,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn long_device_ids_become_short_distinct_components() {
+        let a = path_component(&"é".repeat(200));
+        let b = path_component(&format!("{}x", "é".repeat(200)));
+        assert!(
+            a.len() <= MAX_COMPONENT && b.len() <= MAX_COMPONENT,
+            "{a} {b}"
+        );
+        assert_ne!(a, b);
+        assert!(a.is_ascii());
+    }
+
+    #[test]
     fn device_ids_become_safe_path_components() {
         assert_eq!(path_component("grill-1.a_b"), "grill-1.a_b");
         assert_eq!(path_component("acme/grill"), "acme%2Fgrill");
         assert_eq!(path_component("../x"), "%2E.%2Fx");
         assert_eq!(path_component(""), "%00");
         assert_eq!(path_component("a b"), "a%20b");
+    }
+
+    #[test]
+    fn a_file_from_an_older_release_reads_with_the_tables_columns() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("added", DataType::Utf8, true),
+        ]));
+        let old = RecordBatch::try_from_iter(vec![(
+            "a",
+            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let read = as_table(&schema, &old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.schema(), schema);
+        assert_eq!(read.column(1).null_count(), 2);
     }
 
     #[test]

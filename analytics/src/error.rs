@@ -68,6 +68,35 @@ pub enum AnalyticsError {
         /// Records read.
         read: u64,
     },
+    /// The archive names offsets past the log's end: it was written from another log.
+    #[error(
+        "the archive of {topic} partition {partition} reaches offset {archived}, past the \
+         log's end {end}: it was written from another log (an older backup restored, or the \
+         log file removed); move the archive directory aside to archive this log anew"
+    )]
+    ForeignArchive {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Where the archive ends.
+        archived: u64,
+        /// Where the log ends.
+        end: u64,
+    },
+    /// Retention moved records out of the live log while a query read them.
+    #[error(
+        "records of {topic} partition {partition} from offset {offset} were archived while \
+         the query ran; run it again"
+    )]
+    ExpiredDuringQuery {
+        /// The topic.
+        topic: &'static str,
+        /// The partition.
+        partition: u32,
+        /// Where the query was reading.
+        offset: u64,
+    },
     /// Writing the results failed.
     #[error("writing {format} output")]
     Write {

@@ -24,7 +24,7 @@
 //! What is not pushed down: `OR` across columns, and predicates on any other column.
 //! `LIMIT` stops each partition's reader once it has produced enough rows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use emberline_common::tenant::split;
 use emberline_log::{EventLog, PartitionReader, partition_for};
-use emberline_schemas::EventCodec;
+use emberline_schemas::{CodecError, EventCodec};
 use futures::StreamExt as _;
 
 use crate::AnalyticsError;
@@ -166,6 +166,17 @@ impl TableProvider for LogTable {
         }
         tracing::debug!(table = self.def.name, topic, partitions = ?chosen, ?times, "scan");
         let mut streams: Vec<Arc<dyn PartitionStream>> = Vec::with_capacity(chosen.len());
+        // Start offsets first, then the archive's manifest: a range retention archives and
+        // deletes between the two is then read from the archive.
+        let mut starts = BTreeMap::new();
+        for &partition in &chosen {
+            let start = self
+                .log
+                .start_offset(topic, partition)
+                .await
+                .map_err(external)?;
+            starts.insert(partition, start);
+        }
         let archived = match &self.archive {
             Some(archive) => archive
                 .ranges(topic)
@@ -188,11 +199,10 @@ impl TableProvider for LogTable {
                 .map(|r| r.to)
                 .max()
                 .unwrap_or(0);
-            let start = self
-                .log
-                .start_offset(topic, partition)
-                .await
-                .map_err(external)?
+            let start = starts
+                .get(&partition)
+                .copied()
+                .unwrap_or(0)
                 .max(archived_to);
             let end = self
                 .log
@@ -595,6 +605,23 @@ impl ScanState {
             };
             let want = usize::try_from(self.end - self.next).unwrap_or(usize::MAX);
             let records = reader.next_batch(want.min(READ_RECORDS), READ_WAIT).await?;
+            if let Some(first) = records.first()
+                && first.offset > self.next
+            {
+                // The reader skipped ahead: retention removed records since the scan was
+                // planned (into the archive, which this scan's snapshot does not name).
+                let start = self
+                    .log
+                    .start_offset(self.def.topic, self.partition)
+                    .await?;
+                if start > self.next {
+                    return Err(AnalyticsError::ExpiredDuringQuery {
+                        topic: self.def.topic,
+                        partition: self.partition,
+                        offset: self.next,
+                    });
+                }
+            }
             if records.is_empty() {
                 tracing::warn!(
                     topic = self.def.topic,
@@ -615,7 +642,16 @@ impl ScanState {
                 if !self.times.contains(record.timestamp_ms) || !self.tenants(&record) {
                     continue;
                 }
-                let wrote = self.decode(&record).await;
+                let wrote = match self.decode(&record).await {
+                    // The archive keeps what makes no row as it is; a registry that cannot
+                    // be reached now says nothing about the record, so the read fails.
+                    Err(AnalyticsError::Codec(CodecError::Registry(e)))
+                        if self.rejects.is_some() =>
+                    {
+                        return Err(AnalyticsError::Codec(CodecError::Registry(e)));
+                    }
+                    other => other,
+                };
                 if !matches!(wrote, Ok(true))
                     && let Some(rejects) = &self.rejects
                 {

@@ -104,9 +104,11 @@ async fn archived_records_read_back_exactly_as_the_log_held_them() {
     // Half the readings' span expires.
     let cutoff = T0 + READING_EVERY_MS * READINGS_PER_PROBE as i64 / 2;
     let store = Arc::new(Archive::open(&dir.path().join("archive")).expect("archive"));
-    let done = archive::expire(&log, &sample.codec, Some(&store), cutoff)
+    // Ranges of 7 records: many ranges, most ending inside a batch.
+    let done = archive::expire_in_ranges(&log, &sample.codec, Some(&store), cutoff, 7)
         .await
         .expect("expire");
+    assert_eq!(done.failed, 0);
     let after = live_records(&log).await;
     assert!(done.removed > 0, "nothing expired: {done:?}");
     assert_eq!(before - after, done.removed);
@@ -218,6 +220,7 @@ async fn archived_records_read_back_exactly_as_the_log_held_them() {
         .await
         .expect("expire all");
     assert_eq!(done.removed, after);
+    assert_eq!(done.failed, 0);
     assert_eq!(done.archived_rows + done.archived_raw, done.removed);
     assert_eq!(live_records(&log).await, 0);
     let fresh = Analytics::with_config(
@@ -318,4 +321,40 @@ async fn a_range_archived_but_not_yet_deleted_is_read_once() {
         .sum();
     assert_eq!(archived, live, "each offset archived once");
     assert_same(&all_rows(&analytics).await, &expected, "after the delete");
+
+    // The archive beside a log it was not written from (an older backup restored): nothing
+    // is archived over it, and nothing expires unarchived.
+    let other = EmbeddedLog::open(&dir.path().join("other.redb")).expect("open log");
+    other
+        .ensure_topic(topics::PROBE_READINGS, PARTITIONS)
+        .await
+        .expect("topic");
+    let old = (0..6)
+        .map(|i| NewRecord {
+            key: format!("grill-{i}").into_bytes(),
+            value: b"x".to_vec(),
+            timestamp_ms: T0 - 1,
+        })
+        .collect();
+    other
+        .append(topics::PROBE_READINGS, old)
+        .await
+        .expect("append");
+    let done = archive::expire(&other, &sample.codec, Some(&store), i64::MAX)
+        .await
+        .expect("expire");
+    assert!(done.failed > 0, "{done:?}");
+    assert_eq!(done.removed, 0);
+    let mut kept = 0;
+    for p in 0..PARTITIONS {
+        kept += other
+            .end_offset(topics::PROBE_READINGS, p)
+            .await
+            .expect("end")
+            - other
+                .start_offset(topics::PROBE_READINGS, p)
+                .await
+                .expect("start");
+    }
+    assert_eq!(kept, 6);
 }
