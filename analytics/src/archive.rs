@@ -275,24 +275,38 @@ fn append_manifest(dir: &Path, range: &ArchivedRange) -> Result<(), AnalyticsErr
         .truncate(false)
         .open(&path)
         .map_err(failed())?;
-    let mut text = Vec::new();
-    file.read_to_end(&mut text).map_err(failed())?;
+    let mut len = file.metadata().map_err(failed())?.len();
     let mut line = Vec::new();
-    if !text.is_empty() && !text.ends_with(b"\n") {
+    // Only the last byte is read, unless the last line lacks its newline (after a crash).
+    let mut last = [0u8; 1];
+    if len > 0 {
+        file.seek(SeekFrom::Start(len - 1)).map_err(failed())?;
+        file.read_exact(&mut last).map_err(failed())?;
+    }
+    if len > 0 && last[0] != b'\n' {
         // A last line without its newline: a range when it parses (as readers take it),
         // torn by a crash otherwise, and cut.
+        let mut text = Vec::new();
+        file.seek(SeekFrom::Start(0)).map_err(failed())?;
+        file.read_to_end(&mut text).map_err(failed())?;
         let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         if serde_json::from_slice::<ArchivedRange>(&text[keep..]).is_ok() {
             line.push(b'\n');
         } else {
             file.set_len(keep as u64).map_err(failed())?;
+            len = keep as u64;
         }
     }
     file.seek(SeekFrom::End(0)).map_err(failed())?;
     line.extend(serde_json::to_vec(range).map_err(|e| failed()(std::io::Error::other(e)))?);
     line.push(b'\n');
-    file.write_all(&line).map_err(failed())?;
-    file.sync_all().map_err(failed())?;
+    let written = file.write_all(&line).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        // Not durably named: take the line back, so no later round counts the range as
+        // archived (and deletes it) on the strength of a line that may not survive a crash.
+        let _ = file.set_len(len).and_then(|()| file.sync_all());
+        return Err(failed()(e));
+    }
     if !existed {
         sync_dir(dir)?;
     }
