@@ -743,6 +743,18 @@ pub async fn expected_rows(log: &dyn EventLog, codec: &EventCodec, table: &Table
     rows
 }
 
+/// The rows `sql` answers in `analytics`, as cells; panics naming the query on an error.
+pub async fn query_rows(analytics: &crate::Analytics, sql: &str) -> Vec<Cells> {
+    let batches = analytics
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    batch_rows(&batches)
+}
+
 /// The rows of `batches` as cells (timestamps as epoch ms), null cells left out.
 pub fn batch_rows(batches: &[RecordBatch]) -> Vec<Cells> {
     let mut rows = Vec::new();

@@ -13,7 +13,7 @@ use emberline_analytics::datafusion::arrow::array::AsArray as _;
 use emberline_analytics::datafusion::arrow::datatypes::TimestampMillisecondType;
 use emberline_analytics::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use emberline_analytics::testsuite::{
-    Cell, Cells, READING_EVERY_MS, READINGS_PER_PROBE, Sample, T0, batch_rows, expected_rows,
+    Cell, Cells, READING_EVERY_MS, READINGS_PER_PROBE, Sample, T0, expected_rows, query_rows,
     write_sample_to,
 };
 use emberline_analytics::{Analytics, TABLES, table};
@@ -29,15 +29,16 @@ async fn sample(dir: &Path) -> (EmbeddedLog, Sample) {
     (log, sample)
 }
 
-async fn rows(analytics: &Analytics, sql: &str) -> Vec<Cells> {
-    let batches = analytics
-        .query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    batch_rows(&batches)
+/// A session over the sample's log and `store`.
+async fn with_archive(sample: &Sample, store: &Arc<Archive>) -> Analytics {
+    Analytics::with_config(
+        sample.log.clone(),
+        sample.codec.clone(),
+        Some(store.clone()),
+        Default::default(),
+    )
+    .await
+    .expect("session")
 }
 
 /// Every table's rows, in partition and offset order.
@@ -48,7 +49,7 @@ async fn all_rows(analytics: &Analytics) -> Vec<(&'static str, Vec<Cells>)> {
             "SELECT * FROM {} ORDER BY log_partition, log_offset",
             def.name
         );
-        out.push((def.name, rows(analytics, &sql).await));
+        out.push((def.name, query_rows(analytics, &sql).await));
     }
     out
 }
@@ -123,17 +124,10 @@ async fn archived_records_read_back_exactly_as_the_log_held_them() {
     let live_only = Analytics::new(sample.log.clone(), sample.codec.clone())
         .await
         .expect("session");
-    let readings_live = rows(&live_only, "SELECT count(*) AS n FROM probe_readings").await;
+    let readings_live = query_rows(&live_only, "SELECT count(*) AS n FROM probe_readings").await;
     let expected_readings = expected[0].1.len() as i64;
     assert!(matches!(readings_live[0].get("n"), Some(Cell::I(n)) if *n < expected_readings));
-    let both = Analytics::with_config(
-        sample.log.clone(),
-        sample.codec.clone(),
-        Some(store.clone()),
-        Default::default(),
-    )
-    .await
-    .expect("session");
+    let both = with_archive(&sample, &store).await;
     assert_same(&all_rows(&both).await, &expected, "archive and live log");
 
     // Filters on device and time see archived and live rows alike.
@@ -156,7 +150,7 @@ async fn archived_records_read_back_exactly_as_the_log_held_them() {
                 .any(|r| matches!(r.get("event_time"), Some(Cell::I(t)) if *t >= cutoff)),
         "the window should straddle the cut-off"
     );
-    let got = rows(
+    let got = query_rows(
         &both,
         &format!(
             "SELECT * FROM probe_readings WHERE device_id = '{device}' \
@@ -223,14 +217,7 @@ async fn archived_records_read_back_exactly_as_the_log_held_them() {
     assert_eq!(done.failed, 0);
     assert_eq!(done.archived_rows + done.archived_raw, done.removed);
     assert_eq!(live_records(&log).await, 0);
-    let fresh = Analytics::with_config(
-        sample.log.clone(),
-        sample.codec.clone(),
-        Some(store.clone()),
-        Default::default(),
-    )
-    .await
-    .expect("session");
+    let fresh = with_archive(&sample, &store).await;
     assert_same(&all_rows(&fresh).await, &expected, "archive alone");
 
     // The record that makes no row, byte for byte.
@@ -290,14 +277,7 @@ async fn a_range_archived_but_not_yet_deleted_is_read_once() {
             .expect("archive");
     }
     let live = live_records(&log).await;
-    let analytics = Analytics::with_config(
-        sample.log.clone(),
-        sample.codec.clone(),
-        Some(store.clone()),
-        Default::default(),
-    )
-    .await
-    .expect("session");
+    let analytics = with_archive(&sample, &store).await;
     assert_same(
         &all_rows(&analytics).await,
         &expected,

@@ -14,7 +14,7 @@ use emberline_analytics::datafusion::parquet::arrow::arrow_reader::ParquetRecord
 use emberline_analytics::datafusion::physical_plan::ExecutionPlan;
 use emberline_analytics::testsuite::{
     Cell, Cells, DEVICES, PROBES, READING_EVERY_MS, READINGS_PER_PROBE, Sample, T0, batch_rows,
-    expected_rows, write_sample, write_sample_to,
+    expected_rows, query_rows, write_sample, write_sample_to,
 };
 use emberline_analytics::{Analytics, Format, TABLES, table, write_stream};
 use emberline_log::{
@@ -36,14 +36,7 @@ async fn on_kafka(dir: &std::path::Path) -> Option<Sample> {
 }
 
 async fn rows(analytics: &Analytics, sql: &str) -> Vec<Cells> {
-    let batches = analytics
-        .query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    batch_rows(&batches)
+    query_rows(analytics, sql).await
 }
 
 fn text(row: &Cells, column: &str) -> String {
