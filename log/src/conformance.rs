@@ -412,8 +412,9 @@ pub async fn concurrent_appenders(backend: &impl Backend) {
         let log = log.clone();
         let topic = topic.clone();
         tasks.push(tokio::spawn(async move {
+            let mut placed = Vec::new();
             for batch in 0..25 {
-                let records = (0..8)
+                let records: Vec<NewRecord> = (0..8)
                     .map(|i| {
                         record(
                             &format!("dev-{}", i % 3),
@@ -422,15 +423,32 @@ pub async fn concurrent_appenders(backend: &impl Backend) {
                         )
                     })
                     .collect();
-                log.append(&topic, records).await.expect("append");
+                let values: Vec<Vec<u8>> = records.iter().map(|r| r.value.clone()).collect();
+                let positions = log.append(&topic, records).await.expect("append");
+                placed.extend(values.into_iter().zip(positions));
             }
+            placed
         }));
     }
+    let mut placed = Vec::new();
     for t in tasks {
-        t.await.expect("appender");
+        placed.extend(t.await.expect("appender"));
     }
     let read = read_all(log.as_ref(), &topic).await;
     assert_eq!(read.len(), 4 * 25 * 8);
+    // Each append was told where each of its records landed.
+    let at: HashMap<(u32, u64), &[u8]> = read
+        .iter()
+        .map(|r| ((r.partition, r.offset), r.value.as_slice()))
+        .collect();
+    for (value, position) in &placed {
+        assert_eq!(
+            at.get(&(position.partition, position.offset)).copied(),
+            Some(value.as_slice()),
+            "the position returned for {:?}",
+            String::from_utf8_lossy(value)
+        );
+    }
     let mut seen = std::collections::HashSet::new();
     for r in &read {
         assert!(

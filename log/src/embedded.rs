@@ -90,6 +90,68 @@ struct Inner {
     db: Arc<ReopeningDatabase>,
     /// Bumped after every committed append, so tailing readers wake up.
     appended: watch::Sender<u64>,
+    /// Appends waiting for the group commit, and whether a commit is under way.
+    queue: std::sync::Mutex<Queue>,
+}
+
+/// The group commit's queue (see [`EmbeddedLog::group_commit`]).
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<QueuedAppend>,
+    committing: bool,
+}
+
+/// The tables an append writes, open in one write transaction.
+struct AppendTables<'t> {
+    heads: redb::Table<'t, (&'static str, u32), u64>,
+    batches: redb::Table<'t, (&'static str, u32, u64), &'static [u8]>,
+    times: redb::Table<'t, (&'static str, u32, u64), (i64, i64, u64)>,
+}
+
+impl AppendTables<'_> {
+    /// Writes one append's records, a batch per partition after the partition's head, and
+    /// fills in their positions.
+    fn write(
+        &mut self,
+        topic: &str,
+        groups: &BTreeMap<u32, Vec<(usize, NewRecord)>>,
+        positions: &mut [Position],
+    ) -> Result<(), redb::Error> {
+        for (partition, records) in groups {
+            let first = self
+                .heads
+                .get((topic, *partition))?
+                .map(|g| g.value())
+                .unwrap_or(0);
+            let encoded = batch::encode(records.iter().map(|(_, r)| r));
+            self.batches
+                .insert((topic, *partition, first), encoded.as_slice())?;
+            let stamps = records.iter().map(|(_, r)| r.timestamp_ms);
+            if let (Some(oldest), Some(newest)) = (stamps.clone().min(), stamps.max()) {
+                let count = records.len() as u64;
+                self.times
+                    .insert((topic, *partition, first), (oldest, newest, count))?;
+            }
+            for (i, (index, _)) in records.iter().enumerate() {
+                positions[*index] = Position {
+                    partition: *partition,
+                    offset: first + i as u64,
+                };
+            }
+            self.heads
+                .insert((topic, *partition), first + records.len() as u64)?;
+        }
+        Ok(())
+    }
+}
+
+/// One append waiting to be committed.
+struct QueuedAppend {
+    topic: String,
+    /// Its records by partition, each with its index in the caller's list.
+    groups: BTreeMap<u32, Vec<(usize, NewRecord)>>,
+    total: usize,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Position>, LogError>>,
 }
 
 fn storage(action: &'static str) -> impl Fn(redb::Error) -> LogError {
@@ -139,7 +201,11 @@ impl EmbeddedLog {
     fn from_handle(db: Arc<ReopeningDatabase>) -> Self {
         let (appended, _) = watch::channel(0);
         Self {
-            inner: Arc::new(Inner { db, appended }),
+            inner: Arc::new(Inner {
+                db,
+                appended,
+                queue: std::sync::Mutex::default(),
+            }),
         }
     }
 
@@ -164,69 +230,142 @@ impl EmbeddedLog {
             .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))
     }
 
-    /// Appends records already grouped by partition, in one durable transaction.
-    fn append_blocking(
+    /// Appends records already grouped by partition, durably, sharing the commit (and its
+    /// fsync) with whatever other appends wait at the same time.
+    ///
+    /// Group commit: an append joins the queue; if no commit is under way it starts one, on
+    /// a blocking thread, which writes everything queued in one transaction, answers each
+    /// append, and goes on while more have queued meanwhile. Under load, appends that
+    /// arrive during one fsync share the next, so the commit rate stops bounding the append
+    /// rate; alone, an append is committed at once, as before.
+    async fn group_commit(
         &self,
-        topic: &str,
+        topic: String,
         groups: BTreeMap<u32, Vec<(usize, NewRecord)>>,
         total: usize,
     ) -> Result<Vec<Position>, LogError> {
-        let mut positions = vec![
-            Position {
-                partition: 0,
-                offset: 0
-            };
-            total
-        ];
-        let write = |positions: &mut Vec<Position>| -> Result<(), redb::Error> {
-            self.inner
-                .db
-                .run(|db| self.append_txn(db, topic, &groups, positions))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut queue = self.lock_queue();
+            queue.waiting.push(QueuedAppend {
+                topic,
+                groups,
+                total,
+                reply,
+            });
+            !std::mem::replace(&mut queue.committing, true)
         };
-        let records = groups.values().flatten().map(|(_, r)| r);
-        crate::metrics::timed_append("embedded", topic, records, &mut positions, write)
-            .map_err(storage("appending"))?;
-        self.inner.appended.send_modify(|n| *n += 1);
-        Ok(positions)
+        if lead {
+            let log = self.clone();
+            tokio::task::spawn_blocking(move || log.commit_queued());
+        }
+        answer
+            .await
+            .map_err(|_| LogError::Task("the append's commit was abandoned".into()))?
     }
 
-    fn append_txn(
-        &self,
-        db: &Database,
-        topic: &str,
-        groups: &BTreeMap<u32, Vec<(usize, NewRecord)>>,
-        positions: &mut [Position],
-    ) -> Result<(), redb::Error> {
-        {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Commits queued appends until none wait.
+    fn commit_queued(&self) {
+        // Should a commit panic, the appends still queued are refused (their callers retry)
+        // and the next append starts a new commit.
+        struct Leading<'a> {
+            log: &'a EmbeddedLog,
+            panicked: bool,
+        }
+        impl Drop for Leading<'_> {
+            fn drop(&mut self) {
+                if !self.panicked {
+                    return;
+                }
+                let mut queue = self.log.lock_queue();
+                queue.committing = false;
+                for append in queue.waiting.drain(..) {
+                    let _ = append.reply.send(Err(LogError::Task(
+                        "the commit of this append failed".into(),
+                    )));
+                }
+            }
+        }
+        let mut leading = Leading {
+            log: self,
+            panicked: true,
+        };
+        loop {
+            let group = {
+                let mut queue = self.lock_queue();
+                if queue.waiting.is_empty() {
+                    // Still under the lock: an append queued after this starts a new commit.
+                    queue.committing = false;
+                    leading.panicked = false;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
+            self.commit_group(group);
+        }
+    }
+
+    /// Writes `group` in one durable transaction and answers each append.
+    fn commit_group(&self, group: Vec<QueuedAppend>) {
+        let mut positions: Vec<Vec<Position>> = group
+            .iter()
+            .map(|a| {
+                vec![
+                    Position {
+                        partition: 0,
+                        offset: 0
+                    };
+                    a.total
+                ]
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let result = self.inner.db.run(|db| {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
             {
-                let mut heads = txn.open_table(HEADS)?;
-                let mut batches = txn.open_table(BATCHES)?;
-                let mut times = txn.open_table(TIMES)?;
-                for (partition, records) in groups {
-                    let first = heads
-                        .get((topic, *partition))?
-                        .map(|g| g.value())
-                        .unwrap_or(0);
-                    let encoded = batch::encode(records.iter().map(|(_, r)| r));
-                    batches.insert((topic, *partition, first), encoded.as_slice())?;
-                    let stamps = records.iter().map(|(_, r)| r.timestamp_ms);
-                    if let (Some(oldest), Some(newest)) = (stamps.clone().min(), stamps.max()) {
-                        let count = records.len() as u64;
-                        times.insert((topic, *partition, first), (oldest, newest, count))?;
-                    }
-                    for (i, (index, _)) in records.iter().enumerate() {
-                        positions[*index] = Position {
-                            partition: *partition,
-                            offset: first + i as u64,
-                        };
-                    }
-                    heads.insert((topic, *partition), first + records.len() as u64)?;
+                let mut tables = AppendTables {
+                    heads: txn.open_table(HEADS)?,
+                    batches: txn.open_table(BATCHES)?,
+                    times: txn.open_table(TIMES)?,
+                };
+                for (append, positions) in group.iter().zip(positions.iter_mut()) {
+                    tables.write(&append.topic, &append.groups, positions)?;
                 }
             }
             txn.commit()?;
             Ok(())
+        });
+        let elapsed = started.elapsed();
+        if result.is_ok() {
+            self.inner.appended.send_modify(|n| *n += 1);
+        }
+        for (append, positions) in group.into_iter().zip(positions) {
+            let records = append.groups.values().flatten().map(|(_, r)| r);
+            let outcome = result.as_ref().map(|()| positions.as_slice());
+            crate::metrics::record_append(
+                "embedded",
+                &append.topic,
+                crate::metrics::size(records),
+                elapsed,
+                outcome,
+            );
+            let answer = match &result {
+                Ok(()) => Ok(positions),
+                Err(e) => Err(LogError::Storage {
+                    action: "appending",
+                    source: e.to_string().into(),
+                }),
+            };
+            // A caller that went away no longer waits for its answer; its records are in.
+            let _ = append.reply.send(answer);
         }
     }
 
@@ -532,18 +671,14 @@ impl EventLog for EmbeddedLog {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let topic = topic.to_owned();
-        self.blocking(move |log| {
-            let partitions = log.partitions_blocking(&topic)?;
-            let total = records.len();
-            let mut groups: BTreeMap<u32, Vec<(usize, NewRecord)>> = BTreeMap::new();
-            for (index, record) in records.into_iter().enumerate() {
-                let p = partition_for(&record.key, partitions);
-                groups.entry(p).or_default().push((index, record));
-            }
-            log.append_blocking(&topic, groups, total)
-        })
-        .await
+        let partitions = self.partitions(topic).await?;
+        let total = records.len();
+        let mut groups: BTreeMap<u32, Vec<(usize, NewRecord)>> = BTreeMap::new();
+        for (index, record) in records.into_iter().enumerate() {
+            let p = partition_for(&record.key, partitions);
+            groups.entry(p).or_default().push((index, record));
+        }
+        self.group_commit(topic.to_owned(), groups, total).await
     }
 
     async fn append_to(
@@ -555,14 +690,12 @@ impl EventLog for EmbeddedLog {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let topic = topic.to_owned();
-        self.blocking(move |log| {
-            log.check_partition(&topic, partition)?;
-            let total = records.len();
-            let groups = BTreeMap::from([(partition, records.into_iter().enumerate().collect())]);
-            log.append_blocking(&topic, groups, total)
-        })
-        .await
+        let t = topic.to_owned();
+        self.blocking(move |log| log.check_partition(&t, partition))
+            .await?;
+        let total = records.len();
+        let groups = BTreeMap::from([(partition, records.into_iter().enumerate().collect())]);
+        self.group_commit(topic.to_owned(), groups, total).await
     }
 
     async fn reader(

@@ -5,7 +5,7 @@
 //! and the partition (bounded by `log.partitions`).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{NewRecord, Position};
 
@@ -59,23 +59,6 @@ pub(crate) fn record_append<E>(
             .increment(1);
         }
     }
-}
-
-/// Runs `write`, a synchronous append of `records` to `topic` that fills `positions`, and
-/// records it.
-pub(crate) fn timed_append<'a, E>(
-    backend: &'static str,
-    topic: &str,
-    records: impl IntoIterator<Item = &'a NewRecord>,
-    positions: &mut Vec<Position>,
-    write: impl FnOnce(&mut Vec<Position>) -> Result<(), E>,
-) -> Result<(), E> {
-    let sized = size(records);
-    let started = Instant::now();
-    let result = write(positions);
-    let outcome = result.as_ref().map(|()| positions.as_slice());
-    record_append(backend, topic, sized, started.elapsed(), outcome);
-    result
 }
 
 #[cfg(test)]
