@@ -490,6 +490,10 @@ impl Tailed for PredictionEvent {
         self.prediction.as_mut().map(|p| &mut p.device_id)
     }
 
+    fn device_id(&self) -> Option<&str> {
+        self.prediction.as_ref().map(|p| p.device_id.as_str())
+    }
+
     fn event_time_ms(&self) -> i64 {
         self.prediction.as_ref().map_or(0, |p| p.event_time_ms)
     }
@@ -548,6 +552,10 @@ impl Tailed for AlertEvent {
 
     fn device_id_mut(&mut self) -> Option<&mut String> {
         Some(&mut self.device_id)
+    }
+
+    fn device_id(&self) -> Option<&str> {
+        Some(&self.device_id)
     }
 
     fn event_time_ms(&self) -> i64 {

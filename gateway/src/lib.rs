@@ -62,6 +62,7 @@ mod sources;
 pub mod sql;
 mod status;
 mod subscriptions;
+mod tail_hub;
 mod tenancy;
 mod tls;
 mod web;

@@ -42,6 +42,8 @@ pub struct Gateway {
     pub(crate) budget: crate::rate::Budget,
     pub(crate) settings: Option<Arc<emberline_settings::SettingsStore>>,
     pub(crate) sql: Option<Arc<dyn crate::sql::SqlEngine>>,
+    /// The live subscriptions' shared tails, one per partition followed.
+    pub(crate) tails: Arc<crate::tail_hub::TailHubs>,
 }
 
 impl Gateway {
@@ -54,11 +56,17 @@ impl Gateway {
         shutdown: CancellationToken,
         auth: AuthMode,
     ) -> Self {
+        let tails = Arc::new(crate::tail_hub::TailHubs::new(
+            log.clone(),
+            codec.clone(),
+            shutdown.clone(),
+        ));
         Self {
             log,
             store,
             codec,
             shutdown,
+            tails,
             auth,
             tls: None,
             budget: crate::rate::Budget::default(),

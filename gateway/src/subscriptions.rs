@@ -1,7 +1,9 @@
 //! Live subscriptions, tailed from the derived topics and `alerts`.
 //!
-//! One reader task per subscribed partition decodes records and forwards them in offset
-//! order; a slow client applies backpressure to its own readers only. The stream ends when
+//! Each subscribed partition is followed through the gateway's shared tail of it
+//! ([`crate::tail_hub`]: one reader per partition, whatever the number of subscribers) and
+//! forwarded in offset order; a slow client holds back only its own stream, and reads from
+//! the log what it fell behind. The stream ends when
 //! the client goes away or the gateway shuts down. Every event carries its position, and a
 //! `resume` map of next offsets continues after a disconnect with nothing skipped or
 //! repeated. The response's [`START_OFFSETS`] header says where each partition started,
@@ -37,7 +39,7 @@ pub const START_OFFSETS: &str = emberline_proto::start_offsets::HEADER;
 
 /// An event a subscription streams, made from one record of its topic.
 #[tonic::async_trait]
-pub(crate) trait Tailed: Sized + Send + 'static {
+pub(crate) trait Tailed: Sized + Clone + Send + Sync + 'static {
     /// Decodes the record at (`partition`, `offset`).
     async fn decode(
         codec: &EventCodec,
@@ -47,6 +49,8 @@ pub(crate) trait Tailed: Sized + Send + 'static {
     ) -> Result<Self, CodecError>;
     /// The (qualified) id of the device it concerns, to check and then unqualify.
     fn device_id_mut(&mut self) -> Option<&mut String>;
+    /// The same, to look at.
+    fn device_id(&self) -> Option<&str>;
     /// When it happened, epoch ms.
     fn event_time_ms(&self) -> i64;
     /// The cook it belongs to (`Some(None)`: of no cook), or `None` for events that know
@@ -107,75 +111,55 @@ impl Gateway {
                 (None, _) => end,
             };
             starts.push((partition, from));
-            let reader = self
-                .log
-                .reader(topic, partition, from)
-                .await
-                .map_err(to_status)?;
-            let (tx, codec) = (tx.clone(), self.codec.clone());
-            let (device, tenant, window) = (r.device_id.clone(), r.tenant.clone(), r.window);
+            let mut follower = self.tails.follow::<E>(topic, partition, from).await?;
+            let (tx, tenant) = (tx.clone(), r.tenant.clone());
+            let (device, window) = (r.device_id.clone(), r.window);
             let (shutdown, open) = (self.shutdown.clone(), open.clone());
             tokio::spawn(async move {
                 let _open = open;
-                let mut reader = reader;
+                // Another device's events are passed over before they are copied.
+                let filter = device.clone();
+                let wanted = move |e: &E| {
+                    e.device_id()
+                        .is_some_and(|id| filter.as_deref().is_none_or(|d| d == id))
+                };
                 loop {
-                    let batch = tokio::select! {
-                        b = reader.next_batch(256, Duration::from_secs(30)) => b,
+                    let next = tokio::select! {
+                        n = follower.next(&wanted) => n,
                         () = tx.closed() => return,
                         () = shutdown.cancelled() => return,
                     };
-                    let records = match batch {
-                        Ok(records) => records,
-                        Err(e) => {
-                            let _ = tx.send(Err(to_status(e))).await;
+                    let (offset, mut event) = match next {
+                        Ok(next) => next,
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
                             return;
                         }
                     };
-                    for record in records {
-                        let mut event = match E::decode(
-                            &codec,
-                            partition,
-                            record.offset,
-                            &record.value,
-                        )
-                        .await
-                        {
-                            Ok(event) => event,
-                            Err(e) => {
-                                let status = Status::data_loss(format!(
-                                    "{topic}/{partition} offset {}: {e}",
-                                    record.offset
-                                ));
-                                let _ = tx.send(Err(status)).await;
-                                return;
-                            }
-                        };
-                        // A share link's caller: its cook's time, and its cook's records.
-                        if window
-                            .is_some_and(|(from, to)| !(from..=to).contains(&event.event_time_ms()))
-                            || event.cook_id().is_some_and(|c| !tenant.sees_cook_id(c))
-                        {
-                            continue;
-                        }
-                        // Only the wanted device of the caller's tenant, under the caller's id.
-                        let Some(id) = event.device_id_mut() else {
-                            continue;
-                        };
-                        if device.as_deref().is_some_and(|d| d != id.as_str())
-                            || !tenant.unqualify(id)
-                        {
-                            continue;
-                        }
-                        // The `deliver` span: the record handed to this subscriber.
-                        let span = tracing::info_span!(
-                            "deliver",
-                            topic = %topic,
-                            partition,
-                            offset = record.offset
-                        );
-                        if tx.send(Ok(event)).instrument(span).await.is_err() {
-                            return;
-                        }
+                    // A share link's caller: its cook's time, and its cook's records.
+                    if window
+                        .is_some_and(|(from, to)| !(from..=to).contains(&event.event_time_ms()))
+                        || event.cook_id().is_some_and(|c| !tenant.sees_cook_id(c))
+                    {
+                        continue;
+                    }
+                    // Only the wanted device of the caller's tenant, under the caller's id.
+                    let Some(id) = event.device_id_mut() else {
+                        continue;
+                    };
+                    if device.as_deref().is_some_and(|d| d != id.as_str()) || !tenant.unqualify(id)
+                    {
+                        continue;
+                    }
+                    // The `deliver` span: the record handed to this subscriber.
+                    let span = tracing::info_span!(
+                        "deliver",
+                        topic = %topic,
+                        partition,
+                        offset
+                    );
+                    if tx.send(Ok(event)).instrument(span).await.is_err() {
+                        return;
                     }
                 }
             });
@@ -260,6 +244,10 @@ impl Tailed for TrendEvent {
 
     fn device_id_mut(&mut self) -> Option<&mut String> {
         Some(&mut self.device_id)
+    }
+
+    fn device_id(&self) -> Option<&str> {
+        Some(&self.device_id)
     }
 
     fn event_time_ms(&self) -> i64 {
