@@ -4,6 +4,9 @@
 //! * `benches/embedded_log.rs` — embedded log append and read (criterion);
 //! * `src/bin/e2e.rs` — simulator → log → trend processor → projections, N events,
 //!   printing events per second and peak memory;
+//! * `src/bin/latency.rs` — starts `emberline up`, pushes readings over HTTP at a fixed rate
+//!   and measures each one's arrival at a `SubscribeTrends` client (HDR histogram);
+//! * `src/bin/query.rs` — `GetLatest` latency against a running gateway;
 //! * `src/bin/analytics.rs` — writes a data directory of simulated readings and cooks that
 //!   `emberline` opens, for `analytics/run` to time rebuild, export and SQL beside DuckDB.
 
