@@ -43,6 +43,18 @@ struct Item<E> {
 /// Each running hub's sender, by topic and partition, its event type erased.
 type Senders = HashMap<(&'static str, u32), Arc<dyn Any + Send + Sync>>;
 
+impl<E: Tailed> Item<E> {
+    /// `record` of `partition`, decoded (or why it does not decode).
+    async fn decode(codec: &EventCodec, partition: u32, record: &emberline_log::Record) -> Self {
+        Item {
+            offset: record.offset,
+            event: E::decode(codec, partition, record.offset, &record.value)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// The shared tails of one gateway, by topic and partition.
 pub(crate) struct TailHubs {
     log: Arc<dyn EventLog>,
@@ -194,26 +206,16 @@ impl<E: Tailed> Hub<E> {
             let records = match batch {
                 Ok(records) => records,
                 Err(e) => {
-                    // Its subscribers read the log themselves from where they are (and
-                    // meet the error there); the next subscriber starts a new hub.
+                    // Its followers end with an error naming the partition (clients resume
+                    // from their last offset); the next subscriber starts a new hub.
                     tracing::warn!(topic = self.topic, partition = self.partition, error = %e, "shared tail failed; its subscribers read on their own");
                     return self.remove();
                 }
             };
             for record in records {
-                let event = E::decode(
-                    &self.hubs.codec,
-                    self.partition,
-                    record.offset,
-                    &record.value,
-                )
-                .await
-                .map_err(|e| e.to_string());
+                let item = Item::decode(&self.hubs.codec, self.partition, &record).await;
                 // No receiver: nobody to tell; `retire` notices.
-                let _ = self.sender.send(Arc::new(Item {
-                    offset: record.offset,
-                    event,
-                }));
+                let _ = self.sender.send(Arc::new(item));
             }
         }
     }
@@ -370,18 +372,8 @@ impl<E: Tailed> Follower<E> {
             self.catch_up = None;
         }
         for record in records.into_iter().filter(|r| r.offset < to) {
-            let event = E::decode(
-                &self.hubs.codec,
-                self.partition,
-                record.offset,
-                &record.value,
-            )
-            .await
-            .map_err(|e| e.to_string());
-            self.ready.push_back(Item {
-                offset: record.offset,
-                event,
-            });
+            let item = Item::decode(&self.hubs.codec, self.partition, &record).await;
+            self.ready.push_back(item);
         }
         Ok(())
     }
