@@ -167,8 +167,10 @@ impl Client {
     }
 
     /// How long after `since` every partition that had streamed before it streamed again
-    /// (partitions without a device never stream).
-    async fn all_partitions_stream_after(&self, since: Instant) -> Duration {
+    /// (partitions without a device never stream). A silent partition is reported with the
+    /// derived topic's end and the last offset received, to tell a stalled processor from a
+    /// stalled subscription.
+    async fn all_partitions_stream_after(&self, log: &dyn EventLog, since: Instant) -> Duration {
         let active: BTreeSet<u32> = self
             .seen
             .lock()
@@ -193,16 +195,34 @@ impl Client {
                     }
                     m
                 };
-                let silent: Vec<&u32> = active.iter().filter(|p| !latest.contains_key(p)).collect();
+                let silent: Vec<u32> = active
+                    .iter()
+                    .filter(|p| !latest.contains_key(p))
+                    .copied()
+                    .collect();
                 if silent.is_empty() {
-                    Ok(latest
+                    return Ok(latest
                         .values()
                         .max()
                         .map(|t| *t - since)
-                        .unwrap_or_default())
-                } else {
-                    Err(format!("partitions {silent:?} are silent"))
+                        .unwrap_or_default());
                 }
+                let mut why = Vec::new();
+                for p in silent {
+                    let last = self
+                        .seen
+                        .lock()
+                        .expect("seen")
+                        .iter()
+                        .filter(|(_, e)| e.partition == p)
+                        .map(|(_, e)| e.offset)
+                        .max();
+                    let end = log.end_offset(topics::DERIVED_TRENDS, p).await.ok();
+                    why.push(format!(
+                        "partition {p} (last offset received {last:?}, derived topic ends at {end:?})"
+                    ));
+                }
+                Err(format!("silent: {}", why.join("; ")))
             },
         )
         .await
@@ -361,7 +381,7 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         "MEASURED: partitions {orphaned:?} taken over {:?} after kill -9 of their processor",
         killed.elapsed()
     );
-    let rebalance = client.all_partitions_stream_after(killed).await;
+    let rebalance = client.all_partitions_stream_after(log.as_ref(), killed).await;
     eprintln!("MEASURED: every partition streamed again {rebalance:?} after the kill");
 
     // A fourth joins without a restart of the others.
@@ -374,7 +394,7 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
     );
     fourth.ready().await;
     let joined = Instant::now();
-    let after_join = client.all_partitions_stream_after(joined).await;
+    let after_join = client.all_partitions_stream_after(log.as_ref(), joined).await;
     eprintln!("MEASURED: every partition streamed again {after_join:?} after a processor joined");
     let fourth_took = fourth
         .lines
