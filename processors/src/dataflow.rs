@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use emberline_log::{EventLog, topics};
@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ProcessorError;
-use crate::partition_feed::{Chunk, InputEvent, Mode, PartitionFeed, RunStats, Wake};
+use crate::partition_feed::{Chunk, InputEvent, Mode, PartitionFeed, RunStats};
 use crate::sink::{SinkTopics, TrendSink};
 use crate::trend::TrendState;
 use crate::trend_round::{Reading, Updated, load_state, trend_round};
@@ -92,71 +92,6 @@ impl InputEvent for ProbeReading {
     }
 }
 
-/// Takes what the feeds have sent, up to `max` readings; `false` once every feed has ended.
-fn drain(
-    rx: &mut mpsc::Receiver<Result<Chunk<ProbeReading>, ProcessorError>>,
-    got: &mut Vec<Reading>,
-    stats: &mut RunStats,
-    max: usize,
-) -> Result<bool, ProcessorError> {
-    while got.len() < max {
-        match rx.try_recv() {
-            Ok(Ok(chunk)) => got.extend(readings(chunk, stats)),
-            Ok(Err(e)) => return Err(e),
-            Err(mpsc::error::TryRecvError::Empty) => break,
-            Err(mpsc::error::TryRecvError::Disconnected) => return Ok(false),
-        }
-    }
-    Ok(true)
-}
-
-/// The workers' shared round number.
-///
-/// A round is complete when every worker's input has moved past it, and each worker moves
-/// its own input. Counted per worker, a worker that is idle (parked until input comes, up to
-/// `idle_wait`) would hold back the rounds its busy peers start, and its count would fall
-/// ever further behind theirs. So a worker that starts a round with readings publishes it
-/// and unparks its peers, and every worker moves its input to at least the newest round
-/// published: an update waits for the round's work, never for an idle peer's timer.
-struct RoundClock {
-    newest: AtomicU64,
-    threads: std::sync::Mutex<Vec<Option<std::thread::Thread>>>,
-}
-
-impl RoundClock {
-    fn new(workers: usize) -> Self {
-        Self {
-            newest: AtomicU64::new(0),
-            threads: std::sync::Mutex::new(vec![None; workers]),
-        }
-    }
-
-    /// Records the calling thread as worker `index`'s, to be unparked by its peers.
-    fn register(&self, index: usize) {
-        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = threads.get_mut(index) {
-            *slot = Some(std::thread::current());
-        }
-    }
-
-    /// The round after `epoch`: at least the newest any worker has published.
-    fn next(&self, epoch: u64) -> u64 {
-        (epoch + 1).max(self.newest.load(Ordering::Acquire))
-    }
-
-    /// Worker `index` has moved its input to `epoch` with readings before it: every other
-    /// worker moves there too, now.
-    fn publish(&self, epoch: u64, index: usize) {
-        self.newest.fetch_max(epoch, Ordering::AcqRel);
-        let threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
-        for (i, thread) in threads.iter().enumerate() {
-            if let Some(thread) = thread.as_ref().filter(|_| i != index) {
-                thread.unpark();
-            }
-        }
-    }
-}
-
 /// A chunk's records as the dataflow carries them, each counted in `stats`.
 fn readings(chunk: Chunk<ProbeReading>, stats: &mut RunStats) -> impl Iterator<Item = Reading> {
     crate::metrics::consumed("trends", &chunk);
@@ -216,13 +151,11 @@ pub fn run_trends(
     let rejected = Arc::new(AtomicU64::new(0));
     let workers = config.workers.max(1);
     let counters = (records.clone(), rejected.clone());
-    let clock = Arc::new(RoundClock::new(workers));
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         // Timers and spawns from this thread belong to the caller's runtime.
         let _runtime_context = runtime.enter();
         let index = worker.index();
         let peers = worker.peers();
-        clock.register(index);
         let (tx, mut rx) = mpsc::channel(8);
         let topic: Arc<str> = config.input_topic.as_str().into();
         let consumer: Arc<str> = config.consumer.as_str().into();
@@ -236,7 +169,7 @@ pub fn run_trends(
                 from: starts.get(&p).copied().unwrap_or(0),
                 until: ends.get(&p).copied(),
                 batch_size: config.batch_size,
-                wake: Some(Wake::Thread(std::thread::current())),
+                wake: None,
                 shutdown: shutdown.clone(),
             };
             runtime.spawn(feed.run::<ProbeReading>(tx.clone()));
@@ -358,22 +291,34 @@ pub fn run_trends(
                 break;
             }
             let mut got: Vec<Reading> = Vec::new();
-            feeding = drain(&mut rx, &mut got, &mut stats, config.batch_size)?;
-            if got.is_empty() && feeding {
-                // Parked until a feed sends (it unparks this thread), a peer starts a round
-                // or sends this worker data, or `idle_wait` passes.
-                worker.step_or_park(Some(config.idle_wait));
-                feeding = drain(&mut rx, &mut got, &mut stats, config.batch_size)?;
+            loop {
+                match rx.try_recv() {
+                    Ok(Ok(chunk)) => got.extend(readings(chunk, &mut stats)),
+                    Ok(Err(e)) => return Err(e),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        feeding = false;
+                        break;
+                    }
+                }
+                if got.len() >= config.batch_size {
+                    break;
+                }
             }
-            let started_round = !got.is_empty();
+            if got.is_empty() && feeding {
+                worker.step();
+                match runtime.block_on(tokio::time::timeout(config.idle_wait, rx.recv())) {
+                    Ok(Some(Ok(chunk))) => got.extend(readings(chunk, &mut stats)),
+                    Ok(Some(Err(e))) => return Err(e),
+                    Ok(None) => feeding = false,
+                    Err(_) => {}
+                }
+            }
             for reading in got {
                 input.send(reading);
             }
-            epoch = clock.next(epoch);
+            epoch += 1;
             input.advance_to(epoch);
-            if started_round {
-                clock.publish(epoch, index);
-            }
             worker.step();
         }
         drop(input);
@@ -382,7 +327,7 @@ pub fn run_trends(
         }
         counters.0.fetch_add(stats.records, Ordering::Relaxed);
         counters.1.fetch_add(stats.rejected, Ordering::Relaxed);
-        Ok::<(), ProcessorError>(())
+        Ok(())
     })
     .map_err(ProcessorError::Dataflow)?;
     for result in guards.join() {

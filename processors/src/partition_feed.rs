@@ -22,15 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ProcessorError;
 
-/// How a feed tells its receiver that a chunk (or the end) is waiting in the channel.
-#[derive(Clone, Debug)]
-pub(crate) enum Wake {
-    /// A task that polls several feeds waits on this.
-    Task(Arc<Notify>),
-    /// A timely worker thread parked between rounds ([`std::thread::park`]): unparked.
-    Thread(std::thread::Thread),
-}
-
 /// Whether the processor follows the log forever or stops once caught up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -169,9 +160,8 @@ pub(crate) struct PartitionFeed {
     pub(crate) until: Option<u64>,
     /// Most records read at a time.
     pub(crate) batch_size: usize,
-    /// Woken after each chunk sent, on failure and at the end, when the receiver does not
-    /// simply wait on the channel.
-    pub(crate) wake: Option<Wake>,
+    /// Woken after each chunk sent and on failure, when the receiver polls several feeds.
+    pub(crate) wake: Option<Arc<Notify>>,
     /// Stops the feed.
     pub(crate) shutdown: CancellationToken,
 }
@@ -182,17 +172,13 @@ impl PartitionFeed {
     pub(crate) async fn run<E: InputEvent>(self, tx: ChunkSender<E>) {
         if let Err(e) = self.feed(&tx).await {
             let _ = tx.send(Err(e)).await;
+            self.wake();
         }
-        // The channel closes when the last feed's sender goes: the receiver looks again.
-        drop(tx);
-        self.wake();
     }
 
     fn wake(&self) {
-        match &self.wake {
-            Some(Wake::Task(notify)) => notify.notify_one(),
-            Some(Wake::Thread(thread)) => thread.unpark(),
-            None => {}
+        if let Some(wake) = &self.wake {
+            wake.notify_one();
         }
     }
 

@@ -34,9 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::intel::{CookBrain, CookInput, CookOutput, DeviceIntel};
 use crate::ProcessorError;
-use crate::partition_feed::{
-    Chunk, Decoded, InputEvent, Mode, PartitionFeed, RunStats, Wake, end_for,
-};
+use crate::partition_feed::{Chunk, Decoded, InputEvent, Mode, PartitionFeed, RunStats, end_for};
 use crate::projection_writer::ProjectionWriter;
 
 /// The topics the cook processor reads, in tie-break order.
@@ -246,7 +244,7 @@ impl PartitionRun {
                 from,
                 until: end_for(self.log.as_ref(), self.mode, topic, partition).await?,
                 batch_size: BATCH_SIZE,
-                wake: Some(Wake::Task(notify.clone())),
+                wake: Some(notify.clone()),
                 shutdown: self.shutdown.clone(),
             };
             feeds.push(tokio::spawn(feed.run(tx)));
