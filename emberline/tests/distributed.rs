@@ -381,7 +381,9 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
         "MEASURED: partitions {orphaned:?} taken over {:?} after kill -9 of their processor",
         killed.elapsed()
     );
-    let rebalance = client.all_partitions_stream_after(log.as_ref(), killed).await;
+    let rebalance = client
+        .all_partitions_stream_after(log.as_ref(), killed)
+        .await;
     eprintln!("MEASURED: every partition streamed again {rebalance:?} after the kill");
 
     // A fourth joins without a restart of the others.
@@ -394,7 +396,9 @@ async fn roles_apart_survive_kills_rebalances_and_a_gateway_failover() {
     );
     fourth.ready().await;
     let joined = Instant::now();
-    let after_join = client.all_partitions_stream_after(log.as_ref(), joined).await;
+    let after_join = client
+        .all_partitions_stream_after(log.as_ref(), joined)
+        .await;
     eprintln!("MEASURED: every partition streamed again {after_join:?} after a processor joined");
     let fourth_took = fourth
         .lines
