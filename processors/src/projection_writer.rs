@@ -48,6 +48,45 @@ impl ProjectionWriter {
         self.apply_in(batch, shutdown).instrument(span).await
     }
 
+    /// Applies `batches` (of several partitions) together where the store can; `false` as
+    /// for [`apply`](Self::apply).
+    pub(crate) async fn apply_all(
+        &self,
+        batches: Vec<ProjectionBatch>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let span = tracing::info_span!(
+            "project",
+            projection = self.projection,
+            batches = batches.len(),
+            history = batches.iter().map(|b| b.history.len()).sum::<usize>(),
+        );
+        async {
+            let what = format!("applying the {} projections", self.projection);
+            let writes: Vec<_> = batches
+                .iter()
+                .map(|b| crate::metrics::ProjectionWrite::start(self.projection, b))
+                .collect();
+            let batches = Arc::new(batches);
+            let applied = retry(&what, shutdown, || async {
+                self.store
+                    .apply_all(Arc::clone(&batches))
+                    .await
+                    .map_err(ProcessorError::from)
+            })
+            .await
+            .is_some();
+            if applied {
+                writes
+                    .into_iter()
+                    .for_each(crate::metrics::ProjectionWrite::done);
+            }
+            applied
+        }
+        .instrument(span)
+        .await
+    }
+
     async fn apply_in(&self, batch: ProjectionBatch, shutdown: &CancellationToken) -> bool {
         let what = format!("applying the {} projections", self.projection);
         let write = crate::metrics::ProjectionWrite::start(self.projection, &batch);

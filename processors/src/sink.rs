@@ -25,6 +25,17 @@ pub(crate) struct SinkTopics {
     pub(crate) consumer: String,
 }
 
+/// One input partition's share of a round, ready to write.
+struct PartitionRound {
+    partition: u32,
+    /// Its derived records, above what the output partition already holds.
+    records: Vec<NewRecord>,
+    /// The last input offset of the round, and the next.
+    last: u64,
+    next: u64,
+    batch: ProjectionBatch,
+}
+
 /// The sink of one worker. It owns the output partitions whose inputs route to it.
 pub(crate) struct TrendSink {
     log: Arc<dyn EventLog>,
@@ -75,110 +86,28 @@ impl TrendSink {
                 .or_default()
                 .push(item);
         }
-        let mut positions = BTreeMap::new();
         // One projection batch per input partition: a batch covers one partition's state
         // and positions, so partitions can move between processes (see `changelog`).
+        let mut rounds = Vec::with_capacity(by_partition.len());
         for (partition, items) in &by_partition {
             let Some(floor) = self.appended_up_to(*partition) else {
                 return;
             };
-            let mut batch = ProjectionBatch::default();
-            let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-            let mut records = Vec::new();
-            for item in items {
-                let Some(event) = &item.reading.event else {
-                    continue;
-                };
-                let offset = item.reading.offset;
-                let trend = item.figures.as_ref().map(|f| Trend {
-                    smoothed_c: f.smoothed_c,
-                    rate_c_per_min: f.rate_c_per_min,
-                    min_c: f.min_c,
-                    max_c: f.max_c,
-                    window_ms: f.window_ms,
-                    samples: f.samples,
-                });
-                if let Some(f) = &item.figures
-                    && floor.is_none_or(|done| offset > done)
-                    && let Some(temperature_c) = event.temperature_c
-                {
-                    let update = TrendUpdated {
-                        device_id: event.device_id.clone(),
-                        probe_id: event.probe_id.clone(),
-                        event_time: event.event_time,
-                        temperature_c,
-                        smoothed_c: f.smoothed_c,
-                        rate_c_per_min: f.rate_c_per_min,
-                        min_c: f.min_c,
-                        max_c: f.max_c,
-                        window_ms: f.window_ms,
-                        samples: f.samples as i32,
-                        source_offset: offset as i64,
-                    };
-                    match self.codec.encode(&update) {
-                        Ok(value) => records.push(NewRecord {
-                            key: event.device_id.as_bytes().to_vec(),
-                            value,
-                            timestamp_ms: event.event_time,
-                        }),
-                        Err(e) => tracing::error!(error = %e, offset, "trend could not be encoded"),
-                    }
-                }
-                batch.latest.push(LatestProbe {
-                    device_id: event.device_id.clone(),
-                    probe_id: event.probe_id.clone(),
-                    event_time: event.event_time,
-                    received_time: event.received_time,
-                    temperature_c: event.temperature_c,
-                    source: event.source.clone(),
-                    trend,
-                    source_partition: *partition,
-                    source_offset: offset,
-                });
-                batch.history.push(HistoryPoint {
-                    device_id: event.device_id.clone(),
-                    probe_id: event.probe_id.clone(),
-                    event_time: event.event_time,
-                    received_time: event.received_time,
-                    temperature_c: event.temperature_c,
-                });
-                if !item.state.is_empty() {
-                    states.insert(
-                        state_key(&event.device_id, &event.probe_id),
-                        item.state.clone(),
-                    );
-                }
-            }
-            let last = items.last().map(|u| u.reading.offset).unwrap_or_default();
-            if !records.is_empty() {
-                let (log, topic) = (self.log.clone(), self.topics.output.clone());
-                let p = *partition;
-                let appended = self.retry("appending trends", || {
-                    let records = records.clone();
-                    let (log, topic) = (log.clone(), topic.clone());
-                    async move {
-                        log.append_to(&topic, p, records)
-                            .await
-                            .map_err(ProcessorError::from)
-                    }
-                });
-                if appended.is_none() {
-                    return;
-                }
-                self.appended_up_to.insert(*partition, Some(last));
-            }
-            batch
-                .applied
-                .push((self.topics.input.clone(), *partition, last + 1));
-            batch.state = states.into_iter().collect();
-            if !self
-                .runtime
-                .block_on(self.projections.apply(batch, &self.shutdown))
-            {
-                self.abandoned = true;
-                return;
-            }
-            positions.insert(*partition, last + 1);
+            rounds.push(self.partition_round(*partition, items, floor));
+        }
+        // The derived records of every partition, appended concurrently (an embedded log
+        // commits appends that arrive together in one sync), then every projection batch.
+        if !self.append_all(&rounds) {
+            return;
+        }
+        let positions: BTreeMap<u32, u64> = rounds.iter().map(|r| (r.partition, r.next)).collect();
+        let batches = rounds.into_iter().map(|r| r.batch).collect();
+        if !self
+            .runtime
+            .block_on(self.projections.apply_all(batches, &self.shutdown))
+        {
+            self.abandoned = true;
+            return;
         }
         // Informational (lag, tooling): resumption trusts the projections' positions.
         let (log, consumer, topic) = (
@@ -192,6 +121,130 @@ impl TrendSink {
         {
             tracing::warn!(error = %e, "could not store consumer positions in the log");
         }
+    }
+
+    /// What one input partition's part of a round writes: its derived records (those above
+    /// `floor`, the highest source offset already appended) and its projection batch.
+    fn partition_round(
+        &self,
+        partition: u32,
+        items: &[Updated],
+        floor: Option<u64>,
+    ) -> PartitionRound {
+        let mut batch = ProjectionBatch::default();
+        let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut records = Vec::new();
+        for item in items {
+            let Some(event) = &item.reading.event else {
+                continue;
+            };
+            let offset = item.reading.offset;
+            let trend = item.figures.as_ref().map(|f| Trend {
+                smoothed_c: f.smoothed_c,
+                rate_c_per_min: f.rate_c_per_min,
+                min_c: f.min_c,
+                max_c: f.max_c,
+                window_ms: f.window_ms,
+                samples: f.samples,
+            });
+            if let Some(f) = &item.figures
+                && floor.is_none_or(|done| offset > done)
+                && let Some(temperature_c) = event.temperature_c
+            {
+                let update = TrendUpdated {
+                    device_id: event.device_id.clone(),
+                    probe_id: event.probe_id.clone(),
+                    event_time: event.event_time,
+                    temperature_c,
+                    smoothed_c: f.smoothed_c,
+                    rate_c_per_min: f.rate_c_per_min,
+                    min_c: f.min_c,
+                    max_c: f.max_c,
+                    window_ms: f.window_ms,
+                    samples: f.samples as i32,
+                    source_offset: offset as i64,
+                };
+                match self.codec.encode(&update) {
+                    Ok(value) => records.push(NewRecord {
+                        key: event.device_id.as_bytes().to_vec(),
+                        value,
+                        timestamp_ms: event.event_time,
+                    }),
+                    Err(e) => tracing::error!(error = %e, offset, "trend could not be encoded"),
+                }
+            }
+            batch.latest.push(LatestProbe {
+                device_id: event.device_id.clone(),
+                probe_id: event.probe_id.clone(),
+                event_time: event.event_time,
+                received_time: event.received_time,
+                temperature_c: event.temperature_c,
+                source: event.source.clone(),
+                trend,
+                source_partition: partition,
+                source_offset: offset,
+            });
+            batch.history.push(HistoryPoint {
+                device_id: event.device_id.clone(),
+                probe_id: event.probe_id.clone(),
+                event_time: event.event_time,
+                received_time: event.received_time,
+                temperature_c: event.temperature_c,
+            });
+            if !item.state.is_empty() {
+                states.insert(
+                    state_key(&event.device_id, &event.probe_id),
+                    item.state.clone(),
+                );
+            }
+        }
+        let last = items.last().map(|u| u.reading.offset).unwrap_or_default();
+        batch
+            .applied
+            .push((self.topics.input.clone(), partition, last + 1));
+        batch.state = states.into_iter().collect();
+        PartitionRound {
+            partition,
+            records,
+            last,
+            next: last + 1,
+            batch,
+        }
+    }
+
+    /// Appends every partition's derived records at once, each retried on its own;
+    /// `false` (and the sink abandoned) when one could not be.
+    fn append_all(&mut self, rounds: &[PartitionRound]) -> bool {
+        let appends = rounds.iter().filter(|r| !r.records.is_empty()).map(|r| {
+            let (log, topic, shutdown) = (
+                self.log.clone(),
+                self.topics.output.clone(),
+                self.shutdown.clone(),
+            );
+            let (partition, records) = (r.partition, &r.records);
+            async move {
+                let done = retry("appending trends", &shutdown, || {
+                    let (log, topic, records) = (log.clone(), topic.clone(), records.clone());
+                    async move {
+                        log.append_to(&topic, partition, records)
+                            .await
+                            .map_err(ProcessorError::from)
+                    }
+                })
+                .await;
+                done.map(|_| partition)
+            }
+        });
+        let done = self.runtime.block_on(futures::future::join_all(appends));
+        if done.iter().any(Option::is_none) {
+            self.abandoned = true;
+            return false;
+        }
+        for round in rounds.iter().filter(|r| !r.records.is_empty()) {
+            self.appended_up_to
+                .insert(round.partition, Some(round.last));
+        }
+        true
     }
 
     /// The highest source offset already in output `partition` (read once from the log).

@@ -31,6 +31,7 @@ macro_rules! projection_suite {
             $crate::projection_suite!(@case $backend;
                 latest_moves_forward_only,
                 batches_are_idempotent,
+                batches_applied_together_equal_batches_applied_in_turn,
                 history_is_a_half_open_range_with_a_limit,
                 state_and_positions_survive_reopen,
                 an_empty_store_answers_empty,
@@ -147,6 +148,52 @@ pub async fn batches_are_idempotent(backend: &impl Backend) {
         store.dump().await.expect("dump") == once,
         "a repeated batch changed the store"
     );
+}
+
+/// `apply_all` applies its batches in order: the later batch's state and position win,
+/// every history point is kept, the latest value is the newest.
+pub async fn batches_applied_together_equal_batches_applied_in_turn(backend: &impl Backend) {
+    let batch = |partition: u32, t: i64, temp: f64| ProjectionBatch {
+        latest: vec![latest("d1", "p1", t, t as u64, temp)],
+        history: vec![point("d1", "p1", t, temp), point("d2", "p1", t, temp)],
+        state: vec![("trend/d1/p1".into(), temp.to_le_bytes().to_vec())],
+        applied: vec![("probe.readings".into(), partition, t as u64)],
+        ..Default::default()
+    };
+    let batches = vec![
+        batch(0, 1_000, 40.0),
+        batch(1, 2_000, 41.0),
+        batch(0, 3_000, 39.0),
+    ];
+    let store = backend.open().await;
+    store.apply_all(Arc::new(batches)).await.expect("apply all");
+    let together = store.dump().await.expect("dump");
+    assert_eq!(
+        store.latest("d1").await.expect("latest"),
+        vec![latest("d1", "p1", 3_000, 3_000, 39.0)]
+    );
+    assert_eq!(
+        store.state("trend/d1/p1").await.expect("state"),
+        Some(39.0f64.to_le_bytes().to_vec())
+    );
+    assert_eq!(
+        store
+            .history("d2", "p1", 0, 10_000, 10)
+            .await
+            .expect("history")
+            .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .applied_positions("probe.readings")
+            .await
+            .expect("positions"),
+        BTreeMap::from([(0, 3_000), (1, 2_000)])
+    );
+    // Nothing applied at all is nothing changed.
+    store.apply_all(Arc::new(Vec::new())).await.expect("none");
+    assert!(store.dump().await.expect("dump") == together);
 }
 
 /// History answers `from <= t < to`, oldest first, at most `limit`, per probe.

@@ -275,9 +275,20 @@ impl EmbeddedStore {
         .await
     }
 
-    fn apply_blocking(db: &Database, batch: &ProjectionBatch) -> ReadResult<()> {
+    /// Applies `batches` in order in one write transaction.
+    fn apply_blocking(db: &Database, batches: &[ProjectionBatch]) -> ReadResult<()> {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
+        for batch in batches {
+            if let Err(e) = Self::write_batch(&txn, batch)? {
+                return Ok(Err(e));
+            }
+        }
+        txn.commit()?;
+        Ok(Ok(()))
+    }
+
+    fn write_batch(txn: &redb::WriteTransaction, batch: &ProjectionBatch) -> ReadResult<()> {
         {
             let mut latest = txn.open_table(LATEST)?;
             // Coalesce within the batch first: one write per probe.
@@ -348,15 +359,15 @@ impl EmbeddedStore {
                 .predictions
                 .iter()
                 .map(|p| (format!("{}/{}", p.device_id, p.probe_id), p));
-            if let Err(e) = put_all(&txn, PREDICTIONS, "proj.predictions", predictions)? {
+            if let Err(e) = put_all(txn, PREDICTIONS, "proj.predictions", predictions)? {
                 return Ok(Err(e));
             }
             let alerts = batch.alerts.iter().map(|a| (a.alert_id.clone(), a));
-            if let Err(e) = put_all(&txn, ALERTS, "proj.alerts", alerts)? {
+            if let Err(e) = put_all(txn, ALERTS, "proj.alerts", alerts)? {
                 return Ok(Err(e));
             }
             let rules = batch.alert_rules.iter().map(|r| (r.rule_id.clone(), r));
-            if let Err(e) = put_all(&txn, RULES, "proj.alert_rules", rules)? {
+            if let Err(e) = put_all(txn, RULES, "proj.alert_rules", rules)? {
                 return Ok(Err(e));
             }
             let mut rules = txn.open_table(RULES)?;
@@ -368,7 +379,6 @@ impl EmbeddedStore {
                 applied.insert((topic.as_str(), *partition), *next)?;
             }
         }
-        txn.commit()?;
         Ok(Ok(()))
     }
 }
@@ -377,7 +387,20 @@ impl EmbeddedStore {
 impl ProjectionStore for EmbeddedStore {
     async fn apply(&self, batch: ProjectionBatch) -> Result<(), ProjectionError> {
         self.blocking("applying a batch", move |db| {
-            Self::apply_blocking(db, &batch)
+            Self::apply_blocking(db, std::slice::from_ref(&batch))
+        })
+        .await
+    }
+
+    async fn apply_all(
+        &self,
+        batches: std::sync::Arc<Vec<ProjectionBatch>>,
+    ) -> Result<(), ProjectionError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        self.blocking("applying batches", move |db| {
+            Self::apply_blocking(db, &batches)
         })
         .await
     }

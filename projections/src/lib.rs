@@ -25,6 +25,7 @@ mod scylla;
 pub mod conformance;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -42,6 +43,18 @@ pub use model::{
 pub trait ProjectionStore: Send + Sync + 'static {
     /// Applies a batch atomically and durably.
     async fn apply(&self, batch: ProjectionBatch) -> Result<(), ProjectionError>;
+
+    /// Applies `batches` in order, each atomically and durably. A store that can commits
+    /// them together (the embedded store: one transaction, one sync); by default they are
+    /// applied one after another, so a failure may leave the first ones applied — which
+    /// applying them again does not change (upserts).
+    /// Shared, so that a retry after a failure costs no copy for the stores that need none.
+    async fn apply_all(&self, batches: Arc<Vec<ProjectionBatch>>) -> Result<(), ProjectionError> {
+        for batch in batches.iter() {
+            self.apply(batch.clone()).await?;
+        }
+        Ok(())
+    }
 
     /// Every device with at least one probe, ordered by device id.
     async fn devices(&self) -> Result<Vec<DeviceSummary>, ProjectionError>;
