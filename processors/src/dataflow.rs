@@ -92,6 +92,53 @@ impl InputEvent for ProbeReading {
     }
 }
 
+/// The workers' shared round number.
+///
+/// A round is complete when every worker's input has moved past it, and each worker moves
+/// its own input. Counted per worker, a worker with no input (waiting up to `idle_wait`)
+/// holds back the rounds its busy peers start, and since a busy worker keeps only a few
+/// rounds in flight, every update then waits out several of its idle peer's waits. So a
+/// worker that starts a round with readings publishes it and wakes its peers, and every
+/// worker moves its input to at least the newest round published.
+struct RoundClock {
+    newest: AtomicU64,
+    /// One per worker: woken when a peer publishes (a wake-up is kept until taken).
+    wakes: Vec<tokio::sync::Notify>,
+}
+
+impl RoundClock {
+    fn new(workers: usize) -> Self {
+        Self {
+            newest: AtomicU64::new(0),
+            wakes: (0..workers).map(|_| tokio::sync::Notify::new()).collect(),
+        }
+    }
+
+    /// The round after `epoch`: at least the newest any worker has published.
+    fn next(&self, epoch: u64) -> u64 {
+        (epoch + 1).max(self.newest.load(Ordering::Acquire))
+    }
+
+    /// Worker `index` has moved its input to `epoch` with readings before it: every other
+    /// worker is woken to move there too.
+    fn publish(&self, epoch: u64, index: usize) {
+        self.newest.fetch_max(epoch, Ordering::AcqRel);
+        for (i, wake) in self.wakes.iter().enumerate() {
+            if i != index {
+                wake.notify_one();
+            }
+        }
+    }
+
+    /// Resolves when a peer of worker `index` has published a round.
+    async fn woken(&self, index: usize) {
+        match self.wakes.get(index) {
+            Some(wake) => wake.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// A chunk's records as the dataflow carries them, each counted in `stats`.
 fn readings(chunk: Chunk<ProbeReading>, stats: &mut RunStats) -> impl Iterator<Item = Reading> {
     crate::metrics::consumed("trends", &chunk);
@@ -151,6 +198,7 @@ pub fn run_trends(
     let rejected = Arc::new(AtomicU64::new(0));
     let workers = config.workers.max(1);
     let counters = (records.clone(), rejected.clone());
+    let clock = Arc::new(RoundClock::new(workers));
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         // Timers and spawns from this thread belong to the caller's runtime.
         let _runtime_context = runtime.enter();
@@ -307,18 +355,30 @@ pub fn run_trends(
             }
             if got.is_empty() && feeding {
                 worker.step();
-                match runtime.block_on(tokio::time::timeout(config.idle_wait, rx.recv())) {
-                    Ok(Some(Ok(chunk))) => got.extend(readings(chunk, &mut stats)),
-                    Ok(Some(Err(e))) => return Err(e),
-                    Ok(None) => feeding = false,
-                    Err(_) => {}
+                // Until a feed sends, a peer starts a round, or `idle_wait` passes.
+                let woken = runtime.block_on(async {
+                    tokio::select! {
+                        chunk = rx.recv() => Some(chunk),
+                        () = clock.woken(index) => None,
+                        () = tokio::time::sleep(config.idle_wait) => None,
+                    }
+                });
+                match woken {
+                    Some(Some(Ok(chunk))) => got.extend(readings(chunk, &mut stats)),
+                    Some(Some(Err(e))) => return Err(e),
+                    Some(None) => feeding = false,
+                    None => {}
                 }
             }
+            let started_round = !got.is_empty();
             for reading in got {
                 input.send(reading);
             }
-            epoch += 1;
+            epoch = clock.next(epoch);
             input.advance_to(epoch);
+            if started_round {
+                clock.publish(epoch, index);
+            }
             worker.step();
         }
         drop(input);
