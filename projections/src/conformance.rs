@@ -33,6 +33,7 @@ macro_rules! projection_suite {
                 batches_are_idempotent,
                 batches_applied_together_equal_batches_applied_in_turn,
                 history_is_a_half_open_range_with_a_limit,
+                history_across_minutes_arriving_in_any_order,
                 state_and_positions_survive_reopen,
                 an_empty_store_answers_empty,
                 device_descriptions_are_replaced_whole_and_survive_reopen,
@@ -254,6 +255,79 @@ pub async fn history_is_a_half_open_range_with_a_limit(backend: &impl Backend) {
             .expect("history")
             .is_empty()
     );
+}
+
+/// History spanning minutes, applied in shuffled batches with one point rewritten, answers
+/// every window as the points themselves say: later writes of an event time win, values come
+/// back bit for bit (tenths, conversions from Fahrenheit, unplugged probes).
+pub async fn history_across_minutes_arriving_in_any_order(backend: &impl Backend) {
+    let store = backend.open().await;
+    let t0 = 1_790_000_000_000 - 30_123;
+    let at = |i: i64, temp: Option<f64>| HistoryPoint {
+        device_id: "d1".into(),
+        probe_id: "p1".into(),
+        event_time: t0 + i * 937,
+        received_time: t0 + i * 937 + 40 + i % 7,
+        temperature_c: temp,
+    };
+    let temp = |i: i64| match i % 50 {
+        0 => None,
+        7 => Some((200.0 + i as f64 - 32.0) * 5.0 / 9.0),
+        _ => Some(20.0 + i as f64 / 10.0),
+    };
+    let n = 400;
+    // Every point once, in the order 0, 7, 14, … (mod 400), then point 123 again.
+    let mut order: Vec<_> = (0..n).map(|i| at(i * 7 % n, temp(i * 7 % n))).collect();
+    order.push(at(123, Some(-0.0)));
+    let mut expected = BTreeMap::new();
+    for p in &order {
+        expected.insert(p.event_time, p.clone());
+    }
+    for chunk in order.chunks(101) {
+        store
+            .apply(ProjectionBatch {
+                history: chunk.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("apply");
+    }
+    let bits = |points: &[HistoryPoint]| {
+        points
+            .iter()
+            .map(|p| {
+                let temp = p.temperature_c.map(f64::to_bits);
+                (p.event_time, p.received_time, temp)
+            })
+            .collect::<Vec<_>>()
+    };
+    let minute = (t0 / 60_000 + 2) * 60_000;
+    for (from, to, limit) in [
+        (i64::MIN, i64::MAX, 1_000),
+        (t0 + 61_000, t0 + 185_500, 1_000),
+        (minute, minute + 60_000, 1_000),
+        (minute - 1, minute + 1, 1_000),
+        (t0 + 50_000, i64::MAX, 7),
+    ] {
+        let want: Vec<_> = expected
+            .range(from..to)
+            .map(|(_, p)| p.clone())
+            .take(limit)
+            .collect();
+        let got = store
+            .history("d1", "p1", from, to, limit)
+            .await
+            .expect("history");
+        assert_eq!(
+            bits(&got),
+            bits(&want),
+            "window {from}..{to}, limit {limit}"
+        );
+        assert!(
+            got.iter()
+                .all(|p| p.device_id == "d1" && p.probe_id == "p1")
+        );
+    }
 }
 
 /// State and applied positions are durable: a reopened store has them.

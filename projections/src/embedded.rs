@@ -2,7 +2,8 @@
 //!
 //! Tables:
 //! * `proj.latest`: (device, probe) → latest reading and trend;
-//! * `proj.history`: (device, probe, event time) → (receive time, temperature);
+//! * `proj.history`: (device, probe, start of a minute of event time) → the probe's points in
+//!   that minute, as one [`history_block`](crate::history_block);
 //! * `proj.state`: key → processor state;
 //! * `proj.devices`: device → [`DeviceInfo`] (names, health, targets, removal);
 //! * `proj.cooks`: cook id → [`CookSession`];
@@ -14,7 +15,8 @@
 //! * `proj.meta`: `history_retained_from` → the cut-off of the last history retention run;
 //!   `format_version` → [`FORMAT_VERSION`], the layout of the values.
 //!
-//! Values are postcard-encoded. One [`ProjectionBatch`] is one fsynced write transaction.
+//! Values are postcard-encoded, history blocks excepted. One [`ProjectionBatch`] (or the
+//! batches of one [`ProjectionStore::apply_all`]) is one fsynced write transaction.
 //!
 //! The file is kept in a [`ReopeningDatabase`]: after an I/O error (a full disk) the next
 //! operation reopens it, so the store carries on once space is freed. History points older
@@ -31,6 +33,7 @@ use redb::{
     TableHandle,
 };
 
+use crate::history_block::{self, BUCKET_MS, BlockError, Point, bucket_of};
 use crate::{
     AlertRecord, AlertRuleRecord, CookSession, DeviceInfo, DeviceSummary, HistoryPoint,
     LatestProbe, ProbePrediction, ProjectionBatch, ProjectionError, ProjectionStore,
@@ -63,10 +66,12 @@ const FORMAT_VERSION_KEY: &str = "format_version";
 /// 2: a cook carries its plan (`CookSession::meat`, `weight_kg`, `serve_at_ms`, `rest_min`).
 /// 3: the cook processor's device state carries the profile learnt from the device's
 /// completed cooks, and each probe what its cook has shown so far.
-pub const FORMAT_VERSION: i64 = 3;
+/// 4: history is kept in blocks of a minute per probe instead of one key per point.
+pub const FORMAT_VERSION: i64 = 4;
 
-/// History points removed per write transaction by retention: few, so batches wait little.
-const EXPIRE_POINTS_PER_TXN: usize = 2_000;
+/// History points removed per write transaction by retention (whole blocks: a transaction
+/// may take a block beyond it): few, so batches wait little.
+const EXPIRE_POINTS_PER_TXN: u64 = 2_000;
 
 /// Writes `items` as postcard values into a string-keyed table.
 fn put_all<'a, T: serde::Serialize + 'a>(
@@ -86,9 +91,6 @@ fn put_all<'a, T: serde::Serialize + 'a>(
     Ok(Ok(()))
 }
 
-/// History value: (received time, temperature).
-type HistoryValue = (i64, Option<f64>);
-
 /// A [`ProjectionStore`] in one redb file.
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -105,6 +107,13 @@ fn storage(action: &'static str) -> impl Fn(redb::Error) -> ProjectionError {
 fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> ProjectionError {
     move |e| ProjectionError::Corrupt {
         table,
+        reason: e.to_string(),
+    }
+}
+
+fn corrupt_block(e: BlockError) -> ProjectionError {
+    ProjectionError::Corrupt {
+        table: "proj.history",
         reason: e.to_string(),
     }
 }
@@ -284,7 +293,47 @@ impl EmbeddedStore {
                 return Ok(Err(e));
             }
         }
+        let points = batches.iter().flat_map(|b| &b.history);
+        if let Err(e) = Self::write_history(&txn, points)? {
+            return Ok(Err(e));
+        }
         txn.commit()?;
+        Ok(Ok(()))
+    }
+
+    /// Adds `points`, in the order they were applied, to their blocks: one read and one
+    /// write per probe and minute.
+    fn write_history<'a>(
+        txn: &redb::WriteTransaction,
+        points: impl Iterator<Item = &'a HistoryPoint>,
+    ) -> ReadResult<()> {
+        let mut blocks: BTreeMap<(&str, &str, i64), Vec<Point>> = BTreeMap::new();
+        for p in points {
+            let key = (
+                p.device_id.as_str(),
+                p.probe_id.as_str(),
+                bucket_of(p.event_time),
+            );
+            blocks.entry(key).or_default().push(Point {
+                event_time: p.event_time,
+                received_time: p.received_time,
+                temperature_c: p.temperature_c,
+            });
+        }
+        if blocks.is_empty() {
+            return Ok(Ok(()));
+        }
+        let mut history = txn.open_table(HISTORY)?;
+        for (key, new) in blocks {
+            let stored = history.get(key)?.map(|g| history_block::decode(g.value()));
+            let mut points = match stored {
+                Some(Ok(points)) => points,
+                Some(Err(e)) => return Ok(Err(corrupt_block(e))),
+                None => Vec::new(),
+            };
+            history_block::merge(&mut points, new);
+            history.insert(key, history_block::encode(&points).as_slice())?;
+        }
         Ok(Ok(()))
     }
 
@@ -318,22 +367,6 @@ impl EmbeddedStore {
                     };
                     latest.insert(key, bytes.as_slice())?;
                 }
-            }
-            let mut history = txn.open_table(HISTORY)?;
-            for point in &batch.history {
-                let value: HistoryValue = (point.received_time, point.temperature_c);
-                let bytes = match postcard::to_allocvec(&value) {
-                    Ok(b) => b,
-                    Err(e) => return Ok(Err(corrupt("proj.history")(e))),
-                };
-                history.insert(
-                    (
-                        point.device_id.as_str(),
-                        point.probe_id.as_str(),
-                        point.event_time,
-                    ),
-                    bytes.as_slice(),
-                )?;
             }
             let mut state = txn.open_table(STATE)?;
             for (key, value) in &batch.state {
@@ -580,23 +613,28 @@ impl ProjectionStore for EmbeddedStore {
                 return Ok(Ok(out));
             }
             let (d, p) = (device.as_str(), probe.as_str());
-            for entry in table.range((d, p, from_ms)..(d, p, to_ms))? {
-                if out.len() >= limit {
-                    break;
+            // The block holding `from_ms` starts before it; none from `to_ms` on holds any.
+            for entry in table.range((d, p, bucket_of(from_ms))..(d, p, to_ms))? {
+                let (_, value) = entry?;
+                let points = match history_block::decode(value.value()) {
+                    Ok(points) => points,
+                    Err(e) => return Ok(Err(corrupt_block(e))),
+                };
+                for point in points {
+                    if point.event_time < from_ms {
+                        continue;
+                    }
+                    if point.event_time >= to_ms || out.len() >= limit {
+                        return Ok(Ok(out));
+                    }
+                    out.push(HistoryPoint {
+                        device_id: device.clone(),
+                        probe_id: probe.clone(),
+                        event_time: point.event_time,
+                        received_time: point.received_time,
+                        temperature_c: point.temperature_c,
+                    });
                 }
-                let (key, value) = entry?;
-                let (received_time, temperature_c): HistoryValue =
-                    match postcard::from_bytes(value.value()) {
-                        Ok(v) => v,
-                        Err(e) => return Ok(Err(corrupt("proj.history")(e))),
-                    };
-                out.push(HistoryPoint {
-                    device_id: device.clone(),
-                    probe_id: probe.clone(),
-                    event_time: key.value().2,
-                    received_time,
-                    temperature_c,
-                });
             }
             Ok(Ok(out))
         })
@@ -656,10 +694,10 @@ impl ProjectionStore for EmbeddedStore {
             if let Ok(t) = txn.open_table(HISTORY) {
                 for e in t.iter()? {
                     let (k, v) = e?;
-                    let (d, p, ts) = k.value();
+                    let (d, p, bucket) = k.value();
                     out.push((
                         HISTORY.name().to_owned(),
-                        format!("{d}/{p}/{ts}").into_bytes(),
+                        format!("{d}/{p}/{bucket}").into_bytes(),
                         v.value().to_vec(),
                     ));
                 }
@@ -710,21 +748,49 @@ fn expire_history_some(db: &Database, before_ms: i64) -> ReadResult<(u64, bool)>
             let (d, p) = k.value();
             probes.push((d.to_owned(), p.to_owned()));
         }
-        let mut doomed: Vec<(String, String, i64)> = Vec::new();
+        // Each block that holds an expired point: removed whole, or written again with the
+        // points that stay.
+        let mut doomed: Vec<(String, String, i64, Option<Vec<u8>>)> = Vec::new();
         'probes: for (d, p) in &probes {
             let range = (d.as_str(), p.as_str(), i64::MIN)..(d.as_str(), p.as_str(), before_ms);
             for entry in history.range(range)? {
-                let (k, _) = entry?;
-                doomed.push((d.clone(), p.clone(), k.value().2));
-                if doomed.len() >= EXPIRE_POINTS_PER_TXN {
+                let (k, v) = entry?;
+                let bucket = k.value().2;
+                let (gone, kept) = if bucket.saturating_add(BUCKET_MS) <= before_ms {
+                    match history_block::count(v.value()) {
+                        Ok(n) => (n, None),
+                        Err(e) => return Ok(Err(corrupt_block(e))),
+                    }
+                } else {
+                    let mut points = match history_block::decode(v.value()) {
+                        Ok(points) => points,
+                        Err(e) => return Ok(Err(corrupt_block(e))),
+                    };
+                    let before = points.len();
+                    points.retain(|q| q.event_time >= before_ms);
+                    let gone = (before - points.len()) as u64;
+                    if gone == 0 {
+                        continue;
+                    }
+                    (
+                        gone,
+                        (!points.is_empty()).then(|| history_block::encode(&points)),
+                    )
+                };
+                removed += gone;
+                doomed.push((d.clone(), p.clone(), bucket, kept));
+                if removed >= EXPIRE_POINTS_PER_TXN {
                     done = false;
                     break 'probes;
                 }
             }
         }
-        for (d, p, t) in &doomed {
-            history.remove((d.as_str(), p.as_str(), *t))?;
-            removed += 1;
+        for (d, p, bucket, kept) in &doomed {
+            let key = (d.as_str(), p.as_str(), *bucket);
+            match kept {
+                Some(block) => history.insert(key, block.as_slice())?,
+                None => history.remove(key)?,
+            };
         }
         let mut meta = txn.open_table(META)?;
         let old = meta.get(HISTORY_RETAINED_FROM)?.map(|g| g.value());

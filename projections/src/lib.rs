@@ -17,6 +17,7 @@
 
 mod embedded;
 mod error;
+pub mod history_block;
 mod model;
 #[cfg(feature = "scylla")]
 mod scylla;

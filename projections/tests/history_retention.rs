@@ -65,3 +65,39 @@ async fn old_history_goes_and_the_store_says_from_when_it_is_kept() {
         Some(3_000)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_cuts_through_minutes_and_keeps_every_later_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(&dir.path().join("projections.redb")).expect("open");
+    // A point a second for 20 minutes, from half a minute past a minute.
+    let t0 = 1_790_000_010_000 + 30_000;
+    let times: Vec<i64> = (0..1_200).map(|i| t0 + i * 1_000).collect();
+    for probe in ["a", "b"] {
+        let batch = ProjectionBatch {
+            latest: vec![latest(probe, *times.last().expect("times"))],
+            history: times.iter().map(|&t| point(probe, t)).collect(),
+            ..ProjectionBatch::default()
+        };
+        store.apply(batch).await.expect("apply");
+    }
+    // Seven and a half minutes in: whole minutes go, and the one it cuts is cut in two.
+    let cutoff = t0 + 450_500;
+    let gone = times.iter().filter(|&&t| t < cutoff).count() as u64;
+    assert_eq!(
+        store.expire_history(cutoff).await.expect("expire"),
+        2 * gone
+    );
+    for probe in ["a", "b"] {
+        let left: Vec<i64> = store
+            .history("grill", probe, i64::MIN, i64::MAX, 100_000)
+            .await
+            .expect("history")
+            .iter()
+            .map(|p| p.event_time)
+            .collect();
+        let want: Vec<i64> = times.iter().copied().filter(|&t| t >= cutoff).collect();
+        assert_eq!(left, want, "{probe}");
+    }
+    assert_eq!(store.expire_history(cutoff).await.expect("again"), 0);
+}

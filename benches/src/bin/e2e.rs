@@ -26,6 +26,44 @@ fn arg(n: usize, default: u64) -> anyhow::Result<u64> {
     }
 }
 
+/// Bytes of every file under `path`.
+fn dir_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// Disk at rest per reading: the log, the projection store file, and the history table's
+/// share of it (its stored bytes and B-tree overhead).
+fn disk_report(dir: &std::path::Path, readings: u64) -> anyhow::Result<String> {
+    let store = dir.join("projections.redb");
+    let projections = std::fs::metadata(&store)?.len();
+    let log = dir_bytes(dir)? - projections;
+    let per = |bytes: u64| bytes as f64 / readings as f64;
+    let history = match emberline_projections::table_stats_read_only(&store) {
+        Ok(tables) => tables
+            .into_iter()
+            .find(|t| t.table == "proj.history")
+            .map_or("none".into(), |t| {
+                format!("{:.1} B", per(t.stored_bytes + t.overhead_bytes))
+            }),
+        Err(e) => format!("unknown: {e}"),
+    };
+    Ok(format!(
+        "disk per reading: log {:.1} B, projection file {:.1} B (history table {history})\n",
+        per(log),
+        per(projections),
+    ))
+}
+
 fn main() -> anyhow::Result<()> {
     let devices = arg(1, 100)? as u32;
     let ticks = arg(2, 500)?;
@@ -90,12 +128,14 @@ fn main() -> anyhow::Result<()> {
         "readings {readings} ({devices} devices x 4 probes x {ticks} ticks), workers {workers}\n\
          ingest (encode + durable append per tick): {:.2?}, {:.0} readings/s\n\
          process (read, decode, trend, derived append, projections): {:.2?}, {:.0} readings/s\n\
-         peak RSS: {} MiB\n",
+         peak RSS: {} MiB\n\
+         {}",
         ingest,
         rate(ingest),
         process,
         rate(process),
         peak_rss_kib().map_or("unknown".into(), |k| (k / 1024).to_string()),
+        disk_report(dir.path(), readings)?,
     );
     #[allow(clippy::print_stdout)]
     {
