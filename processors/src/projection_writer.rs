@@ -45,7 +45,7 @@ impl ProjectionWriter {
             inputs = batch.applied.len(),
             history = batch.history.len(),
         );
-        self.apply_in(batch, shutdown).instrument(span).await
+        self.write(vec![batch], shutdown).instrument(span).await
     }
 
     /// Applies `batches` (of several partitions) together where the store can; `false` as
@@ -61,45 +61,28 @@ impl ProjectionWriter {
             batches = batches.len(),
             history = batches.iter().map(|b| b.history.len()).sum::<usize>(),
         );
-        async {
-            let what = format!("applying the {} projections", self.projection);
-            let writes: Vec<_> = batches
-                .iter()
-                .map(|b| crate::metrics::ProjectionWrite::start(self.projection, b))
-                .collect();
-            let batches = Arc::new(batches);
-            let applied = retry(&what, shutdown, || async {
-                self.store
-                    .apply_all(Arc::clone(&batches))
-                    .await
-                    .map_err(ProcessorError::from)
-            })
-            .await
-            .is_some();
-            if applied {
-                writes
-                    .into_iter()
-                    .for_each(crate::metrics::ProjectionWrite::done);
-            }
-            applied
-        }
-        .instrument(span)
-        .await
+        self.write(batches, shutdown).instrument(span).await
     }
 
-    async fn apply_in(&self, batch: ProjectionBatch, shutdown: &CancellationToken) -> bool {
+    async fn write(&self, batches: Vec<ProjectionBatch>, shutdown: &CancellationToken) -> bool {
         let what = format!("applying the {} projections", self.projection);
-        let write = crate::metrics::ProjectionWrite::start(self.projection, &batch);
+        let writes: Vec<_> = batches
+            .iter()
+            .map(|b| crate::metrics::ProjectionWrite::start(self.projection, b))
+            .collect();
+        let batches = Arc::new(batches);
         let applied = retry(&what, shutdown, || async {
             self.store
-                .apply(batch.clone())
+                .apply_all(Arc::clone(&batches))
                 .await
                 .map_err(ProcessorError::from)
         })
         .await
         .is_some();
         if applied {
-            write.done();
+            writes
+                .into_iter()
+                .for_each(crate::metrics::ProjectionWrite::done);
         }
         applied
     }
