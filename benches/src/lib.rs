@@ -35,3 +35,54 @@ pub fn peak_rss_kib() -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// A driver's command line, read flag by flag: `--name value` pairs and bare switches.
+pub struct Flags {
+    args: std::iter::Skip<std::env::Args>,
+    help: &'static str,
+}
+
+impl Flags {
+    /// The process's arguments; `help` is the driver's usage, printed for `--help` and
+    /// named in every error.
+    pub fn new(help: &'static str) -> Self {
+        Self {
+            args: std::env::args().skip(1),
+            help,
+        }
+    }
+
+    /// The next flag, `None` after the last. `--help` (`-h`) prints the usage and exits.
+    pub fn next_flag(&mut self) -> Option<String> {
+        let flag = self.args.next()?;
+        if flag == "--help" || flag == "-h" {
+            tracing::info!("{}", self.help);
+            std::process::exit(0);
+        }
+        Some(flag)
+    }
+
+    /// The value after `flag`.
+    pub fn value(&mut self, flag: &str) -> anyhow::Result<String> {
+        self.args
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{flag} needs a value; {}", self.help))
+    }
+
+    /// The value after `flag`, parsed.
+    pub fn parse<T>(&mut self, flag: &str) -> anyhow::Result<T>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.value(flag)?;
+        value
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{flag} {value:?}: {e}; {}", self.help))
+    }
+
+    /// The error for a flag the driver does not know.
+    pub fn unknown(&self, flag: &str) -> anyhow::Error {
+        anyhow::anyhow!("unknown argument {flag}; {}", self.help)
+    }
+}

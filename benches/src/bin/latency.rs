@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use emberline_benches::Flags;
 use emberline_proto::v1::trend_service_client::TrendServiceClient;
 use emberline_proto::v1::{StartFrom, SubscribeTrendsRequest};
 use futures::StreamExt as _;
@@ -89,26 +90,19 @@ fn args() -> Result<Args> {
         all: false,
         extra: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value; {HELP}"))
-        };
-        match flag.as_str() {
-            "--emberline" => out.emberline = value()?.into(),
-            "--devices" => out.devices = value()?.parse()?,
-            "--rate" => out.rate = value()?.parse()?,
-            "--seconds" => out.seconds = value()?.parse()?,
-            "--warmup" => out.warmup = value()?.parse()?,
-            "--subscribers" => out.subscribers = value()?.parse()?,
+    let mut flags = Flags::new(HELP);
+    while let Some(flag) = flags.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--emberline" => out.emberline = flags.value(f)?.into(),
+            "--devices" => out.devices = flags.parse(f)?,
+            "--rate" => out.rate = flags.parse(f)?,
+            "--seconds" => out.seconds = flags.parse(f)?,
+            "--warmup" => out.warmup = flags.parse(f)?,
+            "--subscribers" => out.subscribers = flags.parse(f)?,
             "--all" => out.all = true,
-            "--extra" => out.extra = Some(value()?.into()),
-            "--help" | "-h" => {
-                tracing::info!("{HELP}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other}; {HELP}"),
+            "--extra" => out.extra = Some(flags.value(f)?.into()),
+            other => return Err(flags.unknown(other)),
         }
     }
     if out.devices == 0 || out.rate == 0 || out.seconds == 0 || out.subscribers == 0 {

@@ -10,7 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use emberline_benches::Flags;
 use emberline_proto::v1::GetLatestRequest;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
 use tonic::transport::Channel;
@@ -52,24 +53,17 @@ fn args() -> Result<Args> {
         seconds: 10,
         token: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value; {HELP}"))
-        };
-        match flag.as_str() {
-            "--addr" => out.addr = value()?,
-            "--device" => out.device = value()?,
-            "--sequential" => out.sequential = Some(value()?.parse()?),
-            "--rate" => out.rate = Some(value()?.parse()?),
-            "--seconds" => out.seconds = value()?.parse()?,
-            "--token" => out.token = Some(value()?),
-            "--help" | "-h" => {
-                tracing::info!("{HELP}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other}; {HELP}"),
+    let mut flags = Flags::new(HELP);
+    while let Some(flag) = flags.next_flag() {
+        let f = flag.as_str();
+        match f {
+            "--addr" => out.addr = flags.value(f)?,
+            "--device" => out.device = flags.value(f)?,
+            "--sequential" => out.sequential = Some(flags.parse(f)?),
+            "--rate" => out.rate = Some(flags.parse(f)?),
+            "--seconds" => out.seconds = flags.parse(f)?,
+            "--token" => out.token = Some(flags.value(f)?),
+            other => return Err(flags.unknown(other)),
         }
     }
     if out.sequential.is_none() && out.rate.is_none() {
