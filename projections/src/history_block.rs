@@ -12,7 +12,7 @@
 //! Layout, version 1 (integers are LEB128 varints; signed ones zigzag-encoded first):
 //!
 //! * `1` (the version), the number of points, the temperature scale (one byte: `0..=4`
-//!   stores temperatures as integers of 10^-scale °C, [`RAW`] as IEEE 754 bits);
+//!   stores temperatures as integers of 10^-scale °C, `0xFF` as IEEE 754 bits);
 //! * per point, in event-time order: the event time (the first point in full, the second as
 //!   the delta to the first, the others as the change of delta — regular readings cost one
 //!   byte); the change of (receive time − event time) from the previous point; the
