@@ -33,7 +33,7 @@ use redb::{
     TableHandle,
 };
 
-use crate::history_block::{self, BUCKET_MS, BlockError, Point, bucket_of};
+use crate::history_block::{self, BUCKET_MS, Point, bucket_of};
 use crate::{
     AlertRecord, AlertRuleRecord, CookSession, DeviceInfo, DeviceSummary, HistoryPoint,
     LatestProbe, ProbePrediction, ProjectionBatch, ProjectionError, ProjectionStore,
@@ -104,16 +104,9 @@ fn storage(action: &'static str) -> impl Fn(redb::Error) -> ProjectionError {
     }
 }
 
-fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> ProjectionError {
+fn corrupt<E: std::fmt::Display>(table: &'static str) -> impl Fn(E) -> ProjectionError {
     move |e| ProjectionError::Corrupt {
         table,
-        reason: e.to_string(),
-    }
-}
-
-fn corrupt_block(e: BlockError) -> ProjectionError {
-    ProjectionError::Corrupt {
-        table: "proj.history",
         reason: e.to_string(),
     }
 }
@@ -328,7 +321,7 @@ impl EmbeddedStore {
             let stored = history.get(key)?.map(|g| history_block::decode(g.value()));
             let mut points = match stored {
                 Some(Ok(points)) => points,
-                Some(Err(e)) => return Ok(Err(corrupt_block(e))),
+                Some(Err(e)) => return Ok(Err(corrupt("proj.history")(e))),
                 None => Vec::new(),
             };
             history_block::merge(&mut points, new);
@@ -618,7 +611,7 @@ impl ProjectionStore for EmbeddedStore {
                 let (_, value) = entry?;
                 let points = match history_block::decode(value.value()) {
                     Ok(points) => points,
-                    Err(e) => return Ok(Err(corrupt_block(e))),
+                    Err(e) => return Ok(Err(corrupt("proj.history")(e))),
                 };
                 for point in points {
                     if point.event_time < from_ms {
@@ -759,12 +752,12 @@ fn expire_history_some(db: &Database, before_ms: i64) -> ReadResult<(u64, bool)>
                 let (gone, kept) = if bucket.saturating_add(BUCKET_MS) <= before_ms {
                     match history_block::count(v.value()) {
                         Ok(n) => (n, None),
-                        Err(e) => return Ok(Err(corrupt_block(e))),
+                        Err(e) => return Ok(Err(corrupt("proj.history")(e))),
                     }
                 } else {
                     let mut points = match history_block::decode(v.value()) {
                         Ok(points) => points,
-                        Err(e) => return Ok(Err(corrupt_block(e))),
+                        Err(e) => return Ok(Err(corrupt("proj.history")(e))),
                     };
                     let before = points.len();
                     points.retain(|q| q.event_time >= before_ms);
