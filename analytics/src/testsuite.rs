@@ -217,6 +217,7 @@ pub async fn write_sample_to(
         .encode(&ClockTick {
             event_time: T0 + 1,
             source: "processor".into(),
+            wall_jump_ms: None,
         })
         .expect("encode");
     for p in 0..partitions {

@@ -266,6 +266,19 @@ pub(crate) async fn follow_group(
     Ok(())
 }
 
+/// Below this, a difference between the wall clock's step and the time that really passed is
+/// drift or scheduling, not a jump.
+const JUMP_TOLERANCE_MS: i64 = 2_000;
+
+/// How far the wall clock jumped over a step that really took `elapsed`: `Some` when the
+/// wall clock moved `wall_step_ms` and that differs from `elapsed` by more than
+/// [`JUMP_TOLERANCE_MS`] (positive: forward).
+fn wall_jump(wall_step_ms: i64, elapsed: std::time::Duration) -> Option<i64> {
+    let elapsed_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
+    let jump = wall_step_ms.saturating_sub(elapsed_ms);
+    (jump.abs() > JUMP_TOLERANCE_MS).then_some(jump)
+}
+
 /// Writes the wall-clock time to every owned partition of `cook.commands` every `every`, so
 /// time-based alerts fire on a quiet device and a replay sees the same time pass. A failed
 /// write is retried at the next tick: a missed tick only delays such alerts.
@@ -282,15 +295,25 @@ async fn write_clock_ticks(
     };
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut previous: Option<(i64, std::time::Instant)> = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             () = shutdown.cancelled() => return Ok(()),
         }
-        let now = now_ms();
+        let (now, at) = (now_ms(), std::time::Instant::now());
+        let jump = previous.and_then(|(wall, mono)| wall_jump(now - wall, at - mono));
+        if let Some(ms) = jump {
+            tracing::warn!(
+                jump_ms = ms,
+                "the wall clock jumped; quiet-time alerts will not count the jump"
+            );
+        }
+        previous = Some((now, at));
         let tick = ClockTick {
             event_time: now,
             source: "processor".into(),
+            wall_jump_ms: jump,
         };
         let value = codec.encode(&tick)?;
         for &partition in &partitions {
@@ -306,5 +329,21 @@ async fn write_clock_ticks(
                 tracing::warn!(error = %e, partition, "could not write the clock tick; retrying at the next one");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wall_jump;
+    use std::time::Duration;
+
+    #[test]
+    fn a_step_is_a_jump_only_when_the_wall_clock_moved_more_than_time_passed() {
+        let second = Duration::from_secs(1);
+        assert_eq!(wall_jump(1_000, second), None);
+        assert_eq!(wall_jump(2_900, second), None, "under the tolerance");
+        assert_eq!(wall_jump(3_601_000, second), Some(3_600_000));
+        assert_eq!(wall_jump(-7_199_000, second), Some(-7_200_000));
+        assert_eq!(wall_jump(0, Duration::from_secs(15)), Some(-15_000));
     }
 }

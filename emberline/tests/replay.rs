@@ -166,6 +166,7 @@ async fn write_log(dir: &Path) {
             let t = ClockTick {
                 event_time: now,
                 source: "test".into(),
+                wall_jump_ms: None,
             };
             log.append(
                 topics::COOK_COMMANDS,

@@ -483,6 +483,10 @@ pub struct ClockTick {
     pub event_time: i64,
     /// Who wrote it.
     pub source: String,
+    /// How far the writer's wall clock jumped since its previous tick beyond the time that
+    /// really passed, ms (positive: forward); `None` when it did not.
+    #[serde(default)]
+    pub wall_jump_ms: Option<i64>,
 }
 
 macro_rules! impl_event {

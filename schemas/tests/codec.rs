@@ -142,7 +142,7 @@ prop_compose! {
             AlertCleared { alert_id: alert_id.clone(), rule_id, kind, device_id: device_id.clone(), probe_id,
                 event_time, value, reason: message.clone(), source_seq },
             AlertAcknowledged { alert_id, device_id, event_time, snooze_until },
-            ClockTick { event_time, source: message },
+            ClockTick { event_time, source: message, wall_jump_ms: snooze_until },
         )
     }
 }

@@ -243,6 +243,34 @@ impl DeviceIntel {
         }
     }
 
+    /// The wall clock jumped `jump` ms forward when it read `before`: every time stamped
+    /// before the jump that a duration is measured from (last heard, last plugged, a rule
+    /// pending or raised) moves forward with it, so the jump counts as neither silence nor
+    /// time held. A clock set right on a grill's small computer must not call every device
+    /// offline.
+    fn discount_jump(&mut self, before: i64, jump: i64) {
+        let shift = |t: &mut i64| {
+            if *t < before {
+                *t += jump;
+            }
+        };
+        if let Some(t) = &mut self.last_seen {
+            shift(t);
+        }
+        for probe in self.probes.values_mut() {
+            if let Some(t) = &mut probe.last_plugged_seen {
+                shift(t);
+            }
+        }
+        for state in self.rule_states.values_mut() {
+            match &mut state.status {
+                Status::Pending { since } => shift(since),
+                Status::Active { last_raised, .. } => shift(last_raised),
+                Status::Idle => {}
+            }
+        }
+    }
+
     /// Every rule in force: the user's, plus target reached per target and fire out when a
     /// cook runs on a device with a pit.
     fn rules_in_force(&self) -> Vec<Rule> {
@@ -291,6 +319,10 @@ pub struct CookBrain {
     pub seq: u64,
     /// Devices.
     pub devices: BTreeMap<String, DeviceIntel>,
+    /// The time of the last tick that reported a wall-clock jump, so the same tick read
+    /// from several partitions counts once.
+    #[serde(default)]
+    pub jump_tick: Option<i64>,
 }
 
 impl CookBrain {
@@ -307,11 +339,21 @@ impl CookBrain {
         params: &ModelParams,
     ) -> (Vec<CookOutput>, BTreeSet<String>) {
         self.seq += 1;
+        let mut changed = BTreeSet::new();
+        if let CookInput::Tick(tick) = input
+            && let Some(jump) = tick.wall_jump_ms.filter(|j| *j > 0)
+            && self.jump_tick != Some(tick.event_time)
+        {
+            self.jump_tick = Some(tick.event_time);
+            for dev in self.devices.values_mut() {
+                dev.discount_jump(tick.event_time - jump, jump);
+                changed.insert(dev.device_id.clone());
+            }
+        }
         self.now = self.now.max(input.merge_time());
         let seq = self.seq as i64;
         let now = self.now;
         let mut out = Vec::new();
-        let mut changed = BTreeSet::new();
         let Some(device_id) = input.device_id() else {
             // Time passed: time-based rules of every device.
             for dev in self.devices.values_mut() {

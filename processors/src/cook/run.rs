@@ -488,6 +488,7 @@ impl Writer {
             now: header.now,
             seq: header.seq,
             devices: BTreeMap::new(),
+            jump_tick: None,
         };
         for id in header.devices {
             let key = device_key(&id);
