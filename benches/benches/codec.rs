@@ -1,13 +1,17 @@
 //! Avro codec cost per event: encode and decode of a `ProbeReading` (43-byte body) and a
-//! `TrendUpdated`, through the schema-aware path the log uses.
+//! `TrendUpdated`, through the codec (their bodies are written and read by hand), and the
+//! same bodies through apache-avro's schema-driven serde path for comparison.
 //!
 //! Run: `cargo bench -p emberline-benches --bench codec`
 
 use std::hint::black_box;
 
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
 use criterion::{Criterion, criterion_group, criterion_main};
 use emberline_benches::{embedded, sample_reading};
 use emberline_schemas::events::{ProbeReading, TrendUpdated};
+use emberline_schemas::{Event, wire};
 
 fn codec(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -46,6 +50,44 @@ fn codec(c: &mut Criterion) {
         b.iter(|| {
             let bytes = codec.encode(black_box(&trend)).expect("encode");
             codec.decode_cached::<TrendUpdated>(&bytes)
+        })
+    });
+    // The schema-driven path the hand-written bodies replace.
+    let writer = |schema| GenericDatumWriter::builder(schema).build().expect("writer");
+    let (reading_writer, trend_writer) = (
+        writer(ProbeReading::KIND.schema()),
+        writer(TrendUpdated::KIND.schema()),
+    );
+    let reading_reader = GenericDatumReader::builder(ProbeReading::KIND.schema())
+        .build()
+        .expect("reader");
+    group.bench_function("probe_reading/encode by schema", |b| {
+        b.iter(|| {
+            let mut buf = Vec::with_capacity(64);
+            reading_writer
+                .write_ser(&mut buf, black_box(&reading))
+                .expect("encode");
+            buf
+        })
+    });
+    group.bench_function("probe_reading/decode by schema", |b| {
+        b.iter(|| {
+            let mut body = &black_box(&bytes)[wire::HEADER_LEN..];
+            reading_reader
+                .read_deser::<ProbeReading>(&mut body)
+                .expect("decode")
+        })
+    });
+    group.bench_function("trend_updated/encode", |b| {
+        b.iter(|| codec.encode(black_box(&trend)))
+    });
+    group.bench_function("trend_updated/encode by schema", |b| {
+        b.iter(|| {
+            let mut buf = Vec::with_capacity(64);
+            trend_writer
+                .write_ser(&mut buf, black_box(&trend))
+                .expect("encode");
+            buf
         })
     });
     group.finish();

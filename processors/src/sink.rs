@@ -28,8 +28,9 @@ pub(crate) struct SinkTopics {
 /// One input partition's share of a round, ready to write.
 struct PartitionRound {
     partition: u32,
-    /// Its derived records, above what the output partition already holds.
-    records: Vec<NewRecord>,
+    /// Its derived records, above what the output partition already holds (encoded by
+    /// each append attempt, so a retry needs no copy kept aside).
+    trends: Vec<TrendUpdated>,
     /// The last input offset of the round, and the next.
     last: u64,
     next: u64,
@@ -133,7 +134,7 @@ impl TrendSink {
     ) -> PartitionRound {
         let mut batch = ProjectionBatch::default();
         let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let mut records = Vec::new();
+        let mut trends = Vec::new();
         for item in items {
             let Some(event) = &item.reading.event else {
                 continue;
@@ -151,7 +152,7 @@ impl TrendSink {
                 && floor.is_none_or(|done| offset > done)
                 && let Some(temperature_c) = event.temperature_c
             {
-                let update = TrendUpdated {
+                trends.push(TrendUpdated {
                     device_id: event.device_id.clone(),
                     probe_id: event.probe_id.clone(),
                     event_time: event.event_time,
@@ -163,15 +164,7 @@ impl TrendSink {
                     window_ms: f.window_ms,
                     samples: f.samples as i32,
                     source_offset: offset as i64,
-                };
-                match self.codec.encode(&update) {
-                    Ok(value) => records.push(NewRecord {
-                        key: event.device_id.as_bytes().to_vec(),
-                        value,
-                        timestamp_ms: event.event_time,
-                    }),
-                    Err(e) => tracing::error!(error = %e, offset, "trend could not be encoded"),
-                }
+                });
             }
             batch.latest.push(LatestProbe {
                 device_id: event.device_id.clone(),
@@ -205,7 +198,7 @@ impl TrendSink {
         batch.state = states.into_iter().collect();
         PartitionRound {
             partition,
-            records,
+            trends,
             last,
             next: last + 1,
             batch,
@@ -215,16 +208,18 @@ impl TrendSink {
     /// Appends every partition's derived records at once, each retried on its own;
     /// `false` (and the sink abandoned) when one could not be.
     fn append_all(&mut self, rounds: &[PartitionRound]) -> bool {
-        let appends = rounds.iter().filter(|r| !r.records.is_empty()).map(|r| {
+        let appends = rounds.iter().filter(|r| !r.trends.is_empty()).map(|r| {
             let (log, topic, shutdown) = (
                 self.log.clone(),
                 self.topics.output.clone(),
                 self.shutdown.clone(),
             );
-            let (partition, records) = (r.partition, &r.records);
+            let partition = r.partition;
+            let codec = &self.codec;
             async move {
                 let done = retry("appending trends", &shutdown, || {
-                    let (log, topic, records) = (log.clone(), topic.clone(), records.clone());
+                    let (log, topic) = (log.clone(), topic.clone());
+                    let records = encode_trends(codec, &r.trends);
                     async move {
                         log.append_to(&topic, partition, records)
                             .await
@@ -240,7 +235,7 @@ impl TrendSink {
             self.abandoned = true;
             return false;
         }
-        for round in rounds.iter().filter(|r| !r.records.is_empty()) {
+        for round in rounds.iter().filter(|r| !r.trends.is_empty()) {
             self.appended_up_to
                 .insert(round.partition, Some(round.last));
         }
@@ -292,4 +287,25 @@ impl TrendSink {
         self.abandoned |= done.is_none();
         done
     }
+}
+
+/// The records of `trends`, keyed by device. A trend that cannot be encoded is logged and
+/// left out (its reading's projections are still written).
+fn encode_trends(codec: &EventCodec, trends: &[TrendUpdated]) -> Vec<NewRecord> {
+    let mut records = Vec::with_capacity(trends.len());
+    for trend in trends {
+        match codec.encode(trend) {
+            Ok(value) => records.push(NewRecord {
+                key: trend.device_id.as_bytes().to_vec(),
+                value,
+                timestamp_ms: trend.event_time,
+            }),
+            Err(e) => tracing::error!(
+                error = %e,
+                offset = trend.source_offset,
+                "trend could not be encoded"
+            ),
+        }
+    }
+    records
 }

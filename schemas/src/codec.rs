@@ -1,8 +1,9 @@
 //! Events to Confluent-framed Avro bytes and back.
 //!
 //! Writing uses the event's current schema through apache-avro's schema-aware serializer
-//! (no intermediate `Value`). Reading takes the same direct path when the payload was written
-//! with the current schema, and otherwise resolves the writer's schema (fetched from the
+//! (no intermediate `Value`), or, for the events on the hot path, a body written by hand
+//! (`body.rs`). Reading takes the same direct paths when the payload was written with the
+//! current schema, and otherwise resolves the writer's schema (fetched from the
 //! registry by id, then cached) into the current one, so data written by older versions stays
 //! readable.
 
@@ -30,7 +31,8 @@ struct WriterSchema {
 /// Encodes and decodes events in the Confluent wire format, with ids from a registry.
 pub struct EventCodec {
     registry: Arc<dyn SchemaRegistry>,
-    own_ids: HashMap<EventKind, u32>,
+    /// The id each kind is written with, indexed by `kind as usize` (looked up per event).
+    own_ids: [Option<u32>; EventKind::ALL.len()],
     writers: HashMap<EventKind, GenericDatumWriter<'static>>,
     readers: HashMap<EventKind, GenericDatumReader<'static>>,
     /// Writer schemas by id, fetched from the registry. Leaked: a process sees a handful.
@@ -43,14 +45,14 @@ impl EventCodec {
     /// Fails when the registry refuses a schema (for example an incompatible change).
     pub async fn connect(registry: Arc<dyn SchemaRegistry>) -> Result<Self, CodecError> {
         apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
-        let mut own_ids = HashMap::new();
+        let mut own_ids = [None; EventKind::ALL.len()];
         let mut writers = HashMap::new();
         let mut readers = HashMap::new();
         let mut known = HashMap::new();
         for kind in EventKind::ALL {
             let schema = kind.schema();
             let id = registry.register(kind.full_name(), schema).await?;
-            own_ids.insert(kind, id);
+            own_ids[kind as usize] = Some(id);
             let encode = |e: apache_avro::Error| CodecError::Encode {
                 record: kind.full_name(),
                 reason: e.to_string(),
@@ -86,12 +88,13 @@ impl EventCodec {
 
     /// The id this codec writes `kind` with.
     pub fn schema_id(&self, kind: EventKind) -> Option<u32> {
-        self.own_ids.get(&kind).copied()
+        self.own_ids.get(kind as usize).copied().flatten()
     }
 
     /// Encodes `event` as a Confluent-framed Avro payload.
     pub fn encode<E: Event>(&self, event: &E) -> Result<Vec<u8>, CodecError> {
-        let mut buf = Vec::with_capacity(64);
+        // Room for the hot events (a reading's body is ~45 bytes, a trend's ~95) in one go.
+        let mut buf = Vec::with_capacity(128);
         self.encode_into(event, &mut buf)?;
         Ok(buf)
     }
@@ -102,8 +105,11 @@ impl EventCodec {
             record: E::FULL_NAME,
         };
         let id = self.schema_id(E::KIND).ok_or_else(not_registered)?;
-        let writer = self.writers.get(&E::KIND).ok_or_else(not_registered)?;
         wire::start_frame(id, buf);
+        if event.write_body(buf) {
+            return Ok(());
+        }
+        let writer = self.writers.get(&E::KIND).ok_or_else(not_registered)?;
         writer
             .write_ser(buf, event)
             .map_err(|e| CodecError::Encode {
@@ -125,13 +131,21 @@ impl EventCodec {
             reason: e.to_string(),
         };
         let value: E = if self.schema_id(E::KIND) == Some(id) {
-            let reader = self
-                .readers
-                .get(&E::KIND)
-                .ok_or(CodecError::NotRegistered {
+            if let Some(read) = E::read_body(&mut body) {
+                read.map_err(|reason| CodecError::Malformed {
+                    id,
                     record: E::FULL_NAME,
-                })?;
-            reader.read_deser(&mut body).map_err(malformed)?
+                    reason,
+                })?
+            } else {
+                let reader = self
+                    .readers
+                    .get(&E::KIND)
+                    .ok_or(CodecError::NotRegistered {
+                        record: E::FULL_NAME,
+                    })?;
+                reader.read_deser(&mut body).map_err(malformed)?
+            }
         } else {
             let writer = self.writer_schema(id)?;
             if writer.full_name != E::FULL_NAME {

@@ -15,6 +15,21 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     const KIND: EventKind;
     /// The record's full Avro name, also its registry subject.
     const FULL_NAME: &'static str = Self::KIND.full_name();
+
+    /// Appends the Avro body of the current schema, written by hand, and says `true`; the
+    /// default says `false` and the codec goes through the schema. For the events on the
+    /// hot path only (see `body.rs`).
+    #[doc(hidden)]
+    fn write_body(&self, _buf: &mut Vec<u8>) -> bool {
+        false
+    }
+
+    /// Reads an Avro body of the current schema by hand off the front of `bytes` (`Err`:
+    /// why it is malformed); `None` by default: the codec goes through the schema.
+    #[doc(hidden)]
+    fn read_body(_bytes: &mut &[u8]) -> Option<Result<Self, String>> {
+        None
+    }
 }
 
 /// Every event type Emberline writes, with its schema.
@@ -494,14 +509,30 @@ macro_rules! impl_event {
         $(impl Event for $ty { const KIND: EventKind = EventKind::$ty; })*
     };
 }
+/// Events whose current-schema body is written and read by hand (`body.rs`).
+macro_rules! impl_event_by_hand {
+    ($($ty:ident),*) => {
+        $(impl Event for $ty {
+            const KIND: EventKind = EventKind::$ty;
+
+            fn write_body(&self, buf: &mut Vec<u8>) -> bool {
+                crate::body::Body::write_body(self, buf);
+                true
+            }
+
+            fn read_body(bytes: &mut &[u8]) -> Option<Result<Self, String>> {
+                Some(<Self as crate::body::Body>::read_body(bytes).map_err(|e| e.to_string()))
+            }
+        })*
+    };
+}
+impl_event_by_hand!(ProbeReading, TrendUpdated);
 impl_event!(
-    ProbeReading,
     DeviceStatus,
     DeviceRegistered,
     CookStarted,
     TargetSet,
     CookEnded,
-    TrendUpdated,
     DeviceRemoved,
     CookNoteAdded,
     PredictionUpdated,

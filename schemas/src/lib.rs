@@ -23,6 +23,7 @@
 //! assert!(wire::split(&[0, 0, 0, 0, 7, 42]).is_ok());
 //! ```
 
+mod body;
 mod codec;
 mod error;
 pub mod events;
