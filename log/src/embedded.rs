@@ -21,7 +21,9 @@
 //!
 //! * `log.topics`: topic → partition count.
 //! * `log.heads`: (topic, partition) → next offset.
-//! * `log.batches`: (topic, partition, first offset) → encoded batch (see [`crate::embedded::batch`]).
+//! * `log.batches`: (topic, partition, first offset) → encoded batch, LZ4-compressed when that
+//!   is smaller (see [`crate::embedded::batch`]): a reading and its trend take ~82 bytes at
+//!   rest instead of ~327 (`e2e 1000 250 2`).
 //! * `log.positions`: (consumer, topic, partition) → next offset to read.
 //! * `log.starts`: (topic, partition) → the first offset still stored, once retention has
 //!   removed anything (absent: 0).
