@@ -11,27 +11,20 @@
 use crate::events::{ProbeReading, TrendUpdated};
 
 /// Why a body could not be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum BodyError {
     /// The bytes ended inside a value.
+    #[error("the bytes end inside a value")]
     Truncated,
     /// A variable-length integer ran past 10 bytes.
+    #[error("a variable-length integer is too long")]
     LongTooLong,
     /// A length or union index out of range.
+    #[error("invalid {0}")]
     Invalid(&'static str),
     /// A string was not UTF-8.
+    #[error("a string is not UTF-8")]
     NotUtf8,
-}
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BodyError::Truncated => f.write_str("the bytes end inside a value"),
-            BodyError::LongTooLong => f.write_str("a variable-length integer is too long"),
-            BodyError::Invalid(what) => write!(f, "invalid {what}"),
-            BodyError::NotUtf8 => f.write_str("a string is not UTF-8"),
-        }
-    }
 }
 
 /// An event whose Avro body (current schema) is written and read by hand.

@@ -27,11 +27,10 @@ const COMPRESS_FROM: usize = 128;
 /// LZ4 expands at most about 255:1; a claimed plain length beyond this is damage.
 const MAX_RATIO: usize = 256;
 
-/// Encodes records into one stored value.
-pub(super) fn encode<'a>(records: impl ExactSizeIterator<Item = &'a NewRecord>) -> Vec<u8> {
-    let count = records.len() as u32;
+/// The plain form of records.
+fn plain<'a>(records: impl ExactSizeIterator<Item = &'a NewRecord>) -> Vec<u8> {
     let mut plain = Vec::with_capacity(4 + records.len() * 64);
-    plain.extend_from_slice(&count.to_le_bytes());
+    plain.extend_from_slice(&(records.len() as u32).to_le_bytes());
     for r in records {
         plain.extend_from_slice(&r.timestamp_ms.to_le_bytes());
         plain.extend_from_slice(&(r.key.len() as u32).to_le_bytes());
@@ -39,6 +38,13 @@ pub(super) fn encode<'a>(records: impl ExactSizeIterator<Item = &'a NewRecord>) 
         plain.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
         plain.extend_from_slice(&r.value);
     }
+    plain
+}
+
+/// Encodes records into one stored value: compressed when that is smaller, else plain.
+pub(super) fn encode<'a>(records: impl ExactSizeIterator<Item = &'a NewRecord>) -> Vec<u8> {
+    let count = records.len() as u32;
+    let plain = plain(records);
     let body = &plain[4..];
     if body.len() < COMPRESS_FROM || u32::try_from(body.len()).is_err() {
         return plain;
@@ -241,14 +247,7 @@ mod tests {
     fn batches_written_plain_before_compression_still_read() {
         // The plain form, as every batch was written before: no flag in the count.
         let records = readings();
-        let mut plain = (records.len() as u32).to_le_bytes().to_vec();
-        for r in &records {
-            plain.extend_from_slice(&r.timestamp_ms.to_le_bytes());
-            plain.extend_from_slice(&(r.key.len() as u32).to_le_bytes());
-            plain.extend_from_slice(&r.key);
-            plain.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
-            plain.extend_from_slice(&r.value);
-        }
+        let plain = plain(records.iter());
         assert_eq!(decode(&plain).as_ref(), Ok(&records));
         assert_eq!(count(&plain), Ok(200));
     }
