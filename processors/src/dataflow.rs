@@ -1,6 +1,6 @@
 //! The timely wiring of the trend processor: readers, exchanges, the trend operator, the sink.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ProcessorError;
 use crate::partition_feed::{Chunk, InputEvent, Mode, PartitionFeed, RunStats};
 use crate::sink::{SinkTopics, TrendSink};
-use crate::trend::TrendState;
-use crate::trend_round::{Reading, Updated, load_state, trend_round};
+use crate::trend_round::{Reading, States, Updated, load_state, trend_round};
 
 /// Settings of the trend processor.
 #[derive(Clone, Debug)]
@@ -37,6 +36,11 @@ pub struct TrendConfig {
     pub workers: usize,
     /// Most records read from one partition at a time.
     pub batch_size: usize,
+    /// Most readings a worker starts one round with, when that many are waiting. A round
+    /// costs per probe it touches (the state, the open history minute, the latest value are
+    /// written once per round), so a backlog is worked through in large rounds; a trickle
+    /// still makes a round of whatever arrived.
+    pub round_size: usize,
     /// How long an idle worker waits for input before advancing its round anyway.
     pub idle_wait: Duration,
     /// The input partitions this process owns (a consumer group's share); `None`: all.
@@ -51,6 +55,7 @@ impl Default for TrendConfig {
             consumer: "processor.trends".into(),
             workers: 2,
             batch_size: 4_096,
+            round_size: 32_768,
             idle_wait: Duration::from_millis(50),
             partitions: None,
         }
@@ -252,7 +257,7 @@ pub fn run_trends(
                     }),
                     "Trend",
                     move |_capability, _info| {
-                        let mut states: HashMap<(String, String), TrendState> = HashMap::new();
+                        let mut states = States::new();
                         move |input, output| {
                             let mut rounds: BTreeMap<
                                 u64,
@@ -330,9 +335,19 @@ pub fn run_trends(
 
         let mut epoch: u64 = 0;
         let mut feeding = true;
+        // Rounds sent and not yet written: (round, readings in it).
+        let mut in_flight: VecDeque<(u64, usize)> = VecDeque::new();
         loop {
-            // Keep at most a few rounds in flight: the sink's writes pace the readers.
-            while probe.less_than(&epoch.saturating_sub(4)) {
+            // Keep at most a few rounds, and about one full round of readings, in flight:
+            // the sink's writes pace the readers, and a backlog does not pile up in memory.
+            loop {
+                while in_flight.front().is_some_and(|(t, _)| !probe.less_equal(t)) {
+                    in_flight.pop_front();
+                }
+                let readings: usize = in_flight.iter().map(|(_, n)| n).sum();
+                if !probe.less_than(&epoch.saturating_sub(4)) && readings < config.round_size {
+                    break;
+                }
                 worker.step_or_park(Some(Duration::from_millis(5)));
             }
             if shutdown.is_cancelled() || !feeding {
@@ -349,7 +364,7 @@ pub fn run_trends(
                         break;
                     }
                 }
-                if got.len() >= config.batch_size {
+                if got.len() >= config.round_size {
                     break;
                 }
             }
@@ -371,6 +386,9 @@ pub fn run_trends(
                 }
             }
             let started_round = !got.is_empty();
+            if started_round {
+                in_flight.push_back((epoch, got.len()));
+            }
             for reading in got {
                 input.send(reading);
             }

@@ -90,11 +90,11 @@ impl TrendSink {
         // One projection batch per input partition: a batch covers one partition's state
         // and positions, so partitions can move between processes (see `changelog`).
         let mut rounds = Vec::with_capacity(by_partition.len());
-        for (partition, items) in &by_partition {
-            let Some(floor) = self.appended_up_to(*partition) else {
+        for (partition, items) in by_partition {
+            let Some(floor) = self.appended_up_to(partition) else {
                 return;
             };
-            rounds.push(self.partition_round(*partition, items, floor));
+            rounds.push(self.partition_round(partition, items, floor));
         }
         // The derived records of every partition, appended concurrently (an embedded log
         // commits appends that arrive together in one sync), then every projection batch.
@@ -125,18 +125,23 @@ impl TrendSink {
     }
 
     /// What one input partition's part of a round writes: its derived records (those above
-    /// `floor`, the highest source offset already appended) and its projection batch.
+    /// `floor`, the highest source offset already appended) and its projection batch. The
+    /// latest value is coalesced here, one per probe (the store would keep the same one), and
+    /// each reading's names move into its history point rather than being copied.
     fn partition_round(
         &self,
         partition: u32,
-        items: &[Updated],
+        items: Vec<Updated>,
         floor: Option<u64>,
     ) -> PartitionRound {
         let mut batch = ProjectionBatch::default();
         let mut states: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut latest: HashMap<(String, String), LatestProbe> = HashMap::new();
         let mut trends = Vec::new();
+        let last = items.last().map(|u| u.reading.offset).unwrap_or_default();
+        batch.history.reserve(items.len());
         for item in items {
-            let Some(event) = &item.reading.event else {
+            let Some(event) = item.reading.event else {
                 continue;
             };
             let offset = item.reading.offset;
@@ -166,32 +171,55 @@ impl TrendSink {
                     source_offset: offset as i64,
                 });
             }
-            batch.latest.push(LatestProbe {
-                device_id: event.device_id.clone(),
-                probe_id: event.probe_id.clone(),
+            let value = LatestProbe {
+                device_id: String::new(),
+                probe_id: String::new(),
                 event_time: event.event_time,
                 received_time: event.received_time,
                 temperature_c: event.temperature_c,
-                source: event.source.clone(),
+                source: String::new(),
                 trend,
                 source_partition: partition,
                 source_offset: offset,
-            });
+            };
+            let key = (event.device_id, event.probe_id);
+            if !item.state.is_empty() {
+                states.insert(state_key(&key.0, &key.1), item.state);
+            }
             batch.history.push(HistoryPoint {
-                device_id: event.device_id.clone(),
-                probe_id: event.probe_id.clone(),
+                device_id: key.0.clone(),
+                probe_id: key.1.clone(),
                 event_time: event.event_time,
                 received_time: event.received_time,
                 temperature_c: event.temperature_c,
             });
-            if !item.state.is_empty() {
-                states.insert(
-                    state_key(&event.device_id, &event.probe_id),
-                    item.state.clone(),
-                );
+            match latest.get_mut(&key) {
+                Some(old) if !value.supersedes(old) => {}
+                Some(old) => {
+                    *old = LatestProbe {
+                        source: event.source,
+                        ..value
+                    }
+                }
+                None => {
+                    latest.insert(
+                        key,
+                        LatestProbe {
+                            source: event.source,
+                            ..value
+                        },
+                    );
+                }
             }
         }
-        let last = items.last().map(|u| u.reading.offset).unwrap_or_default();
+        batch.latest = latest
+            .into_iter()
+            .map(|((device_id, probe_id), value)| LatestProbe {
+                device_id,
+                probe_id,
+                ..value
+            })
+            .collect();
         batch
             .applied
             .push((self.topics.input.clone(), partition, last + 1));

@@ -86,13 +86,11 @@ impl TrendState {
             min_c = min_c.min(*v);
             max_c = max_c.max(*v);
         }
-        let recent: Vec<f64> = self
+        // The window is ordered by time: the readings of the smoothing span are its tail.
+        let from = self
             .window
-            .iter()
-            .filter(|(t, _)| *t > newest - SMOOTHING_MS)
-            .map(|(_, v)| *v)
-            .collect();
-        let smoothed_c = trimmed_mean(&recent);
+            .partition_point(|(t, _)| *t <= newest - SMOOTHING_MS);
+        let smoothed_c = trimmed_mean(self.window.range(from..).map(|(_, v)| *v));
         let first = self.window.front().map_or(newest, |(t, _)| *t);
         let span = newest - first;
         let rate_c_per_min = if span >= MIN_RATE_SPAN_MS && self.window.len() >= 3 {
@@ -111,18 +109,20 @@ impl TrendState {
     }
 }
 
-/// Mean without the single extremes once there are at least five values.
-fn trimmed_mean(values: &[f64]) -> f64 {
-    if values.len() >= 5 {
+/// Mean without the single extremes once there are at least five values (summed in order,
+/// as a slice would be, so the figures do not depend on how the values are held).
+fn trimmed_mean(values: impl ExactSizeIterator<Item = f64> + Clone) -> f64 {
+    let n = values.len();
+    if n >= 5 {
         let (min, max) = values
-            .iter()
+            .clone()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-                (lo.min(*v), hi.max(*v))
+                (lo.min(v), hi.max(v))
             });
-        let sum: f64 = values.iter().sum::<f64>() - min - max;
-        sum / (values.len() - 2) as f64
+        let sum: f64 = values.sum::<f64>() - min - max;
+        sum / (n - 2) as f64
     } else {
-        values.iter().sum::<f64>() / values.len().max(1) as f64
+        values.sum::<f64>() / n.max(1) as f64
     }
 }
 

@@ -1,7 +1,7 @@
 //! One round of the trend operator: the records that travel through the trend dataflow,
 //! and how a round of readings updates the probes' states.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use emberline_projections::ProjectionStore;
 use emberline_schemas::events::ProbeReading;
@@ -33,42 +33,58 @@ pub(crate) fn state_key(device: &str, probe: &str) -> String {
     format!("trend/{device}/{probe}")
 }
 
+/// The probes' trend states, by device and then probe (looked up by `&str`: a reading's
+/// names are not copied to find its state).
+pub(crate) type States = HashMap<String, HashMap<String, TrendState>>;
+
 /// Applies one round of readings to the probes' states, in log order (by partition and
 /// offset: one probe's readings all come from one partition). `load` supplies the state of
 /// a probe seen for the first time. Only a probe's last update in the round carries its
 /// serialised state — the sink persists the last one anyway.
 pub(crate) fn trend_round(
-    states: &mut HashMap<(String, String), TrendState>,
+    states: &mut States,
     mut items: Vec<Reading>,
     mut load: impl FnMut(&str, &str) -> TrendState,
 ) -> Vec<Updated> {
     items.sort_by_key(|r| (r.partition, r.offset));
     let mut updates = Vec::with_capacity(items.len());
-    let mut last: HashMap<(String, String), usize> = HashMap::new();
     for reading in items {
-        let Some(event) = &reading.event else {
-            updates.push(Updated {
-                reading,
-                figures: None,
-                state: Vec::new(),
-            });
-            continue;
-        };
-        let key = (event.device_id.clone(), event.probe_id.clone());
-        let state = states
-            .entry(key.clone())
-            .or_insert_with(|| load(&event.device_id, &event.probe_id));
-        let figures = state.update(event.event_time, event.temperature_c);
-        last.insert(key, updates.len());
+        let figures = reading.event.as_ref().and_then(|event| {
+            let (device, probe) = (event.device_id.as_str(), event.probe_id.as_str());
+            if !states.get(device).is_some_and(|p| p.contains_key(probe)) {
+                let state = load(device, probe);
+                states
+                    .entry(device.to_owned())
+                    .or_default()
+                    .insert(probe.to_owned(), state);
+            }
+            let state = states.get_mut(device)?.get_mut(probe)?;
+            state.update(event.event_time, event.temperature_c)
+        });
         updates.push(Updated {
             reading,
             figures,
             state: Vec::new(),
         });
     }
-    for (key, index) in last {
-        if let Some(state) = states.get(&key) {
-            updates[index].state = postcard::to_allocvec(state).unwrap_or_default();
+    // Each probe's last update, found from the end.
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut last = Vec::new();
+    for (index, update) in updates.iter().enumerate().rev() {
+        if let Some(e) = &update.reading.event
+            && seen.insert((e.device_id.as_str(), e.probe_id.as_str()))
+        {
+            let state = states.get(&e.device_id).and_then(|p| p.get(&e.probe_id));
+            last.push((
+                index,
+                state.map(|s| postcard::to_allocvec(s).unwrap_or_default()),
+            ));
+        }
+    }
+    drop(seen);
+    for (index, state) in last {
+        if let Some(state) = state {
+            updates[index].state = state;
         }
     }
     updates
@@ -149,7 +165,7 @@ mod tests {
             "only each probe's last update carries state"
         );
         let a: TrendState = postcard::from_bytes(&updates[3].state).expect("state");
-        assert_eq!(&a, &states[&("d".to_owned(), "a".to_owned())]);
+        assert_eq!(&a, &states["d"]["a"]);
         assert_eq!(updates[3].figures.as_ref().map(|f| f.samples), Some(2));
         assert!(updates[4].figures.is_none(), "unplugged: no trend");
         assert!(updates[2].figures.is_none() && updates[2].reading.event.is_none());

@@ -273,9 +273,20 @@ impl DeviceIntel {
 
     /// Every rule in force: the user's, plus target reached per target and fire out when a
     /// cook runs on a device with a pit.
-    fn rules_in_force(&self) -> Vec<Rule> {
-        let mut rules: Vec<Rule> = self.rules.values().cloned().collect();
-        for probe in self.targets_c.keys() {
+    /// The rules that apply to the device, in a fixed order; with `only_probe`, just those
+    /// of that probe and the device-wide ones (what one reading can change).
+    fn rules_in_force(&self, only_probe: Option<&str>) -> Vec<Rule> {
+        let concerns = |probe: Option<&str>| match (only_probe, probe) {
+            (Some(only), Some(probe)) => only == probe,
+            _ => true,
+        };
+        let mut rules: Vec<Rule> = self
+            .rules
+            .values()
+            .filter(|r| concerns(r.probe_id.as_deref()))
+            .cloned()
+            .collect();
+        for probe in self.targets_c.keys().filter(|p| concerns(Some(p))) {
             rules.push(Rule {
                 id: format!("target/{}/{probe}", self.device_id),
                 kind: RuleKind::TargetReached,
@@ -679,7 +690,7 @@ fn set_rule(
 
 /// Ends every active episode of the device (cook ended, device removed).
 fn end_all(dev: &mut DeviceIntel, now: i64, seq: i64, reason: &str, out: &mut Vec<CookOutput>) {
-    let rules = dev.rules_in_force();
+    let rules = dev.rules_in_force(None);
     for rule in &rules {
         if let Some(state) = dev.rule_states.get_mut(&rule.id)
             && let Some(Transition::Clear { episode }) = state.end()
@@ -710,7 +721,11 @@ fn evaluate_rules(
     out: &mut Vec<CookOutput>,
 ) -> bool {
     let before = out.len();
-    for rule in dev.rules_in_force() {
+    let only_probe = match scope {
+        Scope::Probe(p) => Some(p),
+        Scope::All | Scope::Time => None,
+    };
+    for rule in dev.rules_in_force(only_probe) {
         let relevant = match (scope, &rule.probe_id) {
             (Scope::Probe(p), Some(rp)) => p == rp,
             (Scope::Probe(_) | Scope::All, _) => true,

@@ -60,8 +60,10 @@ pub(crate) fn applied_key(topic: &str) -> String {
 const CONSUMER: &str = "processor.cook";
 /// Most records read from one partition at a time.
 const BATCH_SIZE: usize = 1_024;
-/// Inputs folded between two writes.
-const BATCH_INPUTS: usize = 2_048;
+/// Most inputs folded between two writes. Each write stores every changed device's whole
+/// state, so a backlog (a restart, a rebuild) is worked through in large batches; live
+/// input is written as soon as the partition has nothing more waiting.
+const BATCH_INPUTS: usize = 16_384;
 
 fn device_key(id: &str) -> String {
     format!("cook/device/{id}")
