@@ -51,15 +51,17 @@ pub(crate) fn trend_round(
     for reading in items {
         let figures = reading.event.as_ref().and_then(|event| {
             let (device, probe) = (event.device_id.as_str(), event.probe_id.as_str());
-            if !states.get(device).is_some_and(|p| p.contains_key(probe)) {
-                let state = load(device, probe);
-                states
-                    .entry(device.to_owned())
-                    .or_default()
-                    .insert(probe.to_owned(), state);
+            let (time, temperature) = (event.event_time, event.temperature_c);
+            if let Some(state) = states.get_mut(device).and_then(|p| p.get_mut(probe)) {
+                return state.update(time, temperature);
             }
-            let state = states.get_mut(device)?.get_mut(probe)?;
-            state.update(event.event_time, event.temperature_c)
+            let mut state = load(device, probe);
+            let figures = state.update(time, temperature);
+            states
+                .entry(device.to_owned())
+                .or_default()
+                .insert(probe.to_owned(), state);
+            figures
         });
         updates.push(Updated {
             reading,
