@@ -211,9 +211,13 @@ pub fn is_pit_probe(probe_id: &str, label: Option<&str>) -> bool {
     let words = [
         "pit", "ambient", "grill", "smoker", "oven", "chamber", "grate",
     ];
+    // Asked several times per reading: compared in place, without a lowercased copy.
     let matches = |s: &str| {
-        let s = s.to_ascii_lowercase();
-        words.iter().any(|w| s.contains(w))
+        words.iter().any(|w| {
+            s.as_bytes()
+                .windows(w.len())
+                .any(|part| part.eq_ignore_ascii_case(w.as_bytes()))
+        })
     };
     matches(probe_id) || label.is_some_and(matches)
 }
@@ -904,4 +908,51 @@ fn cleared(
         reason: reason.to_owned(),
         source_seq: seq,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_pit_probe;
+
+    #[test]
+    fn a_pit_probe_is_known_by_id_or_label_in_any_case() {
+        // The plain definition: a lowercased copy contains one of the words.
+        let oracle = |id: &str, label: Option<&str>| {
+            let words = [
+                "pit", "ambient", "grill", "smoker", "oven", "chamber", "grate",
+            ];
+            [Some(id), label]
+                .into_iter()
+                .flatten()
+                .any(|s| words.iter().any(|w| s.to_ascii_lowercase().contains(w)))
+        };
+        let names = [
+            "pit",
+            "PIT",
+            "Ambient-1",
+            "probe-1",
+            "meat",
+            "Smoker box",
+            "Grillé",
+            "Größe",
+            "ovEN",
+            "gr",
+            "",
+            "chamber 2",
+            "GRATE",
+            "spit roast",
+            "brisket",
+        ];
+        let mut pits = 0;
+        for id in names {
+            for label in [None, Some("Brisket"), Some("Kamado Grill"), Some("ofen")] {
+                let found = is_pit_probe(id, label);
+                assert_eq!(found, oracle(id, label), "{id:?} labelled {label:?}");
+                pits += usize::from(found);
+            }
+        }
+        assert!(pits > 0 && pits < names.len() * 4, "both answers occur");
+        assert!(is_pit_probe("AMBIENT", None));
+        assert!(!is_pit_probe("probe-1", Some("Pork shoulder")));
+    }
 }
