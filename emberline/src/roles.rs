@@ -277,6 +277,25 @@ async fn supervise(mut tasks: JoinSet<Result<()>>, shutdown: CancellationToken) 
     }
 }
 
+/// Supervises what a role started; when starting failed part-way (a bad certificate, an
+/// unreadable setting), stops what had already started and waits for it before returning
+/// the failure. The processors run on threads of their own: left running, they would keep
+/// the process from exiting.
+async fn supervise_start(
+    start: Result<()>,
+    tasks: JoinSet<Result<()>>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let Err(failure) = start else {
+        return supervise(tasks, shutdown).await;
+    };
+    shutdown.cancel();
+    if let Err(e) = supervise(tasks, shutdown).await {
+        tracing::debug!(error = %format!("{e:#}"), "while stopping after a failed start");
+    }
+    Err(failure)
+}
+
 /// Simulated cooks last at most this long; after that a restart begins a new one.
 const SIMULATED_COOK_MS: i64 = 24 * 3_600 * 1_000;
 
@@ -487,40 +506,50 @@ pub(crate) async fn up(config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let mut tasks = JoinSet::new();
-    let readiness = start_ops(&mut tasks, &config, &shutdown);
+    let start = start_up(&config, &mut tasks, &shutdown).await;
+    supervise_start(start, tasks, shutdown).await
+}
+
+/// Opens the log and the store and starts every part of `up`.
+async fn start_up(
+    config: &Config,
+    tasks: &mut JoinSet<Result<()>>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let readiness = start_ops(tasks, config, shutdown);
     // Not ready before the gRPC port is bound (after the log and the identities are read).
     readiness.waiting("grpc", "starting");
-    let parts = open_log(&config, SchemaIds::MayServe).await?;
-    let store = open_store(&config).await?;
+    let parts = open_log(config, SchemaIds::MayServe).await?;
+    let store = open_store(config).await?;
     readiness.ready("log");
     tracing::info!(data_dir = %config.data_dir()?.display(), backend = ?config.log.backend, "emberline up");
-    watch_processors_catch_up(&mut tasks, &readiness, &parts, &store, &shutdown);
-    spawn_sources(&mut tasks, &config, &parts, &shutdown);
+    watch_processors_catch_up(tasks, &readiness, &parts, &store, shutdown);
+    spawn_sources(tasks, config, &parts, shutdown);
     // One process owns every partition; on Kafka it also keeps the projection changelog,
     // so gateways started apart can follow it.
     Processing::new(
-        &config,
+        config,
         parts.log.clone(),
         parts.codec.clone(),
-        writer(&config, &parts, &store),
+        writer(config, &parts, &store),
     )
-    .spawn(&mut tasks, None, Mode::Follow, &shutdown);
-    let auth = gateway_auth_of(&config, &parts.log).await?;
-    let settings = open_settings(&config, &parts.log, false).await?;
+    .spawn(tasks, None, Mode::Follow, shutdown);
+    let auth = gateway_auth_of(config, &parts.log).await?;
+    let settings = open_settings(config, &parts.log, false).await?;
     if let Some(settings) = &settings {
-        spawn_live_sources(&mut tasks, &parts, &shutdown, settings);
+        spawn_live_sources(tasks, &parts, shutdown, settings);
     }
     spawn_gateway(
-        &mut tasks,
-        &config,
+        tasks,
+        config,
         &parts,
         store,
-        &shutdown,
+        shutdown,
         &readiness,
         auth.clone(),
         settings.clone(),
     )?;
-    spawn_registry_api(&mut tasks, &config, &parts, &shutdown, true, auth.clone());
+    spawn_registry_api(tasks, config, &parts, shutdown, true, auth.clone());
     if config.home_assistant.mqtt.is_some() {
         // Over TLS the connector checks the gateway's certificate, which must name
         // `localhost` (it is its own root of trust here).
@@ -529,10 +558,10 @@ pub(crate) async fn up(config: Config) -> Result<()> {
             Some(_) => format!("https://localhost:{}", config.gateway.grpc_addr.port()),
         };
         let token = accounts::internal_token(&auth, "home assistant (built in)")?;
-        spawn_home_assistant(&mut tasks, &config, url, token, &shutdown)?;
+        spawn_home_assistant(tasks, config, url, token, shutdown)?;
     }
     // Always: channels may be set up in the web UI at any time.
-    spawn_notifier(&mut tasks, &config, &parts, &shutdown, settings.as_ref())?;
+    spawn_notifier(tasks, config, &parts, shutdown, settings.as_ref())?;
     match config.gateway.web_addr {
         Some(web) if emberline_gateway::has_web_ui() => tracing::info!(
             "Emberline is starting: open http://{web}/ in a browser (gRPC on {}); Ctrl-C stops it",
@@ -543,7 +572,7 @@ pub(crate) async fn up(config: Config) -> Result<()> {
             config.gateway.grpc_addr
         ),
     }
-    supervise(tasks, shutdown).await
+    Ok(())
 }
 
 /// The ingest role.
