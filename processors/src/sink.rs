@@ -177,7 +177,7 @@ impl TrendSink {
                 event_time: event.event_time,
                 received_time: event.received_time,
                 temperature_c: event.temperature_c,
-                source: String::new(),
+                source: event.source,
                 trend,
                 source_partition: partition,
                 source_offset: offset,
@@ -189,26 +189,15 @@ impl TrendSink {
             batch.history.push(HistoryPoint {
                 device_id: key.0.clone(),
                 probe_id: key.1.clone(),
-                event_time: event.event_time,
-                received_time: event.received_time,
-                temperature_c: event.temperature_c,
+                event_time: value.event_time,
+                received_time: value.received_time,
+                temperature_c: value.temperature_c,
             });
             match latest.get_mut(&key) {
                 Some(old) if !value.supersedes(old) => {}
-                Some(old) => {
-                    *old = LatestProbe {
-                        source: event.source,
-                        ..value
-                    }
-                }
+                Some(old) => *old = value,
                 None => {
-                    latest.insert(
-                        key,
-                        LatestProbe {
-                            source: event.source,
-                            ..value
-                        },
-                    );
+                    latest.insert(key, value);
                 }
             }
         }

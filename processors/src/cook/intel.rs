@@ -275,10 +275,9 @@ impl DeviceIntel {
         }
     }
 
-    /// Every rule in force: the user's, plus target reached per target and fire out when a
-    /// cook runs on a device with a pit.
-    /// The rules that apply to the device, in a fixed order; with `only_probe`, just those
-    /// of that probe and the device-wide ones (what one reading can change).
+    /// Every rule in force, in a fixed order: the user's, plus target reached per target and
+    /// fire out when a cook runs on a device with a pit. With `only_probe`, just that probe's
+    /// and the device-wide ones (what one reading can change).
     fn rules_in_force(&self, only_probe: Option<&str>) -> Vec<Rule> {
         let concerns = |probe: Option<&str>| match (only_probe, probe) {
             (Some(only), Some(probe)) => only == probe,
@@ -730,8 +729,8 @@ fn evaluate_rules(
         Scope::All | Scope::Time => None,
     };
     for rule in dev.rules_in_force(only_probe) {
+        // A reading's rules are already only its probe's and the device's.
         let relevant = match (scope, &rule.probe_id) {
-            (Scope::Probe(p), Some(rp)) => p == rp,
             (Scope::Probe(_) | Scope::All, _) => true,
             (Scope::Time, _) => {
                 matches!(
