@@ -23,6 +23,12 @@ use std::sync::{Arc, RwLock};
 
 use redb::{ConcurrencyMode, Database, DatabaseError};
 
+/// Why a read-only open of a file fails when the file was left needing a repair: what a
+/// user reads, and what to do.
+pub const NOT_CLOSED_CLEANLY: &str = "it was not closed cleanly (the process writing it \
+     was killed or crashed), and a read-only open cannot repair it; the next process that \
+     opens it for writing (`emberline up`, or the role that owns it) repairs it";
+
 /// How many times an operation refused only because of another's I/O error is tried again.
 const STALE_RETRIES: u64 = 20;
 

@@ -36,7 +36,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -84,15 +84,20 @@ impl Store for ReopeningDatabase {
 
 type Held = Vec<(PathBuf, Arc<dyn Store>)>;
 
-/// The stores this process holds open, for `POST /backup`.
-static HELD: Mutex<Held> = Mutex::new(Vec::new());
+/// The stores this process holds open, for `POST /backup`: weakly, so that the register
+/// never keeps a store open. A redb file is closed cleanly only when its last handle drops;
+/// a handle kept here for the life of the process would leave every file marked as needing
+/// repair at exit, so the next open would read and check the whole file, and
+/// `emberline status` (which opens read-only, and cannot repair) could not read it at all.
+static HELD: Mutex<Vec<(PathBuf, Weak<dyn Store>)>> = Mutex::new(Vec::new());
 
 /// Records that this process holds the store at `path`, so the operations endpoint can back
-/// it up, and makes sure its data directory holds this process's backup token.
+/// it up while it is open, and makes sure its data directory holds this process's backup
+/// token.
 pub(crate) fn hold(path: &Path, store: Arc<dyn Store>) {
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-    held.retain(|(p, _)| p != path);
-    held.push((path.to_owned(), store));
+    held.retain(|(p, s)| p != path && s.strong_count() > 0);
+    held.push((path.to_owned(), Arc::downgrade(&store)));
     if let Some(dir) = path.parent()
         && let Err(e) = write_token(dir)
     {
@@ -102,7 +107,11 @@ pub(crate) fn hold(path: &Path, store: Arc<dyn Store>) {
 
 /// The stores this process holds open, with their paths.
 pub(crate) fn held() -> Held {
-    HELD.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    HELD.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(|(path, store)| Some((path.clone(), store.upgrade()?)))
+        .collect()
 }
 
 /// This process's token, random, made once.
@@ -173,7 +182,7 @@ async fn serve_backup(headers: HeaderMap) -> Response {
         )
             .into_response();
     }
-    let held = HELD.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let held = held();
     let Some(dir) = held
         .first()
         .and_then(|(p, _)| p.parent())

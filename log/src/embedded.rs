@@ -59,7 +59,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use emberline_common::redb_file::ReopeningDatabase;
+use emberline_common::redb_file::{NOT_CLOSED_CLEANLY, ReopeningDatabase};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
@@ -906,6 +906,10 @@ pub fn stats_read_only(path: &Path) -> Result<(Vec<PartitionStats>, u64), LogErr
         .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => LogError::InUse {
                 path: path.to_owned(),
+            },
+            redb::DatabaseError::RepairAborted => LogError::Storage {
+                action: "opening the log read-only",
+                source: format!("{}: {NOT_CLOSED_CLEANLY}", path.display()).into(),
             },
             e => LogError::Storage {
                 action: "opening the log read-only",

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use emberline_common::redb_file::ReopeningDatabase;
+use emberline_common::redb_file::{NOT_CLOSED_CLEANLY, ReopeningDatabase};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     TableHandle,
@@ -847,6 +847,10 @@ pub fn table_stats_read_only(path: &Path) -> Result<Vec<TableStats>, ProjectionE
         .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => ProjectionError::InUse {
                 path: path.to_owned(),
+            },
+            redb::DatabaseError::RepairAborted => ProjectionError::Storage {
+                action: "opening the projection store read-only",
+                source: format!("{}: {NOT_CLOSED_CLEANLY}", path.display()).into(),
             },
             e => ProjectionError::Storage {
                 action: "opening the projection store read-only",
