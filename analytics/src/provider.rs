@@ -9,8 +9,8 @@
 //!
 //! * `device_id = 'x'` and `device_id IN ('x', 'y')`: only the partitions
 //!   [`partition_for`] gives for those keys are read, since a device's records all live in
-//!   its partition. The filter is *inexact* — the partition holds other devices too, so
-//!   DataFusion still filters the rows.
+//!   its partition, and in them records keyed with another device are not decoded. The
+//!   filter is *inexact*: DataFusion still filters the rows.
 //! * `log_partition = n` and `log_partition IN (…)`: only those partitions (exact).
 //! * Time ranges on the table's time column (`event_time`; `record_time` of `dead_letter`):
 //!   `<`, `<=`, `>`, `>=` and `BETWEEN` against a timestamp. Each selected partition is read
@@ -183,6 +183,12 @@ impl TableProvider for LogTable {
                 .map_err(|e| DataFusionError::External(Box::new(e)))?,
             None => Arc::default(),
         };
+        // Records keyed with another device are skipped undecoded. Only for the Avro tables:
+        // a dead-letter row names the device its document gives, which may not be its key.
+        let keys = match self.def.decode {
+            Decode::Avro(_) => devices.clone().map(Arc::new),
+            Decode::DeadLetter => None,
+        };
         for partition in chosen {
             let files = self.archive_files(&archived, partition, devices.as_ref(), times);
             if !files.is_empty() {
@@ -241,6 +247,7 @@ impl TableProvider for LogTable {
                 partition,
                 ranges,
                 times,
+                keys: keys.clone(),
                 tenant: self.tenant.clone(),
                 limit,
             }));
@@ -455,7 +462,7 @@ fn selection(expr: &Expr, time_column: &str) -> Option<Selection> {
 }
 
 /// Every row of offsets `range` of `partition` of `def`'s topic, as a scan reads them (no
-/// time or tenant filter); records that make no row go to `rejects`.
+/// time, device or tenant filter); records that make no row go to `rejects`.
 pub(crate) fn read_range(
     def: &'static TableDef,
     log: Arc<dyn EventLog>,
@@ -472,6 +479,7 @@ pub(crate) fn read_range(
         partition,
         ranges: vec![range],
         times: TimeRange::ALL,
+        keys: None,
         tenant: None,
         limit: None,
     }
@@ -493,6 +501,8 @@ struct PartitionScan {
     ranges: Vec<std::ops::Range<u64>>,
     /// Records stamped outside it are not decoded.
     times: TimeRange,
+    /// When given, records keyed with none of these devices are not decoded.
+    keys: Option<Arc<BTreeSet<String>>>,
     /// Only this tenant's records are rows.
     tenant: Option<Arc<str>>,
     limit: Option<usize>,
@@ -534,6 +544,7 @@ impl PartitionScan {
             next: first.start,
             ranges,
             times: self.times,
+            keys: self.keys.clone(),
             tenant: self.tenant.clone(),
             reader: None,
             batch: BatchBuilder::new(self.def.columns, self.schema.clone()),
@@ -570,6 +581,7 @@ struct ScanState {
     /// The ranges still to read, the next last.
     ranges: Vec<std::ops::Range<u64>>,
     times: TimeRange,
+    keys: Option<Arc<BTreeSet<String>>>,
     tenant: Option<Arc<str>>,
     reader: Option<Box<dyn PartitionReader>>,
     batch: BatchBuilder,
@@ -639,7 +651,10 @@ impl ScanState {
                     break;
                 }
                 self.next = record.offset + 1;
-                if !self.times.contains(record.timestamp_ms) || !self.tenants(&record) {
+                if !self.times.contains(record.timestamp_ms)
+                    || !self.keyed(&record)
+                    || !self.tenants(&record)
+                {
                     continue;
                 }
                 let wrote = match self.decode(&record).await {
@@ -680,6 +695,14 @@ impl ScanState {
             return Ok(None);
         }
         Ok(Some(self.batch.finish()?))
+    }
+
+    /// Whether `record` is keyed with one of the devices the scan is limited to (any, when
+    /// none).
+    fn keyed(&self, record: &emberline_log::Record) -> bool {
+        self.keys
+            .as_deref()
+            .is_none_or(|keys| std::str::from_utf8(&record.key).is_ok_and(|key| keys.contains(key)))
     }
 
     /// Whether `record` belongs to the tenant the scan is limited to (any, when none).
