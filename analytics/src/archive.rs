@@ -47,12 +47,12 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime;
 use datafusion::common::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::{ArrowWriter, ProjectionMask};
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -569,7 +569,15 @@ impl PartitionStream for ArchiveScan {
                     .map_err(|e| failed(e.into()))
                     .and_then(|file| {
                         ParquetRecordBatchReaderBuilder::try_new(file)
-                            .and_then(|b| b.with_batch_size(READ_ROWS).build())
+                            .and_then(|b| {
+                                // Only the columns the query reads (by name: an older file
+                                // may lack some, which read as null).
+                                let wanted = ProjectionMask::columns(
+                                    b.parquet_schema(),
+                                    schema.fields().iter().map(|f| f.name().as_str()),
+                                );
+                                b.with_projection(wanted).with_batch_size(READ_ROWS).build()
+                            })
                             .map_err(|e| failed(e.into()))
                     });
                 let reader = match reader {
@@ -609,7 +617,12 @@ fn as_table(
             None => datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
         })
         .collect();
-    RecordBatch::try_new(schema.clone(), columns)
+    // The row count says how many rows a batch of no column holds (`count(*)`).
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
 }
 
 fn tokio_stream_of(

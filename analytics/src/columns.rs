@@ -1,7 +1,8 @@
 //! Typed columns and the row-by-row builder that turns decoded events into Arrow batches.
 //!
 //! A table declares its columns once ([`Column`]: name, [`Ty`], nullable); a
-//! [`BatchBuilder`] holds one Arrow builder per column. Each decoded record becomes one
+//! [`BatchBuilder`] holds one Arrow builder per column the query reads (the values of the
+//! others are dropped as they are set). Each decoded record becomes one
 //! row through a [`Row`]: the table's decoder sets the columns the event has, and every
 //! column it leaves unset is null in that row. A non-nullable column left unset makes
 //! [`BatchBuilder::finish`] fail, so a table definition that forgets a field is caught by
@@ -15,7 +16,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 /// The time zone of every timestamp column: event times are epoch milliseconds, UTC.
 pub(crate) const UTC: &str = "UTC";
@@ -200,22 +201,51 @@ impl Builder {
     }
 }
 
-/// Rows of one table, accumulated into a record batch.
+/// Rows of one table, accumulated into a record batch of the columns a query reads.
 pub(crate) struct BatchBuilder {
     columns: &'static [Column],
+    /// The batch's schema: the projected columns.
     schema: SchemaRef,
-    builders: Vec<Builder>,
+    /// The projected columns (indexes into `columns`), in the batch's order.
+    projection: Vec<usize>,
+    /// One per column of the table; `None` for a column the query does not read, whose
+    /// values are dropped as they are set.
+    builders: Vec<Option<Builder>>,
     set: Vec<bool>,
     rows: usize,
 }
 
 impl BatchBuilder {
-    /// An empty batch of `columns` (whose Arrow schema is `schema`).
+    /// An empty batch of every one of `columns` (whose Arrow schema is `schema`).
+    #[cfg(test)]
     pub(crate) fn new(columns: &'static [Column], schema: SchemaRef) -> Self {
+        Self::projected(columns, &schema, None)
+    }
+
+    /// An empty batch of the columns `projection` names (all when `None`), in its order, of
+    /// the table whose columns are `columns` and Arrow schema `schema`.
+    pub(crate) fn projected(
+        columns: &'static [Column],
+        schema: &SchemaRef,
+        projection: Option<&[usize]>,
+    ) -> Self {
+        let projection: Vec<usize> = match projection {
+            Some(p) => p.to_vec(),
+            None => (0..columns.len()).collect(),
+        };
+        let mut builders: Vec<Option<Builder>> = columns.iter().map(|_| None).collect();
+        for &i in &projection {
+            builders[i] = Some(Builder::new(columns[i].ty));
+        }
+        let fields: Vec<_> = projection
+            .iter()
+            .map(|&i| schema.field(i).clone())
+            .collect();
         Self {
             columns,
-            schema,
-            builders: columns.iter().map(|c| Builder::new(c.ty)).collect(),
+            schema: Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+            projection,
+            builders,
             set: vec![false; columns.len()],
             rows: 0,
         }
@@ -237,9 +267,18 @@ impl BatchBuilder {
 
     /// The rows so far as a record batch; the builder starts empty again.
     pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        self.rows = 0;
-        let arrays = self.builders.iter_mut().map(Builder::finish).collect();
-        RecordBatch::try_new(self.schema.clone(), arrays)
+        let rows = std::mem::take(&mut self.rows);
+        let arrays = self
+            .projection
+            .iter()
+            .filter_map(|&i| self.builders[i].as_mut().map(Builder::finish))
+            .collect();
+        // The row count says how many rows a batch of no column holds (`count(*)`).
+        RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
     }
 }
 
@@ -266,7 +305,13 @@ impl Row<'_> {
             debug_assert!(false, "column {name} set twice");
             return;
         }
-        if batch.builders[i].append(value) {
+        let Some(builder) = &mut batch.builders[i] else {
+            // Not read by the query: the row has it, the batch does not.
+            batch.set[i] = true;
+            self.written = true;
+            return;
+        };
+        if builder.append(value) {
             batch.set[i] = true;
             self.written = true;
         } else {
@@ -302,7 +347,7 @@ impl Drop for Row<'_> {
         }
         let batch = &mut *self.batch;
         for (builder, set) in batch.builders.iter_mut().zip(batch.set.iter_mut()) {
-            if !*set {
+            if !*set && let Some(builder) = builder {
                 builder.append_null();
             }
             *set = false;
@@ -355,5 +400,35 @@ mod tests {
             row.time("at", 9);
         }
         assert!(b.finish().is_err());
+    }
+
+    #[test]
+    fn a_projected_batch_holds_only_the_columns_read_in_their_order() {
+        let table = schema(&COLUMNS);
+        let write = |b: &mut BatchBuilder| {
+            for (name, at) in [("a", 7), ("b", 8), ("c", 9)] {
+                let mut row = b.row();
+                row.set("name", name);
+                row.set_opt("temp", Some(f64::from(at as i32) / 2.0));
+                row.time("at", at);
+            }
+        };
+        let mut b = BatchBuilder::projected(&COLUMNS, &table, Some(&[2, 0]));
+        write(&mut b);
+        let batch = b.finish().expect("batch");
+        assert_eq!(batch.num_columns(), 2);
+        assert_eq!(batch.schema().field(0).name(), "at");
+        assert_eq!(batch.schema().field(1).name(), "name");
+        let at = batch.column(0).as_primitive::<TimestampMillisecondType>();
+        assert_eq!((at.value(0), at.value(2)), (7, 9));
+        assert_eq!(batch.column(1).as_string::<i32>().value(1), "b");
+
+        // No column read (`count(*)`): the batch still says how many rows there were.
+        let mut b = BatchBuilder::projected(&COLUMNS, &table, Some(&[]));
+        write(&mut b);
+        let batch = b.finish().expect("batch");
+        assert_eq!((batch.num_columns(), batch.num_rows()), (0, 3));
+        // and starts empty again.
+        assert_eq!(b.finish().expect("batch").num_rows(), 0);
     }
 }

@@ -42,7 +42,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use emberline_common::tenant::split;
 use emberline_log::{EventLog, PartitionReader, partition_for};
-use emberline_schemas::{CodecError, EventCodec};
+use emberline_schemas::{CodecError, EventCodec, EventKind};
 use futures::StreamExt as _;
 
 use crate::AnalyticsError;
@@ -165,6 +165,12 @@ impl TableProvider for LogTable {
             chosen.retain(|p| keep.contains(p));
         }
         tracing::debug!(table = self.def.name, topic, partitions = ?chosen, ?times, "scan");
+        // Only the columns the query reads are built: the others' values are dropped as
+        // records are decoded, and not read from archive files.
+        let projected = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
         let mut streams: Vec<Arc<dyn PartitionStream>> = Vec::with_capacity(chosen.len());
         // Start offsets first, then the archive's manifest: a range retention archives and
         // deletes between the two is then read from the archive.
@@ -193,7 +199,7 @@ impl TableProvider for LogTable {
             let files = self.archive_files(&archived, partition, devices.as_ref(), times);
             if !files.is_empty() {
                 streams.push(Arc::new(ArchiveScan {
-                    schema: self.schema.clone(),
+                    schema: projected.clone(),
                     files,
                 }));
             }
@@ -241,7 +247,9 @@ impl TableProvider for LogTable {
             }
             streams.push(Arc::new(PartitionScan {
                 def: self.def,
-                schema: self.schema.clone(),
+                schema: projected.clone(),
+                table_schema: self.schema.clone(),
+                projection: projection.cloned(),
                 log: self.log.clone(),
                 codec: self.codec.clone(),
                 partition,
@@ -253,16 +261,12 @@ impl TableProvider for LogTable {
             }));
         }
         if streams.is_empty() {
-            let projected = match projection {
-                Some(p) => Arc::new(self.schema.project(p)?),
-                None => self.schema.clone(),
-            };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
         let exec = StreamingTableExec::try_new(
-            self.schema.clone(),
+            projected,
             streams,
-            projection,
+            None,
             Vec::<LexOrdering>::new(),
             false,
             limit,
@@ -471,9 +475,12 @@ pub(crate) fn read_range(
     range: std::ops::Range<u64>,
     rejects: Rejects,
 ) -> SendableRecordBatchStream {
+    let schema = schema(def.columns);
     PartitionScan {
         def,
-        schema: schema(def.columns),
+        schema: schema.clone(),
+        table_schema: schema,
+        projection: None,
         log,
         codec,
         partition,
@@ -493,7 +500,12 @@ fn external(e: emberline_log::LogError) -> DataFusionError {
 /// Reading one partition of a topic into record batches.
 struct PartitionScan {
     def: &'static TableDef,
+    /// The schema of the batches: the projected columns.
     schema: SchemaRef,
+    /// The table's, all columns.
+    table_schema: SchemaRef,
+    /// The columns read, as indexes into the table's (all when `None`).
+    projection: Option<Vec<usize>>,
     log: Arc<dyn EventLog>,
     codec: Arc<EventCodec>,
     partition: u32,
@@ -547,7 +559,12 @@ impl PartitionScan {
             keys: self.keys.clone(),
             tenant: self.tenant.clone(),
             reader: None,
-            batch: BatchBuilder::new(self.def.columns, self.schema.clone()),
+            batch: BatchBuilder::projected(
+                self.def.columns,
+                &self.table_schema,
+                self.projection.as_deref(),
+            ),
+            kinds: Vec::new(),
             left: self.limit.unwrap_or(usize::MAX),
             skipped: 0,
             rejects,
@@ -585,6 +602,8 @@ struct ScanState {
     tenant: Option<Arc<str>>,
     reader: Option<Box<dyn PartitionReader>>,
     batch: BatchBuilder,
+    /// The event kind of each writer schema id met so far: a scan meets a handful.
+    kinds: Vec<(u32, Option<EventKind>)>,
     left: usize,
     skipped: u64,
     /// Where records that make no row go, when someone keeps them (the archive).
@@ -697,6 +716,17 @@ impl ScanState {
         Ok(Some(self.batch.finish()?))
     }
 
+    /// The event kind of `payload`, from the kinds met so far or else the codec.
+    async fn kind_of(&mut self, payload: &[u8]) -> Result<Option<EventKind>, AnalyticsError> {
+        let (id, _) = emberline_schemas::wire::split(payload)?;
+        if let Some((_, kind)) = self.kinds.iter().find(|(known, _)| *known == id) {
+            return Ok(*kind);
+        }
+        let kind = self.codec.kind_of_learning(payload).await?;
+        self.kinds.push((id, kind));
+        Ok(kind)
+    }
+
     /// Whether `record` is keyed with one of the devices the scan is limited to (any, when
     /// none).
     fn keyed(&self, record: &emberline_log::Record) -> bool {
@@ -716,7 +746,7 @@ impl ScanState {
     async fn decode(&mut self, record: &emberline_log::Record) -> Result<bool, AnalyticsError> {
         match self.def.decode {
             Decode::Avro(fill) => {
-                let Some(kind) = self.codec.kind_of_learning(&record.value).await? else {
+                let Some(kind) = self.kind_of(&record.value).await? else {
                     return Ok(false);
                 };
                 // The table's decoder decodes before it writes a column, and a row with no
