@@ -219,14 +219,15 @@ impl BatchBuilder {
     /// An empty batch of every one of `columns` (whose Arrow schema is `schema`).
     #[cfg(test)]
     pub(crate) fn new(columns: &'static [Column], schema: SchemaRef) -> Self {
-        Self::projected(columns, &schema, None)
+        Self::projected(columns, schema, None)
     }
 
     /// An empty batch of the columns `projection` names (all when `None`), in its order, of
-    /// the table whose columns are `columns` and Arrow schema `schema`.
+    /// the table whose columns are `columns`; `schema` is the table's Arrow schema
+    /// projected so.
     pub(crate) fn projected(
         columns: &'static [Column],
-        schema: &SchemaRef,
+        schema: SchemaRef,
         projection: Option<&[usize]>,
     ) -> Self {
         let projection: Vec<usize> = match projection {
@@ -237,13 +238,9 @@ impl BatchBuilder {
         for &i in &projection {
             builders[i] = Some(Builder::new(columns[i].ty));
         }
-        let fields: Vec<_> = projection
-            .iter()
-            .map(|&i| schema.field(i).clone())
-            .collect();
         Self {
             columns,
-            schema: Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+            schema,
             projection,
             builders,
             set: vec![false; columns.len()],
@@ -413,7 +410,8 @@ mod tests {
                 row.time("at", at);
             }
         };
-        let mut b = BatchBuilder::projected(&COLUMNS, &table, Some(&[2, 0]));
+        let projected = |p: &[usize]| Arc::new(table.project(p).expect("projection"));
+        let mut b = BatchBuilder::projected(&COLUMNS, projected(&[2, 0]), Some(&[2, 0]));
         write(&mut b);
         let batch = b.finish().expect("batch");
         assert_eq!(batch.num_columns(), 2);
@@ -424,7 +422,7 @@ mod tests {
         assert_eq!(batch.column(1).as_string::<i32>().value(1), "b");
 
         // No column read (`count(*)`): the batch still says how many rows there were.
-        let mut b = BatchBuilder::projected(&COLUMNS, &table, Some(&[]));
+        let mut b = BatchBuilder::projected(&COLUMNS, projected(&[]), Some(&[]));
         write(&mut b);
         let batch = b.finish().expect("batch");
         assert_eq!((batch.num_columns(), batch.num_rows()), (0, 3));

@@ -248,7 +248,6 @@ impl TableProvider for LogTable {
             streams.push(Arc::new(PartitionScan {
                 def: self.def,
                 schema: projected.clone(),
-                table_schema: self.schema.clone(),
                 projection: projection.cloned(),
                 log: self.log.clone(),
                 codec: self.codec.clone(),
@@ -475,11 +474,9 @@ pub(crate) fn read_range(
     range: std::ops::Range<u64>,
     rejects: Rejects,
 ) -> SendableRecordBatchStream {
-    let schema = schema(def.columns);
     PartitionScan {
         def,
-        schema: schema.clone(),
-        table_schema: schema,
+        schema: schema(def.columns),
         projection: None,
         log,
         codec,
@@ -502,8 +499,6 @@ struct PartitionScan {
     def: &'static TableDef,
     /// The schema of the batches: the projected columns.
     schema: SchemaRef,
-    /// The table's, all columns.
-    table_schema: SchemaRef,
     /// The columns read, as indexes into the table's (all when `None`).
     projection: Option<Vec<usize>>,
     log: Arc<dyn EventLog>,
@@ -561,7 +556,7 @@ impl PartitionScan {
             reader: None,
             batch: BatchBuilder::projected(
                 self.def.columns,
-                &self.table_schema,
+                self.schema.clone(),
                 self.projection.as_deref(),
             ),
             kinds: Vec::new(),
