@@ -63,7 +63,9 @@ pub fn rule(path: &str) -> Rule {
         | "AuthService/Refresh"
         | "AuthService/SignOut" => return Rule::Public,
         "AuthService/WhoAmI" => Read,
-        "DeviceService/ListDevices" | "DeviceService/GetLatest" => Read,
+        "DeviceService/ListDevices"
+        | "DeviceService/GetLatest"
+        | "DeviceService/SubscribeDevices" => Read,
         "DeviceService/DeleteDevice" => Manage,
         "ReadingService/GetHistory" => Read,
         "TrendService/SubscribeTrends" => Read,
@@ -111,6 +113,7 @@ const SHARE_READS: &[&str] = &[
     "/emberline.v1.AuthService/WhoAmI",
     "/emberline.v1.DeviceService/ListDevices",
     "/emberline.v1.DeviceService/GetLatest",
+    "/emberline.v1.DeviceService/SubscribeDevices",
     "/emberline.v1.ReadingService/GetHistory",
     "/emberline.v1.TrendService/SubscribeTrends",
     "/emberline.v1.CookService/GetCook",

@@ -12,6 +12,8 @@
 //!
 //!   [`PredictionService`](emberline_proto::v1::prediction_service_server::PredictionService)
 //!   and `AlertService/SubscribeAlerts` tail `derived.predictions` and `alerts` the same way.
+//!   `DeviceService/SubscribeDevices` follows what changes a device's description and
+//!   sends each device once the projections hold the change (`device_feed`).
 //!
 //! * Commands ([`CookService`](emberline_proto::v1::cook_service_server::CookService),
 //!   alert rules, acknowledgements and snoozes, and `DeleteDevice`) validate against the projections and append one event to the log;
@@ -48,6 +50,7 @@ mod auth;
 mod auth_api;
 mod commands;
 mod cooks;
+mod device_feed;
 mod metrics;
 mod oidc_web;
 mod planner;

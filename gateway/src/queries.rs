@@ -3,11 +3,12 @@
 use emberline_proto::v1::device_service_server::DeviceService;
 use emberline_proto::v1::reading_service_server::ReadingService;
 use emberline_proto::v1::{
-    DeleteDeviceRequest, DeleteDeviceResponse, Device, GetHistoryRequest, GetHistoryResponse,
-    GetLatestRequest, GetLatestResponse, HistoryPoint, ListDevicesRequest, ListDevicesResponse,
-    ProbeState, Trend,
+    DeleteDeviceRequest, DeleteDeviceResponse, Device, DeviceUpdate, GetHistoryRequest,
+    GetHistoryResponse, GetLatestRequest, GetLatestResponse, HistoryPoint, ListDevicesRequest,
+    ListDevicesResponse, ProbeState, SubscribeDevicesRequest, Trend,
 };
 use std::collections::BTreeMap;
+use tokio_stream::wrappers::ReceiverStream;
 
 use emberline_projections::{DeviceInfo, DeviceSummary};
 use tonic::{Request, Response, Status};
@@ -69,14 +70,14 @@ pub(crate) fn trend_to_proto(t: &emberline_projections::Trend) -> Trend {
     }
 }
 
-#[tonic::async_trait]
-impl DeviceService for Gateway {
-    async fn list_devices(
+impl Gateway {
+    /// Every device of `tenant` as `ListDevices` answers: ordered by id, under the caller's
+    /// ids, removed ones only if asked.
+    pub(crate) async fn describe_devices(
         &self,
-        request: Request<ListDevicesRequest>,
-    ) -> Result<Response<ListDevicesResponse>, Status> {
-        let tenant = Tenant::of(&request)?;
-        let include_removed = request.into_inner().include_removed;
+        tenant: &Tenant,
+        include_removed: bool,
+    ) -> Result<Vec<Device>, Status> {
         let mut summaries = self.store.devices().await.map_err(to_status)?;
         summaries.retain(|s| tenant.owns(&s.device_id));
         let mut infos: BTreeMap<String, DeviceInfo> = self
@@ -109,16 +110,70 @@ impl DeviceService for Gateway {
                 .into_values()
                 .map(|info| device_to_proto(info, None, Vec::new())),
         );
-        if let Some(settings) = &self.settings {
-            for d in &mut devices {
-                if let Some(names) = settings.names_of(&d.device_id) {
-                    names.apply(&mut d.name, &mut d.probe_labels);
-                }
-            }
+        for d in &mut devices {
+            self.apply_names(d);
         }
         devices
             .retain_mut(|d| (include_removed || !d.removed) && tenant.unqualify(&mut d.device_id));
         devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        Ok(devices)
+    }
+
+    /// One device (qualified id) as `ListDevices` describes it, removed or not, still under
+    /// its qualified id; `None` when Emberline knows nothing of it.
+    pub(crate) async fn describe_device(&self, device_id: &str) -> Result<Option<Device>, Status> {
+        let info = self.store.device_info(device_id).await.map_err(to_status)?;
+        let latest = self.store.latest(device_id).await.map_err(to_status)?;
+        // What `devices()` sums up from the same rows.
+        let summary = (!latest.is_empty()).then(|| DeviceSummary {
+            device_id: device_id.to_owned(),
+            probes: u32::try_from(latest.len()).unwrap_or(u32::MAX),
+            last_event_time: latest.iter().map(|p| p.event_time).max().unwrap_or(0),
+            last_received_time: latest.iter().map(|p| p.received_time).max().unwrap_or(0),
+        });
+        if info.is_none() && summary.is_none() {
+            return Ok(None);
+        }
+        let info = info.unwrap_or_else(|| DeviceInfo::new(device_id));
+        let probe_ids = latest.into_iter().map(|p| p.probe_id).collect();
+        let mut device = device_to_proto(info, summary.as_ref(), probe_ids);
+        self.apply_names(&mut device);
+        Ok(Some(device))
+    }
+
+    /// The name and probe labels its users gave the device, over its source's.
+    fn apply_names(&self, device: &mut Device) {
+        if let Some(names) = self
+            .settings
+            .as_ref()
+            .and_then(|s| s.names_of(&device.device_id))
+        {
+            names.apply(&mut device.name, &mut device.probe_labels);
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl DeviceService for Gateway {
+    type SubscribeDevicesStream = ReceiverStream<Result<DeviceUpdate, Status>>;
+
+    async fn subscribe_devices(
+        &self,
+        request: Request<SubscribeDevicesRequest>,
+    ) -> Result<Response<Self::SubscribeDevicesStream>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let credential = crate::auth::Credential::of(&request);
+        let device = tenant.filter(&request.into_inner().device_id)?;
+        self.device_feed(tenant, device, credential).await
+    }
+
+    async fn list_devices(
+        &self,
+        request: Request<ListDevicesRequest>,
+    ) -> Result<Response<ListDevicesResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let include_removed = request.into_inner().include_removed;
+        let devices = self.describe_devices(&tenant, include_removed).await?;
         Ok(Response::new(ListDevicesResponse { devices }))
     }
 

@@ -165,22 +165,7 @@ impl Gateway {
             });
         }
         if let Some(credential) = r.credential {
-            let shutdown = self.shutdown.clone();
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(RECHECK);
-                every.tick().await;
-                loop {
-                    tokio::select! {
-                        _ = every.tick() => {}
-                        () = tx.closed() => return,
-                        () = shutdown.cancelled() => return,
-                    }
-                    if let Some(why) = credential.ended().await {
-                        let _ = tx.send(Err(Status::unauthenticated(why))).await;
-                        return;
-                    }
-                }
-            });
+            recheck_credential(credential, tx, self.shutdown.clone());
         }
         let mut response = Response::new(ReceiverStream::new(rx));
         let header = emberline_proto::start_offsets::render(&starts)
@@ -189,6 +174,30 @@ impl Gateway {
         response.metadata_mut().insert(START_OFFSETS, header);
         Ok(response)
     }
+}
+
+/// Ends the stream behind `tx` with `UNAUTHENTICATED` once `credential` no longer proves
+/// anything (checked every [`RECHECK`]), so a revoked token cannot keep a stream open.
+pub(crate) fn recheck_credential<T: Send + 'static>(
+    credential: crate::auth::Credential,
+    tx: mpsc::Sender<Result<T, Status>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(RECHECK);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = tx.closed() => return,
+                () = shutdown.cancelled() => return,
+            }
+            if let Some(why) = credential.ended().await {
+                let _ = tx.send(Err(Status::unauthenticated(why))).await;
+                return;
+            }
+        }
+    });
 }
 
 #[tonic::async_trait]

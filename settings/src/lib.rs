@@ -358,6 +358,19 @@ impl SettingsStore {
         self.current().ok()?.names.get(device_id).cloned()
     }
 
+    /// The names given to devices, by qualified device id, as they are now and whenever
+    /// they change (a rename by any gateway replica). Runs until the store is dropped.
+    pub fn live_names(
+        self: &Arc<Self>,
+    ) -> watch::Receiver<Arc<std::collections::BTreeMap<String, DeviceNames>>> {
+        self.follow(|store| {
+            store
+                .current()
+                .map(|doc| doc.names.clone())
+                .unwrap_or_default()
+        })
+    }
+
     /// Gives the device `device_id` (qualified, of `tenant`) the name `name` (empty: the
     /// one its source reports) and its probes the labels `probes` (an empty label: the
     /// source's again); `known_probes` are the probes it has, which alone may be labelled.
