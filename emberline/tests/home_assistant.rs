@@ -365,10 +365,6 @@ fn ha_env(broker: &Broker) -> Vec<(&'static str, String)> {
             "EMBERLINE__HOME_ASSISTANT__MIN_STATE_INTERVAL_MS",
             "0".into(),
         ),
-        (
-            "EMBERLINE__HOME_ASSISTANT__REFRESH_INTERVAL_MS",
-            "200".into(),
-        ),
     ]
 }
 
@@ -617,7 +613,6 @@ impl Connector {
                 mqtt_url,
             ])
             .env("EMBERLINE__HOME_ASSISTANT__MIN_STATE_INTERVAL_MS", "0")
-            .env("EMBERLINE__HOME_ASSISTANT__REFRESH_INTERVAL_MS", "200")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -936,13 +931,8 @@ async fn the_done_time_sensor_and_the_target_reached_alert_follow_a_cook_by_subs
     let watcher = Recorder::connect(broker.port, "watcher", &["emberline/#"]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut env = ha_env(&broker);
-    // No periodic re-read in this run: the device, its prediction and its alert must all
-    // arrive because the gateway pushed them.
-    env.retain(|(k, _)| *k != "EMBERLINE__HOME_ASSISTANT__REFRESH_INTERVAL_MS");
-    env.push((
-        "EMBERLINE__HOME_ASSISTANT__REFRESH_INTERVAL_MS",
-        "3600000".into(),
-    ));
+    // The connector re-reads nothing on a timer: the device, its prediction and its alert
+    // must all arrive because the gateway pushed them.
     // The simulated cook, sped up: a pit and one food probe aimed at 93 °C.
     for (k, v) in [
         ("EMBERLINE__SIMULATOR__START_COOK", "true"),

@@ -3,12 +3,14 @@
 //! It keeps the *desired* retained state of every topic it owns (discovery configs,
 //! availability, states) and sends only changes; after any (re)connection to the broker, or
 //! when Home Assistant announces itself online, it sends all of it again. Trend updates
-//! arrive by subscription; predictions and alerts are re-read as soon as their
-//! subscriptions say something changed, and so is a device a trend names before it has
-//! been described. Everything is also re-read whenever the trend subscription (re)opens
-//! and every refresh interval (names, battery, targets and removals have no subscription).
+//! arrive by subscription; device descriptions (names, battery, targets, removals),
+//! predictions and alerts are re-read as soon as their subscriptions say something changed
+//! — again, a little later each time, until the re-read shows what was pushed — and so is
+//! a device a trend names before it has been described. Everything is also re-read whenever
+//! the trend subscription (re)opens. Nothing is re-read on a timer; the only clock is the
+//! one that marks probes stale when their readings stop.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,7 @@ use crate::discovery::{DeviceShape, Discovery, MAX_TARGET_C, ProbeShape};
 use crate::mqtt::{self, MqttEvent};
 use crate::throttle::Throttle;
 use crate::topics::{Topics, safe_id};
-use crate::upstream::{self, Feed, Upstream};
+use crate::upstream::{self, Expect, Feed, Upstream};
 use crate::{ConnectorError, format, freshness};
 
 /// A probe as the connector last saw it.
@@ -52,6 +54,9 @@ struct DeviceView {
     /// Alert kinds with a binary sensor, and whether one of each is active.
     alerts: BTreeMap<String, bool>,
 }
+
+/// Most pushed changes waiting to show in a re-read; beyond, they are re-read once only.
+const MAX_EXPECTED: usize = 4_096;
 
 /// Alert kinds every device has a binary sensor for: the rules Emberline implies (targets
 /// imply target reached, a cook with a pit implies fire out). Users' rules add theirs.
@@ -117,10 +122,18 @@ pub async fn run(
         positions: resume.into_iter().collect(),
         checkpoints,
         refusal_logged: false,
+        expected: Vec::new(),
+        read_predictions: HashMap::new(),
+        read_active: HashMap::new(),
     };
-    let refresh_every = Duration::from_millis(bridge.config.refresh_interval_ms);
-    let mut refresh = tokio::time::interval(refresh_every);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if bridge.config.refresh_interval_ms.is_some() {
+        tracing::warn!(
+            "home_assistant.refresh_interval_ms is no longer used: the gateway pushes device \
+             changes, predictions and alerts; remove it from the configuration"
+        );
+    }
+    let mut staleness = tokio::time::interval(STALENESS_CHECK);
+    staleness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut checkpoint = tokio::time::interval(Duration::from_secs(2));
     checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refresh_soon: Option<tokio::time::Instant> = None;
@@ -142,14 +155,24 @@ pub async fn run(
                         refresh_now(&mut refresh_soon);
                     }
                 }
-                Some(Feed::Lost(reason)) => tracing::warn!(%reason, "gateway subscription lost; re-opening"),
+                Some(Feed::Lost(reason)) => {
+                    tracing::warn!(%reason, "gateway subscription lost; re-opening");
+                    // A read says why, if the gateway refuses the connector's token.
+                    bridge.refresh().await;
+                }
                 None => break,
             },
-            Some(()) = changes.recv() => refresh_now(&mut refresh_soon),
-            _ = refresh.tick() => bridge.refresh().await,
+            Some(expect) = changes.recv() => {
+                bridge.expect(expect);
+                refresh_now(&mut refresh_soon);
+            }
+            _ = staleness.tick() => bridge.check_staleness(),
             () = sleep_until(refresh_soon) => {
                 refresh_soon = None;
                 bridge.refresh().await;
+                if let Some(again) = bridge.look_again() {
+                    refresh_soon = Some(tokio::time::Instant::now() + again);
+                }
             }
             () = sleep_until(throttle_due) => bridge.flush_due(),
             _ = checkpoint.tick() => bridge.send_checkpoint(),
@@ -163,10 +186,18 @@ pub async fn run(
 
 /// How long a pushed change waits for others to join it before the re-read.
 const CHANGE_SETTLE: Duration = Duration::from_millis(100);
+/// How many more re-reads a pushed change gets to show up in, each after twice the wait
+/// of the one before (100 ms … 6.4 s): processors that far behind are stopped, and their
+/// restart pushes everything again.
+const LOOKS: u32 = 6;
+/// How often probes are checked for readings that stopped (no gateway call).
+const STALENESS_CHECK: Duration = Duration::from_secs(1);
 
-/// Asks for a re-read shortly (unless one is asked for already).
+/// Asks for a re-read shortly: unless one is due sooner, in [`CHANGE_SETTLE`] (which a
+/// stream of changes does not postpone).
 fn refresh_now(refresh_soon: &mut Option<tokio::time::Instant>) {
-    refresh_soon.get_or_insert_with(|| tokio::time::Instant::now() + CHANGE_SETTLE);
+    let soon = tokio::time::Instant::now() + CHANGE_SETTLE;
+    *refresh_soon = Some(refresh_soon.map_or(soon, |at| at.min(soon)));
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -207,9 +238,32 @@ struct Bridge {
     checkpoints: Checkpoints,
     /// Whether the gateway's refusal was logged (once, not at every refresh).
     refusal_logged: bool,
+    /// Pushed changes the re-reads have not shown yet, with the re-reads made since.
+    expected: Vec<(Expect, u32)>,
+    /// Event time of each (device, probe)'s prediction, as last read.
+    read_predictions: HashMap<(String, String), i64>,
+    /// Active alerts of each device, as last read.
+    read_active: HashMap<String, HashSet<String>>,
 }
 
 impl Bridge {
+    /// Remembers what a pushed change should show, until a re-read shows it.
+    fn expect(&mut self, expect: Expect) {
+        if expect != Expect::Anything && self.expected.len() < MAX_EXPECTED {
+            self.expected.push((expect, 0));
+        }
+    }
+
+    /// After a re-read: forgets the changes it showed and says when to read again for the
+    /// others (`None`: nothing is missing).
+    fn look_again(&mut self) -> Option<Duration> {
+        look_again(
+            &mut self.expected,
+            &self.read_predictions,
+            &self.read_active,
+        )
+    }
+
     async fn on_mqtt(&mut self, event: MqttEvent, refresh_soon: &mut Option<tokio::time::Instant>) {
         match event {
             MqttEvent::Connected => {
@@ -501,9 +555,12 @@ impl Bridge {
             })
             .await
         {
+            let mut active = HashSet::new();
             for alert in r.into_inner().alerts {
                 kinds.insert(alert.kind, true);
+                active.insert(alert.alert_id);
             }
+            self.read_active.insert(device.to_owned(), active);
         }
         kinds
     }
@@ -521,6 +578,10 @@ impl Bridge {
             Ok(r) => r.into_inner().predictions,
             Err(_) => return,
         };
+        for p in &predictions {
+            self.read_predictions
+                .insert((device.to_owned(), p.probe_id.clone()), p.event_time_ms);
+        }
         let Some(view) = self.devices.get(device) else {
             return;
         };
@@ -805,5 +866,95 @@ impl Bridge {
                 self.send(&topic, &current, true);
             }
         }
+    }
+}
+
+/// Forgets the `expected` changes that the re-read (`predictions`, `active`) showed, counts
+/// a look for the others and gives up on those looked for [`LOOKS`] times; says when to
+/// look again (`None`: nothing is missing).
+fn look_again(
+    expected: &mut Vec<(Expect, u32)>,
+    predictions: &HashMap<(String, String), i64>,
+    active: &HashMap<String, HashSet<String>>,
+) -> Option<Duration> {
+    expected.retain_mut(|(expect, looks)| {
+        let shown = match expect {
+            Expect::Anything => true,
+            Expect::Prediction {
+                device,
+                probe,
+                event_time_ms,
+            } => predictions
+                .get(&(device.clone(), probe.clone()))
+                .is_some_and(|t| t >= event_time_ms),
+            Expect::Alert {
+                device,
+                alert_id,
+                active: raised,
+            } => active.get(device).is_some_and(|a| a.contains(alert_id)) == *raised,
+        };
+        *looks += 1;
+        if !shown && *looks > LOOKS {
+            tracing::debug!(
+                ?expect,
+                "a pushed change never showed in the projections; giving up on it"
+            );
+        }
+        !shown && *looks <= LOOKS
+    });
+    let looks = expected.iter().map(|(_, l)| *l).min()?;
+    Some(CHANGE_SETTLE * 2u32.pow(looks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prediction(at: i64) -> Expect {
+        Expect::Prediction {
+            device: "d".into(),
+            probe: "p".into(),
+            event_time_ms: at,
+        }
+    }
+
+    fn alert(active: bool) -> Expect {
+        Expect::Alert {
+            device: "d".into(),
+            alert_id: "a".into(),
+            active,
+        }
+    }
+
+    #[test]
+    fn a_pushed_change_is_looked_for_until_a_re_read_shows_it_or_six_looks_fail() {
+        let mut expected = vec![(prediction(200), 0), (alert(true), 0), (alert(false), 0)];
+        let mut predictions = HashMap::from([(("d".to_owned(), "p".to_owned()), 100)]);
+        let mut active = HashMap::new();
+        // Nothing read yet shows the prediction or the raise; "not active" is shown.
+        assert_eq!(
+            look_again(&mut expected, &predictions, &active),
+            Some(CHANGE_SETTLE * 2)
+        );
+        assert_eq!(expected, vec![(prediction(200), 1), (alert(true), 1)]);
+        // The projections caught up with the prediction (a later one counts too).
+        predictions.insert(("d".to_owned(), "p".to_owned()), 250);
+        assert_eq!(
+            look_again(&mut expected, &predictions, &active),
+            Some(CHANGE_SETTLE * 4)
+        );
+        assert_eq!(expected, vec![(alert(true), 2)]);
+        // The alert shows as active: nothing is missing any more.
+        active.insert("d".to_owned(), HashSet::from(["a".to_owned()]));
+        assert_eq!(look_again(&mut expected, &predictions, &active), None);
+        assert!(expected.is_empty());
+        // A change that never shows is given up after LOOKS looks, each wait twice as long.
+        let mut expected = vec![(prediction(900), 0)];
+        let mut waits = Vec::new();
+        while let Some(wait) = look_again(&mut expected, &predictions, &active) {
+            waits.push(wait.as_millis());
+        }
+        assert_eq!(waits, [200, 400, 800, 1_600, 3_200, 6_400]);
+        assert!(expected.is_empty());
     }
 }

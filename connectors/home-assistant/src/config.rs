@@ -34,8 +34,10 @@ pub struct HomeAssistantConfig {
     /// A probe is stale — shown unavailable — after this many seconds without a reading, or
     /// after five of its usual reporting intervals when that is longer.
     pub stale_after_s: u64,
-    /// How often device descriptions (names, battery, targets, removals) are re-read, ms.
-    pub refresh_interval_ms: u64,
+    /// No longer used (device changes, predictions and alerts are pushed by the gateway);
+    /// still accepted so that older configuration files load, with a warning.
+    #[serde(skip_serializing)]
+    pub refresh_interval_ms: Option<u64>,
     /// Where the connector keeps its subscription position between runs; `None` keeps it
     /// in `<data_dir>/home-assistant/`.
     pub state_dir: Option<PathBuf>,
@@ -53,7 +55,7 @@ impl Default for HomeAssistantConfig {
             unit: TemperatureUnit::Celsius,
             min_state_interval_ms: 5_000,
             stale_after_s: 120,
-            refresh_interval_ms: 2_000,
+            refresh_interval_ms: None,
             state_dir: None,
         }
     }
@@ -72,9 +74,6 @@ impl HomeAssistantConfig {
                     "home_assistant.{name} {topic:?} must be a non-empty topic without wildcards or a trailing /"
                 ));
             }
-        }
-        if self.refresh_interval_ms < 100 {
-            return bad("home_assistant.refresh_interval_ms must be at least 100".into());
         }
         if self.stale_after_s == 0 {
             return bad("home_assistant.stale_after_s must be at least 1".into());

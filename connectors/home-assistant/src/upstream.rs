@@ -1,11 +1,11 @@
-//! The gateway side: query clients, the live trend subscription, and the prediction and
-//! alert subscriptions that say when to re-read them.
+//! The gateway side: query clients, the live trend subscription, and the device,
+//! prediction and alert subscriptions that say when to re-read them.
 //!
 //! The trend subscription runs on its own task and survives gateway restarts: it reconnects
 //! with backoff and resumes from the position after the last update it handed over, so
-//! nothing is skipped or repeated across a reconnect. Prediction and alert updates are
-//! pushed too ([`watch_changes`]): each one (and each re-opened subscription, which may have
-//! missed some) asks for a re-read at once instead of at the next refresh interval.
+//! nothing is skipped or repeated across a reconnect. Device changes, predictions and
+//! alerts are pushed too ([`watch_changes`]): each one (and each re-opened subscription,
+//! which may have missed some) asks for a re-read at once. Nothing is re-read on a timer.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,8 +18,8 @@ use emberline_proto::v1::prediction_service_client::PredictionServiceClient;
 use emberline_proto::v1::reading_service_client::ReadingServiceClient;
 use emberline_proto::v1::trend_service_client::TrendServiceClient;
 use emberline_proto::v1::{
-    StartFrom, SubscribeAlertsRequest, SubscribePredictionsRequest, SubscribeTrendsRequest,
-    TrendEvent,
+    AlertEvent, DeviceUpdate, PredictionEvent, StartFrom, SubscribeAlertsRequest,
+    SubscribeDevicesRequest, SubscribePredictionsRequest, SubscribeTrendsRequest, TrendEvent,
 };
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -168,17 +168,61 @@ fn streaming_channel(upstream: &Upstream, url: &str) -> Channel {
         .unwrap_or_else(|_| upstream.channel.clone())
 }
 
-/// Subscribes to every device's prediction updates and alerts; the receiver gets a signal
-/// whenever either changed (or a subscription re-opened). Signals coalesce: at most one
-/// waits, since one re-read covers every change before it.
+/// What a pushed change asks the next re-read to show. The processors append a prediction
+/// or an alert to the log before their projections hold it, so a re-read right after the
+/// push may come too early: the bridge reads again until it shows what was pushed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expect {
+    /// Nothing in particular: a device's description changed (the gateway sends it once its
+    /// projections hold it), or a subscription (re)opened and may have missed changes.
+    Anything,
+    /// The probe's prediction made at `event_time_ms`, or a later one.
+    Prediction {
+        /// Device id.
+        device: String,
+        /// Probe id.
+        probe: String,
+        /// When the pushed prediction was made.
+        event_time_ms: i64,
+    },
+    /// The alert active (raised) or not (cleared).
+    Alert {
+        /// Device id.
+        device: String,
+        /// The alert episode.
+        alert_id: String,
+        /// Raised and not cleared since.
+        active: bool,
+    },
+}
+
+/// Pushed changes a re-read has not caught up with yet, per subscription, at most.
+const EXPECTED: usize = 1_024;
+
+/// Subscribes to every device's description, prediction updates and alerts; the receiver
+/// gets what each change (or a re-opened subscription) expects a re-read to show.
 pub fn watch_changes(
     upstream: &Upstream,
     url: &str,
     shutdown: CancellationToken,
-) -> mpsc::Receiver<()> {
-    let (tx, rx) = mpsc::channel(1);
+) -> mpsc::Receiver<Expect> {
+    let (tx, rx) = mpsc::channel(EXPECTED);
     let channel = streaming_channel(upstream, url);
     let bearer = &upstream.bearer;
+    let devices = DeviceServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    tokio::spawn(signal_changes(
+        "devices",
+        move || {
+            let mut client = devices.clone();
+            async move {
+                let request = SubscribeDevicesRequest::default();
+                Ok(client.subscribe_devices(request).await?.into_inner())
+            }
+        },
+        |_: &DeviceUpdate| Expect::Anything,
+        tx.clone(),
+        shutdown.clone(),
+    ));
     let predictions = PredictionServiceClient::with_interceptor(channel.clone(), bearer.clone());
     tokio::spawn(signal_changes(
         "predictions",
@@ -192,6 +236,15 @@ pub fn watch_changes(
                 };
                 Ok(client.subscribe_predictions(request).await?.into_inner())
             }
+        },
+        |e: &PredictionEvent| {
+            e.prediction
+                .as_ref()
+                .map_or(Expect::Anything, |p| Expect::Prediction {
+                    device: p.device_id.clone(),
+                    probe: p.probe_id.clone(),
+                    event_time_ms: p.event_time_ms,
+                })
         },
         tx.clone(),
         shutdown.clone(),
@@ -210,18 +263,24 @@ pub fn watch_changes(
                 Ok(client.subscribe_alerts(request).await?.into_inner())
             }
         },
+        |e: &AlertEvent| Expect::Alert {
+            device: e.device_id.clone(),
+            alert_id: e.alert_id.clone(),
+            active: e.raised,
+        },
         tx,
         shutdown,
     ));
     rx
 }
 
-/// Keeps one subscription open (re-opening with backoff) and signals `tx` on every item
-/// and every (re)opening.
+/// Keeps one subscription open (re-opening with backoff) and sends `tx` what each item
+/// expects, and [`Expect::Anything`] at every (re)opening.
 async fn signal_changes<T, F, Fut>(
     what: &'static str,
     mut open: F,
-    tx: mpsc::Sender<()>,
+    expect: fn(&T) -> Expect,
+    tx: mpsc::Sender<Expect>,
     shutdown: CancellationToken,
 ) where
     F: FnMut() -> Fut,
@@ -231,12 +290,13 @@ async fn signal_changes<T, F, Fut>(
     loop {
         let attempt = async {
             let mut stream = open().await.map_err(|s| s.message().to_owned())?;
-            // A full channel already holds a signal: this one adds nothing.
-            let _ = tx.try_send(());
+            // A full channel re-reads soon anyway: what does not fit only loses its
+            // second look.
+            let _ = tx.try_send(Expect::Anything);
             backoff.reset();
             while let Some(item) = stream.next().await {
-                item.map_err(|s| s.message().to_owned())?;
-                let _ = tx.try_send(());
+                let item = item.map_err(|s| s.message().to_owned())?;
+                let _ = tx.try_send(expect(&item));
             }
             Err::<(), String>("the gateway ended the stream".to_owned())
         };
