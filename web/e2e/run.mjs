@@ -3,8 +3,9 @@
 //   node e2e/run.mjs --binary ../target/debug/emberline [--thermoworks PATH]
 //
 // Checks: the first owner account is created from the one-time setup link `emberline up`
-// logs; the session lives in HttpOnly cookies; the overview lists the simulated device; the
-// device chart gains points live; after `emberline up` is killed (SIGKILL) and restarted,
+// logs; the session lives in HttpOnly cookies; the overview lists the simulated device, and
+// a device renamed through the API shows there at once, pushed by the devices feed (the page
+// never polls ListDevices); the device chart gains points live; after `emberline up` is killed (SIGKILL) and restarted,
 // the page says so, reconnects (still signed in), and its series has neither a gap nor a
 // duplicate; signing out leaves nothing behind (Back and reload show the sign-in page); a
 // wrong password is refused in the server's words; signing in again returns to the page
@@ -23,6 +24,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { encodeStrings, grpcWeb } from "./share.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -150,6 +152,9 @@ try {
   check(!visible.cookie.includes("emberline_") && !/token|eyJ/i.test(visible.stored), `the page's scripts see no session cookie or token (document.cookie "${visible.cookie}")`);
 
   // Overview: the simulated device with live numbers.
+  const listed = [];
+  const onList = (r) => r.url().includes("/emberline.v1.DeviceService/ListDevices") && listed.push(r.url());
+  page.on("request", onList);
   const t0 = Date.now();
   await page.goto(url);
   await page.locator('[data-device="sim-1"] [data-probe="pit"] .temp').filter({ hasText: "°" }).waitFor();
@@ -159,6 +164,23 @@ try {
   const ageText = await page.locator('[data-device="sim-1"] [data-probe="pit"] .age').innerText();
   check(/just now|s ago/.test(ageText), `each reading says how old it is ("${ageText}")`);
   await page.screenshot({ path: join(artifacts, "overview-390x844.png"), fullPage: true });
+
+  // A device renamed meanwhile: the open overview shows the new name at once (the devices
+  // feed pushes it), then the source's name again once the name is cleared.
+  await page.waitForFunction(() => window.__emberline.devicesFeed() === "live");
+  const rename = (name) => grpcWeb(page, "SettingsService/RenameDevice", encodeStrings(name ? { 1: "sim-1", 2: name } : { 1: "sim-1" }));
+  const t2 = Date.now();
+  const renamed = await rename("Renamed grill 1");
+  check(renamed.status === "0", `the owner renames sim-1 through the API (status ${renamed.status} ${renamed.said})`);
+  await page.locator('[data-device="sim-1"] h2', { hasText: "Renamed grill 1" }).waitFor({ timeout: 5_000 });
+  const renameMs = Date.now() - t2;
+  await rename("");
+  await page.locator('[data-device="sim-1"] h2', { hasText: "Simulated grill 1" }).waitFor({ timeout: 5_000 });
+  page.off("request", onList);
+  check(
+    listed.length === 0 && (await page.evaluate(() => window.__emberline.devicesFeed())) === "live",
+    `a device renamed through the API shows on the open overview in ${renameMs} ms, pushed by the devices feed (${listed.length} ListDevices calls: nothing polls)`,
+  );
 
   // Device page: the chart gains points live.
   const t1 = Date.now();

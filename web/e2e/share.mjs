@@ -13,7 +13,7 @@ import { join } from "node:path";
 
 /** Calls one grpc-web method from `page` (with its cookies); `body` is the request's
  * protobuf encoding as an array of bytes. Resolves with the response message's bytes. */
-function grpcWeb(page, method, body) {
+export function grpcWeb(page, method, body) {
   return page.evaluate(
     async ([method, body]) => {
       const framed = new Uint8Array(5 + body.length);
@@ -45,7 +45,7 @@ function grpcWeb(page, method, body) {
 }
 
 /** The protobuf encoding of string fields: `{ 1: "a", 2: "b" }`. */
-function encodeStrings(fields) {
+export function encodeStrings(fields) {
   const out = [];
   for (const [n, value] of Object.entries(fields)) {
     const bytes = [...new TextEncoder().encode(value)];

@@ -21,6 +21,7 @@ import {
   StartFrom,
   TrendService,
   type AlertEvent,
+  type DeviceUpdate,
   type PredictionEvent,
   type TrendEvent,
   type WhoAmIResponse,
@@ -120,6 +121,16 @@ export function subscribeTrends(
     { deviceId, resume, start: StartFrom.LATEST },
     { signal, onHeader: opened },
   );
+}
+
+/** Opens a subscription to the devices' descriptions (all devices, or one): a snapshot,
+ * then each change. It has no resume position: reopened, it starts with a new snapshot. */
+export function subscribeDevices(
+  deviceId: string,
+  signal: AbortSignal,
+  opened: (headers?: Headers) => void,
+): AsyncIterable<DeviceUpdate> {
+  return devices.subscribeDevices({ deviceId }, { signal, onHeader: opened });
 }
 
 /** Opens a subscription to one device's prediction updates from `resume` (empty: from now). */

@@ -115,6 +115,35 @@ describe("LiveFeed", () => {
     void feed?.stop();
   });
 
+  it("reopens a stream of snapshots afresh: no resume position, every update delivered", async () => {
+    // Each connection opens with a snapshot and sends one change; the first then breaks.
+    const resumes: ({ [p: number]: bigint })[] = [];
+    const delivered: string[] = [];
+    let feed: LiveFeed<{ snapshot: boolean; n: number }> | undefined;
+    const done = new Promise<void>((resolve) => {
+      feed = new LiveFeed<{ snapshot: boolean; n: number }>({
+        open: async function* (resume, _signal, opened) {
+          resumes.push(resume);
+          opened();
+          yield { snapshot: true, n: resumes.length };
+          yield { snapshot: false, n: resumes.length };
+          if (resumes.length === 2) {
+            resolve();
+            await new Promise(() => {});
+          }
+          throw new Error("dropped");
+        },
+        onEvent: (e) => delivered.push(`${e.snapshot ? "snapshot" : "change"} ${e.n}`),
+        onStatus: () => {},
+        sleep: async () => {},
+      }).start();
+    });
+    await done;
+    expect(resumes).toEqual([{}, {}]);
+    expect(delivered).toEqual(["snapshot 1", "change 1", "snapshot 2", "change 2"]);
+    void feed?.stop();
+  });
+
   it("reopens a stream ended for expired credentials at once, without saying the connection is lost", async () => {
     // Connections 1 and 2 deliver two updates each, then the server ends them as
     // Unauthenticated (their access cookie ran out); the third stays open.

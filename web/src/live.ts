@@ -1,4 +1,5 @@
-// Live updates that survive disconnects: resume positions, backoff, no duplicates.
+// Live updates that survive disconnects: resume positions (or a fresh snapshot), backoff,
+// no duplicates.
 
 import { isUnauthenticated } from "./session";
 
@@ -7,6 +8,14 @@ export interface Positioned {
   partition: number;
   offset: bigint;
 }
+
+/** What a stream without positions sends: it opens with a snapshot of everything it
+ * follows, so reopening it afresh after a break loses nothing. */
+export interface Snapshotted {
+  snapshot: boolean;
+}
+
+const positioned = (ev: Positioned | Snapshotted): ev is Positioned => "offset" in ev;
 
 /** The next offset expected per partition; drops anything before it (a repeat). */
 export class ResumeTracker {
@@ -57,9 +66,9 @@ export function backoffDelay(attempt: number, base = 500, max = 15_000, random =
 
 export type FeedStatus = "connecting" | "live" | "reconnecting" | "stopped";
 
-export interface FeedOptions<E extends Positioned> {
-  /** Opens one subscription from `resume` (empty: from now); calls `opened` with the
-   * response headers once the server has accepted it. */
+export interface FeedOptions<E extends Positioned | Snapshotted> {
+  /** Opens one subscription from `resume` (empty: from now; always empty for a stream of
+   * snapshots); calls `opened` with the response headers once the server has accepted it. */
   open: (
     resume: { [partition: number]: bigint },
     signal: AbortSignal,
@@ -89,9 +98,10 @@ const realSleep = (ms: number, signal: AbortSignal) =>
 /**
  * One subscription per view. When the stream breaks it says so, waits with backoff and
  * re-opens from the positions after the last update it delivered, so the view gets every
- * update once: nothing skipped, nothing repeated.
+ * update once: nothing skipped, nothing repeated. A stream of snapshots is re-opened from
+ * scratch: its first update replaces what the view holds.
  */
-export class LiveFeed<E extends Positioned> {
+export class LiveFeed<E extends Positioned | Snapshotted> {
   readonly resume = new ResumeTracker();
   private readonly abort = new AbortController();
   private running: Promise<void> | undefined;
@@ -130,7 +140,7 @@ export class LiveFeed<E extends Positioned> {
         };
         for await (const ev of open(this.resume.toRequest(), signal, opened)) {
           opened();
-          if (this.resume.accept(ev)) onEvent(ev);
+          if (!positioned(ev) || this.resume.accept(ev)) onEvent(ev);
         }
         if (signal.aborted) break;
         throw new Error("the server ended the stream");

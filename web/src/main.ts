@@ -280,7 +280,7 @@ function showApp(): void {
   store.on(render);
   if (deviceId) view = new DeviceView(main, store, deviceId, unit);
   render();
-  void store.start();
+  store.start();
 }
 
 unitButton.addEventListener("click", () => {
@@ -308,11 +308,12 @@ ticker = setInterval(() => {
 }, 1_000);
 void ticker;
 
-// Test hook: what the chart holds and the feed's state.
+// Test hook: what the chart holds and the feeds' state.
 (window as unknown as { __emberline: unknown }).__emberline = {
   chart: () => view?.snapshot() ?? {},
   stored: (probe: string, from: number, to: number) => view?.storedTimes(probe, from, to) ?? Promise.resolve([]),
   status: () => store?.status,
+  devicesFeed: () => store?.devicesStatus,
   insight: () => view?.insightFeedState(),
   session: () => ({ state: sessionState, name: caller?.name, role: caller?.role }),
 };

@@ -126,7 +126,7 @@ async function open(): Promise<void> {
   store.on(showStatus);
   view = new DeviceView(viewHost, store, found.deviceId, unit, { mode: "share" });
   showStatus();
-  void store.start();
+  store.start();
   // The cook may end while the page is open: its line says so.
   setInterval(() => {
     if (state !== "live" || cook?.endedMs !== undefined) return;

@@ -1,9 +1,10 @@
-// What the views show, kept current from the gateway: devices, latest probe values, and
-// the live feed's state. Views subscribe and re-render.
+// What the views show, kept current from the gateway: devices (from the devices feed),
+// latest probe values (from the trends feed), and the feeds' state. Views subscribe and
+// re-render.
 
-import { devices, subscribeTrends } from "./api";
+import { devices, subscribeDevices, subscribeTrends } from "./api";
 import { expectedInterval } from "./format";
-import type { Device, TrendEvent } from "./gen/emberline/v1/emberline_pb";
+import type { Device, DeviceUpdate, TrendEvent } from "./gen/emberline/v1/emberline_pb";
 import { type FeedStatus, LiveFeed } from "./live";
 
 export interface ProbeNow {
@@ -27,12 +28,15 @@ type Listener = () => void;
 /** Devices and their probes' latest values, for the overview and the device header. */
 export class LiveStore {
   readonly devices = new Map<string, DeviceNow>();
+  /** The trends feed's state (what the page's header shows). */
   status: FeedStatus = "connecting";
   statusDetail = "";
+  /** The devices feed's state. */
+  devicesStatus: FeedStatus = "connecting";
   error = "";
   private readonly listeners = new Set<Listener>();
   private feed: LiveFeed<TrendEvent> | undefined;
-  private refreshTimer: ReturnType<typeof setInterval> | undefined;
+  private devicesFeed: LiveFeed<DeviceUpdate> | undefined;
   /** Extra consumers of raw updates (the chart). */
   readonly updateListeners = new Set<(ev: TrendEvent) => void>();
 
@@ -47,8 +51,9 @@ export class LiveStore {
     for (const l of this.listeners) l();
   }
 
-  async start(): Promise<void> {
-    // Subscribe first, then read the current state: nothing falls between the two.
+  start(): void {
+    // Readings first, then the devices: each device's latest values are read once it is
+    // described, after the readings feed was opened, so nothing falls between the two.
     this.feed = new LiveFeed<TrendEvent>({
       open: (resume, signal, opened) => subscribeTrends(this.deviceId, resume, signal, opened),
       onEvent: (ev) => this.apply(ev),
@@ -60,13 +65,20 @@ export class LiveStore {
         this.emit();
       },
     }).start();
-    await this.refresh();
-    this.refreshTimer = setInterval(() => void this.refresh(), 10_000);
+    this.devicesFeed = new LiveFeed<DeviceUpdate>({
+      open: (_resume, signal, opened) => subscribeDevices(this.deviceId, signal, opened),
+      onEvent: (update) => this.applyDevices(update),
+      onStatus: (status, detail) => {
+        this.devicesStatus = status;
+        // With no device to show, the overview says why.
+        if (status === "reconnecting") this.error = detail ?? "";
+        this.emit();
+      },
+    }).start();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.refreshTimer);
-    await this.feed?.stop();
+    await Promise.all([this.feed?.stop(), this.devicesFeed?.stop()]);
   }
 
   /** Forgets everything it holds and everyone listening (on signing out: nothing of the
@@ -81,36 +93,30 @@ export class LiveStore {
 
   private cleared = false;
 
-  /** Re-reads devices (names, battery, targets) and latest values. */
+  /** Re-reads the latest values of the devices held: after a break the readings feed may
+   * reopen from now (when it had no position yet), and what fell between is read here. */
   async refresh(): Promise<void> {
+    await Promise.all([...this.devices.values()].map((entry) => this.readLatest(entry)));
+  }
+
+  /** Reads one device's latest probe values; values already newer stay. */
+  private async readLatest(entry: DeviceNow): Promise<void> {
     if (this.cleared) return;
     try {
-      const listed = (await devices.listDevices({})).devices.filter(
-        (d) => !this.deviceId || d.deviceId === this.deviceId,
-      );
+      const latest = await devices.getLatest({ deviceId: entry.device.deviceId });
       if (this.cleared) return; // signed out meanwhile
-      for (const device of listed) {
-        const entry = this.devices.get(device.deviceId) ?? { device, probes: new Map() };
-        entry.device = device;
-        this.devices.set(device.deviceId, entry);
-        const latest = await devices.getLatest({ deviceId: device.deviceId });
-        if (this.cleared) return;
-        for (const p of latest.probes) {
-          const t = Number(p.eventTimeMs);
-          const probe = entry.probes.get(p.probeId);
-          if (probe && probe.eventTimeMs >= t) continue;
-          entry.probes.set(p.probeId, {
-            probeId: p.probeId,
-            temperatureC: p.temperatureC,
-            rateCPerMin: p.trend?.rateCPerMin,
-            eventTimeMs: t,
-            receivedMs: Number(p.receivedTimeMs),
-            recent: [...(probe?.recent ?? []), t].slice(-21),
-          });
-        }
-      }
-      for (const id of [...this.devices.keys()]) {
-        if (!listed.some((d) => d.deviceId === id)) this.devices.delete(id);
+      for (const p of latest.probes) {
+        const t = Number(p.eventTimeMs);
+        const probe = entry.probes.get(p.probeId);
+        if (probe && probe.eventTimeMs >= t) continue;
+        entry.probes.set(p.probeId, {
+          probeId: p.probeId,
+          temperatureC: p.temperatureC,
+          rateCPerMin: p.trend?.rateCPerMin,
+          eventTimeMs: t,
+          receivedMs: Number(p.receivedTimeMs),
+          recent: [...(probe?.recent ?? []), t].slice(-21),
+        });
       }
       this.error = "";
     } catch (e) {
@@ -119,14 +125,37 @@ export class LiveStore {
     this.emit();
   }
 
+  /** One message of the devices feed: a snapshot replaces the devices held; a change
+   * describes some anew (a removed one comes once, flagged). */
+  private applyDevices(update: DeviceUpdate): void {
+    if (this.cleared) return;
+    if (update.snapshot) {
+      const named = new Set(update.devices.map((d) => d.deviceId));
+      for (const id of [...this.devices.keys()]) if (!named.has(id)) this.devices.delete(id);
+      this.error = "";
+    }
+    for (const device of update.devices) {
+      const entry = this.devices.get(device.deviceId);
+      if (device.removed) {
+        this.devices.delete(device.deviceId);
+      } else if (entry) {
+        entry.device = device;
+      } else {
+        const added: DeviceNow = { device, probes: new Map() };
+        this.devices.set(device.deviceId, added);
+        void this.readLatest(added); // its tiles' values before its next reading arrives
+      }
+    }
+    this.emit();
+  }
+
   private apply(ev: TrendEvent): void {
     if (this.cleared) return;
     for (const l of this.updateListeners) l(ev);
     const entry = this.devices.get(ev.deviceId);
-    if (!entry) {
-      void this.refresh(); // a device seen for the first time
-      return;
-    }
+    // A device not described yet: the devices feed brings it (its first reading is a
+    // change there), and its latest values are read then.
+    if (!entry) return;
     const t = Number(ev.eventTimeMs);
     const probe = entry.probes.get(ev.probeId);
     if (probe && probe.eventTimeMs > t) return;
