@@ -34,7 +34,7 @@ use tonic::{Response, Status};
 
 use crate::Gateway;
 use crate::status::to_status;
-use crate::subscriptions::{Tailed, recheck_credential};
+use crate::subscriptions::{Tailed, partitions_holding, recheck_credential};
 use crate::tenancy::Tenant;
 
 /// Changes waiting to be read per subscription before its followers wait.
@@ -85,6 +85,11 @@ impl Tailed for DeviceRecord {
     }
 }
 
+/// What the followers send the subscription's loop: a change, or why one of them cannot
+/// go on (the stream then ends with it, and its client's next subscription starts from a
+/// snapshot, so nothing is lost).
+type Changes = mpsc::Sender<Result<Change, Status>>;
+
 /// A device whose description may have changed.
 struct Change {
     /// Qualified id.
@@ -101,7 +106,7 @@ impl Gateway {
         device: Option<String>,
         credential: Option<crate::auth::Credential>,
     ) -> Result<Response<ReceiverStream<Result<DeviceUpdate, Status>>>, Status> {
-        let (changes_tx, changes) = mpsc::channel::<Change>(BUFFER);
+        let (changes_tx, changes) = mpsc::channel(BUFFER);
         // Probes already described: a trend of one of them changes no description.
         let seen: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
         for topic in [topics::DEVICE_EVENTS, topics::COOK_COMMANDS] {
@@ -184,16 +189,12 @@ impl Gateway {
         topic: &'static str,
         device: &Option<String>,
         tenant: &Tenant,
-        changes: &mpsc::Sender<Change>,
+        changes: &Changes,
         change: impl Fn(E, u32, u64) -> Option<Change> + Send + Sync + 'static,
     ) -> Result<(), Status> {
         let partitions = self.log.partitions(topic).await.map_err(to_status)?;
-        let wanted: Vec<u32> = match device {
-            None => (0..partitions).collect(),
-            Some(d) => vec![emberline_log::partition_for(d.as_bytes(), partitions)],
-        };
         let change = Arc::new(change);
-        for partition in wanted {
+        for partition in partitions_holding(device.as_deref(), partitions) {
             let end = self
                 .log
                 .end_offset(topic, partition)
@@ -215,12 +216,15 @@ impl Gateway {
                         () = changes.closed() => return,
                         () = shutdown.cancelled() => return,
                     };
-                    let Ok((offset, event)) = next else {
-                        // The stream ends: its client subscribes again and gets a snapshot.
-                        return;
+                    let (offset, event) = match next {
+                        Ok(next) => next,
+                        Err(status) => {
+                            let _ = changes.send(Err(status)).await;
+                            return;
+                        }
                     };
                     if let Some(c) = change(event, partition, offset)
-                        && changes.send(c).await.is_err()
+                        && changes.send(Ok(c)).await.is_err()
                     {
                         return;
                     }
@@ -231,12 +235,7 @@ impl Gateway {
     }
 
     /// Sends a change for every device of the tenant whose names change in the settings.
-    fn follow_names(
-        &self,
-        device: &Option<String>,
-        tenant: &Tenant,
-        changes: mpsc::Sender<Change>,
-    ) {
+    fn follow_names(&self, device: &Option<String>, tenant: &Tenant, changes: Changes) {
         let Some(settings) = &self.settings else {
             return;
         };
@@ -263,7 +262,7 @@ impl Gateway {
                         device_id: id.clone(),
                         after: None,
                     };
-                    if changes.send(change).await.is_err() {
+                    if changes.send(Ok(change)).await.is_err() {
                         return;
                     }
                 }
@@ -277,7 +276,7 @@ impl Gateway {
     async fn send_changes(
         &self,
         tenant: Tenant,
-        mut changes: mpsc::Receiver<Change>,
+        mut changes: mpsc::Receiver<Result<Change, Status>>,
         mut sent: HashMap<String, Device>,
         tx: mpsc::Sender<Result<DeviceUpdate, Status>>,
     ) {
@@ -297,6 +296,13 @@ impl Gateway {
             let mut waits: BTreeMap<(&'static str, u32), u64> = BTreeMap::new();
             let mut ids = BTreeSet::new();
             for c in gathered {
+                let c = match c {
+                    Ok(c) => c,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
                 if let Some((topic, partition, offset)) = c.after {
                     let at = waits.entry((topic, partition)).or_default();
                     *at = (*at).max(offset);

@@ -86,10 +86,7 @@ impl Gateway {
                 "resume names partition {p}, but {topic} has {partitions}"
             )));
         }
-        let wanted: Vec<u32> = match &r.device_id {
-            None => (0..partitions).collect(),
-            Some(device) => vec![partition_for(device.as_bytes(), partitions)],
-        };
+        let wanted = partitions_holding(r.device_id.as_deref(), partitions);
         let start = StartFrom::try_from(r.start).unwrap_or(StartFrom::Unspecified);
         let (tx, rx) = mpsc::channel(BUFFER);
         let open = std::sync::Arc::new(crate::metrics::OpenSubscription::open(topic));
@@ -173,6 +170,14 @@ impl Gateway {
             .map_err(|_| Status::internal("start offsets are not a valid header value"))?;
         response.metadata_mut().insert(START_OFFSETS, header);
         Ok(response)
+    }
+}
+
+/// The partitions (of `partitions`) that can hold `device`'s records: all, without one.
+pub(crate) fn partitions_holding(device: Option<&str>, partitions: u32) -> Vec<u32> {
+    match device {
+        None => (0..partitions).collect(),
+        Some(device) => vec![partition_for(device.as_bytes(), partitions)],
     }
 }
 
