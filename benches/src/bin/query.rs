@@ -1,7 +1,8 @@
-//! Query load driver: `GetLatest` against a running gateway, either one after another over
-//! one connection (`--sequential N`: the floor every unary call pays) or at a fixed request
-//! rate whatever the answers' speed (open loop, so queueing shows as latency instead of as
-//! a lower rate), and prints latency percentiles.
+//! Query load driver: `GetLatest` (or, with `--history PROBE`, the last hour of one probe's
+//! `GetHistory`) against a running gateway, either one after another over one connection
+//! (`--sequential N`: the floor every unary call pays) or at a fixed request rate whatever
+//! the answers' speed (open loop, so queueing shows as latency instead of as a lower rate),
+//! and prints latency percentiles.
 //!
 //! Run `emberline up` (release for figures worth quoting), then:
 //! `cargo run --release -p emberline-benches --bin query -- --addr http://127.0.0.1:50051 --device sim-1 --sequential 2000`
@@ -12,21 +13,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use emberline_benches::Flags;
-use emberline_proto::v1::GetLatestRequest;
 use emberline_proto::v1::device_service_client::DeviceServiceClient;
+use emberline_proto::v1::reading_service_client::ReadingServiceClient;
+use emberline_proto::v1::{GetHistoryRequest, GetLatestRequest};
 use tonic::transport::Channel;
 
-const HELP: &str =
-    "query --addr URL --device ID [--token T] [--sequential N] [--rate PER_S --seconds S]";
+const HELP: &str = "query --addr URL --device ID [--history PROBE] [--token T] [--sequential N] [--rate PER_S --seconds S]";
 
 /// The `authorization` value of every request, when a token was given.
 type Auth = Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>;
 
-/// A `GetLatest` request for `device`, carrying `auth`.
-fn request(device: &str, auth: &Auth) -> tonic::Request<GetLatestRequest> {
-    let mut request = tonic::Request::new(GetLatestRequest {
-        device_id: device.to_owned(),
-    });
+/// `message` carrying `auth`.
+fn request<T>(message: T, auth: &Auth) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
     if let Some(value) = auth {
         request
             .metadata_mut()
@@ -35,9 +34,57 @@ fn request(device: &str, auth: &Auth) -> tonic::Request<GetLatestRequest> {
     request
 }
 
+/// The call measured.
+#[derive(Clone)]
+enum Query {
+    /// `GetLatest` of a device.
+    Latest { device: String },
+    /// `GetHistory` of one probe over the hour before the call.
+    History { device: String, probe: String },
+}
+
+impl Query {
+    fn name(&self) -> &'static str {
+        match self {
+            Query::Latest { .. } => "GetLatest",
+            Query::History { .. } => "GetHistory (1 h)",
+        }
+    }
+
+    /// Makes the call once over `channel`; the points a history answered.
+    async fn call(&self, channel: &Channel, auth: &Auth) -> Result<usize, tonic::Status> {
+        match self {
+            Query::Latest { device } => {
+                let message = GetLatestRequest {
+                    device_id: device.clone(),
+                };
+                let answer = DeviceServiceClient::new(channel.clone())
+                    .get_latest(request(message, auth))
+                    .await?;
+                Ok(answer.into_inner().probes.len())
+            }
+            Query::History { device, probe } => {
+                let now = emberline_common::clock::now_ms();
+                let message = GetHistoryRequest {
+                    device_id: device.clone(),
+                    probe_id: probe.clone(),
+                    from_ms: now - 3_600_000,
+                    to_ms: now,
+                    limit: 0,
+                };
+                let answer = ReadingServiceClient::new(channel.clone())
+                    .get_history(request(message, auth))
+                    .await?;
+                Ok(answer.into_inner().points.len())
+            }
+        }
+    }
+}
+
 struct Args {
     addr: String,
     device: String,
+    history: Option<String>,
     sequential: Option<u64>,
     rate: Option<u64>,
     seconds: u64,
@@ -48,6 +95,7 @@ fn args() -> Result<Args> {
     let mut out = Args {
         addr: "http://127.0.0.1:50051".into(),
         device: "sim-1".into(),
+        history: None,
         sequential: None,
         rate: None,
         seconds: 10,
@@ -59,6 +107,7 @@ fn args() -> Result<Args> {
         match f {
             "--addr" => out.addr = flags.value(f)?,
             "--device" => out.device = flags.value(f)?,
+            "--history" => out.history = Some(flags.value(f)?),
             "--sequential" => out.sequential = Some(flags.parse(f)?),
             "--rate" => out.rate = Some(flags.parse(f)?),
             "--seconds" => out.seconds = flags.parse(f)?,
@@ -92,25 +141,24 @@ fn percentiles(samples: &mut [Duration]) -> String {
     )
 }
 
-async fn sequential(
-    client: &mut DeviceServiceClient<Channel>,
-    device: &str,
-    auth: &Auth,
-    n: u64,
-) -> Result<()> {
+async fn sequential(channel: &Channel, query: &Query, auth: &Auth, n: u64) -> Result<()> {
     let mut samples = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let started = Instant::now();
-        client.get_latest(request(device, auth)).await?;
+        query.call(channel, auth).await?;
         samples.push(started.elapsed());
     }
-    tracing::info!("GetLatest one after another: {}", percentiles(&mut samples));
+    tracing::info!(
+        "{} one after another: {}",
+        query.name(),
+        percentiles(&mut samples)
+    );
     Ok(())
 }
 
 async fn open_loop(
-    client: DeviceServiceClient<Channel>,
-    device: &str,
+    channel: &Channel,
+    query: &Query,
     auth: &Auth,
     rate: u64,
     seconds: u64,
@@ -122,10 +170,10 @@ async fn open_loop(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..total {
         ticker.tick().await;
-        let (mut client, request) = (client.clone(), request(device, auth));
+        let (channel, query, auth) = (channel.clone(), query.clone(), auth.clone());
         // Latency counts from when the request was due, not from when it could be sent.
         let due = Instant::now();
-        tasks.spawn(async move { client.get_latest(request).await.map(|_| due.elapsed()) });
+        tasks.spawn(async move { query.call(&channel, &auth).await.map(|_| due.elapsed()) });
     }
     let mut samples = Vec::with_capacity(total as usize);
     let mut failed = 0u64;
@@ -136,7 +184,8 @@ async fn open_loop(
         }
     }
     tracing::info!(
-        "GetLatest at {rate}/s for {seconds} s: {} ({failed} failed)",
+        "{} at {rate}/s for {seconds} s: {} ({failed} failed)",
+        query.name(),
         percentiles(&mut samples)
     );
     Ok(())
@@ -150,23 +199,32 @@ async fn main() -> Result<()> {
         .connect()
         .await
         .with_context(|| format!("connecting to {}", args.addr))?;
-    let mut client = DeviceServiceClient::new(channel);
     let auth: Auth = args
         .token
         .as_ref()
         .map(|t| format!("Bearer {t}").parse())
         .transpose()
         .context("the token has characters a header cannot carry")?;
+    let query = match args.history {
+        Some(probe) => Query::History {
+            device: args.device,
+            probe,
+        },
+        None => Query::Latest {
+            device: args.device,
+        },
+    };
     // One warm-up call: connection set-up is not what is measured.
-    client
-        .get_latest(request(&args.device, &auth))
+    let answered = query
+        .call(&channel, &auth)
         .await
-        .with_context(|| format!("GetLatest of {}", args.device))?;
+        .with_context(|| format!("the first {}", query.name()))?;
+    tracing::info!("{} answers with {answered} items", query.name());
     if let Some(n) = args.sequential.filter(|n| *n > 0) {
-        sequential(&mut client, &args.device, &auth, n).await?;
+        sequential(&channel, &query, &auth, n).await?;
     }
     if let Some(rate) = args.rate {
-        open_loop(client, &args.device, &auth, rate, args.seconds).await?;
+        open_loop(&channel, &query, &auth, rate, args.seconds).await?;
     }
     Ok(())
 }
