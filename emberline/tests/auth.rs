@@ -1014,6 +1014,27 @@ async fn a_share_link_shows_one_cook_live_and_nothing_else() {
         .devices;
     let ids: Vec<&str> = listed.iter().map(|d| d.device_id.as_str()).collect();
     assert_eq!(ids, ["sim-1"]);
+    // The page's device feed starts from the same one device.
+    let snapshot = devices
+        .clone()
+        .subscribe_devices(bearer(
+            &link,
+            emberline_proto::v1::SubscribeDevicesRequest::default(),
+        ))
+        .await
+        .expect("device feed")
+        .into_inner()
+        .next()
+        .await
+        .expect("a snapshot")
+        .expect("ok");
+    assert!(snapshot.snapshot);
+    let fed: Vec<&str> = snapshot
+        .devices
+        .iter()
+        .map(|d| d.device_id.as_str())
+        .collect();
+    assert_eq!(fed, ["sim-1"]);
     let hidden = devices
         .clone()
         .get_latest(bearer(
@@ -1067,6 +1088,7 @@ async fn a_share_link_shows_one_cook_live_and_nothing_else() {
         "/emberline.v1.AuthService/WhoAmI",
         "/emberline.v1.DeviceService/ListDevices",
         "/emberline.v1.DeviceService/GetLatest",
+        "/emberline.v1.DeviceService/SubscribeDevices",
         "/emberline.v1.ReadingService/GetHistory",
         "/emberline.v1.TrendService/SubscribeTrends",
         "/emberline.v1.CookService/GetCook",
