@@ -140,16 +140,17 @@ impl Gateway {
         .await?;
         self.follow_names(&device, &tenant, changes_tx);
 
-        let devices: Vec<Device> = self
-            .describe_devices(&tenant, false)
-            .await?
-            .into_iter()
-            .filter(|d| {
-                device
-                    .as_deref()
-                    .is_none_or(|q| q == qualified(&tenant, &d.device_id))
-            })
-            .collect();
+        // One device is read alone, not picked out of every device's description.
+        let devices: Vec<Device> = match &device {
+            None => self.describe_devices(&tenant, false).await?,
+            Some(id) => self
+                .describe_device(id)
+                .await?
+                .filter(|d| !d.removed)
+                .into_iter()
+                .filter_map(|mut d| tenant.unqualify(&mut d.device_id).then_some(d))
+                .collect(),
+        };
         // What this subscriber holds, by qualified id, as it was sent (under its own ids).
         let mut sent: HashMap<String, Device> = HashMap::new();
         {
