@@ -1055,6 +1055,7 @@ async fn a_share_link_shows_one_cook_live_and_nothing_else() {
                 from_ms: 0,
                 to_ms: i64::MAX,
                 limit: 0,
+                step_ms: 0,
             },
         ))
         .await

@@ -231,6 +231,7 @@ async fn no_answer_of_one_tenant_ever_holds_the_others_data() {
                         from_ms: 0,
                         to_ms: i64::MAX,
                         limit: 0,
+                        step_ms: 0,
                     }))
                     .await;
                 match got {

@@ -236,6 +236,7 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
             from_ms: 0,
             to_ms: i64::MAX,
             limit: 0,
+            step_ms: 0,
         })
         .await
         .expect("history")
@@ -247,6 +248,64 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
             .windows(2)
             .all(|w| w[0].event_time_ms < w[1].event_time_ms)
     );
+    // The same points summarised in minutes: a closed range (the simulator appends later
+    // event times only), so both answers hold the same points.
+    let end = history.points.last().expect("a point").event_time_ms + 1;
+    let points = ReadingServiceClient::new(channel.clone())
+        .get_history(GetHistoryRequest {
+            device_id: "sim-1".into(),
+            probe_id: "pit".into(),
+            from_ms: 0,
+            to_ms: end,
+            limit: 0,
+            step_ms: 0,
+        })
+        .await
+        .expect("history to the last point")
+        .into_inner()
+        .points;
+    let steps = ReadingServiceClient::new(channel.clone())
+        .get_history(GetHistoryRequest {
+            device_id: "sim-1".into(),
+            probe_id: "pit".into(),
+            from_ms: 0,
+            to_ms: end,
+            limit: 0,
+            step_ms: 60_000,
+        })
+        .await
+        .expect("history in steps")
+        .into_inner();
+    assert!(steps.points.is_empty(), "steps, not points");
+    let mut want = emberline_projections::Downsampler::new(60_000, usize::MAX);
+    for p in &points {
+        want.push(p.event_time_ms, p.temperature_c);
+    }
+    let want: Vec<_> = want
+        .finish()
+        .into_iter()
+        .map(|s| (s.start, s.readings, s.mean_c, s.min_c, s.max_c))
+        .collect();
+    let got: Vec<_> = steps
+        .steps
+        .iter()
+        .map(|s| (s.start_ms, s.readings, s.mean_c, s.min_c, s.max_c))
+        .collect();
+    assert_eq!(got, want, "steps of a minute summarise the stored points");
+    let too_fine = ReadingServiceClient::new(channel.clone())
+        .get_history(GetHistoryRequest {
+            device_id: "sim-1".into(),
+            probe_id: "pit".into(),
+            from_ms: 0,
+            to_ms: end,
+            limit: 0,
+            step_ms: 10,
+        })
+        .await;
+    assert_eq!(
+        too_fine.expect_err("a step under a second").code(),
+        tonic::Code::InvalidArgument
+    );
     let bad = ReadingServiceClient::new(channel.clone())
         .get_history(GetHistoryRequest {
             device_id: "sim-1".into(),
@@ -254,6 +313,7 @@ async fn up_serves_reflection_queries_grpc_web_and_live_trends() {
             from_ms: 10,
             to_ms: 5,
             limit: 0,
+            step_ms: 0,
         })
         .await;
     assert_eq!(

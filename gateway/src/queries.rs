@@ -4,8 +4,8 @@ use emberline_proto::v1::device_service_server::DeviceService;
 use emberline_proto::v1::reading_service_server::ReadingService;
 use emberline_proto::v1::{
     DeleteDeviceRequest, DeleteDeviceResponse, Device, DeviceUpdate, GetHistoryRequest,
-    GetHistoryResponse, GetLatestRequest, GetLatestResponse, HistoryPoint, ListDevicesRequest,
-    ListDevicesResponse, ProbeState, SubscribeDevicesRequest, Trend,
+    GetHistoryResponse, GetLatestRequest, GetLatestResponse, HistoryPoint, HistoryStep,
+    ListDevicesRequest, ListDevicesResponse, ProbeState, SubscribeDevicesRequest, Trend,
 };
 use std::collections::BTreeMap;
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,6 +19,9 @@ use crate::tenancy::Tenant;
 
 /// Largest history answer, points.
 const MAX_HISTORY_POINTS: usize = 100_000;
+/// The shortest and longest step a summarised history may ask for: a second, a day.
+const MIN_HISTORY_STEP_MS: u32 = 1_000;
+const MAX_HISTORY_STEP_MS: u32 = 86_400_000;
 
 /// Response header of `GetHistory` when the range reaches before the retained history: the
 /// epoch ms history is kept from (points before it have expired).
@@ -56,6 +59,16 @@ pub(crate) fn history_to_proto(p: emberline_projections::HistoryPoint) -> Histor
         event_time_ms: p.event_time,
         received_time_ms: p.received_time,
         temperature_c: p.temperature_c,
+    }
+}
+
+fn step_to_proto(s: emberline_projections::HistoryStep) -> HistoryStep {
+    HistoryStep {
+        start_ms: s.start,
+        readings: s.readings,
+        mean_c: s.mean_c,
+        min_c: s.min_c,
+        max_c: s.max_c,
     }
 }
 
@@ -244,6 +257,13 @@ impl ReadingService for Gateway {
             r.from_ms = r.from_ms.max(from);
             r.to_ms = r.to_ms.min(to.saturating_add(1)).max(r.from_ms);
         }
+        if r.step_ms != 0 && !(MIN_HISTORY_STEP_MS..=MAX_HISTORY_STEP_MS).contains(&r.step_ms) {
+            return Err(Status::invalid_argument(format!(
+                "step_ms {} is outside {MIN_HISTORY_STEP_MS}..={MAX_HISTORY_STEP_MS} \
+                 (0 asks for every point)",
+                r.step_ms
+            )));
+        }
         if r.from_ms > r.to_ms {
             return Err(Status::invalid_argument(format!(
                 "from_ms ({}) is after to_ms ({})",
@@ -272,13 +292,33 @@ impl ReadingService for Gateway {
                 r.from_ms, r.to_ms
             )));
         }
-        let points = self
-            .store
-            .history(&device_id, &r.probe_id, r.from_ms, r.to_ms, limit)
-            .await
-            .map_err(to_status)?;
-        let mut response = Response::new(GetHistoryResponse {
-            points: points.into_iter().map(history_to_proto).collect(),
+        let mut response = Response::new(if r.step_ms == 0 {
+            let points = self
+                .store
+                .history(&device_id, &r.probe_id, r.from_ms, r.to_ms, limit)
+                .await
+                .map_err(to_status)?;
+            GetHistoryResponse {
+                points: points.into_iter().map(history_to_proto).collect(),
+                steps: Vec::new(),
+            }
+        } else {
+            let steps = self
+                .store
+                .history_steps(
+                    &device_id,
+                    &r.probe_id,
+                    r.from_ms,
+                    r.to_ms,
+                    i64::from(r.step_ms),
+                    limit,
+                )
+                .await
+                .map_err(to_status)?;
+            GetHistoryResponse {
+                points: Vec::new(),
+                steps: steps.into_iter().map(step_to_proto).collect(),
+            }
         });
         if let Some(from) = retained_from
             && r.from_ms < from

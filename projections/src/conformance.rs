@@ -34,6 +34,7 @@ macro_rules! projection_suite {
                 batches_applied_together_equal_batches_applied_in_turn,
                 history_is_a_half_open_range_with_a_limit,
                 history_across_minutes_arriving_in_any_order,
+                history_steps_summarise_the_points_of_their_range,
                 state_and_positions_survive_reopen,
                 an_empty_store_answers_empty,
                 device_descriptions_are_replaced_whole_and_survive_reopen,
@@ -327,6 +328,68 @@ pub async fn history_across_minutes_arriving_in_any_order(backend: &impl Backend
             got.iter()
                 .all(|p| p.device_id == "d1" && p.probe_id == "p1")
         );
+    }
+}
+
+/// History summarised in steps holds exactly the stored points of the range, of that probe
+/// alone: the steps equal the points read one by one and summarised, for steps shorter and
+/// longer than the store's own buckets, ranges cutting through steps, and a limit.
+pub async fn history_steps_summarise_the_points_of_their_range(backend: &impl Backend) {
+    let store = backend.open().await;
+    let t0 = 1_790_000_000_000 - 41_777;
+    let point = |probe: &str, i: i64| HistoryPoint {
+        device_id: "d1".into(),
+        probe_id: probe.into(),
+        event_time: t0 + i * 1_499,
+        received_time: t0 + i * 1_499 + 25,
+        temperature_c: (i % 23 != 0).then(|| 30.0 + i as f64 / 3.0),
+    };
+    // Neighbours that must not leak in: another probe of the device, the same probe id on
+    // another device.
+    let mut history: Vec<_> = (0..1_200).map(|i| point("p1", i)).collect();
+    history.extend((0..50).map(|i| point("p10", i)));
+    history.extend((0..50).map(|i| HistoryPoint {
+        device_id: "d10".into(),
+        ..point("p1", i)
+    }));
+    store
+        .apply(ProjectionBatch {
+            history,
+            ..Default::default()
+        })
+        .await
+        .expect("apply");
+    let end = t0 + 1_200 * 1_499;
+    for (from, to, step, limit) in [
+        (i64::MIN, i64::MAX, 60_000, 10_000),
+        (t0 + 30_001, end - 90_000, 60_000, 10_000),
+        (t0 + 30_001, end - 90_000, 600_000, 10_000),
+        (t0, end, 7_000, 10_000),
+        // Both ends on a point: the first is in, the last is out.
+        (t0 + 100 * 1_499, t0 + 700 * 1_499, 60_000, 10_000),
+        (t0, end, 60_000, 3),
+        (end, end + 1, 60_000, 10),
+    ] {
+        let points = store
+            .history("d1", "p1", from, to, usize::MAX)
+            .await
+            .expect("history");
+        let mut want = crate::Downsampler::new(step, limit);
+        for p in &points {
+            if !want.push(p.event_time, p.temperature_c) {
+                break;
+            }
+        }
+        let want = want.finish();
+        let got = store
+            .history_steps("d1", "p1", from, to, step, limit)
+            .await
+            .expect("history steps");
+        assert_eq!(got, want, "window {from}..{to}, step {step}, limit {limit}");
+        let readings: u32 = got.iter().map(|s| s.readings).sum();
+        if limit == 10_000 {
+            assert_eq!(readings as usize, points.len(), "every point counted once");
+        }
     }
 }
 

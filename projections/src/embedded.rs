@@ -35,8 +35,9 @@ use redb::{
 
 use crate::history_block::{self, BUCKET_MS, Point, bucket_of};
 use crate::{
-    AlertRecord, AlertRuleRecord, CookSession, DeviceInfo, DeviceSummary, HistoryPoint,
-    LatestProbe, ProbePrediction, ProjectionBatch, ProjectionError, ProjectionStore,
+    AlertRecord, AlertRuleRecord, CookSession, DeviceInfo, DeviceSummary, Downsampler,
+    HistoryPoint, HistoryStep, LatestProbe, ProbePrediction, ProjectionBatch, ProjectionError,
+    ProjectionStore,
 };
 
 /// Page cache of the store file (the OS page cache holds the rest).
@@ -630,6 +631,46 @@ impl ProjectionStore for EmbeddedStore {
                 }
             }
             Ok(Ok(out))
+        })
+        .await
+    }
+
+    async fn history_steps(
+        &self,
+        device_id: &str,
+        probe_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        step_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<HistoryStep>, ProjectionError> {
+        let (device, probe) = (device_id.to_owned(), probe_id.to_owned());
+        self.blocking("reading history steps", move |db| {
+            let txn = db.begin_read()?;
+            let mut steps = Downsampler::new(step_ms, limit);
+            let table = read_table!(txn, HISTORY, Vec::new());
+            if from_ms >= to_ms {
+                return Ok(Ok(steps.finish()));
+            }
+            let (d, p) = (device.as_str(), probe.as_str());
+            for entry in table.range((d, p, bucket_of(from_ms))..(d, p, to_ms))? {
+                let (_, value) = entry?;
+                let points = match history_block::decode(value.value()) {
+                    Ok(points) => points,
+                    Err(e) => return Ok(Err(corrupt("proj.history")(e))),
+                };
+                for point in points {
+                    if point.event_time < from_ms {
+                        continue;
+                    }
+                    if point.event_time >= to_ms
+                        || !steps.push(point.event_time, point.temperature_c)
+                    {
+                        return Ok(Ok(steps.finish()));
+                    }
+                }
+            }
+            Ok(Ok(steps.finish()))
         })
         .await
     }

@@ -15,6 +15,7 @@
 //!
 //! This crate knows nothing of the log, Avro or gRPC: it stores plain values.
 
+pub mod downsample;
 mod embedded;
 mod error;
 pub mod history_block;
@@ -32,6 +33,7 @@ use async_trait::async_trait;
 
 #[cfg(feature = "scylla")]
 pub use self::scylla::{ScyllaConfig, ScyllaStore};
+pub use downsample::{Downsampler, HistoryStep};
 pub use embedded::{EmbeddedStore, FORMAT_VERSION, TableStats, table_stats_read_only};
 pub use error::ProjectionError;
 pub use model::{
@@ -106,6 +108,38 @@ pub trait ProjectionStore: Send + Sync + 'static {
         to_ms: i64,
         limit: usize,
     ) -> Result<Vec<HistoryPoint>, ProjectionError>;
+
+    /// History of one probe with `from_ms <= event_time < to_ms` summarised in steps of
+    /// `step_ms` (see [`downsample`]), oldest first, at most `limit` steps. By default the
+    /// points are read through [`history`](Self::history) a chunk at a time; a store that
+    /// can summarise without materialising every point does.
+    async fn history_steps(
+        &self,
+        device_id: &str,
+        probe_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        step_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<HistoryStep>, ProjectionError> {
+        const CHUNK: usize = 10_000;
+        let mut steps = Downsampler::new(step_ms, limit);
+        let mut from = from_ms;
+        loop {
+            let points = self
+                .history(device_id, probe_id, from, to_ms, CHUNK)
+                .await?;
+            for p in &points {
+                if !steps.push(p.event_time, p.temperature_c) {
+                    return Ok(steps.finish());
+                }
+            }
+            match points.last() {
+                Some(last) if points.len() == CHUNK => from = last.event_time + 1,
+                _ => return Ok(steps.finish()),
+            }
+        }
+    }
 
     /// Next offset per partition of `topic` that the projections fully cover.
     async fn applied_positions(&self, topic: &str) -> Result<BTreeMap<u32, u64>, ProjectionError>;

@@ -1,5 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { DeviceSeries, Series } from "./series";
+import { DeviceSeries, Series, historyStepMs } from "./series";
+
+describe("historyStepMs", () => {
+  it("reads every point up to an hour and steps beyond", () => {
+    expect(historyStepMs(30 * 60_000)).toBe(0);
+    expect(historyStepMs(3_600_000)).toBe(0);
+    expect(historyStepMs(3 * 3_600_000)).toBe(60_000);
+    expect(historyStepMs(12 * 3_600_000)).toBe(60_000);
+    expect(historyStepMs(Number.POSITIVE_INFINITY)).toBe(60_000);
+    expect(historyStepMs(7 * 24 * 3_600_000)).toBe(600_000);
+  });
+});
 
 describe("Series", () => {
   it("keeps points sorted and refuses a time twice", () => {

@@ -1,5 +1,16 @@
 // Per-probe time series for the chart: sorted by event time, one point per time.
 
+/**
+ * The step to read a range's stored history in (GetHistory's `stepMs`): every point up to
+ * an hour, steps of a minute up to a day and for the whole cook, ten minutes beyond a day —
+ * so a 12 h chart holds 720 points a probe, not 43 200 at one reading a second.
+ */
+export function historyStepMs(rangeMs: number): number {
+  if (rangeMs <= 3_600_000) return 0;
+  if (rangeMs <= 24 * 3_600_000 || !Number.isFinite(rangeMs)) return 60_000;
+  return 600_000;
+}
+
 export class Series {
   readonly times: number[] = [];
   readonly values: (number | null)[] = [];

@@ -71,6 +71,7 @@ impl Query {
                     from_ms: now - 3_600_000,
                     to_ms: now,
                     limit: 0,
+                    step_ms: 0,
                 };
                 let answer = ReadingServiceClient::new(channel.clone())
                     .get_history(request(message, auth))

@@ -615,6 +615,7 @@ impl Bridge {
             from_ms: last_ms.saturating_sub(6 * 3_600 * 1_000),
             to_ms: last_ms.saturating_add(1),
             limit: 0,
+            step_ms: 0,
         };
         let points = self
             .upstream

@@ -132,6 +132,7 @@ pub async fn answers(grpc: std::net::SocketAddr) -> Answers {
                     from_ms: 0,
                     to_ms: i64::MAX,
                     limit: 1_000_000,
+                    step_ms: 0,
                 })
                 .await
                 .expect("history")

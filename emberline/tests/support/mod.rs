@@ -58,6 +58,7 @@ pub async fn history(
             from_ms,
             to_ms,
             limit: 0,
+            step_ms: 0,
         })
         .await?;
     Ok(answer.into_inner().points)

@@ -6,7 +6,7 @@ import { h } from "../dom";
 import { formatClock, toCsv } from "../format";
 import { LiveFeed, type Positioned } from "../live";
 import { type PageMode, pageControls } from "../share";
-import { DeviceSeries } from "../series";
+import { DeviceSeries, historyStepMs } from "../series";
 import type { LiveStore } from "../store";
 import type { Unit } from "../units";
 import { renderCooks } from "./cooks";
@@ -194,9 +194,17 @@ export class DeviceView {
     await Promise.all(
       probes.map(async (probeId) => {
         try {
-          const r = await readings.getHistory({ deviceId: this.deviceId, probeId, fromMs: BigInt(from), toMs: BigInt(to) });
+          const stepMs = historyStepMs(this.rangeMs);
+          const r = await readings.getHistory({ deviceId: this.deviceId, probeId, fromMs: BigInt(from), toMs: BigInt(to), stepMs });
           const s = this.series.probe(probeId);
           for (const p of r.points) s.add(Number(p.eventTimeMs), p.temperatureC ?? null);
+          // A long range comes in steps, charted at their middle, and only before the points
+          // the chart already holds one by one (a shorter range's, or live ones).
+          const firstPoint = s.times[0] ?? Number.POSITIVE_INFINITY;
+          for (const step of r.steps) {
+            const start = Number(step.startMs);
+            if (start + stepMs <= firstPoint) s.add(start + stepMs / 2, step.meanC ?? null);
+          }
         } catch {
           // The live feed shows the outage; the next range change retries.
         }
