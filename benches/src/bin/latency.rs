@@ -153,17 +153,18 @@ impl Up {
 }
 
 /// Raises this process's open-file limit for `subscribers` connections (and the server's,
-/// which inherits it).
+/// which inherits it). Each process holds one end of every connection, so each needs one
+/// file per subscriber, and some to spare for everything else.
 fn raise_file_limit(subscribers: usize) -> Result<()> {
-    let needed = subscribers as u64 * 2 + 1_024;
+    let needed = subscribers as u64 + 1_024;
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
     if soft >= needed {
         return Ok(());
     }
     if hard < needed {
         bail!(
-            "{subscribers} subscribers need about {needed} open files (a connection at each \
-             end), but the hard limit is {hard}: raise it (`ulimit -Hn {needed}` as root, or \
+            "{subscribers} subscribers need about {needed} open files in this driver and as \
+             many in the server, but the hard limit is {hard}: raise it (`ulimit -Hn {needed}` as root, or \
              LimitNOFILE= under systemd)"
         );
     }
