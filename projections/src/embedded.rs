@@ -125,6 +125,40 @@ macro_rules! read_table {
     };
 }
 
+/// Hands `visit` the stored points of one probe with `from_ms <= event_time < to_ms`, oldest
+/// first, until it returns `false`.
+fn visit_history(
+    db: &Database,
+    device: &str,
+    probe: &str,
+    from_ms: i64,
+    to_ms: i64,
+    mut visit: impl FnMut(Point) -> bool,
+) -> ReadResult<()> {
+    let txn = db.begin_read()?;
+    let table = read_table!(txn, HISTORY, ());
+    if from_ms >= to_ms {
+        return Ok(Ok(()));
+    }
+    // The block holding `from_ms` starts before it; none from `to_ms` on holds any.
+    for entry in table.range((device, probe, bucket_of(from_ms))..(device, probe, to_ms))? {
+        let (_, value) = entry?;
+        let points = match history_block::decode(value.value()) {
+            Ok(points) => points,
+            Err(e) => return Ok(Err(corrupt("proj.history")(e))),
+        };
+        for point in points {
+            if point.event_time < from_ms {
+                continue;
+            }
+            if point.event_time >= to_ms || !visit(point) {
+                return Ok(Ok(()));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: &Path) -> Result<Self, ProjectionError> {
@@ -600,37 +634,21 @@ impl ProjectionStore for EmbeddedStore {
     ) -> Result<Vec<HistoryPoint>, ProjectionError> {
         let (device, probe) = (device_id.to_owned(), probe_id.to_owned());
         self.blocking("reading history", move |db| {
-            let txn = db.begin_read()?;
-            let table = read_table!(txn, HISTORY, Vec::new());
             let mut out = Vec::new();
-            if from_ms >= to_ms {
-                return Ok(Ok(out));
-            }
-            let (d, p) = (device.as_str(), probe.as_str());
-            // The block holding `from_ms` starts before it; none from `to_ms` on holds any.
-            for entry in table.range((d, p, bucket_of(from_ms))..(d, p, to_ms))? {
-                let (_, value) = entry?;
-                let points = match history_block::decode(value.value()) {
-                    Ok(points) => points,
-                    Err(e) => return Ok(Err(corrupt("proj.history")(e))),
-                };
-                for point in points {
-                    if point.event_time < from_ms {
-                        continue;
-                    }
-                    if point.event_time >= to_ms || out.len() >= limit {
-                        return Ok(Ok(out));
-                    }
-                    out.push(HistoryPoint {
-                        device_id: device.clone(),
-                        probe_id: probe.clone(),
-                        event_time: point.event_time,
-                        received_time: point.received_time,
-                        temperature_c: point.temperature_c,
-                    });
+            let visited = visit_history(db, &device, &probe, from_ms, to_ms, |point| {
+                if out.len() >= limit {
+                    return false;
                 }
-            }
-            Ok(Ok(out))
+                out.push(HistoryPoint {
+                    device_id: device.clone(),
+                    probe_id: probe.clone(),
+                    event_time: point.event_time,
+                    received_time: point.received_time,
+                    temperature_c: point.temperature_c,
+                });
+                true
+            })?;
+            Ok(visited.map(|()| out))
         })
         .await
     }
@@ -646,31 +664,11 @@ impl ProjectionStore for EmbeddedStore {
     ) -> Result<Vec<HistoryStep>, ProjectionError> {
         let (device, probe) = (device_id.to_owned(), probe_id.to_owned());
         self.blocking("reading history steps", move |db| {
-            let txn = db.begin_read()?;
             let mut steps = Downsampler::new(step_ms, limit);
-            let table = read_table!(txn, HISTORY, Vec::new());
-            if from_ms >= to_ms {
-                return Ok(Ok(steps.finish()));
-            }
-            let (d, p) = (device.as_str(), probe.as_str());
-            for entry in table.range((d, p, bucket_of(from_ms))..(d, p, to_ms))? {
-                let (_, value) = entry?;
-                let points = match history_block::decode(value.value()) {
-                    Ok(points) => points,
-                    Err(e) => return Ok(Err(corrupt("proj.history")(e))),
-                };
-                for point in points {
-                    if point.event_time < from_ms {
-                        continue;
-                    }
-                    if point.event_time >= to_ms
-                        || !steps.push(point.event_time, point.temperature_c)
-                    {
-                        return Ok(Ok(steps.finish()));
-                    }
-                }
-            }
-            Ok(Ok(steps.finish()))
+            let visited = visit_history(db, &device, &probe, from_ms, to_ms, |point| {
+                steps.push(point.event_time, point.temperature_c)
+            })?;
+            Ok(visited.map(|()| steps.finish()))
         })
         .await
     }
